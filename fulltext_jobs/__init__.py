@@ -1,0 +1,70 @@
+"""fulltext-jobs: a ledger that has each item's full text processed exactly
+once per destination, by many workers sharing one database.
+
+A Python port of the Go package `jobs` of the Library of Congress
+"Computing Cultural Heritage in the Cloud" project.
+"""
+
+from __future__ import annotations
+
+from fulltext_jobs.domain import (
+    ACTIONS,
+    MAX_DESTINATION_LENGTH,
+    MAX_ITEM_ID_LENGTH,
+    TRANSITIONS,
+    Action,
+    FullText,
+    JobStatus,
+)
+from fulltext_jobs.engine import (
+    DATABASE_URL_ENV,
+    DEFAULT_DATABASE_URL,
+    configure_sqlite,
+    create_engine,
+)
+from fulltext_jobs.errors import (
+    AllQueued,
+    DuplicateJob,
+    InvalidInput,
+    InvalidTransition,
+    JobNotFound,
+    JobsError,
+    NoJobs,
+    SchemaNotMigrated,
+    StoreError,
+)
+from fulltext_jobs.memory import InMemoryRepository
+from fulltext_jobs.migrate import current_revision, downgrade, head_revision, upgrade
+from fulltext_jobs.repository import Repository
+from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
+
+__all__ = [
+    "ACTIONS",
+    "DATABASE_URL_ENV",
+    "DEFAULT_DATABASE_URL",
+    "MAX_DESTINATION_LENGTH",
+    "MAX_ITEM_ID_LENGTH",
+    "TRANSITIONS",
+    "Action",
+    "AllQueued",
+    "DuplicateJob",
+    "FullText",
+    "InMemoryRepository",
+    "InvalidInput",
+    "InvalidTransition",
+    "ItemSource",
+    "JobNotFound",
+    "JobStatus",
+    "JobsError",
+    "NoJobs",
+    "Repository",
+    "SchemaNotMigrated",
+    "SqlAlchemyRepository",
+    "StoreError",
+    "configure_sqlite",
+    "create_engine",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "upgrade",
+]

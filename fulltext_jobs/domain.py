@@ -1,0 +1,246 @@
+"""The domain: a full-text job, its statuses, and the one table of legal moves.
+
+Standard library only. The clock is passed in (`now=`); nothing here reads it
+unless the caller leaves `now` out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final
+
+from fulltext_jobs.errors import InvalidInput, InvalidTransition
+
+__all__ = [
+    "ACTIONS",
+    "MAX_DESTINATION_LENGTH",
+    "MAX_ITEM_ID_LENGTH",
+    "TRANSITIONS",
+    "Action",
+    "FullText",
+    "JobStatus",
+    "check_destination",
+    "check_item_id",
+    "check_job",
+    "check_job_id",
+    "utc",
+]
+
+# Both limits are in characters. Together they keep the unique
+# (item_id, destination) index entry under PostgreSQL's btree limit of
+# 2,704 bytes even when every character takes 4 bytes of UTF-8.
+MAX_ITEM_ID_LENGTH: Final = 500
+MAX_DESTINATION_LENGTH: Final = 100
+
+
+class JobStatus(StrEnum):
+    """The status of a job: exactly the original's five strings."""
+
+    READY = "ready"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Action(StrEnum):
+    """What can be done to a job; each is a method of `FullText`."""
+
+    START = "start"
+    FINISH = "finish"
+    FAIL = "fail"
+    SKIP = "skip"
+    RELEASE = "release"
+    RETRY = "retry"
+
+
+_S = JobStatus
+
+#: The one table of legal moves: for each action, the statuses it may start
+#: from and the status it leads to. Everything else is derived from it.
+ACTIONS: Final[Mapping[Action, tuple[frozenset[JobStatus], JobStatus]]] = {
+    Action.START: (frozenset({_S.READY}), _S.RUNNING),
+    Action.FINISH: (frozenset({_S.RUNNING}), _S.FINISHED),
+    Action.FAIL: (frozenset({_S.RUNNING}), _S.FAILED),
+    # A ready job may be skipped without running (an item with no full text).
+    Action.SKIP: (frozenset({_S.READY, _S.RUNNING}), _S.SKIPPED),
+    Action.RELEASE: (frozenset({_S.RUNNING}), _S.READY),
+    Action.RETRY: (frozenset({_S.FAILED, _S.SKIPPED}), _S.READY),
+}
+
+#: For each status, the statuses a job may move to from it.
+TRANSITIONS: Final[Mapping[JobStatus, frozenset[JobStatus]]] = {
+    status: frozenset(
+        target for sources, target in ACTIONS.values() if status in sources
+    )
+    for status in JobStatus
+}
+
+
+def utc(moment: datetime | None = None) -> datetime:
+    """Return `moment` (or the current time) as an aware datetime in UTC.
+
+    Raises `InvalidInput` for a naive datetime: its zone would be a guess.
+    """
+    if moment is None:
+        return datetime.now(UTC)
+    if not isinstance(moment, datetime):
+        msg = f"expected a datetime, got {type(moment).__name__}"
+        raise InvalidInput(msg)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        msg = f"datetime {moment.isoformat()} has no time zone"
+        raise InvalidInput(msg)
+    return moment.astimezone(UTC)
+
+
+def _check_text(value: object, what: str, max_length: int) -> str:
+    if not isinstance(value, str):
+        msg = f"{what} must be a str, got {type(value).__name__}"
+        raise InvalidInput(msg)
+    if not value:
+        msg = f"{what} must not be empty"
+        raise InvalidInput(msg)
+    if len(value) > max_length:
+        msg = f"{what} is {len(value)} characters long; the limit is {max_length}"
+        raise InvalidInput(msg)
+    if "\x00" in value:
+        msg = f"{what} contains a NUL byte"
+        raise InvalidInput(msg)
+    return value
+
+
+def check_item_id(item_id: object) -> str:
+    """Return `item_id` if it is a non-empty str of at most `MAX_ITEM_ID_LENGTH`
+    characters with no NUL byte; raise `InvalidInput` otherwise."""
+    return _check_text(item_id, "item id", MAX_ITEM_ID_LENGTH)
+
+
+def check_destination(destination: object) -> str:
+    """Return `destination` if it is a non-empty str of at most
+    `MAX_DESTINATION_LENGTH` characters with no NUL byte; raise `InvalidInput`
+    otherwise."""
+    return _check_text(destination, "destination", MAX_DESTINATION_LENGTH)
+
+
+def check_job_id(job_id: object) -> uuid.UUID:
+    """Return `job_id` as a UUID; accept a UUID or its string form.
+
+    Raises `InvalidInput` for anything else.
+    """
+    if isinstance(job_id, uuid.UUID):
+        return job_id
+    if isinstance(job_id, str):
+        try:
+            return uuid.UUID(job_id)
+        except ValueError:
+            pass
+    msg = f"job id {job_id!r} is not a UUID"
+    raise InvalidInput(msg)
+
+
+@dataclasses.dataclass(slots=True)
+class FullText:
+    """A job: do the work of `destination` on the full text of `item_id`.
+
+    Change it only through its methods, which follow `ACTIONS`; an illegal
+    move raises `InvalidTransition` and leaves the job as it was. Timestamps
+    are aware datetimes in UTC.
+    """
+
+    id: uuid.UUID
+    item_id: str
+    destination: str
+    started: datetime | None = None
+    finished: datetime | None = None
+    status: JobStatus = JobStatus.READY
+
+    @classmethod
+    def new(cls, item_id: str, destination: str) -> FullText:
+        """A `ready` job with a fresh uuid4. Raises `InvalidInput` for a bad
+        item id or destination."""
+        return cls(
+            id=uuid.uuid4(),
+            item_id=check_item_id(item_id),
+            destination=check_destination(destination),
+        )
+
+    def can(self, action: Action) -> bool:
+        """Whether `action` is legal from the job's current status."""
+        sources, _ = ACTIONS[action]
+        return self.status in sources
+
+    def _move(self, action: Action) -> JobStatus:
+        sources, target = ACTIONS[action]
+        if self.status not in sources:
+            msg = (
+                f"cannot {action} job {self.id}: it is {self.status}, "
+                f"and {action} needs {' or '.join(sorted(sources))}"
+            )
+            raise InvalidTransition(msg)
+        return target
+
+    def start(self, now: datetime | None = None) -> None:
+        """ready to running; sets `started`."""
+        target = self._move(Action.START)
+        self.started, self.status = utc(now), target
+
+    def finish(self, now: datetime | None = None) -> None:
+        """running to finished; sets `finished`."""
+        target = self._move(Action.FINISH)
+        self.finished, self.status = utc(now), target
+
+    def fail(self, now: datetime | None = None) -> None:
+        """running to failed; sets `finished`."""
+        target = self._move(Action.FAIL)
+        self.finished, self.status = utc(now), target
+
+    def skip(self, now: datetime | None = None) -> None:
+        """ready or running to skipped; sets `finished`."""
+        target = self._move(Action.SKIP)
+        self.finished, self.status = utc(now), target
+
+    def release(self, now: datetime | None = None) -> None:  # noqa: ARG002 - same signature as the others
+        """running to ready: the worker gives the job back; clears `started`."""
+        target = self._move(Action.RELEASE)
+        self.started, self.status = None, target
+
+    def retry(self, now: datetime | None = None) -> None:  # noqa: ARG002 - same signature as the others
+        """failed or skipped to ready; clears `started` and `finished`."""
+        target = self._move(Action.RETRY)
+        self.started, self.finished, self.status = None, None, target
+
+    def apply(self, action: Action, now: datetime | None = None) -> None:
+        """Do `action` by name; the same as calling its method."""
+        getattr(self, action.value)(now)
+
+
+def check_job(job: object) -> FullText:
+    """Return a normalised copy of `job` fit to store, or raise `InvalidInput`.
+
+    The copy has a `JobStatus` status and UTC timestamps. An unknown status,
+    a non-UUID id, a bad item id or destination, or a naive timestamp is
+    rejected.
+    """
+    if not isinstance(job, FullText):
+        msg = f"expected a FullText, got {type(job).__name__}"
+        raise InvalidInput(msg)
+    try:
+        status = JobStatus(job.status)
+    except ValueError:
+        msg = f"job {job.id} has unknown status {job.status!r}"
+        raise InvalidInput(msg) from None
+    if not isinstance(job.id, uuid.UUID):
+        msg = f"job id {job.id!r} is not a UUID"
+        raise InvalidInput(msg)
+    return FullText(
+        id=job.id,
+        item_id=check_item_id(job.item_id),
+        destination=check_destination(job.destination),
+        started=None if job.started is None else utc(job.started),
+        finished=None if job.finished is None else utc(job.finished),
+        status=status,
+    )

@@ -1,0 +1,144 @@
+"""Engines set up the way the ledger needs them, and driver errors translated.
+
+SQLite needs three things for many processes to share one file: WAL (readers
+do not block the writer), a busy timeout, and `BEGIN IMMEDIATE` for every
+transaction. A deferred `BEGIN` takes the write lock only at the first
+write, and that upgrade fails at once with "database is locked" instead of
+waiting, because SQLite does not call the busy handler for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from fulltext_jobs.errors import InvalidInput, StoreError
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "DEFAULT_DATABASE_URL",
+    "configure_sqlite",
+    "create_engine",
+    "parse_url",
+    "store_error",
+]
+
+DATABASE_URL_ENV: Final = "FULLTEXT_JOBS_DATABASE_URL"
+
+#: The embedded default: a SQLite file in the working directory.
+DEFAULT_DATABASE_URL: Final = "sqlite:///fulltext-jobs.sqlite3"
+
+SQLITE_BUSY_TIMEOUT_MS: Final = 60_000
+
+# SQLSTATEs after which the same call may succeed: connection exceptions
+# (class 08), the server shutting down or restarting (57P01 to 57P03), a
+# serialization failure and a deadlock.
+_RETRYABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse a database URL, naming psycopg 3 as PostgreSQL's driver.
+
+    `postgresql://` and `postgres://` mean `postgresql+psycopg://` (SQLAlchemy
+    would otherwise look for psycopg2). Raises `InvalidInput` for a URL that
+    is not one of PostgreSQL's or SQLite's.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError, TypeError) as exc:
+        msg = f"not a database URL: {url!r}"
+        raise InvalidInput(msg) from exc
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in {"postgresql", "sqlite"}:
+        msg = (
+            f"unsupported database {backend!r} in URL "
+            f"{parsed.render_as_string(hide_password=True)!r}: "
+            "use postgresql+psycopg://... or sqlite:///..."
+        )
+        raise InvalidInput(msg)
+    return parsed
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> Engine:  # noqa: ANN401 - passed through to SQLAlchemy
+    """An engine for `url`, set up for the ledger.
+
+    PostgreSQL engines check pooled connections before use (`pool_pre_ping`),
+    so a server restart costs no failed call. SQLite engines get WAL, a busy
+    timeout and `BEGIN IMMEDIATE` (see `configure_sqlite`). Extra keyword
+    arguments go to `sqlalchemy.create_engine`. Raises `InvalidInput` for a
+    bad URL or an unknown driver.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        msg = f"cannot open {parsed.render_as_string(hide_password=True)!r}: {exc}"
+        raise InvalidInput(msg) from exc
+    if engine.dialect.name == "sqlite":
+        configure_sqlite(engine)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # Hand transaction control to SQLAlchemy's "begin" event below; the
+    # driver's own implicit BEGIN is the deferred kind.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """Give a SQLite engine WAL, a busy timeout and `BEGIN IMMEDIATE`.
+
+    Idempotent. Affects every transaction on the engine, the app's too: each
+    takes the write lock when it begins and so never fails on upgrading it.
+    Connections already pooled are discarded so that all get the settings.
+    """
+    if engine.dialect.name != "sqlite" or event.contains(engine, "connect", _sqlite_on_connect):
+        return
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    engine.dispose()
+
+
+def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("08") or sqlstate in _RETRYABLE_SQLSTATES
+    # SQLite: a lock held past the busy timeout.
+    return "database is locked" in str(exc.orig) or "database is busy" in str(exc.orig)
+
+
+def store_error(exc: sa.exc.SQLAlchemyError, action: str) -> StoreError:
+    """Translate a SQLAlchemy error raised while doing `action` into a
+    `StoreError`, classifying whether the same call may succeed if retried."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        retryable = _is_retryable(exc)
+        text = str(exc.orig).strip()
+        detail = text.splitlines()[0] if text else type(exc.orig).__name__
+    else:
+        retryable = False
+        detail = str(exc).splitlines()[0]
+    advice = " (retryable: the same call may succeed if made again)" if retryable else ""
+    return StoreError(f"{action} failed: {detail}{advice}", retryable=retryable)

@@ -1,0 +1,72 @@
+"""The one exception hierarchy of fulltext-jobs.
+
+Every adapter raises these and only these for conditions the library can name;
+driver exceptions are translated at the adapter boundary. Each class's
+docstring is its default message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AllQueued",
+    "DuplicateJob",
+    "InvalidInput",
+    "InvalidTransition",
+    "JobNotFound",
+    "JobsError",
+    "NoJobs",
+    "SchemaNotMigrated",
+    "StoreError",
+]
+
+
+class JobsError(Exception):
+    """A fulltext-jobs error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class AllQueued(JobsError):  # noqa: N818 - the original's name (ErrAllQueued)
+    """Every eligible item already has a job for this destination."""
+
+
+class NoJobs(JobsError):  # noqa: N818 - the original's name (ErrNoJobs)
+    """No job is ready for this destination."""
+
+
+class JobNotFound(JobsError):  # noqa: N818 - reads as a condition, like the original's
+    """No job has this id."""
+
+
+class DuplicateJob(JobsError):  # noqa: N818 - reads as a condition, like the original's
+    """Another job already exists for this item and destination."""
+
+
+class InvalidTransition(JobsError):  # noqa: N818 - reads as a condition
+    """The job's status does not allow this change."""
+
+
+class InvalidInput(JobsError, ValueError):  # noqa: N818 - reads as a condition
+    """An argument is not acceptable (empty, too long, NUL byte, wrong type)."""
+
+
+class SchemaNotMigrated(JobsError):  # noqa: N818 - reads as a condition
+    """The database schema is missing or not at the latest revision.
+
+    Run `alembic upgrade head` (or `fulltext_jobs.upgrade(url)`) against it.
+    """
+
+
+class StoreError(JobsError):
+    """The database failed to carry out the operation.
+
+    `retryable` is true when the same call may succeed if made again (a lost
+    connection, a server restart, a serialization failure, a deadlock). The
+    failed call's transaction was rolled back, unless the connection was lost
+    while committing, in which case its effect is unknown.
+    """
+
+    def __init__(self, message: str | None = None, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -1,0 +1,124 @@
+"""An in-memory repository for tests of the apps that use fulltext-jobs.
+
+It behaves like the database adapters, checked by the same contract suite:
+one job per (item, destination), copies in and out (a caller cannot change a
+stored job without `save_fulltext`), the same errors, the same order of
+items and claims, and safety under threads.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+
+from fulltext_jobs.domain import (
+    FullText,
+    JobStatus,
+    check_destination,
+    check_item_id,
+    check_job,
+    check_job_id,
+    utc,
+)
+from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, NoJobs
+from fulltext_jobs.repository import Repository
+
+__all__ = ["InMemoryRepository"]
+
+
+class InMemoryRepository(Repository):
+    """A `Repository` held in this process's memory.
+
+    `items` are the ids of the eligible items; `add_items` adds more. `clock`
+    returns the current time (aware); tests may fix it.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[str] = (),
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock or utc
+        self._items: list[str] = []  # sorted, like the index the SQL adapter reads
+        self._item_set: set[str] = set()
+        self._jobs: dict[uuid.UUID, FullText] = {}
+        self._by_pair: dict[tuple[str, str], uuid.UUID] = {}
+        # The enqueue order of each job, as the SQL adapter's `seq` column.
+        self._seq: dict[uuid.UUID, int] = {}
+        self._next_seq = itertools.count(1)
+        self.add_items(items)
+
+    def add_items(self, item_ids: Iterable[str]) -> int:
+        """Make these items eligible; return how many were new.
+
+        Raises `InvalidInput` (adding nothing) if any id is bad.
+        """
+        ids = [check_item_id(item_id) for item_id in item_ids]
+        with self._lock:
+            added = 0
+            for item_id in ids:
+                if item_id not in self._item_set:
+                    self._item_set.add(item_id)
+                    bisect.insort(self._items, item_id)
+                    added += 1
+            return added
+
+    def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
+        key = check_job_id(job_id)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None:
+                raise JobNotFound(f"no job has id {key}")
+            return replace(job)
+
+    def save_fulltext(self, job: FullText) -> None:
+        stored = check_job(job)
+        pair = (stored.item_id, stored.destination)
+        with self._lock:
+            owner = self._by_pair.get(pair)
+            if owner is not None and owner != stored.id:
+                raise DuplicateJob(
+                    f"job {owner} already exists for item {stored.item_id!r} "
+                    f"and destination {stored.destination!r}"
+                )
+            self._store(stored)
+
+    def create_job_for_unqueued(self, destination: str) -> FullText:
+        check_destination(destination)
+        with self._lock:
+            for item_id in self._items:
+                if (item_id, destination) not in self._by_pair:
+                    job = FullText.new(item_id, destination)
+                    self._store(job)
+                    return replace(job)
+        raise AllQueued(f"every eligible item has a job for {destination!r}")
+
+    def get_ready_job(self, destination: str) -> FullText:
+        check_destination(destination)
+        with self._lock:
+            ready = [
+                job
+                for job in self._jobs.values()
+                if job.destination == destination and job.status is JobStatus.READY
+            ]
+            if not ready:
+                raise NoJobs(f"no job is ready for {destination!r}")
+            job = min(ready, key=lambda j: self._seq[j.id])
+            job.start(self._clock())
+            return replace(job)
+
+    def _store(self, job: FullText) -> None:
+        previous = self._jobs.get(job.id)
+        if previous is not None:
+            del self._by_pair[previous.item_id, previous.destination]
+        else:
+            self._seq[job.id] = next(self._next_seq)
+        self._jobs[job.id] = job
+        self._by_pair[job.item_id, job.destination] = job.id

@@ -1,0 +1,145 @@
+"""The declared tables, one set per dialect.
+
+The migrations in `migrations/versions` build the schema; these declarations
+say what it must look like, and a test checks that the two agree (alembic's
+`compare_metadata` finds nothing). The repository reads and writes through
+them.
+
+PostgreSQL keeps the original's layout: schema `jobs`, table `fulltext` with
+its six columns in the original's order, the `job_statuses` enum in the
+default schema and the unique pair `jobs_fulltext_unique`. Columns this
+library adds come after the six and have defaults, so the original's
+positional `INSERT INTO jobs.fulltext VALUES ($1, ..., $6)` still works.
+SQLite has no schemas: the same tables live in the main database.
+
+Why Core tables and explicit row-to-entity functions rather than an
+imperative ORM mapping: there is one flat table, the hot statements (claim,
+create) are single Core statements whose SQL we want to read and control,
+and `FullText` stays a plain dataclass that a session cannot track, expire
+or flush behind the caller's back.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "JOBS_SCHEMA",
+    "SCHEMA_REVISION",
+    "STATUS_VALUES",
+    "VERSION_TABLE",
+    "Tables",
+    "UTCDateTime",
+    "tables_for",
+]
+
+#: The alembic revision these declarations correspond to; the repository
+#: refuses a database at any other revision.
+SCHEMA_REVISION: Final = "0001"
+
+#: Alembic's version table for fulltext-jobs' own migrations; named so that it
+#: cannot collide with the `alembic_version` table of the app that uses us.
+VERSION_TABLE: Final = "fulltext_jobs_alembic_version"
+
+JOBS_SCHEMA: Final = "jobs"
+
+#: The enum's values, in the order the original created them.
+STATUS_VALUES: Final = ("ready", "running", "skipped", "failed", "finished")
+
+SUPPORTED_DIALECTS: Final = frozenset({"postgresql", "sqlite"})
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """An aware datetime in UTC on every backend, exact to the microsecond.
+
+    PostgreSQL stores `timestamptz`; SQLite, which has no time zones, stores
+    the UTC wall time and gets its zone back on reading.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:  # noqa: ARG002 - the signature is SQLAlchemy's
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The declared tables for one dialect."""
+
+    metadata: sa.MetaData
+    fulltext: sa.Table
+    items: sa.Table
+
+
+def status_type() -> sa.Enum:
+    """The `job_statuses` type: a native enum on PostgreSQL, a checked
+    string on SQLite."""
+    return sa.Enum(
+        *STATUS_VALUES,
+        name="job_statuses",
+        create_constraint=True,
+        validate_strings=True,
+    )
+
+
+@functools.cache
+def tables_for(dialect_name: str) -> Tables:
+    """The tables as they stand for `dialect_name` ("postgresql" or "sqlite")."""
+    if dialect_name not in SUPPORTED_DIALECTS:
+        msg = f"fulltext-jobs supports PostgreSQL and SQLite, not {dialect_name}"
+        raise ValueError(msg)
+    postgresql = dialect_name == "postgresql"
+    schema = JOBS_SCHEMA if postgresql else None
+    metadata = sa.MetaData()
+    # The enqueue sequence orders claims (oldest first) and, with the partial
+    # index, keeps a claim's cost flat as finished jobs pile up. PostgreSQL
+    # fills it from an identity; SQLite from the rowid, by a trigger.
+    seq = (
+        sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False)
+        if postgresql
+        else sa.Column("seq", sa.Integer, nullable=True)
+    )
+    fulltext = sa.Table(
+        "fulltext",
+        metadata,
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("item_id", sa.Text, nullable=False),
+        sa.Column("destination", sa.Text, nullable=False),
+        sa.Column("started", UTCDateTime),
+        sa.Column("finished", UTCDateTime),
+        sa.Column("status", status_type(), nullable=False),
+        seq,
+        sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
+        schema=schema,
+    )
+    sa.Index(
+        "fulltext_ready_idx",
+        fulltext.c.destination,
+        fulltext.c.seq,
+        postgresql_where=fulltext.c.status == "ready",
+        sqlite_where=fulltext.c.status == "ready",
+    )
+    items = sa.Table(
+        "items",
+        metadata,
+        sa.Column("id", sa.Text, primary_key=True),
+        schema=schema,
+    )
+    return Tables(metadata=metadata, fulltext=fulltext, items=items)
