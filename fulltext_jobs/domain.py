@@ -74,9 +74,7 @@ ACTIONS: Final[Mapping[Action, tuple[frozenset[JobStatus], JobStatus]]] = {
 
 #: For each status, the statuses a job may move to from it.
 TRANSITIONS: Final[Mapping[JobStatus, frozenset[JobStatus]]] = {
-    status: frozenset(
-        target for sources, target in ACTIONS.values() if status in sources
-    )
+    status: frozenset(target for sources, target in ACTIONS.values() if status in sources)
     for status in JobStatus
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
@@ -126,6 +127,9 @@ def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith("08") or sqlstate in _RETRYABLE_SQLSTATES
+    if isinstance(exc.orig, psycopg.OperationalError):
+        # No SQLSTATE: the client never got an answer (refused, reset, timed out).
+        return True
     # SQLite: a lock held past the busy timeout.
     return "database is locked" in str(exc.orig) or "database is busy" in str(exc.orig)
 

@@ -202,9 +202,7 @@ class SqlAlchemyRepository(Repository):
     def get_ready_job(self, destination: str) -> FullText:
         check_destination(destination)
         with self._transaction("get_ready_job") as session:
-            row = session.execute(
-                claim_one(self._tables, destination, self._clock())
-            ).one_or_none()
+            row = session.execute(claim_one(self._tables, destination, self._clock())).one_or_none()
         if row is None:
             raise NoJobs(f"no job is ready for {destination!r}")
         return _to_job(row)
@@ -233,9 +231,13 @@ class SqlAlchemyRepository(Repository):
                 raise SchemaNotMigrated(
                     f"the database {self._url()} has no fulltext-jobs schema: {UPGRADE_ADVICE}"
                 )
-            versions = connection.execute(
-                sa.text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - a constant
-            ).scalars().all()
+            versions = (
+                connection.execute(
+                    sa.text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - a constant
+                )
+                .scalars()
+                .all()
+            )
         if versions != [SCHEMA_REVISION]:
             found = ", ".join(versions) or "none"
             raise SchemaNotMigrated(

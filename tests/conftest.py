@@ -1,0 +1,85 @@
+"""Fixtures: one per backend, and `backend`, parametrised over all three.
+
+PostgreSQL tests never skip: if the server cannot be reached they fail with
+a message that says how to start it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from harness import (
+    BACKENDS,
+    Backend,
+    SqliteTemplate,
+    check_postgres_reachable,
+    memory_backend,
+    postgres_database,
+    prepare_database,
+    reset_database,
+    sql_backend,
+)
+
+import fulltext_jobs
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own on the PostgreSQL server,
+    migrated and dropped at the end."""
+    check_postgres_reachable()
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_engine(postgres_url: str) -> Iterator[sa.Engine]:
+    engine = prepare_database(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite"))
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_template: SqliteTemplate) -> Iterator[sa.Engine]:
+    engine = fulltext_jobs.create_engine(sqlite_template.fresh_url())
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_postgres_engine(postgres_engine: sa.Engine) -> sa.Engine:
+    reset_database(postgres_engine)
+    return postgres_engine
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each adapter in turn, empty."""
+    name: str = request.param
+    if name == "memory":
+        return memory_backend()
+    if name == "sqlite":
+        return sql_backend(request.getfixturevalue("sqlite_engine"))
+    return sql_backend(request.getfixturevalue("clean_postgres_engine"))
+
+
+@pytest.fixture
+def tmp_sqlite_url(tmp_path: Path) -> str:
+    """A URL of a SQLite file that does not exist yet."""
+    return f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A new, empty (unmigrated) PostgreSQL database, dropped afterwards."""
+    check_postgres_reachable()
+    with postgres_database("ftj_fresh") as url:
+        yield url

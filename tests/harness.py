@@ -1,0 +1,198 @@
+"""Backends for the tests: each adapter behind one small interface.
+
+The contract suite, the Hypothesis state machine and the concurrency tests
+all build their repositories here, so every adapter is exercised the same
+way. PostgreSQL tests run in a database of their own, created here and
+dropped afterwards; the shared server is never touched otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+import fulltext_jobs
+from fulltext_jobs import InMemoryRepository, ItemSource, Repository, SqlAlchemyRepository
+from fulltext_jobs.schema import tables_for
+
+#: A database on the PostgreSQL server where tests may create and drop their own.
+ADMIN_URL = os.environ.get(
+    "FULLTEXT_JOBS_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+BACKENDS = ("memory", "sqlite", "postgresql")
+
+Clock = Callable[[], datetime]
+
+
+def app_items_table(metadata: sa.MetaData) -> sa.Table:
+    """An app's own item table, as in the original: eligible once `api` (the
+    item's metadata) has been fetched."""
+    return sa.Table(
+        "app_items",
+        metadata,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column(
+            "api",
+            # none_as_null: Python None must be SQL NULL (not JSON null) for
+            # `api IS NOT NULL` to mean "metadata fetched".
+            sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"),
+            nullable=True,
+        ),
+    )
+
+
+APP_METADATA = sa.MetaData()
+APP_ITEMS = app_items_table(APP_METADATA)
+
+
+# --- PostgreSQL databases --------------------------------------------------
+
+
+def admin_engine() -> sa.Engine:
+    return sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def check_postgres_reachable() -> None:
+    """Raise with a clear message if the server is not there."""
+    engine = admin_engine()
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as exc:
+        msg = (
+            f"PostgreSQL is not reachable at {ADMIN_URL} ({exc.orig}). Start it "
+            "(see README.md) or point FULLTEXT_JOBS_TEST_ADMIN_URL at a server."
+        )
+        raise RuntimeError(msg) from None
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def postgres_database(prefix: str = "ftj_test") -> Iterator[str]:
+    """A fresh, empty database on the test server; dropped on exit. Yields
+    its URL."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = admin_engine()
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield sa.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+# --- Backends --------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    """One adapter, with the means to set up what the port cannot.
+
+    `repo` reads items from the default source (`jobs.items` in SQL).
+    `add_items` adds eligible items to it. `app_repo` is a repository over
+    an app's own table with eligibility `api IS NOT NULL`; `set_api` adds an
+    item to that table or changes its `api` (None: not eligible).
+    """
+
+    name: str
+    repo: Repository
+    add_items: Callable[[Iterable[str]], None]
+    app_repo: Repository
+    set_api: Callable[[str, Any], None]
+    engine: sa.Engine | None = None
+
+
+def memory_backend(clock: Clock | None = None) -> Backend:
+    repo = InMemoryRepository(clock=clock)
+    app_repo = InMemoryRepository(clock=clock)
+
+    def set_api(item_id: str, api: object) -> None:
+        # The in-memory source holds only eligible ids; an item becomes
+        # eligible when its metadata arrives, and never goes back.
+        if api is not None:
+            app_repo.add_items([item_id])
+
+    def add_items(ids: Iterable[str]) -> None:
+        repo.add_items(ids)
+
+    return Backend("memory", repo, add_items, app_repo, set_api)
+
+
+def sql_backend(engine: sa.Engine, clock: Clock | None = None) -> Backend:
+    """A backend over a migrated database (which also holds APP_ITEMS)."""
+    items = tables_for(engine.dialect.name).items
+    repo = SqlAlchemyRepository(engine, clock=clock)
+    app_repo = SqlAlchemyRepository(
+        engine, items=ItemSource(APP_ITEMS, eligible=APP_ITEMS.c.api.is_not(None)), clock=clock
+    )
+
+    def add_items(ids: Iterable[str]) -> None:
+        rows = [{"id": item_id} for item_id in ids]
+        if rows:
+            with engine.begin() as connection:
+                connection.execute(sa.insert(items), rows)
+
+    def set_api(item_id: str, api: object) -> None:
+        insert = (
+            sa.dialects.postgresql.insert
+            if engine.dialect.name == "postgresql"
+            else sa.dialects.sqlite.insert
+        )
+        stmt = insert(APP_ITEMS).values(id=item_id, api=api)
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={"api": stmt.excluded.api})
+        with engine.begin() as connection:
+            connection.execute(stmt)
+
+    return Backend(engine.dialect.name, repo, add_items, app_repo, set_api, engine)
+
+
+def prepare_database(url: str) -> sa.Engine:
+    """Migrate the database at `url` and add the app's table; return an engine."""
+    engine = fulltext_jobs.create_engine(url)
+    fulltext_jobs.upgrade(engine)
+    APP_METADATA.create_all(engine)
+    return engine
+
+
+def reset_database(engine: sa.Engine) -> None:
+    """Empty every table the tests write to."""
+    tables = tables_for(engine.dialect.name)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(
+                "TRUNCATE jobs.fulltext, jobs.items, app_items RESTART IDENTITY"
+            )
+        else:
+            for table in (tables.fulltext, tables.items, APP_ITEMS):
+                connection.execute(sa.delete(table))
+
+
+class SqliteTemplate:
+    """A migrated SQLite file, copied for each test: faster than migrating."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / "template.sqlite3"
+        engine = prepare_database(f"sqlite:///{self.path}")
+        engine.dispose()
+        self._count = 0
+
+    def fresh_url(self) -> str:
+        self._count += 1
+        path = self.folder / f"db{self._count}.sqlite3"
+        shutil.copyfile(self.path, path)
+        return f"sqlite:///{path}"

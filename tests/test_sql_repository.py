@@ -1,0 +1,224 @@
+"""What only the SQL adapter has: a schema to check, URLs, drivers, item
+sources built from tables, mapped classes and selects, and the original's
+own SQL reading what we write."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from harness import APP_ITEMS, sql_backend
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+import fulltext_jobs
+from fulltext_jobs import (
+    AllQueued,
+    FullText,
+    InvalidInput,
+    ItemSource,
+    JobStatus,
+    SchemaNotMigrated,
+    SqlAlchemyRepository,
+    StoreError,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unmigrated_url(request: pytest.FixtureRequest) -> str:
+    fixture = "tmp_sqlite_url" if request.param == "sqlite" else "fresh_postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def engine_of(unmigrated_url: str) -> Iterator[sa.Engine]:
+    engine = fulltext_jobs.create_engine(unmigrated_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_engine(request: pytest.FixtureRequest) -> sa.Engine:
+    fixture = "sqlite_engine" if request.param == "sqlite" else "clean_postgres_engine"
+    engine: sa.Engine = request.getfixturevalue(fixture)
+    return engine
+
+
+# --- The schema check ------------------------------------------------------
+
+
+def test_unmigrated_database_names_the_command_to_run(engine_of: sa.Engine):
+    repo = SqlAlchemyRepository(engine_of)
+    with pytest.raises(SchemaNotMigrated, match="alembic upgrade head"):
+        repo.create_job_for_unqueued("lang")
+    with pytest.raises(SchemaNotMigrated, match=r"fulltext_jobs\.upgrade"):
+        repo.get_fulltext(uuid.uuid4())
+    assert sa.inspect(engine_of).get_table_names() == []
+
+
+def test_database_at_another_revision_is_refused(engine_of: sa.Engine):
+    fulltext_jobs.upgrade(engine_of)
+    fulltext_jobs.downgrade(engine_of, "base")
+    repo = SqlAlchemyRepository(engine_of)
+    with pytest.raises(SchemaNotMigrated, match="at revision none"):
+        repo.get_ready_job("lang")
+
+
+def test_migrating_afterwards_makes_the_same_repository_work(engine_of: sa.Engine):
+    repo = SqlAlchemyRepository(engine_of)
+    with pytest.raises(SchemaNotMigrated):
+        repo.get_ready_job("lang")
+    fulltext_jobs.upgrade(engine_of)
+    with pytest.raises(AllQueued):
+        repo.create_job_for_unqueued("lang")
+
+
+# --- URLs, engines and binds -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["not a url", "mysql://root@localhost/db", "postgresql+nosuchdriver://x/y", ""],
+)
+def test_bad_urls_raise_invalid_input(url: str):
+    with pytest.raises(InvalidInput):
+        fulltext_jobs.create_engine(url)
+
+
+def test_plain_postgresql_url_means_psycopg():
+    engine = fulltext_jobs.create_engine("postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        assert engine.dialect.driver == "psycopg"
+    finally:
+        engine.dispose()
+
+
+def test_bind_must_be_an_engine_or_sessionmaker():
+    with pytest.raises(InvalidInput):
+        SqlAlchemyRepository("sqlite:///x.sqlite3")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        SqlAlchemyRepository(sessionmaker())
+
+
+def test_a_sessionmaker_works_as_bind(sql_engine: sa.Engine):
+    repo = SqlAlchemyRepository(sessionmaker(sql_engine))
+    job = FullText.new("item", "lang")
+    repo.save_fulltext(job)
+    assert repo.get_fulltext(job.id) == job
+
+
+def test_unreachable_server_raises_a_retryable_store_error():
+    engine = fulltext_jobs.create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 2}
+    )
+    try:
+        repo = SqlAlchemyRepository(engine)
+        with pytest.raises(StoreError) as caught:
+            repo.get_ready_job("lang")
+        assert caught.value.retryable
+        assert "retryable" in str(caught.value)
+    finally:
+        engine.dispose()
+
+
+def test_a_plain_sqlalchemy_sqlite_engine_is_configured(tmp_sqlite_url: str):
+    fulltext_jobs.upgrade(tmp_sqlite_url)
+    engine = sa.create_engine(tmp_sqlite_url)
+    try:
+        SqlAlchemyRepository(engine)
+        with engine.connect() as connection:
+            mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+            timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        assert (mode, timeout) == ("wal", 60_000)
+    finally:
+        engine.dispose()
+
+
+# --- Item sources ----------------------------------------------------------
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AppItem(Base):
+    __table__ = APP_ITEMS
+
+
+def test_item_source_from_a_mapped_class(sql_engine: sa.Engine):
+    backend = sql_backend(sql_engine)
+    backend.set_api("fetched", {"k": 1})
+    backend.set_api("pending", None)
+    repo = SqlAlchemyRepository(
+        sql_engine, items=ItemSource(AppItem, eligible=APP_ITEMS.c.api.is_not(None))
+    )
+    assert repo.create_job_for_unqueued("lang").item_id == "fetched"
+    with pytest.raises(AllQueued):
+        repo.create_job_for_unqueued("lang")
+
+
+def test_item_source_from_a_select_of_one_column(sql_engine: sa.Engine):
+    backend = sql_backend(sql_engine)
+    for item_id in ("a", "b", "c"):
+        backend.set_api(item_id, {"k": 1})
+    repo = SqlAlchemyRepository(
+        sql_engine, items=sa.select(APP_ITEMS.c.id).where(APP_ITEMS.c.id != "b")
+    )
+    assert {repo.create_job_for_unqueued("lang").item_id for _ in range(2)} == {"a", "c"}
+    with pytest.raises(AllQueued):
+        repo.create_job_for_unqueued("lang")
+
+
+def test_item_source_rejects_what_it_cannot_read():
+    with pytest.raises(InvalidInput, match="one column"):
+        ItemSource(sa.select(APP_ITEMS.c.id, APP_ITEMS.c.api))
+    with pytest.raises(InvalidInput, match="no column"):
+        ItemSource(APP_ITEMS, id_column="item_id")
+    with pytest.raises(InvalidInput):
+        ItemSource(object)
+
+
+# --- PostgreSQL specifics --------------------------------------------------
+
+
+def test_timestamps_are_utc_whatever_the_session_time_zone(
+    postgres_url: str, clean_postgres_engine: sa.Engine
+):
+    new_york = fulltext_jobs.create_engine(
+        postgres_url, connect_args={"options": "-c TimeZone=America/New_York"}
+    )
+    try:
+        job = FullText.new("item", "lang")
+        job.start(datetime(2026, 7, 1, 3, 30, 0, 5, tzinfo=UTC))
+        SqlAlchemyRepository(new_york).save_fulltext(job)
+        for engine in (new_york, clean_postgres_engine):
+            loaded = SqlAlchemyRepository(engine).get_fulltext(job.id)
+            assert loaded.started == job.started
+            assert loaded.started is not None
+            assert loaded.started.tzinfo is UTC
+    finally:
+        new_york.dispose()
+
+
+def test_the_originals_sql_reads_and_claims_what_we_write(clean_postgres_engine: sa.Engine):
+    repo = SqlAlchemyRepository(clean_postgres_engine)
+    job = FullText.new("item", "lang")
+    repo.save_fulltext(job)
+    with clean_postgres_engine.begin() as connection:
+        # The original's GetFullText, as its Go code ran it.
+        row = connection.exec_driver_sql(
+            "SELECT id, item_id, destination, started, finished, status "
+            "FROM jobs.fulltext WHERE id = %(id)s",
+            {"id": job.id},
+        ).one()
+        assert tuple(row) == (job.id, "item", "lang", None, None, "ready")
+        # The original's claim (a plain status update by id after a select).
+        connection.exec_driver_sql(
+            "UPDATE jobs.fulltext SET status = 'running', started = now() WHERE id = %(id)s",
+            {"id": job.id},
+        )
+    loaded = repo.get_fulltext(job.id)
+    assert loaded.status is JobStatus.RUNNING
+    assert loaded.started is not None
