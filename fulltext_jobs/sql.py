@@ -10,7 +10,7 @@ with a comment on why it is safe.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
@@ -26,6 +26,7 @@ from fulltext_jobs.domain import (
     FullText,
     JobStatus,
     check_destination,
+    check_item_id,
     check_job,
     check_job_id,
     utc,
@@ -151,12 +152,35 @@ class SqlAlchemyRepository(Repository):
             raise InvalidInput(msg)
         configure_sqlite(engine)
         self._engine = engine
-        self._tables = tables_for(engine.dialect.name)
+        self._dialect = engine.dialect.name
+        self._tables = tables_for(self._dialect)
         if items is None:
             items = ItemSource(self._tables.items)
         self._items = items if isinstance(items, ItemSource) else ItemSource(items)
+        self._owns_items = self._items.from_clause is self._tables.items
         self._clock = clock or utc
         self._schema_checked = False
+
+    def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
+        """Add items to the default `items` table; return how many were new.
+
+        Ids already there are left alone. All ids are checked before anything
+        is written: a bad one raises `InvalidInput` and adds nothing. Each
+        batch of `batch_size` ids commits on its own, so a failure part way
+        through (`StoreError`) leaves the earlier batches added. Raises
+        `InvalidInput` when the repository reads an app's own item source,
+        which is the app's to fill.
+        """
+        if not self._owns_items:
+            msg = "add_items fills the default items table; this repository reads the app's own"
+            raise InvalidInput(msg)
+        ids = [check_item_id(item_id) for item_id in item_ids]
+        added = 0
+        for start in range(0, len(ids), batch_size):
+            rows = [{"id": item_id} for item_id in ids[start : start + batch_size]]
+            with self._transaction("add_items") as session:
+                added += len(session.execute(add_items(self._tables, self._dialect), rows).all())
+        return added
 
     def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
         key = check_job_id(job_id)
@@ -173,7 +197,7 @@ class SqlAlchemyRepository(Repository):
             f"and destination {stored.destination!r}"
         )
         with self._transaction("save_fulltext", duplicate=duplicate) as session:
-            session.execute(upsert_job(self._tables, stored, self._engine.dialect.name))
+            session.execute(upsert_job(self._tables, stored, self._dialect))
 
     def create_job_for_unqueued(self, destination: str) -> FullText:
         check_destination(destination)
@@ -189,7 +213,7 @@ class SqlAlchemyRepository(Repository):
                 # one job per pair.
                 job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination)
                 inserted = session.execute(
-                    insert_if_unqueued(self._tables, job, self._engine.dialect.name)
+                    insert_if_unqueued(self._tables, job, self._dialect)
                 ).scalar_one_or_none()
             if inserted is not None:
                 return job
@@ -271,6 +295,17 @@ def _job_columns(tables: Tables) -> tuple[sa.Column[Any], ...]:
 
 def _insert(dialect_name: str, table: sa.Table) -> pg.Insert | sqlite.Insert:
     return pg.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+
+
+def add_items(tables: Tables, dialect_name: str) -> sa.Insert:
+    """Insert item ids (executed with many rows), skipping those already
+    there; returns the ids that were new."""
+    items = tables.items
+    return (
+        _insert(dialect_name, items)
+        .on_conflict_do_nothing(index_elements=[items.c.id])
+        .returning(items.c.id)
+    )
 
 
 def select_job(tables: Tables, job_id: uuid.UUID) -> sa.Select[Any]:

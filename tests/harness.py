@@ -134,17 +134,13 @@ def memory_backend(clock: Clock | None = None) -> Backend:
 
 def sql_backend(engine: sa.Engine, clock: Clock | None = None) -> Backend:
     """A backend over a migrated database (which also holds APP_ITEMS)."""
-    items = tables_for(engine.dialect.name).items
     repo = SqlAlchemyRepository(engine, clock=clock)
     app_repo = SqlAlchemyRepository(
         engine, items=ItemSource(APP_ITEMS, eligible=APP_ITEMS.c.api.is_not(None)), clock=clock
     )
 
     def add_items(ids: Iterable[str]) -> None:
-        rows = [{"id": item_id} for item_id in ids]
-        if rows:
-            with engine.begin() as connection:
-                connection.execute(sa.insert(items), rows)
+        repo.add_items(ids)
 
     def set_api(item_id: str, api: object) -> None:
         insert = (

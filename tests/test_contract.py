@@ -22,11 +22,13 @@ from fulltext_jobs import (
     AllQueued,
     DuplicateJob,
     FullText,
+    InMemoryRepository,
     InvalidInput,
     InvalidTransition,
     JobNotFound,
     JobStatus,
     NoJobs,
+    SqlAlchemyRepository,
 )
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
@@ -235,6 +237,23 @@ class TestRepositoryContract:
         backend.set_api("pending", None)
         with pytest.raises(AllQueued):
             backend.app_repo.create_job_for_unqueued("lang")
+
+    def test_add_items_counts_new_ids_and_ignores_known_ones(self, backend: Backend):
+        repo = backend.repo
+        assert isinstance(repo, InMemoryRepository | SqlAlchemyRepository)
+        assert repo.add_items(["a", "b"]) == 2
+        assert repo.add_items(["b", "c", "c"]) == 1
+        created = {repo.create_job_for_unqueued("lang").item_id for _ in range(3)}
+        assert created == {"a", "b", "c"}
+
+    @pytest.mark.parametrize("bad", BAD_ITEM_IDS.values(), ids=BAD_ITEM_IDS.keys())
+    def test_add_items_with_a_bad_id_adds_nothing(self, backend: Backend, bad):
+        repo = backend.repo
+        assert isinstance(repo, InMemoryRepository | SqlAlchemyRepository)
+        with pytest.raises(InvalidInput):
+            repo.add_items(["good", bad])
+        with pytest.raises(AllQueued):
+            repo.create_job_for_unqueued("lang")
 
     # --- get_ready_job ----------------------------------------------------
 

@@ -171,6 +171,18 @@ def test_item_source_from_a_select_of_one_column(sql_engine: sa.Engine):
         repo.create_job_for_unqueued("lang")
 
 
+def test_add_items_refuses_an_apps_own_source(sql_engine: sa.Engine):
+    backend = sql_backend(sql_engine)
+    with pytest.raises(InvalidInput, match="app's own"):
+        backend.app_repo.add_items(["x"])  # type: ignore[attr-defined]
+
+
+def test_add_items_commits_in_batches(sql_engine: sa.Engine):
+    repo = SqlAlchemyRepository(sql_engine)
+    assert repo.add_items((f"item-{n:03}" for n in range(250)), batch_size=100) == 250
+    assert repo.add_items([f"item-{n:03}" for n in range(300)], batch_size=100) == 50
+
+
 def test_item_source_rejects_what_it_cannot_read():
     with pytest.raises(InvalidInput, match="one column"):
         ItemSource(sa.select(APP_ITEMS.c.id, APP_ITEMS.c.api))
