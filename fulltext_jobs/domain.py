@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
@@ -21,12 +21,15 @@ __all__ = [
     "MAX_ITEM_ID_LENGTH",
     "TRANSITIONS",
     "Action",
+    "DestinationStats",
     "FullText",
     "JobStatus",
+    "check_batch_size",
     "check_destination",
     "check_item_id",
     "check_job",
     "check_job_id",
+    "check_jobs",
     "utc",
 ]
 
@@ -214,6 +217,57 @@ class FullText:
     def apply(self, action: Action, now: datetime | None = None) -> None:
         """Do `action` by name; the same as calling its method."""
         getattr(self, action.value)(now)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DestinationStats:
+    """How far one destination has got: jobs per status, and how many
+    eligible items have no job yet (the coverage figure)."""
+
+    destination: str
+    counts: Mapping[JobStatus, int]
+    unqueued: int
+
+    @property
+    def jobs(self) -> int:
+        """All jobs of the destination, whatever their status."""
+        return sum(self.counts.values())
+
+    @classmethod
+    def of(cls, destination: str, counts: Mapping[str, int], unqueued: int) -> DestinationStats:
+        """Stats with a count for every status (zero where `counts` has none)."""
+        return cls(
+            destination=destination,
+            counts={status: counts.get(status.value, 0) for status in JobStatus},
+            unqueued=unqueued,
+        )
+
+
+def check_batch_size(n: object) -> int:
+    """Return `n` if it is a positive int; raise `InvalidInput` otherwise."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        msg = f"expected a positive whole number, got {n!r}"
+        raise InvalidInput(msg)
+    return n
+
+
+def check_jobs(jobs: object) -> list[FullText]:
+    """Normalised copies of `jobs` (see `check_job`) fit to store together.
+
+    Raises `InvalidInput` if any job is bad, or if two of them share an id or
+    an (item_id, destination) pair.
+    """
+    if isinstance(jobs, FullText) or not isinstance(jobs, Iterable):
+        msg = f"expected an iterable of FullText, got {type(jobs).__name__}"
+        raise InvalidInput(msg)
+    checked = [check_job(job) for job in jobs]
+    if len({job.id for job in checked}) != len(checked):
+        msg = "the same job id appears twice in one batch"
+        raise InvalidInput(msg)
+    if len({(job.item_id, job.destination) for job in checked}) != len(checked):
+        msg = "two jobs of one batch share an item and destination"
+        raise InvalidInput(msg)
+    return checked
 
 
 def check_job(job: object) -> FullText:

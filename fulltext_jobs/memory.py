@@ -12,17 +12,21 @@ import bisect
 import itertools
 import threading
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 
 from fulltext_jobs.domain import (
+    DestinationStats,
     FullText,
     JobStatus,
+    check_batch_size,
     check_destination,
     check_item_id,
     check_job,
     check_job_id,
+    check_jobs,
     utc,
 )
 from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, NoJobs
@@ -80,15 +84,23 @@ class InMemoryRepository(Repository):
 
     def save_fulltext(self, job: FullText) -> None:
         stored = check_job(job)
-        pair = (stored.item_id, stored.destination)
         with self._lock:
-            owner = self._by_pair.get(pair)
-            if owner is not None and owner != stored.id:
-                raise DuplicateJob(
-                    f"job {owner} already exists for item {stored.item_id!r} "
-                    f"and destination {stored.destination!r}"
-                )
+            self._check_pair_free(stored)
             self._store(stored)
+
+    def save_many(self, jobs: Iterable[FullText]) -> None:
+        checked = check_jobs(jobs)
+        with self._lock:
+            # Row by row, as the database checks its unique constraint, and
+            # all or nothing, as its transaction is.
+            saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
+            try:
+                for job in checked:
+                    self._check_pair_free(job)
+                    self._store(job)
+            except DuplicateJob:
+                self._jobs, self._by_pair, self._seq = saved
+                raise
 
     def create_job_for_unqueued(self, destination: str) -> FullText:
         check_destination(destination)
@@ -100,19 +112,76 @@ class InMemoryRepository(Repository):
                     return replace(job)
         raise AllQueued(f"every eligible item has a job for {destination!r}")
 
+    def enqueue_unqueued(self, destination: str, *, limit: int | None = None) -> int:
+        check_destination(destination)
+        if limit is not None:
+            check_batch_size(limit)
+        created = 0
+        with self._lock:
+            for item_id in self._items:
+                if created == limit:
+                    break
+                if (item_id, destination) not in self._by_pair:
+                    self._store(FullText.new(item_id, destination))
+                    created += 1
+        return created
+
     def get_ready_job(self, destination: str) -> FullText:
         check_destination(destination)
+        claimed = self._claim(destination, 1)
+        if not claimed:
+            raise NoJobs(f"no job is ready for {destination!r}")
+        return claimed[0]
+
+    def claim_ready(self, destination: str, n: int) -> list[FullText]:
+        check_destination(destination)
+        return self._claim(destination, check_batch_size(n))
+
+    def count_unqueued(self, destination: str) -> int:
+        check_destination(destination)
         with self._lock:
-            ready = [
-                job
-                for job in self._jobs.values()
-                if job.destination == destination and job.status is JobStatus.READY
+            return sum((item_id, destination) not in self._by_pair for item_id in self._items)
+
+    def stats(self, destination: str | None = None) -> list[DestinationStats]:
+        if destination is not None:
+            check_destination(destination)
+        with self._lock:
+            counts: dict[str, Counter[str]] = defaultdict(Counter)
+            for job in self._jobs.values():
+                if destination in (None, job.destination):
+                    counts[job.destination][job.status.value] += 1
+            names = [destination] if destination is not None else sorted(counts)
+            return [
+                DestinationStats.of(
+                    name,
+                    counts[name],
+                    sum((item_id, name) not in self._by_pair for item_id in self._items),
+                )
+                for name in names
             ]
-            if not ready:
-                raise NoJobs(f"no job is ready for {destination!r}")
-            job = min(ready, key=lambda j: self._seq[j.id])
-            job.start(self._clock())
-            return replace(job)
+
+    def _claim(self, destination: str, n: int) -> list[FullText]:
+        with self._lock:
+            ready = sorted(
+                (
+                    job
+                    for job in self._jobs.values()
+                    if job.destination == destination and job.status is JobStatus.READY
+                ),
+                key=lambda job: self._seq[job.id],
+            )[:n]
+            now = self._clock()
+            for job in ready:
+                job.start(now)
+            return [replace(job) for job in ready]
+
+    def _check_pair_free(self, job: FullText) -> None:
+        owner = self._by_pair.get((job.item_id, job.destination))
+        if owner is not None and owner != job.id:
+            raise DuplicateJob(
+                f"job {owner} already exists for item {job.item_id!r} "
+                f"and destination {job.destination!r}"
+            )
 
     def _store(self, job: FullText) -> None:
         previous = self._jobs.get(job.id)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import uuid
+from collections.abc import Iterable
 
-from fulltext_jobs.domain import FullText
+from fulltext_jobs.domain import DestinationStats, FullText
 
 __all__ = ["Repository"]
 
@@ -57,4 +58,53 @@ class Repository(abc.ABC):
         Safe under any number of concurrent callers: each job is handed to
         exactly one of them. Raises `NoJobs` when no job is ready for
         `destination`, and `InvalidInput` for a bad destination.
+        """
+
+    @abc.abstractmethod
+    def enqueue_unqueued(self, destination: str, *, limit: int | None = None) -> int:
+        """Create `ready` jobs for every eligible item that has none for
+        `destination`, or for up to `limit` of them (smallest ids first), and
+        return how many were created.
+
+        Set-based and done in batches, each committed on its own, so no
+        transaction holds millions of rows; if it fails part way through, the
+        batches already committed stay. Safe while other callers run it or
+        `create_job_for_unqueued`: an item another caller queues meanwhile is
+        passed over, never given a second job. Raises `InvalidInput` for a bad
+        destination or a `limit` that is not a positive whole number.
+        """
+
+    @abc.abstractmethod
+    def claim_ready(self, destination: str, n: int) -> list[FullText]:
+        """Claim up to `n` of the oldest `ready` jobs of `destination` at once,
+        as `get_ready_job` claims one, and return them oldest first.
+
+        Returns an empty list when none is ready. Safe under concurrent
+        callers: each job goes to exactly one of them. Raises `InvalidInput`
+        for a bad destination or an `n` that is not a positive whole number.
+        """
+
+    @abc.abstractmethod
+    def save_many(self, jobs: Iterable[FullText]) -> None:
+        """Store many jobs at once, each as `save_fulltext` would: all of them
+        or, on any error, none.
+
+        Raises `DuplicateJob` if any would be a second job for its item and
+        destination, and `InvalidInput` if any job is bad or two of them
+        share an id or an (item, destination) pair.
+        """
+
+    @abc.abstractmethod
+    def count_unqueued(self, destination: str) -> int:
+        """How many eligible items have no job for `destination`.
+
+        Raises `InvalidInput` for a bad destination.
+        """
+
+    @abc.abstractmethod
+    def stats(self, destination: str | None = None) -> list[DestinationStats]:
+        """Jobs per status and unqueued items, for `destination` or, if None,
+        for every destination that has jobs, sorted by name.
+
+        Raises `InvalidInput` for a bad destination.
         """

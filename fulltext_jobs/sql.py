@@ -2,9 +2,8 @@
 
 Each call runs in its own short transaction, on a session from the
 sessionmaker the repository was given (or made from the engine it was
-given). The statements that matter for correctness under concurrency are
-the module-level functions below the repository, one per operation, each
-with a comment on why it is safe.
+given). The statements themselves, with why each is safe under concurrency,
+are in `fulltext_jobs.statements`.
 """
 
 from __future__ import annotations
@@ -13,22 +12,21 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.domain import (
+    DestinationStats,
     FullText,
-    JobStatus,
+    check_batch_size,
     check_destination,
     check_item_id,
     check_job,
     check_job_id,
+    check_jobs,
     utc,
 )
 from fulltext_jobs.engine import configure_sqlite, store_error
@@ -42,78 +40,18 @@ from fulltext_jobs.errors import (
     StoreError,
 )
 from fulltext_jobs.repository import Repository
-from fulltext_jobs.schema import (
-    SCHEMA_REVISION,
-    SUPPORTED_DIALECTS,
-    VERSION_TABLE,
-    Tables,
-    tables_for,
-)
+from fulltext_jobs.schema import SCHEMA_REVISION, SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
+from fulltext_jobs.statements import ItemSource, Statements, to_job
 
 __all__ = ["ItemSource", "SqlAlchemyRepository"]
 
 UPGRADE_ADVICE: Final = (
-    "run `alembic upgrade head` from a checkout, "
-    "`fulltext_jobs.upgrade(url)` from Python, or `fulltext-jobs migrate upgrade`"
+    "run `alembic upgrade head` from a checkout or `fulltext_jobs.upgrade(url)` from Python"
 )
 
 # A caller that loses the race for an item tries again; each lost race means
 # another caller won, so this bound is only reached if something is wrong.
 _MAX_CREATE_ATTEMPTS: Final = 1000
-
-
-class ItemSource:
-    """Where the items come from, and which of them are eligible for jobs.
-
-    `source` is a table, an ORM-mapped class, or a select of one id column.
-    `id_column` names the id column of a table or mapped class. `eligible`,
-    if given, is a boolean SQL expression over the source's columns (for
-    example `Item.api.is_not(None)`); only items for which it is true get
-    jobs.
-    """
-
-    def __init__(
-        self,
-        source: sa.FromClause | sa.Select[Any] | type[Any],
-        *,
-        id_column: str = "id",
-        eligible: ColumnElement[bool] | None = None,
-    ) -> None:
-        from_clause: sa.FromClause
-        if isinstance(source, sa.Select):
-            from_clause = source.subquery("items")
-            columns = list(from_clause.c)
-            if len(columns) != 1:
-                msg = f"an item select must have one column (the id), not {len(columns)}"
-                raise InvalidInput(msg)
-            self.id: ColumnElement[str] = columns[0]
-        else:
-            from_clause = source if isinstance(source, sa.FromClause) else _mapped_table(source)
-            if id_column not in from_clause.c:
-                msg = f"{from_clause} has no column {id_column!r}"
-                raise InvalidInput(msg)
-            self.id = from_clause.c[id_column]
-        self.from_clause = from_clause
-        self.eligible = eligible
-
-    def ids(self) -> sa.Select[str]:
-        """A select of the eligible items' ids."""
-        stmt = sa.select(self.id).select_from(self.from_clause)
-        if self.eligible is not None:
-            stmt = stmt.where(self.eligible)
-        return stmt
-
-
-def _mapped_table(cls: type[Any]) -> sa.FromClause:
-    try:
-        mapper = sa.inspect(cls)
-    except sa.exc.NoInspectionAvailable:
-        mapper = None
-    table = getattr(mapper, "local_table", None)
-    if not isinstance(table, sa.FromClause):
-        msg = f"{cls!r} is not a table, a mapped class or a select"
-        raise InvalidInput(msg)
-    return table
 
 
 class SqlAlchemyRepository(Repository):
@@ -158,8 +96,11 @@ class SqlAlchemyRepository(Repository):
             items = ItemSource(self._tables.items)
         self._items = items if isinstance(items, ItemSource) else ItemSource(items)
         self._owns_items = self._items.from_clause is self._tables.items
+        self._sql = Statements(self._tables, self._items, self._dialect)
         self._clock = clock or utc
         self._schema_checked = False
+        #: How many items `enqueue_unqueued` takes per transaction.
+        self.enqueue_batch_size = 20_000
 
     def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
         """Add items to the default `items` table; return how many were new.
@@ -179,16 +120,16 @@ class SqlAlchemyRepository(Repository):
         for start in range(0, len(ids), batch_size):
             rows = [{"id": item_id} for item_id in ids[start : start + batch_size]]
             with self._transaction("add_items") as session:
-                added += len(session.execute(add_items(self._tables, self._dialect), rows).all())
+                added += len(session.execute(self._sql.add_items(), rows).all())
         return added
 
     def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
         key = check_job_id(job_id)
         with self._transaction("get_fulltext") as session:
-            row = session.execute(select_job(self._tables, key)).one_or_none()
+            row = session.execute(self._sql.select_job(key)).one_or_none()
         if row is None:
             raise JobNotFound(f"no job has id {key}")
-        return _to_job(row)
+        return to_job(row)
 
     def save_fulltext(self, job: FullText) -> None:
         stored = check_job(job)
@@ -197,24 +138,20 @@ class SqlAlchemyRepository(Repository):
             f"and destination {stored.destination!r}"
         )
         with self._transaction("save_fulltext", duplicate=duplicate) as session:
-            session.execute(upsert_job(self._tables, stored, self._dialect))
+            session.execute(self._sql.upsert_jobs([stored]))
 
     def create_job_for_unqueued(self, destination: str) -> FullText:
         check_destination(destination)
         for _ in range(_MAX_CREATE_ATTEMPTS):
             with self._transaction("create_job_for_unqueued") as session:
-                item_id = session.execute(
-                    find_unqueued(self._tables, self._items, destination)
-                ).scalar_one_or_none()
+                item_id = session.execute(self._sql.find_unqueued(destination)).scalar_one_or_none()
                 if item_id is None:
                     raise AllQueued(f"every eligible item has a job for {destination!r}")
                 # Built directly: the id comes from the app's table, which
                 # this library does not police; the database still enforces
                 # one job per pair.
                 job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination)
-                inserted = session.execute(
-                    insert_if_unqueued(self._tables, job, self._dialect)
-                ).scalar_one_or_none()
+                inserted = session.execute(self._sql.insert_if_unqueued(job)).scalar_one_or_none()
             if inserted is not None:
                 return job
         raise StoreError(
@@ -223,13 +160,71 @@ class SqlAlchemyRepository(Repository):
             retryable=True,
         )
 
+    def save_many(self, jobs: Iterable[FullText]) -> None:
+        checked = check_jobs(jobs)
+        if not checked:
+            return
+        duplicate = "one of the jobs would be a second job for its item and destination"
+        with self._transaction("save_many", duplicate=duplicate) as session:
+            session.execute(self._sql.upsert_jobs(checked))
+
+    def enqueue_unqueued(self, destination: str, *, limit: int | None = None) -> int:
+        check_destination(destination)
+        if limit is not None:
+            check_batch_size(limit)
+        created = 0
+        after: str | None = None
+        while limit is None or created < limit:
+            with self._transaction("enqueue_unqueued") as session:
+                upper = session.execute(
+                    self._sql.batch_upper_bound(after, self.enqueue_batch_size)
+                ).scalar_one_or_none()
+                remaining = None if limit is None else limit - created
+                result = session.execute(
+                    self._sql.enqueue_batch(destination, after, upper, remaining)
+                )
+                created += cast("sa.CursorResult[Any]", result).rowcount
+            if upper is None:
+                break
+            after = upper
+        return created
+
+    def claim_ready(self, destination: str, n: int) -> list[FullText]:
+        check_destination(destination)
+        check_batch_size(n)
+        with self._transaction("claim_ready") as session:
+            rows = session.execute(self._sql.claim_many(destination, n, self._clock())).all()
+        return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
+
+    def count_unqueued(self, destination: str) -> int:
+        check_destination(destination)
+        with self._transaction("count_unqueued") as session:
+            return session.execute(self._sql.count_unqueued(destination)).scalar_one()
+
+    def stats(self, destination: str | None = None) -> list[DestinationStats]:
+        if destination is not None:
+            check_destination(destination)
+        with self._transaction("stats") as session:
+            counts: dict[str, dict[str, int]] = {}
+            for name, status, count in session.execute(self._sql.count_by_status(destination)):
+                counts.setdefault(name, {})[status] = count
+            names = [destination] if destination is not None else sorted(counts)
+            return [
+                DestinationStats.of(
+                    name,
+                    counts.get(name, {}),
+                    session.execute(self._sql.count_unqueued(name)).scalar_one(),
+                )
+                for name in names
+            ]
+
     def get_ready_job(self, destination: str) -> FullText:
         check_destination(destination)
         with self._transaction("get_ready_job") as session:
-            row = session.execute(claim_one(self._tables, destination, self._clock())).one_or_none()
+            row = session.execute(self._sql.claim_one(destination, self._clock())).one_or_none()
         if row is None:
             raise NoJobs(f"no job is ready for {destination!r}")
-        return _to_job(row)
+        return to_job(row)
 
     @contextmanager
     def _transaction(self, action: str, *, duplicate: str | None = None) -> Iterator[Session]:
@@ -272,126 +267,6 @@ class SqlAlchemyRepository(Repository):
 
     def _url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
-
-
-# --- The statements -------------------------------------------------------
-
-
-def _to_job(row: sa.Row[Any]) -> FullText:
-    return FullText(
-        id=row.id,
-        item_id=row.item_id,
-        destination=row.destination,
-        started=row.started,
-        finished=row.finished,
-        status=JobStatus(row.status),
-    )
-
-
-def _job_columns(tables: Tables) -> tuple[sa.Column[Any], ...]:
-    t = tables.fulltext.c
-    return (t.id, t.item_id, t.destination, t.started, t.finished, t.status)
-
-
-def _insert(dialect_name: str, table: sa.Table) -> pg.Insert | sqlite.Insert:
-    return pg.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
-
-
-def add_items(tables: Tables, dialect_name: str) -> sa.Insert:
-    """Insert item ids (executed with many rows), skipping those already
-    there; returns the ids that were new."""
-    items = tables.items
-    return (
-        _insert(dialect_name, items)
-        .on_conflict_do_nothing(index_elements=[items.c.id])
-        .returning(items.c.id)
-    )
-
-
-def select_job(tables: Tables, job_id: uuid.UUID) -> sa.Select[Any]:
-    """The job with this id."""
-    return sa.select(*_job_columns(tables)).where(tables.fulltext.c.id == job_id)
-
-
-def upsert_job(tables: Tables, job: FullText, dialect_name: str) -> sa.Insert:
-    """Insert the job, or replace the one with its id (the original's
-    `INSERT ... ON CONFLICT (id) DO UPDATE`). A clash on (item_id,
-    destination) with another id raises an integrity error. `seq` is left
-    alone, so a saved job keeps its place in the queue."""
-    fields = {
-        "id": job.id,
-        "item_id": job.item_id,
-        "destination": job.destination,
-        "started": job.started,
-        "finished": job.finished,
-        "status": job.status.value,
-    }
-    stmt = _insert(dialect_name, tables.fulltext).values(fields)
-    return stmt.on_conflict_do_update(
-        index_elements=[tables.fulltext.c.id],
-        set_={name: stmt.excluded[name] for name in fields if name != "id"},
-    )
-
-
-def find_unqueued(tables: Tables, items: ItemSource, destination: str) -> sa.Select[str]:
-    """The eligible item with the smallest id that has no job for
-    `destination`. Read without locks: the insert that follows decides any
-    race (see `insert_if_unqueued`)."""
-    ft = tables.fulltext
-    queued = sa.exists().where(ft.c.item_id == items.id, ft.c.destination == destination)
-    return items.ids().where(~queued).order_by(items.id).limit(1)
-
-
-def insert_if_unqueued(tables: Tables, job: FullText, dialect_name: str) -> sa.Insert:
-    """Insert the new job unless its (item, destination) pair has one.
-
-    Why this is safe under concurrency: two callers may pick the same item
-    (the search takes no locks); the unique constraint lets one insert win,
-    and `ON CONFLICT DO NOTHING` turns the other's insert into no row rather
-    than a duplicate-key error. On PostgreSQL the loser waits for the
-    winner's transaction to end first, so its next search, with a new
-    snapshot, sees the winner's job. The statement returns the new job's id,
-    or nothing when the race was lost.
-    """
-    ft = tables.fulltext
-    stmt = _insert(dialect_name, ft).values(
-        id=job.id,
-        item_id=job.item_id,
-        destination=job.destination,
-        status=JobStatus.READY.value,
-    )
-    return stmt.on_conflict_do_nothing(index_elements=[ft.c.item_id, ft.c.destination]).returning(
-        ft.c.id
-    )
-
-
-def claim_one(tables: Tables, destination: str, now: datetime) -> sa.Update:
-    """Mark the oldest ready job of `destination` running, and return it.
-
-    One statement, one round trip. The id is chosen by a scalar subquery,
-    which PostgreSQL runs once (an InitPlan), so exactly one row is updated;
-    `FOR UPDATE SKIP LOCKED` makes concurrent claimers pass over a row another
-    is taking rather than wait for it or take it too (a locked row that has
-    meanwhile stopped being ready is re-checked and skipped). The partial
-    index on ready jobs, ordered by `seq`, keeps the cost flat however many
-    finished jobs there are. SQLite ignores `FOR UPDATE`; there the
-    transaction's `BEGIN IMMEDIATE` holds the only write lock.
-    """
-    ft = tables.fulltext
-    oldest_ready = (
-        sa.select(ft.c.id)
-        .where(ft.c.destination == destination, ft.c.status == JobStatus.READY.value)
-        .order_by(ft.c.seq)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    return (
-        sa.update(ft)
-        .where(ft.c.id == oldest_ready)
-        .values(status=JobStatus.RUNNING.value, started=now)
-        .returning(*_job_columns(tables))
-    )
 
 
 def _is_pair_violation(exc: sa.exc.IntegrityError) -> bool:

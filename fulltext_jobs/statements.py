@@ -1,0 +1,328 @@
+"""The SQL that matters, in one place: every statement the SQLAlchemy
+adapter runs, each with a comment on why it is correct under concurrency
+and what keeps its cost flat.
+
+`Statements` binds the declared tables, the item source and the dialect, so
+each statement reads as SQL with no plumbing around it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from fulltext_jobs.domain import FullText, JobStatus
+from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.schema import Tables
+
+__all__ = ["ItemSource", "Statements", "to_job"]
+
+
+class ItemSource:
+    """Where the items come from, and which of them are eligible for jobs.
+
+    `source` is a table, an ORM-mapped class, or a select of one id column.
+    `id_column` names the id column of a table or mapped class. `eligible`,
+    if given, is a boolean SQL expression over the source's columns (for
+    example `Item.api.is_not(None)`); only items for which it is true get
+    jobs.
+    """
+
+    def __init__(
+        self,
+        source: sa.FromClause | sa.Select[Any] | type[Any],
+        *,
+        id_column: str = "id",
+        eligible: ColumnElement[bool] | None = None,
+    ) -> None:
+        from_clause: sa.FromClause
+        if isinstance(source, sa.Select):
+            from_clause = source.subquery("items")
+            columns = list(from_clause.c)
+            if len(columns) != 1:
+                msg = f"an item select must have one column (the id), not {len(columns)}"
+                raise InvalidInput(msg)
+            self.id: ColumnElement[str] = columns[0]
+        else:
+            from_clause = source if isinstance(source, sa.FromClause) else _mapped_table(source)
+            if id_column not in from_clause.c:
+                msg = f"{from_clause} has no column {id_column!r}"
+                raise InvalidInput(msg)
+            self.id = from_clause.c[id_column]
+        self.from_clause = from_clause
+        self.eligible = eligible
+
+    def ids(self) -> sa.Select[str]:
+        """A select of the eligible items' ids."""
+        stmt = sa.select(self.id).select_from(self.from_clause)
+        if self.eligible is not None:
+            stmt = stmt.where(self.eligible)
+        return stmt
+
+
+def _mapped_table(cls: type[Any]) -> sa.FromClause:
+    try:
+        mapper = sa.inspect(cls)
+    except sa.exc.NoInspectionAvailable:
+        mapper = None
+    table = getattr(mapper, "local_table", None)
+    if not isinstance(table, sa.FromClause):
+        msg = f"{cls!r} is not a table, a mapped class or a select"
+        raise InvalidInput(msg)
+    return table
+
+
+def to_job(row: sa.Row[Any]) -> FullText:
+    """The job in a row selected or returned with `Statements.job_columns`."""
+    return FullText(
+        id=row.id,
+        item_id=row.item_id,
+        destination=row.destination,
+        started=row.started,
+        finished=row.finished,
+        status=JobStatus(row.status),
+    )
+
+
+def _row(job: FullText) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "item_id": job.item_id,
+        "destination": job.destination,
+        "started": job.started,
+        "finished": job.finished,
+        "status": job.status.value,
+    }
+
+
+class Statements:
+    """The adapter's statements for one set of tables, item source and dialect."""
+
+    def __init__(self, tables: Tables, items: ItemSource, dialect_name: str) -> None:
+        self.tables = tables
+        self.items = items
+        self.postgresql = dialect_name == "postgresql"
+        ft = tables.fulltext.c
+        self.job_columns = (ft.id, ft.item_id, ft.destination, ft.started, ft.finished, ft.status)
+
+    def _insert(self, table: sa.Table) -> pg.Insert | sqlite.Insert:
+        return pg.insert(table) if self.postgresql else sqlite.insert(table)
+
+    # --- items and single jobs ---------------------------------------------
+
+    def add_items(self) -> sa.Insert:
+        """Insert item ids (executed with many rows), skipping those already
+        there; returns the ids that were new."""
+        items = self.tables.items
+        return (
+            self._insert(items)
+            .on_conflict_do_nothing(index_elements=[items.c.id])
+            .returning(items.c.id)
+        )
+
+    def select_job(self, job_id: uuid.UUID) -> sa.Select[Any]:
+        """The job with this id."""
+        return sa.select(*self.job_columns).where(self.tables.fulltext.c.id == job_id)
+
+    def upsert_jobs(self, jobs: list[FullText]) -> sa.Insert:
+        """Insert the jobs, or replace those with their ids (the original's
+        `INSERT ... ON CONFLICT (id) DO UPDATE`), in one statement and one
+        round trip. A clash on (item_id, destination) with another id raises
+        an integrity error; the pair is checked row by row, in order. `seq`
+        is left alone, so a saved job keeps its place in the queue."""
+        ft = self.tables.fulltext
+        stmt = self._insert(ft).values([_row(job) for job in jobs])
+        return stmt.on_conflict_do_update(
+            index_elements=[ft.c.id],
+            set_={column.name: stmt.excluded[column.name] for column in self.job_columns[1:]},
+        )
+
+    # --- finding unqueued items --------------------------------------------
+
+    def _unqueued(self, query: sa.Select[Any], destination: str) -> sa.Select[Any]:
+        """Keep the rows of `query` (over the item source) whose item has no
+        job for `destination`.
+
+        On PostgreSQL the test is a LATERAL subquery with LIMIT 1, which
+        forces one index probe per item; a plain NOT EXISTS lets the planner
+        choose an anti join that reads every job of the destination, again
+        for each batch. SQLite always runs a correlated NOT EXISTS as an index
+        probe.
+        """
+        ft = self.tables.fulltext
+        if not self.postgresql:
+            queued = sa.exists().where(
+                ft.c.item_id == self.items.id, ft.c.destination == destination
+            )
+            return query.where(~queued)
+        probe = (
+            sa.select(sa.literal(1).label("found"))
+            .where(ft.c.item_id == self.items.id, ft.c.destination == destination)
+            .limit(1)
+            .lateral("queued")
+        )
+        return query.outerjoin(probe, sa.true()).where(probe.c.found.is_(None))
+
+    def find_unqueued(self, destination: str) -> sa.Select[str]:
+        """The eligible item with the smallest id that has no job for
+        `destination`. Read without locks: the insert that follows decides
+        any race (see `insert_if_unqueued`)."""
+        return self._unqueued(self.items.ids(), destination).order_by(self.items.id).limit(1)
+
+    def insert_if_unqueued(self, job: FullText) -> sa.Insert:
+        """Insert the new job unless its (item, destination) pair has one.
+
+        Why this is safe under concurrency: two callers may pick the same
+        item (the search takes no locks); the unique constraint lets one
+        insert win, and `ON CONFLICT DO NOTHING` turns the other's insert into
+        no row rather than a duplicate-key error. On PostgreSQL the loser
+        waits for the winner's transaction to end first, so its next search,
+        with a new snapshot, sees the winner's job. The statement returns the
+        new job's id, or nothing when the race was lost.
+        """
+        ft = self.tables.fulltext
+        stmt = self._insert(ft).values(
+            id=job.id,
+            item_id=job.item_id,
+            destination=job.destination,
+            status=JobStatus.READY.value,
+        )
+        return stmt.on_conflict_do_nothing(
+            index_elements=[ft.c.item_id, ft.c.destination]
+        ).returning(ft.c.id)
+
+    # --- bulk enqueue --------------------------------------------------------
+
+    def _new_uuid(self) -> ColumnElement[uuid.UUID]:
+        """A random (version 4) UUID made by the database, in the form the
+        `Uuid` column stores: native on PostgreSQL, 32 hex digits on SQLite."""
+        if self.postgresql:
+            return sa.func.gen_random_uuid(type_=sa.Uuid)
+        hex_of = "lower(hex(randomblob({})))"
+        return sa.literal_column(
+            f"{hex_of.format(4)} || {hex_of.format(2)} || '4' || substr({hex_of.format(2)}, 2)"
+            " || substr('89ab', 1 + (abs(random()) % 4), 1)"
+            f" || substr({hex_of.format(2)}, 2) || {hex_of.format(6)}",
+            type_=sa.Uuid,
+        )
+
+    def batch_upper_bound(self, after: str | None, size: int) -> sa.Select[str]:
+        """The id that ends the next keyset batch of `size` eligible items
+        after `after`, or no row if fewer remain (the last batch is open)."""
+        query = self.items.ids()
+        if after is not None:
+            query = query.where(self.items.id > after)
+        return query.order_by(self.items.id).offset(size - 1).limit(1)
+
+    def enqueue_batch(
+        self, destination: str, after: str | None, upper: str | None, limit: int | None
+    ) -> sa.Insert:
+        """Queue the unqueued eligible items with ids in (after, upper], at
+        most `limit` of them, smallest ids first.
+
+        `INSERT ... SELECT ... ON CONFLICT DO NOTHING`: the SELECT passes over
+        items already queued (cheaply, see `_unqueued`), and the conflict
+        clause over any that another caller queues between the SELECT and the
+        insert, so concurrent callers never collide. Jobs get `seq` in id
+        order.
+        """
+        ft = self.tables.fulltext
+        item_id = self.items.id
+        query = sa.select(
+            self._new_uuid(),
+            item_id,
+            sa.literal(destination, sa.Text),
+            sa.literal(JobStatus.READY.value, ft.c.status.type),
+        ).select_from(self.items.from_clause)
+        if self.items.eligible is not None:
+            query = query.where(self.items.eligible)
+        if after is not None:
+            query = query.where(item_id > after)
+        if upper is not None:
+            query = query.where(item_id <= upper)
+        query = self._unqueued(query, destination).order_by(item_id)
+        if limit is not None:
+            query = query.limit(limit)
+        stmt = self._insert(ft).from_select(
+            [ft.c.id, ft.c.item_id, ft.c.destination, ft.c.status], query
+        )
+        # SQLAlchemy reports an INSERT's rowcount only when asked to keep it.
+        return stmt.on_conflict_do_nothing(
+            index_elements=[ft.c.item_id, ft.c.destination]
+        ).execution_options(preserve_rowcount=True)
+
+    # --- claims --------------------------------------------------------------
+
+    def _oldest_ready(self, destination: str, n: int) -> sa.Select[Any]:
+        ft = self.tables.fulltext
+        return (
+            sa.select(ft.c.id)
+            .where(ft.c.destination == destination, ft.c.status == JobStatus.READY.value)
+            .order_by(ft.c.seq)
+            .limit(n)
+        )
+
+    def claim_one(self, destination: str, now: datetime) -> sa.Update:
+        """Mark the oldest ready job of `destination` running, and return it.
+
+        One statement, one round trip. The id is chosen by a scalar
+        subquery, which PostgreSQL runs once (an InitPlan), so exactly one row
+        is updated; `FOR UPDATE SKIP LOCKED` makes concurrent claimers pass
+        over a row another is taking rather than wait for it or take it too (a
+        locked row that has meanwhile stopped being ready is re-checked and
+        skipped). The partial index on ready jobs, ordered by `seq`, keeps the
+        cost flat however many finished jobs there are. SQLite ignores
+        `FOR UPDATE`; there the transaction's `BEGIN IMMEDIATE` holds the
+        only write lock.
+        """
+        ft = self.tables.fulltext
+        oldest = self._oldest_ready(destination, 1).with_for_update(skip_locked=True)
+        return (
+            sa.update(ft)
+            .where(ft.c.id == oldest.scalar_subquery())
+            .values(status=JobStatus.RUNNING.value, started=now)
+            .returning(*self.job_columns)
+        )
+
+    def claim_many(self, destination: str, n: int, now: datetime) -> sa.Update:
+        """Mark the `n` oldest ready jobs of `destination` running, and return
+        them (with `seq`, to sort them: RETURNING keeps no order).
+
+        On PostgreSQL the locking SELECT sits in a CTE, which is never
+        inlined: written as `WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
+        LOCKED)` the planner may turn it into a semi join that re-runs the
+        subquery and updates more than `n` rows. SQLite runs the IN subquery
+        once, under the transaction's write lock.
+        """
+        ft = self.tables.fulltext
+        oldest = self._oldest_ready(destination, n)
+        stmt = sa.update(ft).values(status=JobStatus.RUNNING.value, started=now)
+        if self.postgresql:
+            picked = oldest.with_for_update(skip_locked=True).cte("picked")
+            stmt = stmt.where(ft.c.id == picked.c.id)
+        else:
+            stmt = stmt.where(ft.c.id.in_(oldest.scalar_subquery()))
+        return stmt.returning(*self.job_columns, ft.c.seq)
+
+    # --- coverage --------------------------------------------------------------
+
+    def count_unqueued(self, destination: str) -> sa.Select[int]:
+        """How many eligible items have no job for `destination`."""
+        unqueued = self._unqueued(self.items.ids(), destination).subquery()
+        return sa.select(sa.func.count()).select_from(unqueued)
+
+    def count_by_status(self, destination: str | None) -> sa.Select[Any]:
+        """Jobs per (destination, status)."""
+        ft = self.tables.fulltext
+        query = sa.select(ft.c.destination, ft.c.status, sa.func.count()).group_by(
+            ft.c.destination, ft.c.status
+        )
+        if destination is not None:
+            query = query.where(ft.c.destination == destination)
+        return query
