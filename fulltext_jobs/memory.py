@@ -57,6 +57,9 @@ class InMemoryRepository(Repository):
         # The enqueue order of each job, as the SQL adapter's `seq` column.
         self._seq: dict[uuid.UUID, int] = {}
         self._next_seq = itertools.count(1)
+        # The largest item id create_job_for_unqueued handed out, per
+        # destination, as the SQL adapter's enqueue_cursor table.
+        self._watermark: dict[str, str] = {}
         self.add_items(items)
 
     def add_items(self, item_ids: Iterable[str]) -> int:
@@ -105,10 +108,15 @@ class InMemoryRepository(Repository):
     def create_job_for_unqueued(self, destination: str) -> FullText:
         check_destination(destination)
         with self._lock:
-            for item_id in self._items:
+            watermark = self._watermark.get(destination, "")
+            above = bisect.bisect_right(self._items, watermark)
+            # Above the watermark first, then one scan from the start, as the
+            # SQL adapter does.
+            for item_id in itertools.chain(self._items[above:], self._items[:above]):
                 if (item_id, destination) not in self._by_pair:
                     job = FullText.new(item_id, destination)
                     self._store(job)
+                    self._watermark[destination] = max(watermark, item_id)
                     return replace(job)
         raise AllQueued(f"every eligible item has a job for {destination!r}")
 

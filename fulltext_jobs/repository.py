@@ -43,11 +43,20 @@ class Repository(abc.ABC):
         """Create and return a `ready` job for one eligible item that has no
         job for `destination`.
 
+        Items are handed out in id order from a per-destination watermark
+        (the largest id handed out so far), so a call costs the same however
+        many items are already queued. Once nothing is left above the
+        watermark, one scan from the start finds items that arrived with
+        smaller ids or became eligible late; only then `AllQueued`. That
+        scan grows with the ledger: for backfills use `enqueue_unqueued`.
+
         Safe under any number of concurrent callers: no item gets two jobs,
-        and a caller that loses a race to another tries the next item rather
-        than failing. Raises `AllQueued` when every eligible item already has
-        a job for `destination` (or there are no eligible items), and
-        `InvalidInput` for a bad destination.
+        and a caller never sees a duplicate-key error. Creators of one
+        destination take turns (the watermark is locked for the call);
+        creators of different destinations do not wait for each other.
+        Raises `AllQueued` when every eligible item already has a job for
+        `destination` (or there are no eligible items), and `InvalidInput` for
+        a bad destination.
         """
 
     @abc.abstractmethod

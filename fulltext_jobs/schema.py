@@ -41,7 +41,7 @@ __all__ = [
 
 #: The alembic revision these declarations correspond to; the repository
 #: refuses a database at any other revision.
-SCHEMA_REVISION: Final = "0001"
+SCHEMA_REVISION: Final = "0002"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -86,6 +86,7 @@ class Tables:
     metadata: sa.MetaData
     fulltext: sa.Table
     items: sa.Table
+    enqueue_cursor: sa.Table
 
 
 def status_type() -> sa.Enum:
@@ -142,4 +143,13 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("id", sa.Text, primary_key=True),
         schema=schema,
     )
-    return Tables(metadata=metadata, fulltext=fulltext, items=items)
+    # The largest item id create_job_for_unqueued has handed out, per
+    # destination; the row is also the lock that serialises its creators.
+    enqueue_cursor = sa.Table(
+        "enqueue_cursor",
+        metadata,
+        sa.Column("destination", sa.Text, primary_key=True),
+        sa.Column("item_id", sa.Text, nullable=False),
+        schema=schema,
+    )
+    return Tables(metadata=metadata, fulltext=fulltext, items=items, enqueue_cursor=enqueue_cursor)

@@ -142,9 +142,18 @@ class SqlAlchemyRepository(Repository):
 
     def create_job_for_unqueued(self, destination: str) -> FullText:
         check_destination(destination)
-        for _ in range(_MAX_CREATE_ATTEMPTS):
-            with self._transaction("create_job_for_unqueued") as session:
-                item_id = session.execute(self._sql.find_unqueued(destination)).scalar_one_or_none()
+        with self._transaction("create_job_for_unqueued") as session:
+            watermark = session.execute(self._sql.lock_cursor(destination)).scalar_one()
+            for _ in range(_MAX_CREATE_ATTEMPTS):
+                item_id = session.execute(
+                    self._sql.find_unqueued(destination, after=watermark)
+                ).scalar_one_or_none()
+                if item_id is None:
+                    # Items that arrived below the watermark, or became
+                    # eligible late: found by one scan from the start.
+                    item_id = session.execute(
+                        self._sql.find_unqueued(destination, after=None)
+                    ).scalar_one_or_none()
                 if item_id is None:
                     raise AllQueued(f"every eligible item has a job for {destination!r}")
                 # Built directly: the id comes from the app's table, which
@@ -152,8 +161,13 @@ class SqlAlchemyRepository(Repository):
                 # one job per pair.
                 job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination)
                 inserted = session.execute(self._sql.insert_if_unqueued(job)).scalar_one_or_none()
-            if inserted is not None:
-                return job
+                if item_id > watermark:
+                    session.execute(self._sql.move_cursor(destination, item_id))
+                    watermark = item_id
+                if inserted is not None:
+                    return job
+                # Another path (enqueue_unqueued, save_fulltext) queued this
+                # item since the search read it: look again.
         raise StoreError(
             f"create_job_for_unqueued lost {_MAX_CREATE_ATTEMPTS} races in a row "
             "(retryable: the same call may succeed if made again)",

@@ -169,11 +169,44 @@ class Statements:
         )
         return query.outerjoin(probe, sa.true()).where(probe.c.found.is_(None))
 
-    def find_unqueued(self, destination: str) -> sa.Select[str]:
-        """The eligible item with the smallest id that has no job for
-        `destination`. Read without locks: the insert that follows decides
-        any race (see `insert_if_unqueued`)."""
-        return self._unqueued(self.items.ids(), destination).order_by(self.items.id).limit(1)
+    def lock_cursor(self, destination: str) -> sa.Insert:
+        """Return the destination's watermark (the largest item id
+        `create_job_for_unqueued` has handed out; '' at first), creating it
+        if need be, and lock it until the transaction ends.
+
+        An upsert that always updates, so one round trip both creates the row
+        and takes its lock: creators of one destination queue up here, one at
+        a time, while creators of other destinations pass.
+        """
+        cursor = self.tables.enqueue_cursor
+        stmt = self._insert(cursor).values(destination=destination, item_id="")
+        return stmt.on_conflict_do_update(
+            index_elements=[cursor.c.destination],
+            set_={"item_id": cursor.c.item_id},
+        ).returning(cursor.c.item_id)
+
+    def move_cursor(self, destination: str, item_id: str) -> sa.Update:
+        """Raise the destination's watermark to `item_id` (never lower it)."""
+        cursor = self.tables.enqueue_cursor
+        return (
+            sa.update(cursor)
+            .where(cursor.c.destination == destination, cursor.c.item_id < item_id)
+            .values(item_id=item_id)
+        )
+
+    def find_unqueued(self, destination: str, after: str | None) -> sa.Select[str]:
+        """The eligible item with the smallest id above `after` (or at all,
+        if None) that has no job for `destination`.
+
+        With `after` the watermark, this is an index range scan that starts
+        where the last call ended, so its cost does not grow with the number
+        of items already queued. Read without locks: the insert that follows
+        decides any race (see `insert_if_unqueued`).
+        """
+        query = self.items.ids()
+        if after is not None:
+            query = query.where(self.items.id > after)
+        return self._unqueued(query, destination).order_by(self.items.id).limit(1)
 
     def insert_if_unqueued(self, job: FullText) -> sa.Insert:
         """Insert the new job unless its (item, destination) pair has one.

@@ -170,10 +170,10 @@ def reset_database(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(
-                "TRUNCATE jobs.fulltext, jobs.items, app_items RESTART IDENTITY"
+                "TRUNCATE jobs.fulltext, jobs.items, jobs.enqueue_cursor, app_items RESTART IDENTITY"
             )
         else:
-            for table in (tables.fulltext, tables.items, APP_ITEMS):
+            for table in (tables.fulltext, tables.items, tables.enqueue_cursor, APP_ITEMS):
                 connection.execute(sa.delete(table))
 
 

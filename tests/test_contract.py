@@ -222,6 +222,31 @@ class TestRepositoryContract:
         later = {backend.repo.create_job_for_unqueued("lang").item_id for _ in range(2)}
         assert later == {"a", "z"}
 
+    def test_create_goes_on_above_the_watermark_before_looking_below(self, backend: Backend):
+        backend.add_items(["m"])
+        assert backend.repo.create_job_for_unqueued("lang").item_id == "m"
+        backend.add_items(["a", "b", "x", "z"])
+        created = [backend.repo.create_job_for_unqueued("lang").item_id for _ in range(4)]
+        assert created == ["x", "z", "a", "b"]
+        with pytest.raises(AllQueued):
+            backend.repo.create_job_for_unqueued("lang")
+
+    def test_the_watermark_is_per_destination(self, backend: Backend):
+        backend.add_items(["b", "c"])
+        assert backend.repo.create_job_for_unqueued("lang").item_id == "b"
+        assert backend.repo.create_job_for_unqueued("lang").item_id == "c"
+        backend.add_items(["a"])
+        assert backend.repo.create_job_for_unqueued("quote").item_id == "a"
+        assert backend.repo.create_job_for_unqueued("lang").item_id == "a"
+
+    def test_create_passes_over_items_queued_in_bulk_meanwhile(self, backend: Backend):
+        backend.add_items(["a", "b", "c"])
+        assert backend.repo.create_job_for_unqueued("lang").item_id == "a"
+        assert backend.repo.enqueue_unqueued("lang", limit=1) == 1  # queues "b"
+        assert backend.repo.create_job_for_unqueued("lang").item_id == "c"
+        with pytest.raises(AllQueued):
+            backend.repo.create_job_for_unqueued("lang")
+
     def test_create_ignores_ineligible_items_until_they_become_eligible(self, backend: Backend):
         backend.set_api("fetched", {"title": "A letter"})
         backend.set_api("pending", None)
