@@ -100,7 +100,7 @@ class SqlAlchemyRepository(Repository):
         self._clock = clock or utc
         self._schema_checked = False
         #: How many items `enqueue_unqueued` takes per transaction.
-        self.enqueue_batch_size = 20_000
+        self.enqueue_batch_size = 50_000
 
     def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
         """Add items to the default `items` table; return how many were new.
@@ -194,8 +194,13 @@ class SqlAlchemyRepository(Repository):
                     self._sql.batch_upper_bound(after, self.enqueue_batch_size)
                 ).scalar_one_or_none()
                 remaining = None if limit is None else limit - created
+                skip_queued = session.execute(
+                    self._sql.any_queued(destination, after, upper)
+                ).scalar_one()
                 result = session.execute(
-                    self._sql.enqueue_batch(destination, after, upper, remaining)
+                    self._sql.enqueue_batch(
+                        destination, after, upper, remaining, skip_queued=skip_queued
+                    )
                 )
                 created += cast("sa.CursorResult[Any]", result).rowcount
             if upper is None:

@@ -253,17 +253,37 @@ class Statements:
             query = query.where(self.items.id > after)
         return query.order_by(self.items.id).offset(size - 1).limit(1)
 
+    def any_queued(self, destination: str, after: str | None, upper: str | None) -> sa.Select[bool]:
+        """Whether any item with an id in (after, upper] has a job for
+        `destination`: a range scan of the unique (item_id, destination)
+        index that stops at the first hit."""
+        ft = self.tables.fulltext
+        query = sa.select(ft.c.item_id).where(ft.c.destination == destination)
+        if after is not None:
+            query = query.where(ft.c.item_id > after)
+        if upper is not None:
+            query = query.where(ft.c.item_id <= upper)
+        return sa.select(query.exists())
+
     def enqueue_batch(
-        self, destination: str, after: str | None, upper: str | None, limit: int | None
+        self,
+        destination: str,
+        after: str | None,
+        upper: str | None,
+        limit: int | None,
+        *,
+        skip_queued: bool,
     ) -> sa.Insert:
         """Queue the unqueued eligible items with ids in (after, upper], at
         most `limit` of them, smallest ids first.
 
-        `INSERT ... SELECT ... ON CONFLICT DO NOTHING`: the SELECT passes over
-        items already queued (cheaply, see `_unqueued`), and the conflict
-        clause over any that another caller queues between the SELECT and the
-        insert, so concurrent callers never collide. Jobs get `seq` in id
-        order.
+        `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. With `skip_queued` the
+        SELECT passes over items already queued (one index probe each, see
+        `_unqueued`); without it (when `any_queued` found none in the range)
+        the conflict clause alone does, which is cheaper when there is
+        nothing to pass over. Either way the conflict clause turns an item
+        that another caller queues meanwhile into no row, so concurrent
+        callers never collide. Jobs get `seq` in id order.
         """
         ft = self.tables.fulltext
         item_id = self.items.id
@@ -279,7 +299,10 @@ class Statements:
             query = query.where(item_id > after)
         if upper is not None:
             query = query.where(item_id <= upper)
-        query = self._unqueued(query, destination).order_by(item_id)
+        # Without the probe, still a WHERE: SQLite needs one to tell the
+        # upsert's ON CONFLICT from a join's ON.
+        query = self._unqueued(query, destination) if skip_queued else query.where(sa.true())
+        query = query.order_by(item_id)
         if limit is not None:
             query = query.limit(limit)
         stmt = self._insert(ft).from_select(
