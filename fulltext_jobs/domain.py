@@ -204,14 +204,23 @@ class FullText:
         target = self._move(Action.SKIP)
         self.finished, self.status = utc(now), target
 
-    def release(self, now: datetime | None = None) -> None:  # noqa: ARG002 - same signature as the others
-        """running to ready: the worker gives the job back; clears `started`."""
+    def release(self, now: datetime | None = None) -> None:
+        """running to ready: the worker gives the job back; clears `started`.
+
+        `now` stamps nothing, but is checked like the other methods' (a naive
+        datetime raises `InvalidInput`), so every method takes the same clock.
+        """
         target = self._move(Action.RELEASE)
+        utc(now)
         self.started, self.status = None, target
 
-    def retry(self, now: datetime | None = None) -> None:  # noqa: ARG002 - same signature as the others
-        """failed or skipped to ready; clears `started` and `finished`."""
+    def retry(self, now: datetime | None = None) -> None:
+        """failed or skipped to ready; clears `started` and `finished`.
+
+        `now` is checked as for `release`.
+        """
         target = self._move(Action.RETRY)
+        utc(now)
         self.started, self.finished, self.status = None, None, target
 
     def apply(self, action: Action, now: datetime | None = None) -> None:

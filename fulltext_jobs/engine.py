@@ -9,6 +9,7 @@ waiting, because SQLite does not call the busy handler for it.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 
 import psycopg
@@ -26,6 +27,7 @@ __all__ = [
     "configure_sqlite",
     "create_engine",
     "parse_url",
+    "ping_idle_connections",
     "store_error",
 ]
 
@@ -35,6 +37,9 @@ DATABASE_URL_ENV: Final = "FULLTEXT_JOBS_DATABASE_URL"
 DEFAULT_DATABASE_URL: Final = "sqlite:///fulltext-jobs.sqlite3"
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 60_000
+
+#: A pooled PostgreSQL connection idle this long is tested before use.
+IDLE_PING_SECONDS: Final = 5.0
 
 # SQLSTATEs after which the same call may succeed: connection exceptions
 # (class 08), the server shutting down or restarting (57P01 to 57P03), a
@@ -70,15 +75,14 @@ def parse_url(url: str | URL) -> URL:
 def create_engine(url: str | URL, **kwargs: Any) -> Engine:  # noqa: ANN401 - passed through to SQLAlchemy
     """An engine for `url`, set up for the ledger.
 
-    PostgreSQL engines check pooled connections before use (`pool_pre_ping`),
-    so a server restart costs no failed call. SQLite engines get WAL, a busy
+    PostgreSQL engines test a pooled connection that has been idle for a
+    while before handing it out (see `ping_idle_connections`), so a restart
+    while the app was idle costs no failed call. SQLite engines get WAL, a busy
     timeout and `BEGIN IMMEDIATE` (see `configure_sqlite`). Extra keyword
     arguments go to `sqlalchemy.create_engine`. Raises `InvalidInput` for a
     bad URL or an unknown driver.
     """
     parsed = parse_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        kwargs.setdefault("pool_pre_ping", True)
     try:
         engine = sa.create_engine(parsed, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
@@ -86,7 +90,45 @@ def create_engine(url: str | URL, **kwargs: Any) -> Engine:  # noqa: ANN401 - pa
         raise InvalidInput(msg) from exc
     if engine.dialect.name == "sqlite":
         configure_sqlite(engine)
+    elif not kwargs.get("pool_pre_ping"):
+        ping_idle_connections(engine)
     return engine
+
+
+def _note_checkin(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    record.info["fulltext_jobs_checkin"] = time.monotonic()
+
+
+def _ping_if_idle(
+    dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object
+) -> None:
+    last_used = record.info.get("fulltext_jobs_checkin")
+    if last_used is None or time.monotonic() - last_used < IDLE_PING_SECONDS:
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT 1")
+        # Outside autocommit the ping opened a transaction: end it.
+        dbapi_connection.rollback()
+    except psycopg.Error as exc:
+        # The pool discards this connection and checks out another.
+        raise sa.exc.DisconnectionError from exc
+    finally:
+        cursor.close()
+
+
+def ping_idle_connections(engine: Engine) -> None:
+    """Make the engine test a pooled connection before use if it has sat
+    idle for `IDLE_PING_SECONDS` or more, and replace it if it is dead.
+
+    `pool_pre_ping` pings before every use, a round trip per call; a worker
+    that calls all the time keeps its connections alive and needs none. A
+    connection that idled through a server restart is still replaced before
+    anyone uses it. Idempotent.
+    """
+    if not event.contains(engine, "checkout", _ping_if_idle):
+        event.listen(engine, "checkin", _note_checkin)
+        event.listen(engine, "checkout", _ping_if_idle)
 
 
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

@@ -234,3 +234,59 @@ def test_the_originals_sql_reads_and_claims_what_we_write(clean_postgres_engine:
     loaded = repo.get_fulltext(job.id)
     assert loaded.status is JobStatus.RUNNING
     assert loaded.started is not None
+
+
+# --- Lost connections ------------------------------------------------------
+
+
+def _terminate_other_backends(engine: sa.Engine) -> int:
+    """Kill every connection to the engine's database but the caller's."""
+    with engine.connect() as connection:
+        return len(
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).all()
+        )
+
+
+@pytest.mark.parametrize("call", ["get_ready_job", "save_fulltext", "claim_ready"])
+def test_a_terminated_connection_gives_a_retryable_error_then_recovers(
+    postgres_url: str, clean_postgres_engine: sa.Engine, call: str
+):
+    engine = fulltext_jobs.create_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        job = FullText.new("item", "lang")
+        repo.save_fulltext(job)  # the pool now holds one live connection
+        assert _terminate_other_backends(clean_postgres_engine) >= 1
+        calls = {
+            "get_ready_job": lambda: repo.get_ready_job("lang"),
+            "save_fulltext": lambda: repo.save_fulltext(job),
+            "claim_ready": lambda: repo.claim_ready("lang", 5),
+        }
+        with pytest.raises(StoreError) as caught:
+            calls[call]()
+        assert caught.value.retryable
+        assert "retryable" in str(caught.value)
+        # The same repository works at once, on a new connection, and the
+        # failed call changed nothing.
+        assert repo.get_fulltext(job.id) == job
+        assert repo.get_ready_job("lang").id == job.id
+    finally:
+        engine.dispose()
+
+
+def test_an_idle_connection_is_tested_and_replaced_before_use(
+    postgres_url: str, clean_postgres_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(fulltext_jobs.engine, "IDLE_PING_SECONDS", 0.0)
+    engine = fulltext_jobs.create_engine(postgres_url, pool_size=1, max_overflow=0)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        job = FullText.new("item", "lang")
+        repo.save_fulltext(job)
+        assert _terminate_other_backends(clean_postgres_engine) >= 1
+        assert repo.get_ready_job("lang").id == job.id  # no error: pinged, replaced
+    finally:
+        engine.dispose()
