@@ -367,7 +367,10 @@ class Statements:
             sa.select(ft.c.id)
             .where(
                 ft.c.destination == sa.bindparam("dest"),
-                ft.c.status == JobStatus.READY.value,
+                # A literal, not a parameter: a prepared statement's generic
+                # plan can use the partial index `WHERE status = 'ready'` only
+                # if the query says 'ready' itself.
+                ft.c.status == sa.literal_column("'ready'"),
             )
             .order_by(ft.c.seq)
             .limit(n)

@@ -1,0 +1,643 @@
+"""Benchmarks of fulltext-jobs on PostgreSQL, each against a baseline measured
+in the same run.
+
+    python benchmarks/run.py                 # everything, at full scale (~15 min)
+    python benchmarks/run.py --only claim    # one benchmark
+    python benchmarks/run.py --quick         # small sizes: checks that it runs
+
+The benchmarks run in a database of their own on the server named by
+FULLTEXT_JOBS_BENCH_ADMIN_URL (default: the local test server), created and
+dropped here. Each prints a table of medians and ratios; `--markdown FILE`
+appends the tables to FILE too. Targets are the issue's: they are checked
+here, never in the test suite, because this machine is shared and noisy.
+
+a. enqueue     enqueue_unqueued of N items vs a raw INSERT ... SELECT of the
+               same rows; the original's one-at-a-time loop at 10k and 20k
+               items, extrapolated to N.
+b. create      create_job_for_unqueued latency with 99% of items queued, at
+               10k and at N items; the original's query beside it.
+c. claim       get_ready_job latency on an empty ledger and with N finished jobs.
+d. throughput  claim-and-finish jobs/s with 1, 2 and 4 processes: the
+               single-job API, the batch API (n=100), and the single-job SQL
+               run through raw psycopg.
+e. memory      peak RSS of one worker process after 10k and after 200k jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+
+import fulltext_jobs
+from fulltext_jobs import NoJobs, SqlAlchemyRepository
+from fulltext_jobs.schema import tables_for
+from fulltext_jobs.statements import ItemSource, Statements
+
+ADMIN_URL = os.environ.get(
+    "FULLTEXT_JOBS_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+DESTINATION = "bench"
+
+# The original's CreateJobForUnqueued, as its Go code ran it: the search,
+# then its positional insert-or-update, in one transaction.
+ORIGINAL_SEARCH = """
+SELECT id FROM {items} i
+WHERE NOT EXISTS (
+    SELECT item_id, destination FROM jobs.fulltext
+    WHERE item_id = i.id AND destination = %(dest)s
+)
+FOR NO KEY UPDATE OF i SKIP LOCKED
+LIMIT 1
+"""
+ORIGINAL_SAVE = """
+INSERT INTO jobs.fulltext VALUES (%(id)s, %(item)s, %(dest)s, NULL, NULL, 'ready')
+ON CONFLICT (id) DO UPDATE SET item_id = %(item)s, destination = %(dest)s,
+    started = NULL, finished = NULL, status = 'ready'
+"""
+RAW_INSERT_SELECT = """
+INSERT INTO jobs.fulltext (id, item_id, destination, status)
+SELECT gen_random_uuid(), id, %(dest)s, 'ready' FROM jobs.items
+"""
+
+
+# --- Reporting -------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    what: str
+    value: str
+    ratio: str = ""
+    target: str = ""
+    met: str = ""
+
+
+@dataclass
+class Table:
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, what: str, value: str, ratio: str = "", target: str = "", met: str = "") -> None:
+        self.rows.append(Row(what, value, ratio, target, met))
+
+    def markdown(self) -> str:
+        lines = [
+            f"### {self.title}",
+            "",
+            "| measure | median | ratio | target | met |",
+            "| --- | ---: | ---: | --- | --- |",
+        ]
+        lines += [f"| {r.what} | {r.value} | {r.ratio} | {r.target} | {r.met} |" for r in self.rows]
+        if self.notes:
+            lines += ["", *self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def verdict(ok: bool) -> str:  # noqa: FBT001 - a plain predicate
+    return "yes" if ok else "NO"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f} ms"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+# --- Database --------------------------------------------------------------
+
+
+class Bench:
+    """A database of the benchmark's own, migrated; dropped on close."""
+
+    def __init__(self) -> None:
+        self.name = f"ftj_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
+        self.url = sa.make_url(ADMIN_URL).set(database=self.name)
+        self.sa_url = self.url.render_as_string(hide_password=False)
+        self.dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        fulltext_jobs.upgrade(self.sa_url)
+        self.engine = fulltext_jobs.create_engine(self.sa_url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        with self.admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.admin.dispose()
+
+    def sql(self, *statements: str, **params: Any) -> list[tuple[Any, ...]]:  # noqa: ANN401
+        """Run statements in autocommit; return the last one's rows."""
+        rows: list[tuple[Any, ...]] = []
+        with psycopg.connect(self.dsn, autocommit=True) as connection:
+            for statement in statements:
+                cursor = connection.execute(statement, params or None)
+                rows = cursor.fetchall() if cursor.description else []
+        return rows
+
+    def reset(self) -> None:
+        self.sql("TRUNCATE jobs.fulltext, jobs.enqueue_cursor")
+
+    def load_items(self, n: int) -> None:
+        self.sql(
+            "TRUNCATE jobs.items, jobs.fulltext, jobs.enqueue_cursor",
+            "INSERT INTO jobs.items SELECT 'loc.gov/item/' || lpad(g::text, 9, '0') "
+            f"FROM generate_series(1, {int(n)}) g",
+            "VACUUM ANALYZE jobs.items",
+        )
+
+    def ready_jobs(self, n: int, *, finished: int = 0) -> None:
+        """An empty ledger but for `finished` finished jobs and then `n`
+        ready ones (no items needed: jobs need no item row)."""
+        self.reset()
+        if finished:
+            self.sql(
+                "INSERT INTO jobs.fulltext (id, item_id, destination, started, finished, status) "
+                "SELECT gen_random_uuid(), 'done-' || g, %(dest)s, now(), now(), 'finished' "
+                f"FROM generate_series(1, {int(finished)}) g",
+                dest=DESTINATION,
+            )
+        self.sql(
+            "INSERT INTO jobs.fulltext (id, item_id, destination, status) "
+            "SELECT gen_random_uuid(), 'todo-' || lpad(g::text, 9, '0'), %(dest)s, 'ready' "
+            f"FROM generate_series(1, {int(n)}) g",
+            "VACUUM ANALYZE jobs.fulltext",
+            dest=DESTINATION,
+        )
+
+    def repo(self) -> SqlAlchemyRepository:
+        return SqlAlchemyRepository(self.engine)
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+# --- a. enqueue ------------------------------------------------------------
+
+
+def original_loop(bench: Bench, n: int) -> float:
+    """Seconds for the original's loop to queue `n` items one at a time."""
+    bench.reset()
+    bench.sql(
+        "DROP TABLE IF EXISTS original_items",
+        "CREATE TABLE original_items (id text PRIMARY KEY)",
+        "INSERT INTO original_items SELECT 'loc.gov/item/' || lpad(g::text, 9, '0') "
+        f"FROM generate_series(1, {int(n)}) g",
+        "VACUUM ANALYZE original_items",
+    )
+    search = ORIGINAL_SEARCH.format(items="original_items")
+    with psycopg.connect(bench.dsn) as connection:
+        start = time.perf_counter()
+        while True:
+            row = connection.execute(search, {"dest": DESTINATION}).fetchone()
+            if row is None:
+                connection.rollback()
+                break
+            connection.execute(
+                ORIGINAL_SAVE, {"id": uuid.uuid4(), "item": row[0], "dest": DESTINATION}
+            )
+            connection.commit()
+        return time.perf_counter() - start
+
+
+def extrapolate(n1: int, t1: float, n2: int, t2: float, n: int) -> float:
+    """T(n) from T(n1) and T(n2) under T(n) = a n^2 + b n (linear if the
+    points give no positive a)."""
+    a = (t2 / n2 - t1 / n1) / (n2 - n1)
+    b = t1 / n1 - a * n1
+    if a <= 0:
+        return t2 / n2 * n
+    return a * n * n + b * n
+
+
+def bench_enqueue(bench: Bench, args: argparse.Namespace) -> Table:
+    n = args.items
+    table = Table(f"a. Enqueue {n:,} items for one destination")
+    bench.load_items(n)
+    repo = bench.repo()
+    raw: list[float] = []
+    ours: list[float] = []
+    for _ in range(args.runs):
+        bench.reset()
+        raw.append(timed(lambda: bench.sql(RAW_INSERT_SELECT, dest=DESTINATION)))
+        bench.reset()
+        ours.append(timed(lambda: repo.enqueue_unqueued(DESTINATION)))
+    queued = bench.sql("SELECT count(*) FROM jobs.fulltext")[0][0]
+    if queued != n:
+        msg = f"enqueue_unqueued queued {queued} of {n} items"
+        raise RuntimeError(msg)
+    again = median([timed(lambda: repo.enqueue_unqueued(DESTINATION)) for _ in range(3)])
+    small, large = args.original_sizes
+    t_small = median([original_loop(bench, small) for _ in range(args.original_runs)])
+    t_large = median([original_loop(bench, large) for _ in range(args.original_runs)])
+    t_original = extrapolate(small, t_small, large, t_large, n)
+    ratio_raw = median(ours) / median(raw)
+    speedup = t_original / median(ours)
+    table.add("raw psycopg INSERT ... SELECT (the limit)", f"{median(raw):.2f} s", "1.00")
+    table.add(
+        "enqueue_unqueued",
+        f"{median(ours):.2f} s",
+        f"{ratio_raw:.2f} x raw",
+        "<= 1.5 x raw",
+        verdict(ratio_raw <= 1.5),
+    )
+    table.add("enqueue_unqueued again, nothing left to queue", f"{again:.2f} s")
+    table.add(f"original loop, {small:,} items", f"{t_small:.1f} s")
+    table.add(f"original loop, {large:,} items", f"{t_large:.1f} s")
+    table.add(
+        f"original loop, extrapolated to {n:,}",
+        f"{t_original:,.0f} s",
+        f"{speedup:,.0f} x slower than ours",
+        ">= 100 x",
+        verdict(speedup >= 100),
+    )
+    table.notes.append(
+        f"Medians of {args.runs} runs; the original's loop ran {args.original_runs} time(s) "
+        "per size (it takes minutes) and is extrapolated with T(n) = a n^2 + b n."
+    )
+    return table
+
+
+# --- b. create -------------------------------------------------------------
+
+
+def create_latencies(bench: Bench, n: int, runs: int, calls: int) -> tuple[float, float]:
+    """Median latency of create_job_for_unqueued and of the original's search
+    with 99% of `n` items queued."""
+    bench.load_items(n)
+    repo = bench.repo()
+    repo.enqueue_unqueued(DESTINATION, limit=n * 99 // 100)
+    bench.sql("VACUUM ANALYZE jobs.fulltext")
+    repo.create_job_for_unqueued(DESTINATION)  # warm-up: moves the watermark up
+    ours = []
+    for _ in range(runs):
+        samples = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            repo.create_job_for_unqueued(DESTINATION)
+            samples.append(time.perf_counter() - start)
+        ours.append(median(samples))
+    search = ORIGINAL_SEARCH.format(items="jobs.items")
+    original = []
+    with psycopg.connect(bench.dsn) as connection:
+        for _ in range(runs):
+            samples = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                connection.execute(search, {"dest": DESTINATION}).fetchone()
+                samples.append(time.perf_counter() - start)
+                connection.rollback()
+            original.append(median(samples))
+    return median(ours), median(original)
+
+
+def bench_create(bench: Bench, args: argparse.Namespace) -> Table:
+    small, large = args.create_sizes
+    table = Table("b. create_job_for_unqueued latency with 99% of items queued")
+    ours_small, orig_small = create_latencies(bench, small, args.runs, args.calls)
+    ours_large, orig_large = create_latencies(bench, large, args.runs, args.calls)
+    ratio = ours_large / ours_small
+    table.add(f"ours, {small:,} items", ms(ours_small))
+    table.add(
+        f"ours, {large:,} items",
+        ms(ours_large),
+        f"{ratio:.2f} x ({large:,} / {small:,})",
+        "<= 2",
+        verdict(ratio <= 2),
+    )
+    table.add(f"original's search, {small:,} items", ms(orig_small))
+    table.add(
+        f"original's search, {large:,} items",
+        ms(orig_large),
+        f"{orig_large / orig_small:.1f} x",
+    )
+    table.notes.append(
+        f"Each figure is the median of {args.runs} runs of {args.calls} calls; the first "
+        "call after the bulk enqueue (which scans up to the watermark) is a warm-up. The "
+        "original's figure is its search alone (no insert), rolled back each time."
+    )
+    return table
+
+
+# --- c. claim --------------------------------------------------------------
+
+
+def claim_latency(bench: Bench, finished: int, runs: int, calls: int) -> float:
+    bench.ready_jobs(runs * calls + 10, finished=finished)
+    repo = bench.repo()
+    repo.get_ready_job(DESTINATION)  # warm-up: connection, schema check, prepared statement
+    medians = []
+    for _ in range(runs):
+        samples = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            repo.get_ready_job(DESTINATION)
+            samples.append(time.perf_counter() - start)
+        medians.append(median(samples))
+    return median(medians)
+
+
+def bench_claim(bench: Bench, args: argparse.Namespace) -> Table:
+    n = args.items
+    table = Table("c. get_ready_job latency")
+    empty = claim_latency(bench, 0, args.runs, args.calls * 4)
+    full = claim_latency(bench, n, args.runs, args.calls * 4)
+    ratio = full / empty
+    table.add("empty ledger", ms(empty))
+    table.add(
+        f"{n:,} finished jobs",
+        ms(full),
+        f"{ratio:.2f} x empty",
+        "<= 1.5",
+        verdict(ratio <= 1.5),
+    )
+    table.notes.append(f"Medians of {args.runs} runs of {args.calls * 4} claims each.")
+    return table
+
+
+# --- d. throughput ---------------------------------------------------------
+
+
+def _raw_statements(bench_url: str) -> tuple[str, dict[str, Any], str]:
+    dialect = sa.create_engine(bench_url).dialect
+    tables = tables_for("postgresql")
+    statements = Statements(tables, ItemSource(tables.items), "postgresql")
+    claim = statements.claim_one.compile(dialect=dialect)
+    keys = [column.name for column in statements.job_columns]
+    save = statements.upsert_job.compile(dialect=dialect, column_keys=keys)
+    defaults = {
+        name: bind.effective_value
+        for bind in claim.binds.values()
+        if not bind.required
+        for name in [claim.bind_names[bind]]
+    }
+    return str(claim), defaults, str(save)
+
+
+def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> None:  # noqa: ANN401
+    """One process: claim and finish jobs until there are none."""
+    done = 0
+    if mode == "raw":
+        claim, defaults, save = _raw_statements(bench_url)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            barrier.wait()
+            while True:
+                now = datetime.now(UTC)
+                cursor = connection.execute(claim, {**defaults, "dest": DESTINATION, "now": now})
+                claimed = cursor.fetchone()
+                if claimed is None:
+                    break
+                keys = ("id", "item_id", "destination", "started")
+                values = dict(zip(keys, claimed[:4], strict=True))
+                connection.execute(
+                    save, {**values, "finished": datetime.now(UTC), "status": "finished"}
+                )
+                done += 1
+    else:
+        engine = fulltext_jobs.create_engine(bench_url, pool_size=1)
+        repo = SqlAlchemyRepository(engine)
+        repo.count_unqueued(DESTINATION)  # connect and check the schema before the clock starts
+        barrier.wait()
+        if mode == "single":
+            while True:
+                try:
+                    job = repo.get_ready_job(DESTINATION)
+                except NoJobs:
+                    break
+                job.finish()
+                repo.save_fulltext(job)
+                done += 1
+        else:
+            while batch := repo.claim_ready(DESTINATION, 100):
+                for job in batch:
+                    job.finish()
+                repo.save_many(batch)
+                done += len(batch)
+        engine.dispose()
+    results.put(done)
+
+
+def run_workers(bench: Bench, mode: str, processes: int, jobs: int) -> float:
+    """Jobs per second for `processes` workers of `mode` over `jobs` jobs."""
+    bench.ready_jobs(jobs)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes + 1)
+    results = context.Queue()
+    procs = [
+        context.Process(target=worker, args=(mode, bench.sa_url, bench.dsn, barrier, results))
+        for _ in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    barrier.wait(timeout=120)
+    start = time.perf_counter()
+    done = sum(results.get(timeout=600) for _ in procs)
+    elapsed = time.perf_counter() - start
+    for proc in procs:
+        proc.join(timeout=60)
+    if done != jobs:
+        msg = f"{mode} x{processes}: {done} jobs finished, expected {jobs}"
+        raise RuntimeError(msg)
+    left = bench.sql("SELECT count(*) FROM jobs.fulltext WHERE status <> 'finished'")[0][0]
+    if left:
+        msg = f"{mode} x{processes}: {left} jobs not finished"
+        raise RuntimeError(msg)
+    return jobs / elapsed
+
+
+def bench_throughput(bench: Bench, args: argparse.Namespace) -> Table:
+    table = Table("d. Claim-and-finish throughput, no-op work (jobs/s)")
+    sizes = {"raw": args.jobs, "single": args.jobs, "batch": args.jobs * 5}
+    for processes in (1, 2, 4):
+        rate = {
+            mode: median(
+                [run_workers(bench, mode, processes, sizes[mode]) for _ in range(args.runs)]
+            )
+            for mode in ("raw", "single", "batch")
+        }
+        single_vs_raw = rate["single"] / rate["raw"]
+        batch_vs_single = rate["batch"] / rate["single"]
+        table.add(
+            f"{processes} process(es): raw psycopg, same SQL (the limit)", f"{rate['raw']:,.0f}"
+        )
+        table.add(
+            f"{processes} process(es): single-job API",
+            f"{rate['single']:,.0f}",
+            f"{single_vs_raw:.2f} x raw",
+            ">= 0.7 x raw",
+            verdict(single_vs_raw >= 0.7),
+        )
+        table.add(
+            f"{processes} process(es): batch API, n=100",
+            f"{rate['batch']:,.0f}",
+            f"{batch_vs_single:.1f} x single",
+            ">= 5 x single",
+            verdict(batch_vs_single >= 5),
+        )
+    table.notes.append(
+        f"Medians of {args.runs} runs; each run finishes {args.jobs:,} jobs "
+        f"({args.jobs * 5:,} for the batch API). The single-job API is get_ready_job, then "
+        "finish() and save_fulltext; raw psycopg runs the same two statements in autocommit."
+    )
+    return table
+
+
+# --- e. memory -------------------------------------------------------------
+
+
+def memory_worker(bench_url: str, checkpoints: Sequence[int], batch: int, results: Any) -> None:  # noqa: ANN401
+    engine = fulltext_jobs.create_engine(bench_url, pool_size=1)
+    repo = SqlAlchemyRepository(engine)
+    done, peaks = 0, []
+    pending = list(checkpoints)
+    while pending:
+        if batch == 1:
+            job = repo.get_ready_job(DESTINATION)
+            job.finish()
+            repo.save_fulltext(job)
+            done += 1
+        else:
+            jobs = repo.claim_ready(DESTINATION, batch)
+            for job in jobs:
+                job.finish()
+            repo.save_many(jobs)
+            done += len(jobs)
+        if done >= pending[0]:
+            pending.pop(0)
+            peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    engine.dispose()
+    results.put(peaks)
+
+
+def memory_run(bench: Bench, jobs: int, batch: int) -> tuple[int, int]:
+    bench.ready_jobs(jobs)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    proc = context.Process(
+        target=memory_worker, args=(bench.sa_url, (10_000, jobs), batch, results)
+    )
+    proc.start()
+    early, late = results.get(timeout=1200)
+    proc.join(timeout=60)
+    return early, late
+
+
+def bench_memory(bench: Bench, args: argparse.Namespace) -> Table:
+    jobs = args.memory_jobs
+    table = Table(f"e. Peak RSS of one worker process, 10,000 vs {jobs:,} jobs")
+    for label, batch, runs in (
+        ("batch API, n=100", 100, args.runs),
+        ("single-job API", 1, args.memory_single_runs),
+    ):
+        samples = [memory_run(bench, jobs, batch) for _ in range(runs)]
+        early = median([s[0] for s in samples])
+        late = median([s[1] for s in samples])
+        ratio = late / early
+        table.add(f"{label}: after 10,000 jobs", f"{early / 1024:.1f} MiB")
+        table.add(
+            f"{label}: after {jobs:,} jobs",
+            f"{late / 1024:.1f} MiB",
+            f"{ratio:.3f} x",
+            "<= 1.2",
+            verdict(ratio <= 1.2),
+        )
+    table.notes.append(
+        f"Peak RSS (ru_maxrss) of a fresh process; medians of {args.runs} runs for the batch "
+        f"API and {args.memory_single_runs} for the single-job API (about two minutes each)."
+    )
+    return table
+
+
+# --- Main ------------------------------------------------------------------
+
+BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
+    "enqueue": bench_enqueue,
+    "create": bench_create,
+    "claim": bench_claim,
+    "throughput": bench_throughput,
+    "memory": bench_memory,
+}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated names")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=15, help="calls per latency run")
+    parser.add_argument("--jobs", type=int, default=6_000, help="jobs per throughput run")
+    parser.add_argument("--memory-jobs", type=int, default=200_000)
+    parser.add_argument("--memory-single-runs", type=int, default=1)
+    parser.add_argument("--original-runs", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check it runs")
+    parser.add_argument("--markdown", help="append the tables, as Markdown, to this file")
+    args = parser.parse_args(argv)
+    args.original_sizes = (10_000, 20_000)
+    args.create_sizes = (10_000, args.items)
+    if args.quick:
+        args.runs, args.items, args.calls, args.jobs = 2, 20_000, 5, 600
+        args.memory_jobs, args.original_sizes = 12_000, (300, 600)
+        args.create_sizes = (2_000, 20_000)
+    return args
+
+
+@contextmanager
+def bench_database() -> Iterator[Bench]:
+    bench = Bench()
+    try:
+        yield bench
+    finally:
+        bench.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    started = datetime.now(UTC)
+    header = (
+        f"fulltext-jobs benchmarks, {started:%Y-%m-%d %H:%M} UTC; "
+        f"{os.cpu_count()} cores; PostgreSQL via {ADMIN_URL.split('@')[-1]}"
+    )
+    print(header, flush=True)
+    failed = False
+    with bench_database() as bench:
+        for name in names:
+            began = time.perf_counter()
+            table = BENCHMARKS[name](bench, args)
+            text = table.markdown()
+            print(f"\n{text}({time.perf_counter() - began:.0f} s)", flush=True)
+            failed |= any(row.met == "NO" for row in table.rows)
+            if args.markdown:
+                with Path(args.markdown).open("a", encoding="utf-8") as out:
+                    out.write(f"\n{text}")
+    print("\nsome targets were not met" if failed else "\nevery target checked was met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
