@@ -46,7 +46,7 @@ import sqlalchemy as sa
 import fulltext_jobs
 from fulltext_jobs import NoJobs, SqlAlchemyRepository
 from fulltext_jobs.schema import tables_for
-from fulltext_jobs.statements import ItemSource, Statements
+from fulltext_jobs.statements import ItemSource, Statements, compile_for_driver
 
 ADMIN_URL = os.environ.get(
     "FULLTEXT_JOBS_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -380,19 +380,14 @@ def bench_claim(bench: Bench, args: argparse.Namespace) -> Table:
 
 
 def _raw_statements(bench_url: str) -> tuple[str, dict[str, Any], str]:
+    """The single-job API's two statements, as SQL for psycopg."""
     dialect = sa.create_engine(bench_url).dialect
     tables = tables_for("postgresql")
     statements = Statements(tables, ItemSource(tables.items), "postgresql")
-    claim = statements.claim_one.compile(dialect=dialect)
+    claim, fixed = compile_for_driver(statements.claim_one, dialect)
     keys = [column.name for column in statements.job_columns]
-    save = statements.upsert_job.compile(dialect=dialect, column_keys=keys)
-    defaults = {
-        name: bind.effective_value
-        for bind in claim.binds.values()
-        if not bind.required
-        for name in [claim.bind_names[bind]]
-    }
-    return str(claim), defaults, str(save)
+    save, _ = compile_for_driver(statements.upsert_job, dialect, keys)
+    return claim, fixed, save
 
 
 def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> None:  # noqa: ANN401

@@ -12,13 +12,12 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.compiler import SQLCompiler
 
 from fulltext_jobs.domain import (
     DestinationStats,
@@ -43,7 +42,14 @@ from fulltext_jobs.errors import (
 )
 from fulltext_jobs.repository import Repository
 from fulltext_jobs.schema import SCHEMA_REVISION, SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
-from fulltext_jobs.statements import ItemSource, Statements, job_from_values, job_row, to_job
+from fulltext_jobs.statements import (
+    ItemSource,
+    Statements,
+    compile_for_driver,
+    job_from_values,
+    job_row,
+    to_job,
+)
 
 __all__ = ["ItemSource", "SqlAlchemyRepository"]
 
@@ -342,14 +348,7 @@ class _Compiled:
     """
 
     def __init__(self, statement: sa.ClauseElement, dialect: Dialect, keys: list[str]) -> None:
-        compiled = cast("SQLCompiler", statement.compile(dialect=dialect, column_keys=keys))
-        self.sql = str(compiled)
-        # The values fixed in the statement itself ('ready', LIMIT 1, ...).
-        self.defaults = {
-            compiled.bind_names[bind]: bind.effective_value
-            for bind in compiled.binds.values()
-            if not bind.required
-        }
+        self.sql, self.defaults = compile_for_driver(statement, dialect, keys)
 
     def run(self, connection: sa.Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """Execute with `params`; return the first row, if any."""

@@ -13,19 +13,29 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.domain import FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.schema import Tables
 
-__all__ = ["ItemSource", "Statements", "job_from_values", "job_row", "to_job"]
+__all__ = [
+    "ItemSource",
+    "Statements",
+    "compile_for_driver",
+    "job_from_values",
+    "job_row",
+    "to_job",
+]
 
 
 class ItemSource:
@@ -80,6 +90,23 @@ def _mapped_table(cls: type[Any]) -> sa.FromClause:
         msg = f"{cls!r} is not a table, a mapped class or a select"
         raise InvalidInput(msg)
     return table
+
+
+def compile_for_driver(
+    statement: sa.ClauseElement, dialect: Dialect, column_keys: Sequence[str] = ()
+) -> tuple[str, dict[str, Any]]:
+    """The SQL of `statement` as `dialect`'s driver takes it, and the values
+    of the parameters the statement fixes itself (LIMIT 1, ...); the caller
+    supplies the others by name."""
+    compiled = cast(
+        "SQLCompiler", statement.compile(dialect=dialect, column_keys=list(column_keys))
+    )
+    fixed = {
+        compiled.bind_names[bind]: bind.effective_value
+        for bind in compiled.binds.values()
+        if not bind.required
+    }
+    return str(compiled), fixed
 
 
 def job_from_values(values: tuple[Any, ...]) -> FullText:
