@@ -255,8 +255,21 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.watermark[destination] = max(watermark, pick)
         return key
 
-    @rule(destination=destinations, delta=deltas)
-    def get_ready_job(self, destination: str, delta: timedelta) -> None:
+    def learn_ids(self, claimed: dict[str, list[tuple[Any, ...]]], keys: list[Key]) -> list[Key]:
+        """Record the ids of jobs made by enqueue_unqueued (which returns a
+        count, not jobs) when a claim first shows them; return their keys."""
+        learnt = [key for key in keys if key not in self.ids[self.names[0]]]
+        for name, views in claimed.items():
+            if not isinstance(views, list) or len(views) != len(keys):
+                return []  # the comparison that follows reports the mismatch
+            for key, seen in zip(keys, views, strict=True):
+                if key in learnt:
+                    assert seen[0] not in self.ids[name].values()
+                    self.ids[name][key] = seen[0]
+        return learnt
+
+    @rule(target=jobs, destination=destinations, delta=deltas)
+    def get_ready_job(self, destination: str, delta: timedelta) -> Any:
         self.now += delta
         ready = sorted(
             (job.seq, key)
@@ -273,14 +286,19 @@ class AdaptersAgree(RuleBasedStateMachine):
         }
         if not ready:
             assert outcomes == self.everywhere(NoJobs.__name__)
-            return
+            return multiple()
         key = ready[0][1]
         job = self.ledger[key]
         job.status, job.started = S.RUNNING, self.now
+        learnt = self.learn_ids(
+            {name: [seen] if isinstance(seen, tuple) else seen for name, seen in outcomes.items()},
+            [key],
+        )
         assert outcomes == {name: self.expected_view(name, key) for name in self.names}
+        return multiple(*learnt)
 
-    @rule(destination=destinations, n=st.integers(1, 3), delta=deltas)
-    def claim_ready(self, destination: str, n: int, delta: timedelta) -> None:
+    @rule(target=jobs, destination=destinations, n=st.integers(1, 3), delta=deltas)
+    def claim_ready(self, destination: str, n: int, delta: timedelta) -> Any:
         # get_ready_job's batch form: the n oldest ready jobs, oldest first.
         self.now += delta
         ready = sorted(
@@ -297,9 +315,79 @@ class AdaptersAgree(RuleBasedStateMachine):
         for _, key in ready:
             job = self.ledger[key]
             job.status, job.started = S.RUNNING, self.now
+        learnt = self.learn_ids(outcomes, [key for _, key in ready])
         assert outcomes == {
             name: [self.expected_view(name, key) for _, key in ready] for name in self.names
         }
+        return multiple(*learnt)
+
+    @rule(destination=destinations, limit=st.none() | st.integers(1, 3))
+    def enqueue_unqueued(self, destination: str, limit: int | None) -> None:
+        # The unqueued eligible items, smallest ids first, queued in id order;
+        # the watermark of create_job_for_unqueued is left alone.
+        unqueued = sorted(
+            item for item in self.eligible(destination) if (item, destination) not in self.ledger
+        )
+        picked = unqueued if limit is None else unqueued[:limit]
+        outcomes = {
+            backend.name: attempt(
+                lambda backend=backend: self.repo(backend, destination).enqueue_unqueued(
+                    destination, limit=limit
+                )
+            )
+            for backend in self.backends
+        }
+        assert outcomes == self.everywhere(len(picked))
+        for item in picked:
+            self.ledger[item, destination] = ModelJob(S.READY, next(self.seq))
+
+    @rule(
+        target=jobs,
+        keys=st.lists(jobs, unique=True, max_size=3),
+        action=st.sampled_from(Action),
+        new_items=st.lists(items, unique=True, max_size=2),
+        destination=destinations,
+        delta=deltas,
+    )
+    def save_many(
+        self,
+        keys: list[Key],
+        action: Action,
+        new_items: list[str],
+        destination: str,
+        delta: timedelta,
+    ) -> Any:
+        # Known jobs, each moved by `action` where legal, and brand-new ones,
+        # saved in one call: all or nothing.
+        self.now += delta
+        app = destination in APP_DESTINATIONS
+        keys = [key for key in keys if (key[1] in APP_DESTINATIONS) == app]
+        new_jobs = [FullText.new(item, destination) for item in new_items]
+        outcomes = {}
+        for backend in self.backends:
+            repo = self.repo(backend, destination)
+            batch = [repo.get_fulltext(self.ids[backend.name][key]) for key in keys]
+            for job in batch:
+                if job.can(action):
+                    job.apply(action, self.now)
+            batch += [replace(job) for job in new_jobs]
+            outcomes[backend.name] = attempt(lambda repo=repo, batch=batch: repo.save_many(batch))
+
+        new_keys = [(item, destination) for item in new_items]
+        if set(new_keys) & set(keys):
+            assert outcomes == self.everywhere(fulltext_jobs.InvalidInput.__name__)
+            return multiple()
+        if any(key in self.ledger for key in new_keys):
+            assert outcomes == self.everywhere(DuplicateJob.__name__)
+            return multiple()
+        assert outcomes == self.everywhere(None)
+        for key in keys:
+            self.move(key, action)
+        for key, job in zip(new_keys, new_jobs, strict=True):
+            self.ledger[key] = ModelJob(job.status, next(self.seq))
+            for name in self.names:
+                self.ids[name][key] = job.id
+        return multiple(*new_keys)
 
     @rule(key=jobs, action=st.sampled_from(Action), delta=deltas, zone=zones)
     def apply_action(self, key: Key, action: Action, delta: timedelta, zone: timezone) -> None:
@@ -321,19 +409,25 @@ class AdaptersAgree(RuleBasedStateMachine):
             repo.save_fulltext(job)
             outcomes[backend.name] = view(job)
 
-        model = self.ledger[key]
-        sources, target, started, finished = MOVES[action]
-        if model.status not in sources:
+        if not self.move(key, action):
             # Nothing saved: the invariant checks the stores still hold
             # the model's (unchanged) job.
             assert outcomes == self.everywhere(("InvalidTransition", "unchanged"))
             return
+        assert outcomes == {name: self.expected_view(name, key) for name in self.names}
+
+    def move(self, key: Key, action: Action) -> bool:
+        """Apply `action` to the model's job at `key` if legal; say if it was."""
+        model = self.ledger[key]
+        sources, target, started, finished = MOVES[action]
+        if model.status not in sources:
+            return False
         model.status = target
         if started != KEEP:
             model.started = self.now if started == NOW else None
         if finished != KEEP:
             model.finished = self.now if finished == NOW else None
-        assert outcomes == {name: self.expected_view(name, key) for name in self.names}
+        return True
 
     @rule(
         target=jobs,
@@ -384,17 +478,44 @@ class AdaptersAgree(RuleBasedStateMachine):
 
     @invariant()
     def stores_hold_the_models_jobs(self) -> None:
+        # Jobs made by enqueue_unqueued are checked once a claim has shown
+        # their ids; until then stats_agree counts them.
+        known = [key for key in self.ledger if key in self.ids[self.names[0]]]
         actual = {
             backend.name: {
                 key: view(self.repo(backend, key[1]).get_fulltext(self.ids[backend.name][key]))
-                for key in self.ledger
+                for key in known
             }
             for backend in self.backends
         }
         expected = {
-            name: {key: self.expected_view(name, key) for key in self.ledger} for name in self.names
+            name: {key: self.expected_view(name, key) for key in known} for name in self.names
         }
         assert actual == expected
+
+    @invariant()
+    def stats_agree(self) -> None:
+        actual = {
+            backend.name: {
+                destination: [
+                    (stats.destination, dict(stats.counts), stats.unqueued)
+                    for stats in self.repo(backend, destination).stats(destination)
+                ]
+                for destination in DESTINATIONS + APP_DESTINATIONS
+            }
+            for backend in self.backends
+        }
+        expected = {}
+        for destination in DESTINATIONS + APP_DESTINATIONS:
+            counts = dict.fromkeys(JobStatus, 0)
+            for (_, job_destination), job in self.ledger.items():
+                if job_destination == destination:
+                    counts[job.status] += 1
+            unqueued = sum(
+                (item, destination) not in self.ledger for item in self.eligible(destination)
+            )
+            expected[destination] = [(destination, counts, unqueued)]
+        assert actual == self.everywhere(expected)
 
     @invariant()
     def unqueued_counts_agree(self) -> None:
