@@ -9,6 +9,7 @@ from `sqlalchemy.url` in the ini file.
 from __future__ import annotations
 
 import os
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -17,6 +18,9 @@ from fulltext_jobs.engine import DATABASE_URL_ENV, create_engine, parse_url
 from fulltext_jobs.schema import VERSION_TABLE, tables_for
 
 config = context.config
+if config.config_file_name is not None:
+    # Run from the command line with alembic.ini: its logging settings.
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def database_url() -> str:

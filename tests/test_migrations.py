@@ -1,0 +1,600 @@
+"""The migrations: one head that is the declared schema's revision, a clean
+round trip up and down on both backends, a migrated schema that matches the
+declared tables, the alembic command line from a checkout, the programmatic
+entry points, the original's layout on PostgreSQL, and a wheel that carries
+the migrations and can run them without a checkout."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+import fulltext_jobs
+from fulltext_jobs import InvalidInput, JobStatus, SqlAlchemyRepository
+from fulltext_jobs.engine import DATABASE_URL_ENV
+from fulltext_jobs.migrate import migrations_dir
+from fulltext_jobs.schema import (
+    JOBS_SCHEMA,
+    SCHEMA_REVISION,
+    STATUS_VALUES,
+    VERSION_TABLE,
+    tables_for,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: The ledger's tables at each revision (in `jobs` on PostgreSQL).
+TABLES_AT = {
+    "0001": {"fulltext", "items"},
+    "0002": {"fulltext", "items", "enqueue_cursor"},
+}
+
+VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def fresh_url(request: pytest.FixtureRequest) -> str:
+    """A URL of an empty, unmigrated database of each dialect in turn."""
+    fixture = "tmp_sqlite_url" if request.param == "sqlite" else "fresh_postgres_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@contextmanager
+def opened(url: str) -> Iterator[sa.Engine]:
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def ledger_tables(engine: sa.Engine) -> set[str]:
+    """The tables fulltext-jobs owns, bar its version table."""
+    inspector = sa.inspect(engine)
+    if engine.dialect.name == "postgresql":
+        if JOBS_SCHEMA not in inspector.get_schema_names():
+            return set()
+        return set(inspector.get_table_names(schema=JOBS_SCHEMA))
+    return set(inspector.get_table_names()) - {VERSION_TABLE}
+
+
+def version_rows(engine: sa.Engine) -> list[str] | None:
+    """The rows of our version table, or None if there is no such table."""
+    if not sa.inspect(engine).has_table(VERSION_TABLE):
+        return None
+    with engine.connect() as connection:
+        return list(connection.execute(sa.select(VERSION_ROWS.c.version_num)).scalars())
+
+
+def leftovers(engine: sa.Engine) -> set[tuple[str, str]]:
+    """Every object in the database but the version table and its key:
+    (kind, name) pairs."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            rows = connection.execute(
+                sa.text("SELECT type, name FROM sqlite_master WHERE tbl_name <> :version"),
+                {"version": VERSION_TABLE},
+            )
+            return {(kind, name) for kind, name in rows}
+        relations = connection.execute(
+            sa.text(
+                "SELECT 'relation', n.nspname || '.' || c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND n.nspname NOT LIKE 'pg\\_%' "
+                "AND c.relname NOT IN (:version, :version_key)"
+            ),
+            {"version": VERSION_TABLE, "version_key": f"{VERSION_TABLE}_pkc"},
+        )
+        types = connection.execute(
+            sa.text(
+                "SELECT 'type', n.nspname || '.' || t.typname FROM pg_type t "
+                "JOIN pg_namespace n ON n.oid = t.typnamespace "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND n.nspname NOT LIKE 'pg\\_%' "
+                "AND t.typtype IN ('e', 'd', 'r', 'm')"
+            )
+        )
+        schemas = connection.execute(
+            sa.text(
+                "SELECT 'schema', n.nspname FROM pg_namespace n "
+                "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'public') "
+                "AND n.nspname NOT LIKE 'pg\\_%'"
+            )
+        )
+        return {(kind, name) for kind, name in [*relations, *types, *schemas]}
+
+
+def enum_types(engine: sa.Engine) -> list[str]:
+    """The names of the types named job_statuses, with their schemas."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.text(
+                    "SELECT n.nspname || '.' || t.typname FROM pg_type t "
+                    "JOIN pg_namespace n ON n.oid = t.typnamespace "
+                    "WHERE t.typname = 'job_statuses'"
+                )
+            ).scalars()
+        )
+
+
+def assert_at(url: str, revision: str) -> None:
+    """The database at `url` is migrated to `revision`, with its tables."""
+    assert fulltext_jobs.current_revision(url) == revision
+    with opened(url) as engine:
+        assert ledger_tables(engine) == TABLES_AT[revision]
+        assert version_rows(engine) == [revision]
+        indexes = {
+            index["name"]
+            for index in sa.inspect(engine).get_indexes(
+                "fulltext", schema=JOBS_SCHEMA if engine.dialect.name == "postgresql" else None
+            )
+        }
+        assert "fulltext_ready_idx" in indexes
+        if engine.dialect.name == "postgresql":
+            assert enum_types(engine) == ["public.job_statuses"]
+        else:
+            assert ("trigger", "fulltext_seq") in leftovers(engine)
+
+
+def assert_at_base(url: str) -> None:
+    """Nothing fulltext-jobs created is left at `url` but an empty version
+    table."""
+    assert fulltext_jobs.current_revision(url) is None
+    with opened(url) as engine:
+        assert ledger_tables(engine) == set()
+        assert version_rows(engine) in (None, [])
+        assert leftovers(engine) == set()
+        if engine.dialect.name == "postgresql":
+            assert JOBS_SCHEMA not in sa.inspect(engine).get_schema_names()
+            assert enum_types(engine) == []
+
+
+# --- 1. One head -----------------------------------------------------------
+
+
+def script_directory() -> ScriptDirectory:
+    return ScriptDirectory(str(migrations_dir()))
+
+
+def test_a_single_head_that_is_the_declared_schemas_revision():
+    script = script_directory()
+    assert script.get_heads() == [SCHEMA_REVISION]
+    assert script.get_bases() == ["0001"]
+    assert fulltext_jobs.head_revision() == SCHEMA_REVISION
+
+
+def test_revision_files_are_numbered_in_order():
+    script = script_directory()
+    chain = list(reversed(list(script.walk_revisions("base", "heads"))))
+    files = sorted(path.name for path in (migrations_dir() / "versions").glob("*.py"))
+    assert [Path(str(revision.path)).name for revision in chain] == files
+    for number, (revision, name) in enumerate(zip(chain, files, strict=True), start=1):
+        assert re.fullmatch(rf"{number:04d}_[a-z0-9_]+\.py", name), name
+        assert revision.revision == f"{number:04d}"
+        assert revision.down_revision == (None if number == 1 else f"{number - 1:04d}")
+    assert chain[-1].revision == SCHEMA_REVISION
+
+
+def test_the_checkouts_alembic_ini_runs_the_same_migrations():
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    location = config.get_main_option("script_location")
+    assert location is not None
+    assert Path(location).resolve() == migrations_dir().resolve()
+
+
+# --- 2. Up, down to base, up again ----------------------------------------
+
+
+def test_upgrade_downgrade_to_base_and_upgrade_again(fresh_url: str):
+    assert fulltext_jobs.current_revision(fresh_url) is None
+
+    fulltext_jobs.upgrade(fresh_url)
+    assert_at(fresh_url, SCHEMA_REVISION)
+
+    fulltext_jobs.downgrade(fresh_url, "base")
+    assert_at_base(fresh_url)
+
+    fulltext_jobs.upgrade(fresh_url)
+    assert_at(fresh_url, SCHEMA_REVISION)
+
+    # And the default of downgrade is base.
+    fulltext_jobs.downgrade(fresh_url)
+    assert_at_base(fresh_url)
+
+
+def test_each_revision_up_and_down_one_at_a_time(fresh_url: str):
+    fulltext_jobs.upgrade(fresh_url, "0001")
+    assert_at(fresh_url, "0001")
+    fulltext_jobs.upgrade(fresh_url, "0002")
+    assert_at(fresh_url, "0002")
+    fulltext_jobs.downgrade(fresh_url, "0001")
+    assert_at(fresh_url, "0001")
+    fulltext_jobs.downgrade(fresh_url, "base")
+    assert_at_base(fresh_url)
+
+
+def test_upgrading_twice_changes_nothing(fresh_url: str):
+    fulltext_jobs.upgrade(fresh_url)
+    fulltext_jobs.upgrade(fresh_url)
+    assert_at(fresh_url, SCHEMA_REVISION)
+
+
+# --- 3. The migrated schema is the declared one ---------------------------
+
+
+def _names_version_table(part: object) -> bool:
+    if isinstance(part, str):
+        return part == VERSION_TABLE
+    if isinstance(part, sa.Table):
+        return part.name == VERSION_TABLE
+    table = getattr(part, "table", None)
+    return isinstance(table, sa.Table) and table.name == VERSION_TABLE
+
+
+def _about_version_table(diff: Any) -> bool:
+    if isinstance(diff, list):
+        return all(_about_version_table(item) for item in diff)
+    return any(_names_version_table(part) for part in diff)
+
+
+def test_migrated_schema_matches_the_declared_tables(fresh_url: str):
+    fulltext_jobs.upgrade(fresh_url)
+    with opened(fresh_url) as engine, engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "version_table": VERSION_TABLE,
+                "include_schemas": True,
+                "compare_type": True,
+                "compare_server_default": True,
+            },
+        )
+        diffs = compare_metadata(context, tables_for(engine.dialect.name).metadata)
+    assert [diff for diff in diffs if not _about_version_table(diff)] == []
+
+
+# --- 4. The alembic command line from a checkout --------------------------
+
+
+def run_alembic(*args: str, url_env: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {DATABASE_URL_ENV, "ALEMBIC_CONFIG"}
+    }
+    if url_env is not None:
+        env[DATABASE_URL_ENV] = url_env
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_alembic_command_line_upgrades_and_downgrades(fresh_url: str):
+    done = run_alembic("upgrade", "head", url_env=fresh_url)
+    assert done.returncode == 0, done.stderr
+    assert fulltext_jobs.current_revision(fresh_url) == SCHEMA_REVISION
+
+    done = run_alembic("-x", f"url={fresh_url}", "current")
+    assert done.returncode == 0, done.stderr
+    assert f"{SCHEMA_REVISION} (head)" in done.stdout
+
+    done = run_alembic("downgrade", "base", url_env=fresh_url)
+    assert done.returncode == 0, done.stderr
+    assert_at_base(fresh_url)
+
+    # -x url=... comes before the environment variable, which here would fail.
+    done = run_alembic("-x", f"url={fresh_url}", "upgrade", "head", url_env="mysql://nowhere/db")
+    assert done.returncode == 0, done.stderr
+    assert_at(fresh_url, SCHEMA_REVISION)
+
+    done = run_alembic("-x", f"url={fresh_url}", "downgrade", "base")
+    assert done.returncode == 0, done.stderr
+    assert_at_base(fresh_url)
+
+
+def test_alembic_command_line_without_a_url_names_the_variable():
+    done = run_alembic("upgrade", "head")
+    assert done.returncode != 0
+    assert DATABASE_URL_ENV in done.stderr
+    assert "-x url=" in done.stderr
+
+
+def test_alembic_command_line_writes_the_sql_offline():
+    # Offline mode only parses the URL: no server behind it is needed.
+    done = run_alembic("-x", "url=postgresql://nobody@127.0.0.1:1/none", "upgrade", "head", "--sql")
+    assert done.returncode == 0, done.stderr
+    for statement in (
+        f"CREATE TABLE {VERSION_TABLE}",
+        "CREATE SCHEMA IF NOT EXISTS jobs",
+        "CREATE TYPE job_statuses AS ENUM ('ready', 'running', 'skipped', 'failed', 'finished')",
+        "CREATE TABLE jobs.fulltext",
+        "CREATE TABLE jobs.enqueue_cursor",
+        "CREATE INDEX fulltext_ready_idx ON jobs.fulltext",
+    ):
+        assert statement in done.stdout
+
+
+def test_alembic_ini_loads_without_deprecation_warnings():
+    # The suite makes warnings errors; the checkout's alembic.ini must not
+    # raise any under the installed alembic either.
+    done = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-m", "alembic", "heads"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{SCHEMA_REVISION} (head)" in done.stdout
+
+
+# --- 5. Programmatic upgrade ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind", ["str", "URL", "Engine", "Connection", "Connection in a transaction"]
+)
+def test_upgrade_accepts_a_url_an_engine_or_a_connection(fresh_url: str, kind: str):
+    with opened(fresh_url) as engine:
+        if kind == "str":
+            fulltext_jobs.upgrade(fresh_url)
+        elif kind == "URL":
+            fulltext_jobs.upgrade(sa.make_url(fresh_url))
+        elif kind == "Engine":
+            fulltext_jobs.upgrade(engine)
+            # The caller's engine is still the caller's, and works.
+            assert fulltext_jobs.current_revision(engine) == SCHEMA_REVISION
+        elif kind == "Connection":
+            with engine.connect() as connection:
+                fulltext_jobs.upgrade(connection)
+                assert not connection.closed
+                assert fulltext_jobs.current_revision(connection) == SCHEMA_REVISION
+        else:
+            with engine.begin() as connection:
+                fulltext_jobs.upgrade(connection)
+                assert connection.in_transaction()
+    assert_at(fresh_url, SCHEMA_REVISION)
+
+
+def test_upgrade_on_a_connection_joins_the_callers_transaction(fresh_url: str):
+    with opened(fresh_url) as engine, engine.connect() as connection:
+        connection.begin()
+        fulltext_jobs.upgrade(connection)
+        assert fulltext_jobs.current_revision(connection) == SCHEMA_REVISION
+        connection.rollback()
+    assert fulltext_jobs.current_revision(fresh_url) is None
+    with opened(fresh_url) as engine:
+        assert ledger_tables(engine) == set()
+        assert version_rows(engine) is None
+
+
+@pytest.mark.parametrize("revision", ["9999", "0003", "nonsense"])
+@pytest.mark.parametrize("migrate", [fulltext_jobs.upgrade, fulltext_jobs.downgrade])
+def test_an_unknown_revision_is_invalid_input(fresh_url: str, migrate: Any, revision: str):
+    with pytest.raises(InvalidInput, match=re.escape(repr(revision))):
+        migrate(fresh_url, revision)
+    assert fulltext_jobs.current_revision(fresh_url) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "not a url",
+        "mysql://user@localhost/db",
+        "postgresql+nosuchdriver://postgres@127.0.0.1/db",
+        "sqlite+nosuchdriver:///x.sqlite3",
+    ],
+)
+@pytest.mark.parametrize(
+    "migrate", [fulltext_jobs.upgrade, fulltext_jobs.downgrade, fulltext_jobs.current_revision]
+)
+def test_a_bad_url_is_invalid_input(migrate: Any, url: str):
+    with pytest.raises(InvalidInput):
+        migrate(url)
+
+
+# --- 6. The original's layout on PostgreSQL -------------------------------
+
+#: The original Go code's upsert of a job, as it ran it: positional, six
+#: values, the status a string that PostgreSQL casts to job_statuses.
+ORIGINAL_UPSERT = (
+    "INSERT INTO jobs.fulltext VALUES ($1, $2, $3, $4, $5, $6) "
+    "ON CONFLICT (id) DO UPDATE SET item_id = $2, destination = $3, "
+    "started = $4, finished = $5, status = $6"
+)
+
+ORIGINAL_SELECT = (
+    "SELECT id, item_id, destination, started, finished, status FROM jobs.fulltext WHERE id = $1"
+)
+
+
+def libpq_url(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.mark.postgresql
+def test_the_originals_positional_upsert_works(fresh_postgres_url: str):
+    fulltext_jobs.upgrade(fresh_postgres_url)
+    job_id = uuid.uuid4()
+    started = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
+    finished = started + timedelta(minutes=3)
+    with psycopg.connect(libpq_url(fresh_postgres_url), cursor_factory=psycopg.RawCursor) as conn:
+        conn.execute(ORIGINAL_UPSERT, (job_id, "item", "lang", None, None, "ready"))
+        row = conn.execute(ORIGINAL_SELECT, (job_id,)).fetchone()
+        assert row == (job_id, "item", "lang", None, None, "ready")
+        # The same statement again takes the ON CONFLICT branch.
+        conn.execute(ORIGINAL_UPSERT, (job_id, "item", "lang", started, finished, "finished"))
+        row = conn.execute(ORIGINAL_SELECT, (job_id,)).fetchone()
+        assert row == (job_id, "item", "lang", started, finished, "finished")
+        seq = conn.execute("SELECT seq FROM jobs.fulltext WHERE id = $1", (job_id,)).fetchone()
+        assert seq is not None
+        assert seq[0] is not None
+        count = conn.execute("SELECT count(*) FROM jobs.fulltext").fetchone()
+        assert count == (1,)
+    # And the library reads what the original wrote.
+    with opened(fresh_postgres_url) as engine:
+        job = SqlAlchemyRepository(engine).get_fulltext(job_id)
+    assert (job.id, job.item_id, job.destination) == (job_id, "item", "lang")
+    assert (job.started, job.finished, job.status) == (started, finished, JobStatus.FINISHED)
+
+
+@pytest.mark.postgresql
+def test_the_originals_layout_on_postgresql(fresh_postgres_url: str):
+    fulltext_jobs.upgrade(fresh_postgres_url)
+    with opened(fresh_postgres_url) as engine:
+        with engine.connect() as connection:
+            columns = connection.execute(
+                sa.text(
+                    "SELECT column_name, udt_name FROM information_schema.columns "
+                    "WHERE table_schema = 'jobs' AND table_name = 'fulltext' "
+                    "ORDER BY ordinal_position"
+                )
+            ).all()
+            labels = connection.execute(
+                sa.text(
+                    "SELECT e.enumlabel FROM pg_enum e "
+                    "JOIN pg_type t ON t.oid = e.enumtypid "
+                    "WHERE t.typname = 'job_statuses' ORDER BY e.enumsortorder"
+                )
+            ).scalars()
+            assert tuple(labels) == STATUS_VALUES
+        assert STATUS_VALUES == ("ready", "running", "skipped", "failed", "finished")
+        inspector = sa.inspect(engine)
+        uniques = inspector.get_unique_constraints("fulltext", schema=JOBS_SCHEMA)
+        primary_key = inspector.get_pk_constraint("fulltext", schema=JOBS_SCHEMA)
+        assert enum_types(engine) == ["public.job_statuses"]
+    assert [tuple(column) for column in columns[:6]] == [
+        ("id", "uuid"),
+        ("item_id", "text"),
+        ("destination", "text"),
+        ("started", "timestamptz"),
+        ("finished", "timestamptz"),
+        ("status", "job_statuses"),
+    ]
+    assert [unique["name"] for unique in uniques] == ["jobs_fulltext_unique"]
+    assert uniques[0]["column_names"] == ["item_id", "destination"]
+    assert primary_key["constrained_columns"] == ["id"]
+
+
+# --- 7. The wheel ----------------------------------------------------------
+
+INSTALLED_CHECK = """
+import sys
+from pathlib import Path
+
+import fulltext_jobs
+from fulltext_jobs.migrate import migrations_dir
+
+site = Path(sys.argv[1]).resolve()
+assert Path(fulltext_jobs.__file__).resolve().is_relative_to(site), fulltext_jobs.__file__
+assert migrations_dir().resolve() == site / "fulltext_jobs" / "_migrations", migrations_dir()
+print(fulltext_jobs.head_revision())
+fulltext_jobs.upgrade(sys.argv[2])
+print(fulltext_jobs.current_revision(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_migrations_and_migrates_without_a_checkout(tmp_path: Path):
+    # --no-isolation: hatchling is in the venv, so the build needs no network.
+    dist = tmp_path / "dist"
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [wheel] = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    revisions = {
+        f"fulltext_jobs/_migrations/versions/{path.name}"
+        for path in (REPO_ROOT / "migrations" / "versions").glob("*.py")
+    }
+    required = {
+        "fulltext_jobs/_migrations/env.py",
+        "fulltext_jobs/_migrations/versions/0001_initial.py",
+        "fulltext_jobs/_migrations/script.py.mako",
+        "fulltext_jobs/py.typed",
+        *revisions,
+    }
+    assert required <= names, sorted(required - names)
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    database = tmp_path / "w.sqlite3"
+    env = {key: value for key, value in os.environ.items() if key != DATABASE_URL_ENV}
+    env["PYTHONPATH"] = str(site)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            INSTALLED_CHECK,
+            str(site),
+            f"sqlite:///{database}",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [SCHEMA_REVISION, SCHEMA_REVISION]
+    assert database.is_file()
+    assert fulltext_jobs.current_revision(f"sqlite:///{database}") == SCHEMA_REVISION
