@@ -65,11 +65,13 @@ _MAX_CREATE_ATTEMPTS: Final = 1000
 class SqlAlchemyRepository(Repository):
     """A `Repository` in PostgreSQL or SQLite, through SQLAlchemy 2.
 
-    `bind` is an Engine or a sessionmaker; every call runs in a transaction
-    of its own and commits before it returns. `items` is where the items come
-    from (an `ItemSource`, or anything `ItemSource` accepts); by default the
-    `items` table that the migrations create. `clock` returns the current
-    time (aware) and stamps `started`.
+    `bind` is an Engine, or a sessionmaker whose engine is used; every call
+    runs in a transaction of its own and commits before it returns. `items`
+    is where the items come from (an `ItemSource`, or anything `ItemSource`
+    accepts); by default the `items` table that the migrations create.
+    `clock` returns the current time (aware) and stamps `started`.
+    `enqueue_batch_size` is how many items `enqueue_unqueued` queues per
+    transaction.
 
     A SQLite engine is given WAL, a busy timeout and `BEGIN IMMEDIATE` (see
     `fulltext_jobs.configure_sqlite`). The first call checks that the
@@ -83,6 +85,7 @@ class SqlAlchemyRepository(Repository):
         *,
         items: ItemSource | sa.FromClause | sa.Select[Any] | type[Any] | None = None,
         clock: Callable[[], datetime] | None = None,
+        enqueue_batch_size: int = 50_000,
     ) -> None:
         if isinstance(bind, sessionmaker) and isinstance(bind.kw.get("bind"), Engine):
             bind = bind.kw["bind"]
@@ -111,8 +114,7 @@ class SqlAlchemyRepository(Repository):
         self._hot = _HotPath(self._sql, bind.dialect) if bind.dialect.name == "postgresql" else None
         self._clock = clock or utc
         self._schema_checked = False
-        #: How many items `enqueue_unqueued` takes per transaction.
-        self.enqueue_batch_size = 50_000
+        self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
 
     def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
         """Add items to the default `items` table; return how many were new.
@@ -213,7 +215,7 @@ class SqlAlchemyRepository(Repository):
         while limit is None or created < limit:
             with self._connection("enqueue_unqueued") as connection:
                 upper = connection.execute(
-                    self._sql.batch_upper_bound(after, self.enqueue_batch_size)
+                    self._sql.batch_upper_bound(after, self._enqueue_batch_size)
                 ).scalar_one_or_none()
                 skip_queued = connection.execute(
                     self._sql.any_queued(destination, after, upper)

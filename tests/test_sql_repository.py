@@ -290,3 +290,26 @@ def test_an_idle_connection_is_tested_and_replaced_before_use(
         assert repo.get_ready_job("lang").id == job.id  # no error: pinged, replaced
     finally:
         engine.dispose()
+
+
+# --- Keyset batches --------------------------------------------------------
+
+
+def test_enqueue_works_across_batches(sql_engine: sa.Engine):
+    repo = SqlAlchemyRepository(sql_engine, enqueue_batch_size=3)
+    items = [f"item-{n:02}" for n in range(10)]
+    repo.add_items(items)
+    saved = ["item-01", "item-04", "item-05"]
+    for item_id in saved:
+        repo.save_fulltext(FullText.new(item_id, "lang"))
+    assert repo.enqueue_unqueued("lang", limit=4) == 4
+    assert repo.enqueue_unqueued("lang") == 3
+    assert repo.count_unqueued("lang") == 0
+    claimed = [job.item_id for job in repo.claim_ready("lang", 20)]
+    # Saved jobs first, then the bulk-queued ones in id order.
+    assert claimed == saved + [item_id for item_id in items if item_id not in saved]
+
+
+def test_enqueue_batch_size_must_be_positive(sql_engine: sa.Engine):
+    with pytest.raises(InvalidInput):
+        SqlAlchemyRepository(sql_engine, enqueue_batch_size=0)
