@@ -43,8 +43,9 @@ IDLE_PING_SECONDS: Final = 5.0
 
 # SQLSTATEs after which the same call may succeed: connection exceptions
 # (class 08), the server shutting down or restarting (57P01 to 57P03), a
-# serialization failure and a deadlock.
-_RETRYABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+# serialization failure, a deadlock, and a lock wait that timed out (as
+# SQLite's "database is locked").
+_RETRYABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "40001", "40P01", "55P03"})
 
 
 def parse_url(url: str | URL) -> URL:

@@ -363,8 +363,10 @@ class _Compiled:
             cursor.execute(self.sql, {**self.defaults, **params})
             row: tuple[Any, ...] | None = cursor.fetchone() if cursor.description else None
         except psycopg.Error as exc:
-            lost = isinstance(exc, psycopg.OperationalError) or bool(
-                getattr(dbapi_connection, "closed", False)
+            # Lost only if the connection says so: a lock or statement
+            # timeout is an OperationalError too, on a healthy connection.
+            lost = bool(getattr(dbapi_connection, "closed", False)) or bool(
+                getattr(dbapi_connection, "broken", False)
             )
             if lost:
                 connection.invalidate(exc)

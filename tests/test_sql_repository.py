@@ -313,3 +313,42 @@ def test_enqueue_works_across_batches(sql_engine: sa.Engine):
 def test_enqueue_batch_size_must_be_positive(sql_engine: sa.Engine):
     with pytest.raises(InvalidInput):
         SqlAlchemyRepository(sql_engine, enqueue_batch_size=0)
+
+
+@pytest.mark.parametrize("call", ["save_fulltext", "save_many", "get_ready_job"])
+def test_a_lock_timeout_is_retryable_and_keeps_the_connection(
+    postgres_url: str, clean_postgres_engine: sa.Engine, call: str
+):
+    engine = fulltext_jobs.create_engine(
+        postgres_url, pool_size=1, max_overflow=0, connect_args={"options": "-c lock_timeout=200"}
+    )
+    try:
+        repo = SqlAlchemyRepository(engine)
+        job = FullText.new("item", "lang")
+        repo.save_fulltext(job)
+        pid_before = _backend_pid(engine)
+        with clean_postgres_engine.connect() as holder:
+            holder.exec_driver_sql(
+                "SELECT 1 FROM jobs.fulltext WHERE id = %(id)s FOR UPDATE", {"id": job.id}
+            )
+            calls = {
+                "save_fulltext": lambda: repo.save_fulltext(job),
+                "save_many": lambda: repo.save_many([job]),
+                # The claim skips the locked row, so lock the whole table.
+                "get_ready_job": lambda: repo.get_ready_job("lang"),
+            }
+            if call == "get_ready_job":
+                holder.exec_driver_sql("LOCK TABLE jobs.fulltext IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(StoreError) as caught:
+                calls[call]()
+            assert caught.value.retryable
+            holder.rollback()
+        assert _backend_pid(engine) == pid_before  # the healthy connection was kept
+        assert repo.get_fulltext(job.id) == job
+    finally:
+        engine.dispose()
+
+
+def _backend_pid(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
