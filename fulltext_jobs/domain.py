@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -18,7 +18,9 @@ from fulltext_jobs.errors import InvalidInput, InvalidTransition
 __all__ = [
     "ACTIONS",
     "MAX_DESTINATION_LENGTH",
+    "MAX_ERROR_LENGTH",
     "MAX_ITEM_ID_LENGTH",
+    "RETRYABLE_STATUSES",
     "TRANSITIONS",
     "Action",
     "DestinationStats",
@@ -30,6 +32,12 @@ __all__ = [
     "check_job",
     "check_job_id",
     "check_jobs",
+    "check_lease",
+    "check_max_attempts",
+    "check_retry_statuses",
+    "clean_error",
+    "lease_expired_error",
+    "stored_form",
     "utc",
 ]
 
@@ -38,6 +46,8 @@ __all__ = [
 # 2,704 bytes even when every character takes 4 bytes of UTF-8.
 MAX_ITEM_ID_LENGTH: Final = 500
 MAX_DESTINATION_LENGTH: Final = 100
+#: The longest `last_error` kept, in characters; longer ones are cut.
+MAX_ERROR_LENGTH: Final = 4000
 
 
 class JobStatus(StrEnum):
@@ -80,6 +90,15 @@ TRANSITIONS: Final[Mapping[JobStatus, frozenset[JobStatus]]] = {
     status: frozenset(target for sources, target in ACTIONS.values() if status in sources)
     for status in JobStatus
 }
+
+
+def clean_error(error: object) -> str:
+    """`error` as text fit to store: NUL bytes (which PostgreSQL's text
+    cannot hold) escaped, and cut to `MAX_ERROR_LENGTH` characters."""
+    text = str(error).replace("\x00", "\\x00")
+    if len(text) > MAX_ERROR_LENGTH:
+        text = text[: MAX_ERROR_LENGTH - 1] + "\u2026"
+    return text
 
 
 def utc(moment: datetime | None = None) -> datetime:
@@ -150,6 +169,14 @@ class FullText:
     Change it only through its methods, which follow `ACTIONS`; an illegal
     move raises `InvalidTransition` and leaves the job as it was. Timestamps
     are aware datetimes in UTC.
+
+    The first six fields are the original's. A claim (`get_ready_job`,
+    `claim_ready`) also sets `claim_token` and `lease_expires` and counts an
+    `attempt`. Saving a job that leaves `running` (after `finish`, `fail`,
+    `skip` or `release`) succeeds only with the token of the claim that is
+    still current; the job is then stored without token or lease, while the
+    caller's copy keeps its token. `finish`, `fail`, `skip` and `release`
+    end the lease; `last_error` is what the last `fail` recorded.
     """
 
     id: uuid.UUID
@@ -158,6 +185,10 @@ class FullText:
     started: datetime | None = None
     finished: datetime | None = None
     status: JobStatus = JobStatus.READY
+    attempts: int = 0
+    claim_token: uuid.UUID | None = None
+    lease_expires: datetime | None = None
+    last_error: str | None = None
 
     @classmethod
     def new(cls, item_id: str, destination: str) -> FullText:
@@ -192,17 +223,20 @@ class FullText:
     def finish(self, now: datetime | None = None) -> None:
         """running to finished; sets `finished`."""
         target = self._move(Action.FINISH)
-        self.finished, self.status = utc(now), target
+        self.finished, self.status, self.lease_expires = utc(now), target, None
 
-    def fail(self, now: datetime | None = None) -> None:
-        """running to failed; sets `finished`."""
+    def fail(self, now: datetime | None = None, *, error: str | None = None) -> None:
+        """running to failed; sets `finished`, and `last_error` to `error`
+        if given (cut to `MAX_ERROR_LENGTH` characters, NUL bytes escaped)."""
         target = self._move(Action.FAIL)
-        self.finished, self.status = utc(now), target
+        self.finished, self.status, self.lease_expires = utc(now), target, None
+        if error is not None:
+            self.last_error = clean_error(error)
 
     def skip(self, now: datetime | None = None) -> None:
         """ready or running to skipped; sets `finished`."""
         target = self._move(Action.SKIP)
-        self.finished, self.status = utc(now), target
+        self.finished, self.status, self.lease_expires = utc(now), target, None
 
     def release(self, now: datetime | None = None) -> None:
         """running to ready: the worker gives the job back; clears `started`.
@@ -212,7 +246,7 @@ class FullText:
         """
         target = self._move(Action.RELEASE)
         utc(now)
-        self.started, self.status = None, target
+        self.started, self.status, self.lease_expires = None, target, None
 
     def retry(self, now: datetime | None = None) -> None:
         """failed or skipped to ready; clears `started` and `finished`.
@@ -260,6 +294,56 @@ def check_batch_size(n: object) -> int:
     return n
 
 
+#: How long a claim lasts unless a heartbeat extends it.
+DEFAULT_LEASE: Final = timedelta(minutes=5)
+
+#: The statuses `Repository.retry` may return to ready.
+RETRYABLE_STATUSES: Final = ACTIONS[Action.RETRY][0]
+
+
+def check_retry_statuses(statuses: object) -> frozenset[JobStatus]:
+    """`statuses` as a non-empty set of the statuses retry starts from
+    (failed, skipped); raise `InvalidInput` otherwise."""
+    if isinstance(statuses, str) or not isinstance(statuses, Iterable):
+        msg = f"statuses must be an iterable of statuses, not {statuses!r}"
+        raise InvalidInput(msg)
+    try:
+        chosen = frozenset(JobStatus(status) for status in statuses)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    if not chosen or not chosen <= RETRYABLE_STATUSES:
+        msg = f"retry starts from {' or '.join(sorted(RETRYABLE_STATUSES))}, not {sorted(chosen)}"
+        raise InvalidInput(msg)
+    return chosen
+
+
+def check_lease(lease: object) -> timedelta:
+    """`lease` if it is a positive timedelta; raise `InvalidInput` otherwise."""
+    if not isinstance(lease, timedelta) or lease <= timedelta(0):
+        msg = f"a lease must be a positive timedelta, not {lease!r}"
+        raise InvalidInput(msg)
+    return lease
+
+
+def check_max_attempts(max_attempts: object) -> int:
+    """`max_attempts` if it is a positive whole number; raise `InvalidInput`
+    otherwise."""
+    return check_batch_size(max_attempts)
+
+
+def lease_expired_error(attempts: int) -> str:
+    """The `last_error` of a job that rescue fails for good."""
+    return f"lease expired after {attempts} attempt(s); max_attempts reached"
+
+
+def stored_form(job: FullText) -> FullText:
+    """The job as a store keeps it: only a `running` job holds a claim
+    token and a lease."""
+    if job.status is JobStatus.RUNNING:
+        return job
+    return dataclasses.replace(job, claim_token=None, lease_expires=None)
+
+
 def check_jobs(jobs: object) -> list[FullText]:
     """Normalised copies of `jobs` (see `check_job`) fit to store together.
 
@@ -297,6 +381,12 @@ def check_job(job: object) -> FullText:
     if not isinstance(job.id, uuid.UUID):
         msg = f"job id {job.id!r} is not a UUID"
         raise InvalidInput(msg)
+    if isinstance(job.attempts, bool) or not isinstance(job.attempts, int) or job.attempts < 0:
+        msg = f"job {job.id} has attempts {job.attempts!r}; expected a whole number >= 0"
+        raise InvalidInput(msg)
+    if job.claim_token is not None and not isinstance(job.claim_token, uuid.UUID):
+        msg = f"job {job.id} has claim token {job.claim_token!r}, not a UUID"
+        raise InvalidInput(msg)
     return FullText(
         id=job.id,
         item_id=check_item_id(job.item_id),
@@ -304,4 +394,8 @@ def check_job(job: object) -> FullText:
         started=None if job.started is None else utc(job.started),
         finished=None if job.finished is None else utc(job.finished),
         status=status,
+        attempts=job.attempts,
+        claim_token=job.claim_token,
+        lease_expires=None if job.lease_expires is None else utc(job.lease_expires),
+        last_error=None if job.last_error is None else clean_error(job.last_error),
     )

@@ -14,6 +14,7 @@ __all__ = [
     "InvalidTransition",
     "JobNotFound",
     "JobsError",
+    "LostClaim",
     "NoJobs",
     "SchemaNotMigrated",
     "StoreError",
@@ -45,6 +46,12 @@ class DuplicateJob(JobsError):  # noqa: N818 - reads as a condition, like the or
 
 class InvalidTransition(JobsError):  # noqa: N818 - reads as a condition
     """The job's status does not allow this change."""
+
+
+class LostClaim(JobsError):  # noqa: N818 - reads as a condition
+    """The caller no longer holds this job's claim: its lease ran out and the
+    job was rescued or claimed again, or the claim has already been ended by
+    a save. Nothing was changed."""
 
 
 class InvalidInput(JobsError, ValueError):  # noqa: N818 - reads as a condition

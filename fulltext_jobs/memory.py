@@ -15,9 +15,10 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fulltext_jobs.domain import (
+    DEFAULT_LEASE,
     DestinationStats,
     FullText,
     JobStatus,
@@ -27,9 +28,14 @@ from fulltext_jobs.domain import (
     check_job,
     check_job_id,
     check_jobs,
+    check_lease,
+    check_max_attempts,
+    check_retry_statuses,
+    lease_expired_error,
+    stored_form,
     utc,
 )
-from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, NoJobs
+from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs
 from fulltext_jobs.repository import Repository
 
 __all__ = ["InMemoryRepository"]
@@ -39,7 +45,8 @@ class InMemoryRepository(Repository):
     """A `Repository` held in this process's memory.
 
     `items` are the ids of the eligible items; `add_items` adds more. `clock`
-    returns the current time (aware); tests may fix it.
+    returns the current time (aware); tests may fix it. `lease` is how long
+    a claim lasts without a heartbeat.
     """
 
     def __init__(
@@ -47,9 +54,11 @@ class InMemoryRepository(Repository):
         items: Iterable[str] = (),
         *,
         clock: Callable[[], datetime] | None = None,
+        lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock or utc
+        self._lease = check_lease(lease)
         self._items: list[str] = []  # sorted, like the index the SQL adapter reads
         self._item_set: set[str] = set()
         self._jobs: dict[uuid.UUID, FullText] = {}
@@ -88,22 +97,84 @@ class InMemoryRepository(Repository):
     def save_fulltext(self, job: FullText) -> None:
         stored = check_job(job)
         with self._lock:
+            self._check_claim(stored)
             self._check_pair_free(stored)
-            self._store(stored)
+            self._store(stored_form(stored))
 
     def save_many(self, jobs: Iterable[FullText]) -> None:
         checked = check_jobs(jobs)
         with self._lock:
+            for job in checked:
+                self._check_claim(job)
             # Row by row, as the database checks its unique constraint, and
             # all or nothing, as its transaction is.
             saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
             try:
                 for job in checked:
                     self._check_pair_free(job)
-                    self._store(job)
+                    self._store(stored_form(job))
             except DuplicateJob:
                 self._jobs, self._by_pair, self._seq = saved
                 raise
+
+    def heartbeat(self, job: FullText) -> datetime:
+        with self._lock:
+            stored = self._jobs.get(job.id)
+            if (
+                stored is None
+                or stored.status is not JobStatus.RUNNING
+                or stored.claim_token is None
+                or stored.claim_token != job.claim_token
+            ):
+                raise LostClaim(f"job {job.id} is no longer held by this claim")
+            stored.lease_expires = self._clock() + self._lease
+            job.lease_expires = stored.lease_expires
+            return stored.lease_expires
+
+    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
+        if destination is not None:
+            check_destination(destination)
+        check_max_attempts(max_attempts)
+        with self._lock:
+            now = self._clock()
+            rescued = 0
+            for job in self._jobs.values():
+                if (
+                    job.status is JobStatus.RUNNING
+                    and destination in (None, job.destination)
+                    and job.lease_expires is not None
+                    and job.lease_expires < now
+                ):
+                    if job.attempts >= max_attempts:
+                        job.status, job.finished = JobStatus.FAILED, now
+                        job.last_error = lease_expired_error(job.attempts)
+                    else:
+                        job.status, job.started = JobStatus.READY, None
+                    job.claim_token = job.lease_expires = None
+                    rescued += 1
+            return rescued
+
+    def retry(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
+        item_ids: Iterable[str] | None = None,
+    ) -> int:
+        check_destination(destination)
+        chosen = check_retry_statuses(statuses)
+        only = None if item_ids is None else {check_item_id(item) for item in item_ids}
+        with self._lock:
+            retried = 0
+            for job in self._jobs.values():
+                if (
+                    job.destination == destination
+                    and job.status in chosen
+                    and (only is None or job.item_id in only)
+                ):
+                    job.retry(self._clock())
+                    retried += 1
+            return retried
 
     def create_job_for_unqueued(self, destination: str) -> FullText:
         check_destination(destination)
@@ -181,7 +252,15 @@ class InMemoryRepository(Repository):
             now = self._clock()
             for job in ready:
                 job.start(now)
+                job.attempts += 1
+                job.claim_token = uuid.uuid4()
+                job.lease_expires = now + self._lease
             return [replace(job) for job in ready]
+
+    def _check_claim(self, job: FullText) -> None:
+        stored = self._jobs.get(job.id)
+        if stored is not None and stored.claim_token != job.claim_token:
+            raise LostClaim(f"job {job.id} is no longer held by this claim")
 
     def _check_pair_free(self, job: FullText) -> None:
         owner = self._by_pair.get((job.item_id, job.destination))

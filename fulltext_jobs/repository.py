@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
-from fulltext_jobs.domain import DestinationStats, FullText
+from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
 
 __all__ = ["Repository"]
 
@@ -32,10 +33,16 @@ class Repository(abc.ABC):
     def save_fulltext(self, job: FullText) -> None:
         """Store `job`, inserting it or replacing the job with the same id.
 
-        Raises `DuplicateJob` if another job (another id) already exists for
-        the same item and destination, and `InvalidInput` if the job has an
-        unknown status, a bad item id or destination, or a naive timestamp.
-        Either way nothing is written.
+        The job's `claim_token` must be the stored job's: a job claimed by
+        `get_ready_job` or `claim_ready` is saved only while that claim is
+        current, so a worker whose lease ran out cannot overwrite what
+        happened since. A job that leaves `running` is stored without token
+        or lease, ending the claim.
+
+        Raises `LostClaim` if the tokens differ, `DuplicateJob` if another job
+        (another id) already exists for the same item and destination, and
+        `InvalidInput` if the job has an unknown status, a bad item id or
+        destination, or a naive timestamp. Either way nothing is written.
         """
 
     @abc.abstractmethod
@@ -62,7 +69,8 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     def get_ready_job(self, destination: str) -> FullText:
         """Claim the oldest `ready` job for `destination`: mark it `running`,
-        set `started`, and return it.
+        set `started`, a fresh `claim_token` and `lease_expires` (now plus
+        the repository's lease), count an attempt, and return it.
 
         Safe under any number of concurrent callers: each job is handed to
         exactly one of them. Raises `NoJobs` when no job is ready for
@@ -98,9 +106,10 @@ class Repository(abc.ABC):
         """Store many jobs at once, each as `save_fulltext` would: all of them
         or, on any error, none.
 
-        Raises `DuplicateJob` if any would be a second job for its item and
-        destination, and `InvalidInput` if any job is bad or two of them
-        share an id or an (item, destination) pair.
+        Raises `LostClaim` if any job's claim token is not the stored job's
+        (see `save_fulltext`), `DuplicateJob` if any would be a second job for
+        its item and destination, and `InvalidInput` if any job is bad or two
+        of them share an id or an (item, destination) pair.
         """
 
     @abc.abstractmethod
@@ -116,4 +125,46 @@ class Repository(abc.ABC):
         for every destination that has jobs, sorted by name.
 
         Raises `InvalidInput` for a bad destination.
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, job: FullText) -> datetime:
+        """Extend the lease of a job the caller has claimed to now plus the
+        repository's lease; set it on `job` and return it.
+
+        Call it well within the lease (a third of it, say) while the work
+        goes on. Raises `LostClaim` if the caller no longer holds the claim
+        (the job is not `running`, or its token is another's), changing
+        nothing.
+        """
+
+    @abc.abstractmethod
+    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
+        """Give back the `running` jobs whose lease has run out (of
+        `destination`, or of all): each returns to `ready`, or, once it has
+        had `max_attempts` attempts, goes to `failed` with the reason in
+        `last_error`. Their claims end, so their workers' late saves raise
+        `LostClaim`. Returns how many jobs were rescued.
+
+        A job is rescued only if, at that moment, it is still running with an
+        expired lease: a job finished meanwhile is never touched. Jobs
+        without a lease (claimed by the original Go code) are left alone.
+        Raises `InvalidInput` for a bad destination or `max_attempts`.
+        """
+
+    @abc.abstractmethod
+    def retry(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
+        item_ids: Iterable[str] | None = None,
+    ) -> int:
+        """Return the `destination`'s jobs in `statuses` (failed, skipped or
+        both), or only those of `item_ids`, to `ready`, keeping their
+        `attempts` and `last_error`; return how many.
+
+        This replaces the original's retry, which deleted the rows and lost
+        their history. Raises `InvalidInput` for a bad destination or item
+        id, or for a status other than failed and skipped.
         """

@@ -41,7 +41,7 @@ __all__ = [
 
 #: The alembic revision these declarations correspond to; the repository
 #: refuses a database at any other revision.
-SCHEMA_REVISION: Final = "0002"
+SCHEMA_REVISION: Final = "0003"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -127,6 +127,12 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("finished", UTCDateTime),
         sa.Column("status", status_type(), nullable=False),
         seq,
+        # Claims (0003). The lease is in no index, so that a heartbeat, which
+        # changes nothing else, can be a HOT update on PostgreSQL.
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("claim_token", sa.Uuid),
+        sa.Column("lease_expires", UTCDateTime),
+        sa.Column("last_error", sa.Text),
         sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
         schema=schema,
     )
@@ -136,6 +142,12 @@ def tables_for(dialect_name: str) -> Tables:
         fulltext.c.seq,
         postgresql_where=fulltext.c.status == "ready",
         sqlite_where=fulltext.c.status == "ready",
+    )
+    sa.Index(
+        "fulltext_running_idx",
+        fulltext.c.destination,
+        postgresql_where=fulltext.c.status == "running",
+        sqlite_where=fulltext.c.status == "running",
     )
     items = sa.Table(
         "items",

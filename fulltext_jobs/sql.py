@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -20,14 +20,19 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fulltext_jobs.domain import (
+    DEFAULT_LEASE,
     DestinationStats,
     FullText,
+    JobStatus,
     check_batch_size,
     check_destination,
     check_item_id,
     check_job,
     check_job_id,
     check_jobs,
+    check_lease,
+    check_max_attempts,
+    check_retry_statuses,
     utc,
 )
 from fulltext_jobs.engine import configure_sqlite, store_error
@@ -36,6 +41,7 @@ from fulltext_jobs.errors import (
     DuplicateJob,
     InvalidInput,
     JobNotFound,
+    LostClaim,
     NoJobs,
     SchemaNotMigrated,
     StoreError,
@@ -69,7 +75,9 @@ class SqlAlchemyRepository(Repository):
     runs in a transaction of its own and commits before it returns. `items`
     is where the items come from (an `ItemSource`, or anything `ItemSource`
     accepts); by default the `items` table that the migrations create.
-    `clock` returns the current time (aware) and stamps `started`.
+    `clock` returns the current time (aware): it stamps `started` and
+    leases, so the machines sharing a database need clocks in step to well
+    within a lease. `lease` is how long a claim lasts without a heartbeat.
     `enqueue_batch_size` is how many items `enqueue_unqueued` queues per
     transaction.
 
@@ -85,6 +93,7 @@ class SqlAlchemyRepository(Repository):
         *,
         items: ItemSource | sa.FromClause | sa.Select[Any] | type[Any] | None = None,
         clock: Callable[[], datetime] | None = None,
+        lease: timedelta = DEFAULT_LEASE,
         enqueue_batch_size: int = 50_000,
     ) -> None:
         if isinstance(bind, sessionmaker) and isinstance(bind.kw.get("bind"), Engine):
@@ -115,6 +124,7 @@ class SqlAlchemyRepository(Repository):
         self._clock = clock or utc
         self._schema_checked = False
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
+        self._lease = check_lease(lease)
 
     def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
         """Add items to the default `items` table; return how many were new.
@@ -152,23 +162,67 @@ class SqlAlchemyRepository(Repository):
             f"a job already exists for item {stored.item_id!r} "
             f"and destination {stored.destination!r}"
         )
+        params = {**job_row(stored), "claim": stored.claim_token}
         with self._connection(
             "save_fulltext", single_statement=True, duplicate=duplicate
         ) as connection:
+            written: object
             if self._hot is None:
-                connection.execute(self._sql.upsert_job, job_row(stored))
+                written = connection.execute(self._sql.upsert_job, params).first()
             else:
-                self._hot.upsert_job.run(connection, job_row(stored))
+                written = self._hot.upsert_job.run(connection, params)
+        if written is None:
+            raise LostClaim(f"job {stored.id} is no longer held by this claim; nothing was saved")
 
     def save_many(self, jobs: Iterable[FullText]) -> None:
         checked = check_jobs(jobs)
         if not checked:
             return
         duplicate = "one of the jobs would be a second job for its item and destination"
-        with self._connection(
-            "save_many", single_statement=True, duplicate=duplicate
-        ) as connection:
+        with self._connection("save_many", duplicate=duplicate) as connection:
+            rows = connection.execute(self._sql.lock_jobs, {"ids": [job.id for job in checked]})
+            held: dict[uuid.UUID, uuid.UUID | None] = {row.id: row.claim_token for row in rows}
+            for job in checked:
+                if job.id in held and held[job.id] != job.claim_token:
+                    raise LostClaim(
+                        f"job {job.id} is no longer held by this claim; nothing was saved"
+                    )
             connection.execute(self._sql.upsert_jobs(checked))
+
+    def heartbeat(self, job: FullText) -> datetime:
+        lease_until = self._clock() + self._lease
+        with self._connection("heartbeat", single_statement=True) as connection:
+            extended: datetime | None = connection.execute(
+                self._sql.heartbeat,
+                {"job_id": job.id, "token": job.claim_token, "lease_until": lease_until},
+            ).scalar_one_or_none()
+        if extended is None:
+            raise LostClaim(f"job {job.id} is no longer held by this claim")
+        job.lease_expires = extended
+        return extended
+
+    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
+        if destination is not None:
+            check_destination(destination)
+        check_max_attempts(max_attempts)
+        with self._connection("rescue_expired", single_statement=True) as connection:
+            return connection.execute(
+                self._sql.rescue_expired(destination),
+                {"now": self._clock(), "max_attempts": max_attempts},
+            ).rowcount
+
+    def retry(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
+        item_ids: Iterable[str] | None = None,
+    ) -> int:
+        check_destination(destination)
+        chosen = sorted(status.value for status in check_retry_statuses(statuses))
+        only = None if item_ids is None else sorted({check_item_id(i) for i in item_ids})
+        with self._connection("retry", single_statement=True) as connection:
+            return connection.execute(self._sql.retry(destination, chosen, only)).rowcount
 
     def create_job_for_unqueued(self, destination: str) -> FullText:
         check_destination(destination)
@@ -233,7 +287,13 @@ class SqlAlchemyRepository(Repository):
 
     def get_ready_job(self, destination: str) -> FullText:
         check_destination(destination)
-        params = {"dest": destination, "now": self._clock()}
+        now = self._clock()
+        params = {
+            "dest": destination,
+            "now": now,
+            "token": uuid.uuid4(),
+            "lease_until": now + self._lease,
+        }
         with self._connection("get_ready_job", single_statement=True) as connection:
             if self._hot is None:
                 row = connection.execute(self._sql.claim_one, params).one_or_none()
@@ -249,8 +309,10 @@ class SqlAlchemyRepository(Repository):
         check_destination(destination)
         check_batch_size(n)
         with self._connection("claim_ready", single_statement=True) as connection:
+            now = self._clock()
             rows = connection.execute(
-                self._sql.claim_many, {"dest": destination, "n": n, "now": self._clock()}
+                self._sql.claim_many,
+                {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease},
             ).all()
         return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
-from fulltext_jobs.domain import FullText, JobStatus
+from fulltext_jobs.domain import FullText, JobStatus, stored_form
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.schema import Tables
 
@@ -112,7 +112,9 @@ def compile_for_driver(
 def job_from_values(values: tuple[Any, ...]) -> FullText:
     """The job in a raw driver row of `Statements.job_columns` (timestamps
     aware, in any zone)."""
-    job_id, item_id, destination, started, finished, status = values
+    (job_id, item_id, destination, started, finished, status, attempts, token, lease, error) = (
+        values
+    )
     return FullText(
         id=job_id,
         item_id=item_id,
@@ -120,6 +122,10 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
         started=None if started is None else started.astimezone(UTC),
         finished=None if finished is None else finished.astimezone(UTC),
         status=JobStatus(status),
+        attempts=attempts,
+        claim_token=token,
+        lease_expires=None if lease is None else lease.astimezone(UTC),
+        last_error=error,
     )
 
 
@@ -132,18 +138,28 @@ def to_job(row: sa.Row[Any]) -> FullText:
         started=row.started,
         finished=row.finished,
         status=JobStatus(row.status),
+        attempts=row.attempts,
+        claim_token=row.claim_token,
+        lease_expires=row.lease_expires,
+        last_error=row.last_error,
     )
 
 
 def job_row(job: FullText) -> dict[str, Any]:
-    """The job's columns, as parameters for `upsert_job`."""
+    """The job's columns as the store keeps them (see `stored_form`), as
+    parameters for `upsert_job`."""
+    stored = stored_form(job)
     return {
-        "id": job.id,
-        "item_id": job.item_id,
-        "destination": job.destination,
-        "started": job.started,
-        "finished": job.finished,
-        "status": job.status.value,
+        "id": stored.id,
+        "item_id": stored.item_id,
+        "destination": stored.destination,
+        "started": stored.started,
+        "finished": stored.finished,
+        "status": stored.status.value,
+        "attempts": stored.attempts,
+        "claim_token": stored.claim_token,
+        "lease_expires": stored.lease_expires,
+        "last_error": stored.last_error,
     }
 
 
@@ -155,7 +171,10 @@ class Statements:
         self.items = items
         self.postgresql = dialect_name == "postgresql"
         ft = tables.fulltext.c
-        self.job_columns = (ft.id, ft.item_id, ft.destination, ft.started, ft.finished, ft.status)
+        self.job_columns = (
+            *(ft.id, ft.item_id, ft.destination, ft.started, ft.finished, ft.status),
+            *(ft.attempts, ft.claim_token, ft.lease_expires, ft.last_error),
+        )
 
     def _insert(self, table: sa.Table) -> pg.Insert | sqlite.Insert:
         return pg.insert(table) if self.postgresql else sqlite.insert(table)
@@ -179,21 +198,44 @@ class Statements:
 
     @functools.cached_property
     def upsert_job(self) -> sa.Insert:
-        """`upsert_jobs` for one job, its columns given as parameters (see
-        `job_row`)."""
+        """Insert a job, or replace the one with its id, if `:claim` is the
+        stored job's claim token (both none counts); the columns are given
+        as parameters (see `job_row`). Returns the id, or no row when the
+        claim did not match and nothing was written.
+
+        The token check sits in the upsert's own WHERE, so it is judged
+        against the row as it is when the update happens, with the row
+        locked: a claim that a rescue or another claim replaced a moment
+        before cannot write. A clash on (item_id, destination) with another
+        id raises an integrity error. `seq` is left alone, so a saved job
+        keeps its place in the queue.
+        """
         ft = self.tables.fulltext
         stmt = self._insert(ft)
         return stmt.on_conflict_do_update(
             index_elements=[ft.c.id],
             set_={column.name: stmt.excluded[column.name] for column in self.job_columns[1:]},
+            where=ft.c.claim_token.is_not_distinct_from(sa.bindparam("claim", type_=sa.Uuid)),
+        ).returning(ft.c.id)
+
+    @functools.cached_property
+    def lock_jobs(self) -> sa.Select[Any]:
+        """The claim tokens of the jobs with ids in `:ids`, locked until the
+        transaction ends (`save_many` checks them before it writes)."""
+        ft = self.tables.fulltext
+        return (
+            sa.select(ft.c.id, ft.c.claim_token)
+            .where(ft.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .with_for_update()
         )
 
     def upsert_jobs(self, jobs: list[FullText]) -> sa.Insert:
         """Insert the jobs, or replace those with their ids (the original's
         `INSERT ... ON CONFLICT (id) DO UPDATE`), in one statement and one
-        round trip. A clash on (item_id, destination) with another id raises
-        an integrity error; the pair is checked row by row, in order. `seq`
-        is left alone, so a saved job keeps its place in the queue."""
+        round trip, without the claim check of `upsert_job`: `save_many` locks
+        the rows and checks their tokens first (`lock_jobs`). A clash on
+        (item_id, destination) with another id raises an integrity error; the
+        pair is checked row by row, in order."""
         ft = self.tables.fulltext
         stmt = self._insert(ft).values([job_row(job) for job in jobs])
         return stmt.on_conflict_do_update(
@@ -406,7 +448,8 @@ class Statements:
     @functools.cached_property
     def claim_one(self) -> sa.Update:
         """Mark the oldest ready job of `:dest` running, with `started`
-        set to `:now`, and return it.
+        set to `:now`, claim token `:token` and lease `:lease_until`, count an
+        attempt, and return it.
 
         One statement, one round trip. The id is chosen by a scalar
         subquery, which PostgreSQL runs once (an InitPlan), so exactly one row
@@ -423,15 +466,22 @@ class Statements:
         return (
             sa.update(ft)
             .where(ft.c.id == oldest.scalar_subquery())
-            .values(status=JobStatus.RUNNING.value, started=sa.bindparam("now"))
+            .values(
+                status=JobStatus.RUNNING.value,
+                started=sa.bindparam("now"),
+                attempts=ft.c.attempts + 1,
+                claim_token=sa.bindparam("token", type_=sa.Uuid),
+                lease_expires=sa.bindparam("lease_until"),
+            )
             .returning(*self.job_columns)
         )
 
     @functools.cached_property
     def claim_many(self) -> sa.Update:
         """Mark the `:n` oldest ready jobs of `:dest` running, with
-        `started` set to `:now`, and return them (with `seq`, to sort them:
-        RETURNING keeps no order).
+        `started` set to `:now`, a fresh claim token each and lease
+        `:lease_until`, count an attempt, and return them (with `seq`, to
+        sort them: RETURNING keeps no order).
 
         On PostgreSQL the locking SELECT sits in a CTE, which is never
         inlined: written as `WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
@@ -441,13 +491,91 @@ class Statements:
         """
         ft = self.tables.fulltext
         oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer))
-        stmt = sa.update(ft).values(status=JobStatus.RUNNING.value, started=sa.bindparam("now"))
+        stmt = sa.update(ft).values(
+            status=JobStatus.RUNNING.value,
+            started=sa.bindparam("now"),
+            attempts=ft.c.attempts + 1,
+            claim_token=self._new_uuid(),  # one per row: it is volatile
+            lease_expires=sa.bindparam("lease_until"),
+        )
         if self.postgresql:
             picked = oldest.with_for_update(skip_locked=True).cte("picked")
             stmt = stmt.where(ft.c.id == picked.c.id)
         else:
             stmt = stmt.where(ft.c.id.in_(oldest.scalar_subquery()))
         return stmt.returning(*self.job_columns, ft.c.seq)
+
+    # --- leases ----------------------------------------------------------------
+
+    @functools.cached_property
+    def heartbeat(self) -> sa.Update:
+        """Extend the lease of job `:id` to `:lease_until`, if it is still
+        running under claim `:token`; returns the new lease, or no row.
+
+        It changes only `lease_expires`, which is in no index, so on
+        PostgreSQL it can be a HOT update."""
+        ft = self.tables.fulltext
+        return (
+            sa.update(ft)
+            .where(
+                ft.c.id == sa.bindparam("job_id", type_=sa.Uuid),
+                ft.c.status == sa.literal_column("'running'"),
+                ft.c.claim_token == sa.bindparam("token", type_=sa.Uuid),
+            )
+            .values(lease_expires=sa.bindparam("lease_until"))
+            .returning(ft.c.lease_expires)
+        )
+
+    def rescue_expired(self, destination: str | None) -> sa.Update:
+        """Return running jobs whose lease ended before `:now` to ready, or,
+        at `:max_attempts` attempts, fail them with the reason recorded; end
+        their claims.
+
+        The condition (running, lease expired) is in the UPDATE itself, so it
+        is judged on each row as it is when updated, with the row locked: a
+        job finished a moment before no longer matches and is left alone.
+        """
+        ft = self.tables.fulltext
+        give_up = ft.c.attempts >= sa.bindparam("max_attempts", type_=sa.Integer)
+        failed_reason = (
+            sa.literal("lease expired after ")
+            + sa.cast(ft.c.attempts, sa.Text)
+            + sa.literal(" attempt(s); max_attempts reached")
+        )
+        stmt = sa.update(ft).where(
+            ft.c.status == sa.literal_column("'running'"),
+            ft.c.lease_expires < sa.bindparam("now"),
+        )
+        if destination is not None:
+            stmt = stmt.where(ft.c.destination == destination)
+        return stmt.values(
+            # Cast: a CASE of plain strings is text, which PostgreSQL will
+            # not put in an enum column.
+            status=sa.case(
+                (give_up, sa.cast(sa.literal_column("'failed'"), ft.c.status.type)),
+                else_=sa.cast(sa.literal_column("'ready'"), ft.c.status.type),
+            ),
+            started=sa.case((give_up, ft.c.started), else_=None),
+            finished=sa.case((give_up, sa.bindparam("now")), else_=ft.c.finished),
+            last_error=sa.case((give_up, failed_reason), else_=ft.c.last_error),
+            claim_token=None,
+            lease_expires=None,
+        ).execution_options(preserve_rowcount=True)
+
+    def retry(self, destination: str, statuses: list[str], item_ids: list[str] | None) -> sa.Update:
+        """Return `destination`'s jobs in `statuses` (of `item_ids`, if
+        given) to ready, keeping their attempts and last error."""
+        ft = self.tables.fulltext
+        stmt = sa.update(ft).where(ft.c.destination == destination, ft.c.status.in_(statuses))
+        if item_ids is not None:
+            stmt = stmt.where(ft.c.item_id.in_(item_ids))
+        return stmt.values(
+            status=JobStatus.READY.value,
+            started=None,
+            finished=None,
+            claim_token=None,
+            lease_expires=None,
+        ).execution_options(preserve_rowcount=True)
 
     # --- coverage --------------------------------------------------------------
 

@@ -7,6 +7,7 @@ a message that says how to start it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from harness import (
     BACKENDS,
     Backend,
+    FakeClock,
     SqliteTemplate,
     check_postgres_reachable,
     memory_backend,
@@ -69,6 +71,24 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     if name == "sqlite":
         return sql_backend(request.getfixturevalue("sqlite_engine"))
     return sql_backend(request.getfixturevalue("clean_postgres_engine"))
+
+
+LEASE = timedelta(seconds=60)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 28, 12, 0, 0, 250_000, tzinfo=UTC))
+
+
+@pytest.fixture(params=BACKENDS)
+def clocked(request: pytest.FixtureRequest, clock: FakeClock) -> Backend:
+    """Each adapter in turn, empty, on `clock`, with a 60-second lease."""
+    name: str = request.param
+    if name == "memory":
+        return memory_backend(clock=clock, lease=LEASE)
+    fixture = "sqlite_engine" if name == "sqlite" else "clean_postgres_engine"
+    return sql_backend(request.getfixturevalue(fixture), clock=clock, lease=LEASE)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 import fulltext_jobs
 from fulltext_jobs import InMemoryRepository, ItemSource, Repository, SqlAlchemyRepository
+from fulltext_jobs.domain import DEFAULT_LEASE
 from fulltext_jobs.schema import tables_for
 
 #: A database on the PostgreSQL server where tests may create and drop their own.
@@ -116,9 +117,23 @@ class Backend:
     engine: sa.Engine | None = None
 
 
-def memory_backend(clock: Clock | None = None) -> Backend:
-    repo = InMemoryRepository(clock=clock)
-    app_repo = InMemoryRepository(clock=clock)
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def memory_backend(clock: Clock | None = None, lease: timedelta = DEFAULT_LEASE) -> Backend:
+    repo = InMemoryRepository(clock=clock, lease=lease)
+    app_repo = InMemoryRepository(clock=clock, lease=lease)
 
     def set_api(item_id: str, api: object) -> None:
         # The in-memory source holds only eligible ids; an item becomes
@@ -132,11 +147,16 @@ def memory_backend(clock: Clock | None = None) -> Backend:
     return Backend("memory", repo, add_items, app_repo, set_api)
 
 
-def sql_backend(engine: sa.Engine, clock: Clock | None = None) -> Backend:
+def sql_backend(
+    engine: sa.Engine, clock: Clock | None = None, lease: timedelta = DEFAULT_LEASE
+) -> Backend:
     """A backend over a migrated database (which also holds APP_ITEMS)."""
-    repo = SqlAlchemyRepository(engine, clock=clock)
+    repo = SqlAlchemyRepository(engine, clock=clock, lease=lease)
     app_repo = SqlAlchemyRepository(
-        engine, items=ItemSource(APP_ITEMS, eligible=APP_ITEMS.c.api.is_not(None)), clock=clock
+        engine,
+        items=ItemSource(APP_ITEMS, eligible=APP_ITEMS.c.api.is_not(None)),
+        clock=clock,
+        lease=lease,
     )
 
     def add_items(ids: Iterable[str]) -> None:
@@ -170,7 +190,8 @@ def reset_database(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(
-                "TRUNCATE jobs.fulltext, jobs.items, jobs.enqueue_cursor, app_items RESTART IDENTITY"
+                "TRUNCATE jobs.fulltext, jobs.items, jobs.enqueue_cursor, app_items "
+                "RESTART IDENTITY"
             )
         else:
             for table in (tables.fulltext, tables.items, tables.enqueue_cursor, APP_ITEMS):

@@ -35,9 +35,7 @@ def mixed_worker(url: str, seed: int, barrier: Any, results: Any) -> None:
                     report["enqueued"] += swept
                     exhausted = swept == 0
             elif choice < 0.7:
-                report["enqueued"] += repo.enqueue_unqueued(
-                    DESTINATION, limit=rng.randint(20, 400)
-                )
+                report["enqueued"] += repo.enqueue_unqueued(DESTINATION, limit=rng.randint(20, 400))
             else:
                 report["claimed"] += [
                     str(job.id) for job in repo.claim_ready(DESTINATION, rng.randint(1, 60))

@@ -371,7 +371,10 @@ def test_claiming_for_one_destination_does_not_wait_for_a_held_claim(
         with small_postgres.connect() as holder:
             transaction = holder.begin()
             try:
-                held = holder.execute(sql.claim_one, {"dest": "a", "now": utc()}).one()
+                held = holder.execute(
+                    sql.claim_one,
+                    {"dest": "a", "now": utc(), "token": uuid.uuid4(), "lease_until": utc()},
+                ).one()
                 assert held.item_id == ITEM_IDS[0]
 
                 claim_b, seconds = timed(lambda: repo.get_ready_job("b"))

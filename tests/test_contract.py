@@ -17,6 +17,7 @@ from harness import Backend
 from fulltext_jobs import (
     ACTIONS,
     MAX_DESTINATION_LENGTH,
+    MAX_ERROR_LENGTH,
     MAX_ITEM_ID_LENGTH,
     Action,
     AllQueued,
@@ -27,6 +28,7 @@ from fulltext_jobs import (
     InvalidTransition,
     JobNotFound,
     JobStatus,
+    LostClaim,
     NoJobs,
     SqlAlchemyRepository,
 )
@@ -555,3 +557,192 @@ class TestBatchContract:
             with pytest.raises(InvalidInput):
                 call()
         assert backend.repo.count_unqueued("lang") == 1
+
+
+class TestClaimContract:
+    """Claim tokens, leases, heartbeats, rescue and retry in place."""
+
+    @staticmethod
+    def claimed(backend: Backend, item_id: str = "item") -> FullText:
+        backend.repo.save_fulltext(FullText.new(item_id, "lang"))
+        return backend.repo.get_ready_job("lang")
+
+    def test_a_claim_sets_a_token_a_lease_and_counts_an_attempt(self, clocked: Backend, clock):
+        job = self.claimed(clocked)
+        assert isinstance(job.claim_token, uuid.UUID)
+        assert job.lease_expires == clock.now + timedelta(seconds=60)
+        assert job.attempts == 1
+        assert clocked.repo.get_fulltext(job.id) == job
+        job.release()
+        clocked.repo.save_fulltext(job)
+        again = clocked.repo.get_ready_job("lang")
+        assert again.attempts == 2
+        assert again.claim_token not in (None, job.claim_token)
+
+    def test_batch_claims_give_each_job_its_own_token(self, clocked: Backend, clock):
+        clocked.repo.save_many([FullText.new(item_id, "lang") for item_id in "abc"])
+        jobs = clocked.repo.claim_ready("lang", 3)
+        assert len({job.claim_token for job in jobs}) == 3
+        assert {job.lease_expires for job in jobs} == {clock.now + timedelta(seconds=60)}
+        assert {job.attempts for job in jobs} == {1}
+
+    @pytest.mark.parametrize("action", [Action.FINISH, Action.FAIL, Action.SKIP, Action.RELEASE])
+    def test_the_holder_ends_its_claim_by_saving(self, clocked: Backend, action):
+        job = self.claimed(clocked)
+        job.apply(action)
+        clocked.repo.save_fulltext(job)
+        stored = clocked.repo.get_fulltext(job.id)
+        assert stored == replace(job, claim_token=None)
+        assert (stored.claim_token, stored.lease_expires) == (None, None)
+        # The claim is over: the same save again is refused.
+        with pytest.raises(LostClaim):
+            clocked.repo.save_fulltext(job)
+        assert clocked.repo.get_fulltext(job.id) == stored
+
+    def test_a_save_with_another_token_is_refused_and_changes_nothing(self, clocked: Backend):
+        job = self.claimed(clocked)
+        forged = replace(job, claim_token=uuid.uuid4())
+        forged.finish()
+        with pytest.raises(LostClaim):
+            clocked.repo.save_fulltext(forged)
+        without = replace(job, claim_token=None)
+        without.finish()
+        with pytest.raises(LostClaim):
+            clocked.repo.save_fulltext(without)
+        assert clocked.repo.get_fulltext(job.id) == job
+
+    def test_save_many_with_one_stale_claim_saves_nothing(self, clocked: Backend):
+        first, second = self.claimed(clocked, "a"), self.claimed(clocked, "b")
+        first.finish()
+        second.finish()
+        stale = replace(second, claim_token=uuid.uuid4())
+        with pytest.raises(LostClaim):
+            clocked.repo.save_many([first, stale])
+        assert clocked.repo.get_fulltext(first.id).status is JobStatus.RUNNING
+        clocked.repo.save_many([first, second])
+        assert clocked.repo.get_fulltext(second.id).status is JobStatus.FINISHED
+
+    def test_heartbeat_extends_the_lease(self, clocked: Backend, clock):
+        job = self.claimed(clocked)
+        clock.advance(seconds=45)
+        new_lease = clocked.repo.heartbeat(job)
+        assert new_lease == job.lease_expires == clock.now + timedelta(seconds=60)
+        assert clocked.repo.get_fulltext(job.id).lease_expires == new_lease
+        clock.advance(seconds=45)  # past the first lease, within the second
+        assert clocked.repo.rescue_expired() == 0
+
+    def test_heartbeat_without_the_claim_is_refused(self, clocked: Backend):
+        job = self.claimed(clocked)
+        with pytest.raises(LostClaim):
+            clocked.repo.heartbeat(replace(job, claim_token=uuid.uuid4()))
+        job.finish()
+        clocked.repo.save_fulltext(job)
+        with pytest.raises(LostClaim):
+            clocked.repo.heartbeat(job)
+        with pytest.raises(LostClaim):
+            clocked.repo.heartbeat(FullText.new("never-saved", "lang"))
+
+    def test_rescue_returns_expired_jobs_and_revokes_their_claims(self, clocked: Backend, clock):
+        job = self.claimed(clocked)
+        clock.advance(seconds=59)
+        assert clocked.repo.rescue_expired() == 0
+        clock.advance(seconds=2)
+        assert clocked.repo.rescue_expired() == 1
+        rescued = clocked.repo.get_fulltext(job.id)
+        assert (rescued.status, rescued.started, rescued.claim_token) == (
+            JobStatus.READY,
+            None,
+            None,
+        )
+        assert rescued.attempts == 1
+        # The first worker's late finish is refused; the second claim finishes.
+        job.finish()
+        with pytest.raises(LostClaim):
+            clocked.repo.save_fulltext(job)
+        second = clocked.repo.get_ready_job("lang")
+        assert second.attempts == 2
+        second.finish()
+        clocked.repo.save_fulltext(second)
+        with pytest.raises(LostClaim):
+            clocked.repo.save_fulltext(job)
+        assert clocked.repo.get_fulltext(job.id).status is JobStatus.FINISHED
+
+    def test_rescue_fails_a_job_that_used_up_its_attempts(self, clocked: Backend, clock):
+        job = self.claimed(clocked)
+        for attempt in (1, 2):
+            clock.advance(seconds=61)
+            assert clocked.repo.rescue_expired(max_attempts=3) == 1
+            job = clocked.repo.get_ready_job("lang")
+            assert job.attempts == attempt + 1
+        clock.advance(seconds=61)
+        assert clocked.repo.rescue_expired(max_attempts=3) == 1
+        failed = clocked.repo.get_fulltext(job.id)
+        assert failed.status is JobStatus.FAILED
+        assert failed.finished == clock.now
+        assert failed.started == job.started
+        assert failed.last_error == "lease expired after 3 attempt(s); max_attempts reached"
+        assert (failed.claim_token, failed.lease_expires) == (None, None)
+
+    def test_rescue_leaves_finished_jobs_and_other_destinations(self, clocked: Backend, clock):
+        done = self.claimed(clocked, "done")
+        done.finish()
+        clocked.repo.save_fulltext(done)
+        clocked.repo.save_fulltext(FullText.new("elsewhere", "quote"))
+        other = clocked.repo.get_ready_job("quote")
+        self.claimed(clocked, "late")
+        clock.advance(minutes=5)
+        assert clocked.repo.rescue_expired("lang") == 1
+        assert clocked.repo.get_fulltext(done.id).status is JobStatus.FINISHED
+        assert clocked.repo.get_fulltext(other.id).status is JobStatus.RUNNING
+        assert clocked.repo.rescue_expired() == 1
+
+    def test_rescue_leaves_running_jobs_without_a_lease(self, clocked: Backend, clock):
+        clocked.repo.save_fulltext(
+            job_in(JobStatus.RUNNING)
+        )  # as the original's workers leave them
+        clock.advance(days=1)
+        assert clocked.repo.rescue_expired() == 0
+
+    @pytest.mark.parametrize("bad", [0, -1, 2.5, None])
+    def test_rescue_rejects_a_bad_max_attempts(self, clocked: Backend, bad):
+        with pytest.raises(InvalidInput):
+            clocked.repo.rescue_expired(max_attempts=bad)
+
+    def test_fail_records_the_error(self, clocked: Backend):
+        job = self.claimed(clocked)
+        job.fail(error="ValueError: no text\x00here" + "!" * 5000)
+        clocked.repo.save_fulltext(job)
+        stored = clocked.repo.get_fulltext(job.id)
+        assert stored.last_error is not None
+        assert stored.last_error.startswith("ValueError: no text\\x00here!")
+        assert len(stored.last_error) == MAX_ERROR_LENGTH
+
+    def test_retry_in_place_keeps_attempts_and_the_last_error(self, clocked: Backend):
+        failing = self.claimed(clocked, "a")
+        failing.fail(error="boom")
+        clocked.repo.save_fulltext(failing)
+        clocked.repo.save_fulltext(job_in(JobStatus.SKIPPED, item_id="b"))
+        clocked.repo.save_fulltext(job_in(JobStatus.FINISHED, item_id="c"))
+        assert clocked.repo.retry("lang", statuses=["skipped"]) == 1
+        assert clocked.repo.retry("lang") == 1
+        assert clocked.repo.retry("lang") == 0
+        again = clocked.repo.get_fulltext(failing.id)
+        assert (again.status, again.started, again.finished) == (JobStatus.READY, None, None)
+        assert (again.attempts, again.last_error) == (1, "boom")
+        assert clocked.repo.get_ready_job("lang").attempts == 2
+
+    def test_retry_of_chosen_items_only(self, clocked: Backend):
+        for item_id in "abc":
+            clocked.repo.save_fulltext(job_in(JobStatus.FAILED, item_id=item_id))
+        assert clocked.repo.retry("lang", item_ids=["a", "c", "zz"]) == 2
+        assert clocked.repo.retry("quote") == 0
+        assert [job.item_id for job in clocked.repo.claim_ready("lang", 5)] == ["a", "c"]
+
+    @pytest.mark.parametrize(
+        "statuses", [[], ["finished"], ["running"], ["bogus"], "failed", [JobStatus.READY]]
+    )
+    def test_retry_rejects_statuses_it_cannot_start_from(self, clocked: Backend, statuses):
+        clocked.repo.save_fulltext(job_in(JobStatus.FAILED))
+        with pytest.raises(InvalidInput):
+            clocked.repo.retry("lang", statuses=statuses)
+        assert clocked.repo.claim_ready("lang", 1) == []

@@ -44,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLES_AT = {
     "0001": {"fulltext", "items"},
     "0002": {"fulltext", "items", "enqueue_cursor"},
+    "0003": {"fulltext", "items", "enqueue_cursor"},
 }
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
@@ -221,15 +222,29 @@ def test_upgrade_downgrade_to_base_and_upgrade_again(fresh_url: str):
     assert_at_base(fresh_url)
 
 
+CLAIM_COLUMNS = {"attempts", "claim_token", "lease_expires", "last_error"}
+
+
 def test_each_revision_up_and_down_one_at_a_time(fresh_url: str):
-    fulltext_jobs.upgrade(fresh_url, "0001")
-    assert_at(fresh_url, "0001")
-    fulltext_jobs.upgrade(fresh_url, "0002")
-    assert_at(fresh_url, "0002")
-    fulltext_jobs.downgrade(fresh_url, "0001")
-    assert_at(fresh_url, "0001")
+    revisions = sorted(TABLES_AT)
+    for revision in revisions:
+        fulltext_jobs.upgrade(fresh_url, revision)
+        assert_at(fresh_url, revision)
+        assert_claim_columns(fresh_url, present=revision >= "0003")
+    for revision in reversed(revisions[:-1]):
+        fulltext_jobs.downgrade(fresh_url, revision)
+        assert_at(fresh_url, revision)
+        assert_claim_columns(fresh_url, present=revision >= "0003")
     fulltext_jobs.downgrade(fresh_url, "base")
     assert_at_base(fresh_url)
+
+
+def assert_claim_columns(url: str, *, present: bool) -> None:
+    with opened(url) as engine:
+        schema = "jobs" if engine.dialect.name == "postgresql" else None
+        columns = {column["name"] for column in sa.inspect(engine).get_columns("fulltext", schema)}
+    assert (columns >= CLAIM_COLUMNS) is present
+    assert present or not (CLAIM_COLUMNS & columns)
 
 
 def test_upgrading_twice_changes_nothing(fresh_url: str):
@@ -394,7 +409,7 @@ def test_upgrade_on_a_connection_joins_the_callers_transaction(fresh_url: str):
         assert version_rows(engine) is None
 
 
-@pytest.mark.parametrize("revision", ["9999", "0003", "nonsense"])
+@pytest.mark.parametrize("revision", ["9999", "0999", "nonsense"])
 @pytest.mark.parametrize("migrate", [fulltext_jobs.upgrade, fulltext_jobs.downgrade])
 def test_an_unknown_revision_is_invalid_input(fresh_url: str, migrate: Any, revision: str):
     with pytest.raises(InvalidInput, match=re.escape(repr(revision))):
