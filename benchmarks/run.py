@@ -194,6 +194,12 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def median_latency(call: Callable[[], object], runs: int, calls: int) -> float:
+    """The median over `runs` runs of each run's median latency of `calls`
+    calls."""
+    return median([median([timed(call) for _ in range(calls)]) for _ in range(runs)])
+
+
 # --- a. enqueue ------------------------------------------------------------
 
 
@@ -307,26 +313,16 @@ def create_latencies(bench: Bench, n: int, runs: int, calls: int) -> tuple[float
     repo.enqueue_unqueued(DESTINATION, limit=n * 99 // 100)
     bench.sql("VACUUM ANALYZE jobs.fulltext")
     repo.create_job_for_unqueued(DESTINATION)  # warm-up: moves the watermark up
-    ours = []
-    for _ in range(runs):
-        samples = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            repo.create_job_for_unqueued(DESTINATION)
-            samples.append(time.perf_counter() - start)
-        ours.append(median(samples))
+    ours = median_latency(lambda: repo.create_job_for_unqueued(DESTINATION), runs, calls)
     search = ORIGINAL_SEARCH.format(items="jobs.items")
-    original = []
     with psycopg.connect(bench.dsn) as connection:
-        for _ in range(runs):
-            samples = []
-            for _ in range(calls):
-                start = time.perf_counter()
-                connection.execute(search, {"dest": DESTINATION}).fetchone()
-                samples.append(time.perf_counter() - start)
-                connection.rollback()
-            original.append(median(samples))
-    return median(ours), median(original)
+
+        def original_search() -> None:
+            connection.execute(search, {"dest": DESTINATION}).fetchone()
+            connection.rollback()
+
+        original = median_latency(original_search, runs, calls)
+    return ours, original
 
 
 def bench_create(bench: Bench, args: argparse.Namespace) -> Table:
@@ -364,15 +360,7 @@ def claim_latency(bench: Bench, finished: int, runs: int, calls: int) -> float:
     bench.ready_jobs(runs * calls + 10, finished=finished)
     repo = bench.repo()
     repo.get_ready_job(DESTINATION)  # warm-up: connection, schema check, prepared statement
-    medians = []
-    for _ in range(runs):
-        samples = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            repo.get_ready_job(DESTINATION)
-            samples.append(time.perf_counter() - start)
-        medians.append(median(samples))
-    return median(medians)
+    return median_latency(lambda: repo.get_ready_job(DESTINATION), runs, calls)
 
 
 def bench_claim(bench: Bench, args: argparse.Namespace) -> Table:
