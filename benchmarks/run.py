@@ -315,13 +315,12 @@ def create_latencies(bench: Bench, n: int, runs: int, calls: int) -> tuple[float
     repo.create_job_for_unqueued(DESTINATION)  # warm-up: moves the watermark up
     ours = median_latency(lambda: repo.create_job_for_unqueued(DESTINATION), runs, calls)
     search = ORIGINAL_SEARCH.format(items="jobs.items")
-    with psycopg.connect(bench.dsn) as connection:
-
-        def original_search() -> None:
-            connection.execute(search, {"dest": DESTINATION}).fetchone()
-            connection.rollback()
-
-        original = median_latency(original_search, runs, calls)
+    # Autocommit: the search's row lock ends with the statement, so there is
+    # no transaction to roll back and nothing but the search is timed.
+    with psycopg.connect(bench.dsn, autocommit=True) as connection:
+        original = median_latency(
+            lambda: connection.execute(search, {"dest": DESTINATION}).fetchone(), runs, calls
+        )
     return ours, original
 
 
@@ -348,7 +347,7 @@ def bench_create(bench: Bench, args: argparse.Namespace) -> Table:
     table.notes.append(
         f"Each figure is the median of {args.runs} runs of {args.calls} calls; the first "
         "call after the bulk enqueue (which scans up to the watermark) is a warm-up. The "
-        "original's figure is its search alone (no insert), rolled back each time."
+        "original's figure is its search alone (no insert), in autocommit."
     )
     return table
 
