@@ -45,7 +45,7 @@ import psycopg
 import sqlalchemy as sa
 
 import fulltext_jobs
-from fulltext_jobs import NoJobs, SqlAlchemyRepository
+from fulltext_jobs import DEFAULT_LEASE, NoJobs, SqlAlchemyRepository
 from fulltext_jobs.schema import tables_for
 from fulltext_jobs.statements import ItemSource, Statements, compile_for_driver
 
@@ -403,14 +403,36 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
             barrier.wait()
             while True:
                 now = datetime.now(UTC)
-                cursor = connection.execute(claim, {**defaults, "dest": DESTINATION, "now": now})
+                token = uuid.uuid4()
+                cursor = connection.execute(
+                    claim,
+                    {
+                        **defaults,
+                        "dest": DESTINATION,
+                        "now": now,
+                        "token": token,
+                        "lease_until": now + DEFAULT_LEASE,
+                    },
+                )
                 claimed = cursor.fetchone()
                 if claimed is None:
                     break
-                keys = ("id", "item_id", "destination", "started")
-                values = dict(zip(keys, claimed[:4], strict=True))
+                job_id, item_id, destination, started, _, _, attempts, _, _, error = claimed
                 connection.execute(
-                    save, {**values, "finished": datetime.now(UTC), "status": "finished"}
+                    save,
+                    {
+                        "id": job_id,
+                        "item_id": item_id,
+                        "destination": destination,
+                        "started": started,
+                        "finished": datetime.now(UTC),
+                        "status": "finished",
+                        "attempts": attempts,
+                        "claim_token": None,
+                        "lease_expires": None,
+                        "last_error": error,
+                        "claim": token,
+                    },
                 )
                 done += 1
     else:

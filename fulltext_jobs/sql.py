@@ -179,15 +179,23 @@ class SqlAlchemyRepository(Repository):
         if not checked:
             return
         duplicate = "one of the jobs would be a second job for its item and destination"
+        rows = [{**job_row(job), "claim": job.claim_token} for job in checked]
         with self._connection("save_many", duplicate=duplicate) as connection:
-            rows = connection.execute(self._sql.lock_jobs, {"ids": [job.id for job in checked]})
-            held: dict[uuid.UUID, uuid.UUID | None] = {row.id: row.claim_token for row in rows}
-            for job in checked:
-                if job.id in held and held[job.id] != job.claim_token:
-                    raise LostClaim(
-                        f"job {job.id} is no longer held by this claim; nothing was saved"
-                    )
-            connection.execute(self._sql.upsert_jobs(checked))
+            # Each row is the guarded upsert of save_fulltext; the transaction
+            # makes them all or nothing.
+            if self._hot is None:
+                written = sum(
+                    connection.execute(self._sql.upsert_job, row).first() is not None
+                    for row in rows
+                )
+            else:
+                written = self._hot.upsert_job.run_many(connection, rows)
+            if written != len(rows):
+                # Leaving the block with an exception rolls every row back.
+                raise LostClaim(
+                    f"{len(rows) - written} of the jobs are no longer held by their "
+                    "claims; nothing was saved"
+                )
 
     def heartbeat(self, job: FullText) -> datetime:
         lease_until = self._clock() + self._lease
@@ -425,19 +433,52 @@ class _Compiled:
             cursor.execute(self.sql, {**self.defaults, **params})
             row: tuple[Any, ...] | None = cursor.fetchone() if cursor.description else None
         except psycopg.Error as exc:
-            # Lost only if the connection says so: a lock or statement
-            # timeout is an OperationalError too, on a healthy connection.
-            lost = bool(getattr(dbapi_connection, "closed", False)) or bool(
-                getattr(dbapi_connection, "broken", False)
-            )
-            if lost:
-                connection.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                self.sql, params, exc, psycopg.Error, connection_invalidated=lost
-            ) from exc
+            raise self._wrapped(connection, exc, params) from exc
         finally:
             cursor.close()
         return row
+
+    def _wrapped(
+        self,
+        connection: sa.Connection,
+        exc: psycopg.Error,
+        params: dict[str, Any] | list[dict[str, Any]],
+    ) -> sa.exc.StatementError:
+        """The driver error as SQLAlchemy's, the connection invalidated if it
+        was lost (only if it says so: a lock or statement timeout is an
+        OperationalError too, on a healthy connection)."""
+        dbapi_connection = connection.connection.dbapi_connection
+        lost = bool(getattr(dbapi_connection, "closed", False)) or bool(
+            getattr(dbapi_connection, "broken", False)
+        )
+        if lost:
+            connection.invalidate(exc)
+        return sa.exc.DBAPIError.instance(
+            self.sql, params, exc, psycopg.Error, connection_invalidated=lost
+        )
+
+    def run_many(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> int:
+        """Execute once per row of parameters, pipelined (one round trip);
+        return how many executions returned a row."""
+        dbapi_connection = connection.connection.dbapi_connection
+        if dbapi_connection is None:  # pragma: no cover - the connection was just checked out
+            msg = "the connection has been invalidated"
+            raise sa.exc.ResourceClosedError(msg)
+        cursor = dbapi_connection.cursor()
+        if not isinstance(cursor, psycopg.Cursor):  # pragma: no cover - PostgreSQL is psycopg
+            msg = f"expected a psycopg cursor, not {type(cursor).__name__}"
+            raise TypeError(msg)
+        try:
+            cursor.executemany(self.sql, [{**self.defaults, **row} for row in rows], returning=True)
+            returned = 0
+            while True:
+                returned += len(cursor.fetchall())
+                if not cursor.nextset():
+                    return returned
+        except psycopg.Error as exc:
+            raise self._wrapped(connection, exc, rows) from exc
+        finally:
+            cursor.close()
 
 
 class _HotPath:

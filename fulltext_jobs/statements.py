@@ -218,31 +218,6 @@ class Statements:
             where=ft.c.claim_token.is_not_distinct_from(sa.bindparam("claim", type_=sa.Uuid)),
         ).returning(ft.c.id)
 
-    @functools.cached_property
-    def lock_jobs(self) -> sa.Select[Any]:
-        """The claim tokens of the jobs with ids in `:ids`, locked until the
-        transaction ends (`save_many` checks them before it writes)."""
-        ft = self.tables.fulltext
-        return (
-            sa.select(ft.c.id, ft.c.claim_token)
-            .where(ft.c.id.in_(sa.bindparam("ids", expanding=True)))
-            .with_for_update()
-        )
-
-    def upsert_jobs(self, jobs: list[FullText]) -> sa.Insert:
-        """Insert the jobs, or replace those with their ids (the original's
-        `INSERT ... ON CONFLICT (id) DO UPDATE`), in one statement and one
-        round trip, without the claim check of `upsert_job`: `save_many` locks
-        the rows and checks their tokens first (`lock_jobs`). A clash on
-        (item_id, destination) with another id raises an integrity error; the
-        pair is checked row by row, in order."""
-        ft = self.tables.fulltext
-        stmt = self._insert(ft).values([job_row(job) for job in jobs])
-        return stmt.on_conflict_do_update(
-            index_elements=[ft.c.id],
-            set_={column.name: stmt.excluded[column.name] for column in self.job_columns[1:]},
-        )
-
     # --- finding unqueued items --------------------------------------------
 
     def _unqueued(
