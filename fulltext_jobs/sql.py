@@ -1,9 +1,10 @@
 """The SQLAlchemy adapter: PostgreSQL (through psycopg 3) and SQLite.
 
-Each call runs in its own short transaction, on a session from the
-sessionmaker the repository was given (or made from the engine it was
-given). The statements themselves, with why each is safe under concurrency,
-are in `fulltext_jobs.statements`.
+Each call runs in its own short transaction on a pooled connection of the
+engine the repository was given (a sessionmaker's engine, if given one); a
+call that is one statement runs in autocommit on PostgreSQL. The statements
+themselves, with why each is safe under concurrency, are in
+`fulltext_jobs.statements`.
 """
 
 from __future__ import annotations
