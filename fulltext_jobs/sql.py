@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fulltext_jobs.domain import (
@@ -121,7 +121,7 @@ class SqlAlchemyRepository(Repository):
         self._items = items if isinstance(items, ItemSource) else ItemSource(items)
         self._owns_items = self._items.from_clause is tables.items
         self._sql = Statements(tables, self._items, bind.dialect.name)
-        self._hot = _HotPath(self._sql, bind.dialect) if bind.dialect.name == "postgresql" else None
+        self._hot = _HotPath(self._sql, bind) if bind.dialect.name == "postgresql" else None
         self._clock = clock or utc
         self._schema_checked = False
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
@@ -414,14 +414,15 @@ class _Compiled:
     the compiled cache) costs more Python time than a claim costs the
     server: for the two calls a worker makes per job, going to the cursor
     directly is worth about a third more jobs per second (see
-    benchmarks/README.md). The SQL is still the one SQLAlchemy compiles from
+    docs/benchmarks.md). The SQL is still the one SQLAlchemy compiles from
     `Statements`; driver errors are wrapped in SQLAlchemy's exception
-    classes, and a connection that failed is invalidated, so that errors are
-    translated in one place, as for every other call.
+    classes, so that they are translated in one place, as for every other
+    call; and a lost connection discards the pool, as SQLAlchemy does.
     """
 
-    def __init__(self, statement: sa.ClauseElement, dialect: Dialect, keys: list[str]) -> None:
-        self.sql, self.defaults = compile_for_driver(statement, dialect, keys)
+    def __init__(self, statement: sa.ClauseElement, engine: Engine, keys: list[str]) -> None:
+        self.sql, self.defaults = compile_for_driver(statement, engine.dialect, keys)
+        self.engine = engine
 
     def run(self, connection: sa.Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """Execute with `params`; return the first row, if any."""
@@ -445,14 +446,20 @@ class _Compiled:
         exc: psycopg.Error,
         params: dict[str, Any] | list[dict[str, Any]],
     ) -> sa.exc.StatementError:
-        """The driver error as SQLAlchemy's, the connection invalidated if it
-        was lost (only if it says so: a lock or statement timeout is an
-        OperationalError too, on a healthy connection)."""
+        """The driver error as SQLAlchemy's. If the connection was lost (only
+        if it says so: a lock or statement timeout is an OperationalError
+        too, on a healthy connection), it is invalidated and the pool's idle
+        connections are discarded: whatever killed one (a server restart, a
+        network cut) killed them too, and the next call must not meet them."""
         dbapi_connection = connection.connection.dbapi_connection
         lost = bool(getattr(dbapi_connection, "closed", False)) or bool(
             getattr(dbapi_connection, "broken", False)
         )
         if lost:
+            # What SQLAlchemy's own execution does on a disconnect: mark every
+            # connection of the pool older than now as stale (each is replaced
+            # on its next checkout, and closed properly), and this one invalid.
+            self.engine.pool._invalidate(connection.connection, exc)  # noqa: SLF001
             connection.invalidate(exc)
         return sa.exc.DBAPIError.instance(
             self.sql, params, exc, psycopg.Error, connection_invalidated=lost
@@ -485,6 +492,6 @@ class _Compiled:
 class _HotPath:
     """The compiled forms of the statements on a worker's hot path."""
 
-    def __init__(self, sql: Statements, dialect: Dialect) -> None:
-        self.claim_one = _Compiled(sql.claim_one, dialect, [])
-        self.upsert_job = _Compiled(sql.upsert_job, dialect, [c.name for c in sql.job_columns])
+    def __init__(self, sql: Statements, engine: Engine) -> None:
+        self.claim_one = _Compiled(sql.claim_one, engine, [])
+        self.upsert_job = _Compiled(sql.upsert_job, engine, [c.name for c in sql.job_columns])

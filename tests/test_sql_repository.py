@@ -352,3 +352,29 @@ def test_a_lock_timeout_is_retryable_and_keeps_the_connection(
 def _backend_pid(engine: sa.Engine) -> int:
     with engine.connect() as connection:
         return int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+@pytest.mark.parametrize("call", ["get_ready_job", "save_fulltext", "stats"])
+def test_after_a_lost_connection_no_other_pooled_connection_fails(
+    postgres_url: str, clean_postgres_engine: sa.Engine, call: str
+):
+    engine = fulltext_jobs.create_engine(postgres_url, pool_size=5, max_overflow=0)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        job = FullText.new("item", "lang")
+        repo.save_fulltext(job)
+        held = [engine.connect() for _ in range(5)]  # fill the pool with five connections
+        for connection in held:
+            connection.close()
+        assert _terminate_other_backends(clean_postgres_engine) >= 5  # as a restart would
+        calls = {
+            "get_ready_job": lambda: repo.get_ready_job("lang"),
+            "save_fulltext": lambda: repo.save_fulltext(job),
+            "stats": lambda: repo.stats("lang"),
+        }
+        with pytest.raises(StoreError) as caught:
+            calls[call]()
+        assert caught.value.retryable
+        calls[call]()  # the next call works: no dead connection is left in the pool
+    finally:
+        engine.dispose()
