@@ -104,18 +104,26 @@ class InMemoryRepository(Repository):
     def save_many(self, jobs: Iterable[FullText]) -> None:
         checked = check_jobs(jobs)
         with self._lock:
-            for job in checked:
-                self._check_claim(job)
-            # Row by row, as the database checks its unique constraint, and
-            # all or nothing, as its transaction is.
+            # Row by row, as the SQL adapter's guarded upserts run: a clash on
+            # the unique pair stops the batch at once, a stale claim only
+            # skips its row; all or nothing, as its transaction is.
             saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
+            stale = 0
             try:
                 for job in checked:
+                    if self._claim_is_stale(job):
+                        stale += 1
+                        continue
                     self._check_pair_free(job)
                     self._store(stored_form(job))
             except DuplicateJob:
                 self._jobs, self._by_pair, self._seq = saved
                 raise
+            if stale:
+                self._jobs, self._by_pair, self._seq = saved
+                raise LostClaim(
+                    f"{stale} of the jobs are no longer held by their claims; nothing was saved"
+                )
 
     def heartbeat(self, job: FullText) -> datetime:
         with self._lock:
@@ -257,9 +265,12 @@ class InMemoryRepository(Repository):
                 job.lease_expires = now + self._lease
             return [replace(job) for job in ready]
 
-    def _check_claim(self, job: FullText) -> None:
+    def _claim_is_stale(self, job: FullText) -> bool:
         stored = self._jobs.get(job.id)
-        if stored is not None and stored.claim_token != job.claim_token:
+        return stored is not None and stored.claim_token != job.claim_token
+
+    def _check_claim(self, job: FullText) -> None:
+        if self._claim_is_stale(job):
             raise LostClaim(f"job {job.id} is no longer held by this claim")
 
     def _check_pair_free(self, job: FullText) -> None:

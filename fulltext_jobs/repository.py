@@ -106,10 +106,10 @@ class Repository(abc.ABC):
         """Store many jobs at once, each as `save_fulltext` would: all of them
         or, on any error, none.
 
-        Raises `LostClaim` if any job's claim token is not the stored job's
-        (see `save_fulltext`), `DuplicateJob` if any would be a second job for
-        its item and destination, and `InvalidInput` if any job is bad or two
-        of them share an id or an (item, destination) pair.
+        Raises `DuplicateJob` if any would be a second job for its item and
+        destination, else `LostClaim` if any job's claim token is not the
+        stored job's (see `save_fulltext`), and `InvalidInput` if any job is
+        bad or two of them share an id or an (item, destination) pair.
         """
 
     @abc.abstractmethod

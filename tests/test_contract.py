@@ -746,3 +746,14 @@ class TestClaimContract:
         with pytest.raises(InvalidInput):
             clocked.repo.retry("lang", statuses=statuses)
         assert clocked.repo.claim_ready("lang", 1) == []
+
+    def test_save_many_with_a_stale_claim_and_a_duplicate_raises_duplicate(self, clocked: Backend):
+        job = self.claimed(clocked, "a")
+        stale = replace(job)
+        job.skip()
+        clocked.repo.save_fulltext(job)
+        stale.finish()
+        clocked.repo.save_fulltext(FullText.new("b", "lang"))
+        with pytest.raises(DuplicateJob):
+            clocked.repo.save_many([stale, FullText.new("b", "lang")])
+        assert clocked.repo.get_fulltext(job.id).status is JobStatus.SKIPPED
