@@ -40,6 +40,7 @@ from fulltext_jobs.memory import InMemoryRepository
 from fulltext_jobs.migrate import current_revision, downgrade, head_revision, upgrade
 from fulltext_jobs.repository import Repository
 from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
+from fulltext_jobs.worker import Handler, SkipJob, Worker, WorkerStats
 
 __all__ = [
     "ACTIONS",
@@ -54,6 +55,7 @@ __all__ = [
     "AllQueued",
     "DuplicateJob",
     "FullText",
+    "Handler",
     "InMemoryRepository",
     "InvalidInput",
     "InvalidTransition",
@@ -65,8 +67,11 @@ __all__ = [
     "NoJobs",
     "Repository",
     "SchemaNotMigrated",
+    "SkipJob",
     "SqlAlchemyRepository",
     "StoreError",
+    "Worker",
+    "WorkerStats",
     "configure_sqlite",
     "create_engine",
     "current_revision",

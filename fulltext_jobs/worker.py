@@ -1,0 +1,799 @@
+"""The worker: claim the jobs of one destination, run a handler on each, and
+save what came of it, with heartbeats, backoff when idle, an optional
+producer, and a graceful shutdown.
+
+It uses only the port (`Repository`), so it runs on every adapter, and it
+keeps the ledger's promises rather than adding its own: a job is saved only
+under the claim that fetched it, so whatever happens here (a lease that ran
+out, a shutdown that released a job whose handler was still running) a late
+save is refused with `LostClaim` instead of overwriting what happened since.
+
+Threads, not processes. `concurrency=N` runs N claim-and-handle threads over
+one repository; the adapters are thread-safe, and a SQLAlchemy engine gives
+each thread its own pooled connection. Handlers that read full texts and
+call services spend their time waiting on I/O, or in C code that releases the
+GIL, so threads keep them busy at a fraction of the cost of processes. For
+CPU-bound handlers, start several processes, each with a `Worker` of its
+own: the ledger hands each job to one claimer whatever the process, so that
+is as safe as threads. A process pool inside the worker would need picklable
+handlers and an engine built in each process, and would add a second way to
+lose a job in flight; running whole workers side by side needs neither.
+
+How a job goes through a worker:
+
+- It is claimed (`get_ready_job`, or `claim_ready` when `batch_size` > 1).
+  From then until it is saved, a heartbeat thread extends its lease every
+  `heartbeat_interval` (by default a third of the lease the repository
+  granted), so long work is not rescued from under a live worker.
+- `handler(job)` runs. Returning normally finishes the job; raising
+  `SkipJob` skips it; any other exception fails it, with the exception's type
+  and message in `last_error`.
+- The outcome is saved (`save_fulltext`, or `save_many` for a batch). A
+  `LostClaim` means another delivery owns the job: it is logged and counted,
+  not raised. A retryable `StoreError` (a lost connection, a restart, a
+  deadlock) is logged and counted, and the call is made again after a
+  backoff. Any other error stops the worker and `run()` raises it.
+
+Shutdown: `stop()` (or SIGINT or SIGTERM, when `run()` is called in the main
+thread) stops claiming, lets the handlers in flight finish for up to
+`shutdown_timeout` seconds, and then releases (returns to `ready`) every job
+whose handler has not finished, so that none is left `running`. Such a
+handler's thread is a daemon and is left to run; when it returns, its save is
+refused with `LostClaim`, because the release ended the claim.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import math
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from types import FrameType
+from typing import Any, Final
+
+from fulltext_jobs.domain import FullText, JobStatus, check_destination, check_max_attempts, utc
+from fulltext_jobs.errors import InvalidInput, LostClaim, NoJobs, StoreError
+from fulltext_jobs.repository import Repository
+
+__all__ = ["Handler", "SkipJob", "Worker", "WorkerStats"]
+
+_log = logging.getLogger(__name__)
+
+#: What a worker runs on each job. Its return value is ignored.
+Handler = Callable[[FullText], object]
+
+#: How a worker waits: `seconds`, or until `event` is set; returns whether
+#: the event was set. `threading.Event.wait` unless a test injects another.
+Wait = Callable[[threading.Event, float], bool]
+
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+#: The heartbeat interval when the claim does not say how long its lease is:
+#: often enough for any lease of half a minute or more.
+_FALLBACK_HEARTBEAT_SECONDS: Final = 10.0
+
+#: How often `run()` looks at the flag its signal handlers set.
+_TICK_SECONDS: Final = 0.05
+
+#: How long shutdown waits for the heartbeat and rescue threads to notice
+#: they should end, beyond `shutdown_timeout` (they may be in a call).
+_THREAD_GRACE_SECONDS: Final = 1.0
+
+
+class SkipJob(Exception):  # noqa: N818 - reads as an instruction to the worker
+    """Raised by a handler: this job has nothing to do (an item without full
+    text, say). The worker marks it `skipped`; the message, if any, is
+    logged."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """What a run of a worker did, job by job.
+
+    `claimed` counts the jobs the worker claimed. `finished`, `failed`,
+    `skipped` and `released` count saves that the ledger accepted.
+    `lost_claims` counts saves (and releases) it refused because the claim
+    had ended: the lease ran out and the job was rescued or claimed again, or
+    the shutdown released the job while its handler ran. `retryable_errors`
+    counts retryable `StoreError`s, each followed by a backoff or a retry.
+    `heartbeats` counts the leases extended. `enqueued` and `rescued` are
+    the producer's (`produce=True`): jobs created, and expired jobs given
+    back.
+    """
+
+    claimed: int = 0
+    finished: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0
+    lost_claims: int = 0
+    retryable_errors: int = 0
+    heartbeats: int = 0
+    enqueued: int = 0
+    rescued: int = 0
+
+
+# The counter kept for each status a saved job can have.
+_SAVED_AS: Final[dict[JobStatus, str]] = {
+    JobStatus.FINISHED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.SKIPPED: "skipped",
+    JobStatus.READY: "released",
+}
+
+
+class _Stage(enum.Enum):
+    """Where a claimed job is in the worker. Moves are made under the run's
+    lock, so an outcome is saved by its claim thread or by the shutdown,
+    never by both. (The result of a handler that outlived the shutdown is
+    still offered to the ledger, which refuses it: the release ended the
+    claim.)"""
+
+    PENDING = enum.auto()  # claimed; its handler has not started
+    RUNNING = enum.auto()  # its handler is running
+    DONE = enum.auto()  # handled; the outcome waits to be saved
+    SAVING = enum.auto()  # its claim thread is saving it
+    TAKEN = enum.auto()  # the shutdown released it, or saved its outcome
+
+
+# The stages in which a job's lease must be kept alive.
+_HELD_STAGES: Final = frozenset({_Stage.PENDING, _Stage.RUNNING, _Stage.DONE, _Stage.SAVING})
+
+
+@dataclasses.dataclass(eq=False)
+class _Held:
+    """A claimed job that has not been saved yet."""
+
+    job: FullText  # as claimed; never changed (outcomes are applied to copies)
+    beat: FullText  # the heartbeat thread's own copy, whose lease it updates
+    interval: float  # seconds between heartbeats
+    next_beat: float  # when the next heartbeat is due (monotonic)
+    stage: _Stage = _Stage.PENDING
+    outcome: FullText | None = None  # the job finished, failed, skipped or released
+    late: FullText | None = None  # the outcome of a handler that outlived the shutdown
+    lost: bool = False  # a heartbeat found the claim gone
+
+
+class _Run:
+    """The state of one call of `Worker.run`, shared by its threads."""
+
+    def __init__(self, *, until_idle: bool, loops: int) -> None:
+        self.until_idle = until_idle
+        self.lock = threading.Lock()
+        # Notified when jobs are held or the run ends: the heartbeat thread
+        # waits on it.
+        self.changed = threading.Condition(self.lock)
+        self.halt = threading.Event()  # claim nothing more
+        self.abandoned = threading.Event()  # shutdown_timeout passed: stop retrying saves
+        self.over = False  # heartbeats end
+        self.held: dict[uuid.UUID, _Held] = {}
+        self.counts: Counter[str] = Counter()
+        self.fatal: BaseException | None = None
+        self.loops_left = loops
+        # Set by the signal handlers, which must not take locks (see
+        # `Worker._install_signal_handlers`); `run()` acts on it.
+        self.signalled = False
+        self.produce_lock = threading.Lock()
+        # When the last production ended (monotonic) and how many jobs it made.
+        self.last_production = (-math.inf, 0)
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[name] += n
+
+    def stats(self) -> WorkerStats:
+        with self.lock:
+            return WorkerStats(
+                **{f.name: self.counts[f.name] for f in dataclasses.fields(WorkerStats)}
+            )
+
+
+class Worker:
+    """Runs `handler` on the jobs of `destination` in `repository`.
+
+    `concurrency` claim-and-handle threads share the repository; each claims
+    one job at a time, or `batch_size` at once. When a claim finds nothing a
+    thread waits `poll_interval` seconds, doubling up to `max_poll_interval`
+    while nothing comes, back to `poll_interval` once work is found.
+    `heartbeat_interval` is how often the lease of a held job is extended: by
+    default a third of the lease the repository granted (`math.inf`: never).
+    `shutdown_timeout` is how long a stopping worker waits for its handlers
+    before it releases their jobs.
+
+    With `produce=True` the worker also fills the queue: when a claim finds
+    nothing it queues every eligible item that has no job
+    (`enqueue_unqueued`), and every `rescue_interval` seconds it returns
+    expired jobs to `ready` (`rescue_expired`), failing those that have had
+    `max_attempts` attempts.
+
+    `clock` stamps `finished` (default: the current time in UTC); `wait` is
+    how the worker pauses (default `threading.Event.wait`), for tests.
+
+    Raises `InvalidInput` for a repository that is not a `Repository`, a bad
+    destination, a handler that is not callable, a count that is not a
+    positive whole number, a time that is not a positive number of seconds
+    (`shutdown_timeout` may be 0), or a `max_poll_interval` below
+    `poll_interval`.
+    """
+
+    def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
+        self,
+        repository: Repository,
+        destination: str,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        batch_size: int = 1,
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 30.0,
+        heartbeat_interval: float | None = None,
+        shutdown_timeout: float = 30.0,
+        produce: bool = False,
+        rescue_interval: float = 60.0,
+        max_attempts: int = 3,
+        clock: Callable[[], datetime] | None = None,
+        wait: Wait | None = None,
+    ) -> None:
+        if not isinstance(repository, Repository):
+            msg = f"repository must be a Repository, not {type(repository).__name__}"
+            raise InvalidInput(msg)
+        if not callable(handler):
+            msg = f"handler must be callable, not {handler!r}"
+            raise InvalidInput(msg)
+        self._repository = repository
+        self._destination = check_destination(destination)
+        self._handler = handler
+        self._concurrency = _whole("concurrency", concurrency)
+        self._batch_size = _whole("batch_size", batch_size)
+        self._poll_interval = _seconds("poll_interval", poll_interval)
+        self._max_poll_interval = _seconds("max_poll_interval", max_poll_interval)
+        if self._max_poll_interval < self._poll_interval:
+            msg = (
+                f"max_poll_interval ({max_poll_interval!r}) must not be below "
+                f"poll_interval ({poll_interval!r})"
+            )
+            raise InvalidInput(msg)
+        self._heartbeat_interval = (
+            None
+            if heartbeat_interval is None
+            else _seconds("heartbeat_interval", heartbeat_interval, infinite=True)
+        )
+        self._shutdown_timeout = _seconds("shutdown_timeout", shutdown_timeout, zero=True)
+        self._produce = bool(produce)
+        self._rescue_interval = _seconds("rescue_interval", rescue_interval)
+        self._max_attempts = check_max_attempts(max_attempts)
+        for name, hook in (("clock", clock), ("wait", wait)):
+            if hook is not None and not callable(hook):
+                msg = f"{name} must be callable, not {hook!r}"
+                raise InvalidInput(msg)
+        self._clock = clock or utc
+        self._wait: Wait = wait or threading.Event.wait
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._running = False
+        self._run: _Run | None = None
+
+    @property
+    def stats(self) -> WorkerStats:
+        """The counts of the current run, or of the last one.
+
+        They may still change after `run()` returned: a handler that outlived
+        the shutdown adds its refused save to `lost_claims` when it ends.
+        """
+        run = self._run
+        return WorkerStats() if run is None else run.stats()
+
+    def stop(self) -> None:
+        """Ask the worker to stop: claim nothing more, let the handlers in
+        flight finish (for up to `shutdown_timeout`), release the rest, and
+        return from `run()`.
+
+        Safe from any thread, and final: once stopped, `run()` returns at
+        once. From a signal handler of your own, prefer
+        `run(install_signal_handlers=True)`, whose handlers take no lock.
+        """
+        with self._lock:
+            self._stopped = True
+            run = self._run
+        if run is not None:
+            run.halt.set()
+
+    def run(self, *, until_idle: bool = False, install_signal_handlers: bool = True) -> WorkerStats:
+        """Claim and handle jobs until `stop()`, a signal, or, with
+        `until_idle`, until a claim finds nothing (after producing, with
+        `produce=True`, has added nothing); then shut down as `stop()` says,
+        and return what was done.
+
+        Called in the main thread with `install_signal_handlers`, it handles
+        SIGINT and SIGTERM as `stop()` while it runs and restores the previous
+        handlers before it returns.
+
+        Raises the error that stopped the worker, if one did: any error other
+        than `NoJobs`, `LostClaim` and a retryable `StoreError`, from the
+        repository or from the worker's own threads (a handler's exceptions
+        fail its job instead). Raises `RuntimeError` if the worker is already
+        running.
+        """
+        with self._lock:
+            if self._running:
+                msg = "this worker is already running"
+                raise RuntimeError(msg)
+            run = _Run(until_idle=until_idle, loops=self._concurrency)
+            self._run = run
+            if self._stopped:
+                return WorkerStats()
+            self._running = True
+        previous = self._install_signal_handlers(run) if install_signal_handlers else {}
+        try:
+            self._run_threads(run)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+            with self._lock:
+                self._running = False
+        if run.fatal is not None:
+            raise run.fatal
+        return run.stats()
+
+    # --- the run and its threads ----------------------------------------------
+
+    def _install_signal_handlers(self, run: _Run) -> dict[signal.Signals, _SignalHandler]:
+        """Make SIGINT and SIGTERM stop the run, if called in the main thread;
+        return the handlers they replaced."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 - signal's signature
+            # Only a flag: a handler runs in the main thread between two
+            # bytecodes, possibly while that thread holds the very lock
+            # `Event.set` takes, which would deadlock. `run()` polls it.
+            run.signalled = True
+
+        previous: dict[signal.Signals, _SignalHandler] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+        return previous
+
+    def _run_threads(self, run: _Run) -> None:
+        loops = [
+            self._thread(run, self._claim_loop, f"fulltext-jobs-worker-{n}")
+            for n in range(self._concurrency)
+        ]
+        helpers = [self._thread(run, self._heartbeat_loop, "fulltext-jobs-heartbeat")]
+        if self._produce:
+            helpers.append(self._thread(run, self._rescue_loop, "fulltext-jobs-rescue"))
+        for thread in (*helpers, *loops):
+            thread.start()
+        try:
+            while not run.halt.wait(_TICK_SECONDS):
+                if run.signalled:
+                    _log.info("signal received: %s is stopping", self._destination)
+                    self.stop()
+        finally:
+            # Also on KeyboardInterrupt, when run() installed no handlers.
+            self._shut_down(run, loops, helpers)
+
+    def _thread(self, run: _Run, target: Callable[[_Run], None], name: str) -> threading.Thread:
+        """A daemon thread running `target(run)`; an exception it raises stops
+        the run and is raised by `run()`."""
+
+        def body() -> None:
+            try:
+                target(run)
+            except BaseException as exc:  # noqa: BLE001 - handed to run(), which raises it
+                self._fail_run(run, exc)
+
+        # Daemons, so that a handler that outlives the shutdown does not keep
+        # the process alive.
+        return threading.Thread(target=body, name=name, daemon=True)
+
+    def _fail_run(self, run: _Run, exc: BaseException) -> None:
+        with run.lock:
+            first = run.fatal is None
+            if first:
+                run.fatal = exc
+        if first:
+            _log.error("worker for %s stopped by an error", self._destination, exc_info=exc)
+        run.halt.set()
+
+    def _shut_down(
+        self, run: _Run, loops: list[threading.Thread], helpers: list[threading.Thread]
+    ) -> None:
+        """Let the claim threads finish within `shutdown_timeout`, release what
+        they still hold, and end the helper threads."""
+        run.halt.set()
+        deadline = time.monotonic() + self._shutdown_timeout
+        for thread in loops:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        run.abandoned.set()
+        self._take_over(run)
+        with run.changed:
+            run.over = True
+            run.changed.notify_all()
+        for thread in helpers:
+            thread.join(_THREAD_GRACE_SECONDS)
+
+    def _take_over(self, run: _Run) -> None:
+        """Release every job still held whose handler has not finished, and
+        save the outcomes that wait to be saved, so that no job is left
+        running. A handler still running keeps going in its daemon thread;
+        its save will be refused."""
+        taken: list[tuple[_Held, FullText]] = []
+        with run.lock:
+            for held in run.held.values():
+                if held.stage is _Stage.DONE and held.outcome is not None:
+                    taken.append((held, held.outcome))
+                elif held.stage in {_Stage.PENDING, _Stage.RUNNING}:
+                    if held.stage is _Stage.RUNNING:
+                        _log.warning(
+                            "job %s (item %s): its handler is still running after %g s; "
+                            "releasing the job",
+                            held.job.id,
+                            held.job.item_id,
+                            self._shutdown_timeout,
+                        )
+                    taken.append((held, self._released(held.job)))
+                else:
+                    continue
+                held.stage = _Stage.TAKEN
+        for held, outcome in taken:
+            try:
+                self._repository.save_fulltext(outcome)
+            except LostClaim:
+                self._lost(run, held)
+            except Exception:  # noqa: BLE001 - logged; the run is ending
+                # The lease will bring the job back.
+                _log.exception("job %s: could not save it at shutdown", held.job.id)
+            else:
+                run.count(_SAVED_AS[outcome.status])
+            with run.lock:
+                run.held.pop(held.job.id, None)
+
+    def _claim_loop(self, run: _Run) -> None:
+        """Claim and handle jobs until the run halts (or, with `until_idle`,
+        until there is nothing to claim)."""
+        delay = self._poll_interval
+        try:
+            while not run.halt.is_set():
+                try:
+                    jobs = self._claim()
+                except StoreError as exc:
+                    if not exc.retryable:
+                        raise
+                    self._retryable(run, "claim", exc, delay)
+                    self._wait(run.halt, delay)
+                    delay = min(delay * 2, self._max_poll_interval)
+                    continue
+                if jobs:
+                    delay = self._poll_interval
+                    self._work_through(run, jobs)
+                    continue
+                made = self._make_work(run, idle_since=time.monotonic()) if self._produce else False
+                if made:
+                    delay = self._poll_interval
+                    continue
+                if run.until_idle and made is not None:
+                    return
+                self._wait(run.halt, delay)
+                delay = min(delay * 2, self._max_poll_interval)
+        finally:
+            with run.lock:
+                run.loops_left -= 1
+                last = run.loops_left == 0
+            if last:
+                run.halt.set()
+
+    def _claim(self) -> list[FullText]:
+        if self._batch_size == 1:
+            try:
+                return [self._repository.get_ready_job(self._destination)]
+            except NoJobs:
+                return []
+        return self._repository.claim_ready(self._destination, self._batch_size)
+
+    def _make_work(self, run: _Run, *, idle_since: float) -> bool | None:
+        """Queue the destination's unqueued items (and, with `until_idle`,
+        rescue expired jobs); return whether that made any job ready, or
+        None if a retryable error left that unknown.
+
+        One thread produces at a time; a thread that finds that another
+        produced after its own claim came back empty takes that result."""
+        with run.produce_lock:
+            ended, made = run.last_production
+            if ended > idle_since:
+                return made > 0
+            try:
+                made = self._repository.enqueue_unqueued(self._destination)
+                run.count("enqueued", made)
+                if run.until_idle:
+                    # Before reporting idle: jobs whose worker died come back.
+                    made += self._rescue(run)
+            except StoreError as exc:
+                if not exc.retryable:
+                    raise
+                self._retryable(run, "enqueue", exc)
+                return None
+            if made:
+                _log.info("%s: queued or rescued %d job(s)", self._destination, made)
+            run.last_production = (time.monotonic(), made)
+            return made > 0
+
+    def _rescue(self, run: _Run) -> int:
+        rescued = self._repository.rescue_expired(
+            self._destination, max_attempts=self._max_attempts
+        )
+        run.count("rescued", rescued)
+        if rescued:
+            _log.warning("%s: rescued %d job(s) whose lease ran out", self._destination, rescued)
+        return rescued
+
+    def _rescue_loop(self, run: _Run) -> None:
+        """Rescue expired jobs now and every `rescue_interval` seconds."""
+        while True:
+            try:
+                self._rescue(run)
+            except StoreError as exc:
+                if not exc.retryable:
+                    raise
+                self._retryable(run, "rescue_expired", exc)
+            if run.halt.wait(self._rescue_interval):
+                return
+
+    def _work_through(self, run: _Run, jobs: list[FullText]) -> None:
+        """Handle claimed jobs one after another, then save their outcomes
+        together. Once the run halts no handler is started: jobs not yet
+        handled are released."""
+        run.count("claimed", len(jobs))
+        held = [self._hold(run, job) for job in jobs]
+        for entry in held:
+            with run.lock:
+                if run.halt.is_set() or entry.stage is _Stage.TAKEN:
+                    break
+                entry.stage = _Stage.RUNNING
+            outcome = self._handle(entry.job)
+            with run.lock:
+                if entry.stage is _Stage.TAKEN:
+                    # Released at shutdown while the handler ran: the save
+                    # below is refused, as the ledger promises.
+                    entry.late = outcome
+                else:
+                    entry.stage, entry.outcome = _Stage.DONE, outcome
+        self._save_held(run, held)
+
+    def _hold(self, run: _Run, job: FullText) -> _Held:
+        """Register a claimed job, so that its lease is kept alive."""
+        interval = self._heartbeat_interval
+        if interval is None:
+            # The lease the repository granted, on its own clock: the claim
+            # stamps `started` and `lease_expires` from the same instant.
+            lease = (
+                None
+                if job.started is None or job.lease_expires is None
+                else (job.lease_expires - job.started).total_seconds()
+            )
+            interval = lease / 3 if lease is not None and lease > 0 else _FALLBACK_HEARTBEAT_SECONDS
+        held = _Held(
+            job=job,
+            beat=dataclasses.replace(job),
+            interval=interval,
+            next_beat=time.monotonic() + interval,
+        )
+        with run.changed:
+            run.held[job.id] = held
+            run.changed.notify_all()
+        return held
+
+    def _handle(self, job: FullText) -> FullText:
+        """Run the handler on a copy of `job`; return another copy, finished,
+        skipped or failed according to how the handler ended."""
+        outcome = dataclasses.replace(job)
+        try:
+            self._handler(dataclasses.replace(job))
+        except SkipJob as exc:
+            _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
+            outcome.skip(self._clock())
+        except Exception as exc:  # noqa: BLE001 - any failure of the handler fails the job
+            _log.warning("job %s (item %s) failed", job.id, job.item_id, exc_info=exc)
+            outcome.fail(self._clock(), error=_describe(exc))
+        else:
+            outcome.finish(self._clock())
+        return outcome
+
+    def _released(self, job: FullText) -> FullText:
+        released = dataclasses.replace(job)
+        released.release(self._clock())
+        return released
+
+    def _save_held(self, run: _Run, held: list[_Held]) -> None:
+        """Save the outcomes of `held`, and release those whose handler never
+        started; leave alone what the shutdown took over, except the late
+        outcome of a handler it released."""
+        batch: list[tuple[_Held, FullText]] = []
+        with run.lock:
+            for entry in held:
+                if entry.stage is _Stage.PENDING:
+                    entry.outcome = self._released(entry.job)
+                    entry.stage = _Stage.SAVING
+                    batch.append((entry, entry.outcome))
+                elif entry.stage is _Stage.DONE and entry.outcome is not None:
+                    entry.stage = _Stage.SAVING
+                    batch.append((entry, entry.outcome))
+                elif entry.stage is _Stage.TAKEN and entry.late is not None:
+                    batch.append((entry, entry.late))
+        try:
+            self._save(run, batch)
+        except BaseException:
+            # What was not saved is left for the shutdown to try again.
+            with run.lock:
+                for entry, _ in batch:
+                    if entry.stage is _Stage.SAVING:
+                        entry.stage = _Stage.DONE
+            raise
+        self._forget(run, held)
+
+    def _forget(self, run: _Run, held: Iterable[_Held]) -> None:
+        """Stop holding these jobs: they were saved, or their claims ended."""
+        with run.lock:
+            for entry in held:
+                if run.held.get(entry.job.id) is entry:
+                    del run.held[entry.job.id]
+
+    def _save(self, run: _Run, batch: list[tuple[_Held, FullText]]) -> None:
+        """Save the jobs of `batch`, each under its claim, retrying after a
+        retryable error until the save succeeds or the shutdown gives up.
+
+        A batch is saved all or nothing; if one of its claims was lost, the
+        jobs are saved one at a time, so that only that one is refused."""
+        if not batch:
+            return
+        delay = self._poll_interval
+        while True:
+            try:
+                if len(batch) == 1:
+                    self._repository.save_fulltext(batch[0][1])
+                else:
+                    self._repository.save_many(job for _, job in batch)
+            except LostClaim:
+                self._save_apart(run, batch)
+                return
+            except StoreError as exc:
+                if not exc.retryable:
+                    raise
+                self._retryable(run, "save", exc, delay)
+                if self._wait(run.abandoned, delay):
+                    _log.error(
+                        "gave up saving %d job(s) at shutdown; their leases will bring them back",
+                        len(batch),
+                    )
+                    self._forget(run, (entry for entry, _ in batch))
+                    return
+                delay = min(delay * 2, self._max_poll_interval)
+            else:
+                for _, job in batch:
+                    run.count(_SAVED_AS[job.status])
+                self._forget(run, (entry for entry, _ in batch))
+                return
+
+    def _save_apart(self, run: _Run, batch: list[tuple[_Held, FullText]]) -> None:
+        """After `LostClaim`: count the job as lost, or, for a batch, save its
+        jobs one at a time to find which claims were lost."""
+        if len(batch) == 1:
+            self._lost(run, batch[0][0])
+            return
+        for pair in batch:
+            self._save(run, [pair])
+
+    def _lost(self, run: _Run, held: _Held) -> None:
+        run.count("lost_claims")
+        self._forget(run, [held])
+        if held.late is not None:
+            _log.info(
+                "job %s (item %s): the late result of a handler that outlived the shutdown "
+                "was refused; the job had been released",
+                held.job.id,
+                held.job.item_id,
+            )
+        else:
+            _log.warning(
+                "job %s (item %s): the claim was lost (its lease ran out); another "
+                "delivery owns the job, and this result was not saved",
+                held.job.id,
+                held.job.item_id,
+            )
+
+    def _heartbeat_loop(self, run: _Run) -> None:
+        """Extend the leases of the held jobs as they fall due, until the run
+        is over."""
+        while True:
+            with run.changed:
+                if run.over:
+                    return
+                now = time.monotonic()
+                beating = [
+                    held
+                    for held in run.held.values()
+                    if held.stage in _HELD_STAGES and not held.lost
+                ]
+                due = [held for held in beating if held.next_beat <= now]
+                for held in due:
+                    held.next_beat = now + held.interval
+                if not due:
+                    upcoming = [h.next_beat for h in beating if math.isfinite(h.next_beat)]
+                    run.changed.wait(min(upcoming) - now if upcoming else None)
+                    continue
+            for held in due:
+                self._beat(run, held)
+
+    def _beat(self, run: _Run, held: _Held) -> None:
+        try:
+            self._repository.heartbeat(held.beat)
+        except LostClaim:
+            with run.lock:
+                if run.held.get(held.job.id) is not held or held.stage in {
+                    _Stage.SAVING,
+                    _Stage.TAKEN,
+                }:
+                    # Saved or released meanwhile, which ended the claim; a
+                    # save that found it lost reports that itself.
+                    return
+                held.lost = True
+            _log.warning(
+                "job %s (item %s): heartbeat found the claim lost; its result will be refused",
+                held.job.id,
+                held.job.item_id,
+            )
+        except StoreError as exc:
+            if not exc.retryable:
+                raise
+            self._retryable(run, "heartbeat", exc)
+            with run.lock:
+                # Try again soon, while the lease still runs.
+                held.next_beat = time.monotonic() + held.interval / 4
+        else:
+            run.count("heartbeats")
+
+    def _retryable(self, run: _Run, action: str, exc: StoreError, delay: float = 0.0) -> None:
+        run.count("retryable_errors")
+        _log.warning(
+            "%s of %s failed (retryable)%s: %s",
+            action,
+            self._destination,
+            f"; trying again in {delay:g} s" if delay else "",
+            exc,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception as one line: its type, and its message if it has one."""
+    message = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name
+
+
+def _whole(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be a positive whole number, not {value!r}"
+        raise InvalidInput(msg)
+    return value
+
+
+def _seconds(name: str, value: object, *, zero: bool = False, infinite: bool = False) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or value < 0
+        or (value == 0 and not zero)
+        or (math.isinf(value) and not infinite)
+    ):
+        kind = "a number of seconds, 0 or more" if zero else "a positive number of seconds"
+        msg = f"{name} must be {kind}, not {value!r}"
+        raise InvalidInput(msg)
+    return float(value)
