@@ -8,8 +8,17 @@ outcome into one dict before comparing, so a failure shows which adapters
 disagreed and how.
 
 All adapters share one controllable clock (`self.now`, advanced by a random
-amount by the rules that stamp times), so claims stamp the same `started`
-everywhere and timestamps can be compared to the microsecond.
+amount by the rules that stamp times) and one lease, so claims stamp the same
+`started` and `lease_expires` everywhere and timestamps can be compared to
+the microsecond.
+
+Claims are modelled too: each claim gets a number in the model and a token
+per adapter (learnt from what the claim returns, as job ids are), and the
+stores must hold exactly the model's attempts, token, lease and last error.
+Workers' copies of claimed jobs are kept as handles (`handles`) and saved or
+heart-beaten later, when their claim may have ended (the job saved out of
+`running`, rescued, or claimed again): they must then be refused with
+`LostClaim` everywhere, changing nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +30,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from harness import Backend, SqliteTemplate, memory_backend, reset_database, sql_backend
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -44,9 +54,11 @@ from fulltext_jobs import (
     InvalidTransition,
     JobNotFound,
     JobStatus,
+    LostClaim,
     NoJobs,
     Repository,
 )
+from fulltext_jobs.domain import lease_expired_error
 
 S = JobStatus
 
@@ -74,10 +86,26 @@ MOVES: dict[Action, tuple[frozenset[JobStatus], JobStatus, str, str]] = {
 }
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+#: How long a claim lasts without a heartbeat, in every adapter.
+LEASE = timedelta(minutes=1)
+MICROSECOND = timedelta(microseconds=1)
+#: The actions that end a claim: the ones a worker does to a running job.
+ENDINGS = (Action.FINISH, Action.FAIL, Action.SKIP, Action.RELEASE)
 
 items = st.sampled_from(ITEMS)
 destinations = st.sampled_from(DESTINATIONS + APP_DESTINATIONS)
-deltas = st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=2))
+# Often within a lease, sometimes far past it.
+deltas = st.timedeltas(min_value=MICROSECOND, max_value=LEASE / 2) | st.timedeltas(
+    min_value=MICROSECOND, max_value=timedelta(days=2)
+)
+# Less than a lease: a worker heart-beats in time.
+within_lease = st.timedeltas(min_value=timedelta(0), max_value=LEASE - MICROSECOND)
+# Up to, just past, or well past a lease.
+rescue_advances = st.sampled_from(
+    [timedelta(0), LEASE - MICROSECOND, LEASE, LEASE + MICROSECOND]
+) | st.timedeltas(min_value=timedelta(0), max_value=3 * LEASE)
+# What a worker's `fail` records (NUL bytes included: stores escape them).
+errors = st.none() | st.text(st.characters(codec="utf-8") | st.just("\x00"), max_size=8)
 # The zone a caller happens to pass `now` in; stores must keep UTC.
 zones = st.sampled_from(
     [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=45))]
@@ -97,6 +125,30 @@ class ModelJob:
     seq: int  # enqueue order: given when the job is first stored, kept on saves
     started: datetime | None = None
     finished: datetime | None = None
+    attempts: int = 0
+    claim: int | None = None  # the number of the claim holding it, if any
+    lease: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class Handle:
+    """A worker's copy of a claimed job, in every adapter: what the claim
+    returned (heartbeats through the handle extend its lease). Saved or
+    heart-beaten once the claim has ended, it is a stale one."""
+
+    key: Key
+    claim: int
+    copies: dict[str, FullText]
+    lease: datetime  # the lease the copies hold, by the model
+
+    def __repr__(self) -> str:
+        return f"Handle({self.key!r}, claim={self.claim})"
+
+
+def model_error(error: str) -> str:
+    """What a store keeps of a short `fail(error=...)`: NUL bytes escaped."""
+    return error.replace("\x00", "\\x00")
 
 
 def stamp(moment: datetime | None) -> tuple[str, timedelta | None] | None:
@@ -107,6 +159,10 @@ def stamp(moment: datetime | None) -> tuple[str, timedelta | None] | None:
     return moment.replace(tzinfo=None).isoformat(timespec="microseconds"), moment.utcoffset()
 
 
+#: Where `view` puts the claim token.
+TOKEN = 7
+
+
 def view(job: FullText) -> tuple[Any, ...]:
     return (
         job.id,
@@ -115,6 +171,10 @@ def view(job: FullText) -> tuple[Any, ...]:
         JobStatus(job.status),
         stamp(job.started),
         stamp(job.finished),
+        job.attempts,
+        job.claim_token,
+        stamp(job.lease_expires),
+        job.last_error,
     )
 
 
@@ -134,6 +194,9 @@ class AdaptersAgree(RuleBasedStateMachine):
     sqlite_template: SqliteTemplate
 
     jobs = Bundle("jobs")  # (item_id, destination) pairs that have a job
+    # Workers' copies of the jobs they claimed (a Handle per claim), kept
+    # after the claim may have ended.
+    handles = Bundle("handles")
 
     def __init__(self) -> None:
         super().__init__()
@@ -146,9 +209,9 @@ class AdaptersAgree(RuleBasedStateMachine):
         reset_database(self.postgres_engine)
         self.sqlite_engine = fulltext_jobs.create_engine(self.sqlite_template.fresh_url())
         self.backends: list[Backend] = [
-            memory_backend(clock=clock),
-            sql_backend(self.sqlite_engine, clock=clock),
-            sql_backend(self.postgres_engine, clock=clock),
+            memory_backend(clock=clock, lease=LEASE),
+            sql_backend(self.sqlite_engine, clock=clock, lease=LEASE),
+            sql_backend(self.postgres_engine, clock=clock, lease=LEASE),
         ]
         self.names = [backend.name for backend in self.backends]
         # The model.
@@ -159,6 +222,9 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.seq = itertools.count(1)
         # Job ids differ per adapter (each makes its own uuid4).
         self.ids: dict[str, dict[Key, uuid.UUID]] = {name: {} for name in self.names}
+        # Claims are numbered in the model; their tokens differ per adapter.
+        self.claims = itertools.count(1)
+        self.tokens: dict[int, dict[str, uuid.UUID]] = {}
 
     def teardown(self) -> None:
         self.sqlite_engine.dispose()
@@ -172,7 +238,13 @@ class AdaptersAgree(RuleBasedStateMachine):
     def eligible(self, destination: str) -> set[str]:
         return self.app_items if destination in APP_DESTINATIONS else self.items
 
-    def expected_view(self, name: str, key: Key) -> tuple[Any, ...]:
+    def token(self, name: str, claim: int | None) -> uuid.UUID | None:
+        return None if claim is None else self.tokens.get(claim, {}).get(name)
+
+    def expected_view(self, name: str, key: Key, *, token_of: Any = ...) -> tuple[Any, ...]:
+        """The model's job at `key` as adapter `name` should hold it; with
+        `token_of`, carrying the token of that claim (None: no token)
+        instead, as a caller's copy does after saving."""
         job = self.ledger[key]
         return (
             self.ids[name][key],
@@ -180,10 +252,18 @@ class AdaptersAgree(RuleBasedStateMachine):
             job.status,
             stamp(job.started),
             stamp(job.finished),
+            job.attempts,
+            self.token(name, job.claim if token_of is ... else token_of),
+            stamp(job.lease),
+            job.last_error,
         )
 
     def everywhere(self, expected: Any) -> dict[str, Any]:
         return dict.fromkeys(self.names, expected)
+
+    def held(self, key: Key) -> bool:
+        """Whether the job at `key` is running under a claim."""
+        return self.ledger[key].claim is not None
 
     # --- rules ---------------------------------------------------------
 
@@ -196,6 +276,24 @@ class AdaptersAgree(RuleBasedStateMachine):
     )
     def start_the_clock(self, start: datetime) -> None:
         self.now = start
+
+    @initialize(
+        target=jobs,
+        item_ids=st.lists(items, unique=True, max_size=4),
+        destination=destinations,
+    )
+    def seed_ready_jobs(self, item_ids: list[str], destination: str) -> Any:
+        # A few ready jobs to begin with (the same uuid everywhere), so that
+        # claims, and what follows them, come early in a run.
+        new_jobs = [FullText.new(item, destination) for item in item_ids]
+        for backend in self.backends:
+            self.repo(backend, destination).save_many([replace(job) for job in new_jobs])
+        keys = [(job.item_id, destination) for job in new_jobs]
+        for key, job in zip(keys, new_jobs, strict=True):
+            self.ledger[key] = ModelJob(S.READY, next(self.seq))
+            for name in self.names:
+                self.ids[name][key] = job.id
+        return multiple(*keys)
 
     @rule(item_ids=st.lists(items, max_size=3))
     def add_items(self, item_ids: list[str]) -> None:
@@ -247,7 +345,9 @@ class AdaptersAgree(RuleBasedStateMachine):
             name: job if isinstance(job, str) else view(replace(job, id=None))
             for name, job in outcomes.items()
         }
-        assert got == self.everywhere((None, pick, destination, S.READY, None, None))
+        assert got == self.everywhere(
+            (None, pick, destination, S.READY, None, None, 0, None, None, None)
+        )
         for name, job in outcomes.items():
             assert job.id not in self.ids[name].values()
             self.ids[name][key] = job.id
@@ -255,71 +355,79 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.watermark[destination] = max(watermark, pick)
         return key
 
-    def learn_ids(self, claimed: dict[str, list[tuple[Any, ...]]], keys: list[Key]) -> list[Key]:
-        """Record the ids of jobs made by enqueue_unqueued (which returns a
-        count, not jobs) when a claim first shows them; return their keys."""
-        learnt = [key for key in keys if key not in self.ids[self.names[0]]]
-        for name, views in claimed.items():
-            if not isinstance(views, list) or len(views) != len(keys):
-                return []  # the comparison that follows reports the mismatch
-            for key, seen in zip(keys, views, strict=True):
-                if key in learnt:
-                    assert seen[0] not in self.ids[name].values()
-                    self.ids[name][key] = seen[0]
-        return learnt
-
-    @rule(target=jobs, destination=destinations, delta=deltas)
-    def get_ready_job(self, destination: str, delta: timedelta) -> Any:
-        self.now += delta
+    def claim(self, destination: str, n: int, outcomes: dict[str, Any]) -> list[Handle]:
+        """Claim the `n` oldest ready jobs of `destination` in the model, and
+        learn from `outcomes` (each adapter's claimed jobs, oldest first)
+        their tokens and the ids of jobs made by enqueue_unqueued (which
+        returns a count, not jobs). Return the workers' handles, oldest
+        first.
+        """
         ready = sorted(
             (job.seq, key)
             for key, job in self.ledger.items()
             if key[1] == destination and job.status is S.READY
         )
+        keys = [key for _, key in ready[:n]]
+        learnt = [key for key in keys if key not in self.ids[self.names[0]]]
+        claims = {key: next(self.claims) for key in keys}
+        copies: dict[Key, dict[str, FullText]] = {key: {} for key in keys}
+        for name, claimed in outcomes.items():
+            if not isinstance(claimed, list) or len(claimed) != len(keys):
+                continue  # the comparison that follows reports the mismatch
+            for key, job in zip(keys, claimed, strict=True):
+                if key in learnt:
+                    assert job.id not in self.ids[name].values()
+                    self.ids[name][key] = job.id
+                # A fresh token: never one this adapter has handed out.
+                assert isinstance(job.claim_token, uuid.UUID)
+                assert all(job.claim_token != seen.get(name) for seen in self.tokens.values())
+                self.tokens.setdefault(claims[key], {})[name] = job.claim_token
+                copies[key][name] = replace(job)
+        for key in keys:
+            job = self.ledger[key]
+            job.status, job.started = S.RUNNING, self.now
+            job.attempts += 1
+            job.claim, job.lease = claims[key], self.now + LEASE
+        return [Handle(key, claims[key], copies[key], self.now + LEASE) for key in keys]
+
+    @rule(target=handles, destination=destinations, delta=deltas)
+    def get_ready_job(self, destination: str, delta: timedelta) -> Any:
+        self.now += delta
         outcomes = {
             backend.name: attempt(
-                lambda backend=backend: view(
-                    self.repo(backend, destination).get_ready_job(destination)
-                )
+                lambda backend=backend: self.repo(backend, destination).get_ready_job(destination)
             )
             for backend in self.backends
         }
-        if not ready:
+        handles = self.claim(
+            destination,
+            1,
+            {name: [job] if isinstance(job, FullText) else job for name, job in outcomes.items()},
+        )
+        if not handles:
             assert outcomes == self.everywhere(NoJobs.__name__)
             return multiple()
-        key = ready[0][1]
-        job = self.ledger[key]
-        job.status, job.started = S.RUNNING, self.now
-        learnt = self.learn_ids(
-            {name: [seen] if isinstance(seen, tuple) else seen for name, seen in outcomes.items()},
-            [key],
-        )
-        assert outcomes == {name: self.expected_view(name, key) for name in self.names}
-        return multiple(*learnt)
+        got = {
+            name: view(job) if isinstance(job, FullText) else job for name, job in outcomes.items()
+        }
+        assert got == {name: self.expected_view(name, handles[0].key) for name in self.names}
+        return multiple(*handles)
 
-    @rule(target=jobs, destination=destinations, n=st.integers(1, 3), delta=deltas)
+    @rule(target=handles, destination=destinations, n=st.integers(1, 3), delta=deltas)
     def claim_ready(self, destination: str, n: int, delta: timedelta) -> Any:
         # get_ready_job's batch form: the n oldest ready jobs, oldest first.
         self.now += delta
-        ready = sorted(
-            (job.seq, key)
-            for key, job in self.ledger.items()
-            if key[1] == destination and job.status is S.READY
-        )[:n]
         outcomes = {
-            backend.name: [
-                view(job) for job in self.repo(backend, destination).claim_ready(destination, n)
-            ]
+            backend.name: self.repo(backend, destination).claim_ready(destination, n)
             for backend in self.backends
         }
-        for _, key in ready:
-            job = self.ledger[key]
-            job.status, job.started = S.RUNNING, self.now
-        learnt = self.learn_ids(outcomes, [key for _, key in ready])
-        assert outcomes == {
-            name: [self.expected_view(name, key) for _, key in ready] for name in self.names
+        handles = self.claim(destination, n, outcomes)
+        got = {name: [view(job) for job in claimed] for name, claimed in outcomes.items()}
+        assert got == {
+            name: [self.expected_view(name, handle.key) for handle in handles]
+            for name in self.names
         }
-        return multiple(*learnt)
+        return multiple(*handles)
 
     @rule(destination=destinations, limit=st.none() | st.integers(1, 3))
     def enqueue_unqueued(self, destination: str, limit: int | None) -> None:
@@ -357,8 +465,9 @@ class AdaptersAgree(RuleBasedStateMachine):
         destination: str,
         delta: timedelta,
     ) -> Any:
-        # Known jobs, each moved by `action` where legal, and brand-new ones,
-        # saved in one call: all or nothing.
+        # Known jobs (as loaded, so with their current claims), each moved
+        # by `action` where legal, and brand-new ones, saved in one call:
+        # all or nothing.
         self.now += delta
         app = destination in APP_DESTINATIONS
         keys = [key for key in keys if (key[1] in APP_DESTINATIONS) == app]
@@ -389,8 +498,20 @@ class AdaptersAgree(RuleBasedStateMachine):
                 self.ids[name][key] = job.id
         return multiple(*new_keys)
 
-    @rule(key=jobs, action=st.sampled_from(Action), delta=deltas, zone=zones)
-    def apply_action(self, key: Key, action: Action, delta: timedelta, zone: timezone) -> None:
+    @staticmethod
+    def act(job: FullText, action: Action, now: datetime, error: str | None) -> None:
+        """Do `action` to `job`, a `fail` recording `error` if there is one."""
+        if action is Action.FAIL and error is not None:
+            job.fail(now, error=error)
+        else:
+            job.apply(action, now)
+
+    @rule(key=jobs, action=st.sampled_from(Action), delta=deltas, zone=zones, error=errors)
+    def apply_action(
+        self, key: Key, action: Action, delta: timedelta, zone: timezone, error: str | None
+    ) -> None:
+        # A job as loaded carries its current claim (if any), so the save
+        # is never refused.
         self.now += delta
         now = self.now.astimezone(zone)
         outcomes = {}
@@ -399,24 +520,28 @@ class AdaptersAgree(RuleBasedStateMachine):
             job = repo.get_fulltext(self.ids[backend.name][key])
             before = replace(job)
             try:
-                job.apply(action, now)
+                self.act(job, action, now, error)
             except InvalidTransition:
                 outcomes[backend.name] = (
                     "InvalidTransition",
                     "unchanged" if job == before else job,
                 )
                 continue
-            repo.save_fulltext(job)
-            outcomes[backend.name] = view(job)
+            outcomes[backend.name] = (attempt(lambda repo=repo, job=job: repo.save_fulltext(job)),)
+            outcomes[backend.name] += (view(job),)
 
-        if not self.move(key, action):
+        claim = self.ledger[key].claim
+        if not self.move(key, action, error):
             # Nothing saved: the invariant checks the stores still hold
             # the model's (unchanged) job.
             assert outcomes == self.everywhere(("InvalidTransition", "unchanged"))
             return
-        assert outcomes == {name: self.expected_view(name, key) for name in self.names}
+        # The caller's copy keeps the token it was loaded with.
+        assert outcomes == {
+            name: (None, self.expected_view(name, key, token_of=claim)) for name in self.names
+        }
 
-    def move(self, key: Key, action: Action) -> bool:
+    def move(self, key: Key, action: Action, error: str | None = None) -> bool:
         """Apply `action` to the model's job at `key` if legal; say if it was."""
         model = self.ledger[key]
         sources, target, started, finished = MOVES[action]
@@ -427,6 +552,11 @@ class AdaptersAgree(RuleBasedStateMachine):
             model.started = self.now if started == NOW else None
         if finished != KEEP:
             model.finished = self.now if finished == NOW else None
+        if action is Action.FAIL and error is not None:
+            model.last_error = model_error(error)
+        if target is not S.RUNNING:
+            # Out of running: the claim ends, with its lease.
+            model.claim = model.lease = None
         return True
 
     @rule(
@@ -440,7 +570,8 @@ class AdaptersAgree(RuleBasedStateMachine):
         self, item: str, destination: str, path: list[Action], delta: timedelta
     ) -> Any:
         # A brand-new job (the same uuid everywhere), perhaps moved on
-        # before it is first stored; its item need not be eligible.
+        # before it is first stored; its item need not be eligible. Started
+        # this way, it runs without a claim (as the original's workers did).
         self.now += delta
         job = FullText.new(item, destination)
         for action in path:
@@ -474,12 +605,214 @@ class AdaptersAgree(RuleBasedStateMachine):
         }
         assert set(outcomes.values()) == {JobNotFound.__name__}
 
+    # --- claims, leases, rescue and retry ------------------------------
+
+    @rule(target=jobs, handle=handles)
+    def job_of(self, handle: Handle) -> Key:
+        # Claimed jobs join `jobs` this way (jobs made by enqueue_unqueued
+        # have their ids learnt when first claimed), so that the other
+        # rules may load and change them.
+        return handle.key
+
+    @rule(
+        target=jobs,
+        handle=handles,
+        action=st.sampled_from((None, *ENDINGS)),
+        error=errors,
+        delta=deltas,
+        along=st.none() | st.lists(items, max_size=1),
+    )
+    def save_old_copy(
+        self,
+        handle: Handle,
+        action: Action | None,
+        error: str | None,
+        delta: timedelta,
+        along: list[str] | None,
+    ) -> Any:
+        # A worker saves its copy, as claimed, after `action` (None: as it
+        # is, still running): alone with save_fulltext, or with save_many
+        # along with new jobs for the items `along`. Only the current claim
+        # may write; a stale one is refused everywhere, and nothing (not
+        # even the new jobs) is saved.
+        self.now += delta
+        destination = handle.key[1]
+        new_jobs = [FullText.new(item, destination) for item in along or ()]
+        outcomes = {}
+        for backend in self.backends:
+            repo = self.repo(backend, destination)
+            job = replace(handle.copies[backend.name])
+            if action is not None:
+                self.act(job, action, self.now, error)
+            batch = [job, *(replace(new) for new in new_jobs)]
+            outcomes[backend.name] = attempt(
+                lambda repo=repo, job=job, batch=batch: (
+                    repo.save_fulltext(job) if along is None else repo.save_many(batch)
+                )
+            )
+        new_keys = [(job.item_id, destination) for job in new_jobs]
+        stale = self.ledger[handle.key].claim != handle.claim
+        event(f"save_old_copy: {'stale' if stale else 'current'}, {len(new_jobs)} new")
+        if handle.key in new_keys:
+            assert outcomes == self.everywhere(fulltext_jobs.InvalidInput.__name__)
+            return multiple()
+        duplicate = any(key in self.ledger for key in new_keys)
+        if stale and duplicate:
+            # Both faults at once: the memory adapter raises LostClaim, the
+            # SQL ones DuplicateJob (see the xfail test below); either way
+            # nothing is saved, which the invariants check.
+            assert set(outcomes.values()) <= {LostClaim.__name__, DuplicateJob.__name__}
+            return multiple()
+        if stale:
+            assert outcomes == self.everywhere(LostClaim.__name__)
+            return multiple()
+        if duplicate:
+            assert outcomes == self.everywhere(DuplicateJob.__name__)
+            return multiple()
+        assert outcomes == self.everywhere(None)
+        # The store now holds the copy: the model's job, with the copy's
+        # lease (older than the job's if heartbeats went through another
+        # copy), moved by `action`.
+        self.ledger[handle.key].lease = handle.lease
+        if action is not None:
+            assert self.move(handle.key, action, error)
+        for key, job in zip(new_keys, new_jobs, strict=True):
+            self.ledger[key] = ModelJob(S.READY, next(self.seq))
+            for name in self.names:
+                self.ids[name][key] = job.id
+        return multiple(*new_keys)
+
+    @rule(handle=handles, delta=within_lease)
+    def heartbeat_old_copy(self, handle: Handle, delta: timedelta) -> None:
+        # Within the lease, the claim's holder extends it; a stale copy
+        # is refused everywhere, and neither it nor the store changes.
+        self.now += delta
+        outcomes = {}
+        for backend in self.backends:
+            job = handle.copies[backend.name]
+            repo = self.repo(backend, handle.key[1])
+            outcomes[backend.name] = (
+                attempt(lambda repo=repo, job=job: stamp(repo.heartbeat(job))),
+                stamp(job.lease_expires),
+            )
+        if self.ledger[handle.key].claim != handle.claim:
+            event("heartbeat_old_copy: stale")
+            assert outcomes == self.everywhere((LostClaim.__name__, stamp(handle.lease)))
+            return
+        event("heartbeat_old_copy: current")
+        lease = self.now + LEASE
+        assert outcomes == self.everywhere((stamp(lease), stamp(lease)))
+        handle.lease = self.ledger[handle.key].lease = lease
+
+    @rule(key=jobs, delta=within_lease)
+    def heartbeat(self, key: Key, delta: timedelta) -> None:
+        # A heartbeat on the job as loaded: it holds the current token, so
+        # it is refused only if the job is not running under a claim (not
+        # running, or running without one, as saved by the original's code).
+        self.now += delta
+        outcomes = {}
+        for backend in self.backends:
+            repo = self.repo(backend, key[1])
+            job = repo.get_fulltext(self.ids[backend.name][key])
+            outcomes[backend.name] = (
+                attempt(lambda repo=repo, job=job: stamp(repo.heartbeat(job))),
+                stamp(job.lease_expires),
+            )
+        model = self.ledger[key]
+        event(f"heartbeat: {'held' if self.held(key) else 'not held'}")
+        if not self.held(key):
+            assert outcomes == self.everywhere((LostClaim.__name__, stamp(model.lease)))
+            return
+        model.lease = self.now + LEASE
+        assert outcomes == self.everywhere((stamp(model.lease), stamp(model.lease)))
+
+    @rule(
+        destination=st.none() | destinations,
+        max_attempts=st.integers(1, 3),
+        advance=rescue_advances,
+    )
+    def rescue_expired(
+        self, destination: str | None, max_attempts: int, advance: timedelta
+    ) -> None:
+        # Running jobs whose lease ended before now go back to ready or,
+        # with max_attempts used up, to failed; their claims end.
+        self.now += advance
+
+        def rescue(backend: Backend) -> Any:
+            # Without a destination, through both repositories: the SQL ones
+            # share a table (the first rescues all), the memory ones do not.
+            repos = (
+                [backend.repo, backend.app_repo]
+                if destination is None
+                else [self.repo(backend, destination)]
+            )
+            counts = [
+                attempt(
+                    lambda repo=repo: repo.rescue_expired(destination, max_attempts=max_attempts)
+                )
+                for repo in repos
+            ]
+            return sum(counts) if all(isinstance(count, int) for count in counts) else counts
+
+        outcomes = {backend.name: rescue(backend) for backend in self.backends}
+        rescued = 0
+        for key, job in self.ledger.items():
+            if (
+                job.status is S.RUNNING
+                and destination in (None, key[1])
+                and job.lease is not None
+                and job.lease < self.now
+            ):
+                rescued += 1
+                event("rescue_expired: " + ("failed" if job.attempts >= max_attempts else "ready"))
+                if job.attempts >= max_attempts:
+                    job.status, job.finished = S.FAILED, self.now
+                    job.last_error = lease_expired_error(job.attempts)
+                else:
+                    job.status, job.started = S.READY, None
+                job.claim = job.lease = None
+        assert outcomes == self.everywhere(rescued)
+
+    @rule(
+        key=jobs,
+        statuses=st.lists(
+            st.sampled_from([S.FAILED, S.SKIPPED, "failed", "skipped"]), min_size=1, max_size=2
+        ),
+        item_ids=st.none() | st.lists(items, max_size=3),
+    )
+    def retry(self, key: Key, statuses: list[Any], item_ids: list[str] | None) -> None:
+        # Failed or skipped jobs of a destination (one that has a job) back
+        # to ready in place, keeping their attempts, last error and place in
+        # the queue.
+        destination = key[1]
+        outcomes = {
+            backend.name: attempt(
+                lambda backend=backend: self.repo(backend, destination).retry(
+                    destination, statuses=statuses, item_ids=item_ids
+                )
+            )
+            for backend in self.backends
+        }
+        chosen = {JobStatus(status) for status in statuses}
+        retried = 0
+        for (item, job_destination), job in self.ledger.items():
+            if (
+                job_destination == destination
+                and job.status in chosen
+                and (item_ids is None or item in item_ids)
+            ):
+                retried += 1
+                event("retry: a job")
+                job.status, job.started, job.finished = S.READY, None, None
+        assert outcomes == self.everywhere(retried)
+
     # --- what every store holds ----------------------------------------
 
     @invariant()
     def stores_hold_the_models_jobs(self) -> None:
-        # Jobs made by enqueue_unqueued are checked once a claim has shown
-        # their ids; until then stats_agree counts them.
+        # Every field, the claim token included. Jobs made by
+        # enqueue_unqueued are checked once a claim has shown their ids;
+        # until then stats_agree counts them.
         known = [key for key in self.ledger if key in self.ids[self.names[0]]]
         actual = {
             backend.name: {
@@ -555,3 +888,37 @@ def test_adapters_agree_with_the_model(
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="save_many of a stale claim and a duplicate job: the memory adapter raises "
+    "LostClaim (it checks every claim first), the SQL adapters DuplicateJob (the "
+    "duplicate's INSERT fails before the count of guarded upserts is checked)",
+)
+def test_a_stale_claim_saved_with_a_duplicate_is_a_lost_claim_everywhere(
+    postgres_engine: sa.Engine, sqlite_template: SqliteTemplate
+) -> None:
+    # Found by the state machine (save_old_copy with `along`), which accepts
+    # either error in this one case until the adapters agree.
+    reset_database(postgres_engine)
+    sqlite_engine = fulltext_jobs.create_engine(sqlite_template.fresh_url())
+    try:
+        outcomes = {}
+        for backend in (
+            memory_backend(),
+            sql_backend(sqlite_engine),
+            sql_backend(postgres_engine),
+        ):
+            repo = backend.repo
+            repo.save_many([FullText.new("a", "lang"), FullText.new("b", "lang")])
+            job = repo.get_ready_job("lang")
+            stale = replace(job)
+            job.skip()
+            repo.save_fulltext(job)  # the claim ends
+            outcomes[backend.name] = attempt(
+                lambda repo=repo, stale=stale: repo.save_many([stale, FullText.new("b", "lang")])
+            )
+        assert outcomes == dict.fromkeys(outcomes, LostClaim.__name__)
+    finally:
+        sqlite_engine.dispose()
