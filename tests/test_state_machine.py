@@ -225,6 +225,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         # Claims are numbered in the model; their tokens differ per adapter.
         self.claims = itertools.count(1)
         self.tokens: dict[int, dict[str, uuid.UUID]] = {}
+        self.ended: dict[int, str] = {}  # how each ended claim ended
 
     def teardown(self) -> None:
         self.sqlite_engine.dispose()
@@ -260,6 +261,14 @@ class AdaptersAgree(RuleBasedStateMachine):
 
     def everywhere(self, expected: Any) -> dict[str, Any]:
         return dict.fromkeys(self.names, expected)
+
+    def stale(self, handle: Handle) -> str | None:
+        """How the claim of `handle` ended (and whether the job has been
+        claimed again since), or None if it still holds."""
+        job = self.ledger[handle.key]
+        if job.claim == handle.claim:
+            return None
+        return self.ended[handle.claim] + (", claimed again" if job.claim is not None else "")
 
     def held(self, key: Key) -> bool:
         """Whether the job at `key` is running under a claim."""
@@ -388,6 +397,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             job.status, job.started = S.RUNNING, self.now
             job.attempts += 1
             job.claim, job.lease = claims[key], self.now + LEASE
+            event(f"claim: attempt {min(job.attempts, 3)}{'+' if job.attempts >= 3 else ''}")
         return [Handle(key, claims[key], copies[key], self.now + LEASE) for key in keys]
 
     @rule(target=handles, destination=destinations, delta=deltas)
@@ -413,9 +423,12 @@ class AdaptersAgree(RuleBasedStateMachine):
         assert got == {name: self.expected_view(name, handles[0].key) for name in self.names}
         return multiple(*handles)
 
-    @rule(target=handles, destination=destinations, n=st.integers(1, 3), delta=deltas)
-    def claim_ready(self, destination: str, n: int, delta: timedelta) -> Any:
-        # get_ready_job's batch form: the n oldest ready jobs, oldest first.
+    @rule(target=handles, key=jobs, n=st.integers(1, 3), delta=deltas)
+    def claim_ready(self, key: Key, n: int, delta: timedelta) -> Any:
+        # get_ready_job's batch form: the n oldest ready jobs, oldest first,
+        # of a destination that has jobs (so claims are frequent enough for
+        # what follows them: heartbeats, rescues, stale saves, claims again).
+        destination = key[1]
         self.now += delta
         outcomes = {
             backend.name: self.repo(backend, destination).claim_ready(destination, n)
@@ -556,6 +569,8 @@ class AdaptersAgree(RuleBasedStateMachine):
             model.last_error = model_error(error)
         if target is not S.RUNNING:
             # Out of running: the claim ends, with its lease.
+            if model.claim is not None:
+                self.ended[model.claim] = f"ended by {action}"
             model.claim = model.lease = None
         return True
 
@@ -651,8 +666,8 @@ class AdaptersAgree(RuleBasedStateMachine):
                 )
             )
         new_keys = [(job.item_id, destination) for job in new_jobs]
-        stale = self.ledger[handle.key].claim != handle.claim
-        event(f"save_old_copy: {'stale' if stale else 'current'}, {len(new_jobs)} new")
+        stale = self.stale(handle)
+        event(f"save_old_copy: {stale or 'current'}, {len(new_jobs)} new")
         if handle.key in new_keys:
             assert outcomes == self.everywhere(fulltext_jobs.InvalidInput.__name__)
             return multiple()
@@ -695,11 +710,11 @@ class AdaptersAgree(RuleBasedStateMachine):
                 attempt(lambda repo=repo, job=job: stamp(repo.heartbeat(job))),
                 stamp(job.lease_expires),
             )
-        if self.ledger[handle.key].claim != handle.claim:
-            event("heartbeat_old_copy: stale")
+        stale = self.stale(handle)
+        event(f"heartbeat_old_copy: {stale or 'current'}")
+        if stale:
             assert outcomes == self.everywhere((LostClaim.__name__, stamp(handle.lease)))
             return
-        event("heartbeat_old_copy: current")
         lease = self.now + LEASE
         assert outcomes == self.everywhere((stamp(lease), stamp(lease)))
         handle.lease = self.ledger[handle.key].lease = lease
@@ -770,6 +785,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                     job.last_error = lease_expired_error(job.attempts)
                 else:
                     job.status, job.started = S.READY, None
+                self.ended[job.claim] = "ended by rescue"
                 job.claim = job.lease = None
         assert outcomes == self.everywhere(rescued)
 
@@ -882,8 +898,8 @@ def test_adapters_agree_with_the_model(
     run_state_machine_as_test(
         WithFixtures,
         settings=settings(
-            max_examples=100,
-            stateful_step_count=50,
+            max_examples=60,
+            stateful_step_count=80,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
