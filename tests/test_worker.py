@@ -723,7 +723,10 @@ WORKER_SCRIPT = textwrap.dedent(
     repo = SqlAlchemyRepository(fulltext_jobs.create_engine(url))
 
     def handler(job):
-        print("claimed", job.item_id, flush=True)
+        # One write per line: two threads printing at once must not
+        # interleave their words.
+        sys.stdout.write(f"claimed {job.item_id}\\n")
+        sys.stdout.flush()
         time.sleep(handler_seconds)
 
     worker = Worker(
