@@ -106,6 +106,15 @@ class _Worker:
         self.report["retryable"].append((action, str(exc).splitlines()[0]))
         time.sleep(self.rng.uniform(0.1, 0.5))
 
+    def _note(self, action: str, exc: Exception) -> bool:
+        """Record an error from `action`; True if it is retryable (the
+        worker backs off and may call again), False if it is a failure."""
+        if isinstance(exc, StoreError) and exc.retryable:
+            self._retryable(action, exc)
+            return True
+        self._failure(exc)
+        return False
+
     def _too_many_failures(self) -> bool:
         return len(self.report["failures"]) >= MAX_FAILURES
 
@@ -143,28 +152,16 @@ class _Worker:
             return self.repo.claim_ready(DESTINATION, self.batch)
         except NoJobs:
             return []
-        except StoreError as exc:
-            if not exc.retryable:
-                self._failure(exc)
-                return None
-            self._retryable("claim", exc)
-            return None
         except Exception as exc:  # noqa: BLE001 - any other exception is the finding
-            self._failure(exc)
+            self._note("claim", exc)
             return None
 
     def _rescue(self) -> int | None:
         """Rescue expired leases; None after a handled error."""
         try:
             rescued = self.repo.rescue_expired(DESTINATION, max_attempts=MAX_ATTEMPTS)
-        except StoreError as exc:
-            if not exc.retryable:
-                self._failure(exc)
-                return None
-            self._retryable("rescue_expired", exc)
-            return None
         except Exception as exc:  # noqa: BLE001 - any other exception is the finding
-            self._failure(exc)
+            self._note("rescue_expired", exc)
             return None
         self.report["rescued"] += rescued
         return rescued
@@ -175,14 +172,8 @@ class _Worker:
             return False
         try:
             (stats,) = self.repo.stats(DESTINATION)
-        except StoreError as exc:
-            if not exc.retryable:
-                self._failure(exc)
-                return False
-            self._retryable("stats", exc)
-            return False
         except Exception as exc:  # noqa: BLE001 - any other exception is the finding
-            self._failure(exc)
+            self._note("stats", exc)
             return False
         return stats.counts[JobStatus.READY] == 0 and stats.counts[JobStatus.RUNNING] == 0
 
@@ -196,15 +187,10 @@ class _Worker:
         while time.monotonic() < give_up:
             try:
                 stored = self.repo.get_fulltext(job.id)
-            except StoreError as exc:
-                if not exc.retryable:
-                    self._failure(exc)
-                    return None
-                self._retryable("get_fulltext", exc)
-                continue
             except Exception as exc:  # noqa: BLE001 - any other exception is the finding
-                self._failure(exc)
-                return None
+                if not self._note("get_fulltext", exc):
+                    return None
+                continue
             return stored.status is JobStatus.FINISHED and stored.finished == job.finished
         return None
 
@@ -229,18 +215,13 @@ class _Worker:
             except LostClaim:
                 self._lost(job, ambiguous=ambiguous)
                 return
-            except StoreError as exc:
-                if not exc.retryable:
-                    self._failure(exc)
+            except Exception as exc:  # noqa: BLE001 - any other exception is the finding
+                if not self._note("save_fulltext", exc):
                     return
-                self._retryable("save_fulltext", exc)
                 ambiguous = True
                 if time.monotonic() >= give_up:
                     self.report["abandoned"].append(str(job.id))
                     return
-            except Exception as exc:  # noqa: BLE001 - any other exception is the finding
-                self._failure(exc)
-                return
             else:
                 self._saved(job, ambiguous=False)
                 return
@@ -259,18 +240,13 @@ class _Worker:
                 for job in jobs:
                     self._save_one(job, ambiguous=ambiguous)
                 return
-            except StoreError as exc:
-                if not exc.retryable:
-                    self._failure(exc)
+            except Exception as exc:  # noqa: BLE001 - any other exception is the finding
+                if not self._note("save_many", exc):
                     return
-                self._retryable("save_many", exc)
                 ambiguous = True
                 if time.monotonic() >= give_up:
                     self.report["abandoned"].extend(str(job.id) for job in jobs)
                     return
-            except Exception as exc:  # noqa: BLE001 - any other exception is the finding
-                self._failure(exc)
-                return
             else:
                 for job in jobs:
                     self._saved(job, ambiguous=False)
