@@ -24,7 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
-from fulltext_jobs.domain import FullText, JobStatus, stored_form
+from fulltext_jobs.domain import FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.schema import Tables
 
@@ -146,20 +146,21 @@ def to_job(row: sa.Row[Any]) -> FullText:
 
 
 def job_row(job: FullText) -> dict[str, Any]:
-    """The job's columns as the store keeps them (see `stored_form`), as
-    parameters for `upsert_job`."""
-    stored = stored_form(job)
+    """The job's columns as the store keeps them (see `stored_form`: only a
+    running job holds a claim token and a lease), as parameters for
+    `upsert_job`."""
+    running = job.status is JobStatus.RUNNING
     return {
-        "id": stored.id,
-        "item_id": stored.item_id,
-        "destination": stored.destination,
-        "started": stored.started,
-        "finished": stored.finished,
-        "status": stored.status.value,
-        "attempts": stored.attempts,
-        "claim_token": stored.claim_token,
-        "lease_expires": stored.lease_expires,
-        "last_error": stored.last_error,
+        "id": job.id,
+        "item_id": job.item_id,
+        "destination": job.destination,
+        "started": job.started,
+        "finished": job.finished,
+        "status": job.status.value,
+        "attempts": job.attempts,
+        "claim_token": job.claim_token if running else None,
+        "lease_expires": job.lease_expires if running else None,
+        "last_error": job.last_error,
     }
 
 
