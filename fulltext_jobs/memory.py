@@ -199,7 +199,13 @@ class InMemoryRepository(Repository):
                     return replace(job)
         raise AllQueued(f"every eligible item has a job for {destination!r}")
 
-    def enqueue_unqueued(self, destination: str, *, limit: int | None = None) -> int:
+    def enqueue_unqueued(
+        self,
+        destination: str,
+        *,
+        limit: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
         check_destination(destination)
         if limit is not None:
             check_batch_size(limit)
@@ -211,6 +217,9 @@ class InMemoryRepository(Repository):
                 if (item_id, destination) not in self._by_pair:
                     self._store(FullText.new(item_id, destination))
                     created += 1
+        # One batch: all of it is done under one lock.
+        if progress is not None:
+            progress(created)
         return created
 
     def get_ready_job(self, destination: str) -> FullText:

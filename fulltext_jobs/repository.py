@@ -10,12 +10,49 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from types import TracebackType
+from typing import Self
 
-from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, check_destination
 
-__all__ = ["Repository"]
+__all__ = ["ReadyListener", "Repository"]
+
+
+class ReadyListener(abc.ABC):
+    """Tells a waiting worker that jobs of one destination have become ready.
+
+    A wake-up is a hint, not a hand-over: the job may already be claimed by
+    someone else, so the caller claims to find out. A listener is for one
+    thread at a time.
+    """
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Block until a job of the destination has become ready since the
+        listener was opened or `wait` last returned True, or until `timeout`
+        seconds have passed; return whether one did.
+
+        Raises `StoreError` (retryable) if the connection it listens on was
+        lost; the next call listens again, and returns True at once, since
+        jobs may have become ready unseen.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop listening and let go of what the listener holds. Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class Repository(abc.ABC):
@@ -78,16 +115,25 @@ class Repository(abc.ABC):
         """
 
     @abc.abstractmethod
-    def enqueue_unqueued(self, destination: str, *, limit: int | None = None) -> int:
+    def enqueue_unqueued(
+        self,
+        destination: str,
+        *,
+        limit: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
         """Create `ready` jobs for every eligible item that has none for
         `destination`, or for up to `limit` of them (smallest ids first), and
         return how many were created.
 
         Set-based and done in batches, each committed on its own, so no
         transaction holds millions of rows; if it fails part way through, the
-        batches already committed stay. Safe while other callers run it or
-        `create_job_for_unqueued`: an item another caller queues meanwhile is
-        passed over, never given a second job. Raises `InvalidInput` for a bad
+        batches already committed stay. After each batch commits, `progress`
+        (if given) is called with the number of jobs that batch created.
+
+        Safe while other callers run it or `create_job_for_unqueued`: an item
+        another caller queues meanwhile is passed over, never given a second
+        job. Raises `InvalidInput` for a bad
         destination or a `limit` that is not a positive whole number.
         """
 
@@ -168,3 +214,13 @@ class Repository(abc.ABC):
         their history. Raises `InvalidInput` for a bad destination or item
         id, or for a status other than failed and skipped.
         """
+
+    def listen(self, destination: str) -> ReadyListener | None:
+        """A listener that wakes when jobs of `destination` become ready, or
+        None if this store cannot announce it (then callers poll).
+
+        The base class returns None. Raises `InvalidInput` for a bad
+        destination, and `StoreError` if the store cannot be reached.
+        """
+        check_destination(destination)
+        return None

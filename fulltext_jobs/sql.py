@@ -269,7 +269,13 @@ class SqlAlchemyRepository(Repository):
             retryable=True,
         )
 
-    def enqueue_unqueued(self, destination: str, *, limit: int | None = None) -> int:
+    def enqueue_unqueued(
+        self,
+        destination: str,
+        *,
+        limit: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
         check_destination(destination)
         if limit is not None:
             check_batch_size(limit)
@@ -284,11 +290,14 @@ class SqlAlchemyRepository(Repository):
                     self._sql.any_queued(destination, after, upper)
                 ).scalar_one()
                 remaining = None if limit is None else limit - created
-                created += connection.execute(
+                batch = connection.execute(
                     self._sql.enqueue_batch(
                         destination, after, upper, remaining, skip_queued=skip_queued
                     )
                 ).rowcount
+            created += batch
+            if progress is not None:
+                progress(batch)
             if upper is None:
                 break
             after = upper

@@ -445,6 +445,16 @@ class TestBatchContract:
     def test_enqueue_with_no_items_creates_nothing(self, backend: Backend):
         assert backend.repo.enqueue_unqueued("lang") == 0
 
+    def test_enqueue_reports_its_progress_batch_by_batch(self, backend: Backend):
+        backend.add_items([f"item-{n}" for n in range(7)])
+        reported: list[int] = []
+        assert backend.repo.enqueue_unqueued("lang", limit=5, progress=reported.append) == 5
+        assert sum(reported) == 5
+        assert all(count >= 0 for count in reported)
+        reported.clear()
+        assert backend.repo.enqueue_unqueued("lang", progress=reported.append) == 2
+        assert sum(reported) == 2
+
     @pytest.mark.parametrize("bad_limit", [0, -1, 1.5, "3", True])
     def test_enqueue_rejects_a_bad_limit(self, backend: Backend, bad_limit):
         backend.add_items(["a"])

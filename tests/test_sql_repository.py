@@ -310,6 +310,16 @@ def test_enqueue_works_across_batches(sql_engine: sa.Engine):
     assert claimed == saved + [item_id for item_id in items if item_id not in saved]
 
 
+def test_enqueue_reports_each_committed_batch(sql_engine: sa.Engine):
+    repo = SqlAlchemyRepository(sql_engine, enqueue_batch_size=3)
+    repo.add_items([f"item-{n:02}" for n in range(8)])
+    repo.save_fulltext(FullText.new("item-01", "lang"))
+    reported: list[int] = []
+    assert repo.enqueue_unqueued("lang", progress=reported.append) == 7
+    # Ranges of 3 ids (the first holds the queued one), then the remainder.
+    assert reported == [2, 3, 2]
+
+
 def test_enqueue_batch_size_must_be_positive(sql_engine: sa.Engine):
     with pytest.raises(InvalidInput):
         SqlAlchemyRepository(sql_engine, enqueue_batch_size=0)
