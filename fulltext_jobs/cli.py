@@ -1,0 +1,682 @@
+"""The `fulltext-jobs` command line: migrate a database, load items, queue,
+work, watch and repair jobs, and run the bundled demo.
+
+It is a thin layer over the public API (`SqlAlchemyRepository`, `Worker`,
+`upgrade`...): every command builds its engine when it runs (never at
+import time), does one thing through the port, prints the result, and
+disposes the engine on the way out.
+
+Decisions:
+
+- **typer** (over argparse or click): options, arguments, their types and
+  their help come from one annotated signature per command, which mypy
+  checks; subcommand groups (`migrate ...`, `items ...`) and environment
+  variables need no code of ours. **rich** draws the tables, the progress
+  bars and the log lines; typer already depends on it.
+- **Output.** Data goes to stdout; with `--json`, stdout holds one JSON
+  document and nothing else. Progress bars and logs go to stderr, and bars
+  are drawn only when stderr is a terminal, so a pipe or a log file never
+  sees them.
+- **Errors.** Every expected failure (`JobsError`, an unreadable file, a
+  handler that cannot be imported, an unknown destination) ends the command
+  at its boundary, `_command`, with one line `error: <message>` on stderr and
+  exit status 1; typer's own usage errors keep status 2. No traceback is
+  shown for them (typer's pretty tracebacks are off too, so a real bug
+  prints Python's plain one).
+- **Unknown destinations.** A destination exists once it has a job. `work`
+  (without `--produce`), `retry`, `rescue DEST` and `stats DEST` refuse a
+  destination with no jobs at all, naming the known ones: a typo would
+  otherwise wait forever or report zeros. `enqueue` creates destinations,
+  and `work --produce` enqueues before it claims, so neither checks.
+- **Handlers** are `module:attribute` (the attribute may be dotted, as
+  `module:Class.method`); the working directory is put first on `sys.path`
+  as `python -m` does, so a handler next to the user is found.
+- **Item files** are read as UTF-8, one id per line, surrounding white space
+  stripped and blank lines skipped, and added in batches, so a ten-million-
+  line file is never held in memory at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, Final
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from sqlalchemy.engine import Engine
+
+import fulltext_jobs
+from fulltext_jobs import demo as demo_module
+from fulltext_jobs.domain import DestinationStats, JobStatus
+from fulltext_jobs.errors import JobsError, SchemaNotMigrated
+from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
+from fulltext_jobs.worker import Handler, WorkerStats
+
+__all__ = ["CommandError", "app", "load_handler", "main"]
+
+#: What the command line advises for a database that is not migrated.
+CLI_UPGRADE_ADVICE: Final = "run `fulltext-jobs migrate upgrade` against it"
+
+#: The columns of the stats table, in order, after the destination.
+STATS_COLUMNS: Final = (
+    JobStatus.READY,
+    JobStatus.RUNNING,
+    JobStatus.FINISHED,
+    JobStatus.FAILED,
+    JobStatus.SKIPPED,
+)
+
+#: How every table is drawn: a rule under the header, no frame, so that the
+#: stats table fits 80 columns.
+TABLE_STYLE: Final[dict[str, Any]] = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False}
+
+app = typer.Typer(
+    name="fulltext-jobs",
+    help="A ledger of full-text jobs per (item, destination).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+migrate_app = typer.Typer(help="Migrate the database's fulltext-jobs schema.", no_args_is_help=True)
+items_app = typer.Typer(help="The items that jobs are made for.", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+app.add_typer(items_app, name="items")
+
+
+class CommandError(Exception):
+    """A condition the command line reports in one line and exits 1 for: an
+    unknown destination or handler, an unreadable file."""
+
+
+class RetryStatus(enum.StrEnum):
+    """The statuses `retry` can return to ready."""
+
+    FAILED = JobStatus.FAILED.value
+    SKIPPED = JobStatus.SKIPPED.value
+
+
+# --- the state of one invocation ---------------------------------------------
+
+
+@dataclasses.dataclass
+class _State:
+    """The global options, and the engine once a command needs it."""
+
+    url: str
+    engine_: Engine | None = None
+
+    def engine(self) -> Engine:
+        if self.engine_ is None:
+            self.engine_ = fulltext_jobs.create_engine(self.url)
+        return self.engine_
+
+    def repository(self) -> SqlAlchemyRepository:
+        return SqlAlchemyRepository(self.engine())
+
+    def close(self) -> None:
+        if self.engine_ is not None:
+            self.engine_.dispose()
+            self.engine_ = None
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str,
+        typer.Option(
+            "--database-url",
+            envvar=fulltext_jobs.DATABASE_URL_ENV,
+            help="The database: postgresql+psycopg://... or sqlite:///FILE.",
+        ),
+    ] = fulltext_jobs.DEFAULT_DATABASE_URL,
+    verbose: Annotated[
+        int,
+        typer.Option("--verbose", "-v", count=True, help="Log more: -v for INFO, -vv for DEBUG."),
+    ] = 0,
+) -> None:
+    ctx.obj = _State(database_url)
+    _configure_logging(verbose)
+
+
+def _state(ctx: typer.Context) -> _State:
+    state = ctx.find_root().obj
+    if not isinstance(state, _State):  # pragma: no cover - the callback always sets it
+        msg = "the command line's state is missing"
+        raise TypeError(msg)
+    return state
+
+
+def _message(exc: BaseException) -> str:
+    """The exception's message on one line."""
+    if isinstance(exc, SchemaNotMigrated):
+        text = str(exc)
+        text = (
+            text.replace(UPGRADE_ADVICE, CLI_UPGRADE_ADVICE)
+            if UPGRADE_ADVICE in text
+            else f"{text} ({CLI_UPGRADE_ADVICE})"
+        )
+    elif isinstance(exc, UnicodeDecodeError):
+        text = f"not UTF-8 text: {exc}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+@contextmanager
+def _command(ctx: typer.Context, database_url: str | None) -> Iterator[_State]:
+    """The boundary of every command: yields the invocation's state (with the
+    command's own `--database-url`, if given), turns an expected error into
+    one line on stderr and exit status 1, and disposes the engine whatever
+    happens."""
+    state = _state(ctx)
+    if database_url is not None:
+        state.url = database_url
+    try:
+        yield state
+    except (JobsError, CommandError, OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: {_message(exc)}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        state.close()
+
+
+# --- output helpers -------------------------------------------------------------
+
+
+def _stdout() -> Console:
+    return Console(highlight=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _emit_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+def _configure_logging(verbose: int) -> None:
+    """Log to stderr through rich: WARNING and up, INFO with -v, DEBUG with -vv."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "fulltext_jobs_cli", False):
+            root.removeHandler(handler)
+    handler = RichHandler(console=_stderr(), show_path=False, rich_tracebacks=False)
+    handler.fulltext_jobs_cli = True  # type: ignore[attr-defined] # a marker, to replace it next time
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def progress_bar(console: Console, *extra: ProgressColumn, transient: bool = True) -> Progress:
+    """A progress bar on `console`, drawn only if it is a terminal."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        *(extra or (MofNCompleteColumn(), TaskProgressColumn())),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+        disable=not console.is_terminal,
+    )
+
+
+def stats_table(rows: Iterable[DestinationStats], title: str | None = None) -> Table:
+    """The stats of each destination as a table: jobs per status, and the
+    eligible items that have no job yet."""
+    table = Table(title=title, **TABLE_STYLE)
+    table.add_column("destination", no_wrap=True)
+    for status in STATS_COLUMNS:
+        table.add_column(status.value, justify="right")
+    table.add_column("unqueued", justify="right")
+    for row in rows:
+        table.add_row(
+            row.destination,
+            *(str(row.counts.get(status, 0)) for status in STATS_COLUMNS),
+            str(row.unqueued),
+        )
+    return table
+
+
+def stats_json(rows: Iterable[DestinationStats]) -> list[dict[str, object]]:
+    """The stats of each destination as JSON objects, one per destination:
+    `destination`, a count per status, `unqueued`."""
+    return [
+        {
+            "destination": row.destination,
+            **{status.value: row.counts.get(status, 0) for status in STATS_COLUMNS},
+            "unqueued": row.unqueued,
+        }
+        for row in rows
+    ]
+
+
+def _known_destination(repo: SqlAlchemyRepository, destination: str) -> DestinationStats:
+    """The stats of `destination`; `CommandError` if it has no jobs at all.
+
+    Raises `InvalidInput` for a destination that is not acceptable at all.
+    """
+    [found] = repo.stats(destination)
+    if found.jobs == 0:
+        known = ", ".join(row.destination for row in repo.stats()) or "none yet"
+        msg = f"no jobs for destination {destination!r}; known destinations: {known}"
+        raise CommandError(msg)
+    return found
+
+
+# --- migrate ----------------------------------------------------------------------
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="The database, as the global option; given here, it wins.",
+        show_default=False,
+    ),
+]
+
+
+def _report_revision(engine: Engine, *, as_json: bool) -> None:
+    current = fulltext_jobs.current_revision(engine)
+    head = fulltext_jobs.head_revision()
+    if as_json:
+        _emit_json({"current": current, "head": head})
+    else:
+        typer.echo(f"current: {current or 'none'}")
+        typer.echo(f"head: {head}")
+
+
+@migrate_app.command("upgrade")
+def migrate_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="The revision to migrate to.")] = "head",
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    with _command(ctx, database_url) as state:
+        fulltext_jobs.upgrade(state.engine(), revision)
+        _report_revision(state.engine(), as_json=as_json)
+
+
+@migrate_app.command("downgrade")
+def migrate_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="The revision to go back to; base: none.")],
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Migrate the database down to REVISION; `base` removes everything
+    fulltext-jobs created, jobs included."""
+    with _command(ctx, database_url) as state:
+        fulltext_jobs.downgrade(state.engine(), revision)
+        _report_revision(state.engine(), as_json=as_json)
+
+
+@migrate_app.command("current")
+def migrate_current(
+    ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None
+) -> None:
+    """Print the database's revision and the newest one this version ships."""
+    with _command(ctx, database_url) as state:
+        _report_revision(state.engine(), as_json=as_json)
+
+
+# --- items ------------------------------------------------------------------------
+
+
+@contextmanager
+def _open_source(file: str) -> Iterator[tuple[BinaryIO, int | None, str]]:
+    """The stream of `file` (`-`: stdin), its size if known, and its name."""
+    if file == "-":
+        yield sys.stdin.buffer, None, "<stdin>"
+        return
+    try:
+        stream = Path(file).open("rb")  # noqa: SIM115 - closed below, after the caller is done
+    except OSError as exc:
+        raise CommandError(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        size = os.fstat(stream.fileno()).st_size
+        yield stream, size or None, file
+    finally:
+        stream.close()
+
+
+def _ids(stream: BinaryIO, name: str, on_line: Callable[[int], None]) -> Iterator[str]:
+    """The item ids of `stream`, one a line: UTF-8, white space stripped,
+    blank lines skipped. `on_line` gets each line's length in bytes."""
+    try:
+        for number, raw in enumerate(stream, 1):
+            on_line(len(raw))
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                msg = f"cannot read {name}: line {number} is not UTF-8 text"
+                raise CommandError(msg) from None
+            item_id = line.lstrip("\ufeff").strip() if number == 1 else line.strip()
+            if item_id:
+                yield item_id
+    except OSError as exc:
+        raise CommandError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _batches(ids: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(ids)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+@items_app.command("add")
+def items_add(
+    ctx: typer.Context,
+    file: Annotated[
+        str, typer.Argument(help="A file of item ids, one a line; - (default): stdin.")
+    ] = "-",
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Ids per transaction.")
+    ] = 10_000,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Add item ids, one a line, to the ledger's items; print how many were new.
+
+    Blank lines are skipped; ids already there are left alone. Each batch
+    commits on its own: if a line is bad, the batches before it stay added.
+    """
+    with _command(ctx, database_url) as state:
+        repo = state.repository()
+        added = seen = 0
+        with (
+            _open_source(file) as (stream, size, name),
+            progress_bar(_stderr(), TextColumn("{task.fields[ids]} ids")) as progress,
+        ):
+            task = progress.add_task(f"adding {name}", total=size, ids=0)
+            lines = _ids(stream, name, lambda n: progress.advance(task, n))
+            for batch in _batches(lines, batch_size):
+                added += repo.add_items(batch, batch_size=batch_size)
+                seen += len(batch)
+                progress.update(task, ids=seen)
+        if as_json:
+            _emit_json({"added": added, "ids": seen})
+        else:
+            typer.echo(f"added {added} new items ({seen} ids read)")
+
+
+# --- enqueue, work --------------------------------------------------------------
+
+DestinationArgument = Annotated[str, typer.Argument(help="The destination (the kind of work).")]
+
+
+@app.command()
+def enqueue(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Queue at most this many items.")
+    ] = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Create a ready job of DESTINATION for every item that has none (or for
+    up to --limit of them, smallest ids first); print how many."""
+    with _command(ctx, database_url) as state:
+        repo = state.repository()
+        console = _stderr()
+        with progress_bar(console) as progress:
+            total = None
+            if console.is_terminal:  # counting costs a scan: only for the bar
+                total = repo.count_unqueued(destination)
+                total = total if limit is None else min(total, limit)
+            task = progress.add_task(f"enqueue {destination}", total=total)
+            created = repo.enqueue_unqueued(
+                destination, limit=limit, progress=lambda n: progress.advance(task, n)
+            )
+        if as_json:
+            _emit_json({"destination": destination, "created": created})
+        else:
+            typer.echo(f"created {created} jobs for {destination!r}")
+
+
+def load_handler(spec: str) -> Handler:
+    """The callable named by `spec`, `module:attribute` (the attribute may be
+    a dotted path), imported with the working directory first on `sys.path`.
+
+    Raises `CommandError` if `spec` has no colon, the module cannot be
+    imported (or fails while importing), an attribute is missing, or what it
+    names is not callable.
+    """
+    module_name, colon, path = spec.partition(":")
+    if not colon or not module_name or not path:
+        msg = f"handler {spec!r} is not of the form module:function"
+        raise CommandError(msg)
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        target: object = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any failure to import is the user's to fix, in one line
+        msg = f"cannot import handler module {module_name!r}: {type(exc).__name__}: {exc}"
+        raise CommandError(msg) from None
+    for part in path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            msg = f"handler {spec!r}: {module_name!r} has no attribute {path!r}"
+            raise CommandError(msg) from None
+    if not callable(target):
+        msg = f"handler {spec!r} is not callable (it is a {type(target).__name__})"
+        raise CommandError(msg)
+    return target
+
+
+def worker_table(destination: str, stats: WorkerStats) -> Table:
+    """What a worker run did, one row a counter."""
+    table = Table(title=f"worker: {destination}", **TABLE_STYLE)
+    table.add_column("jobs")
+    table.add_column("count", justify="right")
+    for field in dataclasses.fields(WorkerStats):
+        table.add_row(field.name.replace("_", " "), str(getattr(stats, field.name)))
+    return table
+
+
+@app.command()
+def work(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    handler: Annotated[
+        str, typer.Option("--handler", help="The handler to run on each job: module:function.")
+    ],
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker threads.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Jobs claimed at once.")] = 1,
+    poll_interval: Annotated[
+        float, typer.Option(min=0.001, help="Seconds to wait when no job is ready (doubles).")
+    ] = 1.0,
+    shutdown_timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds in-flight jobs get to finish on shutdown.")
+    ] = 30.0,
+    produce: Annotated[
+        bool, typer.Option("--produce", help="Also enqueue unqueued items and rescue expired jobs.")
+    ] = False,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Stop once no job is ready (instead of polling).")
+    ] = False,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Run the handler on DESTINATION's jobs until SIGINT or SIGTERM (or,
+    with --until-idle, until none is ready), then print what was done.
+
+    A signal stops claiming, lets the jobs in flight finish within
+    --shutdown-timeout, returns the rest to ready, and exits 0.
+    """
+    with _command(ctx, database_url) as state:
+        run = load_handler(handler)
+        repo = state.repository()
+        if not produce:
+            _known_destination(repo, destination)
+        worker = fulltext_jobs.Worker(
+            repo,
+            destination,
+            run,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            max_poll_interval=max(30.0, poll_interval),
+            shutdown_timeout=shutdown_timeout,
+            produce=produce,
+        )
+        stats = worker.run(until_idle=until_idle)
+        if as_json:
+            _emit_json({"destination": destination, **dataclasses.asdict(stats)})
+        else:
+            _stdout().print(worker_table(destination, stats))
+
+
+# --- stats, retry, rescue ---------------------------------------------------------
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    destination: Annotated[
+        str | None, typer.Argument(help="One destination (default: every one with jobs).")
+    ] = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Print jobs per status and unqueued items, per destination."""
+    with _command(ctx, database_url) as state:
+        repo = state.repository()
+        rows = (
+            repo.stats() if destination is None else [_known_destination(repo, destination)]
+        )
+        if as_json:
+            _emit_json(stats_json(rows))
+        else:
+            _stdout().print(stats_table(rows))
+
+
+@app.command()
+def retry(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    status: Annotated[
+        list[RetryStatus] | None,
+        typer.Option("--status", help="Retry jobs in this status (repeatable; default: both)."),
+    ] = None,
+    item: Annotated[
+        list[str] | None, typer.Option("--item", help="Retry only this item's job (repeatable).")
+    ] = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Return DESTINATION's failed and skipped jobs to ready; print how many."""
+    with _command(ctx, database_url) as state:
+        repo = state.repository()
+        _known_destination(repo, destination)
+        statuses = [JobStatus(s.value) for s in status] if status else list(RetryStatus)
+        count = repo.retry(destination, statuses=statuses, item_ids=item or None)
+        if as_json:
+            _emit_json({"destination": destination, "retried": count})
+        else:
+            typer.echo(f"returned {count} jobs of {destination!r} to ready")
+
+
+@app.command()
+def rescue(
+    ctx: typer.Context,
+    destination: Annotated[
+        str | None, typer.Argument(help="One destination (default: all).")
+    ] = None,
+    max_attempts: Annotated[
+        int, typer.Option(min=1, help="Fail a job instead once it has had this many attempts.")
+    ] = 3,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Give back running jobs whose lease ran out (their worker died); print
+    how many."""
+    with _command(ctx, database_url) as state:
+        repo = state.repository()
+        if destination is not None:
+            _known_destination(repo, destination)
+        count = repo.rescue_expired(destination, max_attempts=max_attempts)
+        if as_json:
+            _emit_json({"destination": destination, "rescued": count})
+        else:
+            typer.echo(f"rescued {count} expired jobs")
+
+
+# --- demo ---------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None
+) -> None:
+    """Run the main job end to end on a bundled sample: migrate, load 200
+    items with short texts, queue them for word-count and language-detection,
+    work them off, and print the stats and a few results. Idempotent."""
+    with _command(ctx, database_url) as state:
+        engine = state.engine()
+        console = _stderr()
+        with progress_bar(console, MofNCompleteColumn(), transient=False) as progress:
+            tasks: dict[str, TaskID] = {}
+
+            def start(destination: str, total: int, done: int) -> None:
+                tasks[destination] = progress.add_task(destination, total=total, completed=done)
+
+            def advance(destination: str) -> None:
+                progress.advance(tasks[destination])
+
+            report = demo_module.run(engine, on_start=start, on_job=advance)
+        if as_json:
+            _emit_json(
+                {
+                    "database": engine.url.render_as_string(hide_password=True),
+                    "items_added": report.items_added,
+                    "jobs_created": report.jobs_created,
+                    "stats": stats_json(report.stats),
+                    "samples": [dataclasses.asdict(s) for s in report.samples],
+                }
+            )
+            return
+        out = _stdout()
+        out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+        out.print(f"items added: {report.items_added}")
+        for destination, created in report.jobs_created.items():
+            out.print(f"jobs created for {destination}: {created}")
+        out.print(stats_table(report.stats, title="jobs"))
+        out.print(demo_module.samples_table(report.samples))
+
+
+def main() -> None:
+    """The `fulltext-jobs` entry point: run the command line and exit."""
+    app(prog_name="fulltext-jobs")

@@ -1,0 +1,324 @@
+"""The bundled demo behind `fulltext-jobs demo`: the main job, end to end, on
+a sample that needs no network and no configuration.
+
+It plays the part of an app that uses the ledger: it keeps full texts in a
+table of its own (`demo_texts`), gives the ledger the item ids, queues them
+for two destinations, and runs a `Worker` per destination whose handler
+writes its result to another table of its own (`demo_results`).
+
+Decisions:
+
+- **The sample is generated, not shipped**: 200 items from a fixed list of
+  short sentences in five languages, chosen by arithmetic on the item's
+  number, so it is the same on every run and machine and needs no package
+  data. Every 25th item has an empty text, and its handlers raise `SkipJob`.
+- **The app's tables are the app's**: created with `MetaData.create_all`,
+  beside the ledger's schema (which comes only from the migrations).
+- **Idempotent**: texts are inserted if absent, `add_items` and
+  `enqueue_unqueued` add only what is missing, and results are upserted by
+  (item, destination), so a job delivered twice writes one row. A second run
+  adds nothing and ends with the same stats.
+- **The handlers are real, and small**: a word count, and a language guess
+  by counting stop words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import sqlalchemy as sa
+from rich import box
+from rich.table import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+import fulltext_jobs
+from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
+from fulltext_jobs.sql import SqlAlchemyRepository
+from fulltext_jobs.worker import SkipJob, Worker
+
+__all__ = [
+    "DESTINATIONS",
+    "ITEMS",
+    "DemoReport",
+    "Sample",
+    "guess_language",
+    "run",
+    "sample_texts",
+    "samples_table",
+    "word_count",
+]
+
+#: How many sample items there are.
+ITEMS: Final = 200
+
+#: Every this-many-th item has an empty text (and is skipped).
+EMPTY_EVERY: Final = 25
+
+WORD_COUNT: Final = "word-count"
+LANGUAGE_DETECTION: Final = "language-detection"
+DESTINATIONS: Final = (WORD_COUNT, LANGUAGE_DETECTION)
+
+SENTENCES: Final[Mapping[str, tuple[str, ...]]] = {
+    "en": (
+        "The river was high and the mill was working through the night.",
+        "She wrote that the harvest had been good in all of the valley.",
+        "We have sent the letters to the printer and they are ready.",
+        "It is said that the old bridge will be rebuilt in the spring.",
+    ),
+    "fr": (
+        "Le conseil de la ville a voté pour la nouvelle école.",
+        "Les ouvriers sont arrivés avec les outils et le pain.",
+        "Il est parti pour Paris dans une voiture de la poste.",
+        "Nous avons reçu des nouvelles de la famille et des amis.",
+    ),
+    "de": (
+        "Der Zug kam am Abend mit den Briefen aus der Stadt.",
+        "Die Kinder sind mit dem Lehrer in den Wald gegangen.",
+        "Es ist nicht das erste Mal, dass der Fluss über die Ufer tritt.",
+        "Wir haben die Zeitung und ein Buch für den Winter gekauft.",
+    ),
+    "es": (
+        "El tren llegó por la tarde con las cartas de la ciudad.",
+        "Los niños fueron al mercado con su madre y el perro.",
+        "La casa de los abuelos está en el centro del pueblo.",
+        "Se dice que el puerto es el más grande de la costa.",
+    ),
+    "it": (
+        "Il treno è arrivato alla stazione con le lettere della città.",
+        "I bambini sono andati al mare con il nonno e gli amici.",
+        "La chiesa del paese è stata restaurata nel corso degli anni.",
+        "Non è facile trovare una casa per la famiglia in centro.",
+    ),
+}
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+STOP_WORDS: Final[Mapping[str, frozenset[str]]] = {
+    "en": _words("the and of to in that it is was have are they we she he will be all"),
+    "fr": _words("le la les de des et un une il est pour dans nous avons sont avec du"),
+    "de": _words("der die das und den dem ist nicht mit aus wir haben es ein sind für"),
+    "es": _words("el la los las de del y en con por se que es su al más está"),
+    "it": _words("il la le i gli di della del e è con per non una alla al nel sono"),
+}
+
+LANGUAGES: Final = tuple(SENTENCES)
+
+_WORD: Final = re.compile(r"\w+")
+
+METADATA: Final = sa.MetaData()
+
+#: The app's full texts, keyed by item id.
+TEXTS: Final = sa.Table(
+    "demo_texts",
+    METADATA,
+    sa.Column("item_id", sa.Text, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+#: The handlers' results, one row per (item, destination).
+RESULTS: Final = sa.Table(
+    "demo_results",
+    METADATA,
+    sa.Column("item_id", sa.Text, primary_key=True),
+    sa.Column("destination", sa.Text, primary_key=True),
+    sa.Column("result", sa.Text, nullable=False),
+)
+
+
+def item_id(number: int) -> str:
+    """The id of sample item `number`."""
+    return f"loc.gov/item/demo-{number:03}"
+
+
+def sample_texts() -> dict[str, str]:
+    """The sample: item id to full text, the same on every call."""
+    texts: dict[str, str] = {}
+    for number in range(ITEMS):
+        if number % EMPTY_EVERY == EMPTY_EVERY - 1:
+            texts[item_id(number)] = ""
+            continue
+        sentences = SENTENCES[LANGUAGES[number % len(LANGUAGES)]]
+        count = 1 + number % 3
+        start = (number // len(LANGUAGES)) % len(sentences)
+        texts[item_id(number)] = " ".join(
+            sentences[(start + k) % len(sentences)] for k in range(count)
+        )
+    return texts
+
+
+def word_count(text: str) -> int:
+    """How many words `text` has."""
+    return len(_WORD.findall(text))
+
+
+def guess_language(text: str) -> str:
+    """The language whose stop words `text` uses most (a language code), or
+    `und` (undetermined) if it uses none."""
+    words = [word.lower() for word in _WORD.findall(text)]
+    scores = {lang: sum(word in stops for word in words) for lang, stops in STOP_WORDS.items()}
+    best = max(scores, key=lambda lang: scores[lang])
+    return best if scores[best] else "und"
+
+
+ANALYSES: Final[Mapping[str, Callable[[str], object]]] = {
+    WORD_COUNT: word_count,
+    LANGUAGE_DETECTION: guess_language,
+}
+
+
+def _insert(engine: Engine) -> Callable[[sa.Table], postgresql.Insert | sqlite.Insert]:
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
+class DemoHandler:
+    """A handler: reads the item's text from `demo_texts`, analyses it, and
+    upserts the result into `demo_results`. An item without text is
+    skipped."""
+
+    def __init__(
+        self, engine: Engine, destination: str, on_job: Callable[[str], None] | None = None
+    ) -> None:
+        self._engine = engine
+        self._destination = destination
+        self._analyse = ANALYSES[destination]
+        self._on_job = on_job
+
+    def __call__(self, job: FullText) -> None:
+        """Handle `job`; raise `SkipJob` if its item has no text."""
+        try:
+            with self._engine.begin() as connection:
+                text = connection.execute(
+                    sa.select(TEXTS.c.text).where(TEXTS.c.item_id == job.item_id)
+                ).scalar_one_or_none()
+                if not (text or "").strip():
+                    raise SkipJob("no full text")
+                insert = _insert(self._engine)(RESULTS).values(
+                    item_id=job.item_id,
+                    destination=self._destination,
+                    result=str(self._analyse(text or "")),
+                )
+                connection.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[RESULTS.c.item_id, RESULTS.c.destination],
+                        set_={"result": insert.excluded.result},
+                    )
+                )
+        finally:
+            if self._on_job is not None:
+                self._on_job(self._destination)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One item's text and what the handlers made of it (None: skipped)."""
+
+    item_id: str
+    text: str
+    language: str | None
+    words: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoReport:
+    """What a run of the demo did, and where the ledger stands after it."""
+
+    items_added: int
+    jobs_created: dict[str, int]
+    stats: list[DestinationStats]
+    samples: list[Sample]
+
+
+def _load(engine: Engine) -> None:
+    METADATA.create_all(engine)
+    rows = [{"item_id": key, "text": text} for key, text in sample_texts().items()]
+    with engine.begin() as connection:
+        connection.execute(
+            _insert(engine)(TEXTS).on_conflict_do_nothing(index_elements=[TEXTS.c.item_id]),
+            rows,
+        )
+
+
+def _samples(engine: Engine) -> list[Sample]:
+    # The first item of each language, and the first empty one.
+    picks = [item_id(n) for n in (*range(len(LANGUAGES)), EMPTY_EVERY - 1)]
+    with engine.connect() as connection:
+        texts = {
+            row.item_id: row.text
+            for row in connection.execute(sa.select(TEXTS).where(TEXTS.c.item_id.in_(picks)))
+        }
+        results = {
+            (row.item_id, row.destination): row.result
+            for row in connection.execute(sa.select(RESULTS).where(RESULTS.c.item_id.in_(picks)))
+        }
+    return [
+        Sample(
+            item_id=pick,
+            text=texts.get(pick, ""),
+            language=results.get((pick, LANGUAGE_DETECTION)),
+            words=results.get((pick, WORD_COUNT)),
+        )
+        for pick in picks
+    ]
+
+
+def run(
+    engine: Engine,
+    *,
+    on_start: Callable[[str, int, int], None] | None = None,
+    on_job: Callable[[str], None] | None = None,
+) -> DemoReport:
+    """Migrate the database, load the sample, queue and work off its jobs for
+    both destinations, and report.
+
+    `on_start(destination, total, done)` is called before each destination's
+    worker runs, with its jobs and how many of them are already done;
+    `on_job(destination)` after each job its handler ran. Raises what
+    `fulltext_jobs.upgrade`, the repository and the worker raise.
+    """
+    fulltext_jobs.upgrade(engine)
+    _load(engine)
+    repo = SqlAlchemyRepository(engine)
+    added = repo.add_items(sample_texts())
+    created = {destination: repo.enqueue_unqueued(destination) for destination in DESTINATIONS}
+    for destination in DESTINATIONS:
+        if on_start is not None:
+            [before] = repo.stats(destination)
+            on_start(destination, before.jobs, before.jobs - before.counts.get(JobStatus.READY, 0))
+        worker = Worker(
+            repo,
+            destination,
+            DemoHandler(engine, destination, on_job),
+            concurrency=2,
+            poll_interval=0.05,
+        )
+        worker.run(until_idle=True)
+    return DemoReport(
+        items_added=added,
+        jobs_created=created,
+        stats=[row for destination in DESTINATIONS for row in repo.stats(destination)],
+        samples=_samples(engine),
+    )
+
+
+def samples_table(samples: list[Sample]) -> Table:
+    """A few items, their texts and the handlers' results, as a table."""
+    table = Table(title="sample results", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    width = max((len(sample.item_id) for sample in samples), default=4)
+    table.add_column("item", no_wrap=True, min_width=width)
+    table.add_column("language", no_wrap=True)
+    table.add_column("words", justify="right", no_wrap=True)
+    table.add_column("text", overflow="ellipsis", no_wrap=True, max_width=36)
+    for sample in samples:
+        table.add_row(
+            sample.item_id,
+            sample.language or "skipped",
+            sample.words or "skipped",
+            sample.text or "(empty)",
+        )
+    return table
