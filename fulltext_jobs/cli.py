@@ -284,8 +284,13 @@ def _known_destination(repo: SqlAlchemyRepository, destination: str) -> Destinat
     """
     [found] = repo.stats(destination)
     if found.jobs == 0:
-        known = ", ".join(row.destination for row in repo.stats()) or "none yet"
-        msg = f"no jobs for destination {destination!r}; known destinations: {known}"
+        known = ", ".join(row.destination for row in repo.stats())
+        msg = (
+            f"no jobs for destination {destination!r}; known destinations: {known}"
+            if known
+            else f"no jobs for destination {destination!r}; no destination has jobs yet "
+            f"(`fulltext-jobs enqueue {destination}` creates them)"
+        )
         raise CommandError(msg)
     return found
 

@@ -1,0 +1,36 @@
+"""Handlers for the command line's tests: `work --handler cli_handlers:NAME`.
+
+The tests run `work` with this folder as the working directory (or on
+`sys.path`), which is how the command line finds this module.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fulltext_jobs import FullText, SkipJob
+
+#: Not a handler: `work --handler cli_handlers:NOT_CALLABLE` must refuse it.
+NOT_CALLABLE = 42
+
+
+def by_item(job: FullText) -> None:
+    """Skip items whose id says `skip`, fail those that say `fail`, finish
+    the rest."""
+    if "skip" in job.item_id:
+        raise SkipJob("no full text")
+    if "fail" in job.item_id:
+        raise RuntimeError(f"cannot handle {job.item_id}")
+
+
+def slow(_job: FullText) -> None:
+    """Take a fifth of a second, as real work would."""
+    time.sleep(0.2)
+
+
+class Nested:
+    """A handler found by a dotted attribute path: `cli_handlers:Nested.handle`."""
+
+    @staticmethod
+    def handle(_job: FullText) -> None:
+        """Finish every job."""

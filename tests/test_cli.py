@@ -1,0 +1,451 @@
+"""The `fulltext-jobs` command line: every command through typer's runner on
+SQLite, every expected error as one line on stderr, and, as real processes,
+the demo (SQLite in the working directory, and PostgreSQL), a worker stopped
+by SIGTERM, and the errors again.
+
+Handlers live in `cli_handlers.py` beside this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner, Result
+
+import fulltext_jobs
+from fulltext_jobs import JobStatus, SqlAlchemyRepository
+from fulltext_jobs.cli import app
+from fulltext_jobs.domain import utc
+
+TESTS = Path(__file__).resolve().parent
+ENTRY_POINT = Path(sys.executable).parent / "fulltext-jobs"
+
+#: How long a process started here may take, at most.
+PROCESS_TIMEOUT = 60
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
+
+
+@pytest.fixture
+def url(sqlite_template) -> str:
+    """A migrated SQLite database of this test's own."""
+    return sqlite_template.fresh_url()
+
+
+@pytest.fixture
+def repo(url) -> Iterator[SqlAlchemyRepository]:
+    engine = fulltext_jobs.create_engine(url)
+    yield SqlAlchemyRepository(engine)
+    engine.dispose()
+
+
+def run(runner: CliRunner, url: str, *args: str, stdin: str | bytes | None = None) -> Result:
+    """Run the command line in-process on `url`; it must succeed."""
+    result = runner.invoke(app, ["--database-url", url, *args], input=stdin)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    return result
+
+
+def run_json(runner: CliRunner, url: str, *args: str, stdin: str | None = None) -> object:
+    return json.loads(run(runner, url, *args, "--json", stdin=stdin).stdout)
+
+
+def assert_one_line_error(code: int, stdout: str, stderr: str, needle: str) -> None:
+    """Exit status 1, exactly one line on stderr, `error: ...` naming `needle`,
+    and no traceback anywhere."""
+    assert code == 1, (stdout, stderr)
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    assert needle in lines[0]
+    assert "Traceback" not in stdout + stderr
+
+
+def assert_cli_error(result: Result, needle: str) -> None:
+    assert_one_line_error(result.exit_code, result.stdout, result.stderr, needle)
+
+
+def counts(repo: SqlAlchemyRepository, destination: str) -> dict[str, int]:
+    [row] = repo.stats(destination)
+    return {status.value: row.counts[status] for status in JobStatus} | {"unqueued": row.unqueued}
+
+
+# --- every command, in-process ----------------------------------------------
+
+
+def test_migrate_upgrade_current_downgrade(runner, tmp_sqlite_url):
+    head = fulltext_jobs.head_revision()
+    assert run_json(runner, tmp_sqlite_url, "migrate", "current") == {"current": None, "head": head}
+    assert "current: none" in run(runner, tmp_sqlite_url, "migrate", "current").stdout
+    out = run(runner, tmp_sqlite_url, "migrate", "upgrade").stdout
+    assert f"current: {head}" in out
+    assert run_json(runner, tmp_sqlite_url, "migrate", "current") == {"current": head, "head": head}
+    # The command's own --database-url works as the global one does.
+    result = runner.invoke(app, ["migrate", "downgrade", "base", "--database-url", tmp_sqlite_url])
+    assert result.exit_code == 0, result.stderr
+    assert fulltext_jobs.current_revision(tmp_sqlite_url) is None
+    assert run_json(runner, tmp_sqlite_url, "migrate", "upgrade", head) == {
+        "current": head,
+        "head": head,
+    }
+
+
+def test_database_url_from_the_environment(tmp_sqlite_url):
+    runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: tmp_sqlite_url})
+    result = runner.invoke(app, ["migrate", "upgrade"])
+    assert result.exit_code == 0, result.stderr
+    assert fulltext_jobs.current_revision(tmp_sqlite_url) == fulltext_jobs.head_revision()
+
+
+def test_items_add_from_a_file_and_from_stdin(runner, url, repo, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\ufeffitem-1\n\nitem-2\r\n  item-3  \n\n   \nitem-2\nitem-4", encoding="utf-8")
+    assert run_json(runner, url, "items", "add", str(ids), "--batch-size", "2") == {
+        "added": 4,
+        "ids": 5,
+    }
+    assert run_json(runner, url, "items", "add", str(ids)) == {"added": 0, "ids": 5}
+    out = run(runner, url, "items", "add", "-", stdin="item-4\nitem-5\n").stdout
+    assert "added 1 new items (2 ids read)" in out
+    assert run_json(runner, url, "items", "add", stdin="item-6\n\nitem-5\n") == {
+        "added": 1,
+        "ids": 2,
+    }
+    assert repo.enqueue_unqueued("d") == 6
+    assert sorted(job.item_id for job in repo.claim_ready("d", 10)) == [
+        f"item-{n}" for n in range(1, 7)
+    ]
+
+
+def test_enqueue_counts(runner, url, repo):
+    repo.add_items(f"item-{n}" for n in range(5))
+    created = run_json(runner, url, "enqueue", "d", "--limit", "2")
+    assert created == {"destination": "d", "created": 2}
+    assert "created 3 jobs for 'd'" in run(runner, url, "enqueue", "d").stdout
+    assert run_json(runner, url, "enqueue", "d") == {"destination": "d", "created": 0}
+    assert counts(repo, "d") == counts(repo, "d") | {"ready": 5, "unqueued": 0}
+
+
+def test_stats_table_and_json(runner, url, repo):
+    assert run_json(runner, url, "stats") == []
+    repo.add_items(f"item-{n}" for n in range(4))
+    repo.enqueue_unqueued("alpha", limit=3)
+    repo.enqueue_unqueued("beta")
+    job = repo.get_ready_job("alpha")
+    job.finish()
+    repo.save_fulltext(job)
+    repo.get_ready_job("alpha")
+    zero = dict.fromkeys(("ready", "running", "finished", "failed", "skipped"), 0)
+    assert run_json(runner, url, "stats") == [
+        {"destination": "alpha", **zero, "ready": 1, "running": 1, "finished": 1, "unqueued": 1},
+        {"destination": "beta", **zero, "ready": 4, "unqueued": 0},
+    ]
+    assert run_json(runner, url, "stats", "beta") == [
+        {"destination": "beta", **zero, "ready": 4, "unqueued": 0}
+    ]
+    table = run(runner, url, "stats").stdout
+    for word in ("destination", "ready", "running", "finished", "failed", "skipped", "unqueued"):
+        assert word in table
+    lines = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:] if line.strip()}
+    assert lines == {
+        "alpha": ["1", "1", "1", "0", "0", "1"],
+        "beta": ["4", "0", "0", "0", "0", "0"],
+    }
+
+
+def test_work_finishes_skips_and_fails_then_retry(runner, url, repo):
+    repo.add_items(["ok-1", "ok-2", "ok-3", "skip-1", "fail-1", "fail-2"])
+    run(runner, url, "enqueue", "d")
+    stats = run_json(
+        runner, url, "work", "d", "--handler", "cli_handlers:by_item", "--until-idle",
+        "--concurrency", "2", "--batch-size", "2",
+    )  # fmt: skip
+    assert isinstance(stats, dict)
+    assert stats["destination"] == "d"
+    assert (stats["claimed"], stats["finished"], stats["skipped"], stats["failed"]) == (6, 3, 1, 2)
+    assert counts(repo, "d") == counts(repo, "d") | {"finished": 3, "skipped": 1, "failed": 2}
+
+    assert run_json(runner, url, "retry", "d", "--status", "failed") == {
+        "destination": "d",
+        "retried": 2,
+    }
+    assert counts(repo, "d")["ready"] == 2
+    out = run(runner, url, "retry", "d", "--item", "skip-1", "--item", "ok-1").stdout
+    assert "returned 1 jobs of 'd' to ready" in out
+    # A table this time, and a handler found by a dotted path: all finish.
+    table = run(runner, url, "work", "d", "--handler", "cli_handlers:Nested.handle", "--until-idle")
+    assert "worker: d" in table.stdout
+    assert "finished" in table.stdout
+    assert counts(repo, "d") == counts(repo, "d") | {"ready": 0, "finished": 6}
+
+
+def test_work_produce_queues_a_new_destination(runner, url, repo):
+    repo.add_items(["ok-1", "ok-2"])
+    stats = run_json(
+        runner, url, "work", "fresh", "--handler", "cli_handlers:by_item", "--produce",
+        "--until-idle",
+    )  # fmt: skip
+    assert isinstance(stats, dict)
+    assert (stats["enqueued"], stats["finished"]) == (2, 2)
+
+
+def test_rescue(runner, url, repo):
+    repo.add_items(["item-1", "item-2", "item-3"])
+    repo.enqueue_unqueued("d")
+    repo.get_ready_job("d")  # a live claim: its lease runs for minutes
+    assert run_json(runner, url, "rescue", "d") == {"destination": "d", "rescued": 0}
+    # A claim made an hour ago, whose worker died: its lease has run out.
+    past = utc() - timedelta(hours=1)
+    SqlAlchemyRepository(repo._engine, clock=lambda: past).get_ready_job("d")
+    assert counts(repo, "d")["running"] == 2
+    assert "rescued 1 expired jobs" in run(runner, url, "rescue", "--max-attempts", "3").stdout
+    assert counts(repo, "d") == counts(repo, "d") | {"running": 1, "ready": 2}
+
+
+def test_demo_twice_is_idempotent(runner, tmp_sqlite_url):
+    first = run_json(runner, tmp_sqlite_url, "demo")
+    second = run_json(runner, tmp_sqlite_url, "demo")
+    assert isinstance(first, dict)
+    assert isinstance(second, dict)
+    assert first["items_added"] == 200
+    assert first["jobs_created"] == {"word-count": 200, "language-detection": 200}
+    assert second["items_added"] == 0
+    assert second["jobs_created"] == {"word-count": 0, "language-detection": 0}
+    assert first["stats"] == second["stats"]
+    for row in first["stats"]:
+        assert (row["finished"], row["skipped"], row["ready"], row["running"]) == (192, 8, 0, 0)
+    languages = [sample["language"] for sample in first["samples"]]
+    assert languages == ["en", "fr", "de", "es", "it", None]
+    engine = sa.create_engine(tmp_sqlite_url)
+    with engine.connect() as connection:
+        results = connection.exec_driver_sql("SELECT count(*) FROM demo_results").scalar_one()
+    engine.dispose()
+    assert results == 2 * 192  # one row per finished job, however often it ran
+    text = run(runner, tmp_sqlite_url, "demo").stdout
+    assert "word-count" in text
+    assert "sample results" in text
+
+
+# --- errors, in-process --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("database_url", "needle"),
+    [
+        ("mysql://x", "unsupported database 'mysql'"),
+        ("not a url", "not a database URL"),
+        ("postgresql://postgres@127.0.0.1:1/none", "Connection refused"),
+    ],
+)
+def test_a_bad_database_url_is_one_line(runner, database_url, needle):
+    assert_cli_error(runner.invoke(app, ["--database-url", database_url, "stats"]), needle)
+
+
+@pytest.mark.parametrize(
+    "args", [["stats"], ["items", "add", "-"], ["enqueue", "d"], ["rescue"], ["retry", "d"]]
+)
+def test_an_unmigrated_database_says_what_to_run(runner, tmp_sqlite_url, args):
+    result = runner.invoke(app, ["--database-url", tmp_sqlite_url, *args], input="x\n")
+    assert_cli_error(result, "fulltext-jobs migrate upgrade")
+
+
+@pytest.mark.parametrize(
+    ("handler", "needle"),
+    [
+        ("cli_handlers", "not of the form module:function"),
+        ("cli_handlers:", "not of the form module:function"),
+        (":by_item", "not of the form module:function"),
+        ("no_such_module_here:run", "No module named 'no_such_module_here'"),
+        ("cli_handlers:no_such", "has no attribute 'no_such'"),
+        ("cli_handlers:Nested.no_such", "has no attribute 'Nested.no_such'"),
+        ("cli_handlers:NOT_CALLABLE", "is not callable"),
+    ],
+)
+def test_an_unknown_handler_is_one_line(runner, url, repo, handler, needle):
+    repo.add_items(["ok-1"])
+    repo.enqueue_unqueued("d")
+    result = runner.invoke(app, ["--database-url", url, "work", "d", "--handler", handler])
+    assert_cli_error(result, needle)
+    assert counts(repo, "d")["ready"] == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["work", "nope", "--handler", "cli_handlers:by_item"],
+        ["retry", "nope"],
+        ["rescue", "nope"],
+        ["stats", "nope"],
+    ],
+)
+def test_an_unknown_destination_names_the_known_ones(runner, url, repo, args):
+    repo.add_items(["ok-1"])
+    repo.enqueue_unqueued("beta")
+    repo.enqueue_unqueued("alpha")
+    result = runner.invoke(app, ["--database-url", url, *args])
+    assert_cli_error(result, "no jobs for destination 'nope'; known destinations: alpha, beta")
+
+
+def test_an_unknown_destination_in_an_empty_ledger_says_how_to_make_one(runner, url):
+    result = runner.invoke(app, ["--database-url", url, "stats", "nope"])
+    assert_cli_error(result, "`fulltext-jobs enqueue nope` creates them")
+
+
+@pytest.mark.parametrize("command", ["stats", "enqueue", "retry", "rescue", "work"])
+@pytest.mark.parametrize(("destination", "needle"), [("", "empty"), ("a\x00b", "NUL")])
+def test_an_invalid_destination_is_one_line(runner, url, command, destination, needle):
+    extra = ["--handler", "cli_handlers:by_item"] if command == "work" else []
+    result = runner.invoke(app, ["--database-url", url, command, destination, *extra])
+    assert_cli_error(result, needle)
+
+
+def test_an_unreadable_file_is_one_line(runner, url, tmp_path, monkeypatch):
+    def assert_unreadable(path: Path, needle: str) -> None:
+        result = runner.invoke(app, ["--database-url", url, "items", "add", str(path)])
+        assert_cli_error(result, needle)
+
+    assert_unreadable(tmp_path / "missing.txt", "No such file or directory")
+    assert_unreadable(tmp_path, "Is a directory")
+    not_utf8 = tmp_path / "latin1.txt"
+    not_utf8.write_bytes(b"item-1\nCaf\xe9\n")
+    assert_unreadable(not_utf8, "line 2 is not UTF-8")
+    # Root reads any file, so the permission check is simulated.
+    locked = tmp_path / "locked.txt"
+    locked.write_text("item-1\n")
+    real_open = Path.open
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> object:
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", refuse)
+    assert_unreadable(locked, "Permission denied")
+
+
+def test_usage_errors_keep_typers_status(runner, url):
+    result = runner.invoke(app, ["--database-url", url, "work", "d"])  # no --handler
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+# --- as processes -----------------------------------------------------------------
+
+
+def process_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != fulltext_jobs.DATABASE_URL_ENV}
+    env["COLUMNS"] = "100"
+    return env
+
+
+def run_process(*args: str, cwd: Path, command: tuple[str, ...] | None = None):
+    command = command or (sys.executable, "-m", "fulltext_jobs")
+    return subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        env=process_env(),
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_demo_process_on_sqlite_in_the_working_directory(tmp_path):
+    first = run_process("demo", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "fulltext-jobs.sqlite3").is_file()
+    second = run_process("demo", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == ""  # no progress bars where stderr is not a terminal
+    report = json.loads(first.stdout)
+    assert report["database"] == "sqlite:///fulltext-jobs.sqlite3"
+    assert report["items_added"] == 200
+    lines = {line.split()[0]: line.split()[1:] for line in second.stdout.splitlines() if line}
+    assert lines["items"] == ["added:", "0"]
+    assert lines["word-count"] == ["0", "0", "192", "0", "8", "0"]
+    assert lines["language-detection"] == ["0", "0", "192", "0", "8", "0"]
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_demo_process_on_postgresql(tmp_path, fresh_postgres_url):
+    result = run_process("demo", "--database-url", fresh_postgres_url, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["items_added"] == 200
+    assert [(row["finished"], row["skipped"]) for row in report["stats"]] == [(192, 8), (192, 8)]
+    assert not (tmp_path / "fulltext-jobs.sqlite3").exists()
+    stats = run_process("--database-url", fresh_postgres_url, "stats", "--json", cwd=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout) == sorted(report["stats"], key=lambda row: row["destination"])
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_worker_gracefully(url, repo):
+    repo.add_items(f"slow-{n:03}" for n in range(100))
+    repo.enqueue_unqueued("slow")
+    # The entry point, from this folder: cli_handlers is found in the
+    # working directory, which a console script does not put on sys.path.
+    command = [str(ENTRY_POINT), "--database-url", url, "work", "slow"]
+    command += ["--handler", "cli_handlers:slow", "--concurrency", "2"]
+    command += ["--shutdown-timeout", "3", "--json"]
+    process = subprocess.Popen(
+        command,
+        cwd=TESTS,
+        env=process_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while counts(repo, "slow")["finished"] < 4:
+            assert process.poll() is None, process.communicate(timeout=5)
+            assert time.monotonic() < deadline, "the worker finished no job in time"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = process.communicate(timeout=15)
+        assert process.returncode == 0, err
+        assert time.monotonic() - started < 3 + 5
+        assert "Traceback" not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    stats = json.loads(out)
+    after = counts(repo, "slow")
+    assert after["running"] == 0
+    assert after["finished"] == stats["finished"] >= 4
+    assert after["ready"] == 100 - after["finished"]
+    assert stats["lost_claims"] == 0
+
+
+@pytest.mark.slow
+def test_errors_as_processes(tmp_path, url):
+    unmigrated = run_process("stats", cwd=tmp_path)
+    assert_one_line_error(
+        unmigrated.returncode, unmigrated.stdout, unmigrated.stderr, "fulltext-jobs migrate upgrade"
+    )
+    bad_handler = run_process(
+        "--database-url", url, "work", "d", "--handler", "nowhere:run",
+        cwd=tmp_path, command=(str(ENTRY_POINT),),
+    )  # fmt: skip
+    assert_one_line_error(
+        bad_handler.returncode, bad_handler.stdout, bad_handler.stderr, "No module named 'nowhere'"
+    )
