@@ -21,6 +21,9 @@ d. throughput  claim-and-finish jobs/s with 1, 2 and 4 processes: the
                single-job API, the batch API (n=100), and the single-job SQL
                run through raw psycopg.
 e. memory      peak RSS of one worker process after 10k and after 200k jobs.
+f. wakeup      latency from making a job ready to its handler starting, for an
+               idle Worker polling every 5 s: woken by LISTEN/NOTIFY, and
+               (the baseline) by its poll alone.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import random
 import resource
 import signal
 import statistics
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -45,7 +50,7 @@ import psycopg
 import sqlalchemy as sa
 
 import fulltext_jobs
-from fulltext_jobs import DEFAULT_LEASE, NoJobs, SqlAlchemyRepository
+from fulltext_jobs import DEFAULT_LEASE, FullText, NoJobs, SqlAlchemyRepository, Worker
 from fulltext_jobs.schema import tables_for
 from fulltext_jobs.statements import ItemSource, Statements, compile_for_driver
 
@@ -275,8 +280,23 @@ def bench_enqueue(bench: Bench, args: argparse.Namespace) -> Table:
     t_small = median([original_loop(bench, small) for _ in range(args.original_runs)])
     t_large = median([original_loop(bench, large) for _ in range(args.original_runs)])
     t_original = extrapolate(small, t_small, large, t_large, n)
+    untriggered: list[float] = []
+    bench.sql("ALTER TABLE jobs.fulltext DISABLE TRIGGER fulltext_ready_inserted")
+    try:
+        for _ in range(args.runs):
+            bench.reset()
+            untriggered.append(timed(lambda: bench.sql(RAW_INSERT_SELECT, dest=DESTINATION)))
+    finally:
+        bench.sql("ALTER TABLE jobs.fulltext ENABLE TRIGGER fulltext_ready_inserted")
+    bench.reset()
+    repo.enqueue_unqueued(DESTINATION)
     ratio_raw = median(ours) / median(raw)
     speedup = t_original / median(ours)
+    table.add(
+        "raw INSERT ... SELECT without the ready-notification trigger",
+        f"{median(untriggered):.2f} s",
+        f"{median(untriggered) / median(raw):.2f} x raw",
+    )
     table.add("raw psycopg INSERT ... SELECT (the limit)", f"{median(raw):.2f} s", "1.00")
     table.add(
         "enqueue_unqueued",
@@ -590,6 +610,86 @@ def bench_memory(bench: Bench, args: argparse.Namespace) -> Table:
     return table
 
 
+# --- f. wakeup -------------------------------------------------------------
+
+
+def wake_latencies(bench: Bench, *, listen: bool, samples: int, poll: float) -> list[float]:
+    """Seconds from the call that makes a job ready to its handler starting,
+    for an idle worker that polls every `poll` seconds. Each job is made
+    ready at a random point of the worker's poll cycle."""
+    bench.reset()
+    repo = bench.repo()
+    started: dict[str, float] = {}
+    arrived = threading.Event()
+
+    def handler(job: FullText) -> None:
+        started[job.item_id] = time.perf_counter()
+        arrived.set()
+
+    worker = Worker(
+        repo,
+        DESTINATION,
+        handler,
+        poll_interval=poll,
+        max_poll_interval=poll,
+        listen=listen,
+        shutdown_timeout=5,
+    )
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    rng = random.Random(20261201)  # noqa: S311 - a reproducible phase, not a secret
+    latencies = []
+    try:
+        time.sleep(0.5)  # its first claim found nothing: it sleeps now
+        for k in range(samples):
+            # Listening, the phase does not matter; keep that run short.
+            time.sleep(rng.uniform(0.05, 0.25) if listen else rng.uniform(0, poll))
+            arrived.clear()
+            item_id = f"wake-{k:04}"
+            began = time.perf_counter()
+            repo.save_fulltext(FullText.new(item_id, DESTINATION))
+            if not arrived.wait(poll * 2 + 10):
+                msg = f"the handler never started for {item_id}"
+                raise RuntimeError(msg)
+            latencies.append(started[item_id] - began)
+    finally:
+        worker.stop()
+        thread.join(30)
+    return latencies
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The `fraction` quantile, by linear interpolation between ranks."""
+    ordered = sorted(values)
+    rank = fraction * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def bench_wakeup(bench: Bench, args: argparse.Namespace) -> Table:
+    poll = args.wake_poll
+    table = Table(f"f. Wake-up: enqueue to handler start, idle Worker polling every {poll:g} s")
+    polled = wake_latencies(bench, listen=False, samples=args.wake_poll_samples, poll=poll)
+    woken = wake_latencies(bench, listen=True, samples=args.wake_samples, poll=poll)
+    table.add("poll alone (the baseline): median", ms(median(polled)), "1.00")
+    table.add("poll alone: 95th percentile", ms(percentile(polled, 0.95)))
+    table.add(
+        "LISTEN/NOTIFY: median",
+        ms(median(woken)),
+        f"{median(woken) / median(polled):.4f} x poll",
+        "< 50 ms",
+        verdict(median(woken) < 0.050),
+    )
+    table.add("LISTEN/NOTIFY: 95th percentile", ms(percentile(woken, 0.95)))
+    table.notes.append(
+        f"{len(woken)} jobs woken, {len(polled)} polled; each made ready by save_fulltext of a "
+        "new job at a random point of the poll cycle, and timed from before that call to the "
+        "first line of the handler (one process, one worker thread)."
+    )
+    return table
+
+
 # --- Main ------------------------------------------------------------------
 
 BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
@@ -598,6 +698,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "claim": bench_claim,
     "throughput": bench_throughput,
     "memory": bench_memory,
+    "wakeup": bench_wakeup,
 }
 
 
@@ -614,6 +715,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--original-sizes", type=int, nargs=2, default=(10_000, 20_000), metavar=("N1", "N2")
     )
+    parser.add_argument("--wake-poll", type=float, default=5.0, help="the worker's poll (s)")
+    parser.add_argument("--wake-samples", type=int, default=100)
+    parser.add_argument("--wake-poll-samples", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check it runs")
     parser.add_argument("--markdown", help="append the tables, as Markdown, to this file")
     args = parser.parse_args(argv)
@@ -622,6 +726,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.runs, args.items, args.calls, args.jobs = 2, 20_000, 5, 600
         args.memory_jobs, args.original_sizes = 12_000, (300, 600)
         args.create_sizes = (2_000, 20_000)
+        args.wake_poll, args.wake_samples, args.wake_poll_samples = 0.5, 5, 3
     return args
 
 

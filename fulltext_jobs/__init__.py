@@ -38,7 +38,7 @@ from fulltext_jobs.errors import (
 )
 from fulltext_jobs.memory import InMemoryRepository
 from fulltext_jobs.migrate import current_revision, downgrade, head_revision, upgrade
-from fulltext_jobs.repository import Repository
+from fulltext_jobs.repository import ReadyListener, Repository
 from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, SkipJob, Worker, WorkerStats
 
@@ -65,6 +65,7 @@ __all__ = [
     "JobsError",
     "LostClaim",
     "NoJobs",
+    "ReadyListener",
     "Repository",
     "SchemaNotMigrated",
     "SkipJob",

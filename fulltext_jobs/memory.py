@@ -36,9 +36,52 @@ from fulltext_jobs.domain import (
     utc,
 )
 from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs
-from fulltext_jobs.repository import Repository
+from fulltext_jobs.repository import ReadyListener, Repository
 
 __all__ = ["InMemoryRepository"]
+
+
+class _Announcements:
+    """How many times jobs of each destination have become ready, and a
+    condition to wait for the next time. Shares the repository's lock."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._changed = threading.Condition(lock)
+        self._counts: Counter[str] = Counter()
+
+    def announce(self, destination: str) -> None:
+        """Jobs of `destination` became ready. The caller holds the lock."""
+        self._counts[destination] += 1
+        self._changed.notify_all()
+
+    def count(self, destination: str) -> int:
+        with self._changed:
+            return self._counts[destination]
+
+    def wait_past(self, destination: str, seen: int, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the count of `destination` to
+        pass `seen`; return the count."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._counts[destination] != seen, max(0.0, timeout))
+            return self._counts[destination]
+
+
+class _MemoryReadyListener(ReadyListener):
+    def __init__(self, announcements: _Announcements, destination: str) -> None:
+        self._announcements = announcements
+        self._destination = destination
+        self._seen = announcements.count(destination)
+        self._closed = False
+
+    def wait(self, timeout: float) -> bool:
+        if self._closed:
+            return False
+        count = self._announcements.wait_past(self._destination, self._seen, timeout)
+        woken, self._seen = count != self._seen, count
+        return woken
+
+    def close(self) -> None:
+        self._closed = True
 
 
 class InMemoryRepository(Repository):
@@ -57,6 +100,7 @@ class InMemoryRepository(Repository):
         lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self._lock = threading.Lock()
+        self._announcements = _Announcements(self._lock)
         self._clock = clock or utc
         self._lease = check_lease(lease)
         self._items: list[str] = []  # sorted, like the index the SQL adapter reads
@@ -158,6 +202,7 @@ class InMemoryRepository(Repository):
                         job.last_error = lease_expired_error(job.attempts)
                     else:
                         job.status, job.started = JobStatus.READY, None
+                        self._announcements.announce(job.destination)
                     job.claim_token = job.lease_expires = None
                     rescued += 1
             return rescued
@@ -181,6 +226,7 @@ class InMemoryRepository(Repository):
                     and (only is None or job.item_id in only)
                 ):
                     job.retry(self._clock())
+                    self._announcements.announce(destination)
                     retried += 1
             return retried
 
@@ -232,6 +278,11 @@ class InMemoryRepository(Repository):
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         check_destination(destination)
         return self._claim(destination, check_batch_size(n))
+
+    def listen(self, destination: str) -> ReadyListener:
+        """A listener woken, in this process, whenever jobs of `destination`
+        become ready: created, saved as ready, released, rescued or retried."""
+        return _MemoryReadyListener(self._announcements, check_destination(destination))
 
     def count_unqueued(self, destination: str) -> int:
         check_destination(destination)
@@ -292,6 +343,10 @@ class InMemoryRepository(Repository):
 
     def _store(self, job: FullText) -> None:
         previous = self._jobs.get(job.id)
+        if job.status is JobStatus.READY and (
+            previous is None or previous.status is not JobStatus.READY
+        ):
+            self._announcements.announce(job.destination)
         if previous is not None:
             del self._by_pair[previous.item_id, previous.destination]
         else:

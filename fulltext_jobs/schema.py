@@ -41,7 +41,7 @@ __all__ = [
 
 #: The alembic revision these declarations correspond to; the repository
 #: refuses a database at any other revision.
-SCHEMA_REVISION: Final = "0003"
+SCHEMA_REVISION: Final = "0004"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.

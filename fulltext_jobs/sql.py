@@ -47,7 +47,8 @@ from fulltext_jobs.errors import (
     SchemaNotMigrated,
     StoreError,
 )
-from fulltext_jobs.repository import Repository
+from fulltext_jobs.notifications import PostgresReadyListener
+from fulltext_jobs.repository import ReadyListener, Repository
 from fulltext_jobs.schema import SCHEMA_REVISION, SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
 from fulltext_jobs.statements import (
     ItemSource,
@@ -333,6 +334,14 @@ class SqlAlchemyRepository(Repository):
                 {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease},
             ).all()
         return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
+
+    def listen(self, destination: str) -> ReadyListener | None:
+        """On PostgreSQL, a listener on a connection of its own (see
+        `fulltext_jobs.notifications`); on SQLite, which cannot notify, None."""
+        check_destination(destination)
+        if self._engine.dialect.name != "postgresql":
+            return None
+        return PostgresReadyListener(self._engine, destination)
 
     def count_unqueued(self, destination: str) -> int:
         check_destination(destination)

@@ -19,6 +19,14 @@ is as safe as threads. A process pool inside the worker would need picklable
 handlers and an engine built in each process, and would add a second way to
 lose a job in flight; running whole workers side by side needs neither.
 
+Waiting for work: a thread whose claim came back empty sleeps, backing off
+from `poll_interval` to `max_poll_interval`, but wakes at once when the
+repository's listener (`Repository.listen`; on PostgreSQL a LISTEN on a
+connection of its own, fed by triggers on the jobs table) announces that a
+job of the destination became ready. The poll stays as the safety net:
+notifications sent while the listener was reconnecting are lost, and SQLite
+has none.
+
 How a job goes through a worker:
 
 - It is claimed (`get_ready_job`, or `claim_ready` when `batch_size` > 1).
@@ -60,7 +68,7 @@ from typing import Any, Final
 
 from fulltext_jobs.domain import FullText, JobStatus, check_destination, check_max_attempts, utc
 from fulltext_jobs.errors import InvalidInput, LostClaim, NoJobs, StoreError
-from fulltext_jobs.repository import Repository
+from fulltext_jobs.repository import ReadyListener, Repository
 
 __all__ = ["Handler", "SkipJob", "Worker", "WorkerStats"]
 
@@ -81,6 +89,10 @@ _FALLBACK_HEARTBEAT_SECONDS: Final = 10.0
 
 #: How often `run()` looks at the flag its signal handlers set.
 _TICK_SECONDS: Final = 0.05
+
+#: The longest a listener waits at a time, so that its thread notices the
+#: end of the run soon.
+_LISTEN_SLICE_SECONDS: Final = 0.5
 
 #: How long shutdown waits for the heartbeat and rescue threads to notice
 #: they should end, beyond `shutdown_timeout` (they may be in a call).
@@ -171,6 +183,10 @@ class _Run:
         # waits on it.
         self.changed = threading.Condition(self.lock)
         self.halt = threading.Event()  # claim nothing more
+        # Set when a job may have become ready (or the run halts): idle claim
+        # threads wait on it. Cleared only under the lock, and never once
+        # halted, so a halt cannot be cleared away.
+        self.wakeup = threading.Event()
         self.abandoned = threading.Event()  # shutdown_timeout passed: stop retrying saves
         self.over = False  # heartbeats end
         self.held: dict[uuid.UUID, _Held] = {}
@@ -183,6 +199,19 @@ class _Run:
         self.produce_lock = threading.Lock()
         # When the last production ended (monotonic) and how many jobs it made.
         self.last_production = (-math.inf, 0)
+
+    def end(self) -> None:
+        """Claim nothing more, and wake the threads waiting for work."""
+        with self.lock:
+            self.halt.set()
+            self.wakeup.set()
+
+    def rearm(self) -> None:
+        """Forget past wake-ups, before a claim: a job that becomes ready
+        after this point sets `wakeup` again, so it is never slept through."""
+        with self.lock:
+            if not self.halt.is_set():
+                self.wakeup.clear()
 
     def count(self, name: str, n: int = 1) -> None:
         with self.lock:
@@ -201,7 +230,11 @@ class Worker:
     `concurrency` claim-and-handle threads share the repository; each claims
     one job at a time, or `batch_size` at once. When a claim finds nothing a
     thread waits `poll_interval` seconds, doubling up to `max_poll_interval`
-    while nothing comes, back to `poll_interval` once work is found.
+    while nothing comes, back to `poll_interval` once work is found. With
+    `listen` (the default), a waiting thread also wakes as soon as the
+    repository announces that a job became ready (`Repository.listen`: on
+    PostgreSQL through LISTEN/NOTIFY, in memory at once; SQLite cannot, so
+    there the poll alone finds work).
     `heartbeat_interval` is how often the lease of a held job is extended: by
     default a third of the lease the repository granted (`math.inf`: never).
     `shutdown_timeout` is how long a stopping worker waits for its handlers
@@ -234,6 +267,7 @@ class Worker:
         poll_interval: float = 1.0,
         max_poll_interval: float = 30.0,
         heartbeat_interval: float | None = None,
+        listen: bool = True,
         shutdown_timeout: float = 30.0,
         produce: bool = False,
         rescue_interval: float = 60.0,
@@ -266,6 +300,7 @@ class Worker:
             else _seconds("heartbeat_interval", heartbeat_interval, infinite=True)
         )
         self._shutdown_timeout = _seconds("shutdown_timeout", shutdown_timeout, zero=True)
+        self._listen = bool(listen)
         self._produce = bool(produce)
         self._rescue_interval = _seconds("rescue_interval", rescue_interval)
         self._max_attempts = check_max_attempts(max_attempts)
@@ -303,7 +338,7 @@ class Worker:
             self._stopped = True
             run = self._run
         if run is not None:
-            run.halt.set()
+            run.end()
 
     def run(self, *, until_idle: bool = False, install_signal_handlers: bool = True) -> WorkerStats:
         """Claim and handle jobs until `stop()`, a signal, or, with
@@ -367,6 +402,8 @@ class Worker:
             for n in range(self._concurrency)
         ]
         helpers = [self._thread(run, self._heartbeat_loop, "fulltext-jobs-heartbeat")]
+        if self._listen:
+            helpers.append(self._thread(run, self._listen_loop, "fulltext-jobs-listen"))
         if self._produce:
             helpers.append(self._thread(run, self._rescue_loop, "fulltext-jobs-rescue"))
         for thread in (*helpers, *loops):
@@ -401,14 +438,14 @@ class Worker:
                 run.fatal = exc
         if first:
             _log.error("worker for %s stopped by an error", self._destination, exc_info=exc)
-        run.halt.set()
+        run.end()
 
     def _shut_down(
         self, run: _Run, loops: list[threading.Thread], helpers: list[threading.Thread]
     ) -> None:
         """Let the claim threads finish within `shutdown_timeout`, release what
         they still hold, and end the helper threads."""
-        run.halt.set()
+        run.end()
         deadline = time.monotonic() + self._shutdown_timeout
         for thread in loops:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -462,6 +499,7 @@ class Worker:
         delay = self._poll_interval
         try:
             while not run.halt.is_set():
+                run.rearm()
                 try:
                     jobs = self._claim()
                 except StoreError as exc:
@@ -481,14 +519,14 @@ class Worker:
                     continue
                 if run.until_idle and made is not None:
                     return
-                self._wait(run.halt, delay)
+                self._wait(run.wakeup, delay)
                 delay = min(delay * 2, self._max_poll_interval)
         finally:
             with run.lock:
                 run.loops_left -= 1
                 last = run.loops_left == 0
             if last:
-                run.halt.set()
+                run.end()
 
     def _claim(self) -> list[FullText]:
         if self._batch_size == 1:
@@ -533,6 +571,33 @@ class Worker:
         if rescued:
             _log.warning("%s: rescued %d job(s) whose lease ran out", self._destination, rescued)
         return rescued
+
+    def _listen_loop(self, run: _Run) -> None:
+        """Wake the idle claim threads whenever the repository says that jobs
+        of the destination became ready, until the run halts. Does nothing
+        if the repository cannot say so."""
+        delay = self._poll_interval
+        listener: ReadyListener | None = None
+        try:
+            while not run.halt.is_set():
+                try:
+                    if listener is None:
+                        listener = self._repository.listen(self._destination)
+                        if listener is None:
+                            return  # the store cannot notify: the claim threads poll
+                    if listener.wait(_LISTEN_SLICE_SECONDS):
+                        run.wakeup.set()
+                    delay = self._poll_interval
+                except StoreError as exc:
+                    if not exc.retryable:
+                        raise
+                    # Until it listens again, the claim threads poll.
+                    self._retryable(run, "listen", exc, delay)
+                    run.halt.wait(delay)
+                    delay = min(delay * 2, self._max_poll_interval)
+        finally:
+            if listener is not None:
+                listener.close()
 
     def _rescue_loop(self, run: _Run) -> None:
         """Rescue expired jobs now and every `rescue_interval` seconds."""

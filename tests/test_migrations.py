@@ -45,6 +45,7 @@ TABLES_AT = {
     "0001": {"fulltext", "items"},
     "0002": {"fulltext", "items", "enqueue_cursor"},
     "0003": {"fulltext", "items", "enqueue_cursor"},
+    "0004": {"fulltext", "items", "enqueue_cursor"},
 }
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))

@@ -1,0 +1,117 @@
+"""Wake-ups when jobs become ready, through PostgreSQL's LISTEN and NOTIFY.
+
+Triggers on `jobs.fulltext` (migration 0004) send a notification on the
+channel `READY_CHANNEL`, with the destination as payload, when a transaction
+that made jobs ready commits: inserts, releases, rescues and retries, made by
+this library, the Go original or an app's own SQL. A listener holds one
+connection of its own, taken from the repository's engine (same URL, same
+connect arguments) and detached from its pool, in autocommit, and waits on
+it; nothing else runs on that connection.
+
+A notification is a hint: if the connection is lost, notifications sent
+meanwhile are gone, so the first wait after listening again returns True
+and the worker claims to find out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Final
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from fulltext_jobs.engine import store_error
+from fulltext_jobs.errors import StoreError
+from fulltext_jobs.repository import ReadyListener
+
+__all__ = ["READY_CHANNEL", "PostgresReadyListener"]
+
+#: The channel the triggers notify on; the payload is the destination.
+READY_CHANNEL: Final = "fulltext_jobs_ready"
+
+
+class PostgresReadyListener(ReadyListener):
+    """Waits for the notifications of one destination on a connection of its
+    own. Listening starts when it is made: a job that becomes ready after
+    that is never missed while the connection lives.
+
+    Raises `StoreError` if the server cannot be reached.
+    """
+
+    def __init__(self, engine: Engine, destination: str) -> None:
+        self._engine = engine
+        self._destination = destination
+        self._lock = threading.Lock()
+        self._connection: psycopg.Connection[Any] | None = None
+        self._closed = False
+        self._connection = self._listen()
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            if self._closed:
+                return False
+            if self._connection is None:
+                # Lost earlier: what was notified meanwhile is gone, so say
+                # "maybe" at once.
+                self._connection = self._listen()
+                return True
+            connection = self._connection
+            try:
+                # At least one look, even with no time left: a notification
+                # may already be waiting.
+                while True:
+                    left = max(0.0, deadline - time.monotonic())
+                    for notification in connection.notifies(timeout=left, stop_after=1):
+                        if notification.payload == self._destination:
+                            return True
+                    if time.monotonic() >= deadline:
+                        break
+            except psycopg.Error as exc:
+                self._discard()
+                raise self._lost(exc) from exc
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._discard()
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        try:
+            fairy = self._engine.raw_connection()
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(exc, f"listening for ready jobs of {self._destination!r}") from exc
+        # Out of the pool for good: it waits in autocommit for as long as
+        # the listener lives, and its close really closes it.
+        fairy.detach()
+        connection = fairy.dbapi_connection
+        if not isinstance(connection, psycopg.Connection):  # pragma: no cover - psycopg only
+            fairy.close()
+            msg = f"expected a psycopg connection, not {type(connection).__name__}"
+            raise TypeError(msg)
+        try:
+            connection.rollback()
+            connection.autocommit = True
+            connection.execute(f"LISTEN {READY_CHANNEL}")
+        except psycopg.Error as exc:
+            connection.close()
+            raise self._lost(exc) from exc
+        return connection
+
+    def _lost(self, exc: psycopg.Error) -> StoreError:
+        text = str(exc).strip()
+        detail = text.splitlines()[0] if text else type(exc).__name__
+        return StoreError(
+            f"listening for ready jobs of {self._destination!r} failed: {detail} "
+            "(retryable: the next wait listens again)",
+            retryable=True,
+        )
+
+    def _discard(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
