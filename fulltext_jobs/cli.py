@@ -99,9 +99,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
-migrate_app = typer.Typer(help="Migrate the database's fulltext-jobs schema.", no_args_is_help=True)
-items_app = typer.Typer(help="The items that jobs are made for.", no_args_is_help=True)
+migrate_app = typer.Typer(
+    help="Migrate the database's fulltext-jobs schema.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+items_app = typer.Typer(
+    help="The items that jobs are made for.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 app.add_typer(migrate_app, name="migrate")
 app.add_typer(items_app, name="items")
 
@@ -133,8 +140,13 @@ class _State:
             self.engine_ = fulltext_jobs.create_engine(self.url)
         return self.engine_
 
-    def repository(self) -> SqlAlchemyRepository:
-        return SqlAlchemyRepository(self.engine())
+    def repository(self, *, known: str | None = None) -> SqlAlchemyRepository:
+        """A repository on the engine; with `known`, only once that
+        destination is found to have jobs (see `_known_destination`)."""
+        repo = SqlAlchemyRepository(self.engine())
+        if known is not None:
+            _known_destination(repo, known)
+        return repo
 
     def close(self) -> None:
         if self.engine_ is not None:
@@ -219,6 +231,14 @@ def _stderr() -> Console:
 
 def _emit_json(value: object) -> None:
     typer.echo(json.dumps(value, indent=2))
+
+
+def _report(data: dict[str, object], text: str, *, as_json: bool) -> None:
+    """Print a command's result: `data` as JSON, or `text`."""
+    if as_json:
+        _emit_json(data)
+    else:
+        typer.echo(text)
 
 
 def _configure_logging(verbose: int) -> None:
@@ -311,11 +331,11 @@ UrlOption = Annotated[
 def _report_revision(engine: Engine, *, as_json: bool) -> None:
     current = fulltext_jobs.current_revision(engine)
     head = fulltext_jobs.head_revision()
-    if as_json:
-        _emit_json({"current": current, "head": head})
-    else:
-        typer.echo(f"current: {current or 'none'}")
-        typer.echo(f"head: {head}")
+    _report(
+        {"current": current, "head": head},
+        f"current: {current or 'none'}\nhead: {head}",
+        as_json=as_json,
+    )
 
 
 @migrate_app.command("upgrade")
@@ -428,15 +448,19 @@ def items_add(
                 added += repo.add_items(batch, batch_size=batch_size)
                 seen += len(batch)
                 progress.update(task, ids=seen)
-        if as_json:
-            _emit_json({"added": added, "ids": seen})
-        else:
-            typer.echo(f"added {added} new items ({seen} ids read)")
+        _report(
+            {"added": added, "ids": seen},
+            f"added {added} new items ({seen} ids read)",
+            as_json=as_json,
+        )
 
 
 # --- enqueue, work --------------------------------------------------------------
 
 DestinationArgument = Annotated[str, typer.Argument(help="The destination (the kind of work).")]
+SomeDestination = Annotated[
+    str | None, typer.Argument(help="One destination (default: every one with jobs).")
+]
 
 
 @app.command()
@@ -463,10 +487,11 @@ def enqueue(
             created = repo.enqueue_unqueued(
                 destination, limit=limit, progress=lambda n: progress.advance(task, n)
             )
-        if as_json:
-            _emit_json({"destination": destination, "created": created})
-        else:
-            typer.echo(f"created {created} jobs for {destination!r}")
+        _report(
+            {"destination": destination, "created": created},
+            f"created {created} jobs for {destination!r}",
+            as_json=as_json,
+        )
 
 
 def load_handler(spec: str) -> Handler:
@@ -543,9 +568,7 @@ def work(
     """
     with _command(ctx, database_url) as state:
         run = load_handler(handler)
-        repo = state.repository()
-        if not produce:
-            _known_destination(repo, destination)
+        repo = state.repository(known=None if produce else destination)
         worker = fulltext_jobs.Worker(
             repo,
             destination,
@@ -570,9 +593,7 @@ def work(
 @app.command()
 def stats(
     ctx: typer.Context,
-    destination: Annotated[
-        str | None, typer.Argument(help="One destination (default: every one with jobs).")
-    ] = None,
+    destination: SomeDestination = None,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
@@ -604,22 +625,20 @@ def retry(
 ) -> None:
     """Return DESTINATION's failed and skipped jobs to ready; print how many."""
     with _command(ctx, database_url) as state:
-        repo = state.repository()
-        _known_destination(repo, destination)
+        repo = state.repository(known=destination)
         statuses = [JobStatus(s.value) for s in status] if status else list(RetryStatus)
         count = repo.retry(destination, statuses=statuses, item_ids=item or None)
-        if as_json:
-            _emit_json({"destination": destination, "retried": count})
-        else:
-            typer.echo(f"returned {count} jobs of {destination!r} to ready")
+        _report(
+            {"destination": destination, "retried": count},
+            f"returned {count} jobs of {destination!r} to ready",
+            as_json=as_json,
+        )
 
 
 @app.command()
 def rescue(
     ctx: typer.Context,
-    destination: Annotated[
-        str | None, typer.Argument(help="One destination (default: all).")
-    ] = None,
+    destination: SomeDestination = None,
     max_attempts: Annotated[
         int, typer.Option(min=1, help="Fail a job instead once it has had this many attempts.")
     ] = 3,
@@ -629,14 +648,13 @@ def rescue(
     """Give back running jobs whose lease ran out (their worker died); print
     how many."""
     with _command(ctx, database_url) as state:
-        repo = state.repository()
-        if destination is not None:
-            _known_destination(repo, destination)
+        repo = state.repository(known=destination)
         count = repo.rescue_expired(destination, max_attempts=max_attempts)
-        if as_json:
-            _emit_json({"destination": destination, "rescued": count})
-        else:
-            typer.echo(f"rescued {count} expired jobs")
+        _report(
+            {"destination": destination, "rescued": count},
+            f"rescued {count} expired jobs",
+            as_json=as_json,
+        )
 
 
 # --- demo ---------------------------------------------------------------------------
