@@ -9,6 +9,7 @@ themselves, with why each is safe under concurrency, are in
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -74,7 +75,9 @@ class SqlAlchemyRepository(Repository):
     """A `Repository` in PostgreSQL or SQLite, through SQLAlchemy 2.
 
     `bind` is an Engine, or a sessionmaker whose engine is used; every call
-    runs in a transaction of its own and commits before it returns. `items`
+    runs in a transaction of its own and commits before it returns. `bind`
+    may also be a `Session`: then the repository joins the caller's
+    transaction instead (see `in_session`). `items`
     is where the items come from (an `ItemSource`, or anything `ItemSource`
     accepts); by default the `items` table that the migrations create.
     `clock` returns the current time (aware): it stamps `started` and
@@ -91,13 +94,16 @@ class SqlAlchemyRepository(Repository):
 
     def __init__(
         self,
-        bind: Engine | sessionmaker[Session],
+        bind: Engine | sessionmaker[Session] | Session,
         *,
         items: ItemSource | sa.FromClause | sa.Select[Any] | type[Any] | None = None,
         clock: Callable[[], datetime] | None = None,
         lease: timedelta = DEFAULT_LEASE,
         enqueue_batch_size: int = 50_000,
     ) -> None:
+        session = None
+        if isinstance(bind, Session):
+            session, bind = bind, _session_engine(bind)
         if isinstance(bind, sessionmaker) and isinstance(bind.kw.get("bind"), Engine):
             bind = bind.kw["bind"]
         if not isinstance(bind, Engine):
@@ -127,6 +133,40 @@ class SqlAlchemyRepository(Repository):
         self._schema_checked = False
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
         self._lease = check_lease(lease)
+        self._session: Session | None = session
+
+    def in_session(self, session: Session) -> SqlAlchemyRepository:
+        """This repository, joined to the caller's `session`: a cheap view
+        that shares everything but the transaction, so an app can build the
+        repository once and join each request's session.
+
+        In a session, every call runs on the session's connection inside a
+        SAVEPOINT, after flushing the session (so the app's pending writes
+        come first). It never commits: the caller does, and the call's effect
+        (a claim, a finish, new jobs) commits or rolls back with the app's
+        own writes. A call that fails (`DuplicateJob`, `LostClaim`, ...)
+        rolls back to its savepoint only: the caller's transaction stays
+        usable and holds nothing of the call.
+
+        A claim's row lock lasts until the caller commits: other workers pass
+        the job over meanwhile (on SQLite, whose locks are per database, they
+        wait). Commit soon after the work is done, and do not do long work
+        inside the claiming transaction: a long-open transaction holds back
+        vacuum for the whole database and slows every claim.
+
+        Raises `InvalidInput` if `session` is not a Session bound to an
+        engine of this repository's database kind.
+        """
+        engine = _session_engine(session)
+        if engine.dialect.name != self._engine.dialect.name:
+            msg = (
+                f"the session's database is {engine.dialect.name}; "
+                f"this repository's is {self._engine.dialect.name}"
+            )
+            raise InvalidInput(msg)
+        joined = copy.copy(self)
+        joined._session = session  # noqa: SLF001 - a copy of this very class
+        return joined
 
     def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
         """Add items to the default `items` table; return how many were new.
@@ -375,13 +415,21 @@ class SqlAlchemyRepository(Repository):
         saves round trips). A clash on (item_id, destination) becomes
         `DuplicateJob` (with the message `duplicate`), other driver errors
         `StoreError`."""
+        if self._session is not None:
+            # The app's pending writes go first; their errors are the app's.
+            self._session.flush()
         try:
-            if not self._schema_checked:
-                self._check_schema()
-            if single_statement and self._autocommit_engine is not None:
+            if self._session is not None:
+                with self._in_session() as connection:
+                    yield connection
+            elif single_statement and self._autocommit_engine is not None:
+                if not self._schema_checked:
+                    self._check_schema()
                 with self._autocommit_engine.connect() as connection:
                     yield connection
             else:
+                if not self._schema_checked:
+                    self._check_schema()
                 with self._engine.begin() as connection:
                     yield connection
         except sa.exc.IntegrityError as exc:
@@ -391,19 +439,36 @@ class SqlAlchemyRepository(Repository):
         except sa.exc.SQLAlchemyError as exc:
             raise store_error(exc, action) from exc
 
-    def _check_schema(self) -> None:
-        with self._engine.connect() as connection:
-            if not sa.inspect(connection).has_table(VERSION_TABLE):
-                raise SchemaNotMigrated(
-                    f"the database {self._url()} has no fulltext-jobs schema: {UPGRADE_ADVICE}"
-                )
-            versions = (
-                connection.execute(
-                    sa.text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - a constant
-                )
-                .scalars()
-                .all()
+    @contextmanager
+    def _in_session(self) -> Iterator[sa.Connection]:
+        """The session's connection, inside a savepoint released on leaving
+        and rolled back to on an exception."""
+        session = self._session
+        if session is None:  # pragma: no cover - only called in a session
+            msg = "not joined to a session"
+            raise RuntimeError(msg)
+        with session.begin_nested():
+            connection = session.connection()
+            if not self._schema_checked:
+                self._check_schema(connection)
+            yield connection
+
+    def _check_schema(self, connection: sa.Connection | None = None) -> None:
+        if connection is None:
+            with self._engine.connect() as own:
+                self._check_schema(own)
+            return
+        if not sa.inspect(connection).has_table(VERSION_TABLE):
+            raise SchemaNotMigrated(
+                f"the database {self._url()} has no fulltext-jobs schema: {UPGRADE_ADVICE}"
             )
+        versions = (
+            connection.execute(
+                sa.text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - a constant
+            )
+            .scalars()
+            .all()
+        )
         if versions != [SCHEMA_REVISION]:
             found = ", ".join(versions) or "none"
             raise SchemaNotMigrated(
@@ -414,6 +479,20 @@ class SqlAlchemyRepository(Repository):
 
     def _url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
+
+
+def _session_engine(session: object) -> Engine:
+    """The engine a session is bound to (through a Connection, if it is
+    bound to one); `InvalidInput` if there is none."""
+    if not isinstance(session, Session):
+        msg = f"expected a Session, not {session!r}"
+        raise InvalidInput(msg)
+    try:
+        bind = session.get_bind()
+    except sa.exc.UnboundExecutionError as exc:
+        msg = "the session is bound to no engine"
+        raise InvalidInput(msg) from exc
+    return bind if isinstance(bind, Engine) else bind.engine
 
 
 def _is_pair_violation(exc: sa.exc.IntegrityError) -> bool:
