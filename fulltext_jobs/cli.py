@@ -45,8 +45,10 @@ import json
 import logging
 import os
 import sys
+import traceback
+import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Final
@@ -71,7 +73,7 @@ from sqlalchemy.engine import Engine
 import fulltext_jobs
 from fulltext_jobs import demo as demo_module
 from fulltext_jobs.domain import DestinationStats, JobStatus
-from fulltext_jobs.errors import JobsError, SchemaNotMigrated
+from fulltext_jobs.errors import JobNotFound, JobsError, SchemaNotMigrated
 from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, WorkerStats
 
@@ -140,12 +142,19 @@ class _State:
             self.engine_ = fulltext_jobs.create_engine(self.url)
         return self.engine_
 
-    def repository(self, *, known: str | None = None) -> SqlAlchemyRepository:
+    def repository(
+        self, *, known: str | None = None, reachable: bool = False
+    ) -> SqlAlchemyRepository:
         """A repository on the engine; with `known`, only once that
-        destination is found to have jobs (see `_known_destination`)."""
+        destination is found to have jobs (see `_known_destination`); with
+        `reachable`, only once a first call has found the database up and
+        migrated."""
         repo = SqlAlchemyRepository(self.engine())
         if known is not None:
             _known_destination(repo, known)
+        elif reachable:
+            with suppress(JobNotFound):
+                repo.get_fulltext(uuid.UUID(int=0))  # the cheapest call there is
         return repo
 
     def close(self) -> None:
@@ -241,14 +250,31 @@ def _report(data: dict[str, object], text: str, *, as_json: bool) -> None:
         typer.echo(text)
 
 
+class _LogFormatter(logging.Formatter):
+    """Log lines with an exception's last line (`RuntimeError: ...`) in place
+    of its traceback, unless `tracebacks`: a failing handler then costs two
+    lines per job, not twenty."""
+
+    def __init__(self, *, tracebacks: bool) -> None:
+        super().__init__("%(message)s")
+        self.tracebacks = tracebacks
+
+    def formatException(self, ei: Any) -> str:  # noqa: ANN401, N802 - logging's signature
+        if self.tracebacks or ei[1] is None:
+            return super().formatException(ei)
+        return "".join(traceback.format_exception_only(ei[1])).strip()
+
+
 def _configure_logging(verbose: int) -> None:
-    """Log to stderr through rich: WARNING and up, INFO with -v, DEBUG with -vv."""
+    """Log to stderr through rich: WARNING and up, INFO with -v, DEBUG with
+    -vv. Exceptions in log lines get their full traceback from -v on."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "fulltext_jobs_cli", False):
             root.removeHandler(handler)
     handler = RichHandler(console=_stderr(), show_path=False, rich_tracebacks=False)
+    handler.setFormatter(_LogFormatter(tracebacks=verbose > 0))
     handler.fulltext_jobs_cli = True  # type: ignore[attr-defined] # a marker, to replace it next time
     root.addHandler(handler)
     root.setLevel(level)
@@ -568,7 +594,9 @@ def work(
     """
     with _command(ctx, database_url) as state:
         run = load_handler(handler)
-        repo = state.repository(known=None if produce else destination)
+        # Fail fast on a database that is down or not migrated; once running,
+        # the worker rides out outages (it backs off and tries again).
+        repo = state.repository(known=None if produce else destination, reachable=True)
         worker = fulltext_jobs.Worker(
             repo,
             destination,

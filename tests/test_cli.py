@@ -252,10 +252,20 @@ def test_demo_twice_is_idempotent(runner, tmp_sqlite_url):
 )
 def test_a_bad_database_url_is_one_line(runner, database_url, needle):
     assert_cli_error(runner.invoke(app, ["--database-url", database_url, "stats"]), needle)
+    work = ["work", "d", "--handler", "cli_handlers:by_item", "--produce"]
+    assert_cli_error(runner.invoke(app, ["--database-url", database_url, *work]), needle)
 
 
 @pytest.mark.parametrize(
-    "args", [["stats"], ["items", "add", "-"], ["enqueue", "d"], ["rescue"], ["retry", "d"]]
+    "args",
+    [
+        ["stats"],
+        ["items", "add", "-"],
+        ["enqueue", "d"],
+        ["rescue"],
+        ["retry", "d"],
+        ["work", "d", "--handler", "cli_handlers:by_item", "--produce", "--until-idle"],
+    ],
 )
 def test_an_unmigrated_database_says_what_to_run(runner, tmp_sqlite_url, args):
     result = runner.invoke(app, ["--database-url", tmp_sqlite_url, *args], input="x\n")
