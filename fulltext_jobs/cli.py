@@ -28,6 +28,15 @@ Decisions:
   destination with no jobs at all, naming the known ones: a typo would
   otherwise wait forever or report zeros. `enqueue` creates destinations,
   and `work --produce` enqueues before it claims, so neither checks.
+- **Fail fast, then ride it out.** Before a worker starts, `work` makes one
+  call, so a database that is down or not migrated is one error line; once
+  running, the worker backs off and retries through outages, logging them.
+- **Logs** go to stderr through rich's handler: WARNING and up by default
+  (a failed job is one line plus its exception's last line), INFO with
+  `-v`, DEBUG with `-vv`; tracebacks in log lines from `-v` on.
+- **Signals.** `work` runs the `Worker` in the main thread, which handles
+  SIGINT and SIGTERM itself: a graceful stop, exit status 0. `demo` stops
+  with its worker and exits 130; running it again finishes the work.
 - **Handlers** are `module:attribute` (the attribute may be dotted, as
   `module:Class.method`); the working directory is put first on `sys.path`
   as `python -m` does, so a handler next to the user is found.
@@ -81,6 +90,9 @@ __all__ = ["CommandError", "app", "load_handler", "main"]
 
 #: What the command line advises for a database that is not migrated.
 CLI_UPGRADE_ADVICE: Final = "run `fulltext-jobs migrate upgrade` against it"
+
+#: The exit status of a demo that a signal stopped (as a shell reports SIGINT).
+INTERRUPTED: Final = 130
 
 #: The columns of the stats table, in order, after the destination.
 STATS_COLUMNS: Final = (
@@ -688,6 +700,27 @@ def rescue(
 # --- demo ---------------------------------------------------------------------------
 
 
+def _demo_json(engine: Engine, report: demo_module.DemoReport) -> dict[str, object]:
+    return {
+        "database": engine.url.render_as_string(hide_password=True),
+        "items_added": report.items_added,
+        "jobs_created": report.jobs_created,
+        "stats": stats_json(report.stats),
+        "samples": [dataclasses.asdict(sample) for sample in report.samples],
+        "interrupted": report.interrupted,
+    }
+
+
+def _print_demo(engine: Engine, report: demo_module.DemoReport) -> None:
+    out = _stdout()
+    out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+    out.print(f"items added: {report.items_added}")
+    for destination, created in report.jobs_created.items():
+        out.print(f"jobs created for {destination}: {created}")
+    out.print(stats_table(report.stats, title="jobs"))
+    out.print(demo_module.samples_table(report.samples))
+
+
 @app.command()
 def demo(
     ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None
@@ -709,23 +742,12 @@ def demo(
 
             report = demo_module.run(engine, on_start=start, on_job=advance)
         if as_json:
-            _emit_json(
-                {
-                    "database": engine.url.render_as_string(hide_password=True),
-                    "items_added": report.items_added,
-                    "jobs_created": report.jobs_created,
-                    "stats": stats_json(report.stats),
-                    "samples": [dataclasses.asdict(s) for s in report.samples],
-                }
-            )
-            return
-        out = _stdout()
-        out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
-        out.print(f"items added: {report.items_added}")
-        for destination, created in report.jobs_created.items():
-            out.print(f"jobs created for {destination}: {created}")
-        out.print(stats_table(report.stats, title="jobs"))
-        out.print(demo_module.samples_table(report.samples))
+            _emit_json(_demo_json(engine, report))
+        else:
+            _print_demo(engine, report)
+    if report.interrupted:
+        typer.echo("interrupted: run the demo again to finish its jobs", err=True)
+        raise typer.Exit(INTERRUPTED)
 
 
 def main() -> None:

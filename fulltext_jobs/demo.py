@@ -232,6 +232,9 @@ class DemoReport:
     jobs_created: dict[str, int]
     stats: list[DestinationStats]
     samples: list[Sample]
+    #: A signal stopped a worker before its destination was done (the rest
+    #: were not started); running the demo again finishes the work.
+    interrupted: bool = False
 
 
 def _load(engine: Engine) -> None:
@@ -278,7 +281,9 @@ def run(
 
     `on_start(destination, total, done)` is called before each destination's
     worker runs, with its jobs and how many of them are already done;
-    `on_job(destination)` after each job its handler ran. Raises what
+    `on_job(destination)` after each job its handler ran. A SIGINT or
+    SIGTERM stops the worker that is running (gracefully) and the demo with
+    it: the report says it was interrupted. Raises what
     `fulltext_jobs.upgrade`, the repository and the worker raise.
     """
     fulltext_jobs.upgrade(engine)
@@ -286,6 +291,7 @@ def run(
     repo = SqlAlchemyRepository(engine)
     added = repo.add_items(sample_texts())
     created = {destination: repo.enqueue_unqueued(destination) for destination in DESTINATIONS}
+    interrupted = False
     for destination in DESTINATIONS:
         if on_start is not None:
             [before] = repo.stats(destination)
@@ -298,9 +304,14 @@ def run(
             poll_interval=0.05,
         )
         worker.run(until_idle=True)
+        [after] = repo.stats(destination)
+        if after.counts.get(JobStatus.READY, 0):  # SIGINT or SIGTERM stopped the worker
+            interrupted = True
+            break
     return DemoReport(
         items_added=added,
         jobs_created=created,
+        interrupted=interrupted,
         stats=[row for destination in DESTINATIONS for row in repo.stats(destination)],
         samples=_samples(engine),
     )

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 import fulltext_jobs
-from fulltext_jobs import JobStatus, SqlAlchemyRepository
+from fulltext_jobs import JobStatus, SqlAlchemyRepository, demo
 from fulltext_jobs.cli import app
 from fulltext_jobs.domain import utc
 
@@ -237,6 +237,30 @@ def test_demo_twice_is_idempotent(runner, tmp_sqlite_url):
     text = run(runner, tmp_sqlite_url, "demo").stdout
     assert "word-count" in text
     assert "sample results" in text
+
+
+def test_demo_stops_at_a_signal_and_finishes_when_run_again(tmp_sqlite_url):
+    engine = fulltext_jobs.create_engine(tmp_sqlite_url)
+    signalled: list[str] = []
+
+    def on_job(destination: str) -> None:
+        # In a worker thread, while the worker's own SIGINT handler is installed.
+        if not signalled:
+            signalled.append(destination)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        stopped = demo.run(engine, on_job=on_job)
+        assert stopped.interrupted
+        word_count, language = stopped.stats
+        assert word_count.counts[JobStatus.READY] > 0
+        assert word_count.counts[JobStatus.RUNNING] == 0
+        assert language.counts[JobStatus.READY] == 200  # never started
+        again = demo.run(engine)
+    finally:
+        engine.dispose()
+    assert not again.interrupted
+    assert [row.counts[JobStatus.FINISHED] for row in again.stats] == [192, 192]
 
 
 # --- errors, in-process --------------------------------------------------------
