@@ -81,8 +81,8 @@ from sqlalchemy.engine import Engine
 
 import fulltext_jobs
 from fulltext_jobs import demo as demo_module
-from fulltext_jobs.domain import DestinationStats, JobStatus
-from fulltext_jobs.errors import JobNotFound, JobsError, SchemaNotMigrated
+from fulltext_jobs.domain import DestinationStats, JobStatus, check_item_id
+from fulltext_jobs.errors import InvalidInput, JobNotFound, JobsError, SchemaNotMigrated
 from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, WorkerStats
 
@@ -434,7 +434,9 @@ def _open_source(file: str) -> Iterator[tuple[BinaryIO, int | None, str]]:
 
 def _ids(stream: BinaryIO, name: str, on_line: Callable[[int], None]) -> Iterator[str]:
     """The item ids of `stream`, one a line: UTF-8, white space stripped,
-    blank lines skipped. `on_line` gets each line's length in bytes."""
+    blank lines skipped. `on_line` gets each line's length in bytes. A line
+    that is not UTF-8 or not an acceptable id raises `CommandError`, naming
+    it."""
     try:
         for number, raw in enumerate(stream, 1):
             on_line(len(raw))
@@ -444,8 +446,12 @@ def _ids(stream: BinaryIO, name: str, on_line: Callable[[int], None]) -> Iterato
                 msg = f"cannot read {name}: line {number} is not UTF-8 text"
                 raise CommandError(msg) from None
             item_id = line.lstrip("\ufeff").strip() if number == 1 else line.strip()
-            if item_id:
-                yield item_id
+            if not item_id:
+                continue
+            try:
+                yield check_item_id(item_id)
+            except InvalidInput as exc:
+                raise CommandError(f"{name} line {number}: {exc}") from None
     except OSError as exc:
         raise CommandError(f"cannot read {name}: {exc.strerror or exc}") from None
 

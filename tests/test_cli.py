@@ -356,6 +356,9 @@ def test_an_unreadable_file_is_one_line(runner, url, tmp_path, monkeypatch):
     not_utf8 = tmp_path / "latin1.txt"
     not_utf8.write_bytes(b"item-1\nCaf\xe9\n")
     assert_unreadable(not_utf8, "line 2 is not UTF-8")
+    too_long = tmp_path / "long.txt"
+    too_long.write_text("item-1\n\n" + "x" * 501 + "\n")
+    assert_unreadable(too_long, "long.txt line 3: item id is 501 characters long")
     # Root reads any file, so the permission check is simulated.
     locked = tmp_path / "locked.txt"
     locked.write_text("item-1\n")
