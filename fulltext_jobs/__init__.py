@@ -22,6 +22,7 @@ from fulltext_jobs.engine import (
     DATABASE_URL_ENV,
     DEFAULT_DATABASE_URL,
     configure_sqlite,
+    create_async_engine,
     create_engine,
 )
 from fulltext_jobs.errors import (
@@ -38,8 +39,9 @@ from fulltext_jobs.errors import (
 )
 from fulltext_jobs.memory import InMemoryRepository
 from fulltext_jobs.migrate import current_revision, downgrade, head_revision, upgrade
-from fulltext_jobs.repository import ReadyListener, Repository
+from fulltext_jobs.repository import AsyncRepository, ReadyListener, Repository
 from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
+from fulltext_jobs.sql_async import AsyncSqlAlchemyRepository
 from fulltext_jobs.worker import Handler, SkipJob, Worker, WorkerStats
 
 __all__ = [
@@ -53,6 +55,8 @@ __all__ = [
     "TRANSITIONS",
     "Action",
     "AllQueued",
+    "AsyncRepository",
+    "AsyncSqlAlchemyRepository",
     "DuplicateJob",
     "FullText",
     "Handler",
@@ -74,6 +78,7 @@ __all__ = [
     "Worker",
     "WorkerStats",
     "configure_sqlite",
+    "create_async_engine",
     "create_engine",
     "current_revision",
     "downgrade",

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from fulltext_jobs.errors import InvalidInput, StoreError
@@ -25,6 +27,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
     "configure_sqlite",
+    "create_async_engine",
     "create_engine",
     "parse_url",
     "ping_idle_connections",
@@ -93,6 +96,35 @@ def create_engine(url: str | URL, **kwargs: Any) -> Engine:  # noqa: ANN401 - pa
         configure_sqlite(engine)
     elif not kwargs.get("pool_pre_ping"):
         ping_idle_connections(engine)
+    return engine
+
+
+def create_async_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:  # noqa: ANN401 - passed through to SQLAlchemy
+    """An asyncio engine for `url`, set up as `create_engine` sets up its
+    engines: psycopg 3's async mode for `postgresql://` URLs, aiosqlite for
+    `sqlite://` ones (with WAL, a busy timeout and `BEGIN IMMEDIATE`).
+
+    Raises `InvalidInput` for a bad URL or a driver that is not installed
+    (aiosqlite comes with the `async` extra: `pip install
+    'fulltext-jobs[async]'`).
+    """
+    parsed = parse_url(url)
+    if parsed.drivername == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    try:
+        engine = sa_create_async_engine(parsed, **kwargs)
+    except (
+        sa.exc.ArgumentError,
+        sa.exc.InvalidRequestError,  # a driver that is not an asyncio one
+        sa.exc.NoSuchModuleError,
+        ImportError,
+    ) as exc:
+        msg = f"cannot open {parsed.render_as_string(hide_password=True)!r}: {exc}"
+        raise InvalidInput(msg) from exc
+    if engine.dialect.name == "sqlite":
+        configure_sqlite(engine.sync_engine)
+    elif not kwargs.get("pool_pre_ping"):
+        ping_idle_connections(engine.sync_engine)
     return engine
 
 

@@ -17,7 +17,7 @@ from typing import Self
 
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, check_destination
 
-__all__ = ["ReadyListener", "Repository"]
+__all__ = ["AsyncRepository", "ReadyListener", "Repository"]
 
 
 class ReadyListener(abc.ABC):
@@ -224,3 +224,70 @@ class Repository(abc.ABC):
         """
         check_destination(destination)
         return None
+
+
+class AsyncRepository(abc.ABC):
+    """The port for asyncio apps: the operations of `Repository`, each a
+    coroutine, with the same promises and the same errors."""
+
+    @abc.abstractmethod
+    async def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
+        """As `Repository.get_fulltext`."""
+
+    @abc.abstractmethod
+    async def save_fulltext(self, job: FullText) -> None:
+        """As `Repository.save_fulltext`."""
+
+    @abc.abstractmethod
+    async def create_job_for_unqueued(self, destination: str) -> FullText:
+        """As `Repository.create_job_for_unqueued`."""
+
+    @abc.abstractmethod
+    async def get_ready_job(self, destination: str) -> FullText:
+        """As `Repository.get_ready_job`."""
+
+    @abc.abstractmethod
+    async def enqueue_unqueued(
+        self,
+        destination: str,
+        *,
+        limit: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
+        """As `Repository.enqueue_unqueued`; `progress` is a plain function."""
+
+    @abc.abstractmethod
+    async def claim_ready(self, destination: str, n: int) -> list[FullText]:
+        """As `Repository.claim_ready`."""
+
+    @abc.abstractmethod
+    async def save_many(self, jobs: Iterable[FullText]) -> None:
+        """As `Repository.save_many`."""
+
+    @abc.abstractmethod
+    async def count_unqueued(self, destination: str) -> int:
+        """As `Repository.count_unqueued`."""
+
+    @abc.abstractmethod
+    async def stats(self, destination: str | None = None) -> list[DestinationStats]:
+        """As `Repository.stats`."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, job: FullText) -> datetime:
+        """As `Repository.heartbeat`."""
+
+    @abc.abstractmethod
+    async def rescue_expired(
+        self, destination: str | None = None, *, max_attempts: int = 3
+    ) -> int:
+        """As `Repository.rescue_expired`."""
+
+    @abc.abstractmethod
+    async def retry(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
+        item_ids: Iterable[str] | None = None,
+    ) -> int:
+        """As `Repository.retry`."""

@@ -128,7 +128,13 @@ class SqlAlchemyRepository(Repository):
         self._items = items if isinstance(items, ItemSource) else ItemSource(items)
         self._owns_items = self._items.from_clause is tables.items
         self._sql = Statements(tables, self._items, bind.dialect.name)
-        self._hot = _HotPath(self._sql, bind) if bind.dialect.name == "postgresql" else None
+        # The hot path drives psycopg's own cursor; an asyncio engine's
+        # driver is psycopg's async one, behind SQLAlchemy's adaptation.
+        self._hot = (
+            _HotPath(self._sql, bind)
+            if bind.dialect.name == "postgresql" and not bind.dialect.is_async
+            else None
+        )
         self._clock = clock or utc
         self._schema_checked = False
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)

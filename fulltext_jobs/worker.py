@@ -8,6 +8,12 @@ under the claim that fetched it, so whatever happens here (a lease that ran
 out, a shutdown that released a job whose handler was still running) a late
 save is refused with `LostClaim` instead of overwriting what happened since.
 
+Async handlers: a handler may be a coroutine function (or return any
+awaitable). Each claim thread then runs it to completion on an event loop of
+its own, made on first use and closed when the thread ends; `concurrency`
+threads run that many coroutines at once. Resources bound to a loop (an HTTP
+client session, say) should be made inside the handler, or per thread.
+
 Threads, not processes. `concurrency=N` runs N claim-and-handle threads over
 one repository; the adapters are thread-safe, and a SQLAlchemy engine gives
 each thread its own pooled connection. Handlers that read full texts and
@@ -52,8 +58,10 @@ refused with `LostClaim`, because the release ended the claim.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
+import inspect
 import logging
 import math
 import signal
@@ -74,7 +82,8 @@ __all__ = ["Handler", "SkipJob", "Worker", "WorkerStats"]
 
 _log = logging.getLogger(__name__)
 
-#: What a worker runs on each job. Its return value is ignored.
+#: What a worker runs on each job: a function, or a coroutine function (an
+#: awaitable it returns is run to completion). Its return value is ignored.
 Handler = Callable[[FullText], object]
 
 #: How a worker waits: `seconds`, or until `event` is set; returns whether
@@ -522,6 +531,7 @@ class Worker:
                 self._wait(run.wakeup, delay)
                 delay = min(delay * 2, self._max_poll_interval)
         finally:
+            _close_thread_loop()
             with run.lock:
                 run.loops_left -= 1
                 last = run.loops_left == 0
@@ -660,7 +670,9 @@ class Worker:
         skipped or failed according to how the handler ended."""
         outcome = dataclasses.replace(job)
         try:
-            self._handler(dataclasses.replace(job))
+            result = self._handler(dataclasses.replace(job))
+            if inspect.isawaitable(result):
+                _thread_loop().run_until_complete(result)
         except SkipJob as exc:
             _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
             outcome.skip(self._clock())
@@ -833,6 +845,26 @@ class Worker:
             f"; trying again in {delay:g} s" if delay else "",
             exc,
         )
+
+
+# Each claim thread's own event loop, for async handlers.
+_loops = threading.local()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """This thread's event loop, made on first use."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop
+
+
+def _close_thread_loop() -> None:
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    _loops.loop = None
 
 
 def _describe(exc: BaseException) -> str:

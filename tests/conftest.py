@@ -17,6 +17,7 @@ from harness import (
     Backend,
     FakeClock,
     SqliteTemplate,
+    async_sql_backend,
     check_postgres_reachable,
     memory_backend,
     postgres_database,
@@ -62,15 +63,24 @@ def clean_postgres_engine(postgres_engine: sa.Engine) -> sa.Engine:
     return postgres_engine
 
 
+def _engine_for(request: pytest.FixtureRequest, name: str) -> sa.Engine:
+    fixture = "sqlite_engine" if name.startswith("sqlite") else "clean_postgres_engine"
+    engine: sa.Engine = request.getfixturevalue(fixture)
+    return engine
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> Backend:
-    """Each adapter in turn, empty."""
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Each adapter in turn, empty: in memory, SQLite and PostgreSQL, and the
+    last two again through the async adapter."""
     name: str = request.param
     if name == "memory":
-        return memory_backend()
-    if name == "sqlite":
-        return sql_backend(request.getfixturevalue("sqlite_engine"))
-    return sql_backend(request.getfixturevalue("clean_postgres_engine"))
+        yield memory_backend()
+    elif name.endswith("-async"):
+        with async_sql_backend(_engine_for(request, name)) as backend:
+            yield backend
+    else:
+        yield sql_backend(_engine_for(request, name))
 
 
 LEASE = timedelta(seconds=60)
@@ -82,13 +92,16 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(params=BACKENDS)
-def clocked(request: pytest.FixtureRequest, clock: FakeClock) -> Backend:
+def clocked(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Backend]:
     """Each adapter in turn, empty, on `clock`, with a 60-second lease."""
     name: str = request.param
     if name == "memory":
-        return memory_backend(clock=clock, lease=LEASE)
-    fixture = "sqlite_engine" if name == "sqlite" else "clean_postgres_engine"
-    return sql_backend(request.getfixturevalue(fixture), clock=clock, lease=LEASE)
+        yield memory_backend(clock=clock, lease=LEASE)
+    elif name.endswith("-async"):
+        with async_sql_backend(_engine_for(request, name), clock=clock, lease=LEASE) as backend:
+            yield backend
+    else:
+        yield sql_backend(_engine_for(request, name), clock=clock, lease=LEASE)
 
 
 @pytest.fixture

@@ -8,22 +8,33 @@ dropped afterwards; the shared server is never touched otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import fulltext_jobs
-from fulltext_jobs import InMemoryRepository, ItemSource, Repository, SqlAlchemyRepository
-from fulltext_jobs.domain import DEFAULT_LEASE
+from fulltext_jobs import (
+    AsyncSqlAlchemyRepository,
+    FullText,
+    InMemoryRepository,
+    ItemSource,
+    JobStatus,
+    Repository,
+    SqlAlchemyRepository,
+)
+from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats
 from fulltext_jobs.schema import tables_for
 
 #: A database on the PostgreSQL server where tests may create and drop their own.
@@ -31,9 +42,11 @@ ADMIN_URL = os.environ.get(
     "FULLTEXT_JOBS_TEST_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
-BACKENDS = ("memory", "sqlite", "postgresql")
+BACKENDS = ("memory", "sqlite", "postgresql", "sqlite-async", "postgresql-async")
 
 Clock = Callable[[], datetime]
+
+T = TypeVar("T")
 
 
 def app_items_table(metadata: sa.MetaData) -> sa.Table:
@@ -174,6 +187,119 @@ def sql_backend(
             connection.execute(stmt)
 
     return Backend(engine.dialect.name, repo, add_items, app_repo, set_api, engine)
+
+
+# --- The async adapter behind the sync port ---------------------------------
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """One event loop for the test session, in a daemon thread of its own:
+    an async engine's connections belong to the loop that made them."""
+    global _loop  # noqa: PLW0603 - one loop, made on first use
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="test-loop", daemon=True).start()
+        return _loop
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` on the test loop and wait for its result."""
+    return asyncio.run_coroutine_threadsafe(coroutine, event_loop()).result(timeout=120)
+
+
+class BlockingAsyncRepository(Repository):
+    """An `AsyncSqlAlchemyRepository` behind the sync port: each call is
+    awaited to completion on the test loop. It adds nothing, so the one
+    contract suite holds the async adapter to the sync one's behaviour."""
+
+    def __init__(self, repo: AsyncSqlAlchemyRepository) -> None:
+        self.repo = repo
+
+    def add_items(self, item_ids: Iterable[str]) -> int:
+        return run_async(self.repo.add_items(item_ids))
+
+    def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
+        return run_async(self.repo.get_fulltext(job_id))
+
+    def save_fulltext(self, job: FullText) -> None:
+        run_async(self.repo.save_fulltext(job))
+
+    def create_job_for_unqueued(self, destination: str) -> FullText:
+        return run_async(self.repo.create_job_for_unqueued(destination))
+
+    def get_ready_job(self, destination: str) -> FullText:
+        return run_async(self.repo.get_ready_job(destination))
+
+    def enqueue_unqueued(
+        self,
+        destination: str,
+        *,
+        limit: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
+        return run_async(self.repo.enqueue_unqueued(destination, limit=limit, progress=progress))
+
+    def claim_ready(self, destination: str, n: int) -> list[FullText]:
+        return run_async(self.repo.claim_ready(destination, n))
+
+    def save_many(self, jobs: Iterable[FullText]) -> None:
+        run_async(self.repo.save_many(jobs))
+
+    def count_unqueued(self, destination: str) -> int:
+        return run_async(self.repo.count_unqueued(destination))
+
+    def stats(self, destination: str | None = None) -> list[DestinationStats]:
+        return run_async(self.repo.stats(destination))
+
+    def heartbeat(self, job: FullText) -> datetime:
+        return run_async(self.repo.heartbeat(job))
+
+    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
+        return run_async(self.repo.rescue_expired(destination, max_attempts=max_attempts))
+
+    def retry(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
+        item_ids: Iterable[str] | None = None,
+    ) -> int:
+        return run_async(self.repo.retry(destination, statuses=statuses, item_ids=item_ids))
+
+
+@contextmanager
+def async_sql_backend(
+    engine: sa.Engine, clock: Clock | None = None, lease: timedelta = DEFAULT_LEASE
+) -> Iterator[Backend]:
+    """`sql_backend`'s database, reached through the async adapter (on its
+    own asyncio engine, disposed on exit)."""
+    url = engine.url.render_as_string(hide_password=False)
+    async_engine = run_async(_make_async_engine(url))
+    sync = sql_backend(engine, clock=clock, lease=lease)
+    repo = BlockingAsyncRepository(
+        AsyncSqlAlchemyRepository(async_engine, clock=clock, lease=lease)
+    )
+    app_repo = BlockingAsyncRepository(
+        AsyncSqlAlchemyRepository(
+            async_engine,
+            items=ItemSource(APP_ITEMS, eligible=APP_ITEMS.c.api.is_not(None)),
+            clock=clock,
+            lease=lease,
+        )
+    )
+    try:
+        yield Backend(f"{sync.name}-async", repo, repo.add_items, app_repo, sync.set_api, engine)
+    finally:
+        run_async(async_engine.dispose())
+
+
+async def _make_async_engine(url: str) -> AsyncEngine:
+    # Made on the loop, as its connections will be.
+    return fulltext_jobs.create_async_engine(url)
 
 
 def prepare_database(url: str) -> sa.Engine:

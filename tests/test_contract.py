@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from harness import Backend
+from harness import Backend, BlockingAsyncRepository
 
 from fulltext_jobs import (
     ACTIONS,
@@ -267,7 +267,9 @@ class TestRepositoryContract:
 
     def test_add_items_counts_new_ids_and_ignores_known_ones(self, backend: Backend):
         repo = backend.repo
-        assert isinstance(repo, InMemoryRepository | SqlAlchemyRepository)
+        assert isinstance(
+            repo, InMemoryRepository | SqlAlchemyRepository | BlockingAsyncRepository
+        )
         assert repo.add_items(["a", "b"]) == 2
         assert repo.add_items(["b", "c", "c"]) == 1
         created = {repo.create_job_for_unqueued("lang").item_id for _ in range(3)}
@@ -276,7 +278,9 @@ class TestRepositoryContract:
     @pytest.mark.parametrize("bad", BAD_ITEM_IDS.values(), ids=BAD_ITEM_IDS.keys())
     def test_add_items_with_a_bad_id_adds_nothing(self, backend: Backend, bad):
         repo = backend.repo
-        assert isinstance(repo, InMemoryRepository | SqlAlchemyRepository)
+        assert isinstance(
+            repo, InMemoryRepository | SqlAlchemyRepository | BlockingAsyncRepository
+        )
         with pytest.raises(InvalidInput):
             repo.add_items(["good", bad])
         with pytest.raises(AllQueued):

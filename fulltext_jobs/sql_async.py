@@ -1,0 +1,188 @@
+"""The asyncio adapter: `AsyncRepository` on SQLAlchemy's asyncio extension,
+with psycopg 3's async mode on PostgreSQL and aiosqlite on SQLite.
+
+It runs the SQLAlchemy adapter's own code, the way SQLAlchemy's asyncio
+extension runs its own synchronous core: in a greenlet, whose every wait on
+the database becomes an `await` on the async driver. So both adapters share
+one implementation of every statement, transaction and error translation,
+and the contract suite holds them to the same behaviour; only psycopg's
+cursor-level hot path is left out, since the async driver sits behind
+SQLAlchemy's adaptation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+from sqlalchemy.util import greenlet_spawn
+
+from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
+from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.repository import AsyncRepository
+from fulltext_jobs.sql import SqlAlchemyRepository
+from fulltext_jobs.statements import ItemSource
+
+__all__ = ["AsyncSqlAlchemyRepository"]
+
+_T = TypeVar("_T")
+
+
+class AsyncSqlAlchemyRepository(AsyncRepository):
+    """An `AsyncRepository` in PostgreSQL or SQLite, through SQLAlchemy's
+    asyncio extension.
+
+    `bind` is an `AsyncEngine` (see `fulltext_jobs.create_async_engine`), or
+    an `async_sessionmaker` whose engine is used: every call runs in a
+    transaction of its own and commits before it returns. `bind` may also be
+    an `AsyncSession`, which the repository then joins (see `in_session`).
+    The other arguments are `SqlAlchemyRepository`'s.
+
+    Raises `InvalidInput` for anything else, or an engine whose driver is not
+    an asyncio one.
+    """
+
+    def __init__(
+        self,
+        bind: AsyncEngine | async_sessionmaker[AsyncSession] | AsyncSession,
+        *,
+        items: ItemSource | sa.FromClause | sa.Select[Any] | type[Any] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        enqueue_batch_size: int = 50_000,
+    ) -> None:
+        session = None
+        if isinstance(bind, AsyncSession):
+            session, bind = bind, _session_engine(bind)
+        if isinstance(bind, async_sessionmaker) and isinstance(bind.kw.get("bind"), AsyncEngine):
+            bind = bind.kw["bind"]
+        if not isinstance(bind, AsyncEngine):
+            msg = (
+                "bind must be an AsyncEngine, an async_sessionmaker bound to one or an "
+                f"AsyncSession, not {bind!r}"
+            )
+            raise InvalidInput(msg)
+        if importlib.util.find_spec("greenlet") is None:
+            msg = "the async adapter needs greenlet: pip install 'fulltext-jobs[async]'"
+            raise InvalidInput(msg)
+        self._engine = bind
+        self._sync = SqlAlchemyRepository(
+            bind.sync_engine,
+            items=items,
+            clock=clock,
+            lease=lease,
+            enqueue_batch_size=enqueue_batch_size,
+        )
+        self._session: AsyncSession | None = session
+
+    def in_session(self, session: AsyncSession) -> AsyncSqlAlchemyRepository:
+        """This repository, joined to the caller's `session`, as
+        `SqlAlchemyRepository.in_session` joins a Session: each call flushes,
+        runs in a SAVEPOINT and never commits; the caller's commit decides.
+
+        Raises `InvalidInput` if `session` is not an AsyncSession bound to an
+        engine of this repository's database kind.
+        """
+        engine = _session_engine(session)
+        if engine.dialect.name != self._engine.dialect.name:
+            msg = (
+                f"the session's database is {engine.dialect.name}; "
+                f"this repository's is {self._engine.dialect.name}"
+            )
+            raise InvalidInput(msg)
+        joined = AsyncSqlAlchemyRepository.__new__(AsyncSqlAlchemyRepository)
+        joined._engine, joined._sync, joined._session = self._engine, self._sync, session  # noqa: SLF001 - a new instance of this very class
+        return joined
+
+    async def _call(self, operation: Callable[[SqlAlchemyRepository], _T]) -> _T:
+        session = self._session
+        if session is None:
+            return await greenlet_spawn(operation, self._sync)
+
+        def in_session(sync_session: Session) -> _T:
+            return operation(self._sync.in_session(sync_session))
+
+        return await session.run_sync(in_session)
+
+    async def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
+        """As `SqlAlchemyRepository.add_items`."""
+        ids = list(item_ids)
+        return await self._call(lambda repo: repo.add_items(ids, batch_size=batch_size))
+
+    async def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
+        return await self._call(lambda repo: repo.get_fulltext(job_id))
+
+    async def save_fulltext(self, job: FullText) -> None:
+        await self._call(lambda repo: repo.save_fulltext(job))
+
+    async def create_job_for_unqueued(self, destination: str) -> FullText:
+        return await self._call(lambda repo: repo.create_job_for_unqueued(destination))
+
+    async def get_ready_job(self, destination: str) -> FullText:
+        return await self._call(lambda repo: repo.get_ready_job(destination))
+
+    async def enqueue_unqueued(
+        self,
+        destination: str,
+        *,
+        limit: int | None = None,
+        progress: Callable[[int], object] | None = None,
+    ) -> int:
+        return await self._call(
+            lambda repo: repo.enqueue_unqueued(destination, limit=limit, progress=progress)
+        )
+
+    async def claim_ready(self, destination: str, n: int) -> list[FullText]:
+        return await self._call(lambda repo: repo.claim_ready(destination, n))
+
+    async def save_many(self, jobs: Iterable[FullText]) -> None:
+        batch = list(jobs)
+        await self._call(lambda repo: repo.save_many(batch))
+
+    async def count_unqueued(self, destination: str) -> int:
+        return await self._call(lambda repo: repo.count_unqueued(destination))
+
+    async def stats(self, destination: str | None = None) -> list[DestinationStats]:
+        return await self._call(lambda repo: repo.stats(destination))
+
+    async def heartbeat(self, job: FullText) -> datetime:
+        return await self._call(lambda repo: repo.heartbeat(job))
+
+    async def rescue_expired(
+        self, destination: str | None = None, *, max_attempts: int = 3
+    ) -> int:
+        return await self._call(
+            lambda repo: repo.rescue_expired(destination, max_attempts=max_attempts)
+        )
+
+    async def retry(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
+        item_ids: Iterable[str] | None = None,
+    ) -> int:
+        chosen = list(statuses)
+        only = None if item_ids is None else list(item_ids)
+        return await self._call(
+            lambda repo: repo.retry(destination, statuses=chosen, item_ids=only)
+        )
+
+
+def _session_engine(session: object) -> AsyncEngine:
+    if not isinstance(session, AsyncSession):
+        msg = f"expected an AsyncSession, not {session!r}"
+        raise InvalidInput(msg)
+    bind = session.bind
+    if isinstance(bind, AsyncEngine):
+        return bind
+    if bind is not None:
+        return bind.engine
+    msg = "the session is bound to no engine"
+    raise InvalidInput(msg)
