@@ -38,7 +38,7 @@ from fulltext_jobs.errors import (
     StoreError,
 )
 from fulltext_jobs.memory import InMemoryRepository
-from fulltext_jobs.migrate import current_revision, downgrade, head_revision, upgrade
+from fulltext_jobs.migrate import adopt, current_revision, downgrade, head_revision, upgrade
 from fulltext_jobs.repository import AsyncRepository, ReadyListener, Repository
 from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
 from fulltext_jobs.sql_async import AsyncSqlAlchemyRepository
@@ -77,6 +77,7 @@ __all__ = [
     "StoreError",
     "Worker",
     "WorkerStats",
+    "adopt",
     "configure_sqlite",
     "create_async_engine",
     "create_engine",

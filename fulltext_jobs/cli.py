@@ -403,6 +403,18 @@ def migrate_downgrade(
         _report_revision(state.engine(), as_json=as_json)
 
 
+@migrate_app.command("adopt")
+def migrate_adopt(
+    ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None
+) -> None:
+    """Bring a PostgreSQL database made by the Go original under fulltext-jobs'
+    migrations, keeping every row, and upgrade it to the newest revision.
+    Harmless on a database fulltext-jobs already manages."""
+    with _command(ctx, database_url) as state:
+        fulltext_jobs.adopt(state.engine())
+        _report_revision(state.engine(), as_json=as_json)
+
+
 @migrate_app.command("current")
 def migrate_current(
     ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None

@@ -1,0 +1,269 @@
+"""Adopting a database laid out by the Go original: built here with plain
+SQL as the original's deployments have it, brought under fulltext-jobs'
+migrations without losing a row, and then shared by both: jobs the original
+made are claimed and finished by this library, and jobs this library writes
+are read, saved and claimed by the original's own statements."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+import fulltext_jobs
+from fulltext_jobs import (
+    FullText,
+    InvalidInput,
+    ItemSource,
+    JobStatus,
+    NoJobs,
+    SqlAlchemyRepository,
+)
+from fulltext_jobs.cli import app
+from fulltext_jobs.schema import SCHEMA_REVISION
+
+pytestmark = pytest.mark.postgresql
+
+# The original's layout (DESIGN.md): the crawler's items, with the item's
+# metadata in `api`; the jobs, with the enum, the unique pair (under
+# PostgreSQL's default name) and the foreign key to items.
+ORIGINAL_LAYOUT = (
+    "CREATE TABLE items (id text PRIMARY KEY, title text, api jsonb)",
+    "CREATE SCHEMA jobs",
+    "CREATE TYPE job_statuses AS ENUM ('ready', 'running', 'skipped', 'failed', 'finished')",
+    """
+    CREATE TABLE jobs.fulltext (
+        id uuid PRIMARY KEY,
+        item_id text NOT NULL REFERENCES items (id),
+        destination text NOT NULL,
+        started timestamptz,
+        finished timestamptz,
+        status job_statuses,
+        UNIQUE (item_id, destination)
+    )
+    """,
+)
+
+# The statements the original's Go code ran (common/jobs, repository_pgx.go).
+ORIGINAL_GET = (
+    "SELECT id, item_id, destination, started, finished, status FROM jobs.fulltext WHERE id = %s"
+)
+ORIGINAL_SAVE = """
+INSERT INTO jobs.fulltext VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO UPDATE
+SET item_id = EXCLUDED.item_id, destination = EXCLUDED.destination,
+    started = EXCLUDED.started, finished = EXCLUDED.finished, status = EXCLUDED.status
+"""
+ORIGINAL_CLAIM_SELECT = """
+SELECT id, item_id, destination, started, finished, status
+FROM jobs.fulltext
+WHERE status = 'ready' AND destination = %s
+FOR UPDATE SKIP LOCKED
+LIMIT 1
+"""
+ORIGINAL_CLAIM_UPDATE = "UPDATE jobs.fulltext SET status = 'running', started = %s WHERE id = %s"
+
+T0 = datetime(2021, 6, 1, 12, 0, 0, 123_456, tzinfo=UTC)
+T1 = datetime(2021, 6, 1, 12, 5, 0, 654_321, tzinfo=UTC)
+
+# Jobs as the original left them: (item, destination, started, finished, status).
+ORIGINAL_JOBS = (
+    ("item-1", "language", T0, T1, "finished"),
+    ("item-2", "language", T0, None, "running"),  # claimed by a Go worker, no lease
+    ("item-3", "language", None, None, "ready"),
+    ("item-1", "quotations", T0, T1, "failed"),
+    ("item-2", "quotations", None, None, "ready"),
+)
+
+
+@pytest.fixture
+def original(fresh_postgres_url: str) -> tuple[str, dict[uuid.UUID, tuple]]:
+    """A database in the original's layout with its rows (dropped by
+    `fresh_postgres_url`); its URL and the jobs by id."""
+    dsn = sa.make_url(fresh_postgres_url).set(drivername="postgresql")
+    with psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True) as conn:
+        for statement in ORIGINAL_LAYOUT:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO items VALUES ('item-1', 'A letter', '{\"k\": 1}'), "
+            "('item-2', 'A diary', '{\"k\": 2}'), ('item-3', 'A map', '{\"k\": 3}'), "
+            "('item-4', 'A song', '{\"k\": 4}'), ('item-5', 'Not fetched', NULL)"
+        )
+        jobs = {}
+        for row in ORIGINAL_JOBS:
+            job_id = uuid.uuid4()
+            conn.execute(ORIGINAL_SAVE, (job_id, *row))
+            jobs[job_id] = row
+    return fresh_postgres_url, jobs
+
+
+def psycopg_connect(url: str) -> psycopg.Connection:
+    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def original_rows(url: str) -> dict[uuid.UUID, tuple]:
+    with psycopg_connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id, item_id, destination, started, finished, status::text FROM jobs.fulltext"
+        ).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def app_repository(engine: sa.Engine) -> SqlAlchemyRepository:
+    items = sa.table("items", sa.column("id", sa.Text), sa.column("api", sa.JSON))
+    return SqlAlchemyRepository(engine, items=ItemSource(items, eligible=items.c.api.is_not(None)))
+
+
+def test_adopting_keeps_every_row_and_reaches_the_head(original):
+    url, jobs = original
+    assert fulltext_jobs.current_revision(url) is None
+    assert fulltext_jobs.adopt(url) is None  # adopted now
+    assert fulltext_jobs.current_revision(url) == SCHEMA_REVISION
+    assert original_rows(url) == jobs
+    # Adopting again only upgrades: harmless.
+    assert fulltext_jobs.adopt(url) == SCHEMA_REVISION
+    assert original_rows(url) == jobs
+
+
+def test_after_adoption_the_library_works_the_originals_jobs(original):
+    url, jobs = original
+    fulltext_jobs.adopt(url)
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = app_repository(engine)
+        by_item = {(row[0], row[1]): job_id for job_id, row in jobs.items()}
+
+        claimed = repo.get_ready_job("language")
+        assert claimed.id == by_item["item-3", "language"]
+        claimed.finish()
+        repo.save_fulltext(claimed)
+        assert repo.get_fulltext(claimed.id).status is JobStatus.FINISHED
+
+        # The Go worker's running job has no lease: left alone by rescue,
+        # and its worker can still finish it with the original's save.
+        assert repo.rescue_expired() == 0
+        running = repo.get_fulltext(by_item["item-2", "language"])
+        assert running.status is JobStatus.RUNNING
+        assert running.lease_expires is None
+
+        # Only eligible items without a job get one; item-5 has no metadata.
+        assert repo.count_unqueued("language") == 1
+        assert repo.create_job_for_unqueued("language").item_id == "item-4"
+        assert repo.enqueue_unqueued("quotations") == 2  # item-3 and item-4
+        (language,) = repo.stats("language")
+        assert language.counts[JobStatus.FINISHED] == 2
+        assert language.unqueued == 0
+
+        # The failed job the original recorded can be retried in place.
+        assert repo.retry("quotations") == 1
+        assert {job.item_id for job in repo.claim_ready("quotations", 10)} == {
+            "item-1",
+            "item-2",
+            "item-3",
+            "item-4",
+        }
+    finally:
+        engine.dispose()
+
+
+def test_after_adoption_the_original_reads_saves_and_claims_our_jobs(original):
+    url, _ = original
+    fulltext_jobs.adopt(url)
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = app_repository(engine)
+        ours = repo.create_job_for_unqueued("language")  # item-4, ready
+
+        with psycopg_connect(url) as conn:
+            # Its select by id reads our job's six columns.
+            row = conn.execute(ORIGINAL_GET, (ours.id,)).fetchone()
+            assert row == (ours.id, "item-4", "language", None, None, "ready")
+
+            # Its claim takes our job (the oldest ready one is the Go-made
+            # item-3; take that first).
+            claimed_ids = []
+            for _ in range(2):
+                with conn.transaction():
+                    got = conn.execute(ORIGINAL_CLAIM_SELECT, ("language",)).fetchone()
+                    assert got is not None
+                    conn.execute(ORIGINAL_CLAIM_UPDATE, (T1, got[0]))
+                    claimed_ids.append(got[0])
+            assert ours.id in claimed_ids
+            with pytest.raises(NoJobs):
+                repo.get_ready_job("language")
+
+            # Its positional insert-or-update finishes it.
+            conn.execute(ORIGINAL_SAVE, (ours.id, "item-4", "language", T1, T1, "finished"))
+            # And makes a new job of its own, which we can claim.
+            new_id = uuid.uuid4()
+            conn.execute(ORIGINAL_SAVE, (new_id, "item-5", "quotations", None, None, "ready"))
+
+        done = repo.get_fulltext(ours.id)
+        assert (done.status, done.started, done.finished) == (JobStatus.FINISHED, T1, T1)
+        theirs = repo.get_ready_job("quotations")
+        assert theirs.id != new_id  # the Go-made item-2 job is older
+        assert repo.get_ready_job("quotations").id == new_id
+    finally:
+        engine.dispose()
+
+
+def test_our_save_of_a_job_for_an_unknown_item_is_refused_by_the_kept_foreign_key(original):
+    url, _ = original
+    fulltext_jobs.adopt(url)
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        with pytest.raises(fulltext_jobs.StoreError, match="foreign key"):
+            app_repository(engine).save_fulltext(FullText.new("no-such-item", "language"))
+    finally:
+        engine.dispose()
+
+
+def test_a_database_that_is_not_the_originals_is_refused_unchanged(fresh_postgres_url: str):
+    with pytest.raises(InvalidInput, match="nothing to adopt"):
+        fulltext_jobs.adopt(fresh_postgres_url)
+    assert fulltext_jobs.current_revision(fresh_postgres_url) is None
+    with psycopg_connect(fresh_postgres_url) as conn:
+        for statement in ORIGINAL_LAYOUT[:3]:
+            conn.execute(statement)
+        conn.execute(
+            "CREATE TABLE jobs.fulltext (id uuid PRIMARY KEY, item_id text, status job_statuses)"
+        )
+    with pytest.raises(InvalidInput, match="not in the original's layout"):
+        fulltext_jobs.adopt(fresh_postgres_url)
+    assert fulltext_jobs.current_revision(fresh_postgres_url) is None
+
+
+def test_jobs_without_a_status_stop_the_adoption_before_any_change(original):
+    url, jobs = original
+    with psycopg_connect(url) as conn:
+        conn.execute(ORIGINAL_SAVE, (uuid.uuid4(), "item-4", "language", None, None, None))
+    with pytest.raises(InvalidInput, match="1 job"):
+        fulltext_jobs.adopt(url)
+    assert fulltext_jobs.current_revision(url) is None
+    assert len(original_rows(url)) == len(jobs) + 1
+    with psycopg_connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('jobs.items')").fetchone() == (None,)
+
+
+def test_sqlite_cannot_be_adopted(tmp_sqlite_url: str):
+    with pytest.raises(InvalidInput, match="only PostgreSQL"):
+        fulltext_jobs.adopt(tmp_sqlite_url)
+
+
+def test_the_command_line_adopts_and_reports_in_one_line(original, tmp_sqlite_url: str):
+    url, jobs = original
+    runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
+    done = runner.invoke(app, ["--database-url", url, "migrate", "adopt", "--json"])
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["current"] == SCHEMA_REVISION
+    assert original_rows(url) == jobs
+    refused = runner.invoke(app, ["--database-url", tmp_sqlite_url, "migrate", "adopt"])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: only PostgreSQL")
+    assert len(refused.stderr.splitlines()) == 1
