@@ -242,12 +242,16 @@ def test_the_originals_sql_reads_and_claims_what_we_write(clean_postgres_engine:
 def _terminate_other_backends(engine: sa.Engine) -> int:
     """Kill every connection to the engine's database but the caller's."""
     with engine.connect() as connection:
-        return len(
+        killed = len(
             connection.exec_driver_sql(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             ).all()
         )
+    # The engine's own idle pooled connections were among them; the tests
+    # after this one must not meet them.
+    engine.dispose()
+    return killed
 
 
 @pytest.mark.parametrize("call", ["get_ready_job", "save_fulltext", "claim_ready"])
