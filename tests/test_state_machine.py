@@ -1,9 +1,10 @@
-"""The three adapters against one model, in lockstep.
+"""Every adapter against one model, in lockstep.
 
 A Hypothesis rule-based state machine, after Hypothesis's own
 `tests/nocover/test_database_agreement.py`: every rule is applied to a plain
-Python model and to the memory, SQLite and PostgreSQL adapters, and what
-they return, raise and hold must agree. Each rule gathers every adapter's
+Python model and to the memory, SQLite and PostgreSQL adapters (and, in a
+second, shorter run, to SQLite and PostgreSQL through the async adapter), and
+what they return, raise and hold must agree. Each rule gathers every adapter's
 outcome into one dict before comparing, so a failure shows which adapters
 disagreed and how.
 
@@ -26,12 +27,21 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
-from harness import Backend, SqliteTemplate, memory_backend, reset_database, sql_backend
+from harness import (
+    Backend,
+    SqliteTemplate,
+    async_sql_backend,
+    memory_backend,
+    reset_database,
+    sql_backend,
+)
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -182,9 +192,13 @@ def attempt(call: Callable[[], Any]) -> Any:
 
 
 class AdaptersAgree(RuleBasedStateMachine):
-    """The model and the three adapters; the test binds the fixtures."""
+    """The model and the adapters: in memory, SQLite and PostgreSQL (`sync`),
+    or SQLite and PostgreSQL through the async adapter (`async`); the test
+    binds the fixtures."""
 
-    #: Set by the test from its fixtures.
+    #: Set by the test from its fixtures: which adapters run (`sync` or
+    #: `async`), and the stores.
+    kinds: str
     postgres_engine: sa.Engine
     sqlite_template: SqliteTemplate
 
@@ -203,11 +217,21 @@ class AdaptersAgree(RuleBasedStateMachine):
         # Fresh stores for every example.
         reset_database(self.postgres_engine)
         self.sqlite_engine = fulltext_jobs.create_engine(self.sqlite_template.fresh_url())
-        self.backends: list[Backend] = [
-            memory_backend(clock=clock, lease=LEASE),
-            sql_backend(self.sqlite_engine, clock=clock, lease=LEASE),
-            sql_backend(self.postgres_engine, clock=clock, lease=LEASE),
-        ]
+        self.closing = ExitStack()
+        self.backends: list[Backend]
+        if self.kinds == "sync":
+            self.backends = [
+                memory_backend(clock=clock, lease=LEASE),
+                sql_backend(self.sqlite_engine, clock=clock, lease=LEASE),
+                sql_backend(self.postgres_engine, clock=clock, lease=LEASE),
+            ]
+        else:
+            self.backends = [
+                self.closing.enter_context(
+                    async_sql_backend(engine, clock=clock, lease=LEASE)
+                )
+                for engine in (self.sqlite_engine, self.postgres_engine)
+            ]
         self.names = [backend.name for backend in self.backends]
         # The model.
         self.items: set[str] = set()  # eligible in the default source
@@ -223,6 +247,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.ended: dict[int, str] = {}  # how each ended claim ended
 
     def teardown(self) -> None:
+        self.closing.close()
         self.sqlite_engine.dispose()
 
     # --- helpers -------------------------------------------------------
@@ -891,21 +916,28 @@ class AdaptersAgree(RuleBasedStateMachine):
         assert actual == self.everywhere(expected)
 
 
+# The async adapter's calls cost more (a hop to the event loop, and
+# aiosqlite's to its thread), so it gets fewer examples of the same machine.
+EXAMPLES = {"sync": 75, "async": 10}
+
+
+@pytest.mark.parametrize("kinds", ["sync", "async"])
 def test_adapters_agree_with_the_model(
-    postgres_engine: sa.Engine, sqlite_template: SqliteTemplate
+    postgres_engine: sa.Engine, sqlite_template: SqliteTemplate, kinds: str
 ) -> None:
     # A machine class per test run, bound to this run's fixtures; each
     # example builds fresh stores in the machine's __init__.
     class WithFixtures(AdaptersAgree):
         pass
 
+    WithFixtures.kinds = kinds
     WithFixtures.postgres_engine = postgres_engine
     WithFixtures.sqlite_template = sqlite_template
 
     run_state_machine_as_test(
         WithFixtures,
         settings=settings(
-            max_examples=75,
+            max_examples=EXAMPLES[kinds],
             stateful_step_count=80,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
