@@ -163,13 +163,7 @@ class SqlAlchemyRepository(Repository):
         Raises `InvalidInput` if `session` is not a Session bound to an
         engine of this repository's database kind.
         """
-        engine = _session_engine(session)
-        if engine.dialect.name != self._engine.dialect.name:
-            msg = (
-                f"the session's database is {engine.dialect.name}; "
-                f"this repository's is {self._engine.dialect.name}"
-            )
-            raise InvalidInput(msg)
+        check_same_kind(_session_engine(session), self._engine)
         joined = copy.copy(self)
         joined._session = session  # noqa: SLF001 - a copy of this very class
         return joined
@@ -485,6 +479,17 @@ class SqlAlchemyRepository(Repository):
 
     def _url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
+
+
+def check_same_kind(session_engine: Engine, own: Engine) -> None:
+    """Raise `InvalidInput` unless a session's engine is of the repository's
+    database kind."""
+    if session_engine.dialect.name != own.dialect.name:
+        msg = (
+            f"the session's database is {session_engine.dialect.name}; "
+            f"this repository's is {own.dialect.name}"
+        )
+        raise InvalidInput(msg)
 
 
 def _session_engine(session: object) -> Engine:

@@ -26,7 +26,7 @@ from sqlalchemy.util import greenlet_spawn
 from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.repository import AsyncRepository
-from fulltext_jobs.sql import SqlAlchemyRepository
+from fulltext_jobs.sql import SqlAlchemyRepository, check_same_kind
 from fulltext_jobs.statements import ItemSource
 
 __all__ = ["AsyncSqlAlchemyRepository"]
@@ -89,13 +89,7 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         Raises `InvalidInput` if `session` is not an AsyncSession bound to an
         engine of this repository's database kind.
         """
-        engine = _session_engine(session)
-        if engine.dialect.name != self._engine.dialect.name:
-            msg = (
-                f"the session's database is {engine.dialect.name}; "
-                f"this repository's is {self._engine.dialect.name}"
-            )
-            raise InvalidInput(msg)
+        check_same_kind(_session_engine(session).sync_engine, self._engine.sync_engine)
         joined = AsyncSqlAlchemyRepository.__new__(AsyncSqlAlchemyRepository)
         joined._engine, joined._sync, joined._session = self._engine, self._sync, session  # noqa: SLF001 - a new instance of this very class
         return joined
