@@ -585,7 +585,8 @@ class Worker:
     def _listen_loop(self, run: _Run) -> None:
         """Wake the idle claim threads whenever the repository says that jobs
         of the destination became ready, until the run halts. Does nothing
-        if the repository cannot say so."""
+        if the repository cannot say so; after a retryable error it listens
+        again, after any other it leaves the claim threads to poll."""
         delay = self._poll_interval
         listener: ReadyListener | None = None
         try:
@@ -600,7 +601,14 @@ class Worker:
                     delay = self._poll_interval
                 except StoreError as exc:
                     if not exc.retryable:
-                        raise
+                        # Listening is an optimisation: the claim threads'
+                        # poll finds the work all the same.
+                        _log.error(
+                            "%s: cannot listen for ready jobs, polling only: %s",
+                            self._destination,
+                            exc,
+                        )
+                        return
                     # Until it listens again, the claim threads poll.
                     self._retryable(run, "listen", exc, delay)
                     run.halt.wait(delay)

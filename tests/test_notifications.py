@@ -282,13 +282,14 @@ def test_without_listening_the_same_worker_sleeps_through(notifying: Backend):
     )
 
 
-def test_a_worker_whose_listener_fails_goes_on_polling():
+@pytest.mark.parametrize("retryable", [True, False])
+def test_a_worker_whose_listener_fails_goes_on_polling(retryable: bool):
     class Deaf(InMemoryRepository):
         calls = 0
 
         def listen(self, destination: str) -> ReadyListener:  # noqa: ARG002 - the port's signature
             Deaf.calls += 1
-            raise StoreError("server gone", retryable=True)
+            raise StoreError("server gone", retryable=retryable)
 
     repo = Deaf(items=["a", "b"])
     repo.enqueue_unqueued("lang")
