@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg
@@ -102,6 +103,16 @@ def original(fresh_postgres_url: str) -> tuple[str, dict[uuid.UUID, tuple]]:
     return fresh_postgres_url, jobs
 
 
+@pytest.fixture
+def adopted(original) -> Iterator[tuple[str, dict[uuid.UUID, tuple], sa.Engine]]:
+    """`original`, adopted: its URL, the original's jobs by id, and an engine."""
+    url, jobs = original
+    fulltext_jobs.adopt(url)
+    engine = fulltext_jobs.create_engine(url)
+    yield url, jobs, engine
+    engine.dispose()
+
+
 def psycopg_connect(url: str) -> psycopg.Connection:
     dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     return psycopg.connect(dsn, autocommit=True)
@@ -131,97 +142,82 @@ def test_adopting_keeps_every_row_and_reaches_the_head(original):
     assert original_rows(url) == jobs
 
 
-def test_after_adoption_the_library_works_the_originals_jobs(original):
-    url, jobs = original
-    fulltext_jobs.adopt(url)
-    engine = fulltext_jobs.create_engine(url)
-    try:
-        repo = app_repository(engine)
-        by_item = {(row[0], row[1]): job_id for job_id, row in jobs.items()}
+def test_after_adoption_the_library_works_the_originals_jobs(adopted):
+    _, jobs, engine = adopted
+    repo = app_repository(engine)
+    by_item = {(row[0], row[1]): job_id for job_id, row in jobs.items()}
 
-        claimed = repo.get_ready_job("language")
-        assert claimed.id == by_item["item-3", "language"]
-        claimed.finish()
-        repo.save_fulltext(claimed)
-        assert repo.get_fulltext(claimed.id).status is JobStatus.FINISHED
+    claimed = repo.get_ready_job("language")
+    assert claimed.id == by_item["item-3", "language"]
+    claimed.finish()
+    repo.save_fulltext(claimed)
+    assert repo.get_fulltext(claimed.id).status is JobStatus.FINISHED
 
-        # The Go worker's running job has no lease: left alone by rescue,
-        # and its worker can still finish it with the original's save.
-        assert repo.rescue_expired() == 0
-        running = repo.get_fulltext(by_item["item-2", "language"])
-        assert running.status is JobStatus.RUNNING
-        assert running.lease_expires is None
+    # The Go worker's running job has no lease: left alone by rescue,
+    # and its worker can still finish it with the original's save.
+    assert repo.rescue_expired() == 0
+    running = repo.get_fulltext(by_item["item-2", "language"])
+    assert running.status is JobStatus.RUNNING
+    assert running.lease_expires is None
 
-        # Only eligible items without a job get one; item-5 has no metadata.
-        assert repo.count_unqueued("language") == 1
-        assert repo.create_job_for_unqueued("language").item_id == "item-4"
-        assert repo.enqueue_unqueued("quotations") == 2  # item-3 and item-4
-        (language,) = repo.stats("language")
-        assert language.counts[JobStatus.FINISHED] == 2
-        assert language.unqueued == 0
+    # Only eligible items without a job get one; item-5 has no metadata.
+    assert repo.count_unqueued("language") == 1
+    assert repo.create_job_for_unqueued("language").item_id == "item-4"
+    assert repo.enqueue_unqueued("quotations") == 2  # item-3 and item-4
+    (language,) = repo.stats("language")
+    assert language.counts[JobStatus.FINISHED] == 2
+    assert language.unqueued == 0
 
-        # The failed job the original recorded can be retried in place.
-        assert repo.retry("quotations") == 1
-        assert {job.item_id for job in repo.claim_ready("quotations", 10)} == {
-            "item-1",
-            "item-2",
-            "item-3",
-            "item-4",
-        }
-    finally:
-        engine.dispose()
+    # The failed job the original recorded can be retried in place.
+    assert repo.retry("quotations") == 1
+    assert {job.item_id for job in repo.claim_ready("quotations", 10)} == {
+        "item-1",
+        "item-2",
+        "item-3",
+        "item-4",
+    }
 
 
-def test_after_adoption_the_original_reads_saves_and_claims_our_jobs(original):
-    url, _ = original
-    fulltext_jobs.adopt(url)
-    engine = fulltext_jobs.create_engine(url)
-    try:
-        repo = app_repository(engine)
-        ours = repo.create_job_for_unqueued("language")  # item-4, ready
+def test_after_adoption_the_original_reads_saves_and_claims_our_jobs(adopted):
+    url, _, engine = adopted
+    repo = app_repository(engine)
+    ours = repo.create_job_for_unqueued("language")  # item-4, ready
 
-        with psycopg_connect(url) as conn:
-            # Its select by id reads our job's six columns.
-            row = conn.execute(ORIGINAL_GET, (ours.id,)).fetchone()
-            assert row == (ours.id, "item-4", "language", None, None, "ready")
+    with psycopg_connect(url) as conn:
+        # Its select by id reads our job's six columns.
+        row = conn.execute(ORIGINAL_GET, (ours.id,)).fetchone()
+        assert row == (ours.id, "item-4", "language", None, None, "ready")
 
-            # Its claim takes our job (the oldest ready one is the Go-made
-            # item-3; take that first).
-            claimed_ids = []
-            for _ in range(2):
-                with conn.transaction():
-                    got = conn.execute(ORIGINAL_CLAIM_SELECT, ("language",)).fetchone()
-                    assert got is not None
-                    conn.execute(ORIGINAL_CLAIM_UPDATE, (T1, got[0]))
-                    claimed_ids.append(got[0])
-            assert ours.id in claimed_ids
-            with pytest.raises(NoJobs):
-                repo.get_ready_job("language")
+        # Its claim takes our job (the oldest ready one is the Go-made
+        # item-3; take that first).
+        claimed_ids = []
+        for _ in range(2):
+            with conn.transaction():
+                got = conn.execute(ORIGINAL_CLAIM_SELECT, ("language",)).fetchone()
+                assert got is not None
+                conn.execute(ORIGINAL_CLAIM_UPDATE, (T1, got[0]))
+                claimed_ids.append(got[0])
+        assert ours.id in claimed_ids
+        with pytest.raises(NoJobs):
+            repo.get_ready_job("language")
 
-            # Its positional insert-or-update finishes it.
-            conn.execute(ORIGINAL_SAVE, (ours.id, "item-4", "language", T1, T1, "finished"))
-            # And makes a new job of its own, which we can claim.
-            new_id = uuid.uuid4()
-            conn.execute(ORIGINAL_SAVE, (new_id, "item-5", "quotations", None, None, "ready"))
+        # Its positional insert-or-update finishes it.
+        conn.execute(ORIGINAL_SAVE, (ours.id, "item-4", "language", T1, T1, "finished"))
+        # And makes a new job of its own, which we can claim.
+        new_id = uuid.uuid4()
+        conn.execute(ORIGINAL_SAVE, (new_id, "item-5", "quotations", None, None, "ready"))
 
-        done = repo.get_fulltext(ours.id)
-        assert (done.status, done.started, done.finished) == (JobStatus.FINISHED, T1, T1)
-        theirs = repo.get_ready_job("quotations")
-        assert theirs.id != new_id  # the Go-made item-2 job is older
-        assert repo.get_ready_job("quotations").id == new_id
-    finally:
-        engine.dispose()
+    done = repo.get_fulltext(ours.id)
+    assert (done.status, done.started, done.finished) == (JobStatus.FINISHED, T1, T1)
+    theirs = repo.get_ready_job("quotations")
+    assert theirs.id != new_id  # the Go-made item-2 job is older
+    assert repo.get_ready_job("quotations").id == new_id
 
 
-def test_our_save_of_a_job_for_an_unknown_item_is_refused_by_the_kept_foreign_key(original):
-    url, _ = original
-    fulltext_jobs.adopt(url)
-    engine = fulltext_jobs.create_engine(url)
-    try:
-        with pytest.raises(fulltext_jobs.StoreError, match="foreign key"):
-            app_repository(engine).save_fulltext(FullText.new("no-such-item", "language"))
-    finally:
-        engine.dispose()
+def test_our_save_of_a_job_for_an_unknown_item_is_refused_by_the_kept_foreign_key(adopted):
+    *_, engine = adopted
+    with pytest.raises(fulltext_jobs.StoreError, match="foreign key"):
+        app_repository(engine).save_fulltext(FullText.new("no-such-item", "language"))
 
 
 def test_a_database_that_is_not_the_originals_is_refused_unchanged(fresh_postgres_url: str):
