@@ -9,19 +9,23 @@ waiting, because SQLite does not call the busy handler for it.
 
 from __future__ import annotations
 
+import importlib
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from fulltext_jobs.errors import InvalidInput, StoreError
+from fulltext_jobs.errors import InvalidInput, MissingDependency, StoreError
+
+if TYPE_CHECKING:
+    # Only for annotations: SQLAlchemy's asyncio extension needs greenlet,
+    # which comes with the `async` extra, not with a plain install.
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -31,6 +35,7 @@ __all__ = [
     "create_engine",
     "parse_url",
     "ping_idle_connections",
+    "require_asyncio",
     "store_error",
 ]
 
@@ -40,6 +45,9 @@ DATABASE_URL_ENV: Final = "FULLTEXT_JOBS_DATABASE_URL"
 DEFAULT_DATABASE_URL: Final = "sqlite:///fulltext-jobs.sqlite3"
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 60_000
+
+#: What to install for the async adapter (greenlet and aiosqlite).
+ASYNC_EXTRA_ADVICE: Final = "pip install 'fulltext-jobs[async]'"
 
 #: A pooled PostgreSQL connection idle this long is tested before use.
 IDLE_PING_SECONDS: Final = 5.0
@@ -99,25 +107,46 @@ def create_engine(url: str | URL, **kwargs: Any) -> Engine:  # noqa: ANN401 - pa
     return engine
 
 
+def require_asyncio() -> None:
+    """Check that SQLAlchemy's asyncio extension can run: it needs greenlet,
+    which comes with the `async` extra, not with a plain install.
+
+    Raises `MissingDependency` naming the extra. Modules that use the
+    extension import it inside functions, after this check, so that a plain
+    install imports the package and only the async adapter asks for more.
+    """
+    try:
+        importlib.import_module("greenlet")
+    except ImportError as exc:
+        msg = f"the async adapter needs greenlet: {ASYNC_EXTRA_ADVICE}"
+        raise MissingDependency(msg) from exc
+
+
 def create_async_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:  # noqa: ANN401 - passed through to SQLAlchemy
     """An asyncio engine for `url`, set up as `create_engine` sets up its
     engines: psycopg 3's async mode for `postgresql://` URLs, aiosqlite for
     `sqlite://` ones (with WAL, a busy timeout and `BEGIN IMMEDIATE`).
 
-    Raises `InvalidInput` for a bad URL or a driver that is not installed
-    (aiosqlite comes with the `async` extra: `pip install
-    'fulltext-jobs[async]'`).
+    Raises `MissingDependency` if greenlet or aiosqlite (the `async` extra:
+    `pip install 'fulltext-jobs[async]'`) is needed and not installed, and
+    `InvalidInput` for a bad URL or a driver that is not an asyncio one.
     """
+    require_asyncio()
+    from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine  # noqa: PLC0415
+
     parsed = parse_url(url)
     if parsed.drivername == "sqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     try:
         engine = sa_create_async_engine(parsed, **kwargs)
+    except ImportError as exc:
+        url_text = parsed.render_as_string(hide_password=True)
+        msg = f"cannot open {url_text!r}: {exc}; {ASYNC_EXTRA_ADVICE}"
+        raise MissingDependency(msg) from exc
     except (
         sa.exc.ArgumentError,
         sa.exc.InvalidRequestError,  # a driver that is not an asyncio one
         sa.exc.NoSuchModuleError,
-        ImportError,
     ) as exc:
         msg = f"cannot open {parsed.render_as_string(hide_password=True)!r}: {exc}"
         raise InvalidInput(msg) from exc

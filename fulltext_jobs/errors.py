@@ -15,6 +15,7 @@ __all__ = [
     "JobNotFound",
     "JobsError",
     "LostClaim",
+    "MissingDependency",
     "NoJobs",
     "SchemaNotMigrated",
     "StoreError",
@@ -56,6 +57,14 @@ class LostClaim(JobsError):  # noqa: N818 - reads as a condition
 
 class InvalidInput(JobsError, ValueError):  # noqa: N818 - reads as a condition
     """An argument is not acceptable (empty, too long, NUL byte, wrong type)."""
+
+
+class MissingDependency(JobsError, ImportError):  # noqa: N818 - reads as a condition
+    """An optional dependency is not installed.
+
+    The message names the extra that brings it, for example
+    `pip install 'fulltext-jobs[async]'`.
+    """
 
 
 class SchemaNotMigrated(JobsError):  # noqa: N818 - reads as a condition

@@ -12,22 +12,26 @@ SQLAlchemy's adaptation.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
-from sqlalchemy.util import greenlet_spawn
 
 from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
+from fulltext_jobs.engine import require_asyncio
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.repository import AsyncRepository
 from fulltext_jobs.sql import SqlAlchemyRepository, check_same_kind
 from fulltext_jobs.statements import ItemSource
+
+if TYPE_CHECKING:
+    # SQLAlchemy's asyncio extension needs greenlet (the `async` extra); it is
+    # imported where it is used, after `require_asyncio`, so that this module,
+    # and the package, import on a plain install.
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 __all__ = ["AsyncSqlAlchemyRepository"]
 
@@ -44,8 +48,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     an `AsyncSession`, which the repository then joins (see `in_session`).
     The other arguments are `SqlAlchemyRepository`'s.
 
-    Raises `InvalidInput` for anything else, or an engine whose driver is not
-    an asyncio one.
+    Raises `MissingDependency` if the `async` extra is not installed
+    (`pip install 'fulltext-jobs[async]'`), and `InvalidInput` for any other
+    `bind`, or an engine whose driver is not an asyncio one.
     """
 
     def __init__(
@@ -57,6 +62,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         lease: timedelta = DEFAULT_LEASE,
         enqueue_batch_size: int = 50_000,
     ) -> None:
+        require_asyncio()
+        from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: PLC0415
+
         session = None
         if isinstance(bind, AsyncSession):
             session, bind = bind, _session_engine(bind)
@@ -67,9 +75,6 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
                 "bind must be an AsyncEngine, an async_sessionmaker bound to one or an "
                 f"AsyncSession, not {bind!r}"
             )
-            raise InvalidInput(msg)
-        if importlib.util.find_spec("greenlet") is None:
-            msg = "the async adapter needs greenlet: pip install 'fulltext-jobs[async]'"
             raise InvalidInput(msg)
         self._engine = bind
         self._sync = SqlAlchemyRepository(
@@ -95,6 +100,8 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         return joined
 
     async def _call(self, operation: Callable[[SqlAlchemyRepository], _T]) -> _T:
+        from sqlalchemy.util import greenlet_spawn  # noqa: PLC0415 - needs greenlet: see require_asyncio
+
         session = self._session
         if session is None:
             return await greenlet_spawn(operation, self._sync)
@@ -170,6 +177,8 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
 
 
 def _session_engine(session: object) -> AsyncEngine:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession  # noqa: PLC0415 - see require_asyncio
+
     if not isinstance(session, AsyncSession):
         msg = f"expected an AsyncSession, not {session!r}"
         raise InvalidInput(msg)
