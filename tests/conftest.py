@@ -6,6 +6,8 @@ a message that says how to start it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,3 +118,24 @@ def fresh_postgres_url() -> Iterator[str]:
     check_postgres_reachable()
     with postgres_database("ftj_fresh") as url:
         yield url
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once per test session from the working
+    tree (--no-isolation: hatchling is in the venv, so no download)."""
+    dist = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [built] = dist.glob("*.whl")
+    return built
