@@ -58,6 +58,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Final
@@ -82,7 +83,9 @@ from sqlalchemy.engine import Engine
 import fulltext_jobs
 from fulltext_jobs import demo as demo_module
 from fulltext_jobs.domain import DestinationStats, JobStatus, check_item_id
+from fulltext_jobs.engine import parse_url
 from fulltext_jobs.errors import InvalidInput, JobNotFound, JobsError, SchemaNotMigrated
+from fulltext_jobs.migrate import ADOPT_ADVICE
 from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, WorkerStats
 
@@ -90,6 +93,9 @@ __all__ = ["CommandError", "app", "load_handler", "main"]
 
 #: What the command line advises for a database that is not migrated.
 CLI_UPGRADE_ADVICE: Final = "run `fulltext-jobs migrate upgrade` against it"
+
+#: ... and for a database made by the Go original.
+CLI_ADOPT_ADVICE: Final = "run `fulltext-jobs migrate adopt` against it"
 
 #: The exit status of a demo that a signal stopped (as a shell reports SIGINT).
 INTERRUPTED: Final = 130
@@ -144,24 +150,35 @@ class RetryStatus(enum.StrEnum):
 
 @dataclasses.dataclass
 class _State:
-    """The global options, and the engine once a command needs it."""
+    """The global options, and the engine once a command needs it.
+
+    `creates` is set by the commands that may create a SQLite database
+    (`migrate upgrade`, `migrate adopt`, `demo`); any other command refuses a
+    SQLite file that does not exist rather than leave an empty one behind.
+    """
 
     url: str
+    creates: bool = False
     engine_: Engine | None = None
 
     def engine(self) -> Engine:
         if self.engine_ is None:
+            _check_sqlite_file(self.url, creates=self.creates)
             self.engine_ = fulltext_jobs.create_engine(self.url)
         return self.engine_
 
     def repository(
-        self, *, known: str | None = None, reachable: bool = False
+        self,
+        *,
+        known: str | None = None,
+        reachable: bool = False,
+        lease: timedelta = fulltext_jobs.DEFAULT_LEASE,
     ) -> SqlAlchemyRepository:
         """A repository on the engine; with `known`, only once that
         destination is found to have jobs (see `_known_destination`); with
         `reachable`, only once a first call has found the database up and
         migrated."""
-        repo = SqlAlchemyRepository(self.engine())
+        repo = SqlAlchemyRepository(self.engine(), lease=lease)
         if known is not None:
             _known_destination(repo, known)
         elif reachable:
@@ -173,6 +190,29 @@ class _State:
         if self.engine_ is not None:
             self.engine_.dispose()
             self.engine_ = None
+
+
+def _check_sqlite_file(url: str, *, creates: bool) -> None:
+    """Refuse a SQLite URL whose folder does not exist, or, unless the
+    command `creates` the database, whose file does not: SQLite would create
+    an empty file, and the command would then fail on an unmigrated database
+    (or, for a typo, leave a stray file). Other URLs pass."""
+    parsed = parse_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    if database.startswith("file:"):
+        return  # a SQLite URI: its own mode= says what may be created
+    path = Path(database)
+    if not path.parent.is_dir():
+        msg = f"cannot open the database {path}: the folder {path.parent} does not exist"
+        raise CommandError(msg)
+    if not creates and not path.exists():
+        msg = (
+            f"no database at {path}: `fulltext-jobs migrate upgrade` creates it "
+            "(or pass --database-url)"
+        )
+        raise CommandError(msg)
 
 
 @app.callback()
@@ -188,7 +228,14 @@ def _root(
     ] = fulltext_jobs.DEFAULT_DATABASE_URL,
     verbose: Annotated[
         int,
-        typer.Option("--verbose", "-v", count=True, help="Log more: -v for INFO, -vv for DEBUG."),
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            metavar="",
+            show_default=False,
+            help="Log more; repeat it for more still: -v logs INFO, -vv (or -v -v) DEBUG.",
+        ),
     ] = 0,
 ) -> None:
     ctx.obj = _State(database_url)
@@ -207,11 +254,12 @@ def _message(exc: BaseException) -> str:
     """The exception's message on one line."""
     if isinstance(exc, SchemaNotMigrated):
         text = str(exc)
-        text = (
-            text.replace(UPGRADE_ADVICE, CLI_UPGRADE_ADVICE)
-            if UPGRADE_ADVICE in text
-            else f"{text} ({CLI_UPGRADE_ADVICE})"
-        )
+        if ADOPT_ADVICE in text:
+            text = text.replace(ADOPT_ADVICE, CLI_ADOPT_ADVICE)
+        elif UPGRADE_ADVICE in text:
+            text = text.replace(UPGRADE_ADVICE, CLI_UPGRADE_ADVICE)
+        else:
+            text = f"{text} ({CLI_UPGRADE_ADVICE})"
     elif isinstance(exc, UnicodeDecodeError):
         text = f"not UTF-8 text: {exc}"
     elif isinstance(exc, OSError) and exc.strerror:
@@ -222,12 +270,16 @@ def _message(exc: BaseException) -> str:
 
 
 @contextmanager
-def _command(ctx: typer.Context, database_url: str | None) -> Iterator[_State]:
+def _command(
+    ctx: typer.Context, database_url: str | None, *, creates: bool = False
+) -> Iterator[_State]:
     """The boundary of every command: yields the invocation's state (with the
     command's own `--database-url`, if given), turns an expected error into
     one line on stderr and exit status 1, and disposes the engine whatever
-    happens."""
+    happens. Only a command that `creates` the database may open a SQLite
+    file that does not exist yet."""
     state = _state(ctx)
+    state.creates = creates
     if database_url is not None:
         state.url = database_url
     try:
@@ -263,31 +315,54 @@ def _report(data: dict[str, object], text: str, *, as_json: bool) -> None:
 
 
 class _LogFormatter(logging.Formatter):
-    """Log lines with an exception's last line (`RuntimeError: ...`) in place
-    of its traceback, unless `tracebacks`: a failing handler then costs two
-    lines per job, not twenty."""
+    """Log records on one line each: an exception's last line
+    (`RuntimeError: ...`) is appended to the message in place of its
+    traceback, unless `tracebacks` (then the traceback follows, as usual). A
+    failing handler costs one line per job, not twenty, and a log collector
+    reading a pipe sees one record a line."""
 
-    def __init__(self, *, tracebacks: bool) -> None:
-        super().__init__("%(message)s")
+    def __init__(self, fmt: str, *, tracebacks: bool) -> None:
+        super().__init__(fmt, datefmt="%Y-%m-%dT%H:%M:%S%z")
         self.tracebacks = tracebacks
 
-    def formatException(self, ei: Any) -> str:  # noqa: ANN401, N802 - logging's signature
-        if self.tracebacks or ei[1] is None:
-            return super().formatException(ei)
-        return "".join(traceback.format_exception_only(ei[1])).strip()
+    def format(self, record: logging.LogRecord) -> str:
+        if self.tracebacks or not record.exc_info or record.exc_info[1] is None:
+            return super().format(record)
+        exception = record.exc_info[1]
+        last = " ".join(
+            "".join(traceback.format_exception_only(exception)).split()
+        )
+        plain = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        plain.msg, plain.args = f"{record.getMessage()} ({last})", None
+        return super().format(plain)
+
+
+_LOG_HANDLER_NAME: Final = "fulltext-jobs-cli"
 
 
 def _configure_logging(verbose: int) -> None:
-    """Log to stderr through rich: WARNING and up, INFO with -v, DEBUG with
-    -vv. Exceptions in log lines get their full traceback from -v on."""
+    """Log to stderr: WARNING and up, INFO with -v, DEBUG with -vv.
+    Exceptions in log lines get their full traceback from -v on. On a
+    terminal rich draws the lines; otherwise (a pipe, a file, a service
+    manager) each record is one plain line with a timestamp, never wrapped."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "fulltext_jobs_cli", False):
-            root.removeHandler(handler)
-    handler = RichHandler(console=_stderr(), show_path=False, rich_tracebacks=False)
-    handler.setFormatter(_LogFormatter(tracebacks=verbose > 0))
-    handler.fulltext_jobs_cli = True  # type: ignore[attr-defined] # a marker, to replace it next time
+    for old in list(root.handlers):
+        if old.get_name() == _LOG_HANDLER_NAME:
+            root.removeHandler(old)
+    console = _stderr()
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(_LogFormatter("%(message)s", tracebacks=verbose > 0))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            _LogFormatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", tracebacks=verbose > 0
+            )
+        )
+    handler.set_name(_LOG_HANDLER_NAME)  # to replace it, not add another, next time
     root.addHandler(handler)
     root.setLevel(level)
 
@@ -383,8 +458,9 @@ def migrate_upgrade(
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
-    """Migrate the database up to REVISION (default: the newest)."""
-    with _command(ctx, database_url) as state:
+    """Migrate the database up to REVISION (default: the newest); creates a
+    SQLite file that does not exist yet."""
+    with _command(ctx, database_url, creates=True) as state:
         fulltext_jobs.upgrade(state.engine(), revision)
         _report_revision(state.engine(), as_json=as_json)
 
@@ -410,7 +486,7 @@ def migrate_adopt(
     """Bring a PostgreSQL database made by the Go original under fulltext-jobs'
     migrations, keeping every row, and upgrade it to the newest revision.
     Harmless on a database fulltext-jobs already manages."""
-    with _command(ctx, database_url) as state:
+    with _command(ctx, database_url, creates=True) as state:
         fulltext_jobs.adopt(state.engine())
         _report_revision(state.engine(), as_json=as_json)
 
@@ -444,26 +520,33 @@ def _open_source(file: str) -> Iterator[tuple[BinaryIO, int | None, str]]:
         stream.close()
 
 
+class _BadLineError(CommandError):
+    """A line of an item file that is not UTF-8 or not an acceptable id."""
+
+
 def _ids(stream: BinaryIO, name: str, on_line: Callable[[int], None]) -> Iterator[str]:
-    """The item ids of `stream`, one a line: UTF-8, white space stripped,
-    blank lines skipped. `on_line` gets each line's length in bytes. A line
-    that is not UTF-8 or not an acceptable id raises `CommandError`, naming
-    it."""
+    """The item ids of `stream`, one a line, exactly as written: UTF-8, with
+    only the line ending (`\\n` or `\\r\\n`) and a byte-order mark at the very
+    start dropped, as Python's `utf-8-sig` codec drops it; empty lines are
+    skipped. White space is part of an id, as it is for `add_items`, which
+    receives each id unchanged. `on_line` gets each line's length in bytes.
+    A line that is not UTF-8 or not an acceptable id raises `_BadLineError`,
+    naming it."""
     try:
         for number, raw in enumerate(stream, 1):
             on_line(len(raw))
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
                 msg = f"cannot read {name}: line {number} is not UTF-8 text"
-                raise CommandError(msg) from None
-            item_id = line.lstrip("\ufeff").strip() if number == 1 else line.strip()
+                raise _BadLineError(msg) from None
+            item_id = line.removesuffix("\n").removesuffix("\r")
             if not item_id:
                 continue
             try:
                 yield check_item_id(item_id)
             except InvalidInput as exc:
-                raise CommandError(f"{name} line {number}: {exc}") from None
+                raise _BadLineError(f"{name} line {number}: {exc}") from None
     except OSError as exc:
         raise CommandError(f"cannot read {name}: {exc.strerror or exc}") from None
 
@@ -488,8 +571,12 @@ def items_add(
 ) -> None:
     """Add item ids, one a line, to the ledger's items; print how many were new.
 
-    Blank lines are skipped; ids already there are left alone. Each batch
-    commits on its own: if a line is bad, the batches before it stay added.
+    Each line is one id exactly as written, white space included (as
+    `add_items` takes it from Python); only line endings, empty lines and a
+    UTF-8 byte-order mark at the start of the file are dropped. Ids already
+    there are left alone. Each batch commits on its own: at a bad line the
+    command stops, and the batches before it stay added (the error says how
+    many ids), so fix the line and run it again.
     """
     with _command(ctx, database_url) as state:
         repo = state.repository()
@@ -500,10 +587,19 @@ def items_add(
         ):
             task = progress.add_task(f"adding {name}", total=size, ids=0)
             lines = _ids(stream, name, lambda n: progress.advance(task, n))
-            for batch in _batches(lines, batch_size):
-                added += repo.add_items(batch, batch_size=batch_size)
-                seen += len(batch)
-                progress.update(task, ids=seen)
+            try:
+                for batch in _batches(lines, batch_size):
+                    added += repo.add_items(batch, batch_size=batch_size)
+                    seen += len(batch)
+                    progress.update(task, ids=seen)
+            except _BadLineError as exc:
+                kept = (
+                    f"the {seen} ids of the batches before it were added ({added} new); "
+                    "the ids of its own batch and after it were not"
+                    if seen
+                    else "nothing was added"
+                )
+                raise CommandError(f"{exc}; {kept}") from None
         _report(
             {"added": added, "ids": seen},
             f"added {added} new items ({seen} ids read)",
@@ -607,6 +703,20 @@ def work(
     shutdown_timeout: Annotated[
         float, typer.Option(min=0, help="Seconds in-flight jobs get to finish on shutdown.")
     ] = 30.0,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds a claim lasts without a heartbeat; the worker heartbeats at a third "
+            "of it. A job whose worker died returns to ready this long after its last heartbeat.",
+        ),
+    ] = fulltext_jobs.DEFAULT_LEASE.total_seconds(),
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            min=1, help="With --produce: a rescued job fails instead once it had this many claims."
+        ),
+    ] = 3,
     produce: Annotated[
         bool, typer.Option("--produce", help="Also enqueue unqueued items and rescue expired jobs.")
     ] = False,
@@ -626,7 +736,11 @@ def work(
         run = load_handler(handler)
         # Fail fast on a database that is down or not migrated; once running,
         # the worker rides out outages (it backs off and tries again).
-        repo = state.repository(known=None if produce else destination, reachable=True)
+        repo = state.repository(
+            known=None if produce else destination,
+            reachable=True,
+            lease=timedelta(seconds=lease),
+        )
         worker = fulltext_jobs.Worker(
             repo,
             destination,
@@ -637,6 +751,7 @@ def work(
             max_poll_interval=max(30.0, poll_interval),
             shutdown_timeout=shutdown_timeout,
             produce=produce,
+            max_attempts=max_attempts,
         )
         stats = worker.run(until_idle=until_idle)
         if as_json:
@@ -746,7 +861,7 @@ def demo(
     """Run the main job end to end on a bundled sample: migrate, load 200
     items with short texts, queue them for word-count and language-detection,
     work them off, and print the stats and a few results. Idempotent."""
-    with _command(ctx, database_url) as state:
+    with _command(ctx, database_url, creates=True) as state:
         engine = state.engine()
         console = _stderr()
         with progress_bar(console, MofNCompleteColumn(), transient=False) as progress:

@@ -21,20 +21,25 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine
 
 from fulltext_jobs.engine import create_engine, store_error
-from fulltext_jobs.errors import InvalidInput
-from fulltext_jobs.schema import STATUS_VALUES, VERSION_TABLE
+from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated
+from fulltext_jobs.schema import JOBS_SCHEMA, STATUS_VALUES, VERSION_TABLE
 
 __all__ = [
+    "ADOPT_ADVICE",
     "BASELINE_REVISION",
     "adopt",
     "current_revision",
     "downgrade",
     "head_revision",
+    "made_by_original",
     "migrations_dir",
     "upgrade",
 ]
 
 Target = str | URL | Engine | Connection
+
+#: What to do with a database made by the Go original.
+ADOPT_ADVICE = "adopt it with `fulltext_jobs.adopt(url)` (`fulltext-jobs migrate adopt`)"
 
 
 def migrations_dir() -> Path:
@@ -71,9 +76,27 @@ def _connection(target: Target) -> Iterator[Connection]:
             engine.dispose()
 
 
+def made_by_original(connection: Connection) -> bool:
+    """Whether the database holds the Go original's `jobs.fulltext` and no
+    fulltext-jobs revision: adopt it, do not upgrade it (the baseline
+    revision would fail on the original's enum and table)."""
+    inspector = sa.inspect(connection)
+    return (
+        connection.dialect.name == "postgresql"
+        and not inspector.has_table(VERSION_TABLE)
+        and inspector.has_table("fulltext", schema=JOBS_SCHEMA)
+    )
+
+
 def _run(target: Target, action: str, revision: str) -> None:
     try:
         with _connection(target) as connection:
+            if action == "upgrade" and made_by_original(connection):
+                msg = (
+                    "the database was made by the Go original (jobs.fulltext without "
+                    f"fulltext-jobs' revision table): {ADOPT_ADVICE} instead of upgrading it"
+                )
+                raise SchemaNotMigrated(msg)
             getattr(command, action)(_config(connection), revision)
     except CommandError as exc:
         msg = f"cannot {action} to {revision!r}: {exc}"
@@ -86,8 +109,9 @@ def upgrade(target: Target, revision: str = "head") -> None:
     """Migrate the database at `target` (a URL, an Engine or a Connection) up
     to `revision`, in one transaction.
 
-    Raises `InvalidInput` for a bad URL or an unknown revision and
-    `StoreError` if the database fails.
+    Raises `InvalidInput` for a bad URL or an unknown revision,
+    `SchemaNotMigrated` for a database made by the Go original (which `adopt`
+    brings under the migrations), and `StoreError` if the database fails.
     """
     _run(target, "upgrade", revision)
 

@@ -48,6 +48,7 @@ from fulltext_jobs.errors import (
     SchemaNotMigrated,
     StoreError,
 )
+from fulltext_jobs.migrate import ADOPT_ADVICE, made_by_original
 from fulltext_jobs.notifications import PostgresReadyListener
 from fulltext_jobs.repository import ReadyListener, Repository
 from fulltext_jobs.schema import SCHEMA_REVISION, SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
@@ -459,6 +460,10 @@ class SqlAlchemyRepository(Repository):
                 self._check_schema(own)
             return
         if not sa.inspect(connection).has_table(VERSION_TABLE):
+            if made_by_original(connection):
+                raise SchemaNotMigrated(
+                    f"the database {self._url()} was made by the Go original: {ADOPT_ADVICE}"
+                )
             raise SchemaNotMigrated(
                 f"the database {self._url()} has no fulltext-jobs schema: {UPGRADE_ADVICE}"
             )

@@ -7,6 +7,7 @@ The tests run `work` with this folder as the working directory (or on
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from fulltext_jobs import FullText, SkipJob
 
@@ -21,6 +22,14 @@ def by_item(job: FullText) -> None:
         raise SkipJob("no full text")
     if "fail" in job.item_id:
         raise RuntimeError(f"cannot handle {job.item_id}")
+
+
+def lease_of_7s(job: FullText) -> None:
+    """Finish a job claimed with a lease of 7 seconds; fail any other."""
+    if job.started is None or job.lease_expires is None:
+        raise RuntimeError("not claimed")
+    if job.lease_expires - job.started != timedelta(seconds=7):
+        raise RuntimeError(f"a lease of {job.lease_expires - job.started}")
 
 
 def slow(_job: FullText) -> None:

@@ -23,6 +23,7 @@ from fulltext_jobs import (
     ItemSource,
     JobStatus,
     NoJobs,
+    SchemaNotMigrated,
     SqlAlchemyRepository,
 )
 from fulltext_jobs.cli import app
@@ -263,3 +264,27 @@ def test_the_command_line_adopts_and_reports_in_one_line(original, tmp_sqlite_ur
     assert refused.exit_code == 1
     assert refused.stderr.startswith("error: only PostgreSQL")
     assert len(refused.stderr.splitlines()) == 1
+
+
+def test_an_unadopted_original_database_is_advised_to_adopt_not_upgrade(original):
+    """`migrate upgrade` would fail on the original's enum; every entry point
+    says to adopt instead, and changes nothing."""
+    url, jobs = original
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        with pytest.raises(SchemaNotMigrated, match=r"made by the Go original: adopt it"):
+            SqlAlchemyRepository(engine).stats()
+        with pytest.raises(SchemaNotMigrated, match=r"fulltext_jobs\.adopt\(url\)"):
+            fulltext_jobs.upgrade(engine)
+    finally:
+        engine.dispose()
+    runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
+    for args in (["stats"], ["migrate", "upgrade"], ["enqueue", "language"]):
+        done = runner.invoke(app, ["--database-url", url, *args])
+        assert done.exit_code == 1, done.stdout
+        [line] = done.stderr.splitlines()
+        assert line.startswith("error: ")
+        assert "run `fulltext-jobs migrate adopt` against it" in line
+        assert "migrate upgrade`" not in line
+    assert fulltext_jobs.current_revision(url) is None
+    assert original_rows(url) == jobs

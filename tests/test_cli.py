@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -88,8 +90,6 @@ def counts(repo: SqlAlchemyRepository, destination: str) -> dict[str, int]:
 
 def test_migrate_upgrade_current_downgrade(runner, tmp_sqlite_url):
     head = fulltext_jobs.head_revision()
-    assert run_json(runner, tmp_sqlite_url, "migrate", "current") == {"current": None, "head": head}
-    assert "current: none" in run(runner, tmp_sqlite_url, "migrate", "current").stdout
     out = run(runner, tmp_sqlite_url, "migrate", "upgrade").stdout
     assert f"current: {head}" in out
     assert run_json(runner, tmp_sqlite_url, "migrate", "current") == {"current": head, "head": head}
@@ -97,6 +97,8 @@ def test_migrate_upgrade_current_downgrade(runner, tmp_sqlite_url):
     result = runner.invoke(app, ["migrate", "downgrade", "base", "--database-url", tmp_sqlite_url])
     assert result.exit_code == 0, result.stderr
     assert fulltext_jobs.current_revision(tmp_sqlite_url) is None
+    assert run_json(runner, tmp_sqlite_url, "migrate", "current") == {"current": None, "head": head}
+    assert "current: none" in run(runner, tmp_sqlite_url, "migrate", "current").stdout
     assert run_json(runner, tmp_sqlite_url, "migrate", "upgrade", head) == {
         "current": head,
         "head": head,
@@ -112,7 +114,7 @@ def test_database_url_from_the_environment(tmp_sqlite_url):
 
 def test_items_add_from_a_file_and_from_stdin(runner, url, repo, tmp_path):
     ids = tmp_path / "ids.txt"
-    ids.write_text("\ufeffitem-1\n\nitem-2\r\n  item-3  \n\n   \nitem-2\nitem-4", encoding="utf-8")
+    ids.write_text("\ufeffitem-1\n\nitem-2\r\nitem-3\n\nitem-2\nitem-4", encoding="utf-8")
     assert run_json(runner, url, "items", "add", str(ids), "--batch-size", "2") == {
         "added": 4,
         "ids": 5,
@@ -128,6 +130,39 @@ def test_items_add_from_a_file_and_from_stdin(runner, url, repo, tmp_path):
     assert sorted(job.item_id for job in repo.claim_ready("d", 10)) == [
         f"item-{n}" for n in range(1, 7)
     ]
+
+
+def test_items_add_takes_each_line_as_the_python_api_takes_it(runner, url, repo, tmp_path):
+    """An id is the line without its ending, white space included; a BOM at
+    the start of the file is the encoding's, not the id's."""
+    ids = tmp_path / "ids.txt"
+    text = "\ufeff item-1\r\n  item-2  \n\n\t\nitem-3"
+    ids.write_text(text, encoding="utf-8")
+    with ids.open(encoding="utf-8-sig", newline="") as lines:
+        as_python_reads_it = [line.removesuffix("\n").removesuffix("\r") for line in lines]
+    expected = [line for line in as_python_reads_it if line]
+    assert expected == [" item-1", "  item-2  ", "\t", "item-3"]
+    assert run_json(runner, url, "items", "add", str(ids)) == {"added": 4, "ids": 4}
+    assert repo.add_items(expected) == 0  # the Python API finds exactly the same ids there
+    repo.enqueue_unqueued("d")
+    assert sorted(job.item_id for job in repo.claim_ready("d", 10)) == sorted(expected)
+    help_text = runner.invoke(app, ["items", "add", "--help"]).stdout
+    assert "white space included" in " ".join(help_text.replace("│", " ").split())
+
+
+def test_items_add_stops_at_a_bad_line_and_says_what_was_added(runner, url, repo, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(b"a\nb\nc\nd\nbad\x00id\ne\n")
+    args = ["--database-url", url, "items", "add", str(ids), "--batch-size", "2"]
+    result = runner.invoke(app, args)
+    assert_cli_error(result, "line 5: item id contains a NUL byte")
+    assert "the 4 ids of the batches before it were added (4 new)" in result.stderr
+    repo.enqueue_unqueued("d")
+    assert sorted(job.item_id for job in repo.claim_ready("d", 10)) == ["a", "b", "c", "d"]
+    first = tmp_path / "first.txt"
+    first.write_bytes(b"x\n\xff\n")
+    result = runner.invoke(app, ["--database-url", url, "items", "add", str(first)])
+    assert_cli_error(result, "line 2 is not UTF-8 text; nothing was added")
 
 
 def test_enqueue_counts(runner, url, repo):
@@ -292,8 +327,82 @@ def test_a_bad_database_url_is_one_line(runner, database_url, needle):
     ],
 )
 def test_an_unmigrated_database_says_what_to_run(runner, tmp_sqlite_url, args):
+    path = Path(sa.make_url(tmp_sqlite_url).database or "")
     result = runner.invoke(app, ["--database-url", tmp_sqlite_url, *args], input="x\n")
-    assert_cli_error(result, "fulltext-jobs migrate upgrade")
+    assert_cli_error(result, f"no database at {path}: `fulltext-jobs migrate upgrade` creates it")
+    assert not path.exists()  # never an empty file left behind
+    sa.create_engine(tmp_sqlite_url).dispose()
+    with sqlite3.connect(path) as connection:  # an empty SQLite file
+        connection.execute("CREATE TABLE unrelated (x)")
+    result = runner.invoke(app, ["--database-url", tmp_sqlite_url, *args], input="x\n")
+    assert_cli_error(result, "run `fulltext-jobs migrate upgrade` against it")
+
+
+@pytest.mark.parametrize(
+    "args", [["stats"], ["migrate", "current"], ["migrate", "downgrade", "base"]]
+)
+def test_only_migrate_upgrade_and_demo_create_a_database(runner, tmp_path, args):
+    path = tmp_path / "typo.sqlite3"
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{path}", *args])
+    assert_cli_error(result, f"no database at {path}")
+    assert not path.exists()
+    assert run(runner, f"sqlite:///{path}", "migrate", "upgrade")
+    assert path.is_file()
+
+
+@pytest.mark.parametrize("args", [["stats"], ["migrate", "upgrade"], ["demo"]])
+def test_a_missing_folder_is_named(runner, tmp_path, args):
+    path = tmp_path / "no-such-folder" / "ledger.sqlite3"
+    result = runner.invoke(app, ["--database-url", f"sqlite:///{path}", *args])
+    assert_cli_error(result, f"the folder {path.parent} does not exist")
+    assert not path.parent.exists()
+
+
+def test_verbose_is_a_repeated_flag_as_its_help_says(runner, url):
+    help_text = " ".join(runner.invoke(app, ["--help"]).stdout.replace("│", " ").split())
+    assert "-v logs INFO, -vv (or -v -v) DEBUG" in help_text
+    assert "<int>" not in help_text.split("--verbose")[1].split("--help")[0]
+    for flags in (["-v"], ["-vv"], ["-v", "-v"], ["--verbose", "--verbose"]):
+        assert run(runner, url, *flags, "stats")
+
+
+@pytest.mark.slow
+def test_log_lines_are_one_line_each_when_stderr_is_not_a_terminal(url, repo):
+    repo.add_items([f"fail-{'x' * 120}-{n}" for n in range(3)])
+    repo.enqueue_unqueued("d")
+    done = run_process(
+        "--database-url", url, "work", "d", "--handler", "cli_handlers:by_item", "--until-idle",
+        cwd=TESTS,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3, done.stderr
+    one_record = re.compile(
+        r"\d{4}-\d\d-\d\dT[\d:]+\S* WARNING fulltext_jobs\.worker: "
+        r"job \S+ \(item (\S+)\) failed \(RuntimeError: cannot handle \1\)"
+    )
+    for line in lines:
+        assert one_record.fullmatch(line), line
+
+
+def test_work_takes_the_lease_and_max_attempts(runner, url, repo, monkeypatch):
+    help_text = " ".join(runner.invoke(app, ["work", "--help"]).stdout.replace("│", " ").split())
+    assert "--lease" in help_text
+    assert "--max-attempts" in help_text
+    made: list[dict[str, object]] = []
+    real_worker = fulltext_jobs.Worker
+
+    def worker(*args, **kwargs):
+        made.append(kwargs)
+        return real_worker(*args, **kwargs)
+
+    monkeypatch.setattr(fulltext_jobs, "Worker", worker)
+    repo.add_items(["a", "b"])
+    repo.enqueue_unqueued("d")
+    args = ["work", "d", "--handler", "cli_handlers:lease_of_7s", "--lease", "7", "--until-idle"]
+    assert run_json(runner, url, *args, "--max-attempts", "5")["finished"] == 2
+    assert made[0]["max_attempts"] == 5
+    assert counts(repo, "d")["finished"] == 2
 
 
 @pytest.mark.parametrize(
