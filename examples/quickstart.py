@@ -15,11 +15,8 @@ import os
 import sys
 from collections import Counter
 
-import sqlalchemy as sa
-
 import fulltext_jobs
 from fulltext_jobs import AllQueued, JobsError, NoJobs, SqlAlchemyRepository
-from fulltext_jobs.schema import tables_for
 
 DESTINATIONS = ("language-detection", "quotation-prediction")
 
@@ -62,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{destination}: {created[destination]} jobs created, "
                 f"{claimed[destination]} claimed and finished"
             )
-        print_counts(engine)
+        print_counts(repo)
         engine.dispose()
     except JobsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -70,18 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_counts(engine: sa.Engine) -> None:
-    fulltext = tables_for(engine.dialect.name).fulltext
-    query = (
-        sa.select(fulltext.c.destination, fulltext.c.status, sa.func.count())
-        .group_by(fulltext.c.destination, fulltext.c.status)
-        .order_by(fulltext.c.destination, fulltext.c.status)
-    )
-    with engine.connect() as connection:
-        rows = connection.execute(query).all()
+def print_counts(repo: SqlAlchemyRepository) -> None:
+    """Jobs per destination and status, as `stats()` reports them."""
     print(f"{'destination':<24}{'status':<10}{'jobs':>6}")
-    for destination, status, count in rows:
-        print(f"{destination:<24}{status:<10}{count:>6}")
+    for row in repo.stats():
+        for status, count in row.counts.items():
+            if count:
+                print(f"{row.destination:<24}{status.value:<10}{count:>6}")
 
 
 if __name__ == "__main__":

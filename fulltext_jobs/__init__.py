@@ -15,6 +15,7 @@ from fulltext_jobs.domain import (
     MAX_ITEM_ID_LENGTH,
     TRANSITIONS,
     Action,
+    DestinationStats,
     FullText,
     JobStatus,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "AllQueued",
     "AsyncRepository",
     "AsyncSqlAlchemyRepository",
+    "DestinationStats",
     "DuplicateJob",
     "FullText",
     "Handler",

@@ -1,9 +1,11 @@
 """The port: what every store of jobs promises.
 
 Adapters (`InMemoryRepository`, `SqlAlchemyRepository`) implement it; the
-worker and the command line use nothing else. Every method validates its
-arguments before touching the store, so bad input raises `InvalidInput` and
-writes nothing.
+`Worker` uses nothing else. (The command line builds a
+`SqlAlchemyRepository`, since it also fills the default items table with
+`add_items`, and migrates; everything else it does goes through this port.)
+Every method validates its arguments before touching the store, so bad input
+raises `InvalidInput` and writes nothing.
 """
 
 from __future__ import annotations
