@@ -37,6 +37,7 @@ from fulltext_jobs.errors import (
     MissingDependency,
     NoJobs,
     SchemaNotMigrated,
+    SchemaTooNew,
     StoreError,
 )
 from fulltext_jobs.memory import InMemoryRepository
@@ -76,6 +77,7 @@ __all__ = [
     "ReadyListener",
     "Repository",
     "SchemaNotMigrated",
+    "SchemaTooNew",
     "SkipJob",
     "SqlAlchemyRepository",
     "StoreError",

@@ -18,6 +18,7 @@ __all__ = [
     "MissingDependency",
     "NoJobs",
     "SchemaNotMigrated",
+    "SchemaTooNew",
     "StoreError",
 ]
 
@@ -71,6 +72,14 @@ class SchemaNotMigrated(JobsError):  # noqa: N818 - reads as a condition
     """The database schema is missing or not at the latest revision.
 
     Run `alembic upgrade head` (or `fulltext_jobs.upgrade(url)`) against it.
+    """
+
+
+class SchemaTooNew(JobsError):  # noqa: N818 - reads as a condition
+    """The database's schema is newer than this version of fulltext-jobs can
+    use: a migration outside this version's compatibility window has run.
+
+    Upgrade the library (`pip install -U fulltext-jobs`), not the database.
     """
 
 

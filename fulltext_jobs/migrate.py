@@ -8,8 +8,10 @@ migrate a database without a checkout.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,13 +23,22 @@ from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine
 
 from fulltext_jobs.engine import create_engine, store_error
-from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated
-from fulltext_jobs.schema import JOBS_SCHEMA, STATUS_VALUES, VERSION_TABLE
+from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated, SchemaTooNew
+from fulltext_jobs.schema import (
+    JOBS_SCHEMA,
+    SCHEMA_REVISION,
+    STATUS_VALUES,
+    VERSION_TABLE,
+    WINDOW_TABLE,
+)
 
 __all__ = [
     "ADOPT_ADVICE",
     "BASELINE_REVISION",
+    "UPGRADE_ADVICE",
+    "SchemaState",
     "adopt",
+    "check_schema",
     "current_revision",
     "downgrade",
     "head_revision",
@@ -40,6 +51,14 @@ Target = str | URL | Engine | Connection
 
 #: What to do with a database made by the Go original.
 ADOPT_ADVICE = "adopt it with `fulltext_jobs.adopt(url)` (`fulltext-jobs migrate adopt`)"
+
+#: What to do with a database that is not migrated far enough.
+UPGRADE_ADVICE = (
+    "run `alembic upgrade head` from a checkout or `fulltext_jobs.upgrade(url)` from Python"
+)
+
+#: What to do with a library too old for the database.
+LIBRARY_ADVICE = "upgrade fulltext-jobs (`pip install -U fulltext-jobs`), not the database"
 
 
 def migrations_dir() -> Path:
@@ -80,18 +99,95 @@ def made_by_original(connection: Connection) -> bool:
     """Whether the database holds the Go original's `jobs.fulltext` and no
     fulltext-jobs revision: adopt it, do not upgrade it (the baseline
     revision would fail on the original's enum and table)."""
-    inspector = sa.inspect(connection)
     return (
         connection.dialect.name == "postgresql"
-        and not inspector.has_table(VERSION_TABLE)
-        and inspector.has_table("fulltext", schema=JOBS_SCHEMA)
+        and _revision_of(connection) is None
+        and sa.inspect(connection).has_table("fulltext", schema=JOBS_SCHEMA)
     )
+
+
+def _made_by_original_leaving_no_transaction(connection: Connection) -> bool:
+    """`made_by_original`, ending the transaction its reads began, if the
+    connection had none: alembic then begins and commits its own, as it does
+    on a connection handed over outside a transaction."""
+    had_transaction = connection.in_transaction()
+    try:
+        return made_by_original(connection)
+    finally:
+        if not had_transaction and connection.in_transaction():
+            connection.rollback()
+
+
+def _revision_of(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """What a repository needs to know of its database, learnt once per
+    engine: the revision it is at."""
+
+    revision: str
+
+
+@functools.cache
+def _older_revisions() -> frozenset[str]:
+    """The revisions this package ships before `SCHEMA_REVISION`."""
+    script = ScriptDirectory.from_config(_config())
+    return frozenset(
+        r.revision for r in script.walk_revisions() if r.revision != SCHEMA_REVISION
+    )
+
+
+def check_schema(connection: Connection, where: str) -> SchemaState:
+    """Check that this version of the library can use the database on
+    `connection` (described as `where` in messages).
+
+    It can when the database is at `SCHEMA_REVISION`, or at a newer revision
+    whose compatibility window (the table `WINDOW_TABLE`, written by the
+    migrations) admits code of `SCHEMA_REVISION`: then the newer migrations
+    were expand-only, and a rolling deploy's old workers keep working.
+
+    Raises `SchemaNotMigrated` when the database is the one to upgrade (no
+    schema, an older revision, or a database made by the Go original, which
+    is to be adopted), and `SchemaTooNew` when the library is.
+    """
+    revision = _revision_of(connection)
+    if revision is None:
+        if made_by_original(connection):
+            msg = f"the database {where} was made by the Go original: {ADOPT_ADVICE}"
+        else:
+            msg = f"the database {where} has no fulltext-jobs schema: {UPGRADE_ADVICE}"
+        raise SchemaNotMigrated(msg)
+    if revision == SCHEMA_REVISION:
+        return SchemaState(revision)
+    if revision in _older_revisions():
+        msg = (
+            f"the database {where} is at revision {revision}; this version of "
+            f"fulltext-jobs needs revision {SCHEMA_REVISION}: {UPGRADE_ADVICE}"
+        )
+        raise SchemaNotMigrated(msg)
+    oldest = None
+    if sa.inspect(connection).has_table(WINDOW_TABLE):
+        oldest = connection.execute(
+            sa.text(f"SELECT oldest_code FROM {WINDOW_TABLE} WHERE revision = :r"),  # noqa: S608 - a constant
+            {"r": revision},
+        ).scalar_one_or_none()
+    if oldest == SCHEMA_REVISION or oldest in _older_revisions():
+        return SchemaState(revision)
+    needs = f"code of revision {oldest} or newer" if oldest else "a newer fulltext-jobs"
+    msg = (
+        f"the database {where} is at revision {revision}, which needs {needs}; this "
+        f"version of fulltext-jobs is built for revision {SCHEMA_REVISION}: {LIBRARY_ADVICE}"
+    )
+    raise SchemaTooNew(msg)
 
 
 def _run(target: Target, action: str, revision: str) -> None:
     try:
         with _connection(target) as connection:
-            if action == "upgrade" and made_by_original(connection):
+            if action == "upgrade" and _made_by_original_leaving_no_transaction(connection):
                 msg = (
                     "the database was made by the Go original (jobs.fulltext without "
                     f"fulltext-jobs' revision table): {ADOPT_ADVICE} instead of upgrading it"

@@ -34,18 +34,24 @@ __all__ = [
     "SCHEMA_REVISION",
     "STATUS_VALUES",
     "VERSION_TABLE",
+    "WINDOW_TABLE",
     "Tables",
     "UTCDateTime",
     "tables_for",
 ]
 
-#: The alembic revision these declarations correspond to; the repository
-#: refuses a database at any other revision.
-SCHEMA_REVISION: Final = "0004"
+#: The alembic revision these declarations correspond to. The repository
+#: accepts a database at this revision, or at a newer one whose
+#: compatibility window (`WINDOW_TABLE`) still admits code of this one.
+SCHEMA_REVISION: Final = "0005"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
 VERSION_TABLE: Final = "fulltext_jobs_alembic_version"
+
+#: Per revision, the oldest revision whose code can use a database at it
+#: (migration 0005); beside the version table, in the default schema.
+WINDOW_TABLE: Final = "fulltext_jobs_schema_window"
 
 JOBS_SCHEMA: Final = "jobs"
 
@@ -87,6 +93,7 @@ class Tables:
     fulltext: sa.Table
     items: sa.Table
     enqueue_cursor: sa.Table
+    schema_window: sa.Table
 
 
 def status_type() -> sa.Enum:
@@ -164,4 +171,18 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("item_id", sa.Text, nullable=False),
         schema=schema,
     )
-    return Tables(metadata=metadata, fulltext=fulltext, items=items, enqueue_cursor=enqueue_cursor)
+    # Which library code can use a database at each revision (0005).
+    schema_window = sa.Table(
+        WINDOW_TABLE,
+        metadata,
+        sa.Column("revision", sa.Text, primary_key=True),
+        sa.Column("oldest_code", sa.Text, nullable=False),
+        sa.Column("expand_only", sa.Boolean, nullable=False),
+    )
+    return Tables(
+        metadata=metadata,
+        fulltext=fulltext,
+        items=items,
+        enqueue_cursor=enqueue_cursor,
+        schema_window=schema_window,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -45,13 +46,12 @@ from fulltext_jobs.errors import (
     JobNotFound,
     LostClaim,
     NoJobs,
-    SchemaNotMigrated,
     StoreError,
 )
-from fulltext_jobs.migrate import ADOPT_ADVICE, made_by_original
+from fulltext_jobs.migrate import UPGRADE_ADVICE, SchemaState, check_schema
 from fulltext_jobs.notifications import PostgresReadyListener
 from fulltext_jobs.repository import ReadyListener, Repository
-from fulltext_jobs.schema import SCHEMA_REVISION, SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
+from fulltext_jobs.schema import SUPPORTED_DIALECTS, tables_for
 from fulltext_jobs.statements import (
     ItemSource,
     Statements,
@@ -61,11 +61,12 @@ from fulltext_jobs.statements import (
     to_job,
 )
 
-__all__ = ["ItemSource", "SqlAlchemyRepository"]
+__all__ = ["UPGRADE_ADVICE", "ItemSource", "SqlAlchemyRepository"]
 
-UPGRADE_ADVICE: Final = (
-    "run `alembic upgrade head` from a checkout or `fulltext_jobs.upgrade(url)` from Python"
-)
+#: What each engine's database was found to be, learnt by the first call on
+#: it: a repository per request (or per `in_session` view) costs no second
+#: check. Weak, so that a disposed engine is forgotten with it.
+_SCHEMAS: weakref.WeakKeyDictionary[Engine, SchemaState] = weakref.WeakKeyDictionary()
 
 # A caller that loses the race for an item tries again; each lost race means
 # another caller won, so this bound is only reached if something is wrong.
@@ -88,9 +89,11 @@ class SqlAlchemyRepository(Repository):
     transaction.
 
     A SQLite engine is given WAL, a busy timeout and `BEGIN IMMEDIATE` (see
-    `fulltext_jobs.configure_sqlite`). The first call checks that the
-    database is migrated to the revision this version needs and raises
-    `SchemaNotMigrated`, naming the command to run, if not.
+    `fulltext_jobs.configure_sqlite`). The first call on an engine checks
+    that its database is at a revision this version can use (its own, or a
+    newer one inside the compatibility window) and raises
+    `SchemaNotMigrated` (upgrade the database) or `SchemaTooNew` (upgrade
+    the library), naming what to run, if not.
     """
 
     def __init__(
@@ -137,7 +140,6 @@ class SqlAlchemyRepository(Repository):
             else None
         )
         self._clock = clock or utc
-        self._schema_checked = False
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
         self._lease = check_lease(lease)
         self._session: Session | None = session
@@ -455,32 +457,17 @@ class SqlAlchemyRepository(Repository):
             yield connection
 
     def _check_schema(self, connection: sa.Connection | None = None) -> None:
+        """Check the database's schema once per engine (see
+        `fulltext_jobs.migrate.check_schema`), on `connection` if given."""
         if connection is None:
             with self._engine.connect() as own:
                 self._check_schema(own)
             return
-        if not sa.inspect(connection).has_table(VERSION_TABLE):
-            if made_by_original(connection):
-                raise SchemaNotMigrated(
-                    f"the database {self._url()} was made by the Go original: {ADOPT_ADVICE}"
-                )
-            raise SchemaNotMigrated(
-                f"the database {self._url()} has no fulltext-jobs schema: {UPGRADE_ADVICE}"
-            )
-        versions = (
-            connection.execute(
-                sa.text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - a constant
-            )
-            .scalars()
-            .all()
-        )
-        if versions != [SCHEMA_REVISION]:
-            found = ", ".join(versions) or "none"
-            raise SchemaNotMigrated(
-                f"the database {self._url()} is at revision {found}; this version of "
-                f"fulltext-jobs needs revision {SCHEMA_REVISION}: {UPGRADE_ADVICE}"
-            )
-        self._schema_checked = True
+        _SCHEMAS[self._engine] = check_schema(connection, self._url())
+
+    @property
+    def _schema_checked(self) -> bool:
+        return self._engine in _SCHEMAS
 
     def _url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)

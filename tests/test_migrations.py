@@ -35,6 +35,7 @@ from fulltext_jobs.schema import (
     SCHEMA_REVISION,
     STATUS_VALUES,
     VERSION_TABLE,
+    WINDOW_TABLE,
     tables_for,
 )
 
@@ -46,6 +47,7 @@ TABLES_AT = {
     "0002": {"fulltext", "items", "enqueue_cursor"},
     "0003": {"fulltext", "items", "enqueue_cursor"},
     "0004": {"fulltext", "items", "enqueue_cursor"},
+    "0005": {"fulltext", "items", "enqueue_cursor", WINDOW_TABLE},
 }
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
@@ -68,12 +70,14 @@ def opened(url: str) -> Iterator[sa.Engine]:
 
 
 def ledger_tables(engine: sa.Engine) -> set[str]:
-    """The tables fulltext-jobs owns, bar its version table."""
+    """The tables fulltext-jobs owns, bar its version table: those in `jobs`
+    on PostgreSQL, and the window table beside the version table."""
     inspector = sa.inspect(engine)
     if engine.dialect.name == "postgresql":
+        window = {WINDOW_TABLE} & set(inspector.get_table_names())
         if JOBS_SCHEMA not in inspector.get_schema_names():
-            return set()
-        return set(inspector.get_table_names(schema=JOBS_SCHEMA))
+            return window
+        return set(inspector.get_table_names(schema=JOBS_SCHEMA)) | window
     return set(inspector.get_table_names()) - {VERSION_TABLE}
 
 

@@ -58,12 +58,18 @@ def test_unmigrated_database_names_the_command_to_run(engine_of: sa.Engine):
     assert sa.inspect(engine_of).get_table_names() == []
 
 
-def test_database_at_another_revision_is_refused(engine_of: sa.Engine):
+@pytest.mark.parametrize(
+    ("revision", "needle"),
+    [("0004", "is at revision 0004; this version of fulltext-jobs needs revision 0005"),
+     ("base", "has no fulltext-jobs schema")],
+)  # fmt: skip
+def test_database_at_an_older_revision_is_refused(engine_of: sa.Engine, revision, needle):
     fulltext_jobs.upgrade(engine_of)
-    fulltext_jobs.downgrade(engine_of, "base")
+    fulltext_jobs.downgrade(engine_of, revision)
     repo = SqlAlchemyRepository(engine_of)
-    with pytest.raises(SchemaNotMigrated, match="at revision none"):
+    with pytest.raises(SchemaNotMigrated, match=needle) as refused:
         repo.get_ready_job("lang")
+    assert "fulltext_jobs.upgrade(url)" in str(refused.value)
 
 
 def test_migrating_afterwards_makes_the_same_repository_work(engine_of: sa.Engine):
