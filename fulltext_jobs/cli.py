@@ -85,7 +85,7 @@ from fulltext_jobs import demo as demo_module
 from fulltext_jobs.domain import DestinationStats, JobStatus, check_item_id
 from fulltext_jobs.engine import parse_url
 from fulltext_jobs.errors import InvalidInput, JobNotFound, JobsError, SchemaNotMigrated
-from fulltext_jobs.migrate import ADOPT_ADVICE
+from fulltext_jobs.migrate import ADOPT_ADVICE, ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
 from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, WorkerStats
 
@@ -481,13 +481,26 @@ def migrate_downgrade(
 
 @migrate_app.command("adopt")
 def migrate_adopt(
-    ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None
+    ctx: typer.Context,
+    items_table: Annotated[
+        str,
+        typer.Option(help="The original's items table: jobs are made for its `id`s."),
+    ] = ORIGINAL_ITEMS_TABLE,
+    eligible: Annotated[
+        str,
+        typer.Option(help="An SQL condition on that table: which items are eligible for jobs."),
+    ] = ORIGINAL_ELIGIBLE,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
 ) -> None:
     """Bring a PostgreSQL database made by the Go original under fulltext-jobs'
     migrations, keeping every row, and upgrade it to the newest revision.
+    From then on every command reads the items from --items-table where
+    --eligible holds, with no flag, and creators take the original's lock so
+    that Go creators running beside them meet no duplicate-key errors.
     Harmless on a database fulltext-jobs already manages."""
     with _command(ctx, database_url, creates=True) as state:
-        fulltext_jobs.adopt(state.engine())
+        fulltext_jobs.adopt(state.engine(), items_table=items_table, eligible=eligible)
         _report_revision(state.engine(), as_json=as_json)
 
 

@@ -88,6 +88,16 @@ class SqlAlchemyRepository(Repository):
     `enqueue_batch_size` is how many items `enqueue_unqueued` queues per
     transaction.
 
+    `mixed_fleet`: whether creators (`create_job_for_unqueued`,
+    `enqueue_unqueued`) also take the Go original's advisory lock
+    (`pg_advisory_xact_lock(10)`), so that the original's creators, which
+    take it and then search with `NOT EXISTS`, never meet a job of ours
+    created under their feet (a duplicate-key error on their side). None,
+    the default, means: on a PostgreSQL database adopted from the original
+    (`fulltext_jobs.adopt`), off elsewhere. It serialises creators of every
+    destination, as the original does, so turn it off once no Go creator is
+    left.
+
     A SQLite engine is given WAL, a busy timeout and `BEGIN IMMEDIATE` (see
     `fulltext_jobs.configure_sqlite`). The first call on an engine checks
     that its database is at a revision this version can use (its own, or a
@@ -96,7 +106,7 @@ class SqlAlchemyRepository(Repository):
     the library), naming what to run, if not.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
         self,
         bind: Engine | sessionmaker[Session] | Session,
         *,
@@ -104,6 +114,7 @@ class SqlAlchemyRepository(Repository):
         clock: Callable[[], datetime] | None = None,
         lease: timedelta = DEFAULT_LEASE,
         enqueue_batch_size: int = 50_000,
+        mixed_fleet: bool | None = None,
     ) -> None:
         session = None
         if isinstance(bind, Session):
@@ -142,6 +153,10 @@ class SqlAlchemyRepository(Repository):
         self._clock = clock or utc
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
         self._lease = check_lease(lease)
+        if mixed_fleet is not None and not isinstance(mixed_fleet, bool):
+            msg = f"mixed_fleet must be True, False or None, not {mixed_fleet!r}"
+            raise InvalidInput(msg)
+        self._mixed_fleet = mixed_fleet
         self._session: Session | None = session
 
     def in_session(self, session: Session) -> SqlAlchemyRepository:
@@ -183,6 +198,12 @@ class SqlAlchemyRepository(Repository):
         """
         if not self._owns_items:
             msg = "add_items fills the default items table; this repository reads the app's own"
+            raise InvalidInput(msg)
+        if self._engine.dialect.name == "postgresql" and self._schema_state().adopted:
+            msg = (
+                "add_items fills the default items table, which on a database adopted from "
+                "the Go original is a view of the original's items: add items there"
+            )
             raise InvalidInput(msg)
         check_batch_size(batch_size)
         ids = [check_item_id(item_id) for item_id in item_ids]
@@ -281,6 +302,7 @@ class SqlAlchemyRepository(Repository):
         check_destination(destination)
         sql = self._sql
         with self._connection("create_job_for_unqueued") as connection:
+            self._lock_out_original_creators(connection)
             params = {"dest": destination}
             watermark = connection.execute(sql.lock_cursor, params).scalar_one()
             for _ in range(_MAX_CREATE_ATTEMPTS):
@@ -327,6 +349,7 @@ class SqlAlchemyRepository(Repository):
         after: str | None = None
         while limit is None or created < limit:
             with self._connection("enqueue_unqueued") as connection:
+                self._lock_out_original_creators(connection)
                 upper = connection.execute(
                     self._sql.batch_upper_bound(after, self._enqueue_batch_size)
                 ).scalar_one_or_none()
@@ -456,6 +479,16 @@ class SqlAlchemyRepository(Repository):
                 self._check_schema(connection)
             yield connection
 
+    def _lock_out_original_creators(self, connection: sa.Connection) -> None:
+        """In a mixed fleet (see the class docstring), take the Go original's
+        creator lock for the rest of the transaction."""
+        mixed = self._mixed_fleet
+        if mixed is None:
+            state = _SCHEMAS.get(self._engine)
+            mixed = state is not None and state.adopted
+        if mixed and connection.dialect.name == "postgresql":
+            connection.execute(self._sql.original_creator_lock)
+
     def _check_schema(self, connection: sa.Connection | None = None) -> None:
         """Check the database's schema once per engine (see
         `fulltext_jobs.migrate.check_schema`), on `connection` if given."""
@@ -464,6 +497,15 @@ class SqlAlchemyRepository(Repository):
                 self._check_schema(own)
             return
         _SCHEMAS[self._engine] = check_schema(connection, self._url())
+
+    def _schema_state(self) -> SchemaState:
+        """What the first call on the engine found (checking now if none has
+        been made)."""
+        state = _SCHEMAS.get(self._engine)
+        if state is None:
+            self._check_schema()
+            state = _SCHEMAS[self._engine]
+        return state
 
     @property
     def _schema_checked(self) -> bool:

@@ -53,7 +53,7 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     `bind`, or an engine whose driver is not an asyncio one.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
         self,
         bind: AsyncEngine | async_sessionmaker[AsyncSession] | AsyncSession,
         *,
@@ -61,6 +61,7 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         clock: Callable[[], datetime] | None = None,
         lease: timedelta = DEFAULT_LEASE,
         enqueue_batch_size: int = 50_000,
+        mixed_fleet: bool | None = None,
     ) -> None:
         require_asyncio()
         from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: PLC0415
@@ -83,6 +84,7 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
             clock=clock,
             lease=lease,
             enqueue_batch_size=enqueue_batch_size,
+            mixed_fleet=mixed_fleet,
         )
         self._session: AsyncSession | None = session
 

@@ -15,7 +15,7 @@ import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -29,6 +29,7 @@ from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.schema import Tables
 
 __all__ = [
+    "ORIGINAL_CREATOR_LOCK",
     "ItemSource",
     "Statements",
     "compile_for_driver",
@@ -36,6 +37,10 @@ __all__ = [
     "job_row",
     "to_job",
 ]
+
+
+#: The key of the Go original's creator lock: `pg_advisory_xact_lock(10)`.
+ORIGINAL_CREATOR_LOCK: Final = 10
 
 
 class ItemSource:
@@ -246,6 +251,19 @@ class Statements:
             .lateral("queued")
         )
         return query.outerjoin(probe, sa.true()).where(probe.c.found.is_(None))
+
+    @functools.cached_property
+    def original_creator_lock(self) -> sa.Select[Any]:
+        """Take the advisory lock that the Go original's creators take
+        (`common/jobs`, `CreateJobForUnqueued`), until the transaction ends.
+
+        The original searches with `NOT EXISTS` once it holds this lock and
+        then inserts; a job of ours committed between its search and its
+        insert would be a duplicate-key error on its side. Taking the same
+        lock before our search and insert puts our creators in its queue.
+        PostgreSQL only (mixed fleets run on adopted databases).
+        """
+        return sa.select(sa.func.pg_advisory_xact_lock(ORIGINAL_CREATOR_LOCK))
 
     @functools.cached_property
     def lock_cursor(self) -> sa.Insert:

@@ -6,9 +6,11 @@ are read, saved and claimed by the original's own statements."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
@@ -18,6 +20,7 @@ from typer.testing import CliRunner
 
 import fulltext_jobs
 from fulltext_jobs import (
+    AllQueued,
     FullText,
     InvalidInput,
     ItemSource,
@@ -288,3 +291,144 @@ def test_an_unadopted_original_database_is_advised_to_adopt_not_upgrade(original
         assert "migrate upgrade`" not in line
     assert fulltext_jobs.current_revision(url) is None
     assert original_rows(url) == jobs
+
+
+def test_the_command_line_sees_the_originals_eligible_items_after_adopting(original):
+    """No flag after `migrate adopt`: `jobs.items` is a view of the original's
+    items where `api IS NOT NULL`."""
+    url, _ = original
+    runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
+    assert runner.invoke(app, ["--database-url", url, "migrate", "adopt"]).exit_code == 0
+    done = runner.invoke(app, ["--database-url", url, "stats", "quotations", "--json"])
+    assert done.exit_code == 0, done.stderr
+    # item-1 and item-2 have quotation jobs; item-3 and item-4 are eligible;
+    # item-5 has no metadata.
+    assert json.loads(done.stdout)[0]["unqueued"] == 2
+    done = runner.invoke(app, ["--database-url", url, "enqueue", "quotations", "--json"])
+    assert json.loads(done.stdout)["created"] == 2
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = SqlAlchemyRepository(engine)  # no items=
+        assert repo.count_unqueued("language") == 1  # item-4
+        with pytest.raises(InvalidInput, match="view of the original's items"):
+            repo.add_items(["item-9"])
+    finally:
+        engine.dispose()
+
+
+def test_adopt_takes_another_items_table_and_condition(original):
+    url, _ = original
+    with psycopg_connect(url) as conn:
+        conn.execute("CREATE TABLE crawled (id text PRIMARY KEY, fetched boolean NOT NULL)")
+        conn.execute("INSERT INTO crawled VALUES ('item-1', true), ('item-7', true), ('x', false)")
+    refusals = [
+        ({"items_table": "nowhere"}, "no such table or no id column"),
+        ({"items_table": "crawled", "eligible": "no_such_column"}, "is not valid"),
+    ]
+    for options, needle in refusals:
+        with pytest.raises(InvalidInput, match=needle):
+            fulltext_jobs.adopt(url, **options)
+        assert fulltext_jobs.current_revision(url) is None
+    fulltext_jobs.adopt(url, items_table="crawled", eligible="fetched")
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        # The FK to `items` still holds: item-7 is in `crawled` only.
+        assert repo.count_unqueued("language") == 1
+    finally:
+        engine.dispose()
+
+
+def original_layout(url: str) -> dict[str, object]:
+    with psycopg_connect(url) as conn:
+        columns = conn.execute(
+            "SELECT attname, attnotnull FROM pg_attribute "
+            "WHERE attrelid = 'jobs.fulltext'::regclass "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        ).fetchall()
+        constraints = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'jobs.fulltext'::regclass "
+            "ORDER BY conname"
+        ).fetchall()
+        relations = conn.execute(
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'jobs' AND relkind IN ('r', 'v') ORDER BY relname"
+        ).fetchall()
+    return {"columns": columns, "constraints": constraints, "relations": relations}
+
+
+def test_downgrading_an_adopted_database_returns_the_originals_layout(original):
+    url, jobs = original
+    before = original_layout(url)
+    runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
+    assert runner.invoke(app, ["--database-url", url, "migrate", "adopt"]).exit_code == 0
+    done = runner.invoke(app, ["--database-url", url, "migrate", "downgrade", "base"])
+    assert done.exit_code == 0, done.stderr
+    assert original_layout(url) == before
+    assert original_rows(url) == jobs
+    # ... so it can be adopted again.
+    fulltext_jobs.adopt(url)
+    assert fulltext_jobs.current_revision(url) == SCHEMA_REVISION
+    assert original_rows(url) == jobs
+
+
+# The original's creator (common/jobs, CreateJobForUnqueued): its global
+# advisory lock, a NOT EXISTS search from the first item, and its upsert by id.
+ORIGINAL_CREATE_SEARCH = """
+SELECT i.id FROM items i
+WHERE i.api IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM jobs.fulltext f WHERE f.item_id = i.id AND f.destination = %s)
+LIMIT 1
+"""
+
+
+def original_creator(url: str, destination: str, errors: list[str]) -> int:
+    """Create jobs as the original does until none is left; return how many.
+    Each duplicate-key error it meets is recorded in `errors`."""
+    created = 0
+    with psycopg_connect(url) as conn:
+        while True:
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(10)")
+                    found = conn.execute(ORIGINAL_CREATE_SEARCH, (destination,)).fetchone()
+                    if found is None:
+                        return created
+                    job = (uuid.uuid4(), found[0], destination, None, None, "ready")
+                    conn.execute(ORIGINAL_SAVE, job)
+                created += 1
+            except psycopg.errors.UniqueViolation as exc:
+                errors.append(str(exc.sqlstate))
+
+
+@pytest.mark.slow
+def test_in_a_mixed_fleet_the_originals_creators_meet_no_duplicate_key_errors(adopted):
+    url, _, engine = adopted
+    with psycopg_connect(url) as conn:
+        conn.execute(
+            "INSERT INTO items SELECT 'bulk-' || lpad(n::text, 5, '0'), 'x', '{}' "
+            "FROM generate_series(1, 1000) AS n"
+        )
+    repo = SqlAlchemyRepository(engine)  # mixed_fleet: on by default once adopted
+    errors: list[str] = []
+    ours: list[int] = []
+
+    def our_creator() -> None:
+        made = 0
+        with contextlib.suppress(AllQueued):
+            while True:
+                repo.create_job_for_unqueued("mixed")
+                made += 1
+        ours.append(made)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        theirs = [pool.submit(original_creator, url, "mixed", errors) for _ in range(2)]
+        for future in [pool.submit(our_creator) for _ in range(2)]:
+            future.result(timeout=300)
+        created_by_them = sum(future.result(timeout=300) for future in theirs)
+    assert errors == []
+    # Every eligible item (item-1 to item-4 and the bulk) has exactly one job.
+    assert sum(ours) + created_by_them == 1004
+    assert sum(ours) > 0
+    assert created_by_them > 0
+    assert repo.count_unqueued("mixed") == 0
