@@ -6,8 +6,10 @@ The tests run `work` with this folder as the working directory (or on
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from fulltext_jobs import FullText, SkipJob
 
@@ -43,3 +45,12 @@ class Nested:
     @staticmethod
     def handle(_job: FullText) -> None:
         """Finish every job."""
+
+
+def logged(job: FullText) -> None:
+    """Append the job's id to this process's file in `ROLLING_LOG_DIR`, after
+    a little work (20 ms): the rolling-upgrade test counts who ran what."""
+    time.sleep(0.02)
+    folder = Path(os.environ["ROLLING_LOG_DIR"])
+    with (folder / f"{os.getpid()}.log").open("a", encoding="utf-8") as log:
+        log.write(f"{job.id}\n")
