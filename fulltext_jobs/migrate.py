@@ -307,8 +307,8 @@ def adopt(
     """
     try:
         with _connection(target) as connection:
-            if _revision_of(connection) is not None:
-                before = _revision_of(connection)
+            before = _revision_of(connection)
+            if before is not None:
                 command.upgrade(_config(connection), "head")
                 return before
             unique = _check_original_layout(connection)

@@ -65,7 +65,9 @@ __all__ = ["UPGRADE_ADVICE", "ItemSource", "SqlAlchemyRepository"]
 
 #: What each engine's database was found to be, learnt by the first call on
 #: it: a repository per request (or per `in_session` view) costs no second
-#: check. Weak, so that a disposed engine is forgotten with it.
+#: check. A deploy migrates first and then starts new processes, so a
+#: process never needs to see its engine's database change revision. Weak
+#: keys: an engine that is garbage-collected is forgotten with it.
 _SCHEMAS: weakref.WeakKeyDictionary[Engine, SchemaState] = weakref.WeakKeyDictionary()
 
 # A caller that loses the race for an item tries again; each lost race means
