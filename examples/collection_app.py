@@ -2,14 +2,17 @@
 crawled first, and become eligible for full-text work once their metadata
 (`api`, JSON) has been fetched.
 
-It shows the two ways an app wires its ORM into fulltext-jobs:
+It shows the three ways an app wires its ORM into fulltext-jobs:
 
 - its declarative `Item` model is the item source, with the original's
   eligibility rule `api IS NOT NULL`;
 - each job is handled in one of the app's sessions: the claim, the app's
   `LanguageGuess` row and the finish commit together, so a crash anywhere
   before the commit leaves neither the result nor a finished job behind
-  (exactly-once effects).
+  (exactly-once effects);
+- its report reads the ledger through the read model `FullTextRecord`: a
+  view-only relationship from `Item` to its jobs, and a query for the items
+  that have no finished job yet.
 
     python examples/collection_app.py [--database-url URL]
 
@@ -25,10 +28,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, foreign, mapped_column, relationship
 
 import fulltext_jobs
 from fulltext_jobs import ItemSource, JobsError, NoJobs, SqlAlchemyRepository
+from fulltext_jobs.orm import FullTextRecord
 
 DESTINATION = "language-detection"
 
@@ -56,6 +60,13 @@ class Item(Base):
     id: Mapped[str] = mapped_column(primary_key=True)
     title: Mapped[str]
     api: Mapped[dict[str, Any] | None] = mapped_column(JSON_API)
+
+    # Its jobs in the ledger, for reading: the repository writes them.
+    jobs: Mapped[list[FullTextRecord]] = relationship(
+        FullTextRecord,
+        primaryjoin=lambda: Item.id == foreign(FullTextRecord.item_id),
+        viewonly=True,
+    )
 
 
 class LanguageGuess(Base):
@@ -134,17 +145,42 @@ def run(url: str) -> dict[str, str]:
         engine.dispose()
 
 
+def report(url: str) -> list[tuple[str, str, str]]:
+    """Per item: its title, the status of its language-detection job (or
+    `no job`) and the guess (or `-`); items without a finished job first."""
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        with Session(engine) as session:
+            finished = sa.exists().where(
+                FullTextRecord.item_id == Item.id,
+                FullTextRecord.destination == DESTINATION,
+                FullTextRecord.status == "finished",
+            )
+            guesses = {g.item_id: g.language for g in session.scalars(sa.select(LanguageGuess))}
+            rows = []
+            for done in (False, True):
+                query = sa.select(Item).where(finished if done else ~finished).order_by(Item.id)
+                for item in session.scalars(query):
+                    statuses = [job.status for job in item.jobs if job.destination == DESTINATION]
+                    status = statuses[0] if statuses else "no job"
+                    rows.append((item.title, status, guesses.get(item.id, "-")))
+            return rows
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default="sqlite:///collection.sqlite3")
     args = parser.parse_args(argv)
     try:
-        guesses = run(args.database_url)
+        run(args.database_url)
+        rows = report(args.database_url)
     except JobsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for item_id, language in sorted(guesses.items()):
-        print(f"{item_id}\t{language}")
+    for title, status, language in rows:
+        print(f"{title}\t{status}\t{language}")
     return 0
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from fulltext_jobs.errors import InvalidInput, MissingDependency, StoreError
+from fulltext_jobs.schema import JOBS_SCHEMA
 
 if TYPE_CHECKING:
     # Only for annotations: SQLAlchemy's asyncio extension needs greenlet,
@@ -216,12 +217,18 @@ def configure_sqlite(engine: Engine) -> None:
 
     Idempotent. Affects every transaction on the engine, the app's too: each
     takes the write lock when it begins and so never fails on upgrading it.
+    Tables declared in the schema `jobs` (as `fulltext_jobs.orm`'s read
+    models are) are looked up in the main database, SQLite having no
+    schemas.
     Connections already pooled are discarded so that all get the settings.
     """
     if engine.dialect.name != "sqlite" or event.contains(engine, "connect", _sqlite_on_connect):
         return
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
+    # SQLite has no schemas: tables declared in `jobs` (the read models of
+    # `fulltext_jobs.orm`) live in the main database.
+    engine.update_execution_options(schema_translate_map={JOBS_SCHEMA: None})
     engine.dispose()
 
 

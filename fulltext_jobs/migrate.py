@@ -192,9 +192,29 @@ def check_schema(connection: Connection, where: str) -> SchemaState:
     raise SchemaTooNew(msg)
 
 
+@contextmanager
+def _keeping_an_outer_alembic_context() -> Iterator[None]:
+    """Let `upgrade(connection)` run inside an app's own alembic `env.py`.
+
+    Alembic's `context` module is a proxy to the one environment running;
+    running ours inside the app's would leave the app's `context` empty
+    (`context.configure` then fails on None). The app's environment is put
+    back when ours ends. This uses alembic's proxy internals, pinned by
+    `tests/test_app_alembic.py`.
+    """
+    from alembic import context as alembic_context  # noqa: PLC0415 - only when nesting matters
+
+    outer = getattr(alembic_context, "_proxy", None)
+    try:
+        yield
+    finally:
+        if outer is not None and getattr(alembic_context, "_proxy", None) is not outer:
+            outer._install_proxy()  # noqa: SLF001 - see the docstring
+
+
 def _run(target: Target, action: str, revision: str) -> None:
     try:
-        with _connection(target) as connection:
+        with _connection(target) as connection, _keeping_an_outer_alembic_context():
             if action == "upgrade" and _made_by_original_leaving_no_transaction(connection):
                 msg = (
                     "the database was made by the Go original (jobs.fulltext without "

@@ -58,9 +58,18 @@ def test_the_collection_app_handles_each_eligible_item_once(url: str):
         assert repo.count_unqueued(app.DESTINATION) == 1
     finally:
         engine.dispose()
+    # The report, through the read model: item-004 has no job yet.
+    assert app.report(url)[0] == ("Map", "no job", "-")
     guesses = app.run(url)
     assert guesses["item-004"] == "fr"
     assert len(guesses) == 5
+    assert app.report(url) == [
+        ("Letter", "finished", "en"),
+        ("Lettre", "finished", "fr"),
+        ("Brief", "finished", "de"),
+        ("Map", "finished", "fr"),
+        ("Diary", "finished", "en"),
+    ]
 
 
 def test_the_collection_app_reports_a_bad_url_in_one_line(capsys: pytest.CaptureFixture[str]):
