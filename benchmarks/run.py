@@ -77,7 +77,7 @@ ON CONFLICT (id) DO UPDATE SET item_id = %(item)s, destination = %(dest)s,
 """
 RAW_INSERT_SELECT = """
 INSERT INTO jobs.fulltext (id, item_id, destination, status)
-SELECT gen_random_uuid(), id, %(dest)s, 'ready' FROM jobs.items
+SELECT gen_random_uuid(), id, %(dest)s, 'ready' FROM jobs.fulltext_items
 """
 
 
@@ -164,10 +164,10 @@ class Bench:
 
     def load_items(self, n: int) -> None:
         self.sql(
-            "TRUNCATE jobs.items, jobs.fulltext, jobs.enqueue_cursor",
-            "INSERT INTO jobs.items SELECT 'loc.gov/item/' || lpad(g::text, 9, '0') "
+            "TRUNCATE jobs.fulltext_items, jobs.fulltext, jobs.enqueue_cursor",
+            "INSERT INTO jobs.fulltext_items SELECT 'loc.gov/item/' || lpad(g::text, 9, '0') "
             f"FROM generate_series(1, {int(n)}) g",
-            "VACUUM ANALYZE jobs.items",
+            "VACUUM ANALYZE jobs.fulltext_items",
         )
 
     def ready_jobs(self, n: int, *, finished: int = 0) -> None:
@@ -346,7 +346,7 @@ def create_latencies(bench: Bench, n: int, runs: int, calls: int) -> tuple[float
             median_latency(lambda: mixed.create_job_for_unqueued(DESTINATION), 1, calls)
         )
     ours, ours_mixed = median(plain_runs), median(mixed_runs)
-    search = ORIGINAL_SEARCH.format(items="jobs.items")
+    search = ORIGINAL_SEARCH.format(items="jobs.fulltext_items")
     # Autocommit: the search's row lock ends with the statement, so there is
     # no transaction to roll back and nothing but the search is timed.
     with psycopg.connect(bench.dsn, autocommit=True) as connection:

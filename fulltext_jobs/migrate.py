@@ -309,14 +309,14 @@ def adopt(
     transaction; the foreign key from `item_id` to the app's `items`, if
     there is one, is kept.
 
-    The adopted database remembers where its items come from: `jobs.items`
-    becomes a view of `items_table`'s `id` (a text column) where `eligible`
-    (an SQL condition on that table, the original's `api IS NOT NULL` by
-    default) holds, so every repository and command built without `items=`
-    reads the original's eligible items. Creators on an adopted database
-    also take the original's advisory lock (see `SqlAlchemyRepository`'s
-    `mixed_fleet`). Downgrading to `base` returns the database to the
-    original's layout with every row.
+    The adopted database remembers where its items come from: the default
+    items table (`jobs.fulltext_items`) becomes a view of `items_table`'s
+    `id` (a text column) where `eligible` (an SQL condition on that table,
+    the original's `api IS NOT NULL` by default) holds, so every repository
+    and command built without `items=` reads the original's eligible items.
+    Creators on an adopted database also take the original's advisory lock
+    (see `SqlAlchemyRepository`'s `mixed_fleet`). Downgrading to `base`
+    returns the database to the original's layout with every row.
 
     A database fulltext-jobs already manages is only upgraded (adopting
     twice is harmless). Raises `InvalidInput`, changing nothing, for a
@@ -404,9 +404,10 @@ def _check_original_layout(connection: Connection) -> str:
         wanted = ", ".join(f"{name} {kind}" for name, kind in _ORIGINAL_COLUMNS)
         msg = f"jobs.fulltext is not in the original's layout: it has ({shown}), not ({wanted})"
         raise InvalidInput(msg)
-    if connection.execute(sa.text("SELECT to_regclass('jobs.items')")).scalar() is not None:
-        msg = "jobs.items already exists: not the original's layout"
-        raise InvalidInput(msg)
+    for ours in ("jobs.items", "jobs.fulltext_items"):  # before and since revision 0006
+        if connection.execute(sa.text("SELECT to_regclass(:t)"), {"t": ours}).scalar():
+            msg = f"{ours} already exists: not the original's layout"
+            raise InvalidInput(msg)
     unnamed = connection.execute(
         sa.text("SELECT count(*) FROM jobs.fulltext WHERE status IS NULL")
     ).scalar_one()

@@ -83,7 +83,7 @@ class FullTextRecord(LedgerBase):
 
 
 class ItemRecord(LedgerBase):
-    """A row of the library's default items table (`jobs.items`)."""
+    """A row of the library's default items table (`jobs.fulltext_items`)."""
 
     __table__ = _TABLES.items
 

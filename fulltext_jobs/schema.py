@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0005"
+SCHEMA_REVISION: Final = "0006"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -156,8 +156,10 @@ def tables_for(dialect_name: str) -> Tables:
         postgresql_where=fulltext.c.status == "running",
         sqlite_where=fulltext.c.status == "running",
     )
+    # The default item source. Not "items": on SQLite, which has no schemas,
+    # that would collide with an app's own table of that name (0006).
     items = sa.Table(
-        "items",
+        "fulltext_items",
         metadata,
         sa.Column("id", sa.Text, primary_key=True),
         schema=schema,

@@ -116,7 +116,7 @@ def postgres_database(prefix: str = "ftj_test") -> Iterator[str]:
 class Backend:
     """One adapter, with the means to set up what the port cannot.
 
-    `repo` reads items from the default source (`jobs.items` in SQL).
+    `repo` reads items from the default source (`jobs.fulltext_items` in SQL).
     `add_items` adds eligible items to it. `app_repo` is a repository over
     an app's own table with eligibility `api IS NOT NULL`; `set_api` adds an
     item to that table or changes its `api` (None: not eligible).
@@ -316,7 +316,7 @@ def reset_database(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(
-                "TRUNCATE jobs.fulltext, jobs.items, jobs.enqueue_cursor, app_items "
+                "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, app_items "
                 "RESTART IDENTITY"
             )
         else:

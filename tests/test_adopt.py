@@ -248,7 +248,8 @@ def test_jobs_without_a_status_stop_the_adoption_before_any_change(original):
     assert fulltext_jobs.current_revision(url) is None
     assert len(original_rows(url)) == len(jobs) + 1
     with psycopg_connect(url) as conn:
-        assert conn.execute("SELECT to_regclass('jobs.items')").fetchone() == (None,)
+        for ours in ("jobs.items", "jobs.fulltext_items"):
+            assert conn.execute("SELECT to_regclass(%s)", (ours,)).fetchone() == (None,)
 
 
 def test_sqlite_cannot_be_adopted(tmp_sqlite_url: str):
@@ -294,7 +295,7 @@ def test_an_unadopted_original_database_is_advised_to_adopt_not_upgrade(original
 
 
 def test_the_command_line_sees_the_originals_eligible_items_after_adopting(original):
-    """No flag after `migrate adopt`: `jobs.items` is a view of the original's
+    """No flag after `migrate adopt`: `jobs.fulltext_items` is a view of the original's
     items where `api IS NOT NULL`."""
     url, _ = original
     runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})

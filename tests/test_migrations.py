@@ -27,7 +27,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import fulltext_jobs
-from fulltext_jobs import InvalidInput, JobStatus, SqlAlchemyRepository
+from fulltext_jobs import InvalidInput, JobStatus, SqlAlchemyRepository, StoreError
 from fulltext_jobs.engine import DATABASE_URL_ENV
 from fulltext_jobs.migrate import migrations_dir
 from fulltext_jobs.schema import (
@@ -48,6 +48,7 @@ TABLES_AT = {
     "0003": {"fulltext", "items", "enqueue_cursor"},
     "0004": {"fulltext", "items", "enqueue_cursor"},
     "0005": {"fulltext", "items", "enqueue_cursor", WINDOW_TABLE},
+    "0006": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
 }
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
@@ -608,3 +609,36 @@ def test_the_wheel_carries_the_migrations_and_migrates_without_a_checkout(
     assert done.stdout.split() == [SCHEMA_REVISION, SCHEMA_REVISION]
     assert database.is_file()
     assert fulltext_jobs.current_revision(f"sqlite:///{database}") == SCHEMA_REVISION
+
+
+def test_the_items_table_is_renamed_with_its_rows_and_an_apps_items_can_live_beside_it(
+    fresh_url: str,
+):
+    fulltext_jobs.upgrade(fresh_url, "0005")
+    postgresql = fresh_url.startswith("postgresql")
+    old, new = ("jobs.items", "jobs.fulltext_items") if postgresql else ("items", "fulltext_items")
+    with opened(fresh_url) as engine:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"INSERT INTO {old} (id) VALUES ('a'), ('b')")  # noqa: S608 - constants
+        fulltext_jobs.upgrade(engine, "0006")
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(f"SELECT id FROM {new} ORDER BY id").scalars()  # noqa: S608
+            assert list(rows) == ["a", "b"]
+        # The app's own `items` in the same database (SQLite's one namespace).
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE items (id text PRIMARY KEY, title text)")
+            connection.exec_driver_sql("INSERT INTO items VALUES ('x', 'the app''s')")
+        repo = SqlAlchemyRepository(engine)
+        assert repo.add_items(["c"]) == 1
+        assert repo.enqueue_unqueued("d") == 3  # a, b and c: never the app's x
+        if not postgresql:
+            # Going back would collide with the app's table: refused whole.
+            with pytest.raises(StoreError, match="already another table"):
+                fulltext_jobs.downgrade(engine, "0005")
+            assert fulltext_jobs.current_revision(engine) == "0006"
+            with engine.begin() as connection:
+                connection.exec_driver_sql("DROP TABLE items")
+        fulltext_jobs.downgrade(engine, "0005")
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(f"SELECT id FROM {old} ORDER BY id").scalars()  # noqa: S608
+            assert list(rows) == ["a", "b", "c"]
