@@ -33,6 +33,7 @@ __all__ = [
     "configure_sqlite",
     "create_async_engine",
     "create_engine",
+    "is_retryable",
     "parse_url",
     "ping_idle_connections",
     "require_asyncio",
@@ -54,9 +55,11 @@ IDLE_PING_SECONDS: Final = 5.0
 
 # SQLSTATEs after which the same call may succeed: connection exceptions
 # (class 08), the server shutting down or restarting (57P01 to 57P03), a
-# serialization failure, a deadlock, and a lock wait that timed out (as
-# SQLite's "database is locked").
-_RETRYABLE_SQLSTATES: Final = frozenset({"57P01", "57P02", "57P03", "40001", "40P01", "55P03"})
+# serialization failure, a deadlock, a lock wait that timed out (as
+# SQLite's "database is locked"), and a server with no connection slot left.
+_RETRYABLE_SQLSTATES: Final = frozenset(
+    {"57P01", "57P02", "57P03", "40001", "40P01", "55P03", "53300"}
+)
 
 
 def parse_url(url: str | URL) -> URL:
@@ -225,28 +228,80 @@ def configure_sqlite(engine: Engine) -> None:
     engine.dispose()
 
 
-def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
-    if exc.connection_invalidated:
+# --- Driver errors as the port's ----------------------------------------------
+#
+# One place decides what a driver or SQLAlchemy error means to a caller: the
+# adapters, the listener and the migrations all call `store_error`, and the
+# rule for "the same call may succeed if made again" is `is_retryable`.
+
+# psycopg reports a failed connection attempt with no SQLSTATE, only the
+# server's FATAL message: these ones mean a server that is starting, stopping
+# or full, which passes; any other FATAL (an unknown database or role, a
+# wrong password, no pg_hba.conf entry) is for good.
+_PASSING_FATALS: Final = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+    "too many clients",
+    "remaining connection slots are reserved",
+    "terminating connection",
+)
+
+
+def _fails_for_good(message: str) -> bool:
+    """Whether a connection attempt's error names a refusal that will not
+    pass by itself: the server answered with a FATAL error (wrong password,
+    unknown database or role) that is not about its starting or stopping."""
+    if "FATAL:" not in message:
+        # No answer at all (refused, reset, timed out): the server is away.
+        return False
+    return not any(passing in message for passing in _PASSING_FATALS)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the call that raised `exc` (a SQLAlchemy or driver error) may
+    succeed if made again: a lost connection, a server that is away,
+    restarting or full, a serialization failure, a deadlock, a lock wait that
+    timed out, a pool with no connection to spare. Not: a refusal for good
+    (wrong password, unknown database or role), bad SQL, a constraint."""
+    if isinstance(exc, sa.exc.TimeoutError | sa.exc.DisconnectionError):
+        # The pool had no connection to spare within its timeout, or threw
+        # away a dead one: both pass.
         return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    driver = _driver_error(exc)
+    sqlstate = getattr(driver, "sqlstate", None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith("08") or sqlstate in _RETRYABLE_SQLSTATES
-    if isinstance(exc.orig, psycopg.OperationalError):
-        # No SQLSTATE: the client never got an answer (refused, reset, timed out).
-        return True
+    if isinstance(driver, psycopg.OperationalError):
+        # No SQLSTATE: the client never got an answer to a statement
+        # (refused, reset, timed out), or a connection attempt failed.
+        return not _fails_for_good(str(driver))
     # SQLite: a lock held past the busy timeout.
-    return "database is locked" in str(exc.orig) or "database is busy" in str(exc.orig)
+    return "database is locked" in str(driver) or "database is busy" in str(driver)
 
 
-def store_error(exc: sa.exc.SQLAlchemyError, action: str) -> StoreError:
-    """Translate a SQLAlchemy error raised while doing `action` into a
-    `StoreError`, classifying whether the same call may succeed if retried."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        retryable = _is_retryable(exc)
-        text = str(exc.orig).strip()
-        detail = text.splitlines()[0] if text else type(exc.orig).__name__
-    else:
-        retryable = False
-        detail = str(exc).splitlines()[0]
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's exception behind a SQLAlchemy one, or `exc` itself."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return exc.orig
+    return exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def store_error(exc: BaseException, action: str) -> StoreError:
+    """Translate an error raised while doing `action` (a SQLAlchemy error,
+    or the driver's own, which some paths let through: a new connection
+    refused, a listener's connection lost) into a `StoreError`, classified
+    by `is_retryable`."""
+    retryable = is_retryable(exc)
+    detail = _first_line(_driver_error(exc))
     advice = " (retryable: the same call may succeed if made again)" if retryable else ""
     return StoreError(f"{action} failed: {detail}{advice}", retryable=retryable)

@@ -1,0 +1,142 @@
+"""Server unavailability reaches callers only as the port's errors: which
+driver and SQLAlchemy errors are retryable, `listen()` against a server that
+is away or refuses us, a pool with no connection to spare, a joined Session
+whose connection died, the lease rule on SQLite, a worker stopped by an error
+that will not pass, and logs free of the noise of a lost connection.
+
+The restarts themselves are in test_server_restart.py (a private server);
+here the faults are a closed port, an unknown database or role, a held pool
+and `pg_terminate_backend` of this test's own connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+import fulltext_jobs
+from fulltext_jobs import (
+    SqlAlchemyRepository,
+    StoreError,
+)
+from fulltext_jobs.engine import is_retryable, store_error
+
+DEST = "outages"
+
+#: The longest a test waits for its worker.
+BOUND_SECONDS = 20.0
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def refused_url(postgres_url: str, refusal: str) -> str:
+    """The test database's URL with an unknown database or role."""
+    url = sa.make_url(postgres_url)
+    url = (
+        url.set(database="ftj_no_such_database")
+        if refusal == "database"
+        else url.set(username="ftj_no_such_role")
+    )
+    return url.render_as_string(hide_password=False)
+
+
+# --- The rule ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "retryable"),
+    [
+        ('connection to server at "127.0.0.1", port 1 failed: Connection refused', True),
+        ("consuming input failed: server closed the connection unexpectedly", True),
+        ("connection failed: FATAL:  the database system is starting up", True),
+        ("connection failed: FATAL:  the database system is shutting down", True),
+        ("connection failed: FATAL:  the database system is in recovery mode", True),
+        ("connection failed: FATAL:  sorry, too many clients already", True),
+        ('connection failed: FATAL:  database "gone" does not exist', False),
+        ('connection failed: FATAL:  role "nobody" does not exist', False),
+        ('connection failed: FATAL:  password authentication failed for user "app"', False),
+        ('connection failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9"', False),
+    ],
+)
+def test_a_failed_connection_is_retryable_unless_the_server_refuses_for_good(
+    message: str, retryable: bool
+):
+    # psycopg gives a failed connection attempt no SQLSTATE: the message decides.
+    driver = psycopg.OperationalError(message)
+    wrapped = sa.exc.OperationalError("connect", {}, driver)
+    assert is_retryable(driver) is retryable
+    assert is_retryable(wrapped) is retryable
+    error = store_error(driver, "claim")
+    assert isinstance(error, StoreError)
+    assert error.retryable is retryable
+    assert str(error).startswith(f"claim failed: {message}")
+
+
+def test_a_pool_with_no_connection_to_spare_is_retryable():
+    assert is_retryable(sa.exc.TimeoutError("QueuePool limit of size 1 overflow 0 reached"))
+    assert store_error(sa.exc.TimeoutError("pool"), "claim").retryable
+
+
+def test_bad_sql_and_other_programming_errors_are_not_retryable():
+    assert not is_retryable(sa.exc.ArgumentError("bad"))
+    assert not is_retryable(psycopg.errors.UndefinedTable("relation does not exist"))
+    assert not is_retryable(psycopg.errors.UniqueViolation("duplicate key"))
+
+
+# --- listen() -------------------------------------------------------------------
+
+
+def test_listen_against_a_server_that_is_away_raises_a_retryable_store_error():
+    engine = fulltext_jobs.create_engine(f"postgresql://postgres@127.0.0.1:{closed_port()}/x")
+    try:
+        with pytest.raises(StoreError) as caught:
+            SqlAlchemyRepository(engine).listen(DEST)
+    finally:
+        engine.dispose()
+    assert caught.value.retryable
+    assert "Connection refused" in str(caught.value)
+    assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("refusal", ["database", "role"])
+def test_listen_refused_for_good_raises_a_store_error_that_is_not_retryable(
+    postgres_url: str, refusal: str
+):
+    engine = fulltext_jobs.create_engine(refused_url(postgres_url, refusal))
+    try:
+        with pytest.raises(StoreError) as caught:
+            SqlAlchemyRepository(engine).listen(DEST)
+    finally:
+        engine.dispose()
+    assert not caught.value.retryable
+    assert "does not exist" in str(caught.value)
+
+
+# --- The pool ----------------------------------------------------------------------
+
+
+def test_a_call_that_finds_the_pool_exhausted_raises_a_retryable_store_error(
+    sqlite_template,
+):
+    engine = fulltext_jobs.create_engine(
+        sqlite_template.fresh_url(), pool_size=1, max_overflow=0, pool_timeout=0.1
+    )
+    try:
+        repo = SqlAlchemyRepository(engine)
+        repo.stats(DEST)  # the schema is checked; the one connection is back
+        with engine.connect(), pytest.raises(StoreError) as caught:
+            repo.get_fulltext(uuid.uuid4())
+        assert caught.value.retryable
+        assert isinstance(caught.value.__cause__, sa.exc.TimeoutError)
+    finally:
+        engine.dispose()
