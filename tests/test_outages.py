@@ -12,6 +12,8 @@ and `pg_terminate_backend` of this test's own connection.
 from __future__ import annotations
 
 import socket
+import threading
+import time
 import uuid
 
 import psycopg
@@ -20,8 +22,13 @@ import sqlalchemy as sa
 
 import fulltext_jobs
 from fulltext_jobs import (
+    FullText,
+    InMemoryRepository,
+    ReadyListener,
+    SchemaNotMigrated,
     SqlAlchemyRepository,
     StoreError,
+    Worker,
 )
 from fulltext_jobs.engine import is_retryable, store_error
 
@@ -140,3 +147,71 @@ def test_a_call_that_finds_the_pool_exhausted_raises_a_retryable_store_error(
         assert isinstance(caught.value.__cause__, sa.exc.TimeoutError)
     finally:
         engine.dispose()
+
+
+# --- The worker -------------------------------------------------------------------------
+
+
+def test_a_worker_stopped_by_an_error_that_will_not_pass_says_so_in_one_line(
+    tmp_sqlite_url: str, caplog: pytest.LogCaptureFixture
+):
+    engine = fulltext_jobs.create_engine(tmp_sqlite_url)  # never migrated
+    try:
+        worker = Worker(SqlAlchemyRepository(engine), DEST, lambda _job: None)
+        with pytest.raises(SchemaNotMigrated):
+            worker.run(install_signal_handlers=False)
+    finally:
+        engine.dispose()
+    stopped = [r for r in caplog.records if "stopped" in r.getMessage()]
+    assert len(stopped) == 1
+    assert stopped[0].exc_info is None
+    assert "alembic upgrade head" in stopped[0].getMessage()
+
+
+def test_a_listener_that_breaks_leaves_the_worker_polling():
+    class Broken(InMemoryRepository):
+        def listen(self, destination: str) -> ReadyListener:  # noqa: ARG002 - the port's signature
+            msg = "a bug in a listener"
+            raise RuntimeError(msg)
+
+    repo = Broken(items=["a", "b"])
+    repo.enqueue_unqueued(DEST)
+    worker = Worker(repo, DEST, lambda _job: None, poll_interval=0.01, max_poll_interval=0.02)
+    stats = worker.run(until_idle=True, install_signal_handlers=False)
+    assert stats.finished == 2
+
+
+def test_a_claim_thread_backing_off_after_an_error_claims_as_soon_as_the_listener_wakes_it():
+    """A wake-up from the listener (after an outage: its first, once it
+    listens again) ends a claim thread's backoff: it does not sleep out its
+    delay, here a minute."""
+    failed = threading.Event()
+    handled = threading.Event()
+
+    class Away(InMemoryRepository):
+        def get_ready_job(self, destination: str) -> FullText:
+            if not failed.is_set():
+                failed.set()
+                raise StoreError("server away", retryable=True)
+            return super().get_ready_job(destination)
+
+    repo = Away(items=["a"])
+    worker = Worker(
+        repo,
+        DEST,
+        lambda _job: handled.set(),
+        poll_interval=60,
+        max_poll_interval=60,
+        shutdown_timeout=1,
+    )
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    try:
+        assert failed.wait(BOUND_SECONDS)
+        time.sleep(0.2)  # the claim thread is in its backoff now
+        repo.save_fulltext(FullText.new("a", DEST))  # the listener hears of it
+        assert handled.wait(BOUND_SECONDS), "the claim thread slept out its backoff"
+    finally:
+        worker.stop()
+        thread.join(BOUND_SECONDS)
+    assert worker.stats.retryable_errors == 1
