@@ -37,7 +37,11 @@ from fulltext_jobs.domain import (
     check_retry_statuses,
     utc,
 )
-from fulltext_jobs.engine import configure_sqlite, store_error
+from fulltext_jobs.engine import (
+    configure_sqlite,
+    is_retryable,
+    store_error,
+)
 from fulltext_jobs.errors import (
     AllQueued,
     DuplicateJob,
@@ -153,6 +157,14 @@ class SqlAlchemyRepository(Repository):
         own writes. A call that fails (`DuplicateJob`, `LostClaim`, ...)
         rolls back to its savepoint only: the caller's transaction stays
         usable and holds nothing of the call.
+
+        A failure that can pass (a lost connection, a server restarting, a
+        deadlock, a lock wait that timed out) raises a retryable `StoreError`,
+        also when it surfaces in the flush of the app's pending writes; the
+        app's own errors from that flush (an `IntegrityError` of its table)
+        are raised as they are. After a `StoreError` the transaction is
+        lost: roll the session back and do the whole unit of work again,
+        from the claim (see docs/guide-web-app.md).
 
         A claim's row lock lasts until the caller commits: other workers pass
         the job over meanwhile (on SQLite, whose locks are per database, they
@@ -416,8 +428,8 @@ class SqlAlchemyRepository(Repository):
         `DuplicateJob` (with the message `duplicate`), other driver errors
         `StoreError`."""
         if self._session is not None:
-            # The app's pending writes go first; their errors are the app's.
-            self._session.flush()
+            # The app's pending writes go first.
+            _flush(self._session, action)
         try:
             if self._session is not None:
                 with self._in_session() as connection:
@@ -479,6 +491,21 @@ class SqlAlchemyRepository(Repository):
 
     def _url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
+
+
+def _flush(session: Session, action: str) -> None:
+    """Flush the app's pending writes before a call in its session. Their
+    errors are the app's (a constraint of its own table, bad data), except
+    the ones no data causes and that pass: a lost connection, a server
+    restarting, a deadlock or a lock wait that timed out. Those become a
+    retryable `StoreError`, as they would in any call of the repository: the
+    caller rolls back and does the whole unit of work again."""
+    try:
+        session.flush()
+    except sa.exc.DBAPIError as exc:
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and is_retryable(exc):
+            raise store_error(exc, f"{action} (flushing the session)") from exc
+        raise
 
 
 def check_same_kind(session_engine: Engine, own: Engine) -> None:

@@ -15,15 +15,20 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from test_session import Base as AppBase
+from test_session import Result
 
 import fulltext_jobs
 from fulltext_jobs import (
     FullText,
     InMemoryRepository,
+    JobStatus,
     ReadyListener,
     SchemaNotMigrated,
     SqlAlchemyRepository,
@@ -147,6 +152,79 @@ def test_a_call_that_finds_the_pool_exhausted_raises_a_retryable_store_error(
         assert isinstance(caught.value.__cause__, sa.exc.TimeoutError)
     finally:
         engine.dispose()
+
+
+# --- A joined Session whose connection died ------------------------------------------
+
+
+APP_NAME = "ftj-outage-session"
+
+
+@pytest.fixture
+def app_engine(postgres_url: str, clean_postgres_engine: sa.Engine) -> Iterator[sa.Engine]:
+    """An engine of this test's own (its connections named, to be found and
+    ended), on a database with two ready jobs and the app's table."""
+    engine = fulltext_jobs.create_engine(postgres_url, connect_args={"application_name": APP_NAME})
+    AppBase.metadata.drop_all(clean_postgres_engine)
+    AppBase.metadata.create_all(clean_postgres_engine)
+    repo = SqlAlchemyRepository(clean_postgres_engine)
+    repo.add_items(["item-1", "item-2"])
+    assert repo.enqueue_unqueued(DEST) == 2
+    yield engine
+    engine.dispose()
+    AppBase.metadata.drop_all(clean_postgres_engine)
+
+
+def end_app_connections(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %(name)s AND datname = current_database()",
+                {"name": APP_NAME},
+            ).scalar_one()
+        )
+
+
+@pytest.mark.postgresql
+def test_a_joined_call_whose_flush_meets_a_dead_connection_raises_a_retryable_store_error(
+    app_engine: sa.Engine, clean_postgres_engine: sa.Engine
+):
+    repo = SqlAlchemyRepository(app_engine)
+    with Session(app_engine) as session:
+        joined = repo.in_session(session)
+        job = joined.get_ready_job(DEST)
+        session.add(Result(item_id=job.item_id, language="fr"))  # pending: flushed first
+        assert end_app_connections(clean_postgres_engine) == 1
+        job.finish()
+        with pytest.raises(StoreError) as caught:
+            joined.save_fulltext(job)
+        assert caught.value.retryable
+        assert "flushing the session" in str(caught.value)
+        session.rollback()
+
+        # The loop the web-app guide shows: the unit of work again, from the claim.
+        again = joined.get_ready_job(DEST)
+        assert again.id == job.id  # the lost transaction's claim never happened
+        session.add(Result(item_id=again.item_id, language="fr"))
+        again.finish()
+        joined.save_fulltext(again)
+        session.commit()
+    assert repo.get_fulltext(job.id).status is JobStatus.FINISHED
+
+
+@pytest.mark.postgresql
+def test_the_apps_own_integrity_error_from_the_flush_stays_the_apps(app_engine: sa.Engine):
+    repo = SqlAlchemyRepository(app_engine)
+    with Session(app_engine) as session:
+        session.add(Result(item_id="item-1", language="fr"))
+        session.commit()
+        joined = repo.in_session(session)
+        job = joined.get_ready_job(DEST)
+        session.add(Result(item_id="item-1", language="de"))  # the app's own duplicate
+        job.finish()
+        with pytest.raises(sa.exc.IntegrityError):
+            joined.save_fulltext(job)
 
 
 # --- The worker -------------------------------------------------------------------------
