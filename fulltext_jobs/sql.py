@@ -10,6 +10,7 @@ themselves, with why each is safe under concurrency, are in
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -70,6 +71,12 @@ UPGRADE_ADVICE: Final = (
     "run `alembic upgrade head` from a checkout or `fulltext_jobs.upgrade(url)` from Python"
 )
 
+#: On SQLite the lease must be at least this many busy timeouts (see
+#: `_check_sqlite_lease`).
+SQLITE_LEASE_PER_BUSY_TIMEOUT: Final = 2
+
+_log = logging.getLogger(__name__)
+
 # A caller that loses the race for an item tries again; each lost race means
 # another caller won, so this bound is only reached if something is wrong.
 _MAX_CREATE_ATTEMPTS: Final = 1000
@@ -88,7 +95,9 @@ class SqlAlchemyRepository(Repository):
     leases, so the machines sharing a database need clocks in step to well
     within a lease. `lease` is how long a claim lasts without a heartbeat.
     `enqueue_batch_size` is how many items `enqueue_unqueued` queues per
-    transaction.
+    transaction. On SQLite the lease should be at least twice the busy
+    timeout (a save or heartbeat may wait that long for the write lock):
+    the first call logs a warning if it is not.
 
     A SQLite engine is given WAL, a busy timeout and `BEGIN IMMEDIATE` (see
     `fulltext_jobs.configure_sqlite`). The first call checks that the
@@ -487,10 +496,38 @@ class SqlAlchemyRepository(Repository):
                 f"the database {self._url()} is at revision {found}; this version of "
                 f"fulltext-jobs needs revision {SCHEMA_REVISION}: {UPGRADE_ADVICE}"
             )
+        if connection.dialect.name == "sqlite":
+            _check_sqlite_lease(connection, self._lease)
         self._schema_checked = True
 
     def _url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
+
+
+def _check_sqlite_lease(connection: sa.Connection, lease: timedelta) -> None:
+    """Log a warning if `lease` is too short for SQLite's busy timeout.
+
+    On SQLite a save or a heartbeat waits for the one write lock for up to
+    the busy timeout, and that wait counts against the lease: a heartbeat
+    due every third of the lease that waits the whole busy timeout must
+    still land before the lease runs out, or the job is rescued and run
+    twice (the late save is refused, so the ledger stays right). Hence a
+    lease of at least `SQLITE_LEASE_PER_BUSY_TIMEOUT` busy timeouts. A
+    warning, not an error: a test on a fake clock, or a database with one
+    writer, may want a shorter one."""
+    busy_ms = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    if not isinstance(busy_ms, int) or busy_ms <= 0:
+        return
+    needed = timedelta(milliseconds=busy_ms * SQLITE_LEASE_PER_BUSY_TIMEOUT)
+    if lease < needed:
+        _log.warning(
+            "a lease of %g s is short for SQLite, whose busy timeout is %g s: a save or "
+            "heartbeat waiting for the write lock may arrive after the lease ran out, and "
+            "the job be run twice; use a lease of %g s or more, or a shorter busy timeout",
+            lease.total_seconds(),
+            busy_ms / 1000,
+            needed.total_seconds(),
+        )
 
 
 def _flush(session: Session, action: str) -> None:

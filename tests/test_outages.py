@@ -11,11 +11,13 @@ and `pg_terminate_backend` of this test's own connection.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -225,6 +227,39 @@ def test_the_apps_own_integrity_error_from_the_flush_stays_the_apps(app_engine: 
         job.finish()
         with pytest.raises(sa.exc.IntegrityError):
             joined.save_fulltext(job)
+
+
+# --- SQLite's lease rule ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("lease_seconds", "warned"), [(60, True), (120, False), (300, False)])
+def test_a_sqlite_lease_shorter_than_twice_the_busy_timeout_is_warned_about(
+    sqlite_engine: sa.Engine, caplog: pytest.LogCaptureFixture, lease_seconds: int, warned: bool
+):
+    caplog.set_level(logging.WARNING, logger="fulltext_jobs.sql")
+    repo = SqlAlchemyRepository(sqlite_engine, lease=timedelta(seconds=lease_seconds))
+    repo.stats(DEST)
+    repo.stats(DEST)  # once per repository, at its first call
+    messages = [r.getMessage() for r in caplog.records if r.name == "fulltext_jobs.sql"]
+    if warned:
+        assert len(messages) == 1
+        assert "busy timeout is 60 s" in messages[0]
+        assert "lease of 120 s or more" in messages[0]
+    else:
+        assert messages == []
+
+
+def test_the_lease_rule_follows_a_busy_timeout_the_app_set(
+    sqlite_engine: sa.Engine, caplog: pytest.LogCaptureFixture
+):
+    @sa.event.listens_for(sqlite_engine, "connect")
+    def short_busy_timeout(dbapi_connection, _record) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout = 2000")
+
+    sqlite_engine.dispose()
+    caplog.set_level(logging.WARNING, logger="fulltext_jobs.sql")
+    SqlAlchemyRepository(sqlite_engine, lease=timedelta(seconds=5)).stats(DEST)
+    assert not [r for r in caplog.records if r.name == "fulltext_jobs.sql"]
 
 
 # --- The worker -------------------------------------------------------------------------
