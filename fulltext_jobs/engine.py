@@ -10,6 +10,7 @@ waiting, because SQLite does not call the busy handler for it.
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
@@ -36,6 +37,7 @@ __all__ = [
     "is_retryable",
     "parse_url",
     "ping_idle_connections",
+    "quiet_lost_pipelines",
     "require_asyncio",
     "store_error",
 ]
@@ -194,6 +196,34 @@ def ping_idle_connections(engine: Engine) -> None:
     if not event.contains(engine, "checkout", _ping_if_idle):
         event.listen(engine, "checkin", _note_checkin)
         event.listen(engine, "checkout", _ping_if_idle)
+
+
+class _LostPipelineFilter(logging.Filter):
+    """Drops psycopg's "error ignored terminating <psycopg.Pipeline [BAD]>"
+    warning when the pipeline's connection is lost. psycopg logs it when a
+    pipeline ends inside an exception: here, the loss of the connection
+    itself, which the caller already receives as a retryable `StoreError`.
+    The second report of the same loss is noise; any other is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("error ignored terminating"):
+            return True
+        pipeline = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        connection = getattr(pipeline, "_conn", None)
+        lost = bool(getattr(connection, "closed", False) or getattr(connection, "broken", False))
+        return not lost
+
+
+_LOST_PIPELINE_FILTER: Final = _LostPipelineFilter()
+
+
+def quiet_lost_pipelines() -> None:
+    """Stop psycopg from logging a lost connection a second time when a
+    pipeline (`save_many`'s) ends with it (see `_LostPipelineFilter`).
+    Idempotent."""
+    psycopg_log = logging.getLogger("psycopg")
+    if _LOST_PIPELINE_FILTER not in psycopg_log.filters:
+        psycopg_log.addFilter(_LOST_PIPELINE_FILTER)
 
 
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

@@ -8,6 +8,8 @@ migrate a database without a checkout.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,11 +103,37 @@ def downgrade(target: Target, revision: str = "base") -> None:
     _run(target, "downgrade", revision)
 
 
+class _ThisThreadsInfo(logging.Filter):
+    """Drops the records below WARNING logged by one thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.thread != self.thread
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Keep alembic's INFO lines ("Context impl PostgresqlImpl.", "Will
+    assume transactional DDL.") out of the logs while this thread only looks
+    at the revision: a worker or command does so at every start, and the
+    lines say nothing to its user. Migrations themselves still log."""
+    alembic_log = logging.getLogger("alembic.runtime.migration")
+    quiet = _ThisThreadsInfo()
+    alembic_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        alembic_log.removeFilter(quiet)
+
+
 def current_revision(target: Target) -> str | None:
     """The revision the database at `target` is at, or None if fulltext-jobs'
     migrations have never run there."""
     try:
-        with _connection(target) as connection:
+        with _connection(target) as connection, _quiet_alembic():
             context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
             return context.get_current_revision()
     except sa.exc.SQLAlchemyError as exc:

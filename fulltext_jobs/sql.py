@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import pq
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +42,7 @@ from fulltext_jobs.domain import (
 from fulltext_jobs.engine import (
     configure_sqlite,
     is_retryable,
+    quiet_lost_pipelines,
     store_error,
 )
 from fulltext_jobs.errors import (
@@ -627,6 +629,12 @@ class _Compiled:
         lost = bool(getattr(dbapi_connection, "closed", False)) or bool(
             getattr(dbapi_connection, "broken", False)
         )
+        # A pipeline (save_many's) that the server's shutdown cut short can
+        # leave the connection stuck in pipeline mode, though not yet seen
+        # closed ("cannot exit pipeline mode while busy"): nothing more can
+        # run on it, not even the rollback, so it is as good as lost.
+        pgconn = getattr(dbapi_connection, "pgconn", None)
+        lost = lost or (pgconn is not None and pgconn.pipeline_status != pq.PipelineStatus.OFF)
         if lost:
             # What SQLAlchemy's own execution does on a disconnect: mark every
             # connection of the pool older than now as stale (each is replaced
@@ -665,5 +673,6 @@ class _HotPath:
     """The compiled forms of the statements on a worker's hot path."""
 
     def __init__(self, sql: Statements, engine: Engine) -> None:
+        quiet_lost_pipelines()
         self.claim_one = _Compiled(sql.claim_one, engine, [])
         self.upsert_job = _Compiled(sql.upsert_job, engine, [c.name for c in sql.job_columns])

@@ -328,3 +328,23 @@ def test_a_claim_thread_backing_off_after_an_error_claims_as_soon_as_the_listene
         worker.stop()
         thread.join(BOUND_SECONDS)
     assert worker.stats.retryable_errors == 1
+
+
+# --- Quiet logs ---------------------------------------------------------------------------
+
+
+def test_looking_at_the_revision_logs_nothing_at_info(
+    sqlite_engine: sa.Engine, caplog: pytest.LogCaptureFixture
+):
+    # What a worker or `fulltext-jobs work` does at every start.
+    caplog.set_level(logging.INFO)
+    assert fulltext_jobs.current_revision(sqlite_engine) is not None
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
+
+
+def test_a_migration_still_logs_its_revisions(
+    tmp_sqlite_url: str, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO)
+    fulltext_jobs.upgrade(tmp_sqlite_url)
+    assert any("Running upgrade" in r.getMessage() for r in caplog.records)
