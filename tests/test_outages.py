@@ -281,6 +281,38 @@ def test_a_worker_stopped_by_an_error_that_will_not_pass_says_so_in_one_line(
     assert "alembic upgrade head" in stopped[0].getMessage()
 
 
+@pytest.mark.postgresql
+def test_a_worker_whose_login_is_refused_for_good_stops_with_a_store_error(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+):
+    engine = fulltext_jobs.create_engine(refused_url(postgres_url, "database"))
+    worker = Worker(SqlAlchemyRepository(engine), DEST, lambda _job: None, shutdown_timeout=1)
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run(install_signal_handlers=False)
+        except BaseException as exc:  # noqa: BLE001 - what the test checks
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(BOUND_SECONDS)
+    stopped_by_itself = not thread.is_alive()
+    worker.stop()  # if it kept retrying, end it: the test has failed
+    thread.join(BOUND_SECONDS)
+    engine.dispose()
+
+    assert stopped_by_itself, "the worker kept retrying a refusal that will not pass"
+    (error,) = raised
+    assert isinstance(error, StoreError)
+    assert not error.retryable
+    stopped = [r for r in caplog.records if "stopped" in r.getMessage()]
+    assert len(stopped) == 1
+    assert "does not exist" in stopped[0].getMessage()
+    assert all(r.exc_info is None for r in caplog.records)
+
+
 def test_a_listener_that_breaks_leaves_the_worker_polling():
     class Broken(InMemoryRepository):
         def listen(self, destination: str) -> ReadyListener:  # noqa: ARG002 - the port's signature
