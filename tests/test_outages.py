@@ -11,6 +11,7 @@ and `pg_terminate_backend` of this test's own connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -28,6 +29,7 @@ from test_session import Result
 
 import fulltext_jobs
 from fulltext_jobs import (
+    AsyncSqlAlchemyRepository,
     FullText,
     InMemoryRepository,
     JobStatus,
@@ -119,6 +121,62 @@ def test_listen_against_a_server_that_is_away_raises_a_retryable_store_error():
     assert caught.value.retryable
     assert "Connection refused" in str(caught.value)
     assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+
+
+#: Every public call that reaches the database, on a repository.
+REPOSITORY_CALLS = {
+    "get_fulltext": lambda repo: repo.get_fulltext(uuid.uuid4()),
+    "save_fulltext": lambda repo: repo.save_fulltext(FullText.new("a", DEST)),
+    "save_many": lambda repo: repo.save_many([FullText.new("a", DEST)]),
+    "create_job_for_unqueued": lambda repo: repo.create_job_for_unqueued(DEST),
+    "get_ready_job": lambda repo: repo.get_ready_job(DEST),
+    "claim_ready": lambda repo: repo.claim_ready(DEST, 5),
+    "enqueue_unqueued": lambda repo: repo.enqueue_unqueued(DEST),
+    "heartbeat": lambda repo: repo.heartbeat(FullText.new("a", DEST)),
+    "rescue_expired": lambda repo: repo.rescue_expired(DEST),
+    "retry": lambda repo: repo.retry(DEST),
+    "count_unqueued": lambda repo: repo.count_unqueued(DEST),
+    "stats": lambda repo: repo.stats(DEST),
+    "add_items": lambda repo: repo.add_items(["a"]),
+    "listen": lambda repo: repo.listen(DEST),
+}
+
+
+@pytest.mark.parametrize("call", sorted(REPOSITORY_CALLS))
+def test_every_repository_call_against_a_server_that_is_away_raises_a_retryable_store_error(
+    call: str,
+):
+    engine = fulltext_jobs.create_engine(f"postgresql://postgres@127.0.0.1:{closed_port()}/x")
+    try:
+        with pytest.raises(StoreError) as caught:
+            REPOSITORY_CALLS[call](SqlAlchemyRepository(engine))
+    finally:
+        engine.dispose()
+    assert caught.value.retryable
+
+
+@pytest.mark.parametrize("call", ["upgrade", "downgrade", "current_revision", "adopt"])
+def test_the_migration_functions_against_a_server_that_is_away_raise_a_retryable_store_error(
+    call: str,
+):
+    with pytest.raises(StoreError) as caught:
+        getattr(fulltext_jobs, call)(f"postgresql://postgres@127.0.0.1:{closed_port()}/x")
+    assert caught.value.retryable
+
+
+def test_the_async_repository_against_a_server_that_is_away_raises_a_retryable_store_error():
+    async def claim() -> None:
+        engine = fulltext_jobs.create_async_engine(
+            f"postgresql://postgres@127.0.0.1:{closed_port()}/x"
+        )
+        try:
+            await AsyncSqlAlchemyRepository(engine).get_ready_job(DEST)
+        finally:
+            await engine.dispose()
+
+    with pytest.raises(StoreError) as caught:
+        asyncio.run(claim())
+    assert caught.value.retryable
 
 
 @pytest.mark.postgresql
