@@ -265,29 +265,28 @@ def configure_sqlite(engine: Engine) -> None:
 # rule for "the same call may succeed if made again" is `is_retryable`.
 
 # psycopg reports a failed connection attempt with no SQLSTATE, only the
-# server's FATAL message: these ones mean a server that is starting, stopping
-# or full, which passes; any other FATAL (an unknown database or role, a
-# wrong password, no pg_hba.conf entry) is for good.
-_PASSING_FATALS: Final = (
-    "the database system is starting up",
-    "the database system is shutting down",
-    "the database system is in recovery mode",
-    "the database system is not yet accepting connections",
-    "the database system is not accepting connections",
-    "too many clients",
-    "remaining connection slots are reserved",
-    "terminating connection",
+# server's (or libpq's) message. These ones refuse us for good: retrying
+# cannot help, and a worker should stop and say so. Any other failure to
+# connect is taken to pass: a server that is away, starting, stopping or
+# full. The list names refusals rather than passing states because the
+# mistake costs less that way: a refusal it misses (say, in a server
+# language other than English) makes a worker retry, logging each attempt,
+# where a passing state it missed would stop a worker during a restart.
+_REFUSALS_FOR_GOOD: Final = (
+    "authentication failed",  # password, SCRAM, ident, peer, ...
+    "no password supplied",
+    "does not exist",  # the database or the role
+    "no pg_hba.conf entry",
+    "pg_hba.conf rejects connection",
+    "is not permitted to log in",
+    "permission denied for database",
 )
 
 
 def _fails_for_good(message: str) -> bool:
-    """Whether a connection attempt's error names a refusal that will not
-    pass by itself: the server answered with a FATAL error (wrong password,
-    unknown database or role) that is not about its starting or stopping."""
-    if "FATAL:" not in message:
-        # No answer at all (refused, reset, timed out): the server is away.
-        return False
-    return not any(passing in message for passing in _PASSING_FATALS)
+    """Whether a failed connection attempt's message names a refusal that
+    will not pass by itself (see `_REFUSALS_FOR_GOOD`)."""
+    return any(refusal in message for refusal in _REFUSALS_FOR_GOOD)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -77,10 +77,14 @@ def refused_url(postgres_url: str, refusal: str) -> str:
         ("connection failed: FATAL:  the database system is shutting down", True),
         ("connection failed: FATAL:  the database system is in recovery mode", True),
         ("connection failed: FATAL:  sorry, too many clients already", True),
+        # Not a refusal it knows (here, a server speaking German): retried.
+        ("connection failed: FATAL:  das Datenbanksystem fährt herunter", True),
         ('connection failed: FATAL:  database "gone" does not exist', False),
         ('connection failed: FATAL:  role "nobody" does not exist', False),
         ('connection failed: FATAL:  password authentication failed for user "app"', False),
         ('connection failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9"', False),
+        ("connection failed: fe_sendauth: no password supplied", False),
+        ('connection failed: FATAL:  role "batch" is not permitted to log in', False),
     ],
 )
 def test_a_failed_connection_is_retryable_unless_the_server_refuses_for_good(
