@@ -8,23 +8,26 @@ migrate a database without a checkout.
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine
 
+from fulltext_jobs._logs import quiet_info
 from fulltext_jobs.engine import create_engine, store_error
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.schema import STATUS_VALUES, VERSION_TABLE
+
+# alembic logs "setup plugin ..." seven times when it is first imported:
+# noise at the start of every program that logs at INFO and imports us.
+with quiet_info("alembic.runtime.plugins"):
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
 
 __all__ = [
     "BASELINE_REVISION",
@@ -103,37 +106,18 @@ def downgrade(target: Target, revision: str = "base") -> None:
     _run(target, "downgrade", revision)
 
 
-class _ThisThreadsInfo(logging.Filter):
-    """Drops the records below WARNING logged by one thread."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.thread = threading.get_ident()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or record.thread != self.thread
-
-
-@contextmanager
-def _quiet_alembic() -> Iterator[None]:
-    """Keep alembic's INFO lines ("Context impl PostgresqlImpl.", "Will
-    assume transactional DDL.") out of the logs while this thread only looks
-    at the revision: a worker or command does so at every start, and the
-    lines say nothing to its user. Migrations themselves still log."""
-    alembic_log = logging.getLogger("alembic.runtime.migration")
-    quiet = _ThisThreadsInfo()
-    alembic_log.addFilter(quiet)
-    try:
-        yield
-    finally:
-        alembic_log.removeFilter(quiet)
-
-
 def current_revision(target: Target) -> str | None:
     """The revision the database at `target` is at, or None if fulltext-jobs'
     migrations have never run there."""
     try:
-        with _connection(target) as connection, _quiet_alembic():
+        with (
+            _connection(target) as connection,
+            # alembic's "Context impl PostgresqlImpl." and "Will assume
+            # transactional DDL.": a worker or command looks at the revision at
+            # every start, and the lines say nothing to its user. Migrations
+            # still log what they run.
+            quiet_info("alembic.runtime.migration"),
+        ):
             context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
             return context.get_current_revision()
     except sa.exc.SQLAlchemyError as exc:

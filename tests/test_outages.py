@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -442,3 +444,17 @@ def test_a_migration_still_logs_its_revisions(
     caplog.set_level(logging.INFO)
     fulltext_jobs.upgrade(tmp_sqlite_url)
     assert any("Running upgrade" in r.getMessage() for r in caplog.records)
+
+
+def test_importing_the_package_logs_nothing_at_info():
+    # A worker script that sets up logging before its imports.
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO);"
+        "import fulltext_jobs; print('imported')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "imported\n"
+    assert done.stderr == ""
