@@ -641,7 +641,9 @@ class Worker:
                 listener.close()
 
     def _stop_listening(self, exc: Exception) -> None:
-        _log.error("%s: cannot listen for ready jobs, polling only: %s", self._destination, exc)
+        # A warning: the worker still works. If the error stops it too (a
+        # refused login), the claim thread's ERROR line says so.
+        _log.warning("%s: cannot listen for ready jobs, polling only: %s", self._destination, exc)
 
     def _rescue_loop(self, run: _Run) -> None:
         """Rescue expired jobs now and every `rescue_interval` seconds."""
