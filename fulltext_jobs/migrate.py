@@ -15,13 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy.engine import URL, Connection, Engine
 
+from fulltext_jobs._logs import quiet_info
 from fulltext_jobs.engine import create_engine, store_error
 from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated, SchemaTooNew
 from fulltext_jobs.schema import (
@@ -30,6 +26,15 @@ from fulltext_jobs.schema import (
     VERSION_TABLE,
     WINDOW_TABLE,
 )
+
+# alembic logs "setup plugin ..." seven times when it is first imported:
+# noise at the start of every program that logs at INFO and imports us.
+with quiet_info("alembic.runtime.plugins"):
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
 
 __all__ = [
     "ADOPT_ADVICE",
@@ -119,8 +124,13 @@ def _made_by_original_leaving_no_transaction(connection: Connection) -> bool:
 
 
 def _revision_of(connection: Connection) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    # alembic's "Context impl PostgresqlImpl." and "Will assume transactional
+    # DDL.": every repository and command looks at the revision when it
+    # starts, and the lines say nothing to its user. Migrations still log
+    # what they run.
+    with quiet_info("alembic.runtime.migration"):
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +264,7 @@ def current_revision(target: Target) -> str | None:
     migrations have never run there."""
     try:
         with _connection(target) as connection:
-            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-            return context.get_current_revision()
+            return _revision_of(connection)
     except sa.exc.SQLAlchemyError as exc:
         raise store_error(exc, "current_revision") from exc
 

@@ -38,7 +38,10 @@ class PostgresReadyListener(ReadyListener):
     own. Listening starts when it is made: a job that becomes ready after
     that is never missed while the connection lives.
 
-    Raises `StoreError` if the server cannot be reached.
+    Raises `StoreError` if the server cannot be reached: retryable while
+    it is away or restarting, not retryable if it refuses the connection for
+    good (a wrong password, an unknown database or role). `wait` raises
+    the same way, after which the next `wait` listens again.
     """
 
     def __init__(self, engine: Engine, destination: str) -> None:
@@ -72,7 +75,7 @@ class PostgresReadyListener(ReadyListener):
                         break
             except psycopg.Error as exc:
                 self._discard()
-                raise self._lost(exc) from exc
+                raise self._failed(exc) from exc
         return False
 
     def close(self) -> None:
@@ -82,9 +85,11 @@ class PostgresReadyListener(ReadyListener):
 
     def _listen(self) -> psycopg.Connection[Any]:
         try:
+            # A new connection that fails raises the driver's own error
+            # here (SQLAlchemy wraps only what runs on a Connection).
             fairy = self._engine.raw_connection()
-        except sa.exc.SQLAlchemyError as exc:
-            raise store_error(exc, f"listening for ready jobs of {self._destination!r}") from exc
+        except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
+            raise self._failed(exc) from exc
         # Out of the pool for good: it waits in autocommit for as long as
         # the listener lives, and its close really closes it.
         fairy.detach()
@@ -99,17 +104,13 @@ class PostgresReadyListener(ReadyListener):
             connection.execute(f"LISTEN {READY_CHANNEL}")
         except psycopg.Error as exc:
             connection.close()
-            raise self._lost(exc) from exc
+            raise self._failed(exc) from exc
         return connection
 
-    def _lost(self, exc: psycopg.Error) -> StoreError:
-        text = str(exc).strip()
-        detail = text.splitlines()[0] if text else type(exc).__name__
-        return StoreError(
-            f"listening for ready jobs of {self._destination!r} failed: {detail} "
-            "(retryable: the next wait listens again)",
-            retryable=True,
-        )
+    def _failed(self, exc: sa.exc.SQLAlchemyError | psycopg.Error) -> StoreError:
+        """The error as a `StoreError`: retryable (the next wait listens
+        again) unless the server refuses this connection for good."""
+        return store_error(exc, f"listening for ready jobs of {self._destination!r}")
 
     def _discard(self) -> None:
         connection, self._connection = self._connection, None

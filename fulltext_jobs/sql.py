@@ -10,6 +10,7 @@ themselves, with why each is safe under concurrency, are in
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +20,7 @@ from typing import Any, Final
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import pq
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +40,12 @@ from fulltext_jobs.domain import (
     check_retry_statuses,
     utc,
 )
-from fulltext_jobs.engine import configure_sqlite, store_error
+from fulltext_jobs.engine import (
+    configure_sqlite,
+    is_retryable,
+    quiet_lost_pipelines,
+    store_error,
+)
 from fulltext_jobs.errors import (
     AllQueued,
     DuplicateJob,
@@ -70,6 +77,12 @@ __all__ = ["UPGRADE_ADVICE", "ItemSource", "SqlAlchemyRepository"]
 #: keys: an engine that is garbage-collected is forgotten with it.
 _SCHEMAS: weakref.WeakKeyDictionary[Engine, SchemaState] = weakref.WeakKeyDictionary()
 
+#: On SQLite the lease must be at least this many busy timeouts (see
+#: `_check_sqlite_lease`).
+SQLITE_LEASE_PER_BUSY_TIMEOUT: Final = 2
+
+_log = logging.getLogger(__name__)
+
 # A caller that loses the race for an item tries again; each lost race means
 # another caller won, so this bound is only reached if something is wrong.
 _MAX_CREATE_ATTEMPTS: Final = 1000
@@ -88,7 +101,9 @@ class SqlAlchemyRepository(Repository):
     leases, so the machines sharing a database need clocks in step to well
     within a lease. `lease` is how long a claim lasts without a heartbeat.
     `enqueue_batch_size` is how many items `enqueue_unqueued` queues per
-    transaction.
+    transaction. On SQLite the lease should be at least twice the busy
+    timeout (a save or heartbeat may wait that long for the write lock):
+    the first call logs a warning if it is not.
 
     `mixed_fleet`: whether creators (`create_job_for_unqueued`,
     `enqueue_unqueued`) also take the Go original's advisory lock
@@ -173,6 +188,14 @@ class SqlAlchemyRepository(Repository):
         own writes. A call that fails (`DuplicateJob`, `LostClaim`, ...)
         rolls back to its savepoint only: the caller's transaction stays
         usable and holds nothing of the call.
+
+        A failure that can pass (a lost connection, a server restarting, a
+        deadlock, a lock wait that timed out) raises a retryable `StoreError`,
+        also when it surfaces in the flush of the app's pending writes; the
+        app's own errors from that flush (an `IntegrityError` of its table)
+        are raised as they are. After a `StoreError` the transaction is
+        lost: roll the session back and do the whole unit of work again,
+        from the claim (see docs/guide-web-app.md).
 
         A claim's row lock lasts until the caller commits: other workers pass
         the job over meanwhile (on SQLite, whose locks are per database, they
@@ -444,8 +467,8 @@ class SqlAlchemyRepository(Repository):
         `DuplicateJob` (with the message `duplicate`), other driver errors
         `StoreError`."""
         if self._session is not None:
-            # The app's pending writes go first; their errors are the app's.
-            self._session.flush()
+            # The app's pending writes go first.
+            _flush(self._session, action)
         try:
             if self._session is not None:
                 with self._in_session() as connection:
@@ -498,14 +521,20 @@ class SqlAlchemyRepository(Repository):
             with self._engine.connect() as own:
                 self._check_schema(own)
             return
-        _SCHEMAS[self._engine] = check_schema(connection, self._url())
+        state = check_schema(connection, self._url())
+        if connection.dialect.name == "sqlite":
+            _check_sqlite_lease(connection, self._lease)
+        _SCHEMAS[self._engine] = state
 
     def _schema_state(self) -> SchemaState:
         """What the first call on the engine found (checking now if none has
         been made)."""
         state = _SCHEMAS.get(self._engine)
         if state is None:
-            self._check_schema()
+            try:
+                self._check_schema()
+            except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
+                raise store_error(exc, "checking the schema") from exc
             state = _SCHEMAS[self._engine]
         return state
 
@@ -515,6 +544,47 @@ class SqlAlchemyRepository(Repository):
 
     def _url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
+
+
+def _check_sqlite_lease(connection: sa.Connection, lease: timedelta) -> None:
+    """Log a warning if `lease` is too short for SQLite's busy timeout.
+
+    On SQLite a save or a heartbeat waits for the one write lock for up to
+    the busy timeout, and that wait counts against the lease: a heartbeat
+    due every third of the lease that waits the whole busy timeout must
+    still land before the lease runs out, or the job is rescued and run
+    twice (the late save is refused, so the ledger stays right). Hence a
+    lease of at least `SQLITE_LEASE_PER_BUSY_TIMEOUT` busy timeouts. A
+    warning, not an error: a test on a fake clock, or a database with one
+    writer, may want a shorter one."""
+    busy_ms = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    if not isinstance(busy_ms, int) or busy_ms <= 0:
+        return
+    needed = timedelta(milliseconds=busy_ms * SQLITE_LEASE_PER_BUSY_TIMEOUT)
+    if lease < needed:
+        _log.warning(
+            "a lease of %g s is short for SQLite, whose busy timeout is %g s: a save or "
+            "heartbeat waiting for the write lock may arrive after the lease ran out, and "
+            "the job be run twice; use a lease of %g s or more, or a shorter busy timeout",
+            lease.total_seconds(),
+            busy_ms / 1000,
+            needed.total_seconds(),
+        )
+
+
+def _flush(session: Session, action: str) -> None:
+    """Flush the app's pending writes before a call in its session. Their
+    errors are the app's (a constraint of its own table, bad data), except
+    the ones no data causes and that pass: a lost connection, a server
+    restarting, a deadlock or a lock wait that timed out. Those become a
+    retryable `StoreError`, as they would in any call of the repository: the
+    caller rolls back and does the whole unit of work again."""
+    try:
+        session.flush()
+    except sa.exc.DBAPIError as exc:
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and is_retryable(exc):
+            raise store_error(exc, f"{action} (flushing the session)") from exc
+        raise
 
 
 def check_same_kind(session_engine: Engine, own: Engine) -> None:
@@ -599,6 +669,12 @@ class _Compiled:
         lost = bool(getattr(dbapi_connection, "closed", False)) or bool(
             getattr(dbapi_connection, "broken", False)
         )
+        # A pipeline (save_many's) that the server's shutdown cut short can
+        # leave the connection stuck in pipeline mode, though not yet seen
+        # closed ("cannot exit pipeline mode while busy"): nothing more can
+        # run on it, not even the rollback, so it is as good as lost.
+        pgconn = getattr(dbapi_connection, "pgconn", None)
+        lost = lost or (pgconn is not None and pgconn.pipeline_status != pq.PipelineStatus.OFF)
         if lost:
             # What SQLAlchemy's own execution does on a disconnect: mark every
             # connection of the pool older than now as stale (each is replaced
@@ -637,5 +713,6 @@ class _HotPath:
     """The compiled forms of the statements on a worker's hot path."""
 
     def __init__(self, sql: Statements, engine: Engine) -> None:
+        quiet_lost_pipelines()
         self.claim_one = _Compiled(sql.claim_one, engine, [])
         self.upsert_job = _Compiled(sql.upsert_job, engine, [c.name for c in sql.job_columns])

@@ -75,7 +75,7 @@ from types import FrameType
 from typing import Any, Final
 
 from fulltext_jobs.domain import FullText, JobStatus, check_destination, check_max_attempts, utc
-from fulltext_jobs.errors import InvalidInput, LostClaim, NoJobs, StoreError
+from fulltext_jobs.errors import InvalidInput, JobsError, LostClaim, NoJobs, StoreError
 from fulltext_jobs.repository import ReadyListener, Repository
 
 __all__ = ["Handler", "SkipJob", "Worker", "WorkerStats"]
@@ -103,6 +103,11 @@ _TICK_SECONDS: Final = 0.05
 #: end of the run soon.
 _LISTEN_SLICE_SECONDS: Final = 0.5
 
+#: The longest a listener waits before it tries to listen again after a
+#: retryable error: it is cheap (one connection attempt), and the sooner it
+#: listens again, the sooner the claim threads learn the server is back.
+_MAX_LISTEN_RETRY_SECONDS: Final = 5.0
+
 #: How long shutdown waits for the heartbeat and rescue threads to notice
 #: they should end, beyond `shutdown_timeout` (they may be in a call).
 _THREAD_GRACE_SECONDS: Final = 1.0
@@ -124,9 +129,12 @@ class WorkerStats:
     had ended: the lease ran out and the job was rescued or claimed again, or
     the shutdown released the job while its handler ran. `retryable_errors`
     counts retryable `StoreError`s, each followed by a backoff or a retry.
-    `heartbeats` counts the leases extended. `enqueued` and `rescued` are
-    the producer's (`produce=True`): jobs created, and expired jobs given
-    back.
+    `heartbeats` counts the leases extended. `dropped` counts claimed jobs
+    whose handlers were never started because a heartbeat had found a claim
+    of their batch lost: the worker no longer owned the batch, so it left
+    those jobs to their new owner (or released them, if still held).
+    `enqueued` and `rescued` are the producer's (`produce=True`): jobs
+    created, and expired jobs given back.
     """
 
     claimed: int = 0
@@ -137,6 +145,7 @@ class WorkerStats:
     lost_claims: int = 0
     retryable_errors: int = 0
     heartbeats: int = 0
+    dropped: int = 0
     enqueued: int = 0
     rescued: int = 0
 
@@ -446,7 +455,12 @@ class Worker:
             if first:
                 run.fatal = exc
         if first:
-            _log.error("worker for %s stopped by an error", self._destination, exc_info=exc)
+            if isinstance(exc, JobsError):
+                # Named by the library (a refused login, a missing schema):
+                # its message says it all, on one line.
+                _log.error("worker for %s stopped: %s", self._destination, exc)
+            else:
+                _log.error("worker for %s stopped by an error", self._destination, exc_info=exc)
         run.end()
 
     def _shut_down(
@@ -494,8 +508,10 @@ class Worker:
                 self._repository.save_fulltext(outcome)
             except LostClaim:
                 self._lost(run, held)
-            except Exception:  # noqa: BLE001 - logged; the run is ending
+            except StoreError as exc:
                 # The lease will bring the job back.
+                _log.warning("job %s: could not save it at shutdown: %s", held.job.id, exc)
+            except Exception:  # noqa: BLE001 - logged; the run is ending
                 _log.exception("job %s: could not save it at shutdown", held.job.id)
             else:
                 run.count(_SAVED_AS[outcome.status])
@@ -515,7 +531,9 @@ class Worker:
                     if not exc.retryable:
                         raise
                     self._retryable(run, "claim", exc, delay)
-                    self._wait(run.halt, delay)
+                    # The listener's first wake-up after it listens again
+                    # says the server is back: claim at once.
+                    self._wait(run.wakeup, delay)
                     delay = min(delay * 2, self._max_poll_interval)
                     continue
                 if jobs:
@@ -585,8 +603,15 @@ class Worker:
     def _listen_loop(self, run: _Run) -> None:
         """Wake the idle claim threads whenever the repository says that jobs
         of the destination became ready, until the run halts. Does nothing
-        if the repository cannot say so; after a retryable error it listens
-        again, after any other it leaves the claim threads to poll."""
+        if the repository cannot say so.
+
+        Listening is an optimisation, never a reason to stop: while the
+        server is away the listener tries again with a backoff (up to
+        `_MAX_LISTEN_RETRY_SECONDS`), and the claim threads poll; once it
+        listens again it wakes them, since it cannot know what was notified
+        meanwhile. After an error that will not pass (a refused login, say)
+        it leaves the claim threads to poll; they meet the same error, which
+        stops the worker if it is one."""
         delay = self._poll_interval
         listener: ReadyListener | None = None
         try:
@@ -601,21 +626,24 @@ class Worker:
                     delay = self._poll_interval
                 except StoreError as exc:
                     if not exc.retryable:
-                        # Listening is an optimisation: the claim threads'
-                        # poll finds the work all the same.
-                        _log.error(
-                            "%s: cannot listen for ready jobs, polling only: %s",
-                            self._destination,
-                            exc,
-                        )
+                        self._stop_listening(exc)
                         return
                     # Until it listens again, the claim threads poll.
                     self._retryable(run, "listen", exc, delay)
                     run.halt.wait(delay)
-                    delay = min(delay * 2, self._max_poll_interval)
+                    delay = min(delay * 2, max(self._poll_interval, _MAX_LISTEN_RETRY_SECONDS))
+                except Exception as exc:  # noqa: BLE001 - a listener's bug must not stop the work
+                    _log.exception("%s: the listener failed; polling only", self._destination)
+                    self._stop_listening(exc)
+                    return
         finally:
             if listener is not None:
                 listener.close()
+
+    def _stop_listening(self, exc: Exception) -> None:
+        # A warning: the worker still works. If the error stops it too (a
+        # refused login), the claim thread's ERROR line says so.
+        _log.warning("%s: cannot listen for ready jobs, polling only: %s", self._destination, exc)
 
     def _rescue_loop(self, run: _Run) -> None:
         """Rescue expired jobs now and every `rescue_interval` seconds."""
@@ -632,12 +660,18 @@ class Worker:
     def _work_through(self, run: _Run, jobs: list[FullText]) -> None:
         """Handle claimed jobs one after another, then save their outcomes
         together. Once the run halts no handler is started: jobs not yet
-        handled are released."""
+        handled are released. Once a heartbeat finds a claim of the batch
+        lost no handler is started either: the batch's lease ran out, and
+        its jobs are another delivery's now (see `_save_held`)."""
         run.count("claimed", len(jobs))
         held = [self._hold(run, job) for job in jobs]
         for entry in held:
             with run.lock:
-                if run.halt.is_set() or entry.stage is _Stage.TAKEN:
+                if (
+                    run.halt.is_set()
+                    or entry.stage is _Stage.TAKEN
+                    or any(other.lost for other in held)
+                ):
                     break
                 entry.stage = _Stage.RUNNING
             outcome = self._handle(entry.job)
@@ -699,19 +733,18 @@ class Worker:
     def _save_held(self, run: _Run, held: list[_Held]) -> None:
         """Save the outcomes of `held`, and release those whose handler never
         started; leave alone what the shutdown took over, except the late
-        outcome of a handler it released."""
-        batch: list[tuple[_Held, FullText]] = []
+        outcome of a handler it released. In a batch with a claim found
+        lost, a job whose handler never started is dropped: forgotten if its
+        own claim was found lost, else released."""
         with run.lock:
-            for entry in held:
-                if entry.stage is _Stage.PENDING:
-                    entry.outcome = self._released(entry.job)
-                    entry.stage = _Stage.SAVING
-                    batch.append((entry, entry.outcome))
-                elif entry.stage is _Stage.DONE and entry.outcome is not None:
-                    entry.stage = _Stage.SAVING
-                    batch.append((entry, entry.outcome))
-                elif entry.stage is _Stage.TAKEN and entry.late is not None:
-                    batch.append((entry, entry.late))
+            batch, dropped = self._outcomes(held)
+            run.counts["dropped"] += dropped
+        if dropped:
+            _log.warning(
+                "%s: %d claimed job(s) not started: a heartbeat found their batch's claim lost",
+                self._destination,
+                dropped,
+            )
         try:
             self._save(run, batch)
         except BaseException:
@@ -722,6 +755,29 @@ class Worker:
                         entry.stage = _Stage.DONE
             raise
         self._forget(run, held)
+
+    def _outcomes(self, held: list[_Held]) -> tuple[list[tuple[_Held, FullText]], int]:
+        """What `_save_held` saves (each job with the outcome to save, moved
+        to `SAVING`), and how many jobs it drops; called under the run's
+        lock."""
+        batch: list[tuple[_Held, FullText]] = []
+        dropped = 0
+        lost_batch = any(entry.lost for entry in held)
+        for entry in held:
+            if entry.stage is _Stage.PENDING and lost_batch:
+                dropped += 1
+                if entry.lost:
+                    continue  # another delivery owns it: nothing to save
+            if entry.stage is _Stage.PENDING:
+                entry.outcome = self._released(entry.job)
+                entry.stage = _Stage.SAVING
+                batch.append((entry, entry.outcome))
+            elif entry.stage is _Stage.DONE and entry.outcome is not None:
+                entry.stage = _Stage.SAVING
+                batch.append((entry, entry.outcome))
+            elif entry.stage is _Stage.TAKEN and entry.late is not None:
+                batch.append((entry, entry.late))
+        return batch, dropped
 
     def _forget(self, run: _Run, held: Iterable[_Held]) -> None:
         """Stop holding these jobs: they were saved, or their claims ended."""
@@ -813,10 +869,22 @@ class Worker:
                     upcoming = [h.next_beat for h in beating if math.isfinite(h.next_beat)]
                     run.changed.wait(min(upcoming) - now if upcoming else None)
                     continue
-            for held in due:
-                self._beat(run, held)
+            for index, held in enumerate(due):
+                if not self._beat(run, held):
+                    # The store failed (retryably): the other heartbeats due
+                    # would fail alike, each with a warning. Try them with it.
+                    self._beat_soon(run, due[index + 1 :])
+                    break
 
-    def _beat(self, run: _Run, held: _Held) -> None:
+    def _beat_soon(self, run: _Run, held: list[_Held]) -> None:
+        """Make the next heartbeats of `held` due soon, while their leases
+        still run."""
+        with run.lock:
+            for entry in held:
+                entry.next_beat = time.monotonic() + entry.interval / 4
+
+    def _beat(self, run: _Run, held: _Held) -> bool:
+        """Extend the lease of `held`; False after a retryable error."""
         try:
             self._repository.heartbeat(held.beat)
         except LostClaim:
@@ -827,7 +895,7 @@ class Worker:
                 }:
                     # Saved or released meanwhile, which ended the claim; a
                     # save that found it lost reports that itself.
-                    return
+                    return True
                 held.lost = True
             _log.warning(
                 "job %s (item %s): heartbeat found the claim lost; its result will be refused",
@@ -838,11 +906,11 @@ class Worker:
             if not exc.retryable:
                 raise
             self._retryable(run, "heartbeat", exc)
-            with run.lock:
-                # Try again soon, while the lease still runs.
-                held.next_beat = time.monotonic() + held.interval / 4
+            self._beat_soon(run, [held])
+            return False
         else:
             run.count("heartbeats")
+        return True
 
     def _retryable(self, run: _Run, action: str, exc: StoreError, delay: float = 0.0) -> None:
         run.count("retryable_errors")

@@ -398,6 +398,30 @@ def test_a_heartbeat_that_finds_the_claim_lost_stops_beating_and_the_save_is_cou
     assert counts(repo) == {"running": 1}  # the other worker's claim, untouched
 
 
+def test_once_a_heartbeat_finds_a_batchs_claim_lost_no_more_of_its_handlers_start():
+    clock = FakeClock(datetime(2026, 11, 28, 12, tzinfo=UTC))
+    repo = LostHeartbeats(items=["a", "b", "c"], clock=clock, lease=timedelta(seconds=60))
+    repo.enqueue_unqueued(DEST)
+
+    def lose_the_batch(job: FullText) -> None:
+        if job.attempts > 1:
+            return  # delivered again: just work
+        # The lease runs out under the first job and the batch is rescued.
+        clock.advance(seconds=61)
+        assert repo.rescue_expired(DEST) == 3
+        wait_until(lambda: repo.refused > 0, "a heartbeat to find the claim lost")
+
+    handler = Recorder(lose_the_batch)
+    stats = quick(repo, handler, batch_size=3, heartbeat_interval=0.02).run(until_idle=True)
+
+    # b and c were never started under the lost claim; all three were then
+    # delivered again and finished.
+    assert handler.items == {"a": 2, "b": 1, "c": 1}
+    assert stats.dropped == 2
+    assert (stats.claimed, stats.finished) == (6, 3)
+    assert counts(repo) == {"finished": 3}
+
+
 # --- Faults ---------------------------------------------------------------------
 
 
