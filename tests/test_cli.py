@@ -315,6 +315,20 @@ def test_a_bad_database_url_is_one_line(runner, database_url, needle):
     assert_cli_error(runner.invoke(app, ["--database-url", database_url, *work]), needle)
 
 
+@pytest.mark.postgresql
+@pytest.mark.parametrize(
+    ("who", "needle"),
+    [
+        ("nosuchrole@127.0.0.1:5432/test", 'role "nosuchrole" does not exist'),
+        ("postgres@127.0.0.1:5432/no_such_database_here", "does not exist"),
+    ],
+)
+def test_an_unknown_role_or_database_is_not_called_retryable(runner, who, needle):
+    result = runner.invoke(app, ["--database-url", f"postgresql://{who}", "stats"])
+    assert_cli_error(result, needle)
+    assert "retryable" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [
