@@ -409,8 +409,7 @@ def _raw_statements(bench_url: str) -> tuple[str, dict[str, Any], str]:
     tables = tables_for("postgresql")
     statements = Statements(tables, ItemSource(tables.items), "postgresql")
     claim, fixed = compile_for_driver(statements.claim_one, dialect)
-    keys = [column.name for column in statements.job_columns]
-    save, _ = compile_for_driver(statements.upsert_job, dialect, keys)
+    save, _ = compile_for_driver(statements.update_job, dialect)
     return claim, fixed, save
 
 
@@ -437,11 +436,14 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                 claimed = cursor.fetchone()
                 if claimed is None:
                     break
-                job_id, item_id, destination, started, _, _, attempts, _, _, error = claimed
+                job_id, item_id, destination, started, _, _, attempts, _, _, error, version = (
+                    claimed
+                )
                 connection.execute(
                     save,
                     {
-                        "id": job_id,
+                        "job_id": job_id,
+                        "read_version": version,
                         "item_id": item_id,
                         "destination": destination,
                         "started": started,

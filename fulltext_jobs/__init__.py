@@ -36,6 +36,7 @@ from fulltext_jobs.errors import (
     MissingDependency,
     NoJobs,
     SchemaNotMigrated,
+    StaleJob,
     StoreError,
 )
 from fulltext_jobs.memory import InMemoryRepository
@@ -76,6 +77,7 @@ __all__ = [
     "SchemaNotMigrated",
     "SkipJob",
     "SqlAlchemyRepository",
+    "StaleJob",
     "StoreError",
     "Worker",
     "WorkerStats",

@@ -19,6 +19,7 @@ __all__ = [
     "ACTIONS",
     "MAX_DESTINATION_LENGTH",
     "MAX_ERROR_LENGTH",
+    "MAX_INT32",
     "MAX_ITEM_ID_LENGTH",
     "RETRYABLE_STATUSES",
     "TRANSITIONS",
@@ -36,10 +37,14 @@ __all__ = [
     "check_max_attempts",
     "check_retry_statuses",
     "clean_error",
+    "job_list",
     "lease_expired_error",
     "stored_form",
     "utc",
 ]
+
+#: The largest value of a 32-bit signed integer column (`attempts`, `version`).
+MAX_INT32: Final = 2**31 - 1
 
 # Both limits are in characters. Together they keep the unique
 # (item_id, destination) index entry under PostgreSQL's btree limit of
@@ -177,6 +182,16 @@ class FullText:
     still current; the job is then stored without token or lease, while the
     caller's copy keeps its token. `finish`, `fail`, `skip` and `release`
     end the lease; `last_error` is what the last `fail` recorded.
+
+    `version` is the stored job's write count as this copy last saw it: 0
+    for a job never stored (`new`), then 1 on insert, and one more for
+    every save, claim, rescue or retry, and for any other writer's update
+    of the row (the Go original's included: a database trigger counts
+    those). A heartbeat, which only moves the lease, leaves it alone. A
+    save is a compare-and-swap on it: it is accepted only while the stored
+    job is still at the copy's `version` (a copy with version 0 only
+    inserts), and then sets the copy's `version` to the new one; otherwise
+    it raises `StaleJob` and changes nothing.
     """
 
     id: uuid.UUID
@@ -189,6 +204,7 @@ class FullText:
     claim_token: uuid.UUID | None = None
     lease_expires: datetime | None = None
     last_error: str | None = None
+    version: int = 0
 
     @classmethod
     def new(cls, item_id: str, destination: str) -> FullText:
@@ -344,6 +360,20 @@ def stored_form(job: FullText) -> FullText:
     return dataclasses.replace(job, claim_token=None, lease_expires=None)
 
 
+def job_list(jobs: object) -> list[FullText]:
+    """`jobs` as a list, checked to be an iterable of jobs (not one job, nor
+    a string); raise `InvalidInput` otherwise."""
+    if isinstance(jobs, (FullText, str, bytes)) or not isinstance(jobs, Iterable):
+        msg = f"expected an iterable of FullText, got {type(jobs).__name__}"
+        raise InvalidInput(msg)
+    listed = list(jobs)
+    for job in listed:
+        if not isinstance(job, FullText):
+            msg = f"expected a FullText, got {type(job).__name__}"
+            raise InvalidInput(msg)
+    return listed
+
+
 def check_jobs(jobs: object) -> list[FullText]:
     """Normalised copies of `jobs` (see `check_job`) fit to store together.
 
@@ -384,6 +414,13 @@ def check_job(job: object) -> FullText:
     if isinstance(job.attempts, bool) or not isinstance(job.attempts, int) or job.attempts < 0:
         msg = f"job {job.id} has attempts {job.attempts!r}; expected a whole number >= 0"
         raise InvalidInput(msg)
+    if (
+        isinstance(job.version, bool)
+        or not isinstance(job.version, int)
+        or not 0 <= job.version < MAX_INT32
+    ):
+        msg = f"job {job.id} has version {job.version!r}; expected 0 to {MAX_INT32 - 1}"
+        raise InvalidInput(msg)
     if job.claim_token is not None and not isinstance(job.claim_token, uuid.UUID):
         msg = f"job {job.id} has claim token {job.claim_token!r}, not a UUID"
         raise InvalidInput(msg)
@@ -398,4 +435,5 @@ def check_job(job: object) -> FullText:
         claim_token=job.claim_token,
         lease_expires=None if job.lease_expires is None else utc(job.lease_expires),
         last_error=None if job.last_error is None else clean_error(job.last_error),
+        version=job.version,
     )

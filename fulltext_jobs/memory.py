@@ -31,11 +31,12 @@ from fulltext_jobs.domain import (
     check_lease,
     check_max_attempts,
     check_retry_statuses,
+    job_list,
     lease_expired_error,
     stored_form,
     utc,
 )
-from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs
+from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs, StaleJob
 from fulltext_jobs.repository import ReadyListener, Repository
 
 __all__ = ["InMemoryRepository"]
@@ -141,33 +142,42 @@ class InMemoryRepository(Repository):
     def save_fulltext(self, job: FullText) -> None:
         stored = check_job(job)
         with self._lock:
-            self._check_claim(stored)
+            if self._is_stale(stored):
+                raise StaleJob(
+                    f"job {stored.id} has changed since this copy was read; nothing was saved"
+                )
             self._check_pair_free(stored)
-            self._store(stored_form(stored))
+            self._store(replace(stored_form(stored), version=stored.version + 1))
+        job.version = stored.version + 1
 
     def save_many(self, jobs: Iterable[FullText]) -> None:
-        checked = check_jobs(jobs)
+        originals = job_list(jobs)
+        checked = check_jobs(originals)
         with self._lock:
-            # Row by row, as the SQL adapter's guarded upserts run: a clash on
-            # the unique pair stops the batch at once, a stale claim only
-            # skips its row; all or nothing, as its transaction is.
+            # Row by row, as the SQL adapter's compare-and-swap statements
+            # run: a clash on the unique pair stops the batch at once, a
+            # stale copy only skips its row; all or nothing, as its
+            # transaction is.
             saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
             stale = 0
             try:
                 for job in checked:
-                    if self._claim_is_stale(job):
+                    if self._is_stale(job):
                         stale += 1
                         continue
                     self._check_pair_free(job)
-                    self._store(stored_form(job))
+                    self._store(replace(stored_form(job), version=job.version + 1))
             except DuplicateJob:
                 self._jobs, self._by_pair, self._seq = saved
                 raise
             if stale:
                 self._jobs, self._by_pair, self._seq = saved
-                raise LostClaim(
-                    f"{stale} of the jobs are no longer held by their claims; nothing was saved"
+                raise StaleJob(
+                    f"{stale} of the jobs have changed since they were read (or lost their "
+                    "claims); nothing was saved"
                 )
+        for job in originals:
+            job.version += 1
 
     def heartbeat(self, job: FullText) -> datetime:
         with self._lock:
@@ -204,6 +214,7 @@ class InMemoryRepository(Repository):
                         job.status, job.started = JobStatus.READY, None
                         self._announcements.announce(job.destination)
                     job.claim_token = job.lease_expires = None
+                    job.version += 1
                     rescued += 1
             return rescued
 
@@ -226,6 +237,7 @@ class InMemoryRepository(Repository):
                     and (only is None or job.item_id in only)
                 ):
                     job.retry(self._clock())
+                    job.version += 1
                     self._announcements.announce(destination)
                     retried += 1
             return retried
@@ -239,7 +251,7 @@ class InMemoryRepository(Repository):
             # SQL adapter does.
             for item_id in itertools.chain(self._items[above:], self._items[:above]):
                 if (item_id, destination) not in self._by_pair:
-                    job = FullText.new(item_id, destination)
+                    job = replace(FullText.new(item_id, destination), version=1)
                     self._store(job)
                     self._watermark[destination] = max(watermark, item_id)
                     return replace(job)
@@ -261,7 +273,7 @@ class InMemoryRepository(Repository):
                 if created == limit:
                     break
                 if (item_id, destination) not in self._by_pair:
-                    self._store(FullText.new(item_id, destination))
+                    self._store(replace(FullText.new(item_id, destination), version=1))
                     created += 1
         # One batch: all of it is done under one lock.
         if progress is not None:
@@ -323,15 +335,18 @@ class InMemoryRepository(Repository):
                 job.attempts += 1
                 job.claim_token = uuid.uuid4()
                 job.lease_expires = now + self._lease
+                job.version += 1
             return [replace(job) for job in ready]
 
-    def _claim_is_stale(self, job: FullText) -> bool:
+    def _is_stale(self, job: FullText) -> bool:
+        """Whether the stored job is not the one `job` was read from: the
+        compare-and-swap of a save (see `Statements.update_job`)."""
         stored = self._jobs.get(job.id)
-        return stored is not None and stored.claim_token != job.claim_token
-
-    def _check_claim(self, job: FullText) -> None:
-        if self._claim_is_stale(job):
-            raise LostClaim(f"job {job.id} is no longer held by this claim")
+        if job.version == 0:
+            return stored is not None
+        return (
+            stored is None or stored.version != job.version or stored.claim_token != job.claim_token
+        )
 
     def _check_pair_free(self, job: FullText) -> None:
         owner = self._by_pair.get((job.item_id, job.destination))

@@ -68,18 +68,25 @@ class Repository(abc.ABC):
 
     @abc.abstractmethod
     def save_fulltext(self, job: FullText) -> None:
-        """Store `job`, inserting it or replacing the job with the same id.
+        """Store `job`: a compare-and-swap on its `version`.
 
-        The job's `claim_token` must be the stored job's: a job claimed by
-        `get_ready_job` or `claim_ready` is saved only while that claim is
-        current, so a worker whose lease ran out cannot overwrite what
-        happened since. A job that leaves `running` is stored without token
-        or lease, ending the claim.
+        A job never stored (`FullText.new`, version 0) is inserted; if a job
+        with its id exists already, it is not replaced. A copy read from the
+        store replaces the stored job only if that is still at the copy's
+        `version` and holds the copy's `claim_token`, checked in the same
+        statement that writes: a job saved, claimed, rescued or retried
+        since the copy was read is left alone, so no stale copy (an admin
+        screen, a worker whose lease ran out) can undo what happened since.
+        A job that leaves `running` is stored without token or lease, ending
+        the claim. On success the copy's `version` is set to the stored
+        one's, so the caller may change and save it again.
 
-        Raises `LostClaim` if the tokens differ, `DuplicateJob` if another job
-        (another id) already exists for the same item and destination, and
-        `InvalidInput` if the job has an unknown status, a bad item id or
-        destination, or a naive timestamp. Either way nothing is written.
+        Raises `StaleJob` (a `LostClaim`) if the stored job is not the one
+        the copy was read from (or, for version 0, exists; or, for a stored
+        copy, is gone), `DuplicateJob` if another job (another id) already
+        exists for the same item and destination, and `InvalidInput` if the
+        job has an unknown status, a bad item id or destination, or a naive
+        timestamp. Either way nothing is written.
         """
 
     @abc.abstractmethod
@@ -153,9 +160,10 @@ class Repository(abc.ABC):
         or, on any error, none.
 
         Raises `DuplicateJob` if any would be a second job for its item and
-        destination, else `LostClaim` if any job's claim token is not the
-        stored job's (see `save_fulltext`), and `InvalidInput` if any job is
-        bad or two of them share an id or an (item, destination) pair.
+        destination, else `StaleJob` (a `LostClaim`) if any copy is stale
+        (see `save_fulltext`), and `InvalidInput` if any job is bad or two of
+        them share an id or an (item, destination) pair. Only when all are
+        saved are the copies' `version`s moved on.
         """
 
     @abc.abstractmethod

@@ -41,7 +41,7 @@ __all__ = [
 
 #: The alembic revision these declarations correspond to; the repository
 #: refuses a database at any other revision.
-SCHEMA_REVISION: Final = "0004"
+SCHEMA_REVISION: Final = "0005"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -133,6 +133,9 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("claim_token", sa.Uuid),
         sa.Column("lease_expires", UTCDateTime),
         sa.Column("last_error", sa.Text),
+        # Row versions (0005): the compare-and-swap of saves. In no index,
+        # like the lease; a trigger counts the writes of other writers.
+        sa.Column("version", sa.Integer, nullable=False, server_default="1"),
         sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
         schema=schema,
     )

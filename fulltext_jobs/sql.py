@@ -35,6 +35,7 @@ from fulltext_jobs.domain import (
     check_lease,
     check_max_attempts,
     check_retry_statuses,
+    job_list,
     utc,
 )
 from fulltext_jobs.engine import configure_sqlite, store_error
@@ -46,6 +47,7 @@ from fulltext_jobs.errors import (
     LostClaim,
     NoJobs,
     SchemaNotMigrated,
+    StaleJob,
     StoreError,
 )
 from fulltext_jobs.notifications import PostgresReadyListener
@@ -204,40 +206,53 @@ class SqlAlchemyRepository(Repository):
             f"a job already exists for item {stored.item_id!r} "
             f"and destination {stored.destination!r}"
         )
-        params = {**job_row(stored), "claim": stored.claim_token}
         with self._connection(
             "save_fulltext", single_statement=True, duplicate=duplicate
         ) as connection:
-            written: object
-            if self._hot is None:
-                written = connection.execute(self._sql.upsert_job, params).first()
-            else:
-                written = self._hot.upsert_job.run(connection, params)
-        if written is None:
-            raise LostClaim(f"job {stored.id} is no longer held by this claim; nothing was saved")
+            written = self._save_rows(connection, [stored])
+        if not written:
+            raise StaleJob(_stale_message(stored))
+        job.version = stored.version + 1
 
     def save_many(self, jobs: Iterable[FullText]) -> None:
-        checked = check_jobs(jobs)
+        originals = job_list(jobs)
+        checked = check_jobs(originals)
         if not checked:
             return
         duplicate = "one of the jobs would be a second job for its item and destination"
-        rows = [{**job_row(job), "claim": job.claim_token} for job in checked]
         with self._connection("save_many", duplicate=duplicate) as connection:
-            # Each row is the guarded upsert of save_fulltext; the transaction
-            # makes them all or nothing.
-            if self._hot is None:
-                written = sum(
-                    connection.execute(self._sql.upsert_job, row).first() is not None
-                    for row in rows
-                )
-            else:
-                written = self._hot.upsert_job.run_many(connection, rows)
-            if written != len(rows):
+            # Each row is the compare-and-swap of save_fulltext; the
+            # transaction makes them all or nothing.
+            written = self._save_rows(connection, checked)
+            if written != len(checked):
                 # Leaving the block with an exception rolls every row back.
-                raise LostClaim(
-                    f"{len(rows) - written} of the jobs are no longer held by their "
-                    "claims; nothing was saved"
+                raise StaleJob(
+                    f"{len(checked) - written} of the jobs have changed since they were "
+                    "read (or lost their claims); nothing was saved"
                 )
+        for job in originals:
+            job.version += 1
+
+    def _save_rows(self, connection: sa.Connection, jobs: list[FullText]) -> int:
+        """Run each job's save (`insert_job` for a job never stored, else
+        `update_job`), in order; return how many wrote their row."""
+        inserts = [job.version == 0 for job in jobs]
+        rows = [job_row(job) for job in jobs]
+        if self._hot is not None and (all(inserts) or not any(inserts)):
+            # One kind of statement: pipelined, in one round trip.
+            compiled = self._hot.insert_job if inserts[0] else self._hot.update_job
+            if len(rows) == 1:
+                return int(compiled.run(connection, rows[0]) is not None)
+            return compiled.run_many(connection, rows)
+        written = 0
+        for insert, row in zip(inserts, rows, strict=True):
+            if self._hot is not None:
+                hot = self._hot.insert_job if insert else self._hot.update_job
+                written += hot.run(connection, row) is not None
+            else:
+                statement = self._sql.insert_job if insert else self._sql.update_job
+                written += connection.execute(statement, row).first() is not None
+        return written
 
     def heartbeat(self, job: FullText) -> datetime:
         lease_until = self._clock() + self._lease
@@ -293,7 +308,7 @@ class SqlAlchemyRepository(Repository):
                 # Built directly: the id comes from the app's table, which
                 # this library does not police; the database still enforces
                 # one job per pair.
-                job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination)
+                job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination, version=1)
                 inserted = connection.execute(
                     sql.insert_if_unqueued, {**params, "new_id": job.id, "new_item_id": item_id}
                 ).scalar_one_or_none()
@@ -481,6 +496,15 @@ class SqlAlchemyRepository(Repository):
         return self._engine.url.render_as_string(hide_password=True)
 
 
+def _stale_message(job: FullText) -> str:
+    if job.version == 0:
+        return f"job {job.id} exists already: a new job cannot replace it; nothing was saved"
+    return (
+        f"job {job.id} has changed since this copy was read at version {job.version} "
+        "(or its claim was lost); nothing was saved"
+    )
+
+
 def check_same_kind(session_engine: Engine, own: Engine) -> None:
     """Raise `InvalidInput` unless a session's engine is of the repository's
     database kind."""
@@ -602,4 +626,5 @@ class _HotPath:
 
     def __init__(self, sql: Statements, engine: Engine) -> None:
         self.claim_one = _Compiled(sql.claim_one, engine, [])
-        self.upsert_job = _Compiled(sql.upsert_job, engine, [c.name for c in sql.job_columns])
+        self.insert_job = _Compiled(sql.insert_job, engine, [])
+        self.update_job = _Compiled(sql.update_job, engine, [])

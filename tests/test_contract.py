@@ -31,6 +31,7 @@ from fulltext_jobs import (
     LostClaim,
     NoJobs,
     SqlAlchemyRepository,
+    StaleJob,
 )
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
@@ -771,3 +772,128 @@ class TestClaimContract:
         with pytest.raises(DuplicateJob):
             clocked.repo.save_many([stale, FullText.new("b", "lang")])
         assert clocked.repo.get_fulltext(job.id).status is JobStatus.SKIPPED
+
+
+class TestCompareAndSwapContract:
+    """A save is accepted only while the stored job is still the one the copy
+    was read from; otherwise `StaleJob` (a `LostClaim`) and nothing changes."""
+
+    def test_a_copy_read_while_ready_cannot_undo_a_finish(self, clocked: Backend):
+        clocked.add_items(["item"])
+        job = clocked.repo.create_job_for_unqueued("lang")
+        stale = clocked.repo.get_fulltext(job.id)  # an admin screen, a report
+        live = clocked.repo.get_ready_job("lang")
+        live.finish()
+        clocked.repo.save_fulltext(live)
+        stale.skip()
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(stale)
+        stored = clocked.repo.get_fulltext(job.id)
+        assert stored.status is JobStatus.FINISHED
+        assert stored == replace(live, claim_token=None)
+
+    def test_a_copy_read_while_failed_cannot_run_a_finished_job_again(self, clocked: Backend):
+        clocked.add_items(["item"])
+        clocked.repo.create_job_for_unqueued("lang")
+        claimed = clocked.repo.get_ready_job("lang")
+        claimed.fail(error="boom")
+        clocked.repo.save_fulltext(claimed)
+        stale = clocked.repo.get_fulltext(claimed.id)
+        assert clocked.repo.retry("lang") == 1
+        live = clocked.repo.get_ready_job("lang")
+        live.finish()
+        clocked.repo.save_fulltext(live)
+        stale.retry()
+        with pytest.raises(LostClaim):  # StaleJob is a LostClaim
+            clocked.repo.save_fulltext(stale)
+        assert clocked.repo.get_fulltext(claimed.id).status is JobStatus.FINISHED
+        assert clocked.repo.claim_ready("lang", 1) == []
+
+    def test_a_save_moves_the_copys_version_on(self, clocked: Backend):
+        job = FullText.new("item", "lang")
+        assert job.version == 0
+        clocked.repo.save_fulltext(job)
+        assert job.version == 1
+        other = clocked.repo.get_fulltext(job.id)
+        assert other == job
+        job.skip()
+        clocked.repo.save_fulltext(job)
+        assert job.version == 2
+        assert clocked.repo.get_fulltext(job.id) == job
+        other.skip()  # read before the last save
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(other)
+        assert other.version == 1
+        assert clocked.repo.get_fulltext(job.id) == job
+
+    def test_a_new_job_never_replaces_a_stored_one(self, clocked: Backend):
+        stored = job_in(JobStatus.FINISHED)
+        clocked.repo.save_fulltext(stored)
+        again = replace(job_in(JobStatus.READY), id=stored.id)  # version 0: never stored
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(again)
+        with pytest.raises(StaleJob):
+            clocked.repo.save_many([again])
+        assert again.version == 0
+        assert clocked.repo.get_fulltext(stored.id) == stored
+
+    def test_a_copy_of_a_job_that_is_not_stored_is_refused(self, clocked: Backend):
+        ghost = replace(FullText.new("item", "lang"), version=4)
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(ghost)
+        with pytest.raises(JobNotFound):
+            clocked.repo.get_fulltext(ghost.id)
+
+    @pytest.mark.parametrize("read", ["claim", "claim_ready", "rescue", "retry"])
+    def test_every_write_makes_earlier_copies_stale(self, clocked: Backend, clock, read):
+        job = FullText.new("item", "lang")
+        clocked.repo.save_fulltext(job)
+        if read == "retry":
+            claimed = clocked.repo.get_ready_job("lang")
+            claimed.skip()
+            clocked.repo.save_fulltext(claimed)
+        before = clocked.repo.get_fulltext(job.id)
+        if read == "claim":
+            clocked.repo.get_ready_job("lang")
+        elif read == "claim_ready":
+            clocked.repo.claim_ready("lang", 5)
+        elif read == "rescue":
+            clocked.repo.get_ready_job("lang")
+            before = clocked.repo.get_fulltext(job.id)
+            clock.advance(seconds=61)
+            assert clocked.repo.rescue_expired() == 1
+        else:
+            assert clocked.repo.retry("lang") == 1
+        after = clocked.repo.get_fulltext(job.id)
+        assert after.version == before.version + 1
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(before)
+        assert clocked.repo.get_fulltext(job.id) == after
+
+    def test_a_heartbeat_leaves_the_workers_other_copies_current(self, clocked: Backend, clock):
+        clocked.repo.save_fulltext(FullText.new("item", "lang"))
+        job = clocked.repo.get_ready_job("lang")
+        beat, outcome = replace(job), replace(job)  # as the worker keeps them
+        clock.advance(seconds=30)
+        clocked.repo.heartbeat(beat)
+        assert beat.version == job.version
+        outcome.finish()
+        clocked.repo.save_fulltext(outcome)
+        assert clocked.repo.get_fulltext(job.id).status is JobStatus.FINISHED
+
+    def test_save_many_with_one_stale_copy_saves_nothing(self, clocked: Backend):
+        clocked.repo.save_many([FullText.new(item_id, "lang") for item_id in "ab"])
+        first = clocked.repo.claim_ready("lang", 2)[0]
+        stale = replace(first)
+        first.finish()
+        clocked.repo.save_fulltext(first)
+        fresh = FullText.new("c", "lang")
+        stale.skip()
+        with pytest.raises(StaleJob):
+            clocked.repo.save_many([fresh, stale])
+        assert (fresh.version, stale.version) == (0, first.version - 1)
+        with pytest.raises(JobNotFound):
+            clocked.repo.get_fulltext(fresh.id)
+        assert clocked.repo.get_fulltext(first.id).status is JobStatus.FINISHED
+        clocked.repo.save_many([fresh])
+        assert fresh.version == 1

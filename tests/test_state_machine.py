@@ -66,6 +66,7 @@ from fulltext_jobs import (
     LostClaim,
     NoJobs,
     Repository,
+    StaleJob,
 )
 from fulltext_jobs.domain import lease_expired_error
 
@@ -138,6 +139,7 @@ class ModelJob:
     claim: int | None = None  # the number of the claim holding it, if any
     lease: datetime | None = None
     last_error: str | None = None
+    version: int = 1  # the stored row's write count: 1 on insert
 
 
 @dataclass
@@ -150,6 +152,7 @@ class Handle:
     claim: int
     copies: dict[str, FullText]
     lease: datetime  # the lease the copies hold, by the model
+    version: int  # the version the copies hold, by the model
 
     def __repr__(self) -> str:
         return f"Handle({self.key!r}, claim={self.claim})"
@@ -180,6 +183,7 @@ def view(job: FullText) -> tuple[Any, ...]:
         job.claim_token,
         stamp(job.lease_expires),
         job.last_error,
+        job.version,
     )
 
 
@@ -277,18 +281,27 @@ class AdaptersAgree(RuleBasedStateMachine):
             self.token(name, job.claim if token_of is ... else token_of),
             stamp(job.lease),
             job.last_error,
+            job.version,
         )
 
     def everywhere(self, expected: Any) -> dict[str, Any]:
         return dict.fromkeys(self.names, expected)
 
-    def stale(self, handle: Handle) -> str | None:
+    def lost(self, handle: Handle) -> str | None:
         """How the claim of `handle` ended (and whether the job has been
         claimed again since), or None if it still holds."""
         job = self.ledger[handle.key]
         if job.claim == handle.claim:
             return None
         return self.ended[handle.claim] + (", claimed again" if job.claim is not None else "")
+
+    def stale(self, handle: Handle) -> str | None:
+        """Why a save of `handle`'s copies must be refused (the claim is
+        lost, or the job was written since the copies were taken), or None."""
+        lost = self.lost(handle)
+        if lost is None and self.ledger[handle.key].version != handle.version:
+            return "written since"
+        return lost
 
     def held(self, key: Key) -> bool:
         """Whether the job at `key` is running under a claim."""
@@ -375,7 +388,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             for name, job in outcomes.items()
         }
         assert got == self.everywhere(
-            (None, pick, destination, S.READY, None, None, 0, None, None, None)
+            (None, pick, destination, S.READY, None, None, 0, None, None, None, 1)
         )
         for name, job in outcomes.items():
             assert job.id not in self.ids[name].values()
@@ -417,8 +430,12 @@ class AdaptersAgree(RuleBasedStateMachine):
             job.status, job.started = S.RUNNING, self.now
             job.attempts += 1
             job.claim, job.lease = claims[key], self.now + LEASE
+            job.version += 1
             event(f"claim: attempt {min(job.attempts, 3)}{'+' if job.attempts >= 3 else ''}")
-        return [Handle(key, claims[key], copies[key], self.now + LEASE) for key in keys]
+        return [
+            Handle(key, claims[key], copies[key], self.now + LEASE, self.ledger[key].version)
+            for key in keys
+        ]
 
     @rule(target=handles, destination=destinations, delta=deltas)
     def get_ready_job(self, destination: str, delta: timedelta) -> Any:
@@ -525,6 +542,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         assert outcomes == self.everywhere(None)
         for key in keys:
             self.move(key, action)
+            self.ledger[key].version += 1  # saved, moved or not
         for key, job in zip(new_keys, new_jobs, strict=True):
             self.ledger[key] = ModelJob(job.status, next(self.seq))
             for name in self.names:
@@ -569,7 +587,9 @@ class AdaptersAgree(RuleBasedStateMachine):
             # the model's (unchanged) job.
             assert outcomes == self.everywhere(("InvalidTransition", "unchanged"))
             return
-        # The caller's copy keeps the token it was loaded with.
+        self.ledger[key].version += 1
+        # The caller's copy keeps the token it was loaded with, and has the
+        # new version.
         assert outcomes == {
             name: (None, self.expected_view(name, key, token_of=claim)) for name in self.names
         }
@@ -623,7 +643,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         if key in self.ledger:
             assert outcomes == self.everywhere((DuplicateJob.__name__, JobNotFound.__name__))
             return multiple()
-        assert outcomes == self.everywhere((None, view(job)))
+        assert outcomes == self.everywhere((None, view(replace(job, version=1))))
         self.ledger[key] = ModelJob(job.status, next(self.seq), job.started, job.finished)
         for name in self.names:
             self.ids[name][key] = job.id
@@ -674,9 +694,10 @@ class AdaptersAgree(RuleBasedStateMachine):
         destination = handle.key[1]
         new_jobs = [FullText.new(item, destination) for item in along or ()]
         outcomes = {}
+        saved = {}
         for backend in self.backends:
             repo = self.repo(backend, destination)
-            job = replace(handle.copies[backend.name])
+            job = saved[backend.name] = replace(handle.copies[backend.name])
             if action is not None:
                 self.act(job, action, self.now, error)
             batch = [job, *(replace(new) for new in new_jobs)]
@@ -696,7 +717,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             assert outcomes == self.everywhere(DuplicateJob.__name__)
             return multiple()
         if stale:
-            assert outcomes == self.everywhere(LostClaim.__name__)
+            assert outcomes == self.everywhere(StaleJob.__name__)
             return multiple()
         assert outcomes == self.everywhere(None)
         # The store now holds the copy: the model's job, with the copy's
@@ -707,11 +728,25 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.ledger[handle.key].lease = handle.lease
         if action is not None:
             assert self.move(handle.key, action, error)
+        self.saved_copies(handle, action, saved)
         for key, job in zip(new_keys, new_jobs, strict=True):
             self.ledger[key] = ModelJob(S.READY, next(self.seq))
             for name in self.names:
                 self.ids[name][key] = job.id
         return multiple(*new_keys)
+
+    def saved_copies(
+        self, handle: Handle, action: Action | None, saved: dict[str, FullText]
+    ) -> None:
+        """The copies of `handle`, moved by `action`, were saved: the stored
+        job has a new version."""
+        self.ledger[handle.key].version += 1
+        if action is None:
+            # Still running: the worker's copies are the stored job again
+            # (the save moved their version on). After an action they are
+            # kept as claimed, and the ended claim makes them stale.
+            handle.version = self.ledger[handle.key].version
+            handle.copies = saved
 
     @rule(handle=handles, delta=within_lease, loaded=st.booleans())
     def heartbeat_claimed(self, handle: Handle, delta: timedelta, loaded: bool) -> None:
@@ -732,7 +767,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                 attempt(lambda repo=repo, job=job: stamp(repo.heartbeat(job))),
                 stamp(job.lease_expires),
             )
-        stale = self.stale(handle)
+        stale = self.lost(handle)  # a heartbeat checks the claim, not the version
         event(f"heartbeat_claimed: {stale or 'current'}")
         if stale:
             assert outcomes == self.everywhere((LostClaim.__name__, stamp(handle.lease)))
@@ -813,6 +848,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                     job.status, job.started = S.READY, None
                 self.ended[job.claim] = "ended by rescue"
                 job.claim = job.lease = None
+                job.version += 1
         assert outcomes == self.everywhere(rescued)
 
     @rule(
@@ -852,6 +888,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                 retried += 1
                 event("retry: a job")
                 job.status, job.started, job.finished = S.READY, None, None
+                job.version += 1
         assert outcomes == self.everywhere(retried)
 
     # --- what every store holds ----------------------------------------
