@@ -403,21 +403,21 @@ def bench_claim(bench: Bench, args: argparse.Namespace) -> Table:
 # --- d. throughput ---------------------------------------------------------
 
 
-def _raw_statements(bench_url: str) -> tuple[str, dict[str, Any], str]:
+def _raw_statements(bench_url: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
     """The single-job API's two statements, as SQL for psycopg."""
     dialect = sa.create_engine(bench_url).dialect
     tables = tables_for("postgresql")
     statements = Statements(tables, ItemSource(tables.items), "postgresql")
     claim, fixed = compile_for_driver(statements.claim_one, dialect)
-    save, _ = compile_for_driver(statements.update_job, dialect)
-    return claim, fixed, save
+    save, save_fixed = compile_for_driver(statements.update_job, dialect)
+    return claim, fixed, save, save_fixed
 
 
 def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> None:  # noqa: ANN401
     """One process: claim and finish jobs until there are none."""
     done = 0
     if mode == "raw":
-        claim, defaults, save = _raw_statements(bench_url)
+        claim, defaults, save, save_defaults = _raw_statements(bench_url)
         with psycopg.connect(dsn, autocommit=True) as connection:
             barrier.wait()
             while True:
@@ -442,6 +442,7 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                 connection.execute(
                     save,
                     {
+                        **save_defaults,
                         "job_id": job_id,
                         "read_version": version,
                         "item_id": item_id,
