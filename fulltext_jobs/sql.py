@@ -27,16 +27,10 @@ from fulltext_jobs.domain import (
     FullText,
     JobStatus,
     check_batch_size,
-    check_destination,
-    check_item_id,
-    check_job,
-    check_job_id,
-    check_jobs,
+    check_clock,
+    check_item_ids,
     check_lease,
-    check_max_attempts,
-    check_retry_statuses,
-    job_list,
-    utc,
+    read_clock,
 )
 from fulltext_jobs.engine import configure_sqlite, store_error
 from fulltext_jobs.errors import (
@@ -86,7 +80,11 @@ class SqlAlchemyRepository(Repository):
     leases, so the machines sharing a database need clocks in step to well
     within a lease. `lease` is how long a claim lasts without a heartbeat.
     `enqueue_batch_size` is how many items `enqueue_unqueued` queues per
-    transaction.
+    transaction. Raises `InvalidInput` for a `clock` that is not callable,
+    a `lease` that is not a timedelta above zero and at most `MAX_LEASE`,
+    or an `enqueue_batch_size` outside 1 to `MAX_BATCH_SIZE`; each reading
+    of the clock is checked before it is used (see
+    `fulltext_jobs.repository`).
 
     A SQLite engine is given WAL, a busy timeout and `BEGIN IMMEDIATE` (see
     `fulltext_jobs.configure_sqlite`). The first call checks that the
@@ -137,7 +135,7 @@ class SqlAlchemyRepository(Repository):
             if bind.dialect.name == "postgresql" and not bind.dialect.is_async
             else None
         )
-        self._clock = clock or utc
+        self._clock = check_clock(clock)
         self._schema_checked = False
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
         self._lease = check_lease(lease)
@@ -178,13 +176,14 @@ class SqlAlchemyRepository(Repository):
         batch of `batch_size` ids commits on its own, so a failure part way
         through (`StoreError`) leaves the earlier batches added. Raises
         `InvalidInput` when the repository reads an app's own item source,
-        which is the app's to fill.
+        which is the app's to fill, for a `batch_size` that is not a whole
+        number from 1 to 1,000,000, and for `item_ids` given as one str.
         """
         if not self._owns_items:
             msg = "add_items fills the default items table; this repository reads the app's own"
             raise InvalidInput(msg)
         check_batch_size(batch_size)
-        ids = [check_item_id(item_id) for item_id in item_ids]
+        ids = check_item_ids(item_ids)
         added = 0
         for start in range(0, len(ids), batch_size):
             rows = [{"id": item_id} for item_id in ids[start : start + batch_size]]
@@ -192,16 +191,14 @@ class SqlAlchemyRepository(Repository):
                 added += len(connection.execute(self._sql.add_items(), rows).all())
         return added
 
-    def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
-        key = check_job_id(job_id)
+    def _get_fulltext(self, key: uuid.UUID) -> FullText:
         with self._connection("get_fulltext", single_statement=True) as connection:
             row = connection.execute(self._sql.select_job, {"id": key}).one_or_none()
         if row is None:
             raise JobNotFound(f"no job has id {key}")
         return to_job(row)
 
-    def save_fulltext(self, job: FullText) -> None:
-        stored = check_job(job)
+    def _save_fulltext(self, stored: FullText) -> None:
         duplicate = (
             f"a job already exists for item {stored.item_id!r} "
             f"and destination {stored.destination!r}"
@@ -212,13 +209,8 @@ class SqlAlchemyRepository(Repository):
             written = self._save_rows(connection, [stored])
         if not written:
             raise StaleJob(_stale_message(stored))
-        job.version = stored.version + 1
 
-    def save_many(self, jobs: Iterable[FullText]) -> None:
-        originals = job_list(jobs)
-        checked = check_jobs(originals)
-        if not checked:
-            return
+    def _save_many(self, checked: list[FullText]) -> None:
         duplicate = "one of the jobs would be a second job for its item and destination"
         with self._connection("save_many", duplicate=duplicate) as connection:
             # Each row is the compare-and-swap of save_fulltext; the
@@ -230,8 +222,6 @@ class SqlAlchemyRepository(Repository):
                     f"{len(checked) - written} of the jobs have changed since they were "
                     "read (or lost their claims); nothing was saved"
                 )
-        for job in originals:
-            job.version += 1
 
     def _save_rows(self, connection: sa.Connection, jobs: list[FullText]) -> int:
         """Run each job's save (`insert_job` for a job never stored, else
@@ -254,8 +244,8 @@ class SqlAlchemyRepository(Repository):
                 written += connection.execute(statement, row).first() is not None
         return written
 
-    def heartbeat(self, job: FullText) -> datetime:
-        lease_until = self._clock() + self._lease
+    def _heartbeat(self, job: FullText) -> datetime:
+        lease_until = read_clock(self._clock, self._lease) + self._lease
         with self._connection("heartbeat", single_statement=True) as connection:
             extended: datetime | None = connection.execute(
                 self._sql.heartbeat,
@@ -263,34 +253,25 @@ class SqlAlchemyRepository(Repository):
             ).scalar_one_or_none()
         if extended is None:
             raise LostClaim(f"job {job.id} is no longer held by this claim")
-        job.lease_expires = extended
         return extended
 
-    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
-        if destination is not None:
-            check_destination(destination)
-        check_max_attempts(max_attempts)
+    def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+        now = read_clock(self._clock, self._lease)
         with self._connection("rescue_expired", single_statement=True) as connection:
             return connection.execute(
                 self._sql.rescue_expired(destination),
-                {"now": self._clock(), "max_attempts": max_attempts},
+                {"now": now, "max_attempts": max_attempts},
             ).rowcount
 
-    def retry(
-        self,
-        destination: str,
-        *,
-        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
-        item_ids: Iterable[str] | None = None,
+    def _retry(
+        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
     ) -> int:
-        check_destination(destination)
-        chosen = sorted(status.value for status in check_retry_statuses(statuses))
-        only = None if item_ids is None else sorted({check_item_id(i) for i in item_ids})
+        chosen = sorted(status.value for status in statuses)
+        only = None if item_ids is None else sorted(item_ids)
         with self._connection("retry", single_statement=True) as connection:
             return connection.execute(self._sql.retry(destination, chosen, only)).rowcount
 
-    def create_job_for_unqueued(self, destination: str) -> FullText:
-        check_destination(destination)
+    def _create_job_for_unqueued(self, destination: str) -> FullText:
         sql = self._sql
         with self._connection("create_job_for_unqueued") as connection:
             params = {"dest": destination}
@@ -325,16 +306,9 @@ class SqlAlchemyRepository(Repository):
             retryable=True,
         )
 
-    def enqueue_unqueued(
-        self,
-        destination: str,
-        *,
-        limit: int | None = None,
-        progress: Callable[[int], object] | None = None,
+    def _enqueue_unqueued(
+        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
     ) -> int:
-        check_destination(destination)
-        if limit is not None:
-            check_batch_size(limit)
         created = 0
         after: str | None = None
         while limit is None or created < limit:
@@ -359,9 +333,8 @@ class SqlAlchemyRepository(Repository):
             after = upper
         return created
 
-    def get_ready_job(self, destination: str) -> FullText:
-        check_destination(destination)
-        now = self._clock()
+    def _get_ready_job(self, destination: str) -> FullText:
+        now = read_clock(self._clock, self._lease)
         params = {
             "dest": destination,
             "now": now,
@@ -379,33 +352,27 @@ class SqlAlchemyRepository(Repository):
             raise NoJobs(f"no job is ready for {destination!r}")
         return job
 
-    def claim_ready(self, destination: str, n: int) -> list[FullText]:
-        check_destination(destination)
-        check_batch_size(n)
+    def _claim_ready(self, destination: str, n: int) -> list[FullText]:
+        now = read_clock(self._clock, self._lease)
         with self._connection("claim_ready", single_statement=True) as connection:
-            now = self._clock()
             rows = connection.execute(
                 self._sql.claim_many,
                 {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease},
             ).all()
         return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
 
-    def listen(self, destination: str) -> ReadyListener | None:
+    def _listen(self, destination: str) -> ReadyListener | None:
         """On PostgreSQL, a listener on a connection of its own (see
         `fulltext_jobs.notifications`); on SQLite, which cannot notify, None."""
-        check_destination(destination)
         if self._engine.dialect.name != "postgresql":
             return None
         return PostgresReadyListener(self._engine, destination)
 
-    def count_unqueued(self, destination: str) -> int:
-        check_destination(destination)
+    def _count_unqueued(self, destination: str) -> int:
         with self._connection("count_unqueued", single_statement=True) as connection:
             return connection.execute(self._sql.count_unqueued(destination)).scalar_one()
 
-    def stats(self, destination: str | None = None) -> list[DestinationStats]:
-        if destination is not None:
-            check_destination(destination)
+    def _stats(self, destination: str | None) -> list[DestinationStats]:
         # One transaction, so the counts and the unqueued figures agree.
         with self._connection("stats") as connection:
             counts: dict[str, dict[str, int]] = {}
