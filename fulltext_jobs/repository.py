@@ -155,7 +155,8 @@ class Repository(abc.ABC):
 
         Safe under any number of concurrent callers: each job is handed to
         exactly one of them. Raises `NoJobs` when no job is ready for
-        `destination`, and `InvalidInput` for a bad destination.
+        `destination`, and `InvalidInput` for a bad destination or if the
+        clock's reading is not a time to write (nothing is claimed then).
         """
         return self._get_ready_job(check_destination(destination))
 
@@ -177,8 +178,9 @@ class Repository(abc.ABC):
 
         Safe while other callers run it or `create_job_for_unqueued`: an item
         another caller queues meanwhile is passed over, never given a second
-        job. Raises `InvalidInput` for a bad
-        destination or a `limit` that is not a positive whole number.
+        job. Raises `InvalidInput` for a bad destination, a `limit` that is
+        not a whole number from 1 to 2**31 - 1, or a `progress` that is not
+        callable.
         """
         return self._enqueue_unqueued(
             check_destination(destination),
@@ -192,7 +194,8 @@ class Repository(abc.ABC):
 
         Returns an empty list when none is ready. Safe under concurrent
         callers: each job goes to exactly one of them. Raises `InvalidInput`
-        for a bad destination or an `n` that is not a positive whole number.
+        for a bad destination or an `n` that is not a whole number from 1 to
+        10,000, or if the clock's reading is not a time to write.
         """
         return self._claim_ready(check_destination(destination), check_claim_size(n))
 
@@ -231,9 +234,13 @@ class Repository(abc.ABC):
         repository's lease; set it on `job` and return it.
 
         Call it well within the lease (a third of it, say) while the work
-        goes on. Raises `LostClaim` if the caller no longer holds the claim
-        (the job is not `running`, or its token is another's), changing
-        nothing.
+        goes on. It changes neither the job's `version` nor any other
+        copy of it, so a worker may heartbeat one copy and save another.
+        Raises `LostClaim` if the caller no longer holds the claim (the job
+        is not `running`, or its token is another's), and `InvalidInput` if
+        `job` is not a `FullText` whose id is a UUID and whose token is a
+        UUID or None, or if the clock's reading is not a time to write;
+        either way nothing changes.
         """
         lease = self._heartbeat(check_held(job))
         job.lease_expires = lease
@@ -249,7 +256,9 @@ class Repository(abc.ABC):
         A job is rescued only if, at that moment, it is still running with an
         expired lease: a job finished meanwhile is never touched. Jobs
         without a lease (claimed by the original Go code) are left alone.
-        Raises `InvalidInput` for a bad destination or `max_attempts`.
+        Raises `InvalidInput` for a bad destination, a `max_attempts` that is
+        not a whole number from 1 to 2**31 - 1, or a clock reading that is
+        not a time to write.
         """
         return self._rescue_expired(
             check_optional_destination(destination), check_max_attempts(max_attempts)
@@ -268,7 +277,8 @@ class Repository(abc.ABC):
 
         This replaces the original's retry, which deleted the rows and lost
         their history. Raises `InvalidInput` for a bad destination or item
-        id, or for a status other than failed and skipped.
+        id, for `item_ids` given as one str, or for a status other than
+        failed and skipped.
         """
         return self._retry(
             check_destination(destination),
