@@ -24,6 +24,12 @@ e. memory      peak RSS of one worker process after 10k and after 200k jobs.
 f. wakeup      latency from making a job ready to its handler starting, for an
                idle Worker polling every 5 s: woken by LISTEN/NOTIFY, and
                (the baseline) by its poll alone.
+g. save        server time per save of one job: the compare-and-swap UPDATE
+               with its version trigger (whose WHEN is false for it), the
+               same with the trigger disabled, and the guarded upsert that
+               saved before revision 0007 (the baseline); and a foreign
+               write (the original's positional upsert) with and without the
+               trigger, which then calls its function.
 """
 
 from __future__ import annotations
@@ -422,22 +428,21 @@ def bench_claim(bench: Bench, args: argparse.Namespace) -> Table:
 # --- d. throughput ---------------------------------------------------------
 
 
-def _raw_statements(bench_url: str) -> tuple[str, dict[str, Any], str]:
+def _raw_statements(bench_url: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
     """The single-job API's two statements, as SQL for psycopg."""
     dialect = sa.create_engine(bench_url).dialect
     tables = tables_for("postgresql")
     statements = Statements(tables, ItemSource(tables.items), "postgresql")
     claim, fixed = compile_for_driver(statements.claim_one, dialect)
-    keys = [column.name for column in statements.job_columns]
-    save, _ = compile_for_driver(statements.upsert_job, dialect, keys)
-    return claim, fixed, save
+    save, save_fixed = compile_for_driver(statements.update_job, dialect)
+    return claim, fixed, save, save_fixed
 
 
 def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> None:  # noqa: ANN401
     """One process: claim and finish jobs until there are none."""
     done = 0
     if mode == "raw":
-        claim, defaults, save = _raw_statements(bench_url)
+        claim, defaults, save, save_defaults = _raw_statements(bench_url)
         with psycopg.connect(dsn, autocommit=True) as connection:
             barrier.wait()
             while True:
@@ -456,11 +461,15 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                 claimed = cursor.fetchone()
                 if claimed is None:
                     break
-                job_id, item_id, destination, started, _, _, attempts, _, _, error = claimed
+                job_id, item_id, destination, started, _, _, attempts, _, _, error, version = (
+                    claimed
+                )
                 connection.execute(
                     save,
                     {
-                        "id": job_id,
+                        **save_defaults,
+                        "job_id": job_id,
+                        "read_version": version,
                         "item_id": item_id,
                         "destination": destination,
                         "started": started,
@@ -709,6 +718,109 @@ def bench_wakeup(bench: Bench, args: argparse.Namespace) -> Table:
     return table
 
 
+# --- g. save ---------------------------------------------------------------
+
+#: How `save_fulltext` wrote before revision 0007: an upsert guarded by the
+#: claim token only.
+UPSERT_BEFORE_0007 = """
+INSERT INTO jobs.fulltext (id, item_id, destination, started, finished, status, attempts,
+    claim_token, lease_expires, last_error)
+VALUES (%(id)s, %(item_id)s, %(destination)s, %(started)s, %(finished)s, %(status)s,
+    %(attempts)s, %(claim_token)s, %(lease_expires)s, %(last_error)s)
+ON CONFLICT (id) DO UPDATE SET item_id = excluded.item_id,
+    destination = excluded.destination, started = excluded.started,
+    finished = excluded.finished, status = excluded.status, attempts = excluded.attempts,
+    claim_token = excluded.claim_token, lease_expires = excluded.lease_expires,
+    last_error = excluded.last_error
+WHERE jobs.fulltext.claim_token IS NOT DISTINCT FROM %(claim)s::uuid
+RETURNING jobs.fulltext.id
+"""
+ORIGINAL_POSITIONAL_UPSERT = """
+INSERT INTO jobs.fulltext VALUES (%(id)s, %(item_id)s, %(destination)s, %(started)s,
+    %(finished)s, %(status)s)
+ON CONFLICT (id) DO UPDATE SET item_id = excluded.item_id,
+    destination = excluded.destination, started = excluded.started,
+    finished = excluded.finished, status = excluded.status
+"""
+
+
+def save_round(bench: Bench, variant: str, rows: list[dict[str, Any]], sql: str) -> float:
+    """Seconds per save, over one save of each of `rows` with `sql`, in
+    autocommit on one connection (prepared after the first few); then each
+    row's `read_version` is the stored one again."""
+    trigger = "ENABLE" if variant.endswith("trigger") else "DISABLE"
+    bench.sql(f"ALTER TABLE jobs.fulltext {trigger} TRIGGER fulltext_count_write")
+    with psycopg.connect(bench.dsn, autocommit=True) as connection:
+        start = time.perf_counter()
+        written = sum(connection.execute(sql, row).rowcount for row in rows)
+        elapsed = time.perf_counter() - start
+    if written != len(rows):
+        msg = f"{variant}: {written} of {len(rows)} saves wrote"
+        raise RuntimeError(msg)
+    versions = dict(bench.sql("SELECT id, version FROM jobs.fulltext"))
+    for row in rows:
+        row["read_version"] = versions[row["id"]]
+    return elapsed / len(rows)
+
+
+def bench_save(bench: Bench, args: argparse.Namespace) -> Table:
+    table = Table("g. The save's compare-and-swap: time per save of one job (µs)")
+    n = args.jobs
+    bench.ready_jobs(n)
+    stamp = datetime.now(UTC)
+    rows = [
+        {
+            "id": job_id,
+            "job_id": job_id,
+            "item_id": item_id,
+            "destination": DESTINATION,
+            "started": stamp,
+            "finished": stamp,
+            "status": "finished",
+            "attempts": 1,
+            "claim_token": None,
+            "lease_expires": None,
+            "last_error": None,
+            "claim": None,
+            "read_version": version,
+        }
+        for job_id, item_id, version in bench.sql(
+            "SELECT id, item_id, version FROM jobs.fulltext ORDER BY seq"
+        )
+    ]
+    statements = Statements(
+        tables_for("postgresql"), ItemSource(tables_for("postgresql").items), "postgresql"
+    )
+    update, fixed = compile_for_driver(
+        statements.update_job, sa.create_engine(bench.sa_url).dialect
+    )
+    for row in rows:
+        row.update(fixed)
+    variants = {
+        "compare-and-swap UPDATE, with the trigger": update,
+        "compare-and-swap UPDATE, trigger disabled": update,
+        "guarded upsert before 0007, trigger disabled (the baseline)": UPSERT_BEFORE_0007,
+        "the original's positional upsert, with the trigger": ORIGINAL_POSITIONAL_UPSERT,
+        "the original's positional upsert, trigger disabled": ORIGINAL_POSITIONAL_UPSERT,
+    }
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    names = list(variants)
+    for run in range(args.runs):
+        # A different order each round, so that drift favours no variant.
+        for variant in names[run % len(names) :] + names[: run % len(names)]:
+            times[variant].append(save_round(bench, variant, rows, variants[variant]))
+    bench.sql("ALTER TABLE jobs.fulltext ENABLE TRIGGER fulltext_count_write")
+    baseline = median(times[names[2]])
+    for variant in names:
+        value = median(times[variant])
+        table.add(variant, f"{value * 1e6:,.0f}", f"{value / baseline:.2f} x baseline")
+    table.notes.append(
+        f"Medians of {args.runs} rounds, each saving {n:,} finished jobs once per variant, one "
+        "connection in autocommit; the variants take turns within a round."
+    )
+    return table
+
+
 # --- Main ------------------------------------------------------------------
 
 BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
@@ -718,6 +830,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "throughput": bench_throughput,
     "memory": bench_memory,
     "wakeup": bench_wakeup,
+    "save": bench_save,
 }
 
 

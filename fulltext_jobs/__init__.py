@@ -38,6 +38,7 @@ from fulltext_jobs.errors import (
     NoJobs,
     SchemaNotMigrated,
     SchemaTooNew,
+    StaleJob,
     StoreError,
 )
 from fulltext_jobs.memory import InMemoryRepository
@@ -80,6 +81,7 @@ __all__ = [
     "SchemaTooNew",
     "SkipJob",
     "SqlAlchemyRepository",
+    "StaleJob",
     "StoreError",
     "Worker",
     "WorkerStats",

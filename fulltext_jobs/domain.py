@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Final, cast
 
 from fulltext_jobs.errors import InvalidInput, InvalidTransition
 
 __all__ = [
     "ACTIONS",
+    "MAX_BATCH_SIZE",
+    "MAX_CLAIM",
     "MAX_DESTINATION_LENGTH",
     "MAX_ERROR_LENGTH",
+    "MAX_INT32",
     "MAX_ITEM_ID_LENGTH",
+    "MAX_LEASE",
+    "MAX_TIMESTAMP",
+    "MIN_TIMESTAMP",
     "RETRYABLE_STATUSES",
     "TRANSITIONS",
     "Action",
@@ -27,19 +33,44 @@ __all__ = [
     "FullText",
     "JobStatus",
     "check_batch_size",
+    "check_claim_size",
+    "check_clock",
+    "check_count",
     "check_destination",
+    "check_held",
     "check_item_id",
+    "check_item_ids",
     "check_job",
     "check_job_id",
     "check_jobs",
     "check_lease",
+    "check_limit",
     "check_max_attempts",
+    "check_optional_destination",
+    "check_progress",
     "check_retry_statuses",
     "clean_error",
+    "job_list",
     "lease_expired_error",
+    "read_clock",
     "stored_form",
     "utc",
 ]
+
+#: The largest value of a 32-bit signed integer column (`attempts`,
+#: `version`): the bound of every count the stores compare with them.
+MAX_INT32: Final = 2**31 - 1
+#: The most jobs one `claim_ready` call may claim.
+MAX_CLAIM: Final = 10_000
+#: The largest batch size (`enqueue_batch_size`, `add_items(batch_size=)`).
+MAX_BATCH_SIZE: Final = 1_000_000
+#: The longest lease a repository accepts.
+MAX_LEASE: Final = timedelta(days=3650)
+#: The range of every timestamp stored or read from a clock: what Python,
+#: SQLite and PostgreSQL all hold, with a day to spare at each end so that
+#: no session time zone can push a value out of Python's years 1 to 9999.
+MIN_TIMESTAMP: Final = datetime(1, 1, 2, tzinfo=UTC)
+MAX_TIMESTAMP: Final = datetime(9999, 12, 30, tzinfo=UTC)
 
 # Both limits are in characters. Together they keep the unique
 # (item_id, destination) index entry under PostgreSQL's btree limit of
@@ -94,8 +125,10 @@ TRANSITIONS: Final[Mapping[JobStatus, frozenset[JobStatus]]] = {
 
 def clean_error(error: object) -> str:
     """`error` as text fit to store: NUL bytes (which PostgreSQL's text
-    cannot hold) escaped, and cut to `MAX_ERROR_LENGTH` characters."""
+    cannot hold) and lone surrogates (which UTF-8 cannot encode) escaped,
+    and cut to `MAX_ERROR_LENGTH` characters."""
     text = str(error).replace("\x00", "\\x00")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) > MAX_ERROR_LENGTH:
         text = text[: MAX_ERROR_LENGTH - 1] + "\u2026"
     return text
@@ -104,7 +137,9 @@ def clean_error(error: object) -> str:
 def utc(moment: datetime | None = None) -> datetime:
     """Return `moment` (or the current time) as an aware datetime in UTC.
 
-    Raises `InvalidInput` for a naive datetime: its zone would be a guess.
+    Raises `InvalidInput` for a naive datetime (its zone would be a guess),
+    for anything but a datetime, and for a moment outside `MIN_TIMESTAMP`
+    to `MAX_TIMESTAMP`, which not every store can hold.
     """
     if moment is None:
         return datetime.now(UTC)
@@ -114,7 +149,17 @@ def utc(moment: datetime | None = None) -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         msg = f"datetime {moment.isoformat()} has no time zone"
         raise InvalidInput(msg)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = datetime.max.replace(tzinfo=UTC)  # past the end: refused below
+    if not MIN_TIMESTAMP <= moment <= MAX_TIMESTAMP:
+        msg = (
+            f"datetime {moment.isoformat()} is out of range: "
+            f"{MIN_TIMESTAMP.date()} to {MAX_TIMESTAMP.date()} (UTC)"
+        )
+        raise InvalidInput(msg)
+    return moment
 
 
 def _check_text(value: object, what: str, max_length: int) -> str:
@@ -130,19 +175,25 @@ def _check_text(value: object, what: str, max_length: int) -> str:
     if "\x00" in value:
         msg = f"{what} contains a NUL byte"
         raise InvalidInput(msg)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = f"{what} {value!r} is not valid Unicode (a lone surrogate): it cannot be UTF-8"
+        raise InvalidInput(msg) from None
     return value
 
 
 def check_item_id(item_id: object) -> str:
     """Return `item_id` if it is a non-empty str of at most `MAX_ITEM_ID_LENGTH`
-    characters with no NUL byte; raise `InvalidInput` otherwise."""
+    characters with no NUL byte that encodes as UTF-8; raise `InvalidInput`
+    otherwise."""
     return _check_text(item_id, "item id", MAX_ITEM_ID_LENGTH)
 
 
 def check_destination(destination: object) -> str:
     """Return `destination` if it is a non-empty str of at most
-    `MAX_DESTINATION_LENGTH` characters with no NUL byte; raise `InvalidInput`
-    otherwise."""
+    `MAX_DESTINATION_LENGTH` characters with no NUL byte that encodes as
+    UTF-8; raise `InvalidInput` otherwise."""
     return _check_text(destination, "destination", MAX_DESTINATION_LENGTH)
 
 
@@ -177,6 +228,16 @@ class FullText:
     still current; the job is then stored without token or lease, while the
     caller's copy keeps its token. `finish`, `fail`, `skip` and `release`
     end the lease; `last_error` is what the last `fail` recorded.
+
+    `version` is the stored job's write count as this copy last saw it: 0
+    for a job never stored (`new`), then 1 on insert, and one more for
+    every save, claim, rescue or retry, and for any other writer's update
+    of the row (the Go original's included: a database trigger counts
+    those). A heartbeat, which only moves the lease, leaves it alone. A
+    save is a compare-and-swap on it: it is accepted only while the stored
+    job is still at the copy's `version` (a copy with version 0 only
+    inserts), and then sets the copy's `version` to the new one; otherwise
+    it raises `StaleJob` and changes nothing.
     """
 
     id: uuid.UUID
@@ -189,6 +250,7 @@ class FullText:
     claim_token: uuid.UUID | None = None
     lease_expires: datetime | None = None
     last_error: str | None = None
+    version: int = 0
 
     @classmethod
     def new(cls, item_id: str, destination: str) -> FullText:
@@ -286,12 +348,58 @@ class DestinationStats:
         )
 
 
-def check_batch_size(n: object) -> int:
-    """Return `n` if it is a positive int; raise `InvalidInput` otherwise."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        msg = f"expected a positive whole number, got {n!r}"
+def check_count(n: object, what: str, maximum: int, minimum: int = 1) -> int:
+    """Return `n` if it is an int (not a bool) from `minimum` to `maximum`;
+    raise `InvalidInput`, naming `what`, otherwise."""
+    if isinstance(n, bool) or not isinstance(n, int) or not minimum <= n <= maximum:
+        if minimum == 1:
+            msg = f"{what} must be a positive whole number, at most {maximum:,}, not {n!r}"
+        else:
+            msg = f"{what} must be a whole number from {minimum} to {maximum:,}, not {n!r}"
         raise InvalidInput(msg)
     return n
+
+
+def check_batch_size(n: object) -> int:
+    """Return `n` if it is a whole number from 1 to `MAX_BATCH_SIZE`; raise
+    `InvalidInput` otherwise."""
+    return check_count(n, "a batch size", MAX_BATCH_SIZE)
+
+
+def check_claim_size(n: object) -> int:
+    """Return `n`, how many jobs to claim at once, if it is a whole number
+    from 1 to `MAX_CLAIM`; raise `InvalidInput` otherwise."""
+    return check_count(n, "n", MAX_CLAIM)
+
+
+def check_limit(limit: object) -> int | None:
+    """Return `limit` if it is None or a whole number from 1 to `MAX_INT32`;
+    raise `InvalidInput` otherwise."""
+    return None if limit is None else check_count(limit, "limit", MAX_INT32)
+
+
+def check_optional_destination(destination: object) -> str | None:
+    """`destination` if it is None or a good destination (see
+    `check_destination`)."""
+    return None if destination is None else check_destination(destination)
+
+
+def check_progress(progress: object) -> Callable[[int], object] | None:
+    """`progress` if it is None or callable; raise `InvalidInput` otherwise."""
+    if progress is not None and not callable(progress):
+        msg = f"progress must be a function of one int, not {progress!r}"
+        raise InvalidInput(msg)
+    return progress
+
+
+def check_item_ids(item_ids: object) -> list[str]:
+    """`item_ids` as a list of good item ids (see `check_item_id`); raise
+    `InvalidInput` if any is bad, or if `item_ids` is not an iterable of
+    them (a str is refused: it is one id, not many)."""
+    if isinstance(item_ids, (str, bytes)) or not isinstance(item_ids, Iterable):
+        msg = f"expected an iterable of item ids, not {type(item_ids).__name__}"
+        raise InvalidInput(msg)
+    return [check_item_id(item_id) for item_id in item_ids]
 
 
 #: How long a claim lasts unless a heartbeat extends it.
@@ -304,12 +412,12 @@ RETRYABLE_STATUSES: Final = ACTIONS[Action.RETRY][0]
 def check_retry_statuses(statuses: object) -> frozenset[JobStatus]:
     """`statuses` as a non-empty set of the statuses retry starts from
     (failed, skipped); raise `InvalidInput` otherwise."""
-    if isinstance(statuses, str) or not isinstance(statuses, Iterable):
+    if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
         msg = f"statuses must be an iterable of statuses, not {statuses!r}"
         raise InvalidInput(msg)
     try:
         chosen = frozenset(JobStatus(status) for status in statuses)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise InvalidInput(str(exc)) from None
     if not chosen or not chosen <= RETRYABLE_STATUSES:
         msg = f"retry starts from {' or '.join(sorted(RETRYABLE_STATUSES))}, not {sorted(chosen)}"
@@ -318,17 +426,62 @@ def check_retry_statuses(statuses: object) -> frozenset[JobStatus]:
 
 
 def check_lease(lease: object) -> timedelta:
-    """`lease` if it is a positive timedelta; raise `InvalidInput` otherwise."""
-    if not isinstance(lease, timedelta) or lease <= timedelta(0):
-        msg = f"a lease must be a positive timedelta, not {lease!r}"
+    """`lease` if it is a positive timedelta of at most `MAX_LEASE`; raise
+    `InvalidInput` otherwise."""
+    if not isinstance(lease, timedelta) or not timedelta(0) < lease <= MAX_LEASE:
+        msg = f"a lease must be a timedelta above 0, at most {MAX_LEASE.days} days, not {lease!r}"
         raise InvalidInput(msg)
     return lease
 
 
 def check_max_attempts(max_attempts: object) -> int:
-    """`max_attempts` if it is a positive whole number; raise `InvalidInput`
-    otherwise."""
-    return check_batch_size(max_attempts)
+    """`max_attempts` if it is a whole number from 1 to `MAX_INT32`; raise
+    `InvalidInput` otherwise."""
+    return check_count(max_attempts, "max_attempts", MAX_INT32)
+
+
+def check_clock(clock: object) -> Callable[[], datetime]:
+    """`clock` if it is callable (`utc` if it is None); raise `InvalidInput`
+    otherwise. What it returns is checked at each use (`read_clock`)."""
+    if clock is None:
+        return utc
+    if not callable(clock):
+        msg = f"clock must be a function that returns an aware datetime, not {clock!r}"
+        raise InvalidInput(msg)
+    return cast("Callable[[], datetime]", clock)
+
+
+def read_clock(clock: Callable[[], datetime], lease: timedelta) -> datetime:
+    """The time now by `clock`, in UTC, checked before anything is written:
+    an aware datetime from `MIN_TIMESTAMP`, with `now + lease` at most
+    `MAX_TIMESTAMP`. Raises `InvalidInput` (naming the clock) otherwise."""
+    moment = clock()
+    try:
+        now = utc(moment) if isinstance(moment, datetime) else None
+    except InvalidInput:
+        now = None
+    if now is None or now > MAX_TIMESTAMP - lease:
+        msg = (
+            f"the repository's clock returned {moment!r}: it must return an aware datetime "
+            f"from {MIN_TIMESTAMP.date()} to {lease} before {MAX_TIMESTAMP.date()} (UTC)"
+        )
+        raise InvalidInput(msg)
+    return now
+
+
+def check_held(job: object) -> FullText:
+    """`job` if it is a `FullText` whose id is a UUID and whose claim token
+    is a UUID or None, as `heartbeat` needs; raise `InvalidInput` otherwise."""
+    if not isinstance(job, FullText):
+        msg = f"expected a FullText, got {type(job).__name__}"
+        raise InvalidInput(msg)
+    if not isinstance(job.id, uuid.UUID):
+        msg = f"job id {job.id!r} is not a UUID"
+        raise InvalidInput(msg)
+    if job.claim_token is not None and not isinstance(job.claim_token, uuid.UUID):
+        msg = f"job {job.id} has claim token {job.claim_token!r}, not a UUID"
+        raise InvalidInput(msg)
+    return job
 
 
 def lease_expired_error(attempts: int) -> str:
@@ -342,6 +495,20 @@ def stored_form(job: FullText) -> FullText:
     if job.status is JobStatus.RUNNING:
         return job
     return dataclasses.replace(job, claim_token=None, lease_expires=None)
+
+
+def job_list(jobs: object) -> list[FullText]:
+    """`jobs` as a list, checked to be an iterable of jobs (not one job, nor
+    a string); raise `InvalidInput` otherwise."""
+    if isinstance(jobs, (FullText, str, bytes)) or not isinstance(jobs, Iterable):
+        msg = f"expected an iterable of FullText, got {type(jobs).__name__}"
+        raise InvalidInput(msg)
+    listed = list(jobs)
+    for job in listed:
+        if not isinstance(job, FullText):
+            msg = f"expected a FullText, got {type(job).__name__}"
+            raise InvalidInput(msg)
+    return listed
 
 
 def check_jobs(jobs: object) -> list[FullText]:
@@ -375,14 +542,22 @@ def check_job(job: object) -> FullText:
         raise InvalidInput(msg)
     try:
         status = JobStatus(job.status)
-    except ValueError:
+    except (ValueError, TypeError):
         msg = f"job {job.id} has unknown status {job.status!r}"
         raise InvalidInput(msg) from None
     if not isinstance(job.id, uuid.UUID):
         msg = f"job id {job.id!r} is not a UUID"
         raise InvalidInput(msg)
-    if isinstance(job.attempts, bool) or not isinstance(job.attempts, int) or job.attempts < 0:
-        msg = f"job {job.id} has attempts {job.attempts!r}; expected a whole number >= 0"
+    check_count(job.attempts, f"job {job.id}'s attempts", MAX_INT32, minimum=0)
+    if job.last_error is not None and not isinstance(job.last_error, str):
+        msg = f"job {job.id} has last_error {job.last_error!r}, not a str"
+        raise InvalidInput(msg)
+    if (
+        isinstance(job.version, bool)
+        or not isinstance(job.version, int)
+        or not 0 <= job.version < MAX_INT32
+    ):
+        msg = f"job {job.id} has version {job.version!r}; expected 0 to {MAX_INT32 - 1}"
         raise InvalidInput(msg)
     if job.claim_token is not None and not isinstance(job.claim_token, uuid.UUID):
         msg = f"job {job.id} has claim token {job.claim_token!r}, not a UUID"
@@ -398,4 +573,5 @@ def check_job(job: object) -> FullText:
         claim_token=job.claim_token,
         lease_expires=None if job.lease_expires is None else utc(job.lease_expires),
         last_error=None if job.last_error is None else clean_error(job.last_error),
+        version=job.version,
     )

@@ -19,6 +19,7 @@ __all__ = [
     "NoJobs",
     "SchemaNotMigrated",
     "SchemaTooNew",
+    "StaleJob",
     "StoreError",
 ]
 
@@ -54,6 +55,16 @@ class LostClaim(JobsError):  # noqa: N818 - reads as a condition
     """The caller no longer holds this job's claim: its lease ran out and the
     job was rescued or claimed again, or the claim has already been ended by
     a save. Nothing was changed."""
+
+
+class StaleJob(LostClaim):
+    """The stored job is no longer the one this copy was read from: it was
+    saved, claimed, rescued or retried since (or, for a job never stored, a
+    job with its id exists already, or, for a stored one, it was deleted).
+    The save was refused and nothing was changed; read the job again.
+
+    A subclass of `LostClaim`: a worker whose claim was taken over gets it
+    too, since a rescue or a new claim changed the job."""
 
 
 class InvalidInput(JobsError, ValueError):  # noqa: N818 - reads as a condition

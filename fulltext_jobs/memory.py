@@ -22,20 +22,14 @@ from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
     JobStatus,
-    check_batch_size,
-    check_destination,
-    check_item_id,
-    check_job,
-    check_job_id,
-    check_jobs,
+    check_clock,
+    check_item_ids,
     check_lease,
-    check_max_attempts,
-    check_retry_statuses,
     lease_expired_error,
+    read_clock,
     stored_form,
-    utc,
 )
-from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs
+from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs, StaleJob
 from fulltext_jobs.repository import ReadyListener, Repository
 
 __all__ = ["InMemoryRepository"]
@@ -89,7 +83,10 @@ class InMemoryRepository(Repository):
 
     `items` are the ids of the eligible items; `add_items` adds more. `clock`
     returns the current time (aware); tests may fix it. `lease` is how long
-    a claim lasts without a heartbeat.
+    a claim lasts without a heartbeat. Raises `InvalidInput` for a `clock`
+    that is not callable or a `lease` that is not a timedelta above zero and
+    at most `MAX_LEASE`; each reading of the clock is checked before it is
+    used (see `fulltext_jobs.repository`).
     """
 
     def __init__(
@@ -101,7 +98,7 @@ class InMemoryRepository(Repository):
     ) -> None:
         self._lock = threading.Lock()
         self._announcements = _Announcements(self._lock)
-        self._clock = clock or utc
+        self._clock = check_clock(clock)
         self._lease = check_lease(lease)
         self._items: list[str] = []  # sorted, like the index the SQL adapter reads
         self._item_set: set[str] = set()
@@ -118,9 +115,10 @@ class InMemoryRepository(Repository):
     def add_items(self, item_ids: Iterable[str]) -> int:
         """Make these items eligible; return how many were new.
 
-        Raises `InvalidInput` (adding nothing) if any id is bad.
+        Raises `InvalidInput` (adding nothing) if any id is bad, or if
+        `item_ids` is a str rather than an iterable of ids.
         """
-        ids = [check_item_id(item_id) for item_id in item_ids]
+        ids = check_item_ids(item_ids)
         with self._lock:
             added = 0
             for item_id in ids:
@@ -130,46 +128,49 @@ class InMemoryRepository(Repository):
                     added += 1
             return added
 
-    def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
-        key = check_job_id(job_id)
+    def _get_fulltext(self, key: uuid.UUID) -> FullText:
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
                 raise JobNotFound(f"no job has id {key}")
             return replace(job)
 
-    def save_fulltext(self, job: FullText) -> None:
-        stored = check_job(job)
+    def _save_fulltext(self, job: FullText) -> None:
         with self._lock:
-            self._check_claim(stored)
-            self._check_pair_free(stored)
-            self._store(stored_form(stored))
+            if self._is_stale(job):
+                raise StaleJob(
+                    f"job {job.id} has changed since this copy was read; nothing was saved"
+                )
+            self._check_pair_free(job)
+            self._store(replace(stored_form(job), version=job.version + 1))
 
-    def save_many(self, jobs: Iterable[FullText]) -> None:
-        checked = check_jobs(jobs)
+    def _save_many(self, jobs: list[FullText]) -> None:
         with self._lock:
-            # Row by row, as the SQL adapter's guarded upserts run: a clash on
-            # the unique pair stops the batch at once, a stale claim only
-            # skips its row; all or nothing, as its transaction is.
+            # Row by row, as the SQL adapter's compare-and-swap statements
+            # run: a clash on the unique pair stops the batch at once, a
+            # stale copy only skips its row; all or nothing, as its
+            # transaction is.
             saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
             stale = 0
             try:
-                for job in checked:
-                    if self._claim_is_stale(job):
+                for job in jobs:
+                    if self._is_stale(job):
                         stale += 1
                         continue
                     self._check_pair_free(job)
-                    self._store(stored_form(job))
+                    self._store(replace(stored_form(job), version=job.version + 1))
             except DuplicateJob:
                 self._jobs, self._by_pair, self._seq = saved
                 raise
             if stale:
                 self._jobs, self._by_pair, self._seq = saved
-                raise LostClaim(
-                    f"{stale} of the jobs are no longer held by their claims; nothing was saved"
+                raise StaleJob(
+                    f"{stale} of the jobs have changed since they were read (or lost their "
+                    "claims); nothing was saved"
                 )
 
-    def heartbeat(self, job: FullText) -> datetime:
+    def _heartbeat(self, job: FullText) -> datetime:
+        lease_until = read_clock(self._clock, self._lease) + self._lease
         with self._lock:
             stored = self._jobs.get(job.id)
             if (
@@ -179,16 +180,12 @@ class InMemoryRepository(Repository):
                 or stored.claim_token != job.claim_token
             ):
                 raise LostClaim(f"job {job.id} is no longer held by this claim")
-            stored.lease_expires = self._clock() + self._lease
-            job.lease_expires = stored.lease_expires
-            return stored.lease_expires
+            stored.lease_expires = lease_until
+            return lease_until
 
-    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
-        if destination is not None:
-            check_destination(destination)
-        check_max_attempts(max_attempts)
+    def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+        now = read_clock(self._clock, self._lease)
         with self._lock:
-            now = self._clock()
             rescued = 0
             for job in self._jobs.values():
                 if (
@@ -204,34 +201,28 @@ class InMemoryRepository(Repository):
                         job.status, job.started = JobStatus.READY, None
                         self._announcements.announce(job.destination)
                     job.claim_token = job.lease_expires = None
+                    job.version += 1
                     rescued += 1
             return rescued
 
-    def retry(
-        self,
-        destination: str,
-        *,
-        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
-        item_ids: Iterable[str] | None = None,
+    def _retry(
+        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
     ) -> int:
-        check_destination(destination)
-        chosen = check_retry_statuses(statuses)
-        only = None if item_ids is None else {check_item_id(item) for item in item_ids}
         with self._lock:
             retried = 0
             for job in self._jobs.values():
                 if (
                     job.destination == destination
-                    and job.status in chosen
-                    and (only is None or job.item_id in only)
+                    and job.status in statuses
+                    and (item_ids is None or job.item_id in item_ids)
                 ):
-                    job.retry(self._clock())
+                    job.retry()  # stamps nothing: no clock to read
+                    job.version += 1
                     self._announcements.announce(destination)
                     retried += 1
             return retried
 
-    def create_job_for_unqueued(self, destination: str) -> FullText:
-        check_destination(destination)
+    def _create_job_for_unqueued(self, destination: str) -> FullText:
         with self._lock:
             watermark = self._watermark.get(destination, "")
             above = bisect.bisect_right(self._items, watermark)
@@ -239,59 +230,47 @@ class InMemoryRepository(Repository):
             # SQL adapter does.
             for item_id in itertools.chain(self._items[above:], self._items[:above]):
                 if (item_id, destination) not in self._by_pair:
-                    job = FullText.new(item_id, destination)
+                    job = replace(FullText.new(item_id, destination), version=1)
                     self._store(job)
                     self._watermark[destination] = max(watermark, item_id)
                     return replace(job)
         raise AllQueued(f"every eligible item has a job for {destination!r}")
 
-    def enqueue_unqueued(
-        self,
-        destination: str,
-        *,
-        limit: int | None = None,
-        progress: Callable[[int], object] | None = None,
+    def _enqueue_unqueued(
+        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
     ) -> int:
-        check_destination(destination)
-        if limit is not None:
-            check_batch_size(limit)
         created = 0
         with self._lock:
             for item_id in self._items:
                 if created == limit:
                     break
                 if (item_id, destination) not in self._by_pair:
-                    self._store(FullText.new(item_id, destination))
+                    self._store(replace(FullText.new(item_id, destination), version=1))
                     created += 1
         # One batch: all of it is done under one lock.
         if progress is not None:
             progress(created)
         return created
 
-    def get_ready_job(self, destination: str) -> FullText:
-        check_destination(destination)
+    def _get_ready_job(self, destination: str) -> FullText:
         claimed = self._claim(destination, 1)
         if not claimed:
             raise NoJobs(f"no job is ready for {destination!r}")
         return claimed[0]
 
-    def claim_ready(self, destination: str, n: int) -> list[FullText]:
-        check_destination(destination)
-        return self._claim(destination, check_batch_size(n))
+    def _claim_ready(self, destination: str, n: int) -> list[FullText]:
+        return self._claim(destination, n)
 
-    def listen(self, destination: str) -> ReadyListener:
+    def _listen(self, destination: str) -> ReadyListener:
         """A listener woken, in this process, whenever jobs of `destination`
         become ready: created, saved as ready, released, rescued or retried."""
-        return _MemoryReadyListener(self._announcements, check_destination(destination))
+        return _MemoryReadyListener(self._announcements, destination)
 
-    def count_unqueued(self, destination: str) -> int:
-        check_destination(destination)
+    def _count_unqueued(self, destination: str) -> int:
         with self._lock:
             return sum((item_id, destination) not in self._by_pair for item_id in self._items)
 
-    def stats(self, destination: str | None = None) -> list[DestinationStats]:
-        if destination is not None:
-            check_destination(destination)
+    def _stats(self, destination: str | None) -> list[DestinationStats]:
         with self._lock:
             counts: dict[str, Counter[str]] = defaultdict(Counter)
             for job in self._jobs.values():
@@ -308,6 +287,8 @@ class InMemoryRepository(Repository):
             ]
 
     def _claim(self, destination: str, n: int) -> list[FullText]:
+        # The clock is read, and checked, before anything changes.
+        now = read_clock(self._clock, self._lease)
         with self._lock:
             ready = sorted(
                 (
@@ -317,21 +298,23 @@ class InMemoryRepository(Repository):
                 ),
                 key=lambda job: self._seq[job.id],
             )[:n]
-            now = self._clock()
             for job in ready:
                 job.start(now)
                 job.attempts += 1
                 job.claim_token = uuid.uuid4()
                 job.lease_expires = now + self._lease
+                job.version += 1
             return [replace(job) for job in ready]
 
-    def _claim_is_stale(self, job: FullText) -> bool:
+    def _is_stale(self, job: FullText) -> bool:
+        """Whether the stored job is not the one `job` was read from: the
+        compare-and-swap of a save (see `Statements.update_job`)."""
         stored = self._jobs.get(job.id)
-        return stored is not None and stored.claim_token != job.claim_token
-
-    def _check_claim(self, job: FullText) -> None:
-        if self._claim_is_stale(job):
-            raise LostClaim(f"job {job.id} is no longer held by this claim")
+        if job.version == 0:
+            return stored is not None
+        return (
+            stored is None or stored.version != job.version or stored.claim_token != job.claim_token
+        )
 
     def _check_pair_free(self, job: FullText) -> None:
         owner = self._by_pair.get((job.item_id, job.destination))

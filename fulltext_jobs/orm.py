@@ -60,6 +60,7 @@ class FullTextRecord(LedgerBase):
     claim_token: Mapped[Any]
     lease_expires: Mapped[datetime | None]
     last_error: Mapped[str | None]
+    version: Mapped[int]
 
     def to_entity(self) -> FullText:
         """The domain `FullText` this row holds, as `get_fulltext` returns
@@ -76,6 +77,7 @@ class FullTextRecord(LedgerBase):
             claim_token=self.claim_token,
             lease_expires=self.lease_expires,
             last_error=self.last_error,
+            version=self.version,
         )
 
     def __repr__(self) -> str:

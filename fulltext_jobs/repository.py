@@ -1,11 +1,30 @@
 """The port: what every store of jobs promises.
 
-Adapters (`InMemoryRepository`, `SqlAlchemyRepository`) implement it; the
-`Worker` uses nothing else. (The command line builds a
-`SqlAlchemyRepository`, since it also fills the default items table with
-`add_items`, and migrates; everything else it does goes through this port.)
-Every method validates its arguments before touching the store, so bad input
-raises `InvalidInput` and writes nothing.
+Adapters (`InMemoryRepository`, `SqlAlchemyRepository`,
+`AsyncSqlAlchemyRepository`) implement it; the `Worker` uses nothing else.
+(The command line builds a `SqlAlchemyRepository`, since it also fills the
+default items table with `add_items`, and migrates; everything else it does
+goes through this port.) The port's public methods check every argument, once,
+and then call the adapter's protected implementation (`_get_fulltext`,
+...) with clean values: bad input raises `InvalidInput` before any adapter
+code runs, so it writes nothing, and no two adapters can answer it
+differently. The rules are the `check_*` functions of
+`fulltext_jobs.domain`:
+
+- text (destinations, item ids) is a non-empty `str` within its length
+  limit, with no NUL byte, that encodes as UTF-8 (no lone surrogates);
+  error text is kept, with NUL bytes and lone surrogates escaped;
+- an iterable of ids or jobs is never a `str` (nor one job);
+- every whole number is an `int` (not a `bool`) within bounds that the
+  columns hold: `n` of `claim_ready` 1 to 10,000; `limit` and
+  `max_attempts` 1 to 2**31 - 1; a job's `attempts` 0 to 2**31 - 1 and its
+  `version` 0 to 2**31 - 2; batch sizes 1 to 1,000,000;
+- timestamps are aware and from 0001-01-02 to 9999-12-30 (UTC); a lease is
+  above zero and at most 3,650 days;
+- a repository's `clock` is checked to be callable when it is built, and
+  each time it is read: a result that is not an aware datetime in range
+  (with room for a lease) raises `InvalidInput` before anything is
+  written.
 """
 
 from __future__ import annotations
@@ -17,7 +36,24 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, check_destination
+from fulltext_jobs.domain import (
+    DestinationStats,
+    FullText,
+    JobStatus,
+    check_claim_size,
+    check_destination,
+    check_held,
+    check_item_ids,
+    check_job,
+    check_job_id,
+    check_jobs,
+    check_limit,
+    check_max_attempts,
+    check_optional_destination,
+    check_progress,
+    check_retry_statuses,
+    job_list,
+)
 
 __all__ = ["AsyncRepository", "ReadyListener", "Repository"]
 
@@ -60,31 +96,39 @@ class ReadyListener(abc.ABC):
 class Repository(abc.ABC):
     """A ledger of full-text jobs: at most one job per (item, destination)."""
 
-    @abc.abstractmethod
     def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
         """Return the job with this id, as a copy the caller may change.
 
         Raises `JobNotFound` if there is none and `InvalidInput` if `job_id`
         is not a UUID (or its string form).
         """
+        return self._get_fulltext(check_job_id(job_id))
 
-    @abc.abstractmethod
     def save_fulltext(self, job: FullText) -> None:
-        """Store `job`, inserting it or replacing the job with the same id.
+        """Store `job`: a compare-and-swap on its `version`.
 
-        The job's `claim_token` must be the stored job's: a job claimed by
-        `get_ready_job` or `claim_ready` is saved only while that claim is
-        current, so a worker whose lease ran out cannot overwrite what
-        happened since. A job that leaves `running` is stored without token
-        or lease, ending the claim.
+        A job never stored (`FullText.new`, version 0) is inserted; if a job
+        with its id exists already, it is not replaced. A copy read from the
+        store replaces the stored job only if that is still at the copy's
+        `version` and holds the copy's `claim_token`, checked in the same
+        statement that writes: a job saved, claimed, rescued or retried
+        since the copy was read is left alone, so no stale copy (an admin
+        screen, a worker whose lease ran out) can undo what happened since.
+        A job that leaves `running` is stored without token or lease, ending
+        the claim. On success the copy's `version` is set to the stored
+        one's, so the caller may change and save it again.
 
-        Raises `LostClaim` if the tokens differ, `DuplicateJob` if another job
-        (another id) already exists for the same item and destination, and
-        `InvalidInput` if the job has an unknown status, a bad item id or
-        destination, or a naive timestamp. Either way nothing is written.
+        Raises `StaleJob` (a `LostClaim`) if the stored job is not the one
+        the copy was read from (or, for version 0, exists; or, for a stored
+        copy, is gone), `DuplicateJob` if another job (another id) already
+        exists for the same item and destination, and `InvalidInput` if the
+        job has an unknown status, a bad item id or destination, or a naive
+        timestamp. Either way nothing is written.
         """
+        checked = check_job(job)
+        self._save_fulltext(checked)
+        job.version = checked.version + 1
 
-    @abc.abstractmethod
     def create_job_for_unqueued(self, destination: str) -> FullText:
         """Create and return a `ready` job for one eligible item that has no
         job for `destination`.
@@ -104,8 +148,8 @@ class Repository(abc.ABC):
         `destination` (or there are no eligible items), and `InvalidInput` for
         a bad destination.
         """
+        return self._create_job_for_unqueued(check_destination(destination))
 
-    @abc.abstractmethod
     def get_ready_job(self, destination: str) -> FullText:
         """Claim the oldest `ready` job for `destination`: mark it `running`,
         set `started`, a fresh `claim_token` and `lease_expires` (now plus
@@ -113,10 +157,11 @@ class Repository(abc.ABC):
 
         Safe under any number of concurrent callers: each job is handed to
         exactly one of them. Raises `NoJobs` when no job is ready for
-        `destination`, and `InvalidInput` for a bad destination.
+        `destination`, and `InvalidInput` for a bad destination or if the
+        clock's reading is not a time to write (nothing is claimed then).
         """
+        return self._get_ready_job(check_destination(destination))
 
-    @abc.abstractmethod
     def enqueue_unqueued(
         self,
         destination: str,
@@ -135,58 +180,74 @@ class Repository(abc.ABC):
 
         Safe while other callers run it or `create_job_for_unqueued`: an item
         another caller queues meanwhile is passed over, never given a second
-        job. Raises `InvalidInput` for a bad
-        destination or a `limit` that is not a positive whole number.
+        job. Raises `InvalidInput` for a bad destination, a `limit` that is
+        not a whole number from 1 to 2**31 - 1, or a `progress` that is not
+        callable.
         """
+        return self._enqueue_unqueued(
+            check_destination(destination),
+            limit=check_limit(limit),
+            progress=check_progress(progress),
+        )
 
-    @abc.abstractmethod
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         """Claim up to `n` of the oldest `ready` jobs of `destination` at once,
         as `get_ready_job` claims one, and return them oldest first.
 
         Returns an empty list when none is ready. Safe under concurrent
         callers: each job goes to exactly one of them. Raises `InvalidInput`
-        for a bad destination or an `n` that is not a positive whole number.
+        for a bad destination or an `n` that is not a whole number from 1 to
+        10,000, or if the clock's reading is not a time to write.
         """
+        return self._claim_ready(check_destination(destination), check_claim_size(n))
 
-    @abc.abstractmethod
     def save_many(self, jobs: Iterable[FullText]) -> None:
         """Store many jobs at once, each as `save_fulltext` would: all of them
         or, on any error, none.
 
         Raises `DuplicateJob` if any would be a second job for its item and
-        destination, else `LostClaim` if any job's claim token is not the
-        stored job's (see `save_fulltext`), and `InvalidInput` if any job is
-        bad or two of them share an id or an (item, destination) pair.
+        destination, else `StaleJob` (a `LostClaim`) if any copy is stale
+        (see `save_fulltext`), and `InvalidInput` if any job is bad or two of
+        them share an id or an (item, destination) pair. Only when all are
+        saved are the copies' `version`s moved on.
         """
+        originals, checked = checked_batch(jobs)
+        if checked:
+            self._save_many(checked)
+        moved_on(originals)
 
-    @abc.abstractmethod
     def count_unqueued(self, destination: str) -> int:
         """How many eligible items have no job for `destination`.
 
         Raises `InvalidInput` for a bad destination.
         """
+        return self._count_unqueued(check_destination(destination))
 
-    @abc.abstractmethod
     def stats(self, destination: str | None = None) -> list[DestinationStats]:
         """Jobs per status and unqueued items, for `destination` or, if None,
         for every destination that has jobs, sorted by name.
 
         Raises `InvalidInput` for a bad destination.
         """
+        return self._stats(check_optional_destination(destination))
 
-    @abc.abstractmethod
     def heartbeat(self, job: FullText) -> datetime:
         """Extend the lease of a job the caller has claimed to now plus the
         repository's lease; set it on `job` and return it.
 
         Call it well within the lease (a third of it, say) while the work
-        goes on. Raises `LostClaim` if the caller no longer holds the claim
-        (the job is not `running`, or its token is another's), changing
-        nothing.
+        goes on. It changes neither the job's `version` nor any other
+        copy of it, so a worker may heartbeat one copy and save another.
+        Raises `LostClaim` if the caller no longer holds the claim (the job
+        is not `running`, or its token is another's), and `InvalidInput` if
+        `job` is not a `FullText` whose id is a UUID and whose token is a
+        UUID or None, or if the clock's reading is not a time to write;
+        either way nothing changes.
         """
+        lease = self._heartbeat(check_held(job))
+        job.lease_expires = lease
+        return lease
 
-    @abc.abstractmethod
     def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
         """Give back the `running` jobs whose lease has run out (of
         `destination`, or of all): each returns to `ready`, or, once it has
@@ -197,10 +258,14 @@ class Repository(abc.ABC):
         A job is rescued only if, at that moment, it is still running with an
         expired lease: a job finished meanwhile is never touched. Jobs
         without a lease (claimed by the original Go code) are left alone.
-        Raises `InvalidInput` for a bad destination or `max_attempts`.
+        Raises `InvalidInput` for a bad destination, a `max_attempts` that is
+        not a whole number from 1 to 2**31 - 1, or a clock reading that is
+        not a time to write.
         """
+        return self._rescue_expired(
+            check_optional_destination(destination), check_max_attempts(max_attempts)
+        )
 
-    @abc.abstractmethod
     def retry(
         self,
         destination: str,
@@ -214,8 +279,14 @@ class Repository(abc.ABC):
 
         This replaces the original's retry, which deleted the rows and lost
         their history. Raises `InvalidInput` for a bad destination or item
-        id, or for a status other than failed and skipped.
+        id, for `item_ids` given as one str, or for a status other than
+        failed and skipped.
         """
+        return self._retry(
+            check_destination(destination),
+            check_retry_statuses(statuses),
+            None if item_ids is None else frozenset(check_item_ids(item_ids)),
+        )
 
     def listen(self, destination: str) -> ReadyListener | None:
         """A listener that wakes when jobs of `destination` become ready, or
@@ -224,31 +295,92 @@ class Repository(abc.ABC):
         The base class returns None. Raises `InvalidInput` for a bad
         destination, and `StoreError` if the store cannot be reached.
         """
-        check_destination(destination)
+        return self._listen(check_destination(destination))
+
+    def _listen(self, destination: str) -> ReadyListener | None:  # noqa: ARG002 - for adapters
+        """As `listen`; the base class cannot announce, so None."""
         return None
+
+    # --- what each adapter implements, given checked arguments ------------
+
+    @abc.abstractmethod
+    def _get_fulltext(self, job_id: uuid.UUID) -> FullText:
+        """The job with this id (`JobNotFound` if none)."""
+
+    @abc.abstractmethod
+    def _save_fulltext(self, job: FullText) -> None:
+        """Store the checked copy `job` as `save_fulltext` promises (`StaleJob`,
+        `DuplicateJob`); the port moves the caller's version on."""
+
+    @abc.abstractmethod
+    def _create_job_for_unqueued(self, destination: str) -> FullText:
+        """As `create_job_for_unqueued`."""
+
+    @abc.abstractmethod
+    def _get_ready_job(self, destination: str) -> FullText:
+        """As `get_ready_job`."""
+
+    @abc.abstractmethod
+    def _enqueue_unqueued(
+        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+    ) -> int:
+        """As `enqueue_unqueued`."""
+
+    @abc.abstractmethod
+    def _claim_ready(self, destination: str, n: int) -> list[FullText]:
+        """As `claim_ready`."""
+
+    @abc.abstractmethod
+    def _save_many(self, jobs: list[FullText]) -> None:
+        """Store the checked copies `jobs` (at least one) as `save_many`
+        promises; the port moves the callers' versions on."""
+
+    @abc.abstractmethod
+    def _count_unqueued(self, destination: str) -> int:
+        """As `count_unqueued`."""
+
+    @abc.abstractmethod
+    def _stats(self, destination: str | None) -> list[DestinationStats]:
+        """As `stats`."""
+
+    @abc.abstractmethod
+    def _heartbeat(self, job: FullText) -> datetime:
+        """Extend the lease of `job` (`LostClaim` if not held) and return it;
+        the port sets it on the caller's job."""
+
+    @abc.abstractmethod
+    def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+        """As `rescue_expired`."""
+
+    @abc.abstractmethod
+    def _retry(
+        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
+    ) -> int:
+        """As `retry`, with the statuses as a set and the item ids, if any, as one."""
 
 
 class AsyncRepository(abc.ABC):
     """The port for asyncio apps: the operations of `Repository`, each a
     coroutine, with the same promises and the same errors."""
 
-    @abc.abstractmethod
     async def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
         """As `Repository.get_fulltext`."""
+        return await self._get_fulltext(check_job_id(job_id))
 
-    @abc.abstractmethod
     async def save_fulltext(self, job: FullText) -> None:
         """As `Repository.save_fulltext`."""
+        checked = check_job(job)
+        await self._save_fulltext(checked)
+        job.version = checked.version + 1
 
-    @abc.abstractmethod
     async def create_job_for_unqueued(self, destination: str) -> FullText:
         """As `Repository.create_job_for_unqueued`."""
+        return await self._create_job_for_unqueued(check_destination(destination))
 
-    @abc.abstractmethod
     async def get_ready_job(self, destination: str) -> FullText:
         """As `Repository.get_ready_job`."""
+        return await self._get_ready_job(check_destination(destination))
 
-    @abc.abstractmethod
     async def enqueue_unqueued(
         self,
         destination: str,
@@ -257,34 +389,45 @@ class AsyncRepository(abc.ABC):
         progress: Callable[[int], object] | None = None,
     ) -> int:
         """As `Repository.enqueue_unqueued`; `progress` is a plain function."""
+        return await self._enqueue_unqueued(
+            check_destination(destination),
+            limit=check_limit(limit),
+            progress=check_progress(progress),
+        )
 
-    @abc.abstractmethod
     async def claim_ready(self, destination: str, n: int) -> list[FullText]:
         """As `Repository.claim_ready`."""
+        return await self._claim_ready(check_destination(destination), check_claim_size(n))
 
-    @abc.abstractmethod
     async def save_many(self, jobs: Iterable[FullText]) -> None:
         """As `Repository.save_many`."""
+        originals, checked = checked_batch(jobs)
+        if checked:
+            await self._save_many(checked)
+        moved_on(originals)
 
-    @abc.abstractmethod
     async def count_unqueued(self, destination: str) -> int:
         """As `Repository.count_unqueued`."""
+        return await self._count_unqueued(check_destination(destination))
 
-    @abc.abstractmethod
     async def stats(self, destination: str | None = None) -> list[DestinationStats]:
         """As `Repository.stats`."""
+        return await self._stats(check_optional_destination(destination))
 
-    @abc.abstractmethod
     async def heartbeat(self, job: FullText) -> datetime:
         """As `Repository.heartbeat`."""
+        lease = await self._heartbeat(check_held(job))
+        job.lease_expires = lease
+        return lease
 
-    @abc.abstractmethod
     async def rescue_expired(
         self, destination: str | None = None, *, max_attempts: int = 3
     ) -> int:
         """As `Repository.rescue_expired`."""
+        return await self._rescue_expired(
+            check_optional_destination(destination), check_max_attempts(max_attempts)
+        )
 
-    @abc.abstractmethod
     async def retry(
         self,
         destination: str,
@@ -293,3 +436,74 @@ class AsyncRepository(abc.ABC):
         item_ids: Iterable[str] | None = None,
     ) -> int:
         """As `Repository.retry`."""
+        return await self._retry(
+            check_destination(destination),
+            check_retry_statuses(statuses),
+            None if item_ids is None else frozenset(check_item_ids(item_ids)),
+        )
+
+    # --- what the adapter implements, given checked arguments --------------
+
+    @abc.abstractmethod
+    async def _get_fulltext(self, job_id: uuid.UUID) -> FullText:
+        """As `Repository._get_fulltext`."""
+
+    @abc.abstractmethod
+    async def _save_fulltext(self, job: FullText) -> None:
+        """As `Repository._save_fulltext`."""
+
+    @abc.abstractmethod
+    async def _create_job_for_unqueued(self, destination: str) -> FullText:
+        """As `Repository._create_job_for_unqueued`."""
+
+    @abc.abstractmethod
+    async def _get_ready_job(self, destination: str) -> FullText:
+        """As `Repository._get_ready_job`."""
+
+    @abc.abstractmethod
+    async def _enqueue_unqueued(
+        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+    ) -> int:
+        """As `Repository._enqueue_unqueued`."""
+
+    @abc.abstractmethod
+    async def _claim_ready(self, destination: str, n: int) -> list[FullText]:
+        """As `Repository._claim_ready`."""
+
+    @abc.abstractmethod
+    async def _save_many(self, jobs: list[FullText]) -> None:
+        """As `Repository._save_many`."""
+
+    @abc.abstractmethod
+    async def _count_unqueued(self, destination: str) -> int:
+        """As `Repository._count_unqueued`."""
+
+    @abc.abstractmethod
+    async def _stats(self, destination: str | None) -> list[DestinationStats]:
+        """As `Repository._stats`."""
+
+    @abc.abstractmethod
+    async def _heartbeat(self, job: FullText) -> datetime:
+        """As `Repository._heartbeat`."""
+
+    @abc.abstractmethod
+    async def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+        """As `Repository._rescue_expired`."""
+
+    @abc.abstractmethod
+    async def _retry(
+        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
+    ) -> int:
+        """As `Repository._retry`."""
+
+
+def checked_batch(jobs: object) -> tuple[list[FullText], list[FullText]]:
+    """The jobs of a `save_many` call as given, and their checked copies."""
+    originals = job_list(jobs)
+    return originals, check_jobs(originals)
+
+
+def moved_on(jobs: list[FullText]) -> None:
+    """After a save of all of `jobs`, each copy is at the stored version."""
+    for job in jobs:
+        job.version += 1

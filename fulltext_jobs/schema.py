@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0006"
+SCHEMA_REVISION: Final = "0007"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -140,6 +140,9 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("claim_token", sa.Uuid),
         sa.Column("lease_expires", UTCDateTime),
         sa.Column("last_error", sa.Text),
+        # Row versions (0007): the compare-and-swap of saves. In no index,
+        # like the lease; a trigger counts the writes of other writers.
+        sa.Column("version", sa.Integer, nullable=False, server_default="1"),
         sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
         schema=schema,
     )

@@ -30,15 +30,10 @@ from fulltext_jobs.domain import (
     FullText,
     JobStatus,
     check_batch_size,
-    check_destination,
-    check_item_id,
-    check_job,
-    check_job_id,
-    check_jobs,
+    check_clock,
+    check_item_ids,
     check_lease,
-    check_max_attempts,
-    check_retry_statuses,
-    utc,
+    read_clock,
 )
 from fulltext_jobs.engine import (
     configure_sqlite,
@@ -53,6 +48,7 @@ from fulltext_jobs.errors import (
     JobNotFound,
     LostClaim,
     NoJobs,
+    StaleJob,
     StoreError,
 )
 from fulltext_jobs.migrate import UPGRADE_ADVICE, SchemaState, check_schema
@@ -101,9 +97,13 @@ class SqlAlchemyRepository(Repository):
     leases, so the machines sharing a database need clocks in step to well
     within a lease. `lease` is how long a claim lasts without a heartbeat.
     `enqueue_batch_size` is how many items `enqueue_unqueued` queues per
-    transaction. On SQLite the lease should be at least twice the busy
-    timeout (a save or heartbeat may wait that long for the write lock):
-    the first call logs a warning if it is not.
+    transaction. Raises `InvalidInput` for a `clock` that is not callable,
+    a `lease` that is not a timedelta above zero and at most `MAX_LEASE`,
+    or an `enqueue_batch_size` outside 1 to `MAX_BATCH_SIZE`; each reading
+    of the clock is checked before it is used (see
+    `fulltext_jobs.repository`). On SQLite the lease should be at least twice
+    the busy timeout (a save or heartbeat may wait that long for the write
+    lock): the first call logs a warning if it is not.
 
     `mixed_fleet`: whether creators (`create_job_for_unqueued`,
     `enqueue_unqueued`) also take the Go original's advisory lock
@@ -167,7 +167,7 @@ class SqlAlchemyRepository(Repository):
             if bind.dialect.name == "postgresql" and not bind.dialect.is_async
             else None
         )
-        self._clock = clock or utc
+        self._clock = check_clock(clock)
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
         self._lease = check_lease(lease)
         if mixed_fleet is not None and not isinstance(mixed_fleet, bool):
@@ -219,7 +219,8 @@ class SqlAlchemyRepository(Repository):
         batch of `batch_size` ids commits on its own, so a failure part way
         through (`StoreError`) leaves the earlier batches added. Raises
         `InvalidInput` when the repository reads an app's own item source,
-        which is the app's to fill.
+        which is the app's to fill, for a `batch_size` that is not a whole
+        number from 1 to 1,000,000, and for `item_ids` given as one str.
         """
         if not self._owns_items:
             msg = "add_items fills the default items table; this repository reads the app's own"
@@ -231,7 +232,7 @@ class SqlAlchemyRepository(Repository):
             )
             raise InvalidInput(msg)
         check_batch_size(batch_size)
-        ids = [check_item_id(item_id) for item_id in item_ids]
+        ids = check_item_ids(item_ids)
         added = 0
         for start in range(0, len(ids), batch_size):
             rows = [{"id": item_id} for item_id in ids[start : start + batch_size]]
@@ -239,57 +240,61 @@ class SqlAlchemyRepository(Repository):
                 added += len(connection.execute(self._sql.add_items(), rows).all())
         return added
 
-    def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
-        key = check_job_id(job_id)
+    def _get_fulltext(self, key: uuid.UUID) -> FullText:
         with self._connection("get_fulltext", single_statement=True) as connection:
             row = connection.execute(self._sql.select_job, {"id": key}).one_or_none()
         if row is None:
             raise JobNotFound(f"no job has id {key}")
         return to_job(row)
 
-    def save_fulltext(self, job: FullText) -> None:
-        stored = check_job(job)
+    def _save_fulltext(self, stored: FullText) -> None:
         duplicate = (
             f"a job already exists for item {stored.item_id!r} "
             f"and destination {stored.destination!r}"
         )
-        params = {**job_row(stored), "claim": stored.claim_token}
         with self._connection(
             "save_fulltext", single_statement=True, duplicate=duplicate
         ) as connection:
-            written: object
-            if self._hot is None:
-                written = connection.execute(self._sql.upsert_job, params).first()
-            else:
-                written = self._hot.upsert_job.run(connection, params)
-        if written is None:
-            raise LostClaim(f"job {stored.id} is no longer held by this claim; nothing was saved")
+            written = self._save_rows(connection, [stored])
+        if not written:
+            raise StaleJob(_stale_message(stored))
 
-    def save_many(self, jobs: Iterable[FullText]) -> None:
-        checked = check_jobs(jobs)
-        if not checked:
-            return
+    def _save_many(self, checked: list[FullText]) -> None:
         duplicate = "one of the jobs would be a second job for its item and destination"
-        rows = [{**job_row(job), "claim": job.claim_token} for job in checked]
         with self._connection("save_many", duplicate=duplicate) as connection:
-            # Each row is the guarded upsert of save_fulltext; the transaction
-            # makes them all or nothing.
-            if self._hot is None:
-                written = sum(
-                    connection.execute(self._sql.upsert_job, row).first() is not None
-                    for row in rows
-                )
-            else:
-                written = self._hot.upsert_job.run_many(connection, rows)
-            if written != len(rows):
+            # Each row is the compare-and-swap of save_fulltext; the
+            # transaction makes them all or nothing.
+            written = self._save_rows(connection, checked)
+            if written != len(checked):
                 # Leaving the block with an exception rolls every row back.
-                raise LostClaim(
-                    f"{len(rows) - written} of the jobs are no longer held by their "
-                    "claims; nothing was saved"
+                raise StaleJob(
+                    f"{len(checked) - written} of the jobs have changed since they were "
+                    "read (or lost their claims); nothing was saved"
                 )
 
-    def heartbeat(self, job: FullText) -> datetime:
-        lease_until = self._clock() + self._lease
+    def _save_rows(self, connection: sa.Connection, jobs: list[FullText]) -> int:
+        """Run each job's save (`insert_job` for a job never stored, else
+        `update_job`), in order; return how many wrote their row."""
+        inserts = [job.version == 0 for job in jobs]
+        rows = [job_row(job) for job in jobs]
+        if self._hot is not None and (all(inserts) or not any(inserts)):
+            # One kind of statement: pipelined, in one round trip.
+            compiled = self._hot.insert_job if inserts[0] else self._hot.update_job
+            if len(rows) == 1:
+                return int(compiled.run(connection, rows[0]) is not None)
+            return compiled.run_many(connection, rows)
+        written = 0
+        for insert, row in zip(inserts, rows, strict=True):
+            if self._hot is not None:
+                hot = self._hot.insert_job if insert else self._hot.update_job
+                written += hot.run(connection, row) is not None
+            else:
+                statement = self._sql.insert_job if insert else self._sql.update_job
+                written += connection.execute(statement, row).first() is not None
+        return written
+
+    def _heartbeat(self, job: FullText) -> datetime:
+        lease_until = read_clock(self._clock, self._lease) + self._lease
         with self._connection("heartbeat", single_statement=True) as connection:
             extended: datetime | None = connection.execute(
                 self._sql.heartbeat,
@@ -297,34 +302,25 @@ class SqlAlchemyRepository(Repository):
             ).scalar_one_or_none()
         if extended is None:
             raise LostClaim(f"job {job.id} is no longer held by this claim")
-        job.lease_expires = extended
         return extended
 
-    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
-        if destination is not None:
-            check_destination(destination)
-        check_max_attempts(max_attempts)
+    def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+        now = read_clock(self._clock, self._lease)
         with self._connection("rescue_expired", single_statement=True) as connection:
             return connection.execute(
                 self._sql.rescue_expired(destination),
-                {"now": self._clock(), "max_attempts": max_attempts},
+                {"now": now, "max_attempts": max_attempts},
             ).rowcount
 
-    def retry(
-        self,
-        destination: str,
-        *,
-        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
-        item_ids: Iterable[str] | None = None,
+    def _retry(
+        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
     ) -> int:
-        check_destination(destination)
-        chosen = sorted(status.value for status in check_retry_statuses(statuses))
-        only = None if item_ids is None else sorted({check_item_id(i) for i in item_ids})
+        chosen = sorted(status.value for status in statuses)
+        only = None if item_ids is None else sorted(item_ids)
         with self._connection("retry", single_statement=True) as connection:
             return connection.execute(self._sql.retry(destination, chosen, only)).rowcount
 
-    def create_job_for_unqueued(self, destination: str) -> FullText:
-        check_destination(destination)
+    def _create_job_for_unqueued(self, destination: str) -> FullText:
         sql = self._sql
         with self._connection("create_job_for_unqueued") as connection:
             self._lock_out_original_creators(connection)
@@ -343,7 +339,7 @@ class SqlAlchemyRepository(Repository):
                 # Built directly: the id comes from the app's table, which
                 # this library does not police; the database still enforces
                 # one job per pair.
-                job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination)
+                job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination, version=1)
                 inserted = connection.execute(
                     sql.insert_if_unqueued, {**params, "new_id": job.id, "new_item_id": item_id}
                 ).scalar_one_or_none()
@@ -360,16 +356,9 @@ class SqlAlchemyRepository(Repository):
             retryable=True,
         )
 
-    def enqueue_unqueued(
-        self,
-        destination: str,
-        *,
-        limit: int | None = None,
-        progress: Callable[[int], object] | None = None,
+    def _enqueue_unqueued(
+        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
     ) -> int:
-        check_destination(destination)
-        if limit is not None:
-            check_batch_size(limit)
         created = 0
         after: str | None = None
         while limit is None or created < limit:
@@ -395,9 +384,8 @@ class SqlAlchemyRepository(Repository):
             after = upper
         return created
 
-    def get_ready_job(self, destination: str) -> FullText:
-        check_destination(destination)
-        now = self._clock()
+    def _get_ready_job(self, destination: str) -> FullText:
+        now = read_clock(self._clock, self._lease)
         params = {
             "dest": destination,
             "now": now,
@@ -415,33 +403,27 @@ class SqlAlchemyRepository(Repository):
             raise NoJobs(f"no job is ready for {destination!r}")
         return job
 
-    def claim_ready(self, destination: str, n: int) -> list[FullText]:
-        check_destination(destination)
-        check_batch_size(n)
+    def _claim_ready(self, destination: str, n: int) -> list[FullText]:
+        now = read_clock(self._clock, self._lease)
         with self._connection("claim_ready", single_statement=True) as connection:
-            now = self._clock()
             rows = connection.execute(
                 self._sql.claim_many,
                 {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease},
             ).all()
         return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
 
-    def listen(self, destination: str) -> ReadyListener | None:
+    def _listen(self, destination: str) -> ReadyListener | None:
         """On PostgreSQL, a listener on a connection of its own (see
         `fulltext_jobs.notifications`); on SQLite, which cannot notify, None."""
-        check_destination(destination)
         if self._engine.dialect.name != "postgresql":
             return None
         return PostgresReadyListener(self._engine, destination)
 
-    def count_unqueued(self, destination: str) -> int:
-        check_destination(destination)
+    def _count_unqueued(self, destination: str) -> int:
         with self._connection("count_unqueued", single_statement=True) as connection:
             return connection.execute(self._sql.count_unqueued(destination)).scalar_one()
 
-    def stats(self, destination: str | None = None) -> list[DestinationStats]:
-        if destination is not None:
-            check_destination(destination)
+    def _stats(self, destination: str | None) -> list[DestinationStats]:
         # One transaction, so the counts and the unqueued figures agree.
         with self._connection("stats") as connection:
             counts: dict[str, dict[str, int]] = {}
@@ -587,6 +569,15 @@ def _flush(session: Session, action: str) -> None:
         raise
 
 
+def _stale_message(job: FullText) -> str:
+    if job.version == 0:
+        return f"job {job.id} exists already: a new job cannot replace it; nothing was saved"
+    return (
+        f"job {job.id} has changed since this copy was read at version {job.version} "
+        "(or its claim was lost); nothing was saved"
+    )
+
+
 def check_same_kind(session_engine: Engine, own: Engine) -> None:
     """Raise `InvalidInput` unless a session's engine is of the repository's
     database kind."""
@@ -715,4 +706,5 @@ class _HotPath:
     def __init__(self, sql: Statements, engine: Engine) -> None:
         quiet_lost_pipelines()
         self.claim_one = _Compiled(sql.claim_one, engine, [])
-        self.upsert_job = _Compiled(sql.upsert_job, engine, [c.name for c in sql.job_columns])
+        self.insert_job = _Compiled(sql.insert_job, engine, [])
+        self.update_job = _Compiled(sql.update_job, engine, [])

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import (
+    DEFAULT_LEASE,
+    DestinationStats,
+    FullText,
+    JobStatus,
+    check_item_ids,
+)
 from fulltext_jobs.engine import require_asyncio
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.repository import AsyncRepository
@@ -115,67 +121,53 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
 
     async def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
         """As `SqlAlchemyRepository.add_items`."""
-        ids = list(item_ids)
+        ids = check_item_ids(item_ids)  # before the hop: a generator is read here
         return await self._call(lambda repo: repo.add_items(ids, batch_size=batch_size))
 
-    async def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
-        return await self._call(lambda repo: repo.get_fulltext(job_id))
+    # The port has checked every argument; each call runs the sync
+    # adapter's own implementation of it.
 
-    async def save_fulltext(self, job: FullText) -> None:
-        await self._call(lambda repo: repo.save_fulltext(job))
+    async def _get_fulltext(self, job_id: uuid.UUID) -> FullText:
+        return await self._call(lambda repo: repo._get_fulltext(job_id))  # noqa: SLF001
 
-    async def create_job_for_unqueued(self, destination: str) -> FullText:
-        return await self._call(lambda repo: repo.create_job_for_unqueued(destination))
+    async def _save_fulltext(self, job: FullText) -> None:
+        await self._call(lambda repo: repo._save_fulltext(job))  # noqa: SLF001
 
-    async def get_ready_job(self, destination: str) -> FullText:
-        return await self._call(lambda repo: repo.get_ready_job(destination))
+    async def _create_job_for_unqueued(self, destination: str) -> FullText:
+        return await self._call(lambda repo: repo._create_job_for_unqueued(destination))  # noqa: SLF001
 
-    async def enqueue_unqueued(
-        self,
-        destination: str,
-        *,
-        limit: int | None = None,
-        progress: Callable[[int], object] | None = None,
+    async def _get_ready_job(self, destination: str) -> FullText:
+        return await self._call(lambda repo: repo._get_ready_job(destination))  # noqa: SLF001
+
+    async def _enqueue_unqueued(
+        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
     ) -> int:
         return await self._call(
-            lambda repo: repo.enqueue_unqueued(destination, limit=limit, progress=progress)
+            lambda repo: repo._enqueue_unqueued(destination, limit=limit, progress=progress)  # noqa: SLF001
         )
 
-    async def claim_ready(self, destination: str, n: int) -> list[FullText]:
-        return await self._call(lambda repo: repo.claim_ready(destination, n))
+    async def _claim_ready(self, destination: str, n: int) -> list[FullText]:
+        return await self._call(lambda repo: repo._claim_ready(destination, n))  # noqa: SLF001
 
-    async def save_many(self, jobs: Iterable[FullText]) -> None:
-        batch = list(jobs)
-        await self._call(lambda repo: repo.save_many(batch))
+    async def _save_many(self, jobs: list[FullText]) -> None:
+        await self._call(lambda repo: repo._save_many(jobs))  # noqa: SLF001
 
-    async def count_unqueued(self, destination: str) -> int:
-        return await self._call(lambda repo: repo.count_unqueued(destination))
+    async def _count_unqueued(self, destination: str) -> int:
+        return await self._call(lambda repo: repo._count_unqueued(destination))  # noqa: SLF001
 
-    async def stats(self, destination: str | None = None) -> list[DestinationStats]:
-        return await self._call(lambda repo: repo.stats(destination))
+    async def _stats(self, destination: str | None) -> list[DestinationStats]:
+        return await self._call(lambda repo: repo._stats(destination))  # noqa: SLF001
 
-    async def heartbeat(self, job: FullText) -> datetime:
-        return await self._call(lambda repo: repo.heartbeat(job))
+    async def _heartbeat(self, job: FullText) -> datetime:
+        return await self._call(lambda repo: repo._heartbeat(job))  # noqa: SLF001
 
-    async def rescue_expired(
-        self, destination: str | None = None, *, max_attempts: int = 3
+    async def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+        return await self._call(lambda repo: repo._rescue_expired(destination, max_attempts))  # noqa: SLF001
+
+    async def _retry(
+        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
     ) -> int:
-        return await self._call(
-            lambda repo: repo.rescue_expired(destination, max_attempts=max_attempts)
-        )
-
-    async def retry(
-        self,
-        destination: str,
-        *,
-        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
-        item_ids: Iterable[str] | None = None,
-    ) -> int:
-        chosen = list(statuses)
-        only = None if item_ids is None else list(item_ids)
-        return await self._call(
-            lambda repo: repo.retry(destination, statuses=chosen, item_ids=only)
-        )
+        return await self._call(lambda repo: repo._retry(destination, statuses, item_ids))  # noqa: SLF001
 
 
 def _session_engine(session: object) -> AsyncEngine:

@@ -118,7 +118,7 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
     """The job in a raw driver row of `Statements.job_columns` (timestamps
     aware, in any zone)."""
     (job_id, item_id, destination, started, finished, status, attempts, token, lease, error) = (
-        values
+        values[:10]
     )
     return FullText(
         id=job_id,
@@ -131,6 +131,7 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
         claim_token=token,
         lease_expires=None if lease is None else lease.astimezone(UTC),
         last_error=error,
+        version=values[10],
     )
 
 
@@ -147,15 +148,21 @@ def to_job(row: sa.Row[Any]) -> FullText:
         claim_token=row.claim_token,
         lease_expires=row.lease_expires,
         last_error=row.last_error,
+        version=row.version,
     )
 
 
 def job_row(job: FullText) -> dict[str, Any]:
     """The job's columns as the store keeps them (see `stored_form`: only a
-    running job holds a claim token and a lease), as parameters for
-    `upsert_job`."""
+    running job holds a claim token and a lease), with the id again
+    (`job_id`), the version the copy was read at (`read_version`) and its
+    claim token (`claim`): the
+    parameters of `insert_job` and `update_job`."""
     running = job.status is JobStatus.RUNNING
     return {
+        "job_id": job.id,
+        "read_version": job.version,
+        "claim": job.claim_token,
         "id": job.id,
         "item_id": job.item_id,
         "destination": job.destination,
@@ -179,8 +186,10 @@ class Statements:
         ft = tables.fulltext.c
         self.job_columns = (
             *(ft.id, ft.item_id, ft.destination, ft.started, ft.finished, ft.status),
-            *(ft.attempts, ft.claim_token, ft.lease_expires, ft.last_error),
+            *(ft.attempts, ft.claim_token, ft.lease_expires, ft.last_error, ft.version),
         )
+        #: The columns a save writes, besides `id` and `version`.
+        self.saved_columns = self.job_columns[1:-1]
 
     def _insert(self, table: sa.Table) -> pg.Insert | sqlite.Insert:
         return pg.insert(table) if self.postgresql else sqlite.insert(table)
@@ -203,26 +212,48 @@ class Statements:
         return sa.select(*self.job_columns).where(self.tables.fulltext.c.id == sa.bindparam("id"))
 
     @functools.cached_property
-    def upsert_job(self) -> sa.Insert:
-        """Insert a job, or replace the one with its id, if `:claim` is the
-        stored job's claim token (both none counts); the columns are given
-        as parameters (see `job_row`). Returns the id, or no row when the
-        claim did not match and nothing was written.
-
-        The token check sits in the upsert's own WHERE, so it is judged
-        against the row as it is when the update happens, with the row
-        locked: a claim that a rescue or another claim replaced a moment
-        before cannot write. A clash on (item_id, destination) with another
-        id raises an integrity error. `seq` is left alone, so a saved job
-        keeps its place in the queue.
+    def insert_job(self) -> sa.Insert:
+        """Insert a job never stored before (its copy's version is 0) at
+        version 1; the columns are given as parameters (see `job_row`).
+        Returns the id, or no row if a job with this id exists already: a
+        copy that was never read from the store must not replace what is
+        there (`StaleJob`). A clash on (item_id, destination) with another id
+        raises an integrity error.
         """
         ft = self.tables.fulltext
-        stmt = self._insert(ft)
-        return stmt.on_conflict_do_update(
-            index_elements=[ft.c.id],
-            set_={column.name: stmt.excluded[column.name] for column in self.job_columns[1:]},
-            where=ft.c.claim_token.is_not_distinct_from(sa.bindparam("claim", type_=sa.Uuid)),
-        ).returning(ft.c.id)
+        values = {c.name: sa.bindparam(c.name, type_=c.type) for c in self.saved_columns}
+        stmt = self._insert(ft).values(
+            {"id": sa.bindparam("id", type_=sa.Uuid), **values, "version": 1}
+        )
+        return stmt.on_conflict_do_nothing(index_elements=[ft.c.id]).returning(ft.c.id)
+
+    @functools.cached_property
+    def update_job(self) -> sa.Update:
+        """Replace job `:job_id` with the given columns (see `job_row`) if it is
+        still at version `:read_version` under claim token `:claim` (both
+        none counts): the compare-and-swap of a save. Returns the new
+        version, or no row when the stored job has changed since the copy
+        was read (or is gone) and nothing was written.
+
+        The check sits in the UPDATE's own WHERE, so it is judged against
+        the row as it is when the update happens, with the row locked: a
+        save, claim, rescue or retry that committed a moment before bumped
+        the version, and the stale copy cannot write. A clash on
+        (item_id, destination) with another job raises an integrity error.
+        `seq` is left alone, so a saved job keeps its place in the queue.
+        """
+        ft = self.tables.fulltext
+        values = {c.name: sa.bindparam(c.name, type_=c.type) for c in self.saved_columns}
+        return (
+            sa.update(ft)
+            .where(
+                ft.c.id == sa.bindparam("job_id", type_=sa.Uuid),
+                ft.c.version == sa.bindparam("read_version", type_=sa.Integer),
+                ft.c.claim_token.is_not_distinct_from(sa.bindparam("claim", type_=sa.Uuid)),
+            )
+            .values({**values, "version": ft.c.version + 1})
+            .returning(ft.c.version)
+        )
 
     # --- finding unqueued items --------------------------------------------
 
@@ -466,6 +497,7 @@ class Statements:
                 attempts=ft.c.attempts + 1,
                 claim_token=sa.bindparam("token", type_=sa.Uuid),
                 lease_expires=sa.bindparam("lease_until"),
+                version=ft.c.version + 1,
             )
             .returning(*self.job_columns)
         )
@@ -491,6 +523,7 @@ class Statements:
             attempts=ft.c.attempts + 1,
             claim_token=self._new_uuid(),  # one per row: it is volatile
             lease_expires=sa.bindparam("lease_until"),
+            version=ft.c.version + 1,
         )
         if self.postgresql:
             picked = oldest.with_for_update(skip_locked=True).cte("picked")
@@ -507,7 +540,9 @@ class Statements:
         running under claim `:token`; returns the new lease, or no row.
 
         It changes only `lease_expires`, which is in no index, so on
-        PostgreSQL it can be a HOT update."""
+        PostgreSQL it can be a HOT update; it leaves `version` alone (and
+        the version trigger does not fire on the lease), so the worker's
+        other copies of the job stay current."""
         ft = self.tables.fulltext
         return (
             sa.update(ft)
@@ -554,6 +589,7 @@ class Statements:
             last_error=sa.case((give_up, failed_reason), else_=ft.c.last_error),
             claim_token=None,
             lease_expires=None,
+            version=ft.c.version + 1,
         ).execution_options(preserve_rowcount=True)
 
     def retry(self, destination: str, statuses: list[str], item_ids: list[str] | None) -> sa.Update:
@@ -569,6 +605,7 @@ class Statements:
             finished=None,
             claim_token=None,
             lease_expires=None,
+            version=ft.c.version + 1,
         ).execution_options(preserve_rowcount=True)
 
     # --- coverage --------------------------------------------------------------

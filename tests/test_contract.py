@@ -8,8 +8,10 @@ only through the port (and the harness's means to add items).
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from harness import Backend, BlockingAsyncRepository
@@ -21,6 +23,7 @@ from fulltext_jobs import (
     MAX_ITEM_ID_LENGTH,
     Action,
     AllQueued,
+    AsyncSqlAlchemyRepository,
     DuplicateJob,
     FullText,
     InMemoryRepository,
@@ -31,7 +34,9 @@ from fulltext_jobs import (
     LostClaim,
     NoJobs,
     SqlAlchemyRepository,
+    StaleJob,
 )
+from fulltext_jobs.domain import MAX_LEASE
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -771,3 +776,349 @@ class TestClaimContract:
         with pytest.raises(DuplicateJob):
             clocked.repo.save_many([stale, FullText.new("b", "lang")])
         assert clocked.repo.get_fulltext(job.id).status is JobStatus.SKIPPED
+
+
+class TestCompareAndSwapContract:
+    """A save is accepted only while the stored job is still the one the copy
+    was read from; otherwise `StaleJob` (a `LostClaim`) and nothing changes."""
+
+    def test_a_copy_read_while_ready_cannot_undo_a_finish(self, clocked: Backend):
+        clocked.add_items(["item"])
+        job = clocked.repo.create_job_for_unqueued("lang")
+        stale = clocked.repo.get_fulltext(job.id)  # an admin screen, a report
+        live = clocked.repo.get_ready_job("lang")
+        live.finish()
+        clocked.repo.save_fulltext(live)
+        stale.skip()
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(stale)
+        stored = clocked.repo.get_fulltext(job.id)
+        assert stored.status is JobStatus.FINISHED
+        assert stored == replace(live, claim_token=None)
+
+    def test_a_copy_read_while_failed_cannot_run_a_finished_job_again(self, clocked: Backend):
+        clocked.add_items(["item"])
+        clocked.repo.create_job_for_unqueued("lang")
+        claimed = clocked.repo.get_ready_job("lang")
+        claimed.fail(error="boom")
+        clocked.repo.save_fulltext(claimed)
+        stale = clocked.repo.get_fulltext(claimed.id)
+        assert clocked.repo.retry("lang") == 1
+        live = clocked.repo.get_ready_job("lang")
+        live.finish()
+        clocked.repo.save_fulltext(live)
+        stale.retry()
+        with pytest.raises(LostClaim):  # StaleJob is a LostClaim
+            clocked.repo.save_fulltext(stale)
+        assert clocked.repo.get_fulltext(claimed.id).status is JobStatus.FINISHED
+        assert clocked.repo.claim_ready("lang", 1) == []
+
+    def test_a_save_moves_the_copys_version_on(self, clocked: Backend):
+        job = FullText.new("item", "lang")
+        assert job.version == 0
+        clocked.repo.save_fulltext(job)
+        assert job.version == 1
+        other = clocked.repo.get_fulltext(job.id)
+        assert other == job
+        job.skip()
+        clocked.repo.save_fulltext(job)
+        assert job.version == 2
+        assert clocked.repo.get_fulltext(job.id) == job
+        other.skip()  # read before the last save
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(other)
+        assert other.version == 1
+        assert clocked.repo.get_fulltext(job.id) == job
+
+    def test_a_new_job_never_replaces_a_stored_one(self, clocked: Backend):
+        stored = job_in(JobStatus.FINISHED)
+        clocked.repo.save_fulltext(stored)
+        again = replace(job_in(JobStatus.READY), id=stored.id)  # version 0: never stored
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(again)
+        with pytest.raises(StaleJob):
+            clocked.repo.save_many([again])
+        assert again.version == 0
+        assert clocked.repo.get_fulltext(stored.id) == stored
+
+    def test_a_copy_of_a_job_that_is_not_stored_is_refused(self, clocked: Backend):
+        ghost = replace(FullText.new("item", "lang"), version=4)
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(ghost)
+        with pytest.raises(JobNotFound):
+            clocked.repo.get_fulltext(ghost.id)
+
+    @pytest.mark.parametrize("read", ["claim", "claim_ready", "rescue", "retry"])
+    def test_every_write_makes_earlier_copies_stale(self, clocked: Backend, clock, read):
+        job = FullText.new("item", "lang")
+        clocked.repo.save_fulltext(job)
+        if read == "retry":
+            claimed = clocked.repo.get_ready_job("lang")
+            claimed.skip()
+            clocked.repo.save_fulltext(claimed)
+        before = clocked.repo.get_fulltext(job.id)
+        if read == "claim":
+            clocked.repo.get_ready_job("lang")
+        elif read == "claim_ready":
+            clocked.repo.claim_ready("lang", 5)
+        elif read == "rescue":
+            clocked.repo.get_ready_job("lang")
+            before = clocked.repo.get_fulltext(job.id)
+            clock.advance(seconds=61)
+            assert clocked.repo.rescue_expired() == 1
+        else:
+            assert clocked.repo.retry("lang") == 1
+        after = clocked.repo.get_fulltext(job.id)
+        assert after.version == before.version + 1
+        with pytest.raises(StaleJob):
+            clocked.repo.save_fulltext(before)
+        assert clocked.repo.get_fulltext(job.id) == after
+
+    def test_a_heartbeat_leaves_the_workers_other_copies_current(self, clocked: Backend, clock):
+        clocked.repo.save_fulltext(FullText.new("item", "lang"))
+        job = clocked.repo.get_ready_job("lang")
+        beat, outcome = replace(job), replace(job)  # as the worker keeps them
+        clock.advance(seconds=30)
+        clocked.repo.heartbeat(beat)
+        assert beat.version == job.version
+        outcome.finish()
+        clocked.repo.save_fulltext(outcome)
+        assert clocked.repo.get_fulltext(job.id).status is JobStatus.FINISHED
+
+    def test_save_many_with_one_stale_copy_saves_nothing(self, clocked: Backend):
+        clocked.repo.save_many([FullText.new(item_id, "lang") for item_id in "ab"])
+        first = clocked.repo.claim_ready("lang", 2)[0]
+        stale = replace(first)
+        first.finish()
+        clocked.repo.save_fulltext(first)
+        fresh = FullText.new("c", "lang")
+        stale.skip()
+        with pytest.raises(StaleJob):
+            clocked.repo.save_many([fresh, stale])
+        assert (fresh.version, stale.version) == (0, first.version - 1)
+        with pytest.raises(JobNotFound):
+            clocked.repo.get_fulltext(fresh.id)
+        assert clocked.repo.get_fulltext(first.id).status is JobStatus.FINISHED
+        clocked.repo.save_many([fresh])
+        assert fresh.version == 1
+
+
+# --- hostile input ------------------------------------------------------------
+
+SURROGATE = "a\ud800b"  # a lone surrogate: a str that UTF-8 cannot encode
+HUGE = (2**31, 2**63, 10**30)
+NOT_WHOLE = (0, -1, True, 1.5, "3", None)
+#: A moment that is in range in its own zone and past year 9999 in UTC.
+PAST_9999_IN_UTC = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))
+
+
+def with_fields(**fields: object) -> Callable[[FullText], FullText]:
+    def change(job: FullText) -> FullText:
+        return replace(job, **fields)
+
+    return change
+
+
+@dataclass
+class Scene:
+    """A repository, and its jobs by what they are (`ready`, `running`,
+    `failed`)."""
+
+    repo: Any
+    jobs: dict[str, FullText]
+
+
+#: Each hostile call, made through the port in a scene; every one must raise
+#: InvalidInput and write nothing.
+HOSTILE_CALLS: dict[str, Callable[[Scene], object]] = {
+    **{
+        f"{method}-destination-{name}": (
+            lambda scene, method=method, bad=bad: getattr(scene.repo, method)(bad)
+        )
+        for method in ("create_job_for_unqueued", "get_ready_job", "count_unqueued", "stats")
+        for name, bad in {"surrogate": SURROGATE, "bytes": b"lang", "int": 7}.items()
+    },
+    "claim_ready-destination-surrogate": lambda scene: scene.repo.claim_ready(SURROGATE, 1),
+    "enqueue-destination-surrogate": lambda scene: scene.repo.enqueue_unqueued(SURROGATE),
+    "rescue-destination-surrogate": lambda scene: scene.repo.rescue_expired(SURROGATE),
+    "retry-destination-surrogate": lambda scene: scene.repo.retry(SURROGATE),
+    **{
+        f"claim_ready-n-{n!r}": lambda scene, n=n: scene.repo.claim_ready("lang", n)
+        for n in (*HUGE, *NOT_WHOLE, 10_001)
+    },
+    **{
+        f"enqueue-limit-{limit!r}": lambda scene, limit=limit: scene.repo.enqueue_unqueued(
+            "lang", limit=limit
+        )
+        for limit in (*HUGE, *(n for n in NOT_WHOLE if n is not None))
+    },
+    "enqueue-progress-not-callable": lambda scene: scene.repo.enqueue_unqueued(
+        "lang", progress="print"
+    ),
+    **{
+        f"rescue-max_attempts-{n!r}": lambda scene, n=n: scene.repo.rescue_expired(max_attempts=n)
+        for n in (*HUGE, *NOT_WHOLE)
+    },
+    "retry-item_ids-str": lambda scene: scene.repo.retry("lang", item_ids="ab"),
+    "retry-item_ids-bytes": lambda scene: scene.repo.retry("lang", item_ids=b"ab"),
+    "retry-item_ids-ints": lambda scene: scene.repo.retry("lang", item_ids=[1, 2]),
+    "retry-item_ids-surrogate": lambda scene: scene.repo.retry("lang", item_ids=[SURROGATE]),
+    "retry-statuses-str": lambda scene: scene.repo.retry("lang", statuses="failed"),
+    "retry-statuses-unhashable": lambda scene: scene.repo.retry("lang", statuses=[["failed"]]),
+    "add_items-str": lambda scene: scene.repo.add_items("abc"),
+    "add_items-bytes": lambda scene: scene.repo.add_items(b"abc"),
+    "add_items-none": lambda scene: scene.repo.add_items(None),
+    "add_items-surrogate": lambda scene: scene.repo.add_items(["ok", SURROGATE]),
+    "get_fulltext-bytes": lambda scene: scene.repo.get_fulltext(scene.jobs["ready"].id.bytes),
+    "get_fulltext-surrogate": lambda scene: scene.repo.get_fulltext(SURROGATE),
+    "heartbeat-str": lambda scene: scene.repo.heartbeat("str"),
+    "heartbeat-none": lambda scene: scene.repo.heartbeat(None),
+    "heartbeat-id-str": lambda scene: scene.repo.heartbeat(
+        replace(scene.jobs["running"], id=str(scene.jobs["running"].id))
+    ),
+    "heartbeat-token-str": lambda scene: scene.repo.heartbeat(
+        replace(scene.jobs["running"], claim_token=str(scene.jobs["running"].claim_token))
+    ),
+    "save_many-one-job": lambda scene: scene.repo.save_many(scene.jobs["ready"]),
+    "save_many-str": lambda scene: scene.repo.save_many("abc"),
+    "save_many-none": lambda scene: scene.repo.save_many(None),
+    "save_many-not-a-job": lambda scene: scene.repo.save_many([FullText.new("x", "lang"), "x"]),
+    **{
+        f"save-{name}": (
+            lambda scene, change=change: scene.repo.save_fulltext(change(scene.jobs["failed"]))
+        )
+        for name, change in {
+            "attempts-huge": with_fields(attempts=2**31),
+            "attempts-negative": with_fields(attempts=-1),
+            "attempts-bool": with_fields(attempts=True),
+            "version-huge": with_fields(version=2**31 - 1),
+            "version-negative": with_fields(version=-1),
+            "version-str": with_fields(version="2"),
+            "item_id-surrogate": with_fields(item_id=SURROGATE),
+            "destination-surrogate": with_fields(destination=SURROGATE),
+            "started-past-9999-in-utc": with_fields(started=PAST_9999_IN_UTC),
+            "finished-year-1": with_fields(finished=datetime(1, 1, 1, tzinfo=UTC)),
+            "last_error-int": with_fields(last_error=42),
+            "status-unhashable": with_fields(status=["failed"]),
+            "token-str": with_fields(claim_token="not-a-uuid"),  # noqa: S106 - not a secret
+        }.items()
+    },
+}
+
+#: What a repository's clock may return that is not a time to write.
+HOSTILE_CLOCK_READINGS = {
+    "none": None,
+    "naive": datetime(2026, 1, 1),  # noqa: DTZ001 - the point
+    "str": "2026-01-01T00:00:00Z",
+    "year-1": datetime(1, 1, 1, tzinfo=UTC),
+    "max": datetime.max.replace(tzinfo=UTC),
+    "past-9999-in-utc": PAST_9999_IN_UTC,
+    "no-room-for-the-lease": datetime(9999, 12, 29, 23, 59, 30, tzinfo=UTC),
+}
+
+#: What a repository may not be built with.
+HOSTILE_SETTINGS = {
+    "lease-zero": {"lease": timedelta(0)},
+    "lease-negative": {"lease": timedelta(seconds=-1)},
+    "lease-8000-years": {"lease": timedelta(days=8000 * 365)},
+    "lease-max": {"lease": timedelta.max},
+    "lease-str": {"lease": "5m"},
+    "lease-seconds": {"lease": 300},
+    "clock-not-callable": {"clock": "now"},
+}
+
+
+class TestHostileInputContract:
+    """Any argument gets a typed answer, the same on every adapter, and a
+    call that fails writes nothing."""
+
+    @staticmethod
+    def scene(backend: Backend) -> dict[str, FullText]:
+        """A ready, a running (claimed) and a failed job of `lang`, and one
+        unqueued item."""
+        made = [FullText.new(item, "lang") for item in ("r", "s", "t")]
+        backend.repo.save_many(made)
+        running, failed = backend.repo.claim_ready("lang", 2)
+        failed.fail(error="boom")
+        backend.repo.save_fulltext(failed)
+        backend.add_items(["unqueued"])
+        ready = backend.repo.get_fulltext(made[2].id)
+        return {"ready": ready, "running": running, "failed": failed}
+
+    @staticmethod
+    def snapshot(backend: Backend, jobs: dict[str, FullText]) -> object:
+        repo = backend.repo
+        return (
+            [repo.get_fulltext(job.id) for job in jobs.values()],
+            repo.stats(),
+            repo.count_unqueued("lang"),
+        )
+
+    @pytest.mark.parametrize("call", HOSTILE_CALLS.values(), ids=HOSTILE_CALLS.keys())
+    def test_a_hostile_argument_is_invalid_input_and_writes_nothing(
+        self, clocked: Backend, call
+    ):
+        jobs = self.scene(clocked)
+        before = self.snapshot(clocked, jobs)
+        with pytest.raises(InvalidInput):
+            call(Scene(clocked.repo, jobs))
+        assert self.snapshot(clocked, jobs) == before
+
+    @pytest.mark.parametrize(
+        "reading", HOSTILE_CLOCK_READINGS.values(), ids=HOSTILE_CLOCK_READINGS.keys()
+    )
+    def test_a_clock_reading_out_of_range_is_refused_before_anything_is_written(
+        self, clocked: Backend, clock, reading
+    ):
+        jobs = self.scene(clocked)
+        before = self.snapshot(clocked, jobs)
+        good = clock.now
+        clock.now = reading
+        for call in (
+            lambda: clocked.repo.get_ready_job("lang"),
+            lambda: clocked.repo.claim_ready("lang", 5),
+            clocked.repo.rescue_expired,
+            lambda: clocked.repo.heartbeat(jobs["running"]),
+        ):
+            with pytest.raises(InvalidInput, match="clock"):
+                call()
+        clock.now = good
+        assert self.snapshot(clocked, jobs) == before
+
+    @pytest.mark.parametrize("settings", HOSTILE_SETTINGS.values(), ids=HOSTILE_SETTINGS.keys())
+    def test_a_hostile_lease_or_clock_is_refused_when_the_repository_is_built(
+        self, clocked: Backend, settings
+    ):
+        with pytest.raises(InvalidInput):
+            build_like(clocked, **settings)
+
+    def test_the_longest_lease_is_accepted(self, clocked: Backend):
+        build_like(clocked, lease=MAX_LEASE)
+
+    def test_error_text_that_utf8_cannot_encode_is_kept_escaped(self, clocked: Backend):
+        clocked.repo.save_fulltext(FullText.new("item", "lang"))
+        job = clocked.repo.get_ready_job("lang")
+        job.fail(error=f"bad {SURROGATE}")
+        assert job.last_error == "bad a\\ud800b"
+        clocked.repo.save_fulltext(job)
+        assert clocked.repo.get_fulltext(job.id).last_error == "bad a\\ud800b"
+
+    @pytest.mark.parametrize("kind", [list, tuple, iter, dict.fromkeys])
+    def test_iterables_of_ids_are_still_taken(self, clocked: Backend, kind):
+        assert clocked.repo.add_items(kind(["a", "b"])) == 2
+        assert clocked.repo.enqueue_unqueued("lang") == 2
+        (job,) = clocked.repo.claim_ready("lang", 1)
+        job.fail()
+        clocked.repo.save_fulltext(job)
+        assert clocked.repo.retry("lang", item_ids=iter(["a"])) == 1
+
+
+def build_like(backend: Backend, **settings: object) -> object:
+    """A repository of `backend`'s kind, built with `settings`."""
+    repo = backend.repo
+    if isinstance(repo, InMemoryRepository):
+        return InMemoryRepository(**settings)
+    if isinstance(repo, BlockingAsyncRepository):
+        return AsyncSqlAlchemyRepository(repo.repo._engine, **settings)
+    assert backend.engine is not None
+    return SqlAlchemyRepository(backend.engine, **settings)

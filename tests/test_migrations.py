@@ -27,7 +27,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import fulltext_jobs
-from fulltext_jobs import InvalidInput, JobStatus, SqlAlchemyRepository, StoreError
+from fulltext_jobs import InvalidInput, JobStatus, SqlAlchemyRepository, StaleJob, StoreError
 from fulltext_jobs.engine import DATABASE_URL_ENV
 from fulltext_jobs.migrate import migrations_dir
 from fulltext_jobs.schema import (
@@ -49,6 +49,7 @@ TABLES_AT = {
     "0004": {"fulltext", "items", "enqueue_cursor"},
     "0005": {"fulltext", "items", "enqueue_cursor", WINDOW_TABLE},
     "0006": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
+    "0007": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
 }
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
@@ -487,6 +488,82 @@ def test_the_originals_positional_upsert_works(fresh_postgres_url: str):
 
 
 @pytest.mark.postgresql
+def test_the_originals_writes_move_the_version_on_and_ours_never_call_the_trigger(
+    fresh_postgres_url: str,
+):
+    """Revision 0007: a write the Go original makes (its upsert, its claim)
+    bumps `version` through the trigger, so a copy we read before it is
+    stale; our own statements set the version themselves, so the trigger's
+    WHEN clause is false for them and its function is never called (the hot
+    path pays nothing), and a heartbeat leaves the version alone."""
+    fulltext_jobs.upgrade(fresh_postgres_url)
+    job_id = uuid.uuid4()
+    started = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
+    select_version = "SELECT version FROM jobs.fulltext WHERE id = $1"
+    with opened(fresh_postgres_url) as engine:
+        repo = SqlAlchemyRepository(engine)
+        with psycopg.connect(
+            libpq_url(fresh_postgres_url), cursor_factory=psycopg.RawCursor, autocommit=True
+        ) as conn:
+            conn.execute(ORIGINAL_UPSERT, (job_id, "item", "lang", None, None, "ready"))
+            assert conn.execute(select_version, (job_id,)).fetchone() == (1,)
+            ours = repo.get_fulltext(job_id)
+            assert ours.version == 1
+            conn.execute(ORIGINAL_UPSERT, (job_id, "item", "lang", started, None, "running"))
+            assert conn.execute(select_version, (job_id,)).fetchone() == (2,)
+            ours.skip()
+            with pytest.raises(StaleJob):
+                repo.save_fulltext(ours)
+            conn.execute(ORIGINAL_UPSERT, (job_id, "item", "lang", None, None, "ready"))
+            assert conn.execute(select_version, (job_id,)).fetchone() == (3,)
+
+        # Our statements, in one transaction that counts function calls.
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL track_functions = 'pl'")
+            joined = repo.in_session(sa.orm.Session(bind=connection))
+            claimed = joined.get_ready_job("lang")
+            joined.heartbeat(claimed)
+            assert joined.get_fulltext(job_id).version == claimed.version == 4
+            claimed.finish()
+            joined.save_fulltext(claimed)
+            assert joined.get_fulltext(job_id).version == 5
+            calls = connection.exec_driver_sql(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                "WHERE funcname = 'fulltext_count_write'"
+            ).scalar_one()
+            assert calls == 0
+            connection.exec_driver_sql(
+                "UPDATE jobs.fulltext SET finished = finished WHERE id = %(id)s", {"id": job_id}
+            )
+            calls = connection.exec_driver_sql(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                "WHERE funcname = 'fulltext_count_write'"
+            ).scalar_one()
+            assert calls == 1
+        assert repo.get_fulltext(job_id).version == 6
+
+
+def test_sqlite_counts_other_writers_updates_too(tmp_sqlite_url: str):
+    fulltext_jobs.upgrade(tmp_sqlite_url)
+    with opened(tmp_sqlite_url) as engine:
+        repo = SqlAlchemyRepository(engine)
+        job = fulltext_jobs.FullText.new("item", "lang")
+        repo.save_fulltext(job)
+        copy = repo.get_fulltext(job.id)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "UPDATE fulltext SET status = 'skipped' WHERE id = ?", (job.id.hex,)
+            )
+            connection.exec_driver_sql(
+                "UPDATE fulltext SET lease_expires = NULL WHERE id = ?", (job.id.hex,)
+            )
+        assert repo.get_fulltext(job.id).version == 2
+        copy.skip()
+        with pytest.raises(StaleJob):
+            repo.save_fulltext(copy)
+
+
+@pytest.mark.postgresql
 def test_the_originals_layout_on_postgresql(fresh_postgres_url: str):
     fulltext_jobs.upgrade(fresh_postgres_url)
     with opened(fresh_postgres_url) as engine:
@@ -628,6 +705,7 @@ def test_the_items_table_is_renamed_with_its_rows_and_an_apps_items_can_live_bes
         with engine.begin() as connection:
             connection.exec_driver_sql("CREATE TABLE items (id text PRIMARY KEY, title text)")
             connection.exec_driver_sql("INSERT INTO items VALUES ('x', 'the app''s')")
+        fulltext_jobs.upgrade(engine)
         repo = SqlAlchemyRepository(engine)
         assert repo.add_items(["c"]) == 1
         assert repo.enqueue_unqueued("d") == 3  # a, b and c: never the app's x
@@ -635,7 +713,7 @@ def test_the_items_table_is_renamed_with_its_rows_and_an_apps_items_can_live_bes
             # Going back would collide with the app's table: refused whole.
             with pytest.raises(StoreError, match="already another table"):
                 fulltext_jobs.downgrade(engine, "0005")
-            assert fulltext_jobs.current_revision(engine) == "0006"
+            assert fulltext_jobs.current_revision(engine) == SCHEMA_REVISION
             with engine.begin() as connection:
                 connection.exec_driver_sql("DROP TABLE items")
         fulltext_jobs.downgrade(engine, "0005")

@@ -20,6 +20,21 @@ Workers' copies of claimed jobs are kept as handles (`handles`) and saved or
 heart-beaten later, when their claim may have ended (the job saved out of
 `running`, rescued, or claimed again): they must then be refused with
 `LostClaim` everywhere, changing nothing.
+
+Every job has a version in the model (1 on insert, one more for each save,
+claim, rescue or retry; none for a heartbeat), and every store must hold
+it. Copies read at any moment (`copies`, besides the claims' handles) are
+saved later, moved or not: after any write to the job since, `StaleJob`
+everywhere and nothing written, the new jobs of the same batch included.
+
+Hostile values are drawn too (lone surrogates, text too long or not text,
+whole numbers out of every bound or not whole numbers, naive and extreme
+datetimes, a str where many ids are expected, a job with one hostile field,
+a clock that returns something that is no time): each must get
+`InvalidInput` from every adapter, and the invariants then find every
+store as the model, which did not change.
+
+The run is bounded: `EXAMPLES` examples of at most 80 steps each.
 """
 
 from __future__ import annotations
@@ -66,6 +81,7 @@ from fulltext_jobs import (
     LostClaim,
     NoJobs,
     Repository,
+    StaleJob,
 )
 from fulltext_jobs.domain import lease_expired_error
 
@@ -125,6 +141,110 @@ apis = st.none() | st.dictionaries(
     max_size=2,
 )
 
+# --- hostile values: each must get InvalidInput everywhere, writing nothing
+
+#: A lone surrogate: a str that UTF-8 cannot encode.
+SURROGATES = st.characters(categories=["Cs"])
+bad_texts = st.one_of(
+    st.just(""),
+    st.builds(lambda head, bad: head + bad, st.text(max_size=3), SURROGATES),
+    st.builds(lambda head: head + "\x00", st.text(max_size=3)),
+    st.text(min_size=501, max_size=510),  # over both length limits
+    st.binary(max_size=3),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.none(),
+)
+# Whole numbers out of every bound, and things that are not whole numbers.
+out_of_range = st.integers(max_value=0) | st.integers(min_value=2**31)
+not_whole = st.booleans() | st.floats(allow_nan=False) | st.text(max_size=2) | st.none()
+bad_counts = out_of_range | not_whole
+bad_claim_sizes = bad_counts | st.integers(min_value=10_001, max_value=2**31 - 1)
+bad_attempts = st.integers(max_value=-1) | st.integers(min_value=2**31) | not_whole
+bad_versions = st.integers(max_value=-1) | st.integers(min_value=2**31 - 1) | not_whole
+# Naive, or aware but out of range (in UTC, where stores keep them).
+bad_datetimes = st.one_of(
+    st.datetimes(),
+    st.datetimes(min_value=datetime(9999, 12, 30, 0, 0, 1), timezones=st.just(UTC)),  # noqa: DTZ001 - a bound
+    st.just(datetime(1, 1, 1, tzinfo=UTC)),
+    st.just(datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))),
+)
+# Many ids given as one str, or as ids that are not good ones.
+bad_id_lists = st.text(min_size=1, max_size=3) | st.lists(bad_texts, min_size=1, max_size=2)
+# What a repository's clock may return that is no time to write.
+bad_readings = st.one_of(
+    st.none(),
+    st.datetimes(),  # naive
+    st.text(max_size=3),
+    st.just(datetime.max.replace(tzinfo=UTC)),
+    st.just(datetime(1, 1, 1, tzinfo=UTC)),
+    st.just(datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))),
+    st.datetimes(min_value=datetime(9999, 12, 29, 23, 59, 1), timezones=st.just(UTC)),  # noqa: DTZ001 - a bound; no room for a lease
+)
+
+#: Calls that need no job, each with a hostile argument drawn.
+hostile_calls = st.one_of(
+    st.builds(
+        lambda method, bad: (f"{method}({bad!r})", lambda repo: getattr(repo, method)(bad)),
+        st.sampled_from(
+            ["create_job_for_unqueued", "get_ready_job", "count_unqueued", "get_fulltext"]
+        ),
+        bad_texts,
+    ),
+    st.builds(
+        lambda bad: (f"stats({bad!r})", lambda repo: repo.stats(bad)),
+        bad_texts.filter(lambda bad: bad is not None),
+    ),
+    st.builds(
+        lambda n: (f"claim_ready(n={n!r})", lambda repo: repo.claim_ready("lang", n)),
+        bad_claim_sizes,
+    ),
+    st.builds(
+        lambda bad: (f"claim_ready({bad!r})", lambda repo: repo.claim_ready(bad, 1)), bad_texts
+    ),
+    st.builds(
+        lambda limit: (
+            f"enqueue_unqueued(limit={limit!r})",
+            lambda repo: repo.enqueue_unqueued("lang", limit=limit),
+        ),
+        bad_counts.filter(lambda limit: limit is not None),
+    ),
+    st.builds(
+        lambda n: (
+            f"rescue_expired(max_attempts={n!r})",
+            lambda repo: repo.rescue_expired(max_attempts=n),
+        ),
+        bad_counts,
+    ),
+    st.builds(
+        lambda ids: (f"retry(item_ids={ids!r})", lambda repo: repo.retry("lang", item_ids=ids)),
+        bad_id_lists,
+    ),
+    st.builds(
+        lambda bad: (f"retry({bad!r})", lambda repo: repo.retry(bad)),
+        bad_texts,
+    ),
+    st.builds(
+        lambda bad: (f"heartbeat({bad!r})", lambda repo: repo.heartbeat(bad)),
+        bad_texts | st.uuids(),
+    ),
+    st.builds(
+        lambda bad: (f"save_many({bad!r})", lambda repo: repo.save_many(bad)),
+        st.text(min_size=1, max_size=3) | st.none() | st.integers(),
+    ),
+)
+
+#: A field of a job as loaded, and a hostile value for it.
+hostile_fields = st.one_of(
+    st.tuples(st.just("attempts"), bad_attempts),
+    st.tuples(st.just("version"), bad_versions),
+    st.tuples(st.sampled_from(["item_id", "destination"]), bad_texts),
+    st.tuples(st.sampled_from(["started", "finished", "lease_expires"]), bad_datetimes),
+    st.tuples(st.just("status"), bad_texts),
+    st.tuples(st.sampled_from(["id", "claim_token"]), st.text(max_size=3) | st.integers()),
+    st.tuples(st.just("last_error"), st.integers() | st.binary(max_size=2)),
+)
+
 Key = tuple[str, str]
 
 
@@ -138,6 +258,7 @@ class ModelJob:
     claim: int | None = None  # the number of the claim holding it, if any
     lease: datetime | None = None
     last_error: str | None = None
+    version: int = 1  # the stored row's write count: 1 on insert
 
 
 @dataclass
@@ -150,9 +271,25 @@ class Handle:
     claim: int
     copies: dict[str, FullText]
     lease: datetime  # the lease the copies hold, by the model
+    version: int  # the version the copies hold, by the model
 
     def __repr__(self) -> str:
         return f"Handle({self.key!r}, claim={self.claim})"
+
+
+@dataclass
+class Copy:
+    """A job as read (`get_fulltext`) in every adapter, at `version`, with
+    the lease it then had: saved later, once the job has been written by
+    anyone, it is a stale copy."""
+
+    key: Key
+    version: int
+    lease: datetime | None
+    copies: dict[str, FullText]
+
+    def __repr__(self) -> str:
+        return f"Copy({self.key!r}, version={self.version})"
 
 
 def model_error(error: str) -> str:
@@ -180,6 +317,7 @@ def view(job: FullText) -> tuple[Any, ...]:
         job.claim_token,
         stamp(job.lease_expires),
         job.last_error,
+        job.version,
     )
 
 
@@ -206,13 +344,18 @@ class AdaptersAgree(RuleBasedStateMachine):
     # Workers' copies of the jobs they claimed (a Handle per claim), kept
     # after the claim may have ended.
     handles = Bundle("handles")
+    # Copies of jobs as read at some moment, kept while the jobs move on.
+    copies = Bundle("copies")
 
     def __init__(self) -> None:
         super().__init__()
         self.now = T0
 
+        # A reading the clock gives instead of `now` (hostile_clock), if any.
+        self.reading: list[object] = []
+
         def clock() -> datetime:
-            return self.now
+            return self.reading[0] if self.reading else self.now
 
         # Fresh stores for every example.
         reset_database(self.postgres_engine)
@@ -277,18 +420,27 @@ class AdaptersAgree(RuleBasedStateMachine):
             self.token(name, job.claim if token_of is ... else token_of),
             stamp(job.lease),
             job.last_error,
+            job.version,
         )
 
     def everywhere(self, expected: Any) -> dict[str, Any]:
         return dict.fromkeys(self.names, expected)
 
-    def stale(self, handle: Handle) -> str | None:
+    def lost(self, handle: Handle) -> str | None:
         """How the claim of `handle` ended (and whether the job has been
         claimed again since), or None if it still holds."""
         job = self.ledger[handle.key]
         if job.claim == handle.claim:
             return None
         return self.ended[handle.claim] + (", claimed again" if job.claim is not None else "")
+
+    def stale(self, handle: Handle) -> str | None:
+        """Why a save of `handle`'s copies must be refused (the claim is
+        lost, or the job was written since the copies were taken), or None."""
+        lost = self.lost(handle)
+        if lost is None and self.ledger[handle.key].version != handle.version:
+            return "written since"
+        return lost
 
     def held(self, key: Key) -> bool:
         """Whether the job at `key` is running under a claim."""
@@ -375,7 +527,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             for name, job in outcomes.items()
         }
         assert got == self.everywhere(
-            (None, pick, destination, S.READY, None, None, 0, None, None, None)
+            (None, pick, destination, S.READY, None, None, 0, None, None, None, 1)
         )
         for name, job in outcomes.items():
             assert job.id not in self.ids[name].values()
@@ -417,8 +569,12 @@ class AdaptersAgree(RuleBasedStateMachine):
             job.status, job.started = S.RUNNING, self.now
             job.attempts += 1
             job.claim, job.lease = claims[key], self.now + LEASE
+            job.version += 1
             event(f"claim: attempt {min(job.attempts, 3)}{'+' if job.attempts >= 3 else ''}")
-        return [Handle(key, claims[key], copies[key], self.now + LEASE) for key in keys]
+        return [
+            Handle(key, claims[key], copies[key], self.now + LEASE, self.ledger[key].version)
+            for key in keys
+        ]
 
     @rule(target=handles, destination=destinations, delta=deltas)
     def get_ready_job(self, destination: str, delta: timedelta) -> Any:
@@ -525,6 +681,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         assert outcomes == self.everywhere(None)
         for key in keys:
             self.move(key, action)
+            self.ledger[key].version += 1  # saved, moved or not
         for key, job in zip(new_keys, new_jobs, strict=True):
             self.ledger[key] = ModelJob(job.status, next(self.seq))
             for name in self.names:
@@ -569,7 +726,9 @@ class AdaptersAgree(RuleBasedStateMachine):
             # the model's (unchanged) job.
             assert outcomes == self.everywhere(("InvalidTransition", "unchanged"))
             return
-        # The caller's copy keeps the token it was loaded with.
+        self.ledger[key].version += 1
+        # The caller's copy keeps the token it was loaded with, and has the
+        # new version.
         assert outcomes == {
             name: (None, self.expected_view(name, key, token_of=claim)) for name in self.names
         }
@@ -623,7 +782,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         if key in self.ledger:
             assert outcomes == self.everywhere((DuplicateJob.__name__, JobNotFound.__name__))
             return multiple()
-        assert outcomes == self.everywhere((None, view(job)))
+        assert outcomes == self.everywhere((None, view(replace(job, version=1))))
         self.ledger[key] = ModelJob(job.status, next(self.seq), job.started, job.finished)
         for name in self.names:
             self.ids[name][key] = job.id
@@ -674,9 +833,10 @@ class AdaptersAgree(RuleBasedStateMachine):
         destination = handle.key[1]
         new_jobs = [FullText.new(item, destination) for item in along or ()]
         outcomes = {}
+        saved = {}
         for backend in self.backends:
             repo = self.repo(backend, destination)
-            job = replace(handle.copies[backend.name])
+            job = saved[backend.name] = replace(handle.copies[backend.name])
             if action is not None:
                 self.act(job, action, self.now, error)
             batch = [job, *(replace(new) for new in new_jobs)]
@@ -696,7 +856,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             assert outcomes == self.everywhere(DuplicateJob.__name__)
             return multiple()
         if stale:
-            assert outcomes == self.everywhere(LostClaim.__name__)
+            assert outcomes == self.everywhere(StaleJob.__name__)
             return multiple()
         assert outcomes == self.everywhere(None)
         # The store now holds the copy: the model's job, with the copy's
@@ -707,11 +867,25 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.ledger[handle.key].lease = handle.lease
         if action is not None:
             assert self.move(handle.key, action, error)
+        self.saved_copies(handle, action, saved)
         for key, job in zip(new_keys, new_jobs, strict=True):
             self.ledger[key] = ModelJob(S.READY, next(self.seq))
             for name in self.names:
                 self.ids[name][key] = job.id
         return multiple(*new_keys)
+
+    def saved_copies(
+        self, handle: Handle, action: Action | None, saved: dict[str, FullText]
+    ) -> None:
+        """The copies of `handle`, moved by `action`, were saved: the stored
+        job has a new version."""
+        self.ledger[handle.key].version += 1
+        if action is None:
+            # Still running: the worker's copies are the stored job again
+            # (the save moved their version on). After an action they are
+            # kept as claimed, and the ended claim makes them stale.
+            handle.version = self.ledger[handle.key].version
+            handle.copies = saved
 
     @rule(handle=handles, delta=within_lease, loaded=st.booleans())
     def heartbeat_claimed(self, handle: Handle, delta: timedelta, loaded: bool) -> None:
@@ -732,7 +906,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                 attempt(lambda repo=repo, job=job: stamp(repo.heartbeat(job))),
                 stamp(job.lease_expires),
             )
-        stale = self.stale(handle)
+        stale = self.lost(handle)  # a heartbeat checks the claim, not the version
         event(f"heartbeat_claimed: {stale or 'current'}")
         if stale:
             assert outcomes == self.everywhere((LostClaim.__name__, stamp(handle.lease)))
@@ -813,6 +987,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                     job.status, job.started = S.READY, None
                 self.ended[job.claim] = "ended by rescue"
                 job.claim = job.lease = None
+                job.version += 1
         assert outcomes == self.everywhere(rescued)
 
     @rule(
@@ -852,7 +1027,155 @@ class AdaptersAgree(RuleBasedStateMachine):
                 retried += 1
                 event("retry: a job")
                 job.status, job.started, job.finished = S.READY, None, None
+                job.version += 1
         assert outcomes == self.everywhere(retried)
+
+    # --- stale copies ---------------------------------------------------
+
+    @rule(target=copies, key=jobs)
+    def read_copy(self, key: Key) -> Copy:
+        # Any reader's copy (an admin screen, a report), of a job in any
+        # status, claimed or not.
+        copies = {
+            backend.name: self.repo(backend, key[1]).get_fulltext(self.ids[backend.name][key])
+            for backend in self.backends
+        }
+        model = self.ledger[key]
+        assert {name: view(job) for name, job in copies.items()} == {
+            name: self.expected_view(name, key) for name in self.names
+        }
+        return Copy(key, model.version, model.lease, copies)
+
+    @rule(
+        target=jobs,
+        copy=copies,
+        action=st.sampled_from(Action),
+        delta=deltas,
+        along=st.none() | st.lists(items, max_size=1),
+    )
+    def save_copy(
+        self, copy: Copy, action: Action, delta: timedelta, along: list[str] | None
+    ) -> Any:
+        # The copy, moved by `action` where that is legal from the status it
+        # was read in (else as read), is saved alone or with new jobs. It is
+        # written only if the job is still at the copy's version; after any
+        # write (a save, claim, rescue or retry, by anyone), StaleJob
+        # everywhere, and nothing, not even the new jobs, is saved.
+        self.now += delta
+        destination = copy.key[1]
+        new_jobs = [FullText.new(item, destination) for item in along or ()]
+        moved = copy.copies[self.names[0]].can(action)
+        outcomes = {}
+        for backend in self.backends:
+            repo = self.repo(backend, destination)
+            job = replace(copy.copies[backend.name])
+            if moved:
+                job.apply(action, self.now)
+            batch = [job, *(replace(new) for new in new_jobs)]
+            outcomes[backend.name] = attempt(
+                lambda repo=repo, job=job, batch=batch: (
+                    repo.save_fulltext(job) if along is None else repo.save_many(batch)
+                )
+            )
+        new_keys = [(job.item_id, destination) for job in new_jobs]
+        current = self.ledger[copy.key].version == copy.version
+        event(f"save_copy: {'current' if current else 'stale'}, {len(new_jobs)} new")
+        if copy.key in new_keys:
+            assert outcomes == self.everywhere(fulltext_jobs.InvalidInput.__name__)
+            return multiple()
+        if any(key in self.ledger for key in new_keys):
+            assert outcomes == self.everywhere(DuplicateJob.__name__)
+            return multiple()
+        if not current:
+            assert outcomes == self.everywhere(StaleJob.__name__)
+            return multiple()
+        assert outcomes == self.everywhere(None)
+        # The store holds the copy (its lease too, which heartbeats since
+        # may have moved on), moved by `action`.
+        model = self.ledger[copy.key]
+        model.lease = copy.lease
+        if moved:
+            assert self.move(copy.key, action)
+        model.version += 1
+        for key, job in zip(new_keys, new_jobs, strict=True):
+            self.ledger[key] = ModelJob(S.READY, next(self.seq))
+            for name in self.names:
+                self.ids[name][key] = job.id
+        return multiple(*new_keys)
+
+    # --- hostile values -------------------------------------------------
+
+    def refused_everywhere(self, calls: dict[str, Callable[[], Any]]) -> None:
+        """Each adapter's call raises InvalidInput; the invariants then find
+        every store unchanged (the model is)."""
+        outcomes = {name: attempt(call) for name, call in calls.items()}
+        assert outcomes == self.everywhere(fulltext_jobs.InvalidInput.__name__)
+
+    @rule(call=hostile_calls, destination=destinations)
+    def hostile_argument(
+        self, call: tuple[str, Callable[[Repository], Any]], destination: str
+    ) -> None:
+        label, make = call
+        event(f"hostile_argument: {label.split('(')[0]}")
+        self.refused_everywhere(
+            {
+                backend.name: lambda backend=backend: make(self.repo(backend, destination))
+                for backend in self.backends
+            }
+        )
+
+    @rule(key=jobs, field=hostile_fields, through=st.sampled_from(["save", "many", "heartbeat"]))
+    def hostile_job(self, key: Key, field: tuple[str, object], through: str) -> None:
+        # The job as loaded, with one field made hostile, saved (alone or
+        # in a batch) or heart-beaten.
+        name_of_field, bad = field
+        if through == "heartbeat" and name_of_field not in {"id", "claim_token"}:
+            return  # heartbeat reads only the id and the token
+        event(f"hostile_job: {name_of_field} through {through}")
+
+        def call(backend: Backend) -> Any:
+            repo = self.repo(backend, key[1])
+            job = replace(
+                repo.get_fulltext(self.ids[backend.name][key]), **{name_of_field: bad}
+            )
+            if through == "heartbeat":
+                return repo.heartbeat(job)
+            return repo.save_fulltext(job) if through == "save" else repo.save_many([job])
+
+        self.refused_everywhere(
+            {backend.name: lambda backend=backend: call(backend) for backend in self.backends}
+        )
+
+    @rule(
+        reading=bad_readings,
+        destination=destinations,
+        method=st.sampled_from(["get_ready_job", "claim_ready", "rescue_expired", "heartbeat"]),
+    )
+    def hostile_clock(self, reading: object, destination: str, method: str) -> None:
+        # The repositories' clock returns something that is no time to
+        # write: every call that reads it is refused before it writes.
+        event(f"hostile_clock: {method}")
+        held = [key for key in self.ledger if key[1] == destination and self.held(key)]
+
+        def call(backend: Backend) -> Any:
+            repo = self.repo(backend, destination)
+            if method == "claim_ready":
+                return repo.claim_ready(destination, 3)
+            if method == "rescue_expired":
+                return repo.rescue_expired(destination)
+            if method == "heartbeat":
+                if not held:
+                    return repo.heartbeat(FullText.new("item", destination))
+                return repo.heartbeat(repo.get_fulltext(self.ids[backend.name][held[0]]))
+            return repo.get_ready_job(destination)
+
+        self.reading.append(reading)
+        try:
+            self.refused_everywhere(
+                {backend.name: lambda backend=backend: call(backend) for backend in self.backends}
+            )
+        finally:
+            self.reading.clear()
 
     # --- what every store holds ----------------------------------------
 
