@@ -331,6 +331,7 @@ table.counts td { font-size: 1.3em; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; margin: .8em 0 0; }
 dt { color: var(--muted); } dd { margin: 0; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .92em; }
+td.mono, td:first-child { white-space: nowrap; }
 .error { color: var(--failed); word-break: break-word; }
 .muted { color: var(--muted); }
 a { color: #0969da; text-decoration: none; } a:hover { text-decoration: underline; }
