@@ -9,6 +9,7 @@ The page in a real browser is `test_dashboard_browser.py`.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -289,3 +290,26 @@ def test_the_command_refuses_a_missing_database(tmp_path: Path):
     assert done.stderr.startswith("error: no database at fulltext-jobs.sqlite3")
     assert len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "fulltext-jobs.sqlite3").exists()
+
+
+@pytest.mark.slow
+def test_a_port_in_use_is_one_error_line(sqlite_template):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [
+                *(str(ENTRY_POINT), "--database-url", sqlite_template.fresh_url()),
+                *("dashboard", "--port", str(port)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        taken.close()
+    assert done.returncode == 1
+    assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
