@@ -1035,7 +1035,11 @@ def demo(
         else:
             _print_demo(engine, report)
     if report.interrupted:
-        typer.echo("interrupted: run the demo again to finish its jobs", err=True)
+        message = "interrupted: run the demo again to finish its jobs"
+        if _state(ctx).log_format is LogFormat.JSON:
+            logging.getLogger("fulltext_jobs.cli").warning(message)
+        else:
+            typer.echo(message, err=True)
         raise typer.Exit(INTERRUPTED)
 
 

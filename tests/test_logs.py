@@ -13,9 +13,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 import fulltext_jobs
-from fulltext_jobs import SqlAlchemyRepository
+from fulltext_jobs import SqlAlchemyRepository, demo
+from fulltext_jobs.cli import app
 from fulltext_jobs.logs import JsonFormatter, context_fields, log_context
 
 TESTS = Path(__file__).resolve().parent
@@ -143,3 +145,19 @@ def test_an_error_is_a_json_line_too(sqlite_template):
     assert error["level"] == "ERROR"
     assert error["logger"] == "fulltext_jobs.cli"
     assert "nowhere" in str(error["message"])
+
+
+def test_an_interrupted_demo_says_so_in_json(monkeypatch, tmp_path):
+    def interrupted(engine, **_callbacks):
+        del engine
+        return demo.DemoReport(
+            items_added=0, jobs_created={}, stats=[], samples=[], interrupted=True
+        )
+
+    monkeypatch.setattr(demo, "run", interrupted)
+    url = f"sqlite:///{tmp_path / 'demo.sqlite3'}"
+    result = CliRunner().invoke(app, ["--log-format", "json", "--database-url", url, "demo"])
+    assert result.exit_code == 130
+    [line] = json_lines(result.stderr)
+    assert line["message"] == "interrupted: run the demo again to finish its jobs"
+    assert line["level"] == "WARNING"
