@@ -12,7 +12,7 @@ Routes (all relative, so the page works under a proxy's path prefix):
   `refresh` seconds to replace its own (a dozen lines of inline script; with
   scripts off, the page reloads itself instead).
 - `/jobs?destination=D&status=S[&before=SEQ]`: a page of jobs by status,
-  the latest enqueued first (failed: the latest failure first).
+  the latest enqueued first.
 - `/metrics`: the ledger's gauges in Prometheus' text format (see
   `fulltext_jobs.metrics.LedgerCollector`).
 

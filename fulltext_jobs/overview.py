@@ -198,7 +198,9 @@ def read_overview(
                     ),
                     oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
                     next_ready=_first(connection, name, JobStatus.READY, "seq"),
-                    failures=tuple(list_jobs(connection, name, JobStatus.FAILED, limit=failures)),
+                    failures=tuple(
+                        _top(connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures)
+                    ),
                 )
                 for name in sorted(counts)
             ]
@@ -217,7 +219,7 @@ def list_jobs(
 ) -> list[JobRow]:
     """Up to `limit` jobs of `destination` in `status`, the latest enqueued
     first; with `before`, only those enqueued before the job whose `seq` it
-    is (the next page). Failed jobs come the latest failure first.
+    is (the next page).
 
     Raises `InvalidInput` for a bad destination or limit, and `StoreError`
     if the database cannot be read.
@@ -226,20 +228,11 @@ def list_jobs(
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         msg = f"limit must be a positive whole number, not {limit!r}"
         raise InvalidInput(msg)
-    ft = tables_for(bind.dialect.name).fulltext
-    query = (
-        sa.select(*_job_columns(bind))
-        .where(ft.c.destination == destination, ft.c.status == status.value)
-        .limit(limit)
-    )
-    if before is not None:
-        query = query.where(ft.c.seq < before)
-    order: list[Any] = [ft.c.seq.desc()]
-    if status is JobStatus.FAILED and before is None:
-        order.insert(0, ft.c.finished.desc())
-    query = query.order_by(*order)
     try:
-        return _read(bind, query)
+        if isinstance(bind, Engine):
+            with bind.connect() as connection:
+                return _top(connection, destination, status, ("-seq",), limit, before=before)
+        return _top(bind, destination, status, ("-seq",), limit, before=before)
     except sa.exc.SQLAlchemyError as exc:
         raise store_error(exc, "list jobs") from exc
 
@@ -250,24 +243,36 @@ def _job_columns(bind: Engine | Connection) -> Sequence[sa.ColumnElement[Any]]:
     return (*statements.job_columns, tables.fulltext.c.seq)
 
 
-def _read(bind: Engine | Connection, query: sa.Select[Any]) -> list[JobRow]:
-    if isinstance(bind, Engine):
-        with bind.connect() as connection:
-            return _read(connection, query)
-    return [JobRow(job=to_job(row), seq=row.seq) for row in bind.execute(query)]
+def _top(  # noqa: PLR0913 - the parts of one query
+    connection: Connection,
+    destination: str,
+    status: JobStatus,
+    order: Sequence[str],
+    limit: int,
+    *,
+    before: int | None = None,
+) -> list[JobRow]:
+    """The first `limit` jobs of `destination` in `status` by the columns
+    named in `order` (`-name`: descending); with `before`, only those whose
+    `seq` is below it."""
+    ft = tables_for(connection.dialect.name).fulltext
+    query = (
+        sa.select(*_job_columns(connection))
+        .where(ft.c.destination == destination, ft.c.status == status.value)
+        .order_by(
+            *(ft.c[key[1:]].desc() if key.startswith("-") else ft.c[key] for key in order)
+        )
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(ft.c.seq < before)
+    return [JobRow(job=to_job(row), seq=row.seq) for row in connection.execute(query)]
 
 
 def _first(connection: Connection, destination: str, status: JobStatus, by: str) -> JobRow | None:
     """The job of `destination` in `status` that comes first by column `by`
     (served by the partial index on running or ready jobs)."""
-    ft = tables_for(connection.dialect.name).fulltext
-    query = (
-        sa.select(*_job_columns(connection))
-        .where(ft.c.destination == destination, ft.c.status == status.value)
-        .order_by(ft.c[by], ft.c.seq)
-        .limit(1)
-    )
-    found = _read(connection, query)
+    found = _top(connection, destination, status, (by, "seq"), 1)
     return found[0] if found else None
 
 

@@ -313,3 +313,27 @@ def test_a_port_in_use_is_one_error_line(sqlite_template):
         taken.close()
     assert done.returncode == 1
     assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_failed_jobs_page_by_enqueue_order_and_the_overview_shows_the_latest(url: str):
+    """The jobs pages are cut by `seq`, whatever the status; the overview's
+    latest failures are by time of failure."""
+    engine = fulltext_jobs.create_engine(url)
+    repo = SqlAlchemyRepository(engine, clock=lambda: CLAIMED)
+    repo.add_items(["a", "b", "c"])
+    repo.enqueue_unqueued(DEST)
+    jobs = [repo.get_ready_job(DEST) for _ in range(3)]
+    # Enqueued a, b, c; failed in the order b, c, a.
+    for job, seconds_ago in zip(jobs, (10, 30, 20), strict=True):
+        job.fail(NOW - timedelta(seconds=seconds_ago), error="boom")
+        repo.save_fulltext(job)
+    reader = read_only_engine(url)
+    try:
+        pages = [list_jobs(reader, DEST, JobStatus.FAILED, limit=2)]
+        pages.append(list_jobs(reader, DEST, JobStatus.FAILED, before=pages[0][-1].seq, limit=2))
+        assert [[row.job.item_id for row in page] for page in pages] == [["c", "b"], ["a"]]
+        [row] = read_overview(reader, now=NOW).destinations
+        assert [failure.job.item_id for failure in row.failures] == ["a", "c", "b"]
+    finally:
+        reader.dispose()
+        engine.dispose()
