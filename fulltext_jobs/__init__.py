@@ -42,6 +42,7 @@ from fulltext_jobs.errors import (
     StoreError,
 )
 from fulltext_jobs.memory import InMemoryRepository
+from fulltext_jobs.metrics import WorkerMetrics
 from fulltext_jobs.migrate import adopt, current_revision, downgrade, head_revision, upgrade
 from fulltext_jobs.repository import AsyncRepository, ReadyListener, Repository
 from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
@@ -84,6 +85,7 @@ __all__ = [
     "StaleJob",
     "StoreError",
     "Worker",
+    "WorkerMetrics",
     "WorkerStats",
     "adopt",
     "configure_sqlite",

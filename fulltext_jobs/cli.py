@@ -31,9 +31,15 @@ Decisions:
 - **Fail fast, then ride it out.** Before a worker starts, `work` makes one
   call, so a database that is down or not migrated is one error line; once
   running, the worker backs off and retries through outages, logging them.
-- **Logs** go to stderr through rich's handler: WARNING and up by default
-  (a failed job is one line plus its exception's last line), INFO with
-  `-v`, DEBUG with `-vv`; tracebacks in log lines from `-v` on.
+- **Logs** go to stderr: WARNING and up by default (a failed job is one
+  line plus its exception's last line), INFO with `-v`, DEBUG with `-vv`;
+  tracebacks in log lines from `-v` on. On a terminal rich draws them;
+  elsewhere each record is one plain line with a timestamp. With
+  `--log-format json` each record is one JSON object a line (see
+  `fulltext_jobs.logs.JsonFormatter`), and so is a command's `error:` line,
+  so that stderr holds nothing else.
+- **The dashboard and metrics** need the `dashboard` (or `metrics`) extra;
+  without it the command says which in one `error:` line.
 - **Signals.** `work` runs the `Worker` in the main thread, which handles
   SIGINT and SIGTERM itself: a graceful stop, exit status 0. `demo` stops
   with its worker and exits 130; running it again finishes the work.
@@ -53,11 +59,12 @@ import importlib
 import json
 import logging
 import os
+import socket
 import sys
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
@@ -82,10 +89,14 @@ from sqlalchemy.engine import Engine
 
 import fulltext_jobs
 from fulltext_jobs import demo as demo_module
+from fulltext_jobs.dashboard import DEFAULT_REFRESH, Snapshots, create_app, require_dashboard, serve
 from fulltext_jobs.domain import DestinationStats, JobStatus, check_item_id
 from fulltext_jobs.engine import parse_url
 from fulltext_jobs.errors import InvalidInput, JobNotFound, JobsError, SchemaNotMigrated
+from fulltext_jobs.logs import JsonFormatter
+from fulltext_jobs.metrics import WorkerMetrics, require_prometheus
 from fulltext_jobs.migrate import ADOPT_ADVICE, ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
+from fulltext_jobs.overview import read_only_engine, read_overview
 from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, WorkerStats
 
@@ -138,6 +149,13 @@ class CommandError(Exception):
     unknown destination or handler, an unreadable file."""
 
 
+class LogFormat(enum.StrEnum):
+    """How log records are written to stderr."""
+
+    PLAIN = "plain"
+    JSON = "json"
+
+
 class RetryStatus(enum.StrEnum):
     """The statuses `retry` can return to ready."""
 
@@ -158,6 +176,7 @@ class _State:
     """
 
     url: str
+    log_format: LogFormat = LogFormat.PLAIN
     creates: bool = False
     engine_: Engine | None = None
 
@@ -237,9 +256,17 @@ def _root(
             help="Log more; repeat it for more still: -v logs INFO, -vv (or -v -v) DEBUG.",
         ),
     ] = 0,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            help="How logs are written to stderr: plain lines, or one JSON object a line.",
+        ),
+    ] = LogFormat.PLAIN,
 ) -> None:
-    ctx.obj = _State(database_url)
-    _configure_logging(verbose)
+    ctx.obj = _State(database_url, log_format=log_format)
+    _configure_logging(verbose, log_format)
 
 
 def _state(ctx: typer.Context) -> _State:
@@ -285,7 +312,11 @@ def _command(
     try:
         yield state
     except (JobsError, CommandError, OSError, UnicodeDecodeError) as exc:
-        typer.echo(f"error: {_message(exc)}", err=True)
+        if state.log_format is LogFormat.JSON:
+            # An expected condition: its one line, without a traceback.
+            logging.getLogger("fulltext_jobs.cli").error("%s", _message(exc))  # noqa: TRY400
+        else:
+            typer.echo(f"error: {_message(exc)}", err=True)
         raise typer.Exit(1) from None
     finally:
         state.close()
@@ -340,10 +371,11 @@ class _LogFormatter(logging.Formatter):
 _LOG_HANDLER_NAME: Final = "fulltext-jobs-cli"
 
 
-def _configure_logging(verbose: int) -> None:
+def _configure_logging(verbose: int, log_format: LogFormat = LogFormat.PLAIN) -> None:
     """Log to stderr: WARNING and up, INFO with -v, DEBUG with -vv.
-    Exceptions in log lines get their full traceback from -v on. On a
-    terminal rich draws the lines; otherwise (a pipe, a file, a service
+    Exceptions in log lines get their full traceback from -v on. In the
+    JSON format each record is one JSON object a line. In the plain format,
+    on a terminal rich draws the lines; otherwise (a pipe, a file, a service
     manager) each record is one plain line with a timestamp, never wrapped."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     root = logging.getLogger()
@@ -352,7 +384,10 @@ def _configure_logging(verbose: int) -> None:
             root.removeHandler(old)
     console = _stderr()
     handler: logging.Handler
-    if console.is_terminal:
+    if log_format is LogFormat.JSON:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter(tracebacks=verbose > 0))
+    elif console.is_terminal:
         handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
         handler.setFormatter(_LogFormatter("%(message)s", tracebacks=verbose > 0))
     else:
@@ -736,6 +771,18 @@ def work(
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Stop once no job is ready (instead of polling).")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve the worker's Prometheus metrics on this port (0: any free port); "
+            "needs the metrics extra.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="The address the metrics are served on.")
+    ] = "127.0.0.1",
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
@@ -747,6 +794,11 @@ def work(
     """
     with _command(ctx, database_url) as state:
         run = load_handler(handler)
+        metrics = None
+        serving: AbstractContextManager[object] = nullcontext()
+        if metrics_port is not None:
+            metrics = WorkerMetrics(prometheus_registry())
+            serving = _serve_metrics(metrics, destination, metrics_host, metrics_port)
         # Fail fast on a database that is down or not migrated; once running,
         # the worker rides out outages (it backs off and tries again).
         repo = state.repository(
@@ -765,8 +817,10 @@ def work(
             shutdown_timeout=shutdown_timeout,
             produce=produce,
             max_attempts=max_attempts,
+            metrics=metrics,
         )
-        stats = worker.run(until_idle=until_idle)
+        with serving:
+            stats = worker.run(until_idle=until_idle)
         if as_json:
             _emit_json({"destination": destination, **dataclasses.asdict(stats)})
         else:
@@ -843,6 +897,95 @@ def rescue(
         )
 
 
+# --- dashboard ------------------------------------------------------------------------
+
+
+def prometheus_registry() -> Any:  # noqa: ANN401 - a prometheus_client CollectorRegistry
+    """A fresh registry for a worker's metrics (the process's global one
+    would add Python's own process metrics, which a job's dashboard does not
+    need). Raises `MissingDependency` without prometheus_client."""
+    return require_prometheus().CollectorRegistry()
+
+
+@contextmanager
+def _serve_metrics(
+    metrics: WorkerMetrics, destination: str, host: str, port: int
+) -> Iterator[None]:
+    """Serve a worker's metrics while the block runs, saying where; an
+    address that cannot be bound is a `CommandError`."""
+    with ExitStack() as stack:
+        try:
+            bound = stack.enter_context(metrics.serving(port, host))
+        except OSError as exc:
+            where = _host_port(host, port)
+            raise CommandError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
+        # WARNING, so that it shows without -v: where to scrape is not noise.
+        logging.getLogger(__name__).warning(
+            "metrics of %s on http://%s/metrics", destination, _host_port(host, bound)
+        )
+        yield
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port` (0: any free port). Raises
+    `CommandError` naming the address if it cannot be bound."""
+    sock = None
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        where = _host_port(host, port)
+        raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    return sock
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option(help="The address to listen on; behind a proxy, keep 127.0.0.1.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The port to listen on (0: any free port).")
+    ] = 8080,
+    refresh: Annotated[
+        float, typer.Option(min=0.2, help="Seconds between the page's refreshes.")
+    ] = DEFAULT_REFRESH,
+    database_url: UrlOption = None,
+) -> None:
+    """Serve a read-only web page of the ledger, per destination (counts,
+    progress, throughput, the oldest running job, the latest failures), and
+    its Prometheus metrics at /metrics, until SIGINT or SIGTERM. Needs the
+    dashboard extra: pip install 'fulltext-jobs[dashboard]'."""
+    with _command(ctx, database_url) as state:
+        require_dashboard()
+        _check_sqlite_file(state.url, creates=False)
+        state.engine_ = engine = read_only_engine(state.url)
+        snapshots = Snapshots(engine)
+        # Fail fast on a database that is down or not migrated.
+        read_overview(engine)
+        title = engine.url.render_as_string(hide_password=True)
+        app = create_app(snapshots, refresh=refresh, title=title)
+        sock = _bind(host, port)
+        where = _host_port(host, sock.getsockname()[1])
+        typer.echo(f"dashboard of {title} on http://{where}/ (Ctrl-C stops it)")
+        try:
+            serve(app, [sock])
+        finally:
+            sock.close()
+
+
 # --- demo ---------------------------------------------------------------------------
 
 
@@ -892,7 +1035,11 @@ def demo(
         else:
             _print_demo(engine, report)
     if report.interrupted:
-        typer.echo("interrupted: run the demo again to finish its jobs", err=True)
+        message = "interrupted: run the demo again to finish its jobs"
+        if _state(ctx).log_format is LogFormat.JSON:
+            logging.getLogger("fulltext_jobs.cli").warning(message)
+        else:
+            typer.echo(message, err=True)
         raise typer.Exit(INTERRUPTED)
 
 

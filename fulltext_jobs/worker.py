@@ -61,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import inspect
 import logging
 import math
@@ -72,11 +73,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import FrameType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fulltext_jobs.domain import FullText, JobStatus, check_destination, check_max_attempts, utc
 from fulltext_jobs.errors import InvalidInput, JobsError, LostClaim, NoJobs, StoreError
+from fulltext_jobs.logs import log_context
 from fulltext_jobs.repository import ReadyListener, Repository
+
+if TYPE_CHECKING:
+    from fulltext_jobs.metrics import WorkerMetrics
 
 __all__ = ["Handler", "SkipJob", "Worker", "WorkerStats"]
 
@@ -194,8 +199,11 @@ class _Held:
 class _Run:
     """The state of one call of `Worker.run`, shared by its threads."""
 
-    def __init__(self, *, until_idle: bool, loops: int) -> None:
+    def __init__(
+        self, *, until_idle: bool, loops: int, on_count: Callable[[str, int], None] | None = None
+    ) -> None:
         self.until_idle = until_idle
+        self.on_count = on_count  # told every count too (the metrics)
         self.lock = threading.Lock()
         # Notified when jobs are held or the run ends: the heartbeat thread
         # waits on it.
@@ -234,6 +242,8 @@ class _Run:
     def count(self, name: str, n: int = 1) -> None:
         with self.lock:
             self.counts[name] += n
+        if self.on_count is not None:
+            self.on_count(name, n)
 
     def stats(self) -> WorkerStats:
         with self.lock:
@@ -264,6 +274,9 @@ class Worker:
     expired jobs to `ready` (`rescue_expired`), failing those that have had
     `max_attempts` attempts.
 
+    `metrics` (a `fulltext_jobs.metrics.WorkerMetrics`) is told every count
+    of `WorkerStats` and how long each handler call took, for Prometheus.
+
     `clock` stamps `finished` (default: the current time in UTC); `wait` is
     how the worker pauses (default `threading.Event.wait`), for tests.
 
@@ -290,6 +303,7 @@ class Worker:
         produce: bool = False,
         rescue_interval: float = 60.0,
         max_attempts: int = 3,
+        metrics: WorkerMetrics | None = None,
         clock: Callable[[], datetime] | None = None,
         wait: Wait | None = None,
     ) -> None:
@@ -328,6 +342,9 @@ class Worker:
                 raise InvalidInput(msg)
         self._clock = clock or utc
         self._wait: Wait = wait or threading.Event.wait
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.declare(self._destination)
         self._lock = threading.Lock()
         self._stopped = False
         self._running = False
@@ -378,7 +395,13 @@ class Worker:
             if self._running:
                 msg = "this worker is already running"
                 raise RuntimeError(msg)
-            run = _Run(until_idle=until_idle, loops=self._concurrency)
+            run = _Run(
+                until_idle=until_idle,
+                loops=self._concurrency,
+                on_count=None
+                if self._metrics is None
+                else functools.partial(self._metrics.count, self._destination),
+            )
             self._run = run
             if self._stopped:
                 return WorkerStats()
@@ -441,7 +464,8 @@ class Worker:
 
         def body() -> None:
             try:
-                target(run)
+                with log_context(destination=self._destination):
+                    target(run)
             except BaseException as exc:  # noqa: BLE001 - handed to run(), which raises it
                 self._fail_run(run, exc)
 
@@ -674,7 +698,8 @@ class Worker:
                 ):
                     break
                 entry.stage = _Stage.RUNNING
-            outcome = self._handle(entry.job)
+            with log_context(job_id=entry.job.id):
+                outcome = self._handle(entry.job)
             with run.lock:
                 if entry.stage is _Stage.TAKEN:
                     # Released at shutdown while the handler ran: the save
@@ -711,6 +736,7 @@ class Worker:
         """Run the handler on a copy of `job`; return another copy, finished,
         skipped or failed according to how the handler ended."""
         outcome = dataclasses.replace(job)
+        began = time.monotonic()
         try:
             result = self._handler(dataclasses.replace(job))
             if inspect.isawaitable(result):
@@ -723,6 +749,9 @@ class Worker:
             outcome.fail(self._clock(), error=_describe(exc))
         else:
             outcome.finish(self._clock())
+        finally:
+            if self._metrics is not None:
+                self._metrics.observe_handler(self._destination, time.monotonic() - began)
         return outcome
 
     def _released(self, job: FullText) -> FullText:
@@ -738,8 +767,8 @@ class Worker:
         own claim was found lost, else released."""
         with run.lock:
             batch, dropped = self._outcomes(held)
-            run.counts["dropped"] += dropped
         if dropped:
+            run.count("dropped", dropped)
             _log.warning(
                 "%s: %d claimed job(s) not started: a heartbeat found their batch's claim lost",
                 self._destination,

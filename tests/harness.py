@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
@@ -350,3 +357,97 @@ class SqliteTemplate:
         path = self.folder / f"db{self._count}.sqlite3"
         shutil.copyfile(self.path, path)
         return f"sqlite:///{path}"
+
+
+#: The command line of the venv the tests run in.
+ENTRY_POINT = Path(sys.executable).parent / "fulltext-jobs"
+
+
+@contextmanager
+def dashboard_process(
+    cwd: Path, *args: str, timeout: float = 30
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`fulltext-jobs dashboard --port 0 ARGS` started in `cwd`, and the
+    address it serves (from the line it prints first), ending with a slash.
+    The process is killed on leaving if it still runs."""
+    process = subprocess.Popen(
+        [str(ENTRY_POINT), "dashboard", "--port", "0", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = threading.Event()
+        lines: list[str] = []
+
+        def first_line() -> None:
+            assert process.stdout is not None
+            lines.append(process.stdout.readline())
+            ready.set()
+
+        threading.Thread(target=first_line, daemon=True).start()
+        if not ready.wait(timeout):
+            msg = f"the dashboard printed nothing in {timeout} s"
+            raise AssertionError(msg)
+        found = re.search(r"http://\S+/", lines[0])
+        if found is None:
+            _, err = process.communicate(timeout=timeout)
+            msg = f"the dashboard did not start: {lines[0]!r} {err!r}"
+            raise AssertionError(msg)
+        yield process, found.group(0)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=timeout)
+
+
+@dataclass(frozen=True)
+class Page:
+    """An HTTP response: its status, headers (lower-case names) and text."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+
+
+def fetch(url: str, timeout: float = 10) -> Page:
+    """GET `url`, whatever the status."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our own server
+            return Page(
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read().decode(),
+            )
+    except urllib.error.HTTPError as exc:
+        with exc:
+            headers = {k.lower(): v for k, v in exc.headers.items()}
+            return Page(exc.code, headers, exc.read().decode())
+
+
+@contextmanager
+def served(app: object, timeout: float = 10) -> Iterator[str]:
+    """An ASGI `app` served by uvicorn from a thread on a free port of
+    127.0.0.1, until the block ends; yields its address, ending with a
+    slash."""
+    import uvicorn  # noqa: PLC0415 - the dashboard extra's, for its tests only
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                msg = "uvicorn did not start"
+                raise AssertionError(msg)
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()

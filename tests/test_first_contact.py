@@ -22,8 +22,27 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: Installed by the test group or the `async` extra, never by a plain install.
-OPTIONAL = ("greenlet", "aiosqlite", "pytest", "hypothesis", "pdoc")
+#: Installed by the test group or the `async`, `metrics` and `dashboard`
+#: extras, never by a plain install.
+OPTIONAL = (
+    "greenlet",
+    "aiosqlite",
+    "pytest",
+    "hypothesis",
+    "pdoc",
+    "prometheus_client",
+    "starlette",
+    "uvicorn",
+    "selenium",
+)
+
+#: What the package says when an extra is missing.
+ASYNC_ADVICE = "the async adapter needs greenlet: pip install 'fulltext-jobs[async]'"
+METRICS_ADVICE = "metrics need prometheus_client: pip install 'fulltext-jobs[metrics]'"
+DASHBOARD_ADVICE = (
+    "the dashboard needs starlette, uvicorn and prometheus_client: "
+    "pip install 'fulltext-jobs[dashboard]'"
+)
 
 #: The demo's stats table once everything is done: 200 items, every 25th empty.
 DONE_ROWS = (
@@ -112,18 +131,24 @@ for module in pkgutil.walk_packages(fulltext_jobs.__path__, "fulltext_jobs."):
 for name in fulltext_jobs.__all__:
     getattr(fulltext_jobs, name)
 
-if "greenlet" in blocked:
-    for make in (
-        lambda: fulltext_jobs.create_async_engine("sqlite://"),
-        lambda: fulltext_jobs.AsyncSqlAlchemyRepository(None),
-    ):
+from fulltext_jobs.dashboard import require_dashboard
+from fulltext_jobs.metrics import WorkerMetrics
+
+for name, make in (
+    ("greenlet", lambda: fulltext_jobs.create_async_engine("sqlite://")),
+    ("greenlet", lambda: fulltext_jobs.AsyncSqlAlchemyRepository(None)),
+    ("prometheus_client", WorkerMetrics),
+    ("starlette", require_dashboard),
+    ("uvicorn", require_dashboard),
+):
+    if name in blocked:
         try:
             make()
         except ImportError as exc:
             assert isinstance(exc, fulltext_jobs.MissingDependency), repr(exc)
             print(exc)
         else:
-            raise AssertionError("the async adapter ran without greenlet")
+            raise AssertionError(f"it ran without {name}")
 print("imported")
 """
 
@@ -138,9 +163,11 @@ def test_the_package_imports_with_optional_dependencies_blocked(plain_venv: Path
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[-1] == "imported"
-    if "greenlet" in names:
-        advice = "the async adapter needs greenlet: pip install 'fulltext-jobs[async]'"
-        assert lines[:-1] == [advice, advice]
+    expected = [ASYNC_ADVICE, ASYNC_ADVICE] if "greenlet" in names else []
+    if "prometheus_client" in names:
+        expected.append(METRICS_ADVICE)
+    expected.extend(DASHBOARD_ADVICE for name in ("starlette", "uvicorn") if name in names)
+    assert lines[:-1] == expected
 
 
 def check_demo_output(stdout: str, *, first: bool) -> None:
@@ -169,6 +196,14 @@ def test_the_installed_command_answers_help_and_runs_the_demo_twice(
     assert sorted(path.name for path in tmp_path.iterdir() if path.suffix == ".sqlite3") == [
         "fulltext-jobs.sqlite3"
     ]
+    # The extras' commands name the extra in one line.
+    for args, advice in (
+        (["dashboard"], DASHBOARD_ADVICE),
+        (["work", "word-count", "--handler", "os:getcwd", "--metrics-port", "0"], METRICS_ADVICE),
+    ):
+        done = run([command, *args], tmp_path)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr == f"error: {advice}\n"
 
 
 def fresh_clone(destination: Path) -> Path:

@@ -1,0 +1,600 @@
+"""The dashboard behind `fulltext-jobs dashboard`: a read-only web page of
+where each destination stands, and `/metrics` for Prometheus.
+
+Routes (all relative, so the page works under a proxy's path prefix):
+
+- `/`: the page. Per destination: counts by status (each linking to the
+  jobs in it), unqueued items, a progress bar, jobs ended per minute over
+  the last minutes as a small chart, the oldest running job, the next ready
+  job and how long it has been seen waiting, and the latest failures with
+  their `last_error`.
+- `/overview`: the page's changing part alone, which the page fetches every
+  `refresh` seconds to replace its own (a dozen lines of inline script; with
+  scripts off, the page reloads itself instead).
+- `/jobs?destination=D&status=S[&before=SEQ]`: a page of jobs by status,
+  the latest enqueued first.
+- `/metrics`: the ledger's gauges in Prometheus' text format (see
+  `fulltext_jobs.metrics.LedgerCollector`).
+
+Decisions:
+
+- **Starlette and uvicorn** (the `dashboard` extra): a well-kept ASGI
+  toolkit and server. Routing, query parsing and a test client come with
+  Starlette; uvicorn parses HTTP robustly and stops gracefully on SIGINT and
+  SIGTERM. The standard library's `http.server` says of itself that it is
+  not for production. The endpoints are plain functions, which Starlette
+  runs in its thread pool, because the reads are synchronous SQLAlchemy.
+- **HTML written here**, escaped by `html.escape`; no template engine, no
+  build step, no JavaScript framework, no external asset: the machines
+  that run it often have no internet. The chart is inline SVG.
+- **One read per second at most** (`Snapshots`): every viewer and every
+  Prometheus scrape share the latest overview, so ten open tabs do not
+  scan the ledger ten times.
+- **Read-only**: the engine refuses writes (`overview.read_only_engine`),
+  and binds to 127.0.0.1 unless told otherwise; the README says how to
+  put it behind a proxy that authenticates.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Final
+from urllib.parse import urlencode
+
+from sqlalchemy.engine import Engine
+
+from fulltext_jobs.domain import JobStatus, utc
+from fulltext_jobs.errors import InvalidInput, JobsError, MissingDependency
+from fulltext_jobs.metrics import LedgerCollector, LedgerReading
+from fulltext_jobs.overview import (
+    DEFAULT_FAILURES,
+    DEFAULT_MINUTES,
+    DestinationOverview,
+    JobRow,
+    Minute,
+    Overview,
+    list_jobs,
+    read_overview,
+)
+
+if TYPE_CHECKING:
+    # Only for annotations: Starlette comes with the `dashboard` extra.
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+__all__ = [
+    "DASHBOARD_EXTRA_ADVICE",
+    "Snapshots",
+    "create_app",
+    "require_dashboard",
+    "serve",
+]
+
+_log = logging.getLogger(__name__)
+
+#: What the dashboard needs beyond a plain install, and how to install it.
+DASHBOARD_NEEDS: Final = "starlette, uvicorn and prometheus_client"
+DASHBOARD_EXTRA_ADVICE: Final = "pip install 'fulltext-jobs[dashboard]'"
+
+#: Seconds between the page's refreshes, by default.
+DEFAULT_REFRESH: Final = 5.0
+
+#: How long one overview serves every viewer and scrape, in seconds.
+MAX_AGE: Final = 1.0
+
+#: Jobs on one page of `/jobs`.
+JOBS_PAGE: Final = 100
+
+#: Characters of a `last_error` shown in the overview (the whole on hover).
+ERROR_PREVIEW: Final = 160
+
+#: The status columns, in the order of a job's life, and the progress bar's.
+STATUSES: Final = (
+    JobStatus.FINISHED,
+    JobStatus.SKIPPED,
+    JobStatus.FAILED,
+    JobStatus.RUNNING,
+    JobStatus.READY,
+)
+
+
+def require_dashboard() -> tuple[ModuleType, ModuleType]:
+    """The `starlette.applications` and `uvicorn` modules; raises
+    `MissingDependency` naming the extra if any of the dashboard's
+    dependencies is missing."""
+    try:
+        importlib.import_module("prometheus_client")
+        return (
+            importlib.import_module("starlette.applications"),
+            importlib.import_module("uvicorn"),
+        )
+    except ImportError as exc:
+        msg = f"the dashboard needs {DASHBOARD_NEEDS}: {DASHBOARD_EXTRA_ADVICE}"
+        raise MissingDependency(msg) from exc
+
+
+# --- the shared overview ---------------------------------------------------------
+
+
+class Snapshots:
+    """The latest overview of the ledger behind `engine`, read again when
+    older than `max_age` seconds, whoever asks (one read at a time), and how
+    long each destination's next ready job has been seen waiting.
+
+    The ledger records no enqueue time, so the wait is counted from the
+    first overview that found that job at the head of its queue: a lower
+    bound that starts at 0 when the dashboard starts.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        minutes: int = DEFAULT_MINUTES,
+        failures: int = DEFAULT_FAILURES,
+        max_age: float = MAX_AGE,
+        clock: Callable[[], datetime] = utc,
+    ) -> None:
+        self.engine = engine
+        self._minutes = minutes
+        self._failures = failures
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read_at = -float("inf")
+        self._reading = LedgerReading(overview=None, ready_waiting={})
+        self._error: str | None = None
+        self._heads: dict[str, tuple[uuid.UUID, datetime]] = {}
+
+    def read(self) -> LedgerReading:
+        """The latest reading; its `overview` is None if the ledger could not
+        be read (then `error` says why)."""
+        with self._lock:
+            if time.monotonic() - self._read_at < self._max_age:
+                return self._reading
+            try:
+                overview = read_overview(
+                    self.engine, now=self._clock(), minutes=self._minutes, failures=self._failures
+                )
+            except JobsError as exc:
+                self._error = " ".join(str(exc).split())
+                _log.warning("dashboard: cannot read the ledger: %s", self._error)
+                self._reading = LedgerReading(overview=None, ready_waiting={})
+            else:
+                self._error = None
+                self._reading = LedgerReading(
+                    overview=overview, ready_waiting=self._waiting(overview)
+                )
+            self._read_at = time.monotonic()
+            return self._reading
+
+    @property
+    def error(self) -> str | None:
+        """Why the latest read failed, or None."""
+        return self._error
+
+    def _waiting(self, overview: Overview) -> dict[str, float]:
+        heads: dict[str, tuple[uuid.UUID, datetime]] = {}
+        waiting: dict[str, float] = {}
+        for row in overview.destinations:
+            if row.next_ready is None:
+                continue
+            head = row.next_ready.job.id
+            seen = self._heads.get(row.destination)
+            since = seen[1] if seen and seen[0] == head else overview.taken
+            heads[row.destination] = (head, since)
+            waiting[row.destination] = (overview.taken - since).total_seconds()
+        self._heads = heads
+        return waiting
+
+
+# --- the application ----------------------------------------------------------------
+
+
+def create_app(
+    snapshots: Snapshots, *, refresh: float = DEFAULT_REFRESH, title: str = ""
+) -> Starlette:
+    """The dashboard as an ASGI application, reading through `snapshots`;
+    the page refreshes every `refresh` seconds and names `title` (the
+    database, say). Raises `MissingDependency` without the `dashboard`
+    extra, and `InvalidInput` for a `refresh` that is not positive."""
+    if isinstance(refresh, bool) or not isinstance(refresh, int | float) or not refresh > 0:
+        msg = f"refresh must be a positive number of seconds, not {refresh!r}"
+        raise InvalidInput(msg)
+    applications, _uvicorn = require_dashboard()
+    prometheus = importlib.import_module("prometheus_client")
+    from starlette.responses import HTMLResponse, Response  # noqa: PLC0415 - an extra's
+    from starlette.routing import Route  # noqa: PLC0415 - an extra's
+
+    registry = prometheus.CollectorRegistry()
+    registry.register(LedgerCollector(snapshots.read))
+
+    def page(_request: Request) -> Response:
+        body, status = _overview_or_error(snapshots)
+        return HTMLResponse(_page(body, refresh=refresh, title=title), status_code=status)
+
+    def overview(_request: Request) -> Response:
+        body, status = _overview_or_error(snapshots)
+        return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def jobs(request: Request) -> Response:
+        destination = request.query_params.get("destination", "")
+        try:
+            status = JobStatus(request.query_params.get("status", JobStatus.FAILED.value))
+            before_text = request.query_params.get("before")
+            before = None if before_text is None else int(before_text)
+            rows = list_jobs(
+                snapshots.engine, destination, status, before=before, limit=JOBS_PAGE
+            )
+        except (ValueError, InvalidInput) as exc:
+            return HTMLResponse(_error_page(f"bad request: {exc}", title), status_code=400)
+        except JobsError as exc:
+            return HTMLResponse(_error_page(str(exc), title), status_code=503)
+        return HTMLResponse(_jobs_page(destination, status, rows, title))
+
+    def metrics(_request: Request) -> Response:
+        return Response(
+            prometheus.generate_latest(registry), media_type=prometheus.CONTENT_TYPE_LATEST
+        )
+
+    app: Starlette = applications.Starlette(
+        routes=[
+            Route("/", page),
+            Route("/overview", overview),
+            Route("/jobs", jobs),
+            Route("/metrics", metrics),
+        ]
+    )
+    return app
+
+
+def serve(app: Starlette, sockets: list[object]) -> None:
+    """Serve `app` with uvicorn on already bound `sockets` until SIGINT or
+    SIGTERM, then return. Logging is left to the caller's configuration."""
+    _applications, uvicorn = require_dashboard()
+    config = uvicorn.Config(app, log_config=None, access_log=True, lifespan="off")
+    # Once stopped gracefully, uvicorn raises the signal again for the handler
+    # that was there before it; this one takes it, so that a stop is a normal
+    # return (exit status 0, as `work` does) rather than a death by signal.
+    previous: dict[signal.Signals, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _stopped)
+    try:
+        uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def _stopped(signum: int, _frame: FrameType | None) -> None:
+    _log.info("dashboard stopped by %s", signal.Signals(signum).name)
+
+
+def _overview_or_error(snapshots: Snapshots) -> tuple[str, int]:
+    reading = snapshots.read()
+    if reading.overview is None:
+        return _error_block(snapshots.error or "the ledger could not be read"), 503
+    return _overview(reading), 200
+
+
+# --- HTML ------------------------------------------------------------------------------
+
+_e = html.escape
+
+_STYLE: Final = """
+:root { --finished:#2e7d32; --skipped:#9e9d24; --failed:#c62828; --running:#1565c0;
+  --ready:#ef8f00; --unqueued:#e0e0e0; --ink:#1f2328; --muted:#656d76; --line:#d0d7de; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: var(--ink); margin: 0; background: #f6f8fa; }
+header { display: flex; gap: 1em; align-items: baseline; padding: .8em 1.5em;
+  background: #24292f; color: #fff; }
+header h1 { font-size: 1.2em; margin: 0; }
+header .title { color: #c9d1d9; font-family: ui-monospace, monospace; font-size: .9em; }
+main { padding: 1em 1.5em; display: grid; gap: 1em;
+  grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); }
+.stamp { grid-column: 1 / -1; color: var(--muted); margin: 0; }
+#stale { display: none; margin: 1em 1.5em 0; padding: .5em 1em; background: #fff1e5;
+  border: 1px solid var(--ready); }
+body.stale #stale { display: block; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 1em; }
+h2 { margin: 0 0 .5em; font-size: 1.15em; display: flex; justify-content: space-between; }
+h2 .pct { color: var(--muted); font-weight: normal; }
+h3 { font-size: 1em; margin: 1em 0 .3em; }
+.bar { display: flex; height: 14px; border-radius: 3px; overflow: hidden;
+  background: var(--unqueued); }
+.bar span { display: block; height: 100%; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .2em .5em .2em 0; vertical-align: top; }
+th { color: var(--muted); font-weight: normal; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+table.counts { margin-top: .6em; }
+table.counts td { font-size: 1.3em; }
+.key { display: inline-block; width: .7em; height: .7em; border-radius: 2px; margin-right: .3em; }
+.finished { background: var(--finished); } .skipped { background: var(--skipped); }
+.failed { background: var(--failed); } .running { background: var(--running); }
+.ready { background: var(--ready); } .unqueued { background: var(--unqueued); }
+.rate { display: flex; gap: 1em; align-items: flex-end; margin-top: .6em; }
+.rate svg { background: #f6f8fa; border-bottom: 1px solid var(--line); }
+.rate rect.done { fill: var(--finished); } .rate rect.failed { fill: var(--failed); }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; margin: .8em 0 0; }
+dt { color: var(--muted); } dd { margin: 0; }
+code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .92em; }
+td.mono, td:first-child { white-space: nowrap; }
+.error { color: var(--failed); word-break: break-word; }
+.muted { color: var(--muted); }
+a { color: #0969da; text-decoration: none; } a:hover { text-decoration: underline; }
+nav a { margin-right: 1em; } nav a.current { font-weight: bold; color: var(--ink); }
+"""
+
+_SCRIPT: Final = """
+(() => {
+  const main = document.getElementById("overview");
+  const every = Math.max(0.2, Number(main.dataset.refresh)) * 1000;
+  const tick = async () => {
+    try {
+      const response = await fetch("overview", {cache: "no-store"});
+      const text = await response.text();
+      if (!response.ok) throw new Error(text.replace(/<[^>]*>/g, "").trim());
+      main.innerHTML = text;
+      document.body.classList.remove("stale");
+    } catch (error) {
+      document.getElementById("stale").textContent = "Not refreshed: " + error.message;
+      document.body.classList.add("stale");
+    }
+    setTimeout(tick, every);
+  };
+  setTimeout(tick, every);
+})();
+"""
+
+
+def _document(title: str, body: str, *, head: str = "") -> str:
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title>{head}<style>{_STYLE}</style></head>\n<body>{body}</body></html>\n"
+    )
+
+
+def _header(title: str) -> str:
+    return (
+        '<header><h1><a href="./" style="color:inherit">fulltext-jobs</a></h1>'
+        f'<span class="title">{_e(title)}</span></header>'
+    )
+
+
+def _page(body: str, *, refresh: float, title: str) -> str:
+    return _document(
+        f"fulltext-jobs: {title}" if title else "fulltext-jobs",
+        f'{_header(title)}<p id="stale" role="status"></p>'
+        f'<main id="overview" data-refresh="{refresh:g}">{body}</main>'
+        f"<script>{_SCRIPT}</script>",
+        head=f'<noscript><meta http-equiv="refresh" content="{refresh:g}"></noscript>',
+    )
+
+
+def _error_block(message: str) -> str:
+    return f'<p class="stamp error" role="alert">Cannot read the ledger: {_e(message)}</p>'
+
+
+def _error_page(message: str, title: str) -> str:
+    return _document("fulltext-jobs", f"{_header(title)}<main>{_error_block(message)}</main>")
+
+
+def _clock(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` as `2h 5m`, `3m 12s` or `42s`."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return '<span class="muted">never</span>'
+    return f'<span title="{_clock(moment)}">{_duration((now - moment).total_seconds())} ago</span>'
+
+
+def _jobs_link(destination: str, status: JobStatus, text: str) -> str:
+    query = urlencode({"destination": destination, "status": status.value})
+    return f'<a href="jobs?{_e(query)}">{text}</a>'
+
+
+def _overview(reading: LedgerReading) -> str:
+    overview = reading.overview
+    if overview is None:  # pragma: no cover - the caller checks
+        return ""
+    parts = [
+        (
+            f'<p class="stamp">Updated <time datetime="{overview.taken.isoformat()}">'
+            f"{_clock(overview.taken)}</time>.</p>"
+        )
+    ]
+    if not overview.destinations:
+        parts.append(
+            '<p class="stamp">No jobs yet: <code>fulltext-jobs enqueue DESTINATION</code> '
+            "creates them.</p>"
+        )
+    parts.extend(
+        _destination(row, overview.taken, reading.ready_waiting.get(row.destination))
+        for row in overview.destinations
+    )
+    return "\n".join(parts)
+
+
+def _destination(row: DestinationOverview, now: datetime, waiting: float | None) -> str:
+    name = row.destination
+    total = row.total or 1
+    percent = 100 * row.done / total
+    bar = "".join(
+        f'<span class="{status.value}" style="width:{100 * row.count(status) / total:.3f}%" '
+        f'title="{status.value}: {row.count(status)}"></span>'
+        for status in STATUSES
+        if row.count(status)
+    )
+    heads = "".join(
+        f'<th class="n"><span class="key {status.value}"></span>{status.value}</th>'
+        for status in STATUSES
+    )
+    cells = "".join(
+        f'<td class="n" data-status="{status.value}">'
+        f"{_jobs_link(name, status, str(row.count(status)))}</td>"
+        for status in STATUSES
+    )
+    return (
+        f'<section class="destination" data-destination="{_e(name)}">'
+        f'<h2><span>{_e(name)}</span><span class="pct">{percent:.1f}% done</span></h2>'
+        f'<div class="bar" role="img" aria-label="{row.done} of {row.total} done">{bar}</div>'
+        f'<table class="counts"><tr>{heads}'
+        '<th class="n"><span class="key unqueued"></span>unqueued</th></tr>'
+        f'<tr>{cells}<td class="n" data-status="unqueued">{row.stats.unqueued}</td></tr></table>'
+        f"{_rate(row.minutes, row.per_minute)}"
+        f"<dl>{_oldest_running(row.oldest_running, now)}{_next_ready(row.next_ready, waiting)}</dl>"
+        f"{_failures(name, row.failures, now)}"
+        "</section>"
+    )
+
+
+def _rate(minutes: tuple[Minute, ...], per_minute: float) -> str:
+    width, height, gap = 240, 48, 2
+    step = width / max(1, len(minutes))
+    top = max((m.done + m.failed for m in minutes), default=0) or 1
+    bars = []
+    for n, minute in enumerate(minutes):
+        x = n * step
+        done_h = height * minute.done / top
+        failed_h = height * minute.failed / top
+        label = f"{minute.start:%H:%M} UTC: {minute.done} done, {minute.failed} failed"
+        bars.append(
+            f"<g><title>{label}</title>"
+            f'<rect class="done" x="{x:.1f}" y="{height - done_h:.1f}" '
+            f'width="{step - gap:.1f}" height="{done_h:.1f}"></rect>'
+            f'<rect class="failed" x="{x:.1f}" y="{height - done_h - failed_h:.1f}" '
+            f'width="{step - gap:.1f}" height="{failed_h:.1f}"></rect></g>'
+        )
+    last = minutes[-1] if minutes else None
+    now_rate = 0 if last is None else last.done + last.failed
+    return (
+        '<div class="rate">'
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="jobs ended per minute">{"".join(bars)}</svg>'
+        f'<div><strong data-rate="per-minute">{per_minute:.1f}</strong> jobs/min over the last '
+        f'{len(minutes)} min<br><span class="muted">this minute so far: {now_rate}</span></div>'
+        "</div>"
+    )
+
+
+def _oldest_running(row: JobRow | None, now: datetime) -> str:
+    if row is None:
+        return '<dt>oldest running</dt><dd class="muted">none running</dd>'
+    job = row.job
+    lease = (
+        ""
+        if job.lease_expires is None
+        else f", lease {_lease(job.lease_expires, now)}"
+    )
+    return (
+        f'<dt>oldest running</dt><dd><span class="mono">{_e(job.item_id)}</span>, '
+        f"started {_ago(job.started, now)}, attempt {job.attempts}{lease}</dd>"
+    )
+
+
+def _lease(expires: datetime, now: datetime) -> str:
+    left = (expires - now).total_seconds()
+    if left < 0:
+        return f'<span class="error">expired {_duration(-left)} ago</span>'
+    return f"ends in {_duration(left)}"
+
+
+def _next_ready(row: JobRow | None, waiting: float | None) -> str:
+    if row is None:
+        return '<dt>next ready</dt><dd class="muted">none ready</dd>'
+    job = row.job
+    seen = "" if waiting is None else f", waiting at least {_duration(waiting)}"
+    return f'<dt>next ready</dt><dd><span class="mono">{_e(job.item_id)}</span>{seen}</dd>'
+
+
+def _failures(destination: str, rows: tuple[JobRow, ...], now: datetime) -> str:
+    jobs = [row.job for row in rows]
+    if not jobs:
+        return '<h3>Latest failures</h3><p class="muted">None.</p>'
+    table = "".join(
+        f"<tr><td>{_ago(job.finished, now)}</td>"
+        f'<td class="mono">{_e(job.item_id)}</td><td class="n">{job.attempts}</td>'
+        f'<td class="error" title="{_e(job.last_error or "")}">'
+        f"{_e(_preview(job.last_error))}</td></tr>"
+        for job in jobs
+    )
+    more = _jobs_link(destination, JobStatus.FAILED, "all failed jobs")
+    return (
+        f"<h3>Latest failures <small>({more})</small></h3>"
+        '<table class="failures"><tr><th>when</th><th>item</th><th class="n">attempts</th>'
+        f"<th>last error</th></tr>{table}</table>"
+    )
+
+
+def _preview(text: str | None) -> str:
+    if not text:
+        return ""
+    return text if len(text) <= ERROR_PREVIEW else text[: ERROR_PREVIEW - 1] + "…"
+
+
+def _jobs_page(destination: str, status: JobStatus, jobs: Iterable[JobRow], title: str) -> str:
+    now = utc()
+    rows = list(jobs)
+    nav = "".join(
+        _jobs_link(destination, other, other.value).replace(
+            "<a ", '<a class="current" ' if other is status else "<a ", 1
+        )
+        for other in JobStatus
+    )
+    body = "".join(
+        f'<tr><td class="n">{"" if row.seq is None else row.seq}</td>'
+        f'<td class="mono">{_e(row.job.item_id)}</td><td class="mono">{row.job.id}</td>'
+        f"<td>{_ago(row.job.started, now)}</td><td>{_ago(row.job.finished, now)}</td>"
+        f'<td class="n">{row.job.attempts}</td>'
+        f'<td class="error">{_e(row.job.last_error or "")}</td></tr>'
+        for row in rows
+    )
+    older = ""
+    if len(rows) == JOBS_PAGE and rows[-1].seq is not None:
+        query = urlencode(
+            {"destination": destination, "status": status.value, "before": rows[-1].seq}
+        )
+        older = f'<p><a href="jobs?{_e(query)}">older jobs</a></p>'
+    table = (
+        '<table class="jobs"><tr><th class="n">seq</th><th>item</th><th>job</th>'
+        '<th>started</th><th>finished</th><th class="n">attempts</th><th>last error</th></tr>'
+        f"{body}</table>{older}"
+        if rows
+        else f'<p class="muted">No {status.value} jobs.</p>'
+    )
+    content = (
+        f'<section><h2><span>{_e(destination)}: {status.value} jobs</span>'
+        f'<a href="./">overview</a></h2><nav>{nav}</nav>{table}</section>'
+    )
+    return _document(
+        f"fulltext-jobs: {destination} {status.value}",
+        f'{_header(title)}<main style="display:block">{content}</main>',
+    )
+

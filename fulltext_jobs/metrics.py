@@ -1,0 +1,212 @@
+"""Prometheus metrics, through the official `prometheus_client`: the
+ledger's gauges, which the dashboard serves at `/metrics`, and a worker's
+counters and handler-duration histogram (`Worker(metrics=WorkerMetrics())`,
+`fulltext-jobs work --metrics-port`).
+
+`prometheus_client` comes with the `metrics` extra (and the `dashboard`
+extra, which includes it), not with a plain install: it is imported only
+when metrics are made, and its absence raises `MissingDependency` naming
+the extra.
+
+Names. Worker counters are `fulltext_jobs_worker_<counter>_total`, one per
+field of `WorkerStats` (so `/metrics` and the worker's closing table count
+the same things), labelled with the destination; the handler's duration is
+the histogram `fulltext_jobs_worker_handler_seconds`. The ledger's gauges
+are listed in `LedgerCollector`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import ModuleType
+from typing import TYPE_CHECKING, Final
+
+from fulltext_jobs.domain import JobStatus
+from fulltext_jobs.errors import MissingDependency
+
+if TYPE_CHECKING:
+    # Only for annotations: prometheus_client comes with an extra.
+    from prometheus_client.metrics_core import Metric
+    from prometheus_client.registry import CollectorRegistry
+
+    from fulltext_jobs.overview import Overview
+
+__all__ = [
+    "METRICS_EXTRA_ADVICE",
+    "WORKER_COUNTERS",
+    "LedgerCollector",
+    "LedgerReading",
+    "WorkerMetrics",
+    "require_prometheus",
+]
+
+#: What to install for metrics.
+METRICS_EXTRA_ADVICE: Final = "pip install 'fulltext-jobs[metrics]'"
+
+#: The worker's counters: each `WorkerStats` field, and its help text.
+WORKER_COUNTERS: Final[Mapping[str, str]] = {
+    "claimed": "Jobs the worker claimed.",
+    "finished": "Jobs the worker saved as finished.",
+    "failed": "Jobs the worker saved as failed (the handler raised).",
+    "skipped": "Jobs the worker saved as skipped (the handler raised SkipJob).",
+    "released": "Jobs the worker gave back to ready (at shutdown).",
+    "lost_claims": "Saves refused because the claim had ended (the lease ran out).",
+    "retryable_errors": "Retryable store errors, each followed by a backoff or a retry.",
+    "heartbeats": "Leases the worker extended.",
+    "enqueued": "Jobs the worker's producer created (produce=True).",
+    "rescued": "Expired jobs the worker's producer gave back (produce=True).",
+    "dropped": "Claimed jobs not started: a heartbeat found their batch's claim lost.",
+}
+
+#: The handler-duration histogram's buckets, in seconds: from a quick
+#: lookup to a long download or model run.
+HANDLER_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+def require_prometheus() -> ModuleType:
+    """The `prometheus_client` module; raises `MissingDependency` naming
+    the extra if it is not installed."""
+    try:
+        return importlib.import_module("prometheus_client")
+    except ImportError as exc:
+        msg = f"metrics need prometheus_client: {METRICS_EXTRA_ADVICE}"
+        raise MissingDependency(msg) from exc
+
+
+class WorkerMetrics:
+    """A worker's Prometheus counters and handler-duration histogram, in
+    `registry` (default: prometheus_client's global registry, which
+    `prometheus_client.start_http_server` and the app's own `/metrics`
+    serve).
+
+    Make one per registry and pass it to every `Worker` of the process:
+    each series is labelled with its worker's destination. `serving(port)`
+    serves the registry over HTTP. Raises `MissingDependency` without
+    prometheus_client.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        prometheus = require_prometheus()
+        self.registry: CollectorRegistry = prometheus.REGISTRY if registry is None else registry
+        self._counters = {
+            name: prometheus.Counter(
+                f"fulltext_jobs_worker_{name}",
+                text,
+                ["destination"],
+                registry=self.registry,
+            )
+            for name, text in WORKER_COUNTERS.items()
+        }
+        self._handler_seconds = prometheus.Histogram(
+            "fulltext_jobs_worker_handler_seconds",
+            "How long the handler took on a job, whatever came of it.",
+            ["destination"],
+            buckets=HANDLER_BUCKETS,
+            registry=self.registry,
+        )
+
+    def declare(self, destination: str) -> None:
+        """Make `destination`'s series exist (at zero) before anything
+        happens, so a scrape sees them from the start."""
+        for counter in self._counters.values():
+            counter.labels(destination)
+        self._handler_seconds.labels(destination)
+
+    def count(self, destination: str, name: str, n: int = 1) -> None:
+        """Add `n` to the counter `name` (a `WorkerStats` field); other
+        names are ignored."""
+        counter = self._counters.get(name)
+        if counter is not None and n:
+            counter.labels(destination).inc(n)
+
+    def observe_handler(self, destination: str, seconds: float) -> None:
+        """Record one handler call that took `seconds`."""
+        self._handler_seconds.labels(destination).observe(seconds)
+
+    @contextmanager
+    def serving(self, port: int, host: str = "127.0.0.1") -> Iterator[int]:
+        """Serve the registry in Prometheus' text format on `host`:`port`
+        (0: any free port) from a thread, until the block ends; yields the
+        port. Raises `OSError` if the address cannot be bound."""
+        prometheus = require_prometheus()
+        server, thread = prometheus.start_http_server(port, addr=host, registry=self.registry)
+        try:
+            yield int(server.server_port)
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LedgerReading:
+    """What the ledger's gauges report: an overview (None if it could not
+    be read), and per destination how long its next ready job has been
+    seen waiting, in seconds."""
+
+    overview: Overview | None
+    ready_waiting: Mapping[str, float]
+
+
+class LedgerCollector:
+    """The ledger's gauges, read when Prometheus scrapes (through `read`,
+    which the dashboard caches):
+
+    - `fulltext_jobs_jobs{destination,status}`: jobs per status;
+    - `fulltext_jobs_unqueued{destination}`: eligible items with no job yet;
+    - `fulltext_jobs_oldest_ready_seconds{destination}`: how long the next
+      ready job (the oldest enqueued) has been waiting, as far as this
+      process has seen: the ledger records no enqueue time, so this counts
+      from when the dashboard first saw that job at the head of the queue (a
+      lower bound; 0 when none is ready). A queue nobody works grows it;
+    - `fulltext_jobs_oldest_running_seconds{destination}`: since the oldest
+      running job started (0 when none runs);
+    - `fulltext_jobs_ledger_up`: 1 if the ledger could be read, else 0 (and
+      no other gauge).
+    """
+
+    def __init__(self, read: Callable[[], LedgerReading]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        core = require_prometheus().metrics_core
+        reading = self._read()
+        overview = reading.overview
+        up = core.GaugeMetricFamily("fulltext_jobs_ledger_up", "1 if the ledger could be read.")
+        up.add_metric([], 0 if overview is None else 1)
+        yield up
+        if overview is None:
+            return
+        jobs = core.GaugeMetricFamily(
+            "fulltext_jobs_jobs",
+            "Jobs per destination and status.",
+            labels=["destination", "status"],
+        )
+        unqueued = core.GaugeMetricFamily(
+            "fulltext_jobs_unqueued", "Eligible items with no job yet.", labels=["destination"]
+        )
+        ready = core.GaugeMetricFamily(
+            "fulltext_jobs_oldest_ready_seconds",
+            "Seconds the next ready job has been seen waiting by this dashboard (a lower bound).",
+            labels=["destination"],
+        )
+        running = core.GaugeMetricFamily(
+            "fulltext_jobs_oldest_running_seconds",
+            "Seconds since the oldest running job started.",
+            labels=["destination"],
+        )
+        for row in overview.destinations:
+            for status in JobStatus:
+                jobs.add_metric([row.destination, status.value], row.count(status))
+            unqueued.add_metric([row.destination], row.stats.unqueued)
+            ready.add_metric([row.destination], reading.ready_waiting.get(row.destination, 0.0))
+            started = None if row.oldest_running is None else row.oldest_running.job.started
+            running.add_metric(
+                [row.destination],
+                0.0 if started is None else max(0.0, (overview.taken - started).total_seconds()),
+            )
+        yield from (jobs, unqueued, ready, running)
+

@@ -1,0 +1,314 @@
+"""What the dashboard shows, read with SQL over the declared tables:
+per destination, the counts by status and the unqueued items (the
+figures of `Repository.stats`), jobs done per minute over the last
+minutes, the oldest running job, the next ready job, and the latest
+failures with their `last_error`; and pages of jobs by status.
+
+Everything here only reads, on PostgreSQL and SQLite alike, and
+`read_only_engine` makes the database enforce that: on PostgreSQL every
+transaction is `READ ONLY`; on SQLite the connection is `query_only` and,
+unlike the ledger's own engines, never begins with `BEGIN IMMEDIATE`, so a
+dashboard refreshing every few seconds never takes the write lock from the
+workers (in WAL mode readers and the writer do not wait for each other).
+
+What it costs: the counts, the minutes and the latest failures each scan
+the destination's jobs (no index serves them: `finished` and `last_error`
+are in none, so that the claim and heartbeat paths stay cheap); the oldest
+running and next ready jobs use the partial indexes on running and ready
+jobs. The dashboard caches one overview for a second, whoever asks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, check_destination, utc
+from fulltext_jobs.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url, store_error
+from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.migrate import check_schema
+from fulltext_jobs.schema import UTCDateTime, tables_for
+from fulltext_jobs.statements import ItemSource, Statements, to_job
+
+__all__ = [
+    "DestinationOverview",
+    "JobRow",
+    "Minute",
+    "Overview",
+    "list_jobs",
+    "read_only_engine",
+    "read_overview",
+]
+
+#: How many minutes of throughput an overview holds, by default.
+DEFAULT_MINUTES: Final = 15
+
+#: How many of the latest failures an overview holds per destination.
+DEFAULT_FAILURES: Final = 5
+
+#: The statuses a job ends a run in; each stamps `finished`.
+_DONE: Final = (JobStatus.FINISHED, JobStatus.SKIPPED)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobRow:
+    """One job as the dashboard shows it: the job, and its place in the
+    enqueue sequence (`seq`), by which pages of jobs are cut."""
+
+    job: FullText
+    seq: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Minute:
+    """Jobs of one destination that ended in one minute (UTC): `done`
+    (finished or skipped) and `failed`."""
+
+    start: datetime
+    done: int = 0
+    failed: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DestinationOverview:
+    """Where one destination stands."""
+
+    stats: DestinationStats
+    #: One entry a minute, oldest first, the last one the current minute.
+    minutes: tuple[Minute, ...]
+    #: The running job that started first, if any job is running.
+    oldest_running: JobRow | None
+    #: The ready job that will be claimed next (the oldest enqueued).
+    next_ready: JobRow | None
+    #: The latest failed jobs, the latest first.
+    failures: tuple[JobRow, ...]
+
+    @property
+    def destination(self) -> str:
+        return self.stats.destination
+
+    def count(self, status: JobStatus) -> int:
+        return self.stats.counts.get(status, 0)
+
+    @property
+    def total(self) -> int:
+        """Jobs plus unqueued items: all the work the destination will see."""
+        return self.stats.jobs + self.stats.unqueued
+
+    @property
+    def done(self) -> int:
+        """Jobs finished or skipped: nothing more to do for them."""
+        return sum(self.count(status) for status in _DONE)
+
+    @property
+    def per_minute(self) -> float:
+        """Jobs ended (done or failed) per minute, over the minutes held."""
+        if not self.minutes:
+            return 0.0
+        return sum(m.done + m.failed for m in self.minutes) / len(self.minutes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Overview:
+    """Every destination with jobs, read at `taken`."""
+
+    taken: datetime
+    destinations: tuple[DestinationOverview, ...]
+
+
+def read_only_engine(url: str | URL) -> Engine:
+    """An engine for `url` on which the database refuses writes: PostgreSQL
+    transactions are `READ ONLY`, SQLite connections `query_only`. SQLite
+    transactions begin deferred, so reading never takes the write lock.
+    Raises `InvalidInput` for a bad URL."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        try:
+            engine = sa.create_engine(parsed)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+            msg = f"cannot open {parsed.render_as_string(hide_password=True)!r}: {exc}"
+            raise InvalidInput(msg) from exc
+        event.listen(engine, "connect", _sqlite_read_only)
+    else:
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _postgresql_read_only)
+    return engine
+
+
+def _sqlite_read_only(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only = 1")
+    finally:
+        cursor.close()
+
+
+def _postgresql_read_only(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # psycopg 3: every transaction this connection begins is READ ONLY.
+    dbapi_connection.read_only = True
+
+
+def read_overview(
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    minutes: int = DEFAULT_MINUTES,
+    failures: int = DEFAULT_FAILURES,
+) -> Overview:
+    """Where every destination with jobs stands at `now` (default: the
+    current time): see `DestinationOverview`. `minutes` is how many minutes
+    of throughput to count, the current one included; `failures` how many
+    of the latest failures to list.
+
+    Raises `SchemaNotMigrated` or `SchemaTooNew` for a database the library
+    cannot use, and `StoreError` if the database cannot be read.
+    """
+    taken = utc(now)
+    first = taken.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    tables = tables_for(engine.dialect.name)
+    sql = Statements(tables, ItemSource(tables.items), engine.dialect.name)
+    try:
+        with engine.connect() as connection:
+            # Every time: the database may be migrated under a long-lived dashboard.
+            check_schema(connection, engine.url.render_as_string(hide_password=True))
+            counts: dict[str, dict[str, int]] = {}
+            for name, status, count in connection.execute(sql.count_by_status(None)):
+                counts.setdefault(name, {})[status] = count
+            ended = _ended_per_minute(connection, first)
+            rows = [
+                DestinationOverview(
+                    stats=DestinationStats.of(
+                        name,
+                        counts[name],
+                        connection.execute(sql.count_unqueued(name)).scalar_one(),
+                    ),
+                    minutes=tuple(
+                        ended.get((name, first + timedelta(minutes=n)))
+                        or Minute(first + timedelta(minutes=n))
+                        for n in range(minutes)
+                    ),
+                    oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
+                    next_ready=_first(connection, name, JobStatus.READY, "seq"),
+                    failures=tuple(
+                        _top(connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures)
+                    ),
+                )
+                for name in sorted(counts)
+            ]
+    except sa.exc.SQLAlchemyError as exc:
+        raise store_error(exc, "read the overview") from exc
+    return Overview(taken=taken, destinations=tuple(rows))
+
+
+def list_jobs(
+    bind: Engine | Connection,
+    destination: str,
+    status: JobStatus,
+    *,
+    before: int | None = None,
+    limit: int = 50,
+) -> list[JobRow]:
+    """Up to `limit` jobs of `destination` in `status`, the latest enqueued
+    first; with `before`, only those enqueued before the job whose `seq` it
+    is (the next page).
+
+    Raises `InvalidInput` for a bad destination or limit, and `StoreError`
+    if the database cannot be read.
+    """
+    check_destination(destination)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        msg = f"limit must be a positive whole number, not {limit!r}"
+        raise InvalidInput(msg)
+    try:
+        if isinstance(bind, Engine):
+            with bind.connect() as connection:
+                return _top(connection, destination, status, ("-seq",), limit, before=before)
+        return _top(bind, destination, status, ("-seq",), limit, before=before)
+    except sa.exc.SQLAlchemyError as exc:
+        raise store_error(exc, "list jobs") from exc
+
+
+def _job_columns(bind: Engine | Connection) -> Sequence[sa.ColumnElement[Any]]:
+    tables = tables_for(bind.dialect.name)
+    statements = Statements(tables, ItemSource(tables.items), bind.dialect.name)
+    return (*statements.job_columns, tables.fulltext.c.seq)
+
+
+def _top(  # noqa: PLR0913 - the parts of one query
+    connection: Connection,
+    destination: str,
+    status: JobStatus,
+    order: Sequence[str],
+    limit: int,
+    *,
+    before: int | None = None,
+) -> list[JobRow]:
+    """The first `limit` jobs of `destination` in `status` by the columns
+    named in `order` (`-name`: descending); with `before`, only those whose
+    `seq` is below it."""
+    ft = tables_for(connection.dialect.name).fulltext
+    query = (
+        sa.select(*_job_columns(connection))
+        .where(ft.c.destination == destination, ft.c.status == status.value)
+        .order_by(
+            *(ft.c[key[1:]].desc() if key.startswith("-") else ft.c[key] for key in order)
+        )
+        .limit(limit)
+    )
+    if before is not None:
+        query = query.where(ft.c.seq < before)
+    return [JobRow(job=to_job(row), seq=row.seq) for row in connection.execute(query)]
+
+
+def _first(connection: Connection, destination: str, status: JobStatus, by: str) -> JobRow | None:
+    """The job of `destination` in `status` that comes first by column `by`
+    (served by the partial index on running or ready jobs)."""
+    found = _top(connection, destination, status, (by, "seq"), 1)
+    return found[0] if found else None
+
+
+def _ended_per_minute(
+    connection: Connection, first: datetime
+) -> dict[tuple[str, datetime], Minute]:
+    """The jobs that ended (finished, skipped or failed) from `first` on,
+    per destination and minute."""
+    ft = tables_for(connection.dialect.name).fulltext
+    minute = sa.type_coerce(_minute_of(connection, ft.c.finished), UTCDateTime())
+    query = (
+        sa.select(ft.c.destination, minute.label("minute"), ft.c.status, sa.func.count())
+        .where(
+            ft.c.finished >= first,
+            ft.c.status.in_([s.value for s in (*_DONE, JobStatus.FAILED)]),
+        )
+        .group_by(ft.c.destination, minute, ft.c.status)
+    )
+    found: dict[tuple[str, datetime], Minute] = {}
+    for destination, start, status, count in connection.execute(query):
+        key = (destination, start)
+        before = found.get(key) or Minute(start)
+        if JobStatus(status) is JobStatus.FAILED:
+            found[key] = dataclasses.replace(before, failed=before.failed + count)
+        else:
+            found[key] = dataclasses.replace(before, done=before.done + count)
+    return found
+
+
+def _minute_of(connection: Connection, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """`column` (a UTC timestamp) truncated to its minute."""
+    if connection.dialect.name == "postgresql":
+        # Truncated in UTC whatever the session's time zone.
+        return sa.func.date_trunc("minute", sa.func.timezone("UTC", column)).op("AT TIME ZONE")(
+            sa.literal("UTC")
+        )
+    # SQLite keeps UTC wall times as text: cut it at the minute.
+    return sa.func.strftime("%Y-%m-%d %H:%M:00", column)
+

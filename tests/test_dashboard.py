@@ -1,0 +1,339 @@
+"""The dashboard: its reads (`fulltext_jobs.overview`) on SQLite and
+PostgreSQL, the application served by uvicorn in a thread (the page, the
+jobs pages, `/metrics` parsed by prometheus_client's own parser), and
+`fulltext-jobs dashboard` as a process on a demo database.
+
+The page in a real browser is `test_dashboard_browser.py`.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from harness import ENTRY_POINT, Page, dashboard_process, fetch, served
+from prometheus_client.parser import text_string_to_metric_families
+
+import fulltext_jobs
+from fulltext_jobs import JobStatus, SqlAlchemyRepository
+from fulltext_jobs.dashboard import Snapshots, create_app
+from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated
+from fulltext_jobs.overview import list_jobs, read_only_engine, read_overview
+from fulltext_jobs.schema import tables_for
+
+NOW = datetime(2026, 11, 28, 12, 30, 20, tzinfo=UTC)
+CLAIMED = NOW - timedelta(minutes=5)
+DEST = "language-detection"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest) -> str:
+    """A migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_template").fresh_url())
+    engine: sa.Engine = request.getfixturevalue("clean_postgres_engine")
+    return engine.url.render_as_string(hide_password=False)
+
+
+class Ledger:
+    """A ledger at `NOW`: for `DEST`, three jobs finished (20 min, 2 min and
+    10 s ago), one failed 5 s ago, one running since 5 min ago, one ready,
+    and one item unqueued; and one finished job of `other`."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = fulltext_jobs.create_engine(url)
+        self.repo = SqlAlchemyRepository(self.engine, clock=lambda: CLAIMED)
+        self.repo.add_items([f"item-{n}" for n in range(1, 7)])
+        self.repo.enqueue_unqueued(DEST)
+        self.finished = [self.end(ago) for ago in (1200, 120, 10)]
+        self.failed = self.end(5, error="RuntimeError: boom <b>")
+        self.running = self.repo.get_ready_job(DEST)
+        self.repo.add_items(["item-7"])
+        other = self.repo.create_job_for_unqueued("other")
+        other.start(CLAIMED)
+        other.finish(NOW)
+        self.repo.save_fulltext(other)
+
+    def end(self, seconds_ago: int, error: str | None = None) -> fulltext_jobs.FullText:
+        job = self.repo.get_ready_job(DEST)
+        if error is None:
+            job.finish(NOW - timedelta(seconds=seconds_ago))
+        else:
+            job.fail(NOW - timedelta(seconds=seconds_ago), error=error)
+        self.repo.save_fulltext(job)
+        return job
+
+
+@pytest.fixture
+def ledger(url: str) -> Iterator[Ledger]:
+    made = Ledger(url)
+    yield made
+    made.engine.dispose()
+
+
+@pytest.fixture
+def reader(url: str, ledger: Ledger) -> Iterator[sa.Engine]:  # noqa: ARG001 - filled first
+    engine = read_only_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def test_the_overview_reads_each_destination(ledger: Ledger, reader: sa.Engine):
+    overview = read_overview(reader, now=NOW, minutes=15, failures=5)
+    assert overview.taken == NOW
+    assert [row.destination for row in overview.destinations] == [DEST, "other"]
+    row = overview.destinations[0]
+    assert dict(row.stats.counts) == {
+        JobStatus.READY: 1,
+        JobStatus.RUNNING: 1,
+        JobStatus.FINISHED: 3,
+        JobStatus.FAILED: 1,
+        JobStatus.SKIPPED: 0,
+    }
+    assert row.stats.unqueued == 1
+    assert (row.done, row.total) == (3, 7)
+    # 15 minutes ending with the current one; the job of 20 minutes ago is out.
+    assert [m.start for m in row.minutes] == [
+        datetime(2026, 11, 28, 12, 16, tzinfo=UTC) + timedelta(minutes=n) for n in range(15)
+    ]
+    busy = {m.start.minute: (m.done, m.failed) for m in row.minutes if m.done or m.failed}
+    assert busy == {28: (1, 0), 30: (1, 1)}
+    assert row.per_minute == pytest.approx(3 / 15)
+    assert row.oldest_running is not None
+    assert row.oldest_running.job.id == ledger.running.id
+    assert row.oldest_running.job.started == CLAIMED
+    assert row.next_ready is not None
+    assert row.next_ready.job.status is JobStatus.READY
+    assert [failure.job.id for failure in row.failures] == [ledger.failed.id]
+    assert row.failures[0].job.last_error == "RuntimeError: boom <b>"
+    assert overview.destinations[1].minutes[-1].done == 1
+
+
+def test_jobs_are_listed_by_status_a_page_at_a_time(ledger: Ledger, reader: sa.Engine):
+    first = list_jobs(reader, DEST, JobStatus.FINISHED, limit=2)
+    assert [row.job.id for row in first] == [job.id for job in reversed(ledger.finished)][:2]
+    assert first[-1].seq is not None
+    rest = list_jobs(reader, DEST, JobStatus.FINISHED, before=first[-1].seq, limit=2)
+    assert [row.job.id for row in rest] == [ledger.finished[0].id]
+    assert list_jobs(reader, "nobody", JobStatus.FAILED) == []
+    with pytest.raises(InvalidInput):
+        list_jobs(reader, DEST, JobStatus.FAILED, limit=0)
+
+
+def test_the_read_only_engine_refuses_writes(ledger: Ledger, reader: sa.Engine):  # noqa: ARG001
+    fulltext = tables_for(reader.dialect.name).fulltext
+    with reader.connect() as connection, pytest.raises(sa.exc.DBAPIError):
+        connection.execute(sa.delete(fulltext))
+    assert read_overview(reader).destinations[0].stats.jobs == 6
+
+
+def test_an_unmigrated_database_is_named(tmp_path: Path):
+    engine = read_only_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    with pytest.raises(SchemaNotMigrated, match="no fulltext-jobs schema"):
+        read_overview(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def client(ledger: Ledger, reader: sa.Engine) -> Iterator[Client]:  # noqa: ARG001
+    snapshots = Snapshots(reader, clock=lambda: NOW)
+    with served(create_app(snapshots, refresh=2, title="the ledger")) as base:
+        yield Client(base)
+
+
+class Client:
+    """GET requests to the served app."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Page:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return fetch(self.base + path.lstrip("/") + query)
+
+
+def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_the_page_shows_every_destination(client: Client, ledger: Ledger):
+    response = client.get("/")
+    assert response.status == 200
+    page = response.text
+    assert '<section class="destination" data-destination="language-detection">' in page
+    assert 'data-destination="other"' in page
+    assert 'data-refresh="2"' in page
+    assert "the ledger" in page
+    assert ledger.running.item_id in page
+    # The failure's error, escaped.
+    assert "RuntimeError: boom &lt;b&gt;" in page
+    assert "boom <b>" not in page
+    assert 'href="jobs?destination=language-detection&amp;status=failed"' in page
+    # No external asset: nothing is loaded from anywhere but here.
+    assert "http://" not in page
+    assert "https://" not in page
+
+
+def test_the_overview_fragment_is_the_pages_changing_part(client: Client):
+    response = client.get("/overview")
+    assert response.status == 200
+    assert response.headers["cache-control"] == "no-store"
+    assert "<html" not in response.text
+    assert 'data-destination="language-detection"' in response.text
+
+
+def test_the_jobs_page_lists_a_status(client: Client, ledger: Ledger):
+    response = client.get("/jobs", params={"destination": DEST, "status": "failed"})
+    assert response.status == 200
+    assert ledger.failed.item_id in response.text
+    assert ledger.finished[0].item_id not in response.text
+    assert client.get("/jobs", params={"destination": DEST, "status": "nope"}).status == 400
+    assert client.get("/jobs", params={"destination": "", "status": "ready"}).status == 400
+
+
+def test_metrics_parse_with_prometheus_clients_parser(client: Client):
+    response = client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    values = metric_values(response.text)
+    assert values[("fulltext_jobs_ledger_up", ())] == 1
+    jobs = (("destination", DEST), ("status", "finished"))
+    assert values[("fulltext_jobs_jobs", jobs)] == 3
+    assert values[("fulltext_jobs_jobs", (("destination", DEST), ("status", "ready")))] == 1
+    assert values[("fulltext_jobs_unqueued", (("destination", DEST),))] == 1
+    assert values[("fulltext_jobs_oldest_running_seconds", (("destination", DEST),))] == 300
+    assert values[("fulltext_jobs_oldest_ready_seconds", (("destination", DEST),))] == 0
+    assert values[("fulltext_jobs_oldest_running_seconds", (("destination", "other"),))] == 0
+
+
+def test_the_wait_of_the_next_ready_job_counts_from_when_it_was_first_seen(
+    ledger: Ledger, reader: sa.Engine
+):
+    now = [NOW]
+    snapshots = Snapshots(reader, clock=lambda: now[0], max_age=0)
+    assert snapshots.read().ready_waiting == {DEST: 0.0}
+    now[0] += timedelta(seconds=30)
+    assert snapshots.read().ready_waiting == {DEST: 30.0}
+    # Claimed: nothing waits any more.
+    ledger.repo.get_ready_job(DEST)
+    now[0] += timedelta(seconds=30)
+    assert snapshots.read().ready_waiting == {}
+
+
+def test_an_unreadable_ledger_is_reported_not_raised(tmp_path: Path):
+    engine = read_only_engine(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    with served(create_app(Snapshots(engine), refresh=1)) as base:
+        test_client = Client(base)
+        page = test_client.get("/")
+        assert page.status == 503
+        assert "Cannot read the ledger" in page.text
+        assert "no fulltext-jobs schema" in page.text
+        values = metric_values(test_client.get("/metrics").text)
+        assert values == {("fulltext_jobs_ledger_up", ()): 0}
+    engine.dispose()
+
+
+def test_a_bad_refresh_is_refused(reader: sa.Engine):
+    with pytest.raises(InvalidInput):
+        create_app(Snapshots(reader), refresh=0)
+
+
+@pytest.mark.slow
+def test_the_command_serves_the_demo_database(tmp_path: Path):
+    """The issue's "done when": after `fulltext-jobs demo` in a folder,
+    `fulltext-jobs dashboard --port P` there serves the page naming both
+    destinations, and `/metrics` has the demo's finished count."""
+    done = subprocess.run(
+        [str(ENTRY_POINT), "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with dashboard_process(tmp_path) as (process, base):
+        with urllib.request.urlopen(base, timeout=10) as response:  # noqa: S310 - our own server
+            page = response.read().decode()
+        assert 'data-destination="word-count"' in page
+        assert 'data-destination="language-detection"' in page
+        with urllib.request.urlopen(base + "metrics", timeout=10) as response:  # noqa: S310
+            metrics = response.read().decode()
+        assert 'fulltext_jobs_jobs{destination="word-count",status="finished"} 192' in metrics
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+
+
+@pytest.mark.slow
+def test_the_command_refuses_a_missing_database(tmp_path: Path):
+    done = subprocess.run(
+        [str(ENTRY_POINT), "dashboard", "--port", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: no database at fulltext-jobs.sqlite3")
+    assert len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "fulltext-jobs.sqlite3").exists()
+
+
+@pytest.mark.slow
+def test_a_port_in_use_is_one_error_line(sqlite_template):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [
+                *(str(ENTRY_POINT), "--database-url", sqlite_template.fresh_url()),
+                *("dashboard", "--port", str(port)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        taken.close()
+    assert done.returncode == 1
+    assert done.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_failed_jobs_page_by_enqueue_order_and_the_overview_shows_the_latest(url: str):
+    """The jobs pages are cut by `seq`, whatever the status; the overview's
+    latest failures are by time of failure."""
+    engine = fulltext_jobs.create_engine(url)
+    repo = SqlAlchemyRepository(engine, clock=lambda: CLAIMED)
+    repo.add_items(["a", "b", "c"])
+    repo.enqueue_unqueued(DEST)
+    jobs = [repo.get_ready_job(DEST) for _ in range(3)]
+    # Enqueued a, b, c; failed in the order b, c, a.
+    for job, seconds_ago in zip(jobs, (10, 30, 20), strict=True):
+        job.fail(NOW - timedelta(seconds=seconds_ago), error="boom")
+        repo.save_fulltext(job)
+    reader = read_only_engine(url)
+    try:
+        pages = [list_jobs(reader, DEST, JobStatus.FAILED, limit=2)]
+        pages.append(list_jobs(reader, DEST, JobStatus.FAILED, before=pages[0][-1].seq, limit=2))
+        assert [[row.job.item_id for row in page] for page in pages] == [["c", "b"], ["a"]]
+        [row] = read_overview(reader, now=NOW).destinations
+        assert [failure.job.item_id for failure in row.failures] == ["a", "c", "b"]
+    finally:
+        reader.dispose()
+        engine.dispose()

@@ -1,0 +1,125 @@
+"""The dashboard in a real browser (Debian's chromium, headless, through
+chromedriver and selenium): the page loads, names the destinations of a
+demo database, and updates itself, without reloading, after more jobs
+finish and one fails; every resource it loads comes from the dashboard.
+
+This test never skips: without chromium it fails, saying how to install
+it (`bash scripts/test` does). Each wait is bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser import INSTALL_ADVICE, binaries, chromium
+from harness import dashboard_process
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+import fulltext_jobs
+from fulltext_jobs import FullText, SqlAlchemyRepository, Worker, demo
+
+pytestmark = pytest.mark.slow
+
+#: The longest any one wait in the browser may take, in seconds.
+WAIT = 20
+
+
+@pytest.fixture
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    if binaries() is None:
+        pytest.fail(INSTALL_ADVICE)
+    driver = chromium(tmp_path_factory.mktemp("profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def text_of(driver: WebDriver, selector: str) -> str | None:
+    """The text of the element `selector` finds, read in one script: the
+    page replaces its overview every half second, so an element found in
+    one call may be gone by the next."""
+    found = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+        selector,
+    )
+    return None if found is None else str(found)
+
+
+def cell(driver: WebDriver, destination: str, status: str) -> str | None:
+    return text_of(driver, f'section[data-destination="{destination}"] [data-status="{status}"]')
+
+
+def wait_for(driver: WebDriver, destination: str, status: str, text: str) -> None:
+    try:
+        WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+            lambda d: cell(d, destination, status) == text
+        )
+    except Exception as exc:
+        shown = cell(driver, destination, status)
+        msg = f"{destination} {status}: {shown!r} after {WAIT} s, not {text!r}"
+        raise AssertionError(msg) from exc
+
+
+def broken(job: FullText) -> None:
+    if job.item_id == "extra-3":
+        raise RuntimeError("extra-3 is broken")
+
+
+def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browser: WebDriver):
+    engine = fulltext_jobs.create_engine(f"sqlite:///{tmp_path / 'fulltext-jobs.sqlite3'}")
+    demo.run(engine)
+    repo = SqlAlchemyRepository(engine)
+    with dashboard_process(tmp_path, "--refresh", "0.5") as (process, base):
+        started = time.monotonic()
+        browser.get(base)
+        assert browser.title == "fulltext-jobs: sqlite:///fulltext-jobs.sqlite3"
+        names = browser.execute_script(
+            "return [...document.querySelectorAll('section.destination')]"
+            ".map(e => e.dataset.destination);"
+        )
+        assert names == ["language-detection", "word-count"]
+        assert "word-count" in (text_of(browser, "main") or "")
+        assert cell(browser, "word-count", "finished") == "192"
+        assert cell(browser, "word-count", "skipped") == "8"
+        browser.execute_script("window.notReloaded = true;")
+
+        # More work arrives: the page shows it ready, then done, by itself.
+        repo.add_items(["extra-1", "extra-2", "extra-3"])
+        repo.enqueue_unqueued("word-count")
+        wait_for(browser, "word-count", "ready", "3")
+        stats = Worker(repo, "word-count", broken, poll_interval=0.05).run(
+            until_idle=True, install_signal_handlers=False
+        )
+        assert (stats.finished, stats.failed) == (2, 1)
+        wait_for(browser, "word-count", "finished", "194")
+        wait_for(browser, "word-count", "failed", "1")
+        assert cell(browser, "word-count", "ready") == "0"
+        assert cell(browser, "language-detection", "unqueued") == "3"
+        failures = text_of(browser, 'section[data-destination="word-count"] table.failures') or ""
+        assert "extra-3" in failures
+        assert "RuntimeError: extra-3 is broken" in failures
+        assert browser.execute_script("return window.notReloaded === true;")
+
+        # Nothing came from anywhere but the dashboard.
+        loaded = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name);"
+        )
+        assert loaded
+        assert all(str(name).startswith(base) for name in loaded), loaded
+
+        # The failed count links to the failed jobs.
+        browser.execute_script(
+            "document.querySelector(arguments[0]).click();",
+            'section[data-destination="word-count"] [data-status="failed"] a',
+        )
+        WebDriverWait(browser, WAIT).until(lambda d: d.title == "fulltext-jobs: word-count failed")
+        assert "extra-3 is broken" in browser.find_element(By.TAG_NAME, "table").text
+        print(f"browser part took {time.monotonic() - started:.1f} s")
+        assert process.poll() is None
+    engine.dispose()
