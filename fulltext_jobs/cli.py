@@ -90,7 +90,7 @@ from sqlalchemy.engine import Engine
 import fulltext_jobs
 from fulltext_jobs import demo as demo_module
 from fulltext_jobs.dashboard import DEFAULT_REFRESH, Snapshots, create_app, require_dashboard, serve
-from fulltext_jobs.domain import DestinationStats, JobStatus, check_item_id
+from fulltext_jobs.domain import MAX_LEASE, DestinationStats, JobStatus, check_item_id
 from fulltext_jobs.engine import parse_url
 from fulltext_jobs.errors import InvalidInput, JobNotFound, JobsError, SchemaNotMigrated
 from fulltext_jobs.logs import JsonFormatter
@@ -726,6 +726,16 @@ def load_handler(spec: str) -> Handler:
     return target
 
 
+def _lease(seconds: float) -> timedelta:
+    """`--lease` as a timedelta; `InvalidInput` for one too long to be one
+    (the port bounds it further)."""
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        msg = f"a lease of {seconds:g} seconds is too long: at most {MAX_LEASE.days:,} days"
+        raise InvalidInput(msg) from None
+
+
 def worker_table(destination: str, stats: WorkerStats) -> Table:
     """What a worker run did, one row a counter."""
     table = Table(title=f"worker: {destination}", **TABLE_STYLE)
@@ -804,7 +814,7 @@ def work(
         repo = state.repository(
             known=None if produce else destination,
             reachable=True,
-            lease=timedelta(seconds=lease),
+            lease=_lease(lease),
         )
         worker = fulltext_jobs.Worker(
             repo,

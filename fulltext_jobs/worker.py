@@ -75,7 +75,14 @@ from datetime import datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from fulltext_jobs.domain import FullText, JobStatus, check_destination, check_max_attempts, utc
+from fulltext_jobs.domain import (
+    MAX_CLAIM,
+    FullText,
+    JobStatus,
+    check_destination,
+    check_max_attempts,
+    utc,
+)
 from fulltext_jobs.errors import InvalidInput, JobsError, LostClaim, NoJobs, StoreError
 from fulltext_jobs.logs import log_context
 from fulltext_jobs.repository import ReadyListener, Repository
@@ -83,7 +90,14 @@ from fulltext_jobs.repository import ReadyListener, Repository
 if TYPE_CHECKING:
     from fulltext_jobs.metrics import WorkerMetrics
 
-__all__ = ["Handler", "SkipJob", "Worker", "WorkerStats"]
+__all__ = ["MAX_CONCURRENCY", "MAX_SECONDS", "Handler", "SkipJob", "Worker", "WorkerStats"]
+
+#: The most claim threads one worker runs: more belong in more processes.
+MAX_CONCURRENCY: Final = 1024
+
+#: The longest interval or timeout a worker takes, in seconds (a week): a
+#: longer one is a mistake, and past about 292 years Python's own waits fail.
+MAX_SECONDS: Final = 7 * 24 * 3600
 
 _log = logging.getLogger(__name__)
 
@@ -316,8 +330,8 @@ class Worker:
         self._repository = repository
         self._destination = check_destination(destination)
         self._handler = handler
-        self._concurrency = _whole("concurrency", concurrency)
-        self._batch_size = _whole("batch_size", batch_size)
+        self._concurrency = _whole("concurrency", concurrency, MAX_CONCURRENCY)
+        self._batch_size = _whole("batch_size", batch_size, MAX_CLAIM)
         self._poll_interval = _seconds("poll_interval", poll_interval)
         self._max_poll_interval = _seconds("max_poll_interval", max_poll_interval)
         if self._max_poll_interval < self._poll_interval:
@@ -979,9 +993,9 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {message}" if message else name
 
 
-def _whole(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name} must be a positive whole number, not {value!r}"
+def _whole(name: str, value: object, most: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        msg = f"{name} must be a positive whole number, at most {most:,}, not {value!r}"
         raise InvalidInput(msg)
     return value
 
@@ -994,8 +1008,9 @@ def _seconds(name: str, value: object, *, zero: bool = False, infinite: bool = F
         or value < 0
         or (value == 0 and not zero)
         or (math.isinf(value) and not infinite)
+        or (value > MAX_SECONDS and not math.isinf(value))
     ):
         kind = "a number of seconds, 0 or more" if zero else "a positive number of seconds"
-        msg = f"{name} must be {kind}, not {value!r}"
+        msg = f"{name} must be {kind}, at most {MAX_SECONDS:,} (a week), not {value!r}"
         raise InvalidInput(msg)
     return float(value)

@@ -399,6 +399,45 @@ def test_log_lines_are_one_line_each_when_stderr_is_not_a_terminal(url, repo):
         assert one_record.fullmatch(line), line
 
 
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [
+        (["--lease", "1e300"], "a lease of 1e+300 seconds is too long"),
+        (["--lease", "1e12"], "at most 3650 days"),
+        (["--concurrency", "100000000000"], "concurrency must be a positive whole number"),
+        (["--shutdown-timeout", "1e300"], "shutdown_timeout must be a number of seconds"),
+        (["--poll-interval", "1e300"], "poll_interval must be a positive number of seconds"),
+        (["--batch-size", "99999999"], "batch_size must be a positive whole number, at most"),
+        (["--max-attempts", "99999999999"], "max_attempts must be a positive whole number"),
+    ],
+)
+def test_hostile_worker_settings_are_one_line(runner, url, repo, option, needle):
+    repo.add_items(["a"])
+    repo.enqueue_unqueued("d")
+    args = ["--database-url", url, "work", "d", "--handler", "cli_handlers:by_item", *option]
+    assert_cli_error(runner.invoke(app, [*args, "--until-idle"]), needle)
+    assert counts(repo, "d")["ready"] == 1  # nothing claimed
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["enqueue", "d\udcff"],  # how Python decodes a non-UTF-8 argument
+        ["stats", "d\udcff"],
+        ["retry", "d", "--item", "a\udcffb"],
+        ["enqueue", "d", "--limit", "99999999999999999999"],
+        ["rescue", "--max-attempts", "99999999999"],
+    ],
+)
+def test_hostile_arguments_are_one_line_and_change_nothing(runner, url, repo, args):
+    repo.add_items(["a"])
+    repo.enqueue_unqueued("d")
+    before = counts(repo, "d")
+    result = runner.invoke(app, ["--database-url", url, *args])
+    assert_cli_error(result, "")
+    assert counts(repo, "d") == before
+
+
 def test_work_takes_the_lease_and_max_attempts(runner, url, repo, monkeypatch):
     help_text = " ".join(runner.invoke(app, ["work", "--help"]).stdout.replace("│", " ").split())
     assert "--lease" in help_text

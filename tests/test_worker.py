@@ -670,7 +670,13 @@ def test_a_second_run_while_running_is_refused():
         ("concurrency", 0),
         ("concurrency", 1.5),
         ("concurrency", True),
+        ("concurrency", 10**11),  # would start 10**11 threads
         ("batch_size", -1),
+        ("batch_size", 10_001),  # more than one claim takes
+        ("shutdown_timeout", 1e300),  # past what a thread can wait for
+        ("shutdown_timeout", float("inf")),
+        ("poll_interval", 8 * 24 * 3600.0),
+        ("rescue_interval", 2**63),
         ("poll_interval", 0),
         ("poll_interval", float("nan")),
         ("max_poll_interval", float("inf")),
