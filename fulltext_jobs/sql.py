@@ -471,6 +471,11 @@ class SqlAlchemyRepository(Repository):
             raise store_error(exc, action) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise store_error(exc, action) from exc
+        except psycopg.Error as exc:
+            # The driver's own, which some paths let through unwrapped: a
+            # pooled connection closed under the pool fails when the
+            # checkout sets its isolation level.
+            raise store_error(exc, action) from exc
 
     @contextmanager
     def _in_session(self) -> Iterator[sa.Connection]:
@@ -635,7 +640,7 @@ class _Compiled:
         if dbapi_connection is None:  # pragma: no cover - the connection was just checked out
             msg = "the connection has been invalidated"
             raise sa.exc.ResourceClosedError(msg)
-        cursor = dbapi_connection.cursor()
+        cursor = self._cursor(connection, dbapi_connection, params)
         try:
             cursor.execute(self.sql, {**self.defaults, **params})
             row: tuple[Any, ...] | None = cursor.fetchone() if cursor.description else None
@@ -644,6 +649,19 @@ class _Compiled:
         finally:
             cursor.close()
         return row
+
+    def _cursor(
+        self,
+        connection: sa.Connection,
+        dbapi_connection: Any,  # noqa: ANN401 - the driver's connection
+        params: dict[str, Any] | list[dict[str, Any]],
+    ) -> Any:  # noqa: ANN401 - the driver's cursor
+        """A cursor; a connection the driver already knows to be closed
+        raises here, wrapped like any error of the statement."""
+        try:
+            return dbapi_connection.cursor()
+        except psycopg.Error as exc:
+            raise self._wrapped(connection, exc, params) from exc
 
     def _wrapped(
         self,
@@ -683,7 +701,7 @@ class _Compiled:
         if dbapi_connection is None:  # pragma: no cover - the connection was just checked out
             msg = "the connection has been invalidated"
             raise sa.exc.ResourceClosedError(msg)
-        cursor = dbapi_connection.cursor()
+        cursor = self._cursor(connection, dbapi_connection, rows)
         if not isinstance(cursor, psycopg.Cursor):  # pragma: no cover - PostgreSQL is psycopg
             msg = f"expected a psycopg cursor, not {type(cursor).__name__}"
             raise TypeError(msg)

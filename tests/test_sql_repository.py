@@ -4,6 +4,7 @@ own SQL reading what we write."""
 
 from __future__ import annotations
 
+import gc
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -400,3 +401,37 @@ def test_after_a_lost_connection_no_other_pooled_connection_fails(
         calls[call]()  # the next call works: no dead connection is left in the pool
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgresql
+def test_a_pooled_connection_the_driver_knows_closed_is_a_retryable_store_error(
+    fresh_postgres_url: str,
+):
+    """The hot path asks the driver for a cursor on a pooled connection: one
+    closed under the pool (say, by a crashed pgbouncer) raises there, and
+    must come out as the port's error, then leave the pool usable."""
+    fulltext_jobs.upgrade(fresh_url := fresh_postgres_url)
+    engine = fulltext_jobs.create_engine(fresh_url)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        repo.add_items(["a"])
+        repo.enqueue_unqueued("d")
+        autocommit = repo._autocommit_engine
+        assert autocommit is not None
+        with autocommit.connect() as connection:
+            pooled = connection.connection.dbapi_connection
+        assert pooled is not None
+        pooled.close()  # back in the pool, closed under it
+        with pytest.raises(StoreError) as lost:
+            repo.get_ready_job("d")
+        retryable = lost.value.retryable
+        del lost  # its traceback holds the dead connection: see below
+        assert retryable
+        assert repo.get_ready_job("d").item_id == "a"  # the next call works
+    finally:
+        engine.dispose()
+        del pooled
+        # The closed driver connection's finalizer runs now, not inside some
+        # later ast.parse (CPython 3.11.7 then fails with "AST constructor
+        # recursion depth mismatch").
+        gc.collect()
