@@ -29,8 +29,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped
 
-from fulltext_jobs.domain import FullText, JobStatus
+from fulltext_jobs.domain import FullText
 from fulltext_jobs.schema import JOBS_SCHEMA, VERSION_TABLE, WINDOW_TABLE, tables_for
+from fulltext_jobs.statements import to_job
 
 __all__ = ["FullTextRecord", "ItemRecord", "LedgerBase", "include_name", "include_object"]
 
@@ -66,19 +67,7 @@ class FullTextRecord(LedgerBase):
         """The domain `FullText` this row holds, as `get_fulltext` returns
         it (a copy: changing it changes nothing until the repository saves
         it)."""
-        return FullText(
-            id=self.id,
-            item_id=self.item_id,
-            destination=self.destination,
-            started=self.started,
-            finished=self.finished,
-            status=JobStatus(self.status),
-            attempts=self.attempts,
-            claim_token=self.claim_token,
-            lease_expires=self.lease_expires,
-            last_error=self.last_error,
-            version=self.version,
-        )
+        return to_job(self)
 
     def __repr__(self) -> str:
         return f"<FullTextRecord {self.id} {self.item_id!r} {self.destination!r} {self.status}>"

@@ -135,8 +135,10 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
     )
 
 
-def to_job(row: sa.Row[Any]) -> FullText:
-    """The job in a row selected or returned with `Statements.job_columns`."""
+def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with the columns
+    """The job in a row selected or returned with `Statements.job_columns`,
+    or in anything else with the job table's columns as attributes (the read
+    model `fulltext_jobs.orm.FullTextRecord`)."""
     return FullText(
         id=row.id,
         item_id=row.item_id,
