@@ -71,6 +71,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Final
 
+import sqlalchemy as sa
 import typer
 from rich import box
 from rich.console import Console
@@ -93,12 +94,13 @@ from fulltext_jobs import demo as demo_module
 from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.dashboard import DEFAULT_REFRESH, Snapshots, create_app, require_dashboard, serve
 from fulltext_jobs.domain import MAX_LEASE, DestinationStats, JobStatus, check_item_id
-from fulltext_jobs.engine import parse_url
+from fulltext_jobs.engine import parse_url, store_error
 from fulltext_jobs.errors import InvalidInput, JobNotFound, JobsError, SchemaNotMigrated
 from fulltext_jobs.logs import JsonFormatter
 from fulltext_jobs.metrics import WorkerMetrics, require_prometheus
 from fulltext_jobs.migrate import ADOPT_ADVICE, ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
 from fulltext_jobs.overview import read_only_engine, read_overview
+from fulltext_jobs.schema_audit import SchemaProblem, schema_problems
 from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, WorkerStats
 
@@ -929,10 +931,15 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
-def audit_json(problems: list[AuditProblem], fixed: dict[str, object] | None) -> dict[str, object]:
+def audit_json(
+    problems: list[AuditProblem],
+    fixed: dict[str, object] | None,
+    schema: list[SchemaProblem] | None = None,
+) -> dict[str, object]:
     """The stable JSON of `fulltext-jobs audit` (documented in the README)."""
+    schema = schema or []
     return {
-        "clean": not problems,
+        "clean": not problems and not schema,
         "problems": [
             {
                 "destination": problem.destination,
@@ -945,6 +952,7 @@ def audit_json(problems: list[AuditProblem], fixed: dict[str, object] | None) ->
             }
             for problem in problems
         ],
+        "schema": [dataclasses.asdict(problem) for problem in schema],
         "fixed": fixed,
     }
 
@@ -1026,37 +1034,58 @@ def audit(
     if fix and older_than is None and not rescue_:
         msg = "--fix needs --running-without-lease-older-than DURATION or --rescue"
         raise typer.BadParameter(msg)
+    problems: list[AuditProblem] = []
+    fixed: dict[str, object] | None = None
     try:
         with _command(ctx, database_url) as state:
-            # A typo'd destination would otherwise pass as clean.
-            repo = state.repository(known=destination)
-            fixed: dict[str, object] | None = None
-            if fix:
-                fixed = {}
-                if older_than is not None:
-                    released = repo.release_unleased(older_than, destination)
-                    fixed["running_without_lease"] = [str(job_id) for job_id in released]
-                if rescue_:
-                    fixed["rescued"] = repo.rescue_expired(destination, max_attempts=max_attempts)
-            problems = repo.audit(
-                destination,
-                rescue_interval=interval,
-                clock_tolerance=tolerance,
-                max_attempts=max_attempts,
-                examples=examples,
-            )
-            if as_json:
-                _emit_json(audit_json(problems, fixed))
-            else:
-                _print_audit(problems, fixed)
+            schema = _schema_problems(state.engine())
+            # Outside the window the repository would refuse the database:
+            # then the revision is all there is to report.
+            if not any(problem.kind == "revision" for problem in schema):
+                # A typo'd destination would otherwise pass as clean.
+                repo = state.repository(known=destination)
+                if fix:
+                    fixed = {}
+                    if older_than is not None:
+                        released = repo.release_unleased(older_than, destination)
+                        fixed["running_without_lease"] = [str(job_id) for job_id in released]
+                    if rescue_:
+                        fixed["rescued"] = repo.rescue_expired(
+                            destination, max_attempts=max_attempts
+                        )
+                problems = repo.audit(
+                    destination,
+                    rescue_interval=interval,
+                    clock_tolerance=tolerance,
+                    max_attempts=max_attempts,
+                    examples=examples,
+                )
+            _print_audit(problems, fixed, schema, as_json=as_json)
     except typer.Exit as exc:
-        # An error, reported by `_command`: 1 means "something reported" here.
+        # An error, reported by `_command`; 1 means "something reported" here.
         raise typer.Exit(2) from exc
-    if problems:
+    if problems or schema:
         raise typer.Exit(1)
 
 
-def _print_audit(problems: list[AuditProblem], fixed: dict[str, object] | None) -> None:
+def _schema_problems(engine: Engine) -> list[SchemaProblem]:
+    try:
+        with engine.connect() as connection:
+            return schema_problems(connection)
+    except sa.exc.SQLAlchemyError as exc:
+        raise store_error(exc, "audit") from exc
+
+
+def _print_audit(
+    problems: list[AuditProblem],
+    fixed: dict[str, object] | None,
+    schema: list[SchemaProblem],
+    *,
+    as_json: bool,
+) -> None:
+    if as_json:
+        _emit_json(audit_json(problems, fixed, schema))
+        return
     if fixed is not None:
         released = fixed.get("running_without_lease")
         if isinstance(released, list):
@@ -1065,7 +1094,11 @@ def _print_audit(problems: list[AuditProblem], fixed: dict[str, object] | None) 
                 typer.echo(f"  {job_id}")
         if "rescued" in fixed:
             typer.echo(f"rescued {fixed['rescued']} expired jobs")
-    for line in audit_lines(problems) or ["clean: no problems found"]:
+    lines = [
+        f"schema: {p.kind} {p.name}: {p.problem}" + (f" ({p.found})" if p.found else "")
+        for p in schema
+    ]
+    for line in lines + audit_lines(problems) or ["clean: no problems found"]:
         typer.echo(line)
 
 

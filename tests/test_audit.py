@@ -21,7 +21,8 @@ from fulltext_jobs import AuditCheck, InMemoryRepository, InvalidInput, JobStatu
 from fulltext_jobs.audit import UNLEASED_ERROR
 from fulltext_jobs.cli import app, parse_duration
 from fulltext_jobs.domain import utc
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.schema import VERSION_TABLE, tables_for
+from fulltext_jobs.schema_audit import schema_problems
 
 DEST = "lang"
 
@@ -331,7 +332,12 @@ def test_done_when_on_postgresql(runner: CliRunner, clean_postgres_engine: sa.En
 
     clean = runner.invoke(app, ["--database-url", url, "audit", "--json"])
     assert clean.exit_code == 0, (clean.stdout, clean.stderr)
-    assert json.loads(clean.stdout) == {"clean": True, "problems": [], "fixed": None}
+    assert json.loads(clean.stdout) == {
+        "clean": True,
+        "problems": [],
+        "schema": [],
+        "fixed": None,
+    }
 
 
 def test_cli_rescue_and_text_output(runner: CliRunner, sqlite_template: Any) -> None:
@@ -357,6 +363,7 @@ def test_cli_rescue_and_text_output(runner: CliRunner, sqlite_template: Any) -> 
         assert json.loads(rescued.stdout) == {
             "clean": True,
             "problems": [],
+            "schema": [],
             "fixed": {"rescued": 1},
         }
         assert repo.get_fulltext(job.id).status is JobStatus.READY
@@ -390,3 +397,108 @@ def test_cli_errors_exit_2(runner: CliRunner, tmp_path: Any, sqlite_template: An
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert result.stderr.startswith("error: ")
     assert "lnag" in result.stderr
+
+
+# --- schema drift -------------------------------------------------------------------
+
+
+def test_the_migrations_schema_shows_no_drift(
+    clean_postgres_engine: sa.Engine, sqlite_engine: sa.Engine
+) -> None:
+    """The expected definitions are what the migrations make, as each
+    database prints them."""
+    for engine in (clean_postgres_engine, sqlite_engine):
+        with engine.connect() as connection:
+            assert schema_problems(connection) == [], engine.dialect.name
+
+
+@pytest.mark.postgresql
+def test_schema_drift_on_postgresql(runner: CliRunner, fresh_postgres_url: str) -> None:
+    fulltext_jobs.upgrade(fresh_postgres_url)
+    engine = fulltext_jobs.create_engine(fresh_postgres_url)
+    try:
+        with engine.begin() as connection:
+            for statement in (
+                "ALTER TABLE jobs.fulltext DROP CONSTRAINT jobs_fulltext_unique",
+                "DROP INDEX jobs.fulltext_running_idx",
+                "DROP INDEX jobs.fulltext_ready_idx",
+                "CREATE INDEX fulltext_ready_idx ON jobs.fulltext (destination, seq)",
+                "DROP TRIGGER fulltext_count_write ON jobs.fulltext",
+            ):
+                connection.exec_driver_sql(statement)
+        with engine.connect() as connection:
+            found = [(p.kind, p.name, p.problem) for p in schema_problems(connection)]
+        assert found == [
+            ("constraint", "jobs_fulltext_unique", "missing"),
+            ("index", "fulltext_ready_idx", "changed"),
+            ("index", "fulltext_running_idx", "missing"),
+            ("trigger", "fulltext_count_write", "missing"),
+        ]
+        result = runner.invoke(app, ["--database-url", fresh_postgres_url, "audit", "--json"])
+        assert result.exit_code == 1, (result.stdout, result.stderr)
+        body = json.loads(result.stdout)
+        assert body["clean"] is False
+        assert body["problems"] == []
+        [unique, ready, *_] = body["schema"]
+        assert unique == {
+            "kind": "constraint",
+            "name": "jobs_fulltext_unique",
+            "problem": "missing",
+            "expected": "UNIQUE (item_id, destination)",
+            "found": None,
+        }
+        assert ready["found"] == (
+            "CREATE INDEX fulltext_ready_idx ON jobs.fulltext USING btree (destination, seq)"
+        )
+        # The unique pair made again, in the other order: changed.
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "ALTER TABLE jobs.fulltext ADD CONSTRAINT jobs_fulltext_unique "
+                "UNIQUE (destination, item_id)"
+            )
+            assert ("constraint", "jobs_fulltext_unique", "changed") in [
+                (p.kind, p.name, p.problem) for p in schema_problems(connection)
+            ]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgresql
+def test_a_revision_outside_the_window_is_reported(
+    runner: CliRunner, fresh_postgres_url: str
+) -> None:
+    fulltext_jobs.upgrade(fresh_postgres_url)
+    engine = fulltext_jobs.create_engine(fresh_postgres_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0005'"))  # noqa: S608 - a constant
+    finally:
+        engine.dispose()
+    result = runner.invoke(app, ["--database-url", fresh_postgres_url, "audit", "--json"])
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    [problem] = json.loads(result.stdout)["schema"]
+    assert (problem["kind"], problem["problem"]) == ("revision", "outside_window")
+    assert "0005" in problem["found"]
+    text = runner.invoke(app, ["--database-url", fresh_postgres_url, "audit"])
+    assert text.exit_code == 1
+    assert text.stdout.startswith("schema: revision alembic_version: outside_window")
+
+
+def test_schema_drift_on_sqlite(runner: CliRunner, sqlite_template: Any) -> None:
+    url = sqlite_template.fresh_url()
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP INDEX fulltext_running_idx")
+            connection.exec_driver_sql("DROP TRIGGER fulltext_seq")
+        with engine.connect() as connection:
+            found = [(p.kind, p.name, p.problem) for p in schema_problems(connection)]
+    finally:
+        engine.dispose()
+    assert found == [
+        ("index", "fulltext_running_idx", "missing"),
+        ("trigger", "fulltext_seq", "missing"),
+    ]
+    result = runner.invoke(app, ["--database-url", url, "audit"])
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert "schema: index fulltext_running_idx: missing" in result.stdout
