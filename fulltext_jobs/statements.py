@@ -650,7 +650,7 @@ class Statements:
             AuditCheck.FINISHED_BEFORE_STARTED: ft.finished < ft.started,
             AuditCheck.STARTED_IN_FUTURE: ft.started > sa.bindparam("future_after"),
             AuditCheck.TERMINAL_WITHOUT_FINISHED: sa.and_(
-                ft.status.in_([s.value for s in AUDIT_TERMINAL]), ft.finished.is_(None)
+                ft.status.in_(sorted(s.value for s in AUDIT_TERMINAL)), ft.finished.is_(None)
             ),
             AuditCheck.ATTEMPTS_ABOVE_MAX: ft.attempts
             > sa.bindparam("max_attempts", type_=sa.Integer),
