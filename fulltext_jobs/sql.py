@@ -431,7 +431,11 @@ class SqlAlchemyRepository(Repository):
             "max_attempts": settings.max_attempts,
         }
         problems = []
-        # One transaction, so the checks see one state of the ledger.
+        # One transaction; on PostgreSQL (READ COMMITTED) each query still
+        # sees the ledger as it is when that query runs, so a busy ledger's
+        # examples may differ slightly from its counts. On SQLite the
+        # transaction is BEGIN IMMEDIATE, as for `stats`: writers wait for
+        # the audit (see docs/benchmarks.md for its cost).
         with self._connection("audit") as connection:
             for check, condition in self._sql.audit_conditions().items():
                 counts = connection.execute(
