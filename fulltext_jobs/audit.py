@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_EXAMPLES",
     "DEFAULT_RESCUE_INTERVAL",
     "MAX_EXAMPLES",
+    "STUCK_CHECKS",
     "UNLEASED_ERROR",
     "AuditCheck",
     "AuditProblem",
@@ -65,6 +66,10 @@ class AuditCheck(StrEnum):
     #: `ready` and still holding a claim token.
     READY_WITH_CLAIM_TOKEN = "ready_with_claim_token"  # noqa: S105 - a check's name
 
+
+#: The checks the running-jobs index serves, cheap enough for every refresh
+#: of the dashboard: running jobs that no rescue returns.
+STUCK_CHECKS: Final = (AuditCheck.RUNNING_WITHOUT_LEASE, AuditCheck.LEASE_EXPIRED_UNRESCUED)
 
 #: How many example job ids a finding carries, unless told otherwise.
 DEFAULT_EXAMPLES: Final = 5

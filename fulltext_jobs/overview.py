@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from fulltext_jobs.audit import DEFAULT_RESCUE_INTERVAL, AuditCheck
+from fulltext_jobs.audit import DEFAULT_RESCUE_INTERVAL, STUCK_CHECKS, AuditCheck
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, check_destination, utc
 from fulltext_jobs.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url, store_error
 from fulltext_jobs.errors import InvalidInput
@@ -214,10 +214,6 @@ def read_overview(
     except sa.exc.SQLAlchemyError as exc:
         raise store_error(exc, "read the overview") from exc
     return Overview(taken=taken, destinations=tuple(rows))
-
-
-#: The audit's checks cheap enough for every refresh (see `DestinationOverview.stuck`).
-STUCK_CHECKS: Final = (AuditCheck.RUNNING_WITHOUT_LEASE, AuditCheck.LEASE_EXPIRED_UNRESCUED)
 
 
 def _stuck(

@@ -368,5 +368,19 @@ def test_the_overview_counts_stuck_running_jobs(ledger: Ledger, reader: sa.Engin
     snapshots = Snapshots(reader, clock=lambda: NOW)
     with served(create_app(snapshots, refresh=2, title="the ledger")) as base:
         page = Client(base).get("/").text
+        metrics = Client(base).get("/metrics").text
     assert '<span data-check="running_without_lease">1 running without a lease</span>' in page
     assert 'data-check="lease_expired_unrescued"' in page
+    families = text_string_to_metric_families(metrics)
+    stuck = {
+        (sample.labels["destination"], sample.labels["check"]): sample.value
+        for family in families
+        if family.name == "fulltext_jobs_stuck"
+        for sample in family.samples
+    }
+    assert stuck == {
+        (DEST, "running_without_lease"): 1,
+        (DEST, "lease_expired_unrescued"): 1,
+        ("other", "running_without_lease"): 0,
+        ("other", "lease_expired_unrescued"): 0,
+    }
