@@ -7,6 +7,7 @@ A Python port of the Go package `jobs` of the Library of Congress
 
 from __future__ import annotations
 
+from fulltext_jobs.audit import AuditCheck, AuditProblem
 from fulltext_jobs.domain import (
     ACTIONS,
     DEFAULT_LEASE,
@@ -62,6 +63,8 @@ __all__ = [
     "AllQueued",
     "AsyncRepository",
     "AsyncSqlAlchemyRepository",
+    "AuditCheck",
+    "AuditProblem",
     "DestinationStats",
     "DuplicateJob",
     "FullText",

@@ -59,6 +59,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import traceback
@@ -70,6 +71,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Final
 
+import sqlalchemy as sa
 import typer
 from rich import box
 from rich.console import Console
@@ -89,14 +91,16 @@ from sqlalchemy.engine import Engine
 
 import fulltext_jobs
 from fulltext_jobs import demo as demo_module
+from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.dashboard import DEFAULT_REFRESH, Snapshots, create_app, require_dashboard, serve
 from fulltext_jobs.domain import MAX_LEASE, DestinationStats, JobStatus, check_item_id
-from fulltext_jobs.engine import parse_url
+from fulltext_jobs.engine import parse_url, store_error
 from fulltext_jobs.errors import InvalidInput, JobNotFound, JobsError, SchemaNotMigrated
 from fulltext_jobs.logs import JsonFormatter
 from fulltext_jobs.metrics import WorkerMetrics, require_prometheus
 from fulltext_jobs.migrate import ADOPT_ADVICE, ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
 from fulltext_jobs.overview import read_only_engine, read_overview
+from fulltext_jobs.schema_audit import SchemaProblem, schema_problems
 from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, WorkerStats
 
@@ -905,6 +909,197 @@ def rescue(
             f"rescued {count} expired jobs",
             as_json=as_json,
         )
+
+
+# --- audit (issue 18) ------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d{1,9})([smhd])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`text` as a duration: a whole number and a unit, `s`, `m`, `h` or `d`
+    (`90s`, `15m`, `1h`, `2d`). Raises `typer.BadParameter` otherwise."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        msg = f"{text!r} is not a duration such as 90s, 15m, 1h or 2d"
+        raise typer.BadParameter(msg)
+    value = timedelta(**{_UNITS[match[2]]: int(match[1])})
+    if value > MAX_LEASE:
+        msg = f"{text!r} is longer than {MAX_LEASE.days} days"
+        raise typer.BadParameter(msg)
+    return value
+
+
+def audit_json(
+    problems: list[AuditProblem],
+    fixed: dict[str, object] | None,
+    schema: list[SchemaProblem] | None = None,
+) -> dict[str, object]:
+    """The stable JSON of `fulltext-jobs audit` (documented in the README)."""
+    schema = schema or []
+    return {
+        "clean": not problems and not schema,
+        "problems": [
+            {
+                "destination": problem.destination,
+                "check": problem.check.value,
+                "count": problem.count,
+                "examples": [str(job_id) for job_id in problem.examples],
+                "oldest_started": (
+                    None if problem.oldest_started is None else problem.oldest_started.isoformat()
+                ),
+            }
+            for problem in problems
+        ],
+        "schema": [dataclasses.asdict(problem) for problem in schema],
+        "fixed": fixed,
+    }
+
+
+def audit_lines(problems: list[AuditProblem]) -> list[str]:
+    """The audit's findings, one line each (a cron mail, a grep): the
+    destination, the check, how many jobs, example ids, and the oldest start
+    of lease-less running jobs."""
+    lines = []
+    for problem in problems:
+        line = f"{problem.destination}: {problem.check.value}: {problem.count} jobs"
+        if problem.oldest_started is not None:
+            line += f", oldest started {problem.oldest_started.isoformat()}"
+        examples = " ".join(str(job_id) for job_id in problem.examples)
+        lines.append(f"{line} (e.g. {examples})")
+    return lines
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    destination: SomeDestination = None,
+    max_attempts: Annotated[
+        int,
+        typer.Option(min=1, help="The largest max_attempts in use; more attempts are reported."),
+    ] = 3,
+    rescue_interval: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="Report running jobs whose lease ran out longer ago than this.",
+        ),
+    ] = "5m",
+    clock_tolerance: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION", help="Report jobs started further in the future than this."
+        ),
+    ] = "5m",
+    examples: Annotated[
+        int, typer.Option(min=1, max=1000, help="Example job ids per finding.")
+    ] = 5,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Repair what the options after it name, then audit."),
+    ] = False,
+    running_without_lease_older_than: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="With --fix: return running jobs with no lease, started longer ago than "
+            "this, to ready (counting an attempt).",
+        ),
+    ] = None,
+    rescue_: Annotated[
+        bool,
+        typer.Option("--rescue", help="With --fix: rescue expired leases, as `rescue` does."),
+    ] = False,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Check the ledger's invariants (of DESTINATION, or of all) and print
+    what is wrong. Exit status: 0 clean, 1 something reported, 2 an error.
+
+    With --fix, first repair what is safe and named: lease-less running jobs
+    older than --running-without-lease-older-than, and expired leases with
+    --rescue. Everything else is reported only.
+    """
+    interval = parse_duration(rescue_interval)
+    tolerance = parse_duration(clock_tolerance)
+    older_than = (
+        None
+        if running_without_lease_older_than is None
+        else parse_duration(running_without_lease_older_than)
+    )
+    if (older_than is not None or rescue_) and not fix:
+        msg = "--running-without-lease-older-than and --rescue repair only with --fix"
+        raise typer.BadParameter(msg)
+    if fix and older_than is None and not rescue_:
+        msg = "--fix needs --running-without-lease-older-than DURATION or --rescue"
+        raise typer.BadParameter(msg)
+    problems: list[AuditProblem] = []
+    fixed: dict[str, object] | None = None
+    try:
+        with _command(ctx, database_url) as state:
+            schema = _schema_problems(state.engine())
+            # Outside the window the repository would refuse the database:
+            # then the revision is all there is to report.
+            if not any(problem.kind == "revision" for problem in schema):
+                # A typo'd destination would otherwise pass as clean.
+                repo = state.repository(known=destination)
+                if fix:
+                    fixed = {}
+                    if older_than is not None:
+                        released = repo.release_unleased(older_than, destination)
+                        fixed["running_without_lease"] = [str(job_id) for job_id in released]
+                    if rescue_:
+                        fixed["rescued"] = repo.rescue_expired(
+                            destination, max_attempts=max_attempts
+                        )
+                problems = repo.audit(
+                    destination,
+                    rescue_interval=interval,
+                    clock_tolerance=tolerance,
+                    max_attempts=max_attempts,
+                    examples=examples,
+                )
+            _print_audit(problems, fixed, schema, as_json=as_json)
+    except typer.Exit as exc:
+        # An error, reported by `_command`; 1 means "something reported" here.
+        raise typer.Exit(2) from exc
+    if problems or schema:
+        raise typer.Exit(1)
+
+
+def _schema_problems(engine: Engine) -> list[SchemaProblem]:
+    try:
+        with engine.connect() as connection:
+            return schema_problems(connection)
+    except sa.exc.SQLAlchemyError as exc:
+        raise store_error(exc, "audit") from exc
+
+
+def _print_audit(
+    problems: list[AuditProblem],
+    fixed: dict[str, object] | None,
+    schema: list[SchemaProblem],
+    *,
+    as_json: bool,
+) -> None:
+    if as_json:
+        _emit_json(audit_json(problems, fixed, schema))
+        return
+    if fixed is not None:
+        released = fixed.get("running_without_lease")
+        if isinstance(released, list):
+            typer.echo(f"returned {len(released)} running jobs without a lease to ready")
+            for job_id in released:
+                typer.echo(f"  {job_id}")
+        if "rescued" in fixed:
+            typer.echo(f"rescued {fixed['rescued']} expired jobs")
+    lines = [
+        f"schema: {p.kind} {p.name}: {p.problem}" + (f" ({p.found})" if p.found else "")
+        for p in schema
+    ]
+    for line in lines + audit_lines(problems) or ["clean: no problems found"]:
+        typer.echo(line)
 
 
 # --- dashboard ------------------------------------------------------------------------

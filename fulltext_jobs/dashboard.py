@@ -52,6 +52,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.engine import Engine
 
+from fulltext_jobs.audit import AuditCheck
 from fulltext_jobs.domain import JobStatus, utc
 from fulltext_jobs.errors import InvalidInput, JobsError, MissingDependency
 from fulltext_jobs.metrics import LedgerCollector, LedgerReading
@@ -469,7 +470,8 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
         '<th class="n"><span class="key unqueued"></span>unqueued</th></tr>'
         f'<tr>{cells}<td class="n" data-status="unqueued">{row.stats.unqueued}</td></tr></table>'
         f"{_rate(row.minutes, row.per_minute)}"
-        f"<dl>{_oldest_running(row.oldest_running, now)}{_next_ready(row.next_ready, waiting)}</dl>"
+        f"<dl>{_oldest_running(row.oldest_running, now)}{_next_ready(row.next_ready, waiting)}"
+        f"{_stuck(row)}</dl>"
         f"{_failures(name, row.failures, now)}"
         "</section>"
     )
@@ -517,6 +519,26 @@ def _oldest_running(row: JobRow | None, now: datetime) -> str:
         f'<dt>oldest running</dt><dd><span class="mono">{_e(job.item_id)}</span>, '
         f"started {_ago(job.started, now)}, attempt {job.attempts}{lease}</dd>"
     )
+
+
+def _stuck(row: DestinationOverview) -> str:
+    """The audit's counts of running jobs that no rescue returns."""
+    if not row.stuck:
+        return '<dt>stuck</dt><dd class="muted" data-stuck="none">none</dd>'
+    parts = ", ".join(
+        f'<span data-check="{check.value}">{count} {_STUCK_LABELS[check]}</span>'
+        for check, count in row.stuck.items()
+    )
+    return (
+        f'<dt>stuck</dt><dd class="error">{parts} '
+        '<span class="muted">(see <span class="mono">fulltext-jobs audit</span>)</span></dd>'
+    )
+
+
+_STUCK_LABELS: Final = {
+    AuditCheck.RUNNING_WITHOUT_LEASE: "running without a lease",
+    AuditCheck.LEASE_EXPIRED_UNRESCUED: "with a lease long expired, not rescued",
+}
 
 
 def _lease(expires: datetime, now: datetime) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from fulltext_jobs.audit import UNLEASED_ERROR, AuditProblem, AuditSettings, audit_jobs
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
     DestinationStats,
@@ -336,3 +337,32 @@ class InMemoryRepository(Repository):
             self._seq[job.id] = next(self._next_seq)
         self._jobs[job.id] = job
         self._by_pair[job.item_id, job.destination] = job.id
+
+    # --- audit (issue 18) ---------------------------------------------------
+
+    def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
+        now = read_clock(self._clock, self._lease)
+        with self._lock:
+            return audit_jobs(self._jobs.values(), self._item_set, settings, now, destination)
+
+    def _release_unleased(
+        self, older_than: timedelta, destination: str | None
+    ) -> list[uuid.UUID]:
+        now = read_clock(self._clock, self._lease)
+        with self._lock:
+            released = []
+            for job in self._jobs.values():
+                if (
+                    job.status is JobStatus.RUNNING
+                    and destination in (None, job.destination)
+                    and job.lease_expires is None
+                    and job.started is not None
+                    and job.started < now - older_than
+                ):
+                    job.last_error = UNLEASED_ERROR
+                    job.status, job.started, job.claim_token = JobStatus.READY, None, None
+                    job.attempts += 1
+                    job.version += 1
+                    self._announcements.announce(job.destination)
+                    released.append(job.id)
+            return sorted(released)

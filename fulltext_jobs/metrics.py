@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Final
 
+from fulltext_jobs.audit import STUCK_CHECKS
 from fulltext_jobs.domain import JobStatus
 from fulltext_jobs.errors import MissingDependency
 
@@ -164,6 +165,9 @@ class LedgerCollector:
       lower bound; 0 when none is ready). A queue nobody works grows it;
     - `fulltext_jobs_oldest_running_seconds{destination}`: since the oldest
       running job started (0 when none runs);
+    - `fulltext_jobs_stuck{destination,check}`: running jobs no rescue
+      returns, by audit check (`running_without_lease`,
+      `lease_expired_unrescued`; 0 when none);
     - `fulltext_jobs_ledger_up`: 1 if the ledger could be read, else 0 (and
       no other gauge).
     """
@@ -198,7 +202,14 @@ class LedgerCollector:
             "Seconds since the oldest running job started.",
             labels=["destination"],
         )
+        stuck = core.GaugeMetricFamily(
+            "fulltext_jobs_stuck",
+            "Running jobs no rescue returns, by audit check.",
+            labels=["destination", "check"],
+        )
         for row in overview.destinations:
+            for check in STUCK_CHECKS:
+                stuck.add_metric([row.destination, check.value], row.stuck.get(check, 0))
             for status in JobStatus:
                 jobs.add_metric([row.destination, status.value], row.count(status))
             unqueued.add_metric([row.destination], row.stats.unqueued)
@@ -208,5 +219,5 @@ class LedgerCollector:
                 [row.destination],
                 0.0 if started is None else max(0.0, (overview.taken - started).total_seconds()),
             )
-        yield from (jobs, unqueued, ready, running)
+        yield from (jobs, unqueued, ready, running, stuck)
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from fulltext_jobs.audit import DEFAULT_RESCUE_INTERVAL, STUCK_CHECKS, AuditCheck
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, check_destination, utc
 from fulltext_jobs.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url, store_error
 from fulltext_jobs.errors import InvalidInput
@@ -90,6 +91,10 @@ class DestinationOverview:
     next_ready: JobRow | None
     #: The latest failed jobs, the latest first.
     failures: tuple[JobRow, ...]
+    #: Running jobs no rescue returns, by audit check: the two checks of
+    #: `Repository.audit` that the running-jobs index serves (the others read
+    #: every job, too much for each refresh; run `fulltext-jobs audit`).
+    stuck: dict[AuditCheck, int] = dataclasses.field(default_factory=dict)
 
     @property
     def destination(self) -> str:
@@ -184,6 +189,7 @@ def read_overview(
             for name, status, count in connection.execute(sql.count_by_status(None)):
                 counts.setdefault(name, {})[status] = count
             ended = _ended_per_minute(connection, first)
+            stuck = _stuck(connection, sql, taken)
             rows = [
                 DestinationOverview(
                     stats=DestinationStats.of(
@@ -201,12 +207,28 @@ def read_overview(
                     failures=tuple(
                         _top(connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures)
                     ),
+                    stuck=stuck.get(name, {}),
                 )
                 for name in sorted(counts)
             ]
     except sa.exc.SQLAlchemyError as exc:
         raise store_error(exc, "read the overview") from exc
     return Overview(taken=taken, destinations=tuple(rows))
+
+
+def _stuck(
+    connection: Connection, sql: Statements, now: datetime
+) -> dict[str, dict[AuditCheck, int]]:
+    """Per destination, the counts of `STUCK_CHECKS` above zero, judged at
+    `now` with the audit's default rescue interval."""
+    conditions = sql.audit_conditions()
+    found: dict[str, dict[AuditCheck, int]] = {}
+    for check in STUCK_CHECKS:
+        query = sql.audit_counts(conditions[check], None)
+        binds = {"stale_before": now - DEFAULT_RESCUE_INTERVAL}
+        for name, count, _oldest in connection.execute(query, binds):
+            found.setdefault(name, {})[check] = count
+    return found
 
 
 def list_jobs(

@@ -32,10 +32,18 @@ from __future__ import annotations
 import abc
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
+from fulltext_jobs.audit import (
+    DEFAULT_CLOCK_TOLERANCE,
+    DEFAULT_EXAMPLES,
+    DEFAULT_RESCUE_INTERVAL,
+    AuditProblem,
+    AuditSettings,
+    check_duration,
+)
 from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
@@ -297,6 +305,70 @@ class Repository(abc.ABC):
         """
         return self._listen(check_destination(destination))
 
+    # --- audit (issue 18) ---------------------------------------------------
+
+    def audit(
+        self,
+        destination: str | None = None,
+        *,
+        rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL,
+        clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
+        max_attempts: int = 3,
+        examples: int = DEFAULT_EXAMPLES,
+    ) -> list[AuditProblem]:
+        """Check the jobs (of `destination`, or of all) against the ledger's
+        invariants and return what is wrong, one `AuditProblem` per
+        destination and `AuditCheck` found, sorted by destination then
+        check; an empty list when the ledger is clean. Changes nothing.
+
+        `rescue_interval`: how long after its lease ran out a running job
+        counts as unrescued; `clock_tolerance`: how far in the future a
+        `started` may be; `max_attempts`: the largest in use (more attempts
+        are reported); `examples`: how many job ids a finding carries.
+        Raises `InvalidInput` for a bad destination, a duration that is
+        not a timedelta from 0 to 3,650 days, a `max_attempts` or
+        `examples` out of range (1 to 2**31 - 1, 1 to 1,000), or a clock
+        reading that is not a time.
+        """
+        return self._audit(
+            check_optional_destination(destination),
+            AuditSettings.checked(
+                rescue_interval=rescue_interval,
+                clock_tolerance=clock_tolerance,
+                max_attempts=max_attempts,
+                examples=examples,
+            ),
+        )
+
+    def release_unleased(
+        self, older_than: timedelta, destination: str | None = None
+    ) -> list[uuid.UUID]:
+        """Return to `ready` the `running` jobs (of `destination`, or of
+        all) that have no lease and a `started` more than `older_than` ago
+        (as the Go original's claim leaves a job whose worker died): each
+        counts an attempt, gets the reason in `last_error`, and moves its
+        `version` on. Returns their ids.
+
+        The condition is judged in the statement that writes, on each job
+        as it is then: a job finished, released or given a lease meanwhile
+        is left alone, and so is one with no `started` (its age is
+        unknown). Raises `InvalidInput` for a bad destination or an
+        `older_than` that is not a timedelta above 0, at most 3,650 days.
+        """
+        return self._release_unleased(
+            check_duration(older_than, "older_than"), check_optional_destination(destination)
+        )
+
+    @abc.abstractmethod
+    def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
+        """As `audit`, with the settings checked."""
+
+    @abc.abstractmethod
+    def _release_unleased(
+        self, older_than: timedelta, destination: str | None
+    ) -> list[uuid.UUID]:
+        """As `release_unleased`."""
+
     def _listen(self, destination: str) -> ReadyListener | None:  # noqa: ARG002 - for adapters
         """As `listen`; the base class cannot announce, so None."""
         return None
@@ -441,6 +513,46 @@ class AsyncRepository(abc.ABC):
             check_retry_statuses(statuses),
             None if item_ids is None else frozenset(check_item_ids(item_ids)),
         )
+
+    # --- audit (issue 18) ---------------------------------------------------
+
+    async def audit(
+        self,
+        destination: str | None = None,
+        *,
+        rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL,
+        clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
+        max_attempts: int = 3,
+        examples: int = DEFAULT_EXAMPLES,
+    ) -> list[AuditProblem]:
+        """As `Repository.audit`."""
+        return await self._audit(
+            check_optional_destination(destination),
+            AuditSettings.checked(
+                rescue_interval=rescue_interval,
+                clock_tolerance=clock_tolerance,
+                max_attempts=max_attempts,
+                examples=examples,
+            ),
+        )
+
+    async def release_unleased(
+        self, older_than: timedelta, destination: str | None = None
+    ) -> list[uuid.UUID]:
+        """As `Repository.release_unleased`."""
+        return await self._release_unleased(
+            check_duration(older_than, "older_than"), check_optional_destination(destination)
+        )
+
+    @abc.abstractmethod
+    async def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
+        """As `Repository._audit`."""
+
+    @abc.abstractmethod
+    async def _release_unleased(
+        self, older_than: timedelta, destination: str | None
+    ) -> list[uuid.UUID]:
+        """As `Repository._release_unleased`."""
 
     # --- what the adapter implements, given checked arguments --------------
 

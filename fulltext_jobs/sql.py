@@ -24,6 +24,7 @@ from psycopg import pq
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from fulltext_jobs.audit import AuditCheck, AuditProblem, AuditSettings, sort_problems
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
     DestinationStats,
@@ -418,6 +419,55 @@ class SqlAlchemyRepository(Repository):
         if self._engine.dialect.name != "postgresql":
             return None
         return PostgresReadyListener(self._engine, destination)
+
+    # --- audit (issue 18) ---------------------------------------------------
+
+    def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
+        now = read_clock(self._clock, self._lease)
+        binds = {
+            "now": now,
+            "stale_before": now - settings.rescue_interval,
+            "future_after": now + settings.clock_tolerance,
+            "max_attempts": settings.max_attempts,
+        }
+        problems = []
+        # One transaction; on PostgreSQL (READ COMMITTED) each query still
+        # sees the ledger as it is when that query runs, so a busy ledger's
+        # examples may differ slightly from its counts. On SQLite the
+        # transaction is BEGIN IMMEDIATE, as for `stats`: writers wait for
+        # the audit (see docs/benchmarks.md for its cost).
+        with self._connection("audit") as connection:
+            for check, condition in self._sql.audit_conditions().items():
+                counts = connection.execute(
+                    self._sql.audit_counts(condition, destination), binds
+                ).all()
+                for name, count, oldest in counts:
+                    examples = connection.execute(
+                        self._sql.audit_examples(condition),
+                        {**binds, "destination": name, "examples": settings.examples},
+                    ).scalars()
+                    problems.append(
+                        AuditProblem(
+                            destination=name,
+                            check=check,
+                            count=count,
+                            examples=tuple(examples),
+                            oldest_started=(
+                                oldest if check is AuditCheck.RUNNING_WITHOUT_LEASE else None
+                            ),
+                        )
+                    )
+        return sort_problems(problems)
+
+    def _release_unleased(
+        self, older_than: timedelta, destination: str | None
+    ) -> list[uuid.UUID]:
+        now = read_clock(self._clock, self._lease)
+        with self._connection("release_unleased") as connection:
+            released = connection.execute(
+                self._sql.release_unleased(destination), {"started_before": now - older_than}
+            ).scalars()
+            return sorted(released)
 
     def _count_unqueued(self, destination: str) -> int:
         with self._connection("count_unqueued", single_statement=True) as connection:

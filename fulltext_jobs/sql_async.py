@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from fulltext_jobs.audit import AuditProblem, AuditSettings
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
     DestinationStats,
@@ -168,6 +169,16 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
     ) -> int:
         return await self._call(lambda repo: repo._retry(destination, statuses, item_ids))  # noqa: SLF001
+
+    async def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
+        return await self._call(lambda repo: repo._audit(destination, settings))  # noqa: SLF001
+
+    async def _release_unleased(
+        self, older_than: timedelta, destination: str | None
+    ) -> list[uuid.UUID]:
+        return await self._call(
+            lambda repo: repo._release_unleased(older_than, destination)  # noqa: SLF001
+        )
 
 
 def _session_engine(session: object) -> AsyncEngine:

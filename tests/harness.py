@@ -41,6 +41,7 @@ from fulltext_jobs import (
     Repository,
     SqlAlchemyRepository,
 )
+from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats
 from fulltext_jobs.schema import tables_for
 
@@ -277,6 +278,14 @@ class BlockingAsyncRepository(Repository):
     ) -> int:
         return run_async(self.repo.retry(destination, statuses=statuses, item_ids=item_ids))
 
+    def audit(self, destination: str | None = None, **settings: Any) -> list[AuditProblem]:
+        return run_async(self.repo.audit(destination, **settings))
+
+    def release_unleased(
+        self, older_than: timedelta, destination: str | None = None
+    ) -> list[uuid.UUID]:
+        return run_async(self.repo.release_unleased(older_than, destination))
+
     # The public methods above bypass this (sync) port's checks on purpose:
     # they hand every argument, as given, to the async adapter, whose own
     # port must check it. So the port's protected methods are never called.
@@ -286,7 +295,7 @@ class BlockingAsyncRepository(Repository):
 
     _get_fulltext = _save_fulltext = _create_job_for_unqueued = _get_ready_job = _never_called
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
-    _heartbeat = _rescue_expired = _retry = _never_called
+    _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from fulltext_jobs import (
 )
 from fulltext_jobs.cli import app
 from fulltext_jobs.schema import SCHEMA_REVISION
+from fulltext_jobs.schema_audit import schema_problems
 
 pytestmark = pytest.mark.postgresql
 
@@ -433,3 +434,11 @@ def test_in_a_mixed_fleet_the_originals_creators_meet_no_duplicate_key_errors(ad
     assert sum(ours) > 0
     assert created_by_them > 0
     assert repo.count_unqueued("mixed") == 0
+
+
+def test_an_adopted_database_shows_no_schema_drift(adopted):
+    """The audit's expected objects hold on an adopted database too (its
+    unique pair renamed, its primary key kept)."""
+    *_, engine = adopted
+    with engine.connect() as connection:
+        assert schema_problems(connection) == []

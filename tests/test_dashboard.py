@@ -23,7 +23,7 @@ from harness import ENTRY_POINT, Page, dashboard_process, fetch, served
 from prometheus_client.parser import text_string_to_metric_families
 
 import fulltext_jobs
-from fulltext_jobs import JobStatus, SqlAlchemyRepository
+from fulltext_jobs import AuditCheck, JobStatus, SqlAlchemyRepository
 from fulltext_jobs.dashboard import Snapshots, create_app
 from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated
 from fulltext_jobs.overview import list_jobs, read_only_engine, read_overview
@@ -337,3 +337,50 @@ def test_failed_jobs_page_by_enqueue_order_and_the_overview_shows_the_latest(url
     finally:
         reader.dispose()
         engine.dispose()
+
+
+def test_the_overview_counts_stuck_running_jobs(ledger: Ledger, reader: sa.Engine):
+    """The audit's two cheap checks: none on a healthy ledger; then the
+    running job as the Go original leaves it (no lease), and another whose
+    lease ran out long ago, each counted, on the page too."""
+    row = read_overview(reader, now=NOW).destinations[0]
+    assert row.stuck == {}
+    fulltext = tables_for(ledger.engine.dialect.name).fulltext
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            sa.update(fulltext)
+            .where(fulltext.c.id == ledger.running.id)
+            .values(claim_token=None, lease_expires=None)
+        )
+    stale = ledger.repo.get_ready_job(DEST)
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            sa.update(fulltext)
+            .where(fulltext.c.id == stale.id)
+            .values(lease_expires=NOW - timedelta(hours=1))
+        )
+    row = read_overview(reader, now=NOW).destinations[0]
+    assert row.stuck == {
+        AuditCheck.RUNNING_WITHOUT_LEASE: 1,
+        AuditCheck.LEASE_EXPIRED_UNRESCUED: 1,
+    }
+    assert read_overview(reader, now=NOW).destinations[1].stuck == {}
+    snapshots = Snapshots(reader, clock=lambda: NOW)
+    with served(create_app(snapshots, refresh=2, title="the ledger")) as base:
+        page = Client(base).get("/").text
+        metrics = Client(base).get("/metrics").text
+    assert '<span data-check="running_without_lease">1 running without a lease</span>' in page
+    assert 'data-check="lease_expired_unrescued"' in page
+    families = text_string_to_metric_families(metrics)
+    stuck = {
+        (sample.labels["destination"], sample.labels["check"]): sample.value
+        for family in families
+        if family.name == "fulltext_jobs_stuck"
+        for sample in family.samples
+    }
+    assert stuck == {
+        (DEST, "running_without_lease"): 1,
+        (DEST, "lease_expired_unrescued"): 1,
+        ("other", "running_without_lease"): 0,
+        ("other", "lease_expired_unrescued"): 0,
+    }

@@ -1,0 +1,212 @@
+"""The ledger's invariants, as an audit can check them: what each check
+means, its findings, its settings, and the rule for jobs held in memory.
+
+A ledger written by many programs (this library's workers, the Go original,
+an app's own SQL, people with psql) drifts in ways that no single call sees:
+a job the original claimed stays `running` forever once its worker dies,
+since `rescue_expired` leaves lease-less jobs alone. `Repository.audit`
+reports such jobs per destination and check; it changes nothing.
+`Repository.release_unleased` is the one repair of a job-level finding
+(besides `rescue_expired`): it is explicit, guarded in its statement, and
+counts an attempt. Everything else is for a person to judge.
+
+This module imports only the standard library and the domain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from fulltext_jobs.domain import FullText, JobStatus, check_count, check_max_attempts
+from fulltext_jobs.errors import InvalidInput
+
+__all__ = [
+    "AUDIT_TERMINAL",
+    "DEFAULT_CLOCK_TOLERANCE",
+    "DEFAULT_EXAMPLES",
+    "DEFAULT_RESCUE_INTERVAL",
+    "MAX_EXAMPLES",
+    "STUCK_CHECKS",
+    "UNLEASED_ERROR",
+    "AuditCheck",
+    "AuditProblem",
+    "AuditSettings",
+    "audit_jobs",
+    "check_duration",
+    "sort_problems",
+]
+
+
+class AuditCheck(StrEnum):
+    """The kinds of problem an audit reports, by their stable names (the
+    `check` field of `fulltext-jobs audit --json`)."""
+
+    #: `running` with no lease: claimed by the Go original or by hand; no
+    #: rescue will ever return it.
+    RUNNING_WITHOUT_LEASE = "running_without_lease"
+    #: `running` with a lease that ran out more than a rescue interval ago:
+    #: nothing is rescuing this ledger.
+    LEASE_EXPIRED_UNRESCUED = "lease_expired_unrescued"
+    #: the job's item is gone from the item source, or no longer eligible.
+    ITEM_MISSING = "item_missing"
+    #: `finished` earlier than `started`.
+    FINISHED_BEFORE_STARTED = "finished_before_started"
+    #: `started` later than now plus the clock tolerance.
+    STARTED_IN_FUTURE = "started_in_future"
+    #: finished, failed or skipped with no `finished` (every way this
+    #: library ends a job sets it).
+    TERMINAL_WITHOUT_FINISHED = "terminal_without_finished"
+    #: more `attempts` than the largest `max_attempts` in use.
+    ATTEMPTS_ABOVE_MAX = "attempts_above_max"
+    #: `ready` and still holding a claim token.
+    READY_WITH_CLAIM_TOKEN = "ready_with_claim_token"  # noqa: S105 - a check's name
+
+
+#: The checks the running-jobs index serves, cheap enough for every refresh
+#: of the dashboard: running jobs that no rescue returns.
+STUCK_CHECKS: Final = (AuditCheck.RUNNING_WITHOUT_LEASE, AuditCheck.LEASE_EXPIRED_UNRESCUED)
+
+#: How many example job ids a finding carries, unless told otherwise.
+DEFAULT_EXAMPLES: Final = 5
+MAX_EXAMPLES: Final = 1000
+#: The worker's default `rescue_interval` is 60 s; five minutes past the
+#: lease leaves room for a rescuer that runs late.
+DEFAULT_RESCUE_INTERVAL: Final = timedelta(minutes=5)
+#: How far a writer's clock may run ahead of the auditor's.
+DEFAULT_CLOCK_TOLERANCE: Final = timedelta(minutes=5)
+_MAX_DURATION: Final = timedelta(days=3650)
+#: The statuses whose jobs this library always gives a `finished`.
+AUDIT_TERMINAL: Final = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.SKIPPED})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditProblem:
+    """One kind of problem in one destination: how many jobs have it, a few
+    of their ids (smallest first), and, for `running_without_lease`, the
+    oldest `started` among them (None for other checks, or if none has one).
+    """
+
+    destination: str
+    check: AuditCheck
+    count: int
+    examples: tuple[uuid.UUID, ...]
+    oldest_started: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """What an audit compares against, checked (see `Repository.audit`)."""
+
+    rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL
+    clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE
+    max_attempts: int = 3
+    examples: int = DEFAULT_EXAMPLES
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        rescue_interval: object,
+        clock_tolerance: object,
+        max_attempts: object,
+        examples: object,
+    ) -> AuditSettings:
+        """The settings, or `InvalidInput` for any that is out of range."""
+        return cls(
+            rescue_interval=check_duration(rescue_interval, "rescue_interval", zero=True),
+            clock_tolerance=check_duration(clock_tolerance, "clock_tolerance", zero=True),
+            max_attempts=check_max_attempts(max_attempts),
+            examples=check_count(examples, "examples", MAX_EXAMPLES),
+        )
+
+
+def check_duration(value: object, what: str, *, zero: bool = False) -> timedelta:
+    """`value` if it is a timedelta above zero (or zero, if `zero`) and at
+    most 3,650 days; raise `InvalidInput` otherwise."""
+    low = timedelta(0)
+    if (
+        not isinstance(value, timedelta)
+        or value > _MAX_DURATION
+        or value < low
+        or (value == low and not zero)
+    ):
+        bound = "0 or more" if zero else "above 0"
+        days = _MAX_DURATION.days
+        msg = f"{what} must be a timedelta {bound}, at most {days} days, not {value!r}"
+        raise InvalidInput(msg)
+    return value
+
+
+#: The `last_error` of a job `release_unleased` returned to ready.
+UNLEASED_ERROR: Final = "released by audit: it was running without a lease"
+
+
+def _problems(job: FullText, settings: AuditSettings, now: datetime) -> list[AuditCheck]:
+    """The checks `job` fails, item eligibility aside."""
+    found = []
+    running = job.status is JobStatus.RUNNING
+    if running and job.lease_expires is None:
+        found.append(AuditCheck.RUNNING_WITHOUT_LEASE)
+    if (
+        running
+        and job.lease_expires is not None
+        and job.lease_expires < now - settings.rescue_interval
+    ):
+        found.append(AuditCheck.LEASE_EXPIRED_UNRESCUED)
+    if job.started is not None and job.finished is not None and job.finished < job.started:
+        found.append(AuditCheck.FINISHED_BEFORE_STARTED)
+    if job.started is not None and job.started > now + settings.clock_tolerance:
+        found.append(AuditCheck.STARTED_IN_FUTURE)
+    if job.status in AUDIT_TERMINAL and job.finished is None:
+        found.append(AuditCheck.TERMINAL_WITHOUT_FINISHED)
+    if job.attempts > settings.max_attempts:
+        found.append(AuditCheck.ATTEMPTS_ABOVE_MAX)
+    if job.status is JobStatus.READY and job.claim_token is not None:
+        found.append(AuditCheck.READY_WITH_CLAIM_TOKEN)
+    return found
+
+
+def audit_jobs(
+    jobs: Iterable[FullText],
+    eligible: frozenset[str] | set[str],
+    settings: AuditSettings,
+    now: datetime,
+    destination: str | None,
+) -> list[AuditProblem]:
+    """The problems of `jobs` (of `destination`, or of all), sorted by
+    destination then check, as every adapter reports them."""
+    found: dict[tuple[str, AuditCheck], list[FullText]] = {}
+    for job in jobs:
+        if destination not in (None, job.destination):
+            continue
+        checks = _problems(job, settings, now)
+        if job.item_id not in eligible:
+            checks.append(AuditCheck.ITEM_MISSING)
+        for check in checks:
+            found.setdefault((job.destination, check), []).append(job)
+    problems = []
+    for (name, check), bad in found.items():
+        started = [job.started for job in bad if job.started is not None]
+        problems.append(
+            AuditProblem(
+                destination=name,
+                check=check,
+                count=len(bad),
+                examples=tuple(sorted(job.id for job in bad)[: settings.examples]),
+                oldest_started=(
+                    min(started) if check is AuditCheck.RUNNING_WITHOUT_LEASE and started else None
+                ),
+            )
+        )
+    return sort_problems(problems)
+
+
+def sort_problems(problems: Iterable[AuditProblem]) -> list[AuditProblem]:
+    """`problems` in report order: by destination, then check."""
+    order = list(AuditCheck)
+    return sorted(problems, key=lambda p: (p.destination, order.index(p.check)))

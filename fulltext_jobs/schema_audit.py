@@ -1,0 +1,147 @@
+"""Schema drift, for `fulltext-jobs audit`: the indexes, constraints and
+triggers that the migrations create on the jobs table, missing or changed,
+and the database's revision against the compatibility window.
+
+Someone with psql can drop the unique pair (and every "exactly once"
+promise with it), a partial index (claims fall back to sequential scans) or
+a trigger (no wake-ups; uncounted writes). Nothing else notices.
+
+On PostgreSQL each object is compared with the server's own rendering of
+what the migrations create (`pg_get_indexdef`, `pg_get_constraintdef`,
+`pg_get_triggerdef`, as PostgreSQL 15 prints them; a test builds them from
+the migrations, so a new migration that changes one fails there first). On
+SQLite, whose catalog keeps the statement text as each writer spelled it,
+only presence is checked, and the unique pair's columns.
+
+The primary key is left out: an adopted database keeps the original's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Final
+
+import sqlalchemy as sa
+
+from fulltext_jobs.errors import SchemaNotMigrated, SchemaTooNew
+from fulltext_jobs.migrate import check_schema
+
+__all__ = ["EXPECTED_POSTGRESQL", "EXPECTED_SQLITE", "SchemaProblem", "schema_problems"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SchemaProblem:
+    """One object out of place: `kind` is `index`, `constraint`, `trigger`
+    or `revision`; `problem` is `missing`, `changed` or, for the revision,
+    `outside_window`; `expected` and `found` are definitions (None where
+    there is nothing to show)."""
+
+    kind: str
+    name: str
+    problem: str
+    expected: str | None
+    found: str | None
+
+
+UNIQUE_PAIR: Final = "jobs_fulltext_unique"
+
+#: (kind, name) -> the definition PostgreSQL prints for what the migrations make.
+EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
+    ("constraint", UNIQUE_PAIR): "UNIQUE (item_id, destination)",
+    ("index", "fulltext_ready_idx"): (
+        "CREATE INDEX fulltext_ready_idx ON jobs.fulltext USING btree (destination, seq) "
+        "WHERE (status = 'ready'::job_statuses)"
+    ),
+    ("index", "fulltext_running_idx"): (
+        "CREATE INDEX fulltext_running_idx ON jobs.fulltext USING btree (destination) "
+        "WHERE (status = 'running'::job_statuses)"
+    ),
+    ("trigger", "fulltext_ready_inserted"): (
+        "CREATE TRIGGER fulltext_ready_inserted AFTER INSERT ON jobs.fulltext "
+        "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
+        "EXECUTE FUNCTION jobs.fulltext_notify_ready_inserted()"
+    ),
+    ("trigger", "fulltext_ready_updated"): (
+        "CREATE TRIGGER fulltext_ready_updated AFTER UPDATE OF status ON jobs.fulltext "
+        "FOR EACH ROW WHEN (((new.status = 'ready'::job_statuses) AND "
+        "(old.status IS DISTINCT FROM 'ready'::job_statuses))) "
+        "EXECUTE FUNCTION jobs.fulltext_notify_ready_updated()"
+    ),
+    ("trigger", "fulltext_count_write"): (
+        "CREATE TRIGGER fulltext_count_write BEFORE UPDATE OF item_id, destination, started, "
+        "finished, status, attempts, claim_token, last_error ON jobs.fulltext FOR EACH ROW "
+        "WHEN ((new.version = old.version)) EXECUTE FUNCTION jobs.fulltext_count_write()"
+    ),
+}
+
+#: (kind, name) -> what must be there on SQLite (the unique pair: its columns).
+EXPECTED_SQLITE: Final[dict[tuple[str, str], str]] = {
+    ("constraint", UNIQUE_PAIR): "UNIQUE (item_id, destination)",
+    ("index", "fulltext_ready_idx"): "present",
+    ("index", "fulltext_running_idx"): "present",
+    ("trigger", "fulltext_seq"): "present",
+    ("trigger", "fulltext_count_write"): "present",
+}
+
+_POSTGRESQL_FOUND: Final = sa.text(
+    "SELECT 'constraint', conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE conrelid = 'jobs.fulltext'::regclass AND contype IN ('u', 'x') "
+    "UNION ALL "
+    "SELECT 'index', i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+    "JOIN pg_class i ON i.oid = x.indexrelid "
+    "WHERE x.indrelid = 'jobs.fulltext'::regclass "
+    "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid) "
+    "UNION ALL "
+    "SELECT 'trigger', tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+    "WHERE tgrelid = 'jobs.fulltext'::regclass AND NOT tgisinternal"
+)
+
+_SQLITE_FOUND: Final = sa.text(
+    "SELECT type, name FROM sqlite_master WHERE tbl_name = 'fulltext' "
+    "AND type IN ('index', 'trigger')"
+)
+
+
+def schema_problems(connection: sa.Connection) -> list[SchemaProblem]:
+    """What is out of place in the jobs table's schema on `connection`,
+    sorted by kind then name; empty when it is as the migrations made it.
+
+    A revision outside the compatibility window is one problem, and then
+    nothing else is compared (the objects to expect are not known). Raises
+    what the driver raises for a database it cannot read.
+    """
+    try:
+        check_schema(connection, "being audited")
+    except (SchemaNotMigrated, SchemaTooNew) as exc:
+        return [SchemaProblem("revision", "alembic_version", "outside_window", None, str(exc))]
+    if connection.dialect.name == "postgresql":
+        expected = EXPECTED_POSTGRESQL
+        found = {(kind, name): text for kind, name, text in connection.execute(_POSTGRESQL_FOUND)}
+    else:
+        expected = EXPECTED_SQLITE
+        names = ((str(kind), str(name)) for kind, name in connection.execute(_SQLITE_FOUND))
+        found = dict.fromkeys(names, "present")
+        found.update(_sqlite_unique_pairs(connection))
+    problems = []
+    for key, definition in expected.items():
+        there = found.get(key)
+        if there is None:
+            problems.append(SchemaProblem(*key, "missing", definition, None))
+        elif " ".join(there.split()) != definition:
+            problems.append(SchemaProblem(*key, "changed", definition, there))
+    return sorted(problems, key=lambda p: (p.kind, p.name))
+
+
+def _sqlite_unique_pairs(connection: sa.Connection) -> dict[tuple[str, str], str]:
+    """The unique pair on SQLite, by the columns of a unique index over
+    exactly (item_id, destination), whatever its name."""
+    for row in connection.exec_driver_sql("PRAGMA index_list('fulltext')"):
+        name, unique, partial = row[1], row[2], row[4]
+        if not unique or partial:
+            continue
+        quoted = str(name).replace("'", "''")
+        info = connection.exec_driver_sql(f"PRAGMA index_info('{quoted}')")
+        columns = [column[2] for column in info]
+        if columns == ["item_id", "destination"]:
+            return {("constraint", UNIQUE_PAIR): "UNIQUE (item_id, destination)"}
+    return {}
