@@ -1050,9 +1050,8 @@ def audit(
                         released = repo.release_unleased(older_than, destination)
                         fixed["running_without_lease"] = [str(job_id) for job_id in released]
                     if rescue_:
-                        fixed["rescued"] = repo.rescue_expired(
-                            destination, max_attempts=max_attempts
-                        )
+                        rescued = repo.rescue_expired_jobs(destination, max_attempts=max_attempts)
+                        fixed["rescued"] = [str(job_id) for job_id in rescued]
                 problems = repo.audit(
                     destination,
                     rescue_interval=interval,
@@ -1092,8 +1091,11 @@ def _print_audit(
             typer.echo(f"returned {len(released)} running jobs without a lease to ready")
             for job_id in released:
                 typer.echo(f"  {job_id}")
-        if "rescued" in fixed:
-            typer.echo(f"rescued {fixed['rescued']} expired jobs")
+        rescued = fixed.get("rescued")
+        if isinstance(rescued, list):
+            typer.echo(f"rescued {len(rescued)} expired jobs")
+            for job_id in rescued:
+                typer.echo(f"  {job_id}")
     lines = [
         f"schema: {p.kind} {p.name}: {p.problem}" + (f" ({p.found})" if p.found else "")
         for p in schema

@@ -184,10 +184,10 @@ class InMemoryRepository(Repository):
             stored.lease_expires = lease_until
             return lease_until
 
-    def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+    def _rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)
         with self._lock:
-            rescued = 0
+            rescued = []
             for job in self._jobs.values():
                 if (
                     job.status is JobStatus.RUNNING
@@ -203,7 +203,7 @@ class InMemoryRepository(Repository):
                         self._announcements.announce(job.destination)
                     job.claim_token = job.lease_expires = None
                     job.version += 1
-                    rescued += 1
+                    rescued.append(job.id)
             return rescued
 
     def _retry(

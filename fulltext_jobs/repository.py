@@ -270,8 +270,17 @@ class Repository(abc.ABC):
         not a whole number from 1 to 2**31 - 1, or a clock reading that is
         not a time to write.
         """
-        return self._rescue_expired(
-            check_optional_destination(destination), check_max_attempts(max_attempts)
+        return len(self.rescue_expired_jobs(destination, max_attempts=max_attempts))
+
+    def rescue_expired_jobs(
+        self, destination: str | None = None, *, max_attempts: int = 3
+    ) -> list[uuid.UUID]:
+        """As `rescue_expired`, but return the ids of the jobs rescued, in
+        order: for an operator's record of what a repair changed."""
+        return sorted(
+            self._rescue_expired(
+                check_optional_destination(destination), check_max_attempts(max_attempts)
+            )
         )
 
     def retry(
@@ -421,8 +430,8 @@ class Repository(abc.ABC):
         the port sets it on the caller's job."""
 
     @abc.abstractmethod
-    def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
-        """As `rescue_expired`."""
+    def _rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
+        """As `rescue_expired_jobs`, in any order."""
 
     @abc.abstractmethod
     def _retry(
@@ -496,8 +505,16 @@ class AsyncRepository(abc.ABC):
         self, destination: str | None = None, *, max_attempts: int = 3
     ) -> int:
         """As `Repository.rescue_expired`."""
-        return await self._rescue_expired(
-            check_optional_destination(destination), check_max_attempts(max_attempts)
+        return len(await self.rescue_expired_jobs(destination, max_attempts=max_attempts))
+
+    async def rescue_expired_jobs(
+        self, destination: str | None = None, *, max_attempts: int = 3
+    ) -> list[uuid.UUID]:
+        """As `Repository.rescue_expired_jobs`."""
+        return sorted(
+            await self._rescue_expired(
+                check_optional_destination(destination), check_max_attempts(max_attempts)
+            )
         )
 
     async def retry(
@@ -599,7 +616,9 @@ class AsyncRepository(abc.ABC):
         """As `Repository._heartbeat`."""
 
     @abc.abstractmethod
-    async def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+    async def _rescue_expired(
+        self, destination: str | None, max_attempts: int
+    ) -> list[uuid.UUID]:
         """As `Repository._rescue_expired`."""
 
     @abc.abstractmethod

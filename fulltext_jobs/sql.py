@@ -305,13 +305,15 @@ class SqlAlchemyRepository(Repository):
             raise LostClaim(f"job {job.id} is no longer held by this claim")
         return extended
 
-    def _rescue_expired(self, destination: str | None, max_attempts: int) -> int:
+    def _rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)
         with self._connection("rescue_expired", single_statement=True) as connection:
-            return connection.execute(
-                self._sql.rescue_expired(destination),
-                {"now": now, "max_attempts": max_attempts},
-            ).rowcount
+            return list(
+                connection.execute(
+                    self._sql.rescue_expired(destination),
+                    {"now": now, "max_attempts": max_attempts},
+                ).scalars()
+            )
 
     def _retry(
         self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None

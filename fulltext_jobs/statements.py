@@ -561,7 +561,7 @@ class Statements:
     def rescue_expired(self, destination: str | None) -> sa.Update:
         """Return running jobs whose lease ended before `:now` to ready, or,
         at `:max_attempts` attempts, fail them with the reason recorded; end
-        their claims.
+        their claims. Returns their ids.
 
         The condition (running, lease expired) is in the UPDATE itself, so it
         is judged on each row as it is when updated, with the row locked: a
@@ -593,7 +593,7 @@ class Statements:
             claim_token=None,
             lease_expires=None,
             version=ft.c.version + 1,
-        ).execution_options(preserve_rowcount=True)
+        ).returning(ft.c.id)
 
     def retry(self, destination: str, statuses: list[str], item_ids: list[str] | None) -> sa.Update:
         """Return `destination`'s jobs in `statuses` (of `item_ids`, if

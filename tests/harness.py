@@ -269,6 +269,11 @@ class BlockingAsyncRepository(Repository):
     def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
         return run_async(self.repo.rescue_expired(destination, max_attempts=max_attempts))
 
+    def rescue_expired_jobs(
+        self, destination: str | None = None, *, max_attempts: int = 3
+    ) -> list[uuid.UUID]:
+        return run_async(self.repo.rescue_expired_jobs(destination, max_attempts=max_attempts))
+
     def retry(
         self,
         destination: str,

@@ -364,9 +364,19 @@ def test_cli_rescue_and_text_output(runner: CliRunner, sqlite_template: Any) -> 
             "clean": True,
             "problems": [],
             "schema": [],
-            "fixed": {"rescued": 1},
+            "fixed": {"rescued": [str(job.id)]},
         }
         assert repo.get_fulltext(job.id).status is JobStatus.READY
+        # And as text: what the repair changed, by id.
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(fulltext).values(
+                    status="running", lease_expires=utc() - timedelta(hours=2)
+                )
+            )
+        text = runner.invoke(app, ["--database-url", url, "audit", "--fix", "--rescue"])
+        assert text.exit_code == 0, (text.stdout, text.stderr)
+        assert f"rescued 1 expired jobs\n  {job.id}\n" in text.stdout
     finally:
         engine.dispose()
 

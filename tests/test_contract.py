@@ -715,6 +715,13 @@ class TestClaimContract:
         assert clocked.repo.get_fulltext(other.id).status is JobStatus.RUNNING
         assert clocked.repo.rescue_expired() == 1
 
+    def test_rescue_expired_jobs_names_the_jobs_it_rescued(self, clocked: Backend, clock):
+        first, second = self.claimed(clocked, "a"), self.claimed(clocked, "b")
+        clock.advance(minutes=5)
+        assert clocked.repo.rescue_expired_jobs("lang") == sorted([first.id, second.id])
+        assert clocked.repo.rescue_expired_jobs("lang") == []
+        assert clocked.repo.get_fulltext(first.id).status is JobStatus.READY
+
     def test_rescue_leaves_running_jobs_without_a_lease(self, clocked: Backend, clock):
         clocked.repo.save_fulltext(
             job_in(JobStatus.RUNNING)
