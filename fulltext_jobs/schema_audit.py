@@ -10,8 +10,9 @@ On PostgreSQL each object is compared with the server's own rendering of
 what the migrations create (`pg_get_indexdef`, `pg_get_constraintdef`,
 `pg_get_triggerdef`, as PostgreSQL 15 prints them; a test builds them from
 the migrations, so a new migration that changes one fails there first). On
-SQLite, whose catalog keeps the statement text as each writer spelled it,
-only presence is checked, and the unique pair's columns.
+SQLite the catalog keeps each statement's text as its writer spelled it, so
+the text is compared after normalising case, quoting and white space; the
+unique pair is found by its columns, whatever its name.
 
 The primary key is left out: an adopted database keeps the original's.
 """
@@ -19,6 +20,7 @@ The primary key is left out: an adopted database keeps the original's.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Final
 
 import sqlalchemy as sa
@@ -74,13 +76,27 @@ EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
     ),
 }
 
-#: (kind, name) -> what must be there on SQLite (the unique pair: its columns).
+#: (kind, name) -> what the migrations make on SQLite: the statement (compared
+#: after `_normalised`), or for the unique pair its columns.
 EXPECTED_SQLITE: Final[dict[tuple[str, str], str]] = {
     ("constraint", UNIQUE_PAIR): "UNIQUE (item_id, destination)",
-    ("index", "fulltext_ready_idx"): "present",
-    ("index", "fulltext_running_idx"): "present",
-    ("trigger", "fulltext_seq"): "present",
-    ("trigger", "fulltext_count_write"): "present",
+    ("index", "fulltext_ready_idx"): (
+        "CREATE INDEX fulltext_ready_idx ON fulltext (destination, seq) WHERE status = 'ready'"
+    ),
+    ("index", "fulltext_running_idx"): (
+        "CREATE INDEX fulltext_running_idx ON fulltext (destination) WHERE status = 'running'"
+    ),
+    ("trigger", "fulltext_seq"): (
+        "CREATE TRIGGER fulltext_seq AFTER INSERT ON fulltext FOR EACH ROW "
+        "WHEN NEW.seq IS NULL BEGIN UPDATE fulltext SET seq = NEW.rowid "
+        "WHERE rowid = NEW.rowid; END"
+    ),
+    ("trigger", "fulltext_count_write"): (
+        "CREATE TRIGGER fulltext_count_write AFTER UPDATE OF item_id, destination, started, "
+        "finished, status, attempts, claim_token, last_error ON fulltext FOR EACH ROW "
+        "WHEN NEW.version = OLD.version BEGIN UPDATE fulltext SET version = OLD.version + 1 "
+        "WHERE rowid = NEW.rowid; END"
+    ),
 }
 
 _POSTGRESQL_FOUND: Final = sa.text(
@@ -97,9 +113,16 @@ _POSTGRESQL_FOUND: Final = sa.text(
 )
 
 _SQLITE_FOUND: Final = sa.text(
-    "SELECT type, name FROM sqlite_master WHERE tbl_name = 'fulltext' "
-    "AND type IN ('index', 'trigger')"
+    "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'fulltext' "
+    "AND type IN ('index', 'trigger') AND sql IS NOT NULL"
 )
+
+
+def _normalised(statement: str) -> str:
+    """`statement` without the differences of spelling that SQLite keeps:
+    case, identifier quotes, and white space (none around punctuation)."""
+    text = " ".join(statement.lower().translate(str.maketrans("", "", '"`[]')).split())
+    return re.sub(r"\s*([(),;=+])\s*", r"\1", text)
 
 
 def schema_problems(connection: sa.Connection) -> list[SchemaProblem]:
@@ -119,15 +142,18 @@ def schema_problems(connection: sa.Connection) -> list[SchemaProblem]:
         found = {(kind, name): text for kind, name, text in connection.execute(_POSTGRESQL_FOUND)}
     else:
         expected = EXPECTED_SQLITE
-        names = ((str(kind), str(name)) for kind, name in connection.execute(_SQLITE_FOUND))
-        found = dict.fromkeys(names, "present")
+        found = {
+            (str(kind), str(name)): str(text)
+            for kind, name, text in connection.execute(_SQLITE_FOUND)
+        }
         found.update(_sqlite_unique_pairs(connection))
+    same = _normalised if connection.dialect.name == "sqlite" else (lambda t: " ".join(t.split()))
     problems = []
     for key, definition in expected.items():
         there = found.get(key)
         if there is None:
             problems.append(SchemaProblem(*key, "missing", definition, None))
-        elif " ".join(there.split()) != definition:
+        elif same(there) != same(definition):
             problems.append(SchemaProblem(*key, "changed", definition, there))
     return sorted(problems, key=lambda p: (p.kind, p.name))
 

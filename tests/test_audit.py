@@ -512,3 +512,40 @@ def test_schema_drift_on_sqlite(runner: CliRunner, sqlite_template: Any) -> None
     result = runner.invoke(app, ["--database-url", url, "audit"])
     assert result.exit_code == 1, (result.stdout, result.stderr)
     assert "schema: index fulltext_running_idx: missing" in result.stdout
+
+
+def test_schema_drift_on_sqlite_sees_a_changed_index_and_trigger_but_not_spelling(
+    sqlite_template: Any,
+) -> None:
+    url = sqlite_template.fresh_url()
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            # Spelled otherwise, the same: no drift.
+            connection.exec_driver_sql("DROP INDEX fulltext_ready_idx")
+            connection.exec_driver_sql(
+                'create index "fulltext_ready_idx" on "fulltext"(destination,seq) '
+                "where status='ready'"
+            )
+        with engine.connect() as connection:
+            assert schema_problems(connection) == []
+        with engine.begin() as connection:
+            # Changed: claims would scan for the wrong status; writes uncounted.
+            connection.exec_driver_sql("DROP INDEX fulltext_ready_idx")
+            connection.exec_driver_sql(
+                "CREATE INDEX fulltext_ready_idx ON fulltext (destination, seq) "
+                "WHERE status = 'running'"
+            )
+            connection.exec_driver_sql("DROP TRIGGER fulltext_count_write")
+            connection.exec_driver_sql(
+                "CREATE TRIGGER fulltext_count_write AFTER UPDATE OF status ON fulltext "
+                "BEGIN SELECT 1; END"
+            )
+        with engine.connect() as connection:
+            found = [(p.kind, p.name, p.problem) for p in schema_problems(connection)]
+    finally:
+        engine.dispose()
+    assert found == [
+        ("index", "fulltext_ready_idx", "changed"),
+        ("trigger", "fulltext_count_write", "changed"),
+    ]
