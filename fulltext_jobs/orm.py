@@ -61,6 +61,7 @@ class FullTextRecord(LedgerBase):
     lease_expires: Mapped[datetime | None]
     last_error: Mapped[str | None]
     version: Mapped[int]
+    not_before: Mapped[datetime | None]
 
     def to_entity(self) -> FullText:
         """The domain `FullText` this row holds, as `get_fulltext` returns
@@ -78,6 +79,7 @@ class FullTextRecord(LedgerBase):
             lease_expires=self.lease_expires,
             last_error=self.last_error,
             version=self.version,
+            not_before=self.not_before,
         )
 
     def __repr__(self) -> str:
