@@ -46,9 +46,10 @@ from fulltext_jobs.memory import InMemoryRepository
 from fulltext_jobs.metrics import WorkerMetrics
 from fulltext_jobs.migrate import adopt, current_revision, downgrade, head_revision, upgrade
 from fulltext_jobs.repository import AsyncRepository, ReadyListener, Repository
+from fulltext_jobs.retry import RetryPolicy
 from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
 from fulltext_jobs.sql_async import AsyncSqlAlchemyRepository
-from fulltext_jobs.worker import Handler, SkipJob, Worker, WorkerStats
+from fulltext_jobs.worker import FailJob, Handler, SkipJob, Worker, WorkerStats
 
 __all__ = [
     "ACTIONS",
@@ -67,6 +68,7 @@ __all__ = [
     "AuditProblem",
     "DestinationStats",
     "DuplicateJob",
+    "FailJob",
     "FullText",
     "Handler",
     "InMemoryRepository",
@@ -81,6 +83,7 @@ __all__ = [
     "NoJobs",
     "ReadyListener",
     "Repository",
+    "RetryPolicy",
     "SchemaNotMigrated",
     "SchemaTooNew",
     "SkipJob",

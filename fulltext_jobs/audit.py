@@ -24,6 +24,7 @@ from typing import Final
 
 from fulltext_jobs.domain import FullText, JobStatus, check_count, check_max_attempts
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.retry import DEFAULT_RETRY
 
 __all__ = [
     "AUDIT_TERMINAL",
@@ -104,7 +105,7 @@ class AuditSettings:
 
     rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL
     clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE
-    max_attempts: int = 3
+    max_attempts: int = DEFAULT_RETRY.max_attempts
     examples: int = DEFAULT_EXAMPLES
 
     @classmethod

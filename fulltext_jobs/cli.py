@@ -66,7 +66,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Final
@@ -93,13 +93,21 @@ import fulltext_jobs
 from fulltext_jobs import demo as demo_module
 from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.dashboard import DEFAULT_REFRESH, Snapshots, create_app, require_dashboard, serve
-from fulltext_jobs.domain import MAX_LEASE, DestinationStats, JobStatus, check_item_id
+from fulltext_jobs.domain import (
+    MAX_LEASE,
+    MAX_LISTED,
+    DestinationStats,
+    FullText,
+    JobStatus,
+    check_item_id,
+)
 from fulltext_jobs.engine import parse_url, store_error
 from fulltext_jobs.errors import InvalidInput, JobNotFound, JobsError, SchemaNotMigrated
 from fulltext_jobs.logs import JsonFormatter
 from fulltext_jobs.metrics import WorkerMetrics, require_prometheus
 from fulltext_jobs.migrate import ADOPT_ADVICE, ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
 from fulltext_jobs.overview import read_only_engine, read_overview
+from fulltext_jobs.retry import DEFAULT_RETRY
 from fulltext_jobs.schema_audit import SchemaProblem, schema_problems
 from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
 from fulltext_jobs.worker import Handler, WorkerStats
@@ -740,6 +748,19 @@ def _lease(seconds: float) -> timedelta:
         raise InvalidInput(msg) from None
 
 
+def _retry_policy(max_attempts: int, retry_delay: float) -> fulltext_jobs.RetryPolicy:
+    """`--max-attempts` and `--retry-delay` as a policy (the default's cap
+    and jitter); `InvalidInput` for values out of bounds."""
+    try:
+        base = timedelta(seconds=retry_delay)
+    except OverflowError:
+        msg = f"a retry delay of {retry_delay:g} s is too long: at most {MAX_LEASE.days:,} days"
+        raise InvalidInput(msg) from None
+    return fulltext_jobs.RetryPolicy(
+        max_attempts=max_attempts, base_delay=base, max_delay=max(DEFAULT_RETRY.max_delay, base)
+    )
+
+
 def worker_table(destination: str, stats: WorkerStats) -> Table:
     """What a worker run did, one row a counter."""
     table = Table(title=f"worker: {destination}", **TABLE_STYLE)
@@ -776,9 +797,22 @@ def work(
     max_attempts: Annotated[
         int,
         typer.Option(
-            min=1, help="With --produce: a rescued job fails instead once it had this many claims."
+            min=1,
+            help="A job fails for good once it has had this many attempts (claims): a "
+            "handler's exception is retried after a backoff until then, and so, with "
+            "--produce, is a job whose lease ran out. 1: never retry.",
         ),
-    ] = 3,
+    ] = DEFAULT_RETRY.max_attempts,
+    retry_delay: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds before the first retry of a job whose handler raised; each "
+            "further retry waits twice as long, at most "
+            f"{DEFAULT_RETRY.max_delay.total_seconds() / 60:g} minutes (or this delay, if "
+            f"longer), plus up to {DEFAULT_RETRY.jitter:.0%} at random.",
+        ),
+    ] = DEFAULT_RETRY.base_delay.total_seconds(),
     produce: Annotated[
         bool, typer.Option("--produce", help="Also enqueue unqueued items and rescue expired jobs.")
     ] = False,
@@ -830,7 +864,7 @@ def work(
             max_poll_interval=max(30.0, poll_interval),
             shutdown_timeout=shutdown_timeout,
             produce=produce,
-            max_attempts=max_attempts,
+            retry=_retry_policy(max_attempts, retry_delay),
             metrics=metrics,
         )
         with serving:
@@ -861,6 +895,85 @@ def stats(
             _emit_json(stats_json(rows))
         else:
             _stdout().print(stats_table(rows))
+
+
+# --- jobs: a look at a destination's jobs (issue 15) -------------------------------
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def job_json(job: FullText) -> dict[str, object]:
+    """A job as a JSON object: what `jobs` shows of it."""
+    return {
+        "id": str(job.id),
+        "item_id": job.item_id,
+        "destination": job.destination,
+        "status": job.status.value,
+        "attempts": job.attempts,
+        "last_error": job.last_error,
+        "started": _when(job.started),
+        "finished": _when(job.finished),
+        "not_before": _when(job.not_before),
+    }
+
+
+def jobs_table(destination: str, jobs: Iterable[FullText]) -> Table:
+    """A page of jobs as a table, one row a job."""
+    table = Table(title=f"jobs: {destination}", **TABLE_STYLE)
+    table.add_column("id", overflow="fold")
+    table.add_column("item", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("last error", overflow="fold")
+    for name in ("started", "finished", "not before"):
+        table.add_column(name, overflow="fold")
+    for job in jobs:
+        table.add_row(
+            str(job.id),
+            job.item_id,
+            job.status.value,
+            str(job.attempts),
+            job.last_error or "",
+            _when(job.started) or "",
+            _when(job.finished) or "",
+            _when(job.not_before) or "",
+        )
+    return table
+
+
+@app.command()
+def jobs(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    status: Annotated[
+        list[JobStatus] | None,
+        typer.Option("--status", help="Only jobs in this status (repeatable; default: all)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_LISTED, help="At most this many jobs.")
+    ] = 100,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after", help="Only jobs of items after this item id: the last of the previous page."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Print a page of DESTINATION's jobs in item id order: id, item, status,
+    attempts, last error, started, finished and not-before (a retry's
+    backoff). `--status failed` lists failures with their errors; feed their
+    items to `retry --item`."""
+    with _command(ctx, database_url) as state:
+        repo = state.repository(known=destination)
+        page = repo.list_jobs(destination, statuses=status or None, limit=limit, after=after)
+        if as_json:
+            _emit_json([job_json(job) for job in page])
+        else:
+            _stdout().print(jobs_table(destination, page))
 
 
 @app.command()
@@ -895,7 +1008,7 @@ def rescue(
     destination: SomeDestination = None,
     max_attempts: Annotated[
         int, typer.Option(min=1, help="Fail a job instead once it has had this many attempts.")
-    ] = 3,
+    ] = DEFAULT_RETRY.max_attempts,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
@@ -978,7 +1091,7 @@ def audit(
     max_attempts: Annotated[
         int,
         typer.Option(min=1, help="The largest max_attempts in use; more attempts are reported."),
-    ] = 3,
+    ] = DEFAULT_RETRY.max_attempts,
     rescue_interval: Annotated[
         str,
         typer.Option(

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_INT32",
     "MAX_ITEM_ID_LENGTH",
     "MAX_LEASE",
+    "MAX_LISTED",
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
     "RETRYABLE_STATUSES",
@@ -49,6 +50,7 @@ __all__ = [
     "check_optional_destination",
     "check_progress",
     "check_retry_statuses",
+    "check_statuses",
     "clean_error",
     "job_list",
     "lease_expired_error",
@@ -62,6 +64,8 @@ __all__ = [
 MAX_INT32: Final = 2**31 - 1
 #: The most jobs one `claim_ready` call may claim.
 MAX_CLAIM: Final = 10_000
+#: The most jobs one page of `list_jobs` may hold.
+MAX_LISTED: Final = 10_000
 #: The largest batch size (`enqueue_batch_size`, `add_items(batch_size=)`).
 MAX_BATCH_SIZE: Final = 1_000_000
 #: The longest lease a repository accepts.
@@ -227,7 +231,10 @@ class FullText:
     `skip` or `release`) succeeds only with the token of the claim that is
     still current; the job is then stored without token or lease, while the
     caller's copy keeps its token. `finish`, `fail`, `skip` and `release`
-    end the lease; `last_error` is what the last `fail` recorded.
+    end the lease; `last_error` is what the last `fail` (or a `release`
+    for a later retry) recorded. `not_before`, set by `release(not_before=)`,
+    keeps a `ready` job from being claimed before that moment (a retry after
+    a backoff); a claim or a `retry` clears it.
 
     `version` is the stored job's write count as this copy last saw it: 0
     for a job never stored (`new`), then 1 on insert, and one more for
@@ -251,6 +258,7 @@ class FullText:
     lease_expires: datetime | None = None
     last_error: str | None = None
     version: int = 0
+    not_before: datetime | None = None
 
     @classmethod
     def new(cls, item_id: str, destination: str) -> FullText:
@@ -280,7 +288,7 @@ class FullText:
     def start(self, now: datetime | None = None) -> None:
         """ready to running; sets `started`."""
         target = self._move(Action.START)
-        self.started, self.status = utc(now), target
+        self.started, self.status, self.not_before = utc(now), target, None
 
     def finish(self, now: datetime | None = None) -> None:
         """running to finished; sets `finished`."""
@@ -300,15 +308,31 @@ class FullText:
         target = self._move(Action.SKIP)
         self.finished, self.status, self.lease_expires = utc(now), target, None
 
-    def release(self, now: datetime | None = None) -> None:
+    def release(
+        self,
+        now: datetime | None = None,
+        *,
+        not_before: datetime | None = None,
+        error: str | None = None,
+    ) -> None:
         """running to ready: the worker gives the job back; clears `started`.
 
+        With `not_before`, the job may not be claimed before that moment (a
+        retry after a backoff); with `error`, `last_error` records why (cut
+        and escaped as for `fail`). The attempt the claim counted stays
+        counted.
+
         `now` stamps nothing, but is checked like the other methods' (a naive
-        datetime raises `InvalidInput`), so every method takes the same clock.
+        datetime raises `InvalidInput`), so every method takes the same clock;
+        so is `not_before`.
         """
         target = self._move(Action.RELEASE)
         utc(now)
+        due = None if not_before is None else utc(not_before)
         self.started, self.status, self.lease_expires = None, target, None
+        self.not_before = due
+        if error is not None:
+            self.last_error = clean_error(error)
 
     def retry(self, now: datetime | None = None) -> None:
         """failed or skipped to ready; clears `started` and `finished`.
@@ -318,6 +342,7 @@ class FullText:
         target = self._move(Action.RETRY)
         utc(now)
         self.started, self.finished, self.status = None, None, target
+        self.not_before = None
 
     def apply(self, action: Action, now: datetime | None = None) -> None:
         """Do `action` by name; the same as calling its method."""
@@ -421,6 +446,25 @@ def check_retry_statuses(statuses: object) -> frozenset[JobStatus]:
         raise InvalidInput(str(exc)) from None
     if not chosen or not chosen <= RETRYABLE_STATUSES:
         msg = f"retry starts from {' or '.join(sorted(RETRYABLE_STATUSES))}, not {sorted(chosen)}"
+        raise InvalidInput(msg)
+    return chosen
+
+
+def check_statuses(statuses: object) -> frozenset[JobStatus] | None:
+    """`statuses` as a non-empty set of statuses, or None if it is None;
+    raise `InvalidInput` for anything else (a str is one status, not many:
+    refused)."""
+    if statuses is None:
+        return None
+    if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
+        msg = f"statuses must be an iterable of statuses, not {statuses!r}"
+        raise InvalidInput(msg)
+    try:
+        chosen = frozenset(JobStatus(status) for status in statuses)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(str(exc)) from None
+    if not chosen:
+        msg = "statuses must name at least one status"
         raise InvalidInput(msg)
     return chosen
 
@@ -574,4 +618,5 @@ def check_job(job: object) -> FullText:
         lease_expires=None if job.lease_expires is None else utc(job.lease_expires),
         last_error=None if job.last_error is None else clean_error(job.last_error),
         version=job.version,
+        not_before=None if job.not_before is None else utc(job.not_before),
     )

@@ -267,6 +267,26 @@ class InMemoryRepository(Repository):
         become ready: created, saved as ready, released, rescued or retried."""
         return _MemoryReadyListener(self._announcements, destination)
 
+    def _list_jobs(
+        self,
+        destination: str,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: str | None,
+    ) -> list[FullText]:
+        with self._lock:
+            page = sorted(
+                (
+                    job
+                    for job in self._jobs.values()
+                    if job.destination == destination
+                    and (statuses is None or job.status in statuses)
+                    and (after is None or job.item_id > after)
+                ),
+                key=lambda job: job.item_id,
+            )[:limit]
+            return [replace(job) for job in page]
+
     def _count_unqueued(self, destination: str) -> int:
         with self._lock:
             return sum((item_id, destination) not in self._by_pair for item_id in self._items)
@@ -295,7 +315,9 @@ class InMemoryRepository(Repository):
                 (
                     job
                     for job in self._jobs.values()
-                    if job.destination == destination and job.status is JobStatus.READY
+                    if job.destination == destination
+                    and job.status is JobStatus.READY
+                    and (job.not_before is None or job.not_before <= now)
                 ),
                 key=lambda job: self._seq[job.id],
             )[:n]

@@ -51,7 +51,7 @@ METRICS_EXTRA_ADVICE: Final = "pip install 'fulltext-jobs[metrics]'"
 WORKER_COUNTERS: Final[Mapping[str, str]] = {
     "claimed": "Jobs the worker claimed.",
     "finished": "Jobs the worker saved as finished.",
-    "failed": "Jobs the worker saved as failed (the handler raised).",
+    "failed": "Jobs the worker saved as failed (the handler raised, with no retry left).",
     "skipped": "Jobs the worker saved as skipped (the handler raised SkipJob).",
     "released": "Jobs the worker gave back to ready (at shutdown).",
     "lost_claims": "Saves refused because the claim had ended (the lease ran out).",
@@ -60,6 +60,7 @@ WORKER_COUNTERS: Final[Mapping[str, str]] = {
     "enqueued": "Jobs the worker's producer created (produce=True).",
     "rescued": "Expired jobs the worker's producer gave back (produce=True).",
     "dropped": "Claimed jobs not started: a heartbeat found their batch's claim lost.",
+    "retried": "Jobs the worker gave back to ready to retry after a backoff (the handler raised).",
 }
 
 #: The handler-duration histogram's buckets, in seconds: from a quick

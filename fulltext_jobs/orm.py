@@ -62,6 +62,7 @@ class FullTextRecord(LedgerBase):
     lease_expires: Mapped[datetime | None]
     last_error: Mapped[str | None]
     version: Mapped[int]
+    not_before: Mapped[datetime | None]
 
     def to_entity(self) -> FullText:
         """The domain `FullText` this row holds, as `get_fulltext` returns

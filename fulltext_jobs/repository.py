@@ -45,12 +45,15 @@ from fulltext_jobs.audit import (
     check_duration,
 )
 from fulltext_jobs.domain import (
+    MAX_LISTED,
     DestinationStats,
     FullText,
     JobStatus,
     check_claim_size,
+    check_count,
     check_destination,
     check_held,
+    check_item_id,
     check_item_ids,
     check_job,
     check_job_id,
@@ -60,8 +63,10 @@ from fulltext_jobs.domain import (
     check_optional_destination,
     check_progress,
     check_retry_statuses,
+    check_statuses,
     job_list,
 )
+from fulltext_jobs.retry import DEFAULT_RETRY
 
 __all__ = ["AsyncRepository", "ReadyListener", "Repository"]
 
@@ -305,6 +310,41 @@ class Repository(abc.ABC):
             None if item_ids is None else frozenset(check_item_ids(item_ids)),
         )
 
+    def list_jobs(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[FullText]:
+        """A page of `destination`'s jobs (those in `statuses`, if given), in
+        item id order: at most `limit`, and only those whose item id is
+        above `after`. Pass the last job's `item_id` as `after` for the next
+        page (keyset pages: stable while jobs change, whatever the ledger's
+        size); an empty list is the end.
+
+        Raises `InvalidInput` for a bad destination or item id, for
+        `statuses` that is empty, one str, or names an unknown status, and
+        for a `limit` that is not a whole number from 1 to 10,000.
+        """
+        return self._list_jobs(
+            check_destination(destination),
+            check_statuses(statuses),
+            check_count(limit, "limit", MAX_LISTED),
+            None if after is None else check_item_id(after),
+        )
+
+    @abc.abstractmethod
+    def _list_jobs(
+        self,
+        destination: str,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: str | None,
+    ) -> list[FullText]:
+        """As `list_jobs`, with the statuses, if any, as a set."""
+
     def listen(self, destination: str) -> ReadyListener | None:
         """A listener that wakes when jobs of `destination` become ready, or
         None if this store cannot announce it (then callers poll).
@@ -322,7 +362,7 @@ class Repository(abc.ABC):
         *,
         rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL,
         clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
-        max_attempts: int = 3,
+        max_attempts: int = DEFAULT_RETRY.max_attempts,
         examples: int = DEFAULT_EXAMPLES,
     ) -> list[AuditProblem]:
         """Check the jobs (of `destination`, or of all) against the ledger's
@@ -539,7 +579,7 @@ class AsyncRepository(abc.ABC):
         *,
         rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL,
         clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
-        max_attempts: int = 3,
+        max_attempts: int = DEFAULT_RETRY.max_attempts,
         examples: int = DEFAULT_EXAMPLES,
     ) -> list[AuditProblem]:
         """As `Repository.audit`."""
@@ -570,6 +610,32 @@ class AsyncRepository(abc.ABC):
         self, older_than: timedelta, destination: str | None
     ) -> list[uuid.UUID]:
         """As `Repository._release_unleased`."""
+
+    async def list_jobs(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[FullText]:
+        """As `Repository.list_jobs`."""
+        return await self._list_jobs(
+            check_destination(destination),
+            check_statuses(statuses),
+            check_count(limit, "limit", MAX_LISTED),
+            None if after is None else check_item_id(after),
+        )
+
+    @abc.abstractmethod
+    async def _list_jobs(
+        self,
+        destination: str,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: str | None,
+    ) -> list[FullText]:
+        """As `Repository._list_jobs`."""
 
     # --- what the adapter implements, given checked arguments --------------
 

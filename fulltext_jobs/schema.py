@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0007"
+SCHEMA_REVISION: Final = "0008"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -143,6 +143,10 @@ def tables_for(dialect_name: str) -> Tables:
         # Row versions (0007): the compare-and-swap of saves. In no index,
         # like the lease; a trigger counts the writes of other writers.
         sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+        # Delayed readiness (0008): a ready job is not claimed before it (a
+        # retry after a backoff). In no index: the claim reads the ready
+        # index in `seq` order and tests it on the rows it visits.
+        sa.Column("not_before", UTCDateTime),
         sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
         schema=schema,
     )

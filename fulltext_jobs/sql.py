@@ -415,6 +415,18 @@ class SqlAlchemyRepository(Repository):
             ).all()
         return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
 
+    def _list_jobs(
+        self,
+        destination: str,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: str | None,
+    ) -> list[FullText]:
+        chosen = None if statuses is None else sorted(status.value for status in statuses)
+        query = self._sql.list_jobs(destination, chosen, limit, after)
+        with self._connection("list_jobs") as connection:
+            return [to_job(row) for row in connection.execute(query)]
+
     def _listen(self, destination: str) -> ReadyListener | None:
         """On PostgreSQL, a listener on a connection of its own (see
         `fulltext_jobs.notifications`); on SQLite, which cannot notify, None."""

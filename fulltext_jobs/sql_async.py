@@ -159,6 +159,17 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _stats(self, destination: str | None) -> list[DestinationStats]:
         return await self._call(lambda repo: repo._stats(destination))  # noqa: SLF001
 
+    async def _list_jobs(
+        self,
+        destination: str,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: str | None,
+    ) -> list[FullText]:
+        return await self._call(
+            lambda repo: repo._list_jobs(destination, statuses, limit, after)  # noqa: SLF001
+        )
+
     async def _heartbeat(self, job: FullText) -> datetime:
         return await self._call(lambda repo: repo._heartbeat(job))  # noqa: SLF001
 

@@ -132,7 +132,8 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
         claim_token=token,
         lease_expires=None if lease is None else lease.astimezone(UTC),
         last_error=error,
-        version=values[10],
+        not_before=None if values[10] is None else values[10].astimezone(UTC),
+        version=values[11],
     )
 
 
@@ -152,6 +153,7 @@ def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with th
         lease_expires=row.lease_expires,
         last_error=row.last_error,
         version=row.version,
+        not_before=row.not_before,
     )
 
 
@@ -176,6 +178,7 @@ def job_row(job: FullText) -> dict[str, Any]:
         "claim_token": job.claim_token if running else None,
         "lease_expires": job.lease_expires if running else None,
         "last_error": job.last_error,
+        "not_before": job.not_before,
     }
 
 
@@ -189,7 +192,8 @@ class Statements:
         ft = tables.fulltext.c
         self.job_columns = (
             *(ft.id, ft.item_id, ft.destination, ft.started, ft.finished, ft.status),
-            *(ft.attempts, ft.claim_token, ft.lease_expires, ft.last_error, ft.version),
+            *(ft.attempts, ft.claim_token, ft.lease_expires, ft.last_error, ft.not_before),
+            ft.version,
         )
         #: The columns a save writes, besides `id` and `version`.
         self.saved_columns = self.job_columns[1:-1]
@@ -468,6 +472,12 @@ class Statements:
                 # plan can use the partial index `WHERE status = 'ready'` only
                 # if the query says 'ready' itself.
                 ft.c.status == sa.literal_column("'ready'"),
+                # Jobs delayed past `:now` (a retry after a backoff) are
+                # passed over. Tested on the rows the index scan visits, in
+                # `seq` order: while no job is delayed, every row passes and
+                # the plan and its cost are those of the plain claim; each
+                # delayed job ahead of the first due one costs one row more.
+                sa.or_(ft.c.not_before.is_(None), ft.c.not_before <= sa.bindparam("now")),
             )
             .order_by(ft.c.seq)
             .limit(n)
@@ -500,6 +510,7 @@ class Statements:
                 attempts=ft.c.attempts + 1,
                 claim_token=sa.bindparam("token", type_=sa.Uuid),
                 lease_expires=sa.bindparam("lease_until"),
+                not_before=None,
                 version=ft.c.version + 1,
             )
             .returning(*self.job_columns)
@@ -526,6 +537,7 @@ class Statements:
             attempts=ft.c.attempts + 1,
             claim_token=self._new_uuid(),  # one per row: it is volatile
             lease_expires=sa.bindparam("lease_until"),
+            not_before=None,
             version=ft.c.version + 1,
         )
         if self.postgresql:
@@ -608,8 +620,26 @@ class Statements:
             finished=None,
             claim_token=None,
             lease_expires=None,
+            not_before=None,
             version=ft.c.version + 1,
         ).execution_options(preserve_rowcount=True)
+
+    # --- looking at jobs -------------------------------------------------------
+
+    def list_jobs(
+        self, destination: str, statuses: list[str] | None, limit: int, after: str | None
+    ) -> sa.Select[Any]:
+        """A page of `destination`'s jobs (in `statuses`, if given) in item
+        id order, after item `after`: a keyset page, read along the unique
+        (item_id, destination) index, so a page costs the same wherever it
+        starts. Read-only, and no row is locked."""
+        ft = self.tables.fulltext
+        query = sa.select(*self.job_columns).where(ft.c.destination == destination)
+        if statuses is not None:
+            query = query.where(ft.c.status.in_(statuses))
+        if after is not None:
+            query = query.where(ft.c.item_id > after)
+        return query.order_by(ft.c.item_id).limit(limit)
 
     # --- coverage --------------------------------------------------------------
 

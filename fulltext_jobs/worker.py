@@ -40,8 +40,11 @@ How a job goes through a worker:
   `heartbeat_interval` (by default a third of the lease the repository
   granted), so long work is not rescued from under a live worker.
 - `handler(job)` runs. Returning normally finishes the job; raising
-  `SkipJob` skips it; any other exception fails it, with the exception's type
-  and message in `last_error`.
+  `SkipJob` skips it; raising `FailJob` fails it at once; any other
+  exception is retried by the worker's `RetryPolicy`: the job goes back to
+  `ready`, not to be claimed before a backoff has passed, until it has had
+  the policy's `max_attempts` attempts, and then fails. Either way the
+  exception's type and message are in `last_error`.
 - The outcome is saved (`save_fulltext`, or `save_many` for a batch). A
   `LostClaim` means another delivery owns the job: it is logged and counted,
   not raised. A retryable `StoreError` (a lost connection, a restart, a
@@ -71,12 +74,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 from fulltext_jobs.domain import (
     MAX_CLAIM,
+    MAX_TIMESTAMP,
     FullText,
     JobStatus,
     check_destination,
@@ -86,11 +90,20 @@ from fulltext_jobs.domain import (
 from fulltext_jobs.errors import InvalidInput, JobsError, LostClaim, NoJobs, StoreError
 from fulltext_jobs.logs import log_context
 from fulltext_jobs.repository import ReadyListener, Repository
+from fulltext_jobs.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
     from fulltext_jobs.metrics import WorkerMetrics
 
-__all__ = ["MAX_CONCURRENCY", "MAX_SECONDS", "Handler", "SkipJob", "Worker", "WorkerStats"]
+__all__ = [
+    "MAX_CONCURRENCY",
+    "MAX_SECONDS",
+    "FailJob",
+    "Handler",
+    "SkipJob",
+    "Worker",
+    "WorkerStats",
+]
 
 #: The most claim threads one worker runs: more belong in more processes.
 MAX_CONCURRENCY: Final = 1024
@@ -127,6 +140,9 @@ _LISTEN_SLICE_SECONDS: Final = 0.5
 #: listens again, the sooner the claim threads learn the server is back.
 _MAX_LISTEN_RETRY_SECONDS: Final = 5.0
 
+#: The shortest wait, in seconds, for a ready job that was not claimable.
+_SOON: Final = 0.01
+
 #: How long shutdown waits for the heartbeat and rescue threads to notice
 #: they should end, beyond `shutdown_timeout` (they may be in a call).
 _THREAD_GRACE_SECONDS: Final = 1.0
@@ -136,6 +152,12 @@ class SkipJob(Exception):  # noqa: N818 - reads as an instruction to the worker
     """Raised by a handler: this job has nothing to do (an item without full
     text, say). The worker marks it `skipped`; the message, if any, is
     logged."""
+
+
+class FailJob(Exception):  # noqa: N818 - reads as an instruction to the worker
+    """Raised by a handler: this job cannot succeed (a 404, a malformed
+    text), so retrying is pointless. The worker marks it `failed` at once,
+    whatever attempts are left, with the message in `last_error`."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -153,7 +175,9 @@ class WorkerStats:
     of their batch lost: the worker no longer owned the batch, so it left
     those jobs to their new owner (or released them, if still held).
     `enqueued` and `rescued` are the producer's (`produce=True`): jobs
-    created, and expired jobs given back.
+    created, and expired jobs given back. `retried` counts jobs whose
+    handler raised and that went back to `ready` to be retried after a
+    backoff (a job that fails for good counts as `failed`).
     """
 
     claimed: int = 0
@@ -167,6 +191,7 @@ class WorkerStats:
     dropped: int = 0
     enqueued: int = 0
     rescued: int = 0
+    retried: int = 0
 
 
 # The counter kept for each status a saved job can have.
@@ -288,6 +313,13 @@ class Worker:
     expired jobs to `ready` (`rescue_expired`), failing those that have had
     `max_attempts` attempts.
 
+    `retry` (a `RetryPolicy`; default `RetryPolicy()`: 5 attempts, 30 s
+    doubling to 30 minutes, with jitter) says how a job whose handler raised
+    is retried, and how many attempts a job gets in all, handler failures
+    and expired leases alike. `max_attempts`, if given, sets that bound on
+    the default policy; given with a `retry` whose bound differs, it raises
+    `InvalidInput`.
+
     `metrics` (a `fulltext_jobs.metrics.WorkerMetrics`) is told every count
     of `WorkerStats` and how long each handler call took, for Prometheus.
 
@@ -316,7 +348,8 @@ class Worker:
         shutdown_timeout: float = 30.0,
         produce: bool = False,
         rescue_interval: float = 60.0,
-        max_attempts: int = 3,
+        max_attempts: int | None = None,
+        retry: RetryPolicy | None = None,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], datetime] | None = None,
         wait: Wait | None = None,
@@ -349,7 +382,8 @@ class Worker:
         self._listen = bool(listen)
         self._produce = bool(produce)
         self._rescue_interval = _seconds("rescue_interval", rescue_interval)
-        self._max_attempts = check_max_attempts(max_attempts)
+        self._retry = _retry_policy(retry, max_attempts)
+        self._max_attempts = self._retry.max_attempts
         for name, hook in (("clock", clock), ("wait", wait)):
             if hook is not None and not callable(hook):
                 msg = f"{name} must be callable, not {hook!r}"
@@ -552,7 +586,7 @@ class Worker:
             except Exception:  # noqa: BLE001 - logged; the run is ending
                 _log.exception("job %s: could not save it at shutdown", held.job.id)
             else:
-                run.count(_SAVED_AS[outcome.status])
+                run.count(_saved_as(outcome))
             with run.lock:
                 run.held.pop(held.job.id, None)
 
@@ -583,7 +617,13 @@ class Worker:
                     delay = self._poll_interval
                     continue
                 if run.until_idle and made is not None:
-                    return
+                    due_in = self._next_due(run)
+                    if due_in is None:
+                        return
+                    # Jobs wait for their retry: idle only once they are done.
+                    self._wait(run.wakeup, min(delay, due_in))
+                    delay = min(delay * 2, self._max_poll_interval)
+                    continue
                 self._wait(run.wakeup, delay)
                 delay = min(delay * 2, self._max_poll_interval)
         finally:
@@ -593,6 +633,27 @@ class Worker:
                 last = run.loops_left == 0
             if last:
                 run.end()
+
+    def _next_due(self, run: _Run) -> float | None:
+        """With nothing to claim: None if no job of the destination is
+        `ready`, else about how many seconds until one is due (a delayed
+        retry; or 0.01 for a job another claimer was taking). A retryable
+        error counts as "not known yet": 0.01."""
+        try:
+            ready = self._repository.list_jobs(
+                self._destination, statuses=[JobStatus.READY], limit=1
+            )
+        except StoreError as exc:
+            if not exc.retryable:
+                raise
+            self._retryable(run, "list_jobs", exc)
+            return _SOON
+        if not ready:
+            return None
+        due = ready[0].not_before
+        if due is None:
+            return _SOON
+        return max((due - utc(self._clock())).total_seconds(), _SOON)
 
     def _claim(self) -> list[FullText]:
         if self._batch_size == 1:
@@ -758,9 +819,28 @@ class Worker:
         except SkipJob as exc:
             _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
             outcome.skip(self._clock())
-        except Exception as exc:  # noqa: BLE001 - any failure of the handler fails the job
-            _log.warning("job %s (item %s) failed", job.id, job.item_id, exc_info=exc)
+        except FailJob as exc:
+            _log.warning("job %s (item %s) failed (FailJob): %s", job.id, job.item_id, exc)
             outcome.fail(self._clock(), error=_describe(exc))
+        except Exception as exc:  # noqa: BLE001 - any failure of the handler fails or retries the job
+            now = self._clock()
+            if self._retry.gives_up(job.attempts):
+                _log.warning(
+                    "job %s (item %s) failed",
+                    job.id,
+                    job.item_id,
+                    exc_info=exc,
+                )
+                outcome.fail(now, error=_describe(exc))
+            else:
+                due = _later(utc(now), self._retry.delay(job.attempts))
+                _log.warning(
+                    "job %s (item %s) failed (attempt %d of %d); retrying at %s",
+                    *(job.id, job.item_id, job.attempts, self._retry.max_attempts),
+                    due.isoformat(),
+                    exc_info=exc,
+                )
+                outcome.release(now, not_before=due, error=_describe(exc))
         else:
             outcome.finish(self._clock())
         finally:
@@ -861,7 +941,7 @@ class Worker:
                 delay = min(delay * 2, self._max_poll_interval)
             else:
                 for _, job in batch:
-                    run.count(_SAVED_AS[job.status])
+                    run.count(_saved_as(job))
                 self._forget(run, (entry for entry, _ in batch))
                 return
 
@@ -984,6 +1064,41 @@ def _close_thread_loop() -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     _loops.loop = None
+
+
+def _later(now: datetime, delay: timedelta) -> datetime:
+    """`now + delay`, or the last moment every store holds if that is later."""
+    try:
+        return min(now + delay, MAX_TIMESTAMP)
+    except OverflowError:
+        return MAX_TIMESTAMP
+
+
+def _saved_as(job: FullText) -> str:
+    """The counter of a saved outcome: a job back to ready with a delay is
+    retried, without one released."""
+    if job.status is JobStatus.READY and job.not_before is not None:
+        return "retried"
+    return _SAVED_AS[job.status]
+
+
+def _retry_policy(retry: object, max_attempts: object) -> RetryPolicy:
+    """The worker's policy from its `retry` and `max_attempts` arguments."""
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        msg = f"retry must be a RetryPolicy, not {retry!r}"
+        raise InvalidInput(msg)
+    if max_attempts is None:
+        return retry or DEFAULT_RETRY
+    bound = check_max_attempts(max_attempts)
+    if retry is None:
+        return dataclasses.replace(DEFAULT_RETRY, max_attempts=bound)
+    if retry.max_attempts != bound:
+        msg = (
+            f"max_attempts ({bound}) and retry.max_attempts ({retry.max_attempts}) differ: "
+            "give one of them"
+        )
+        raise InvalidInput(msg)
+    return retry
 
 
 def _describe(exc: BaseException) -> str:

@@ -291,6 +291,18 @@ class BlockingAsyncRepository(Repository):
     ) -> list[uuid.UUID]:
         return run_async(self.repo.release_unleased(older_than, destination))
 
+    def list_jobs(
+        self,
+        destination: str,
+        *,
+        statuses: Iterable[JobStatus | str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[FullText]:
+        return run_async(
+            self.repo.list_jobs(destination, statuses=statuses, limit=limit, after=after)
+        )
+
     # The public methods above bypass this (sync) port's checks on purpose:
     # they hand every argument, as given, to the async adapter, whose own
     # port must check it. So the port's protected methods are never called.
@@ -301,6 +313,7 @@ class BlockingAsyncRepository(Repository):
     _get_fulltext = _save_fulltext = _create_job_for_unqueued = _get_ready_job = _never_called
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
+    _list_jobs = _never_called
 
 
 @contextmanager

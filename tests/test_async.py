@@ -167,7 +167,7 @@ def test_the_worker_awaits_async_handlers():
             raise RuntimeError("no text")
         seen.append(job.item_id)
 
-    stats = Worker(repo, DEST, handler, concurrency=2).run(
+    stats = Worker(repo, DEST, handler, concurrency=2, max_attempts=1).run(
         until_idle=True, install_signal_handlers=False
     )
     assert sorted(seen) == ["a", "b"]

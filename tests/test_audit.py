@@ -109,7 +109,7 @@ BAD_STATES: list[tuple[AuditCheck, str, dict[str, Any]]] = [
     (AuditCheck.STARTED_IN_FUTURE, "running", {"started": NOW + timedelta(days=1)}),
     (AuditCheck.TERMINAL_WITHOUT_FINISHED, "failed", {"finished": None}),
     (AuditCheck.TERMINAL_WITHOUT_FINISHED, "skipped", {"finished": None}),
-    (AuditCheck.ATTEMPTS_ABOVE_MAX, "failed", {"attempts": 4}),
+    (AuditCheck.ATTEMPTS_ABOVE_MAX, "failed", {"attempts": 6}),
     (AuditCheck.READY_WITH_CLAIM_TOKEN, "ready", {"claim_token": uuid.uuid4()}),
 ]
 

@@ -206,7 +206,7 @@ def test_work_finishes_skips_and_fails_then_retry(runner, url, repo):
     run(runner, url, "enqueue", "d")
     stats = run_json(
         runner, url, "work", "d", "--handler", "cli_handlers:by_item", "--until-idle",
-        "--concurrency", "2", "--batch-size", "2",
+        "--concurrency", "2", "--batch-size", "2", "--max-attempts", "1",
     )  # fmt: skip
     assert isinstance(stats, dict)
     assert stats["destination"] == "d"
@@ -386,7 +386,7 @@ def test_log_lines_are_one_line_each_when_stderr_is_not_a_terminal(url, repo):
     repo.enqueue_unqueued("d")
     done = run_process(
         "--database-url", url, "work", "d", "--handler", "cli_handlers:by_item", "--until-idle",
-        cwd=TESTS,
+        "--max-attempts", "1", cwd=TESTS,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
@@ -409,6 +409,8 @@ def test_log_lines_are_one_line_each_when_stderr_is_not_a_terminal(url, repo):
         (["--poll-interval", "1e300"], "poll_interval must be a positive number of seconds"),
         (["--batch-size", "99999999"], "batch_size must be a positive whole number, at most"),
         (["--max-attempts", "99999999999"], "max_attempts must be a positive whole number"),
+        (["--retry-delay", "1e15"], "is too long"),
+        (["--retry-delay", "1e9"], "base_delay must be a timedelta"),
     ],
 )
 def test_hostile_worker_settings_are_one_line(runner, url, repo, option, needle):
@@ -453,8 +455,13 @@ def test_work_takes_the_lease_and_max_attempts(runner, url, repo, monkeypatch):
     repo.add_items(["a", "b"])
     repo.enqueue_unqueued("d")
     args = ["work", "d", "--handler", "cli_handlers:lease_of_7s", "--lease", "7", "--until-idle"]
-    assert run_json(runner, url, *args, "--max-attempts", "5")["finished"] == 2
-    assert made[0]["max_attempts"] == 5
+    assert run_json(runner, url, *args, "--max-attempts", "4", "--retry-delay", "2.5")[
+        "finished"
+    ] == 2
+    assert made[0]["retry"] == fulltext_jobs.RetryPolicy(
+        max_attempts=4, base_delay=timedelta(seconds=2.5)
+    )
+    assert "--retry-delay" in help_text
     assert counts(repo, "d")["finished"] == 2
 
 
@@ -648,3 +655,27 @@ def test_errors_as_processes(tmp_path, url):
     assert_one_line_error(
         bad_handler.returncode, bad_handler.stdout, bad_handler.stderr, "No module named 'nowhere'"
     )
+
+
+def test_jobs_lists_failed_jobs_with_their_errors_and_feeds_retry(runner, url, repo):
+    repo.add_items(["ok-1", "fail-1", "fail-2", "skip-1"])
+    run(runner, url, "enqueue", "d")
+    run(runner, url, "work", "d", "--handler", "cli_handlers:by_item", "--until-idle",
+        "--max-attempts", "1")  # fmt: skip
+    failed = run_json(runner, url, "jobs", "d", "--status", "failed")
+    assert isinstance(failed, list)
+    assert [(job["item_id"], job["status"], job["attempts"]) for job in failed] == [
+        ("fail-1", "failed", 1),
+        ("fail-2", "failed", 1),
+    ]
+    assert failed[0]["last_error"] == "RuntimeError: cannot handle fail-1"
+    assert failed[0]["finished"] is not None
+    page = run_json(runner, url, "jobs", "d", "--limit", "2", "--after", "fail-1")
+    assert [job["item_id"] for job in page] == ["fail-2", "ok-1"]
+    table = run(runner, url, "jobs", "d", "--status", "failed", "--status", "skipped").stdout
+    assert "fail-2" in table
+    assert "skip-1" in table
+    assert "ok-1" not in table
+    items = [arg for job in failed for arg in ("--item", job["item_id"])]
+    retried = run_json(runner, url, "retry", "d", *items)
+    assert retried == {"destination": "d", "retried": 2}

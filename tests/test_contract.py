@@ -578,6 +578,72 @@ class TestBatchContract:
         assert backend.repo.count_unqueued("lang") == 1
 
 
+class TestListJobsContract:
+    """Pages of a destination's jobs, for a look at failures."""
+
+    @staticmethod
+    def failed(backend: Backend, item_id: str, error: str) -> FullText:
+        backend.repo.save_fulltext(FullText.new(item_id, "lang"))
+        job = backend.repo.get_ready_job("lang")
+        job.fail(T0, error=error)
+        backend.repo.save_fulltext(job)
+        return job
+
+    def test_lists_failed_jobs_with_their_errors_in_item_order(self, backend: Backend):
+        self.failed(backend, "b", "HTTPError: 404")
+        self.failed(backend, "c2", "TimeoutError")
+        backend.repo.save_many([FullText.new(item_id, "lang") for item_id in "acd"])
+        backend.repo.save_fulltext(FullText.new("a", "other"))
+        failed = backend.repo.list_jobs("lang", statuses=["failed"])
+        assert [(job.item_id, job.last_error) for job in failed] == [
+            ("b", "HTTPError: 404"),
+            ("c2", "TimeoutError"),
+        ]
+        assert failed[0] == backend.repo.get_fulltext(failed[0].id)
+        assert [job.item_id for job in backend.repo.list_jobs("lang")] == [
+            "a",
+            "b",
+            "c",
+            "c2",
+            "d",
+        ]
+        both = backend.repo.list_jobs("lang", statuses={JobStatus.READY, JobStatus.FAILED})
+        assert len(both) == 5
+        assert backend.repo.list_jobs("nothing") == []
+
+    def test_keyset_pages_cover_every_job_once(self, backend: Backend):
+        backend.repo.save_many([FullText.new(f"i{n:02}", "lang") for n in range(25)])
+        seen: list[str] = []
+        after = None
+        while page := backend.repo.list_jobs("lang", limit=10, after=after):
+            assert len(page) <= 10
+            seen += [job.item_id for job in page]
+            after = page[-1].item_id
+        assert seen == [f"i{n:02}" for n in range(25)]
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"statuses": []},
+            {"statuses": "failed"},
+            {"statuses": ["broken"]},
+            {"limit": 0},
+            {"limit": 10_001},
+            {"limit": True},
+            {"after": ""},
+            {"after": "i\x00"},
+        ],
+    )
+    def test_bad_arguments_raise_invalid_input(self, backend: Backend, kwargs):
+        with pytest.raises(InvalidInput):
+            backend.repo.list_jobs("lang", **kwargs)
+
+    @pytest.mark.parametrize("destination", BAD_DESTINATIONS.values(), ids=BAD_DESTINATIONS)
+    def test_a_bad_destination_raises_invalid_input(self, backend: Backend, destination):
+        with pytest.raises(InvalidInput):
+            backend.repo.list_jobs(destination)
+
+
 class TestClaimContract:
     """Claim tokens, leases, heartbeats, rescue and retry in place."""
 
@@ -597,6 +663,59 @@ class TestClaimContract:
         again = clocked.repo.get_ready_job("lang")
         assert again.attempts == 2
         assert again.claim_token not in (None, job.claim_token)
+
+    # --- delayed readiness (a retry after a backoff) ---------------------------
+
+    def test_a_job_released_for_later_is_not_claimed_before_it_is_due(
+        self, clocked: Backend, clock
+    ):
+        job = self.claimed(clocked)
+        due = clock.now + timedelta(seconds=30)
+        job.release(clock.now, not_before=due, error="HTTPError: 503")
+        clocked.repo.save_fulltext(job)
+        stored = clocked.repo.get_fulltext(job.id)
+        assert (stored.status, stored.not_before) == (JobStatus.READY, due)
+        assert (stored.attempts, stored.last_error) == (1, "HTTPError: 503")
+        with pytest.raises(NoJobs):
+            clocked.repo.get_ready_job("lang")
+        assert clocked.repo.claim_ready("lang", 5) == []
+        clock.advance(seconds=29.999999)
+        with pytest.raises(NoJobs):
+            clocked.repo.get_ready_job("lang")
+        clock.advance(microseconds=1)
+        again = clocked.repo.get_ready_job("lang")
+        assert (again.id, again.attempts, again.not_before) == (job.id, 2, None)
+        assert again.last_error == "HTTPError: 503"
+        assert clocked.repo.get_fulltext(job.id) == again
+
+    def test_a_delayed_job_lets_later_due_jobs_pass(self, clocked: Backend, clock):
+        first = self.claimed(clocked, "a")
+        first.release(clock.now, not_before=clock.now + timedelta(minutes=5))
+        clocked.repo.save_fulltext(first)
+        clocked.repo.save_many([FullText.new(item_id, "lang") for item_id in "bc"])
+        assert [job.item_id for job in clocked.repo.claim_ready("lang", 5)] == ["b", "c"]
+        clock.advance(minutes=5)
+        # Due again, it keeps its place in the queue (oldest first).
+        clocked.repo.save_fulltext(FullText.new("d", "lang"))
+        assert [job.item_id for job in clocked.repo.claim_ready("lang", 5)] == ["a", "d"]
+
+    def test_retry_clears_a_delay(self, clocked: Backend, clock):
+        job = self.claimed(clocked)
+        job.release(clock.now, not_before=clock.now + timedelta(hours=1))
+        clocked.repo.save_fulltext(job)
+        stored = clocked.repo.get_fulltext(job.id)
+        stored.skip(clock.now)
+        clocked.repo.save_fulltext(stored)
+        assert clocked.repo.retry("lang") == 1
+        assert clocked.repo.get_fulltext(job.id).not_before is None
+        assert clocked.repo.get_ready_job("lang").id == job.id
+
+    def test_a_naive_not_before_is_refused_and_changes_nothing(self, clocked: Backend, clock):
+        job = self.claimed(clocked)
+        with pytest.raises(InvalidInput):
+            job.release(clock.now, not_before=datetime(2026, 11, 28, 13))  # noqa: DTZ001 - naive on purpose
+        assert job.status is JobStatus.RUNNING
+        assert clocked.repo.get_fulltext(job.id) == job
 
     def test_batch_claims_give_each_job_its_own_token(self, clocked: Backend, clock):
         clocked.repo.save_many([FullText.new(item_id, "lang") for item_id in "abc"])

@@ -93,7 +93,7 @@ def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browse
         repo.add_items(["extra-1", "extra-2", "extra-3"])
         repo.enqueue_unqueued("word-count")
         wait_for(browser, "word-count", "ready", "3")
-        stats = Worker(repo, "word-count", broken, poll_interval=0.05).run(
+        stats = Worker(repo, "word-count", broken, poll_interval=0.05, max_attempts=1).run(
             until_idle=True, install_signal_handlers=False
         )
         assert (stats.finished, stats.failed) == (2, 1)

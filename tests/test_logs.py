@@ -105,7 +105,7 @@ def test_work_writes_only_json_lines_to_stderr(sqlite_template):
         [
             *(sys.executable, "-m", "fulltext_jobs", "--log-format", "json", "-v"),
             *("--database-url", url, "work", "word-count"),
-            *("--handler", "cli_handlers:by_item", "--until-idle", "--json"),
+            *("--handler", "cli_handlers:by_item", "--until-idle", "--json", "--max-attempts", "1"),
         ],
         cwd=TESTS,
         capture_output=True,

@@ -50,6 +50,7 @@ TABLES_AT = {
     "0005": {"fulltext", "items", "enqueue_cursor", WINDOW_TABLE},
     "0006": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
     "0007": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
+    "0008": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
 }
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))

@@ -9,6 +9,7 @@ hoping a sleep was long enough.
 
 from __future__ import annotations
 
+import math
 import queue
 import signal
 import subprocess
@@ -69,7 +70,10 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
 
 
 def quick(repo: Repository, handler, **kwargs) -> Worker:
-    """A worker that polls often and never sleeps long."""
+    """A worker that polls often and never sleeps long; unless the test sets
+    a retry policy, one attempt a job (a handler's exception fails it)."""
+    if "retry" not in kwargs:
+        kwargs.setdefault("max_attempts", 1)
     kwargs.setdefault("poll_interval", 0.01)
     kwargs.setdefault("max_poll_interval", 0.05)
     return Worker(repo, DEST, handler, **kwargs)
@@ -828,3 +832,120 @@ def test_sigterm_stops_a_worker_process_and_leaves_no_job_running(
         assert stats.counts[JobStatus.READY] == 6 - finished
     finally:
         engine.dispose()
+
+
+# --- Retries with backoff -----------------------------------------------------------
+
+RETRY_BACKENDS = [
+    "memory",
+    "sqlite_engine",
+    pytest.param("clean_postgres_engine", marks=pytest.mark.postgresql),
+]
+
+
+def retry_repo(name: str, request: pytest.FixtureRequest, items: list[str]) -> Repository:
+    if name == "memory":
+        repo: Repository = InMemoryRepository(items=items)
+    else:
+        sql = SqlAlchemyRepository(request.getfixturevalue(name), lease=timedelta(seconds=30))
+        sql.add_items(items)
+        repo = sql
+    repo.enqueue_unqueued(DEST)
+    return repo
+
+
+class Flaky503:
+    """A handler that fails `failures` times per job, then succeeds; it
+    records when each attempt began."""
+
+    def __init__(self, failures: float) -> None:
+        self.failures = failures
+        self.began: list[float] = []
+        self.attempts: list[int] = []
+
+    def __call__(self, job: FullText) -> None:
+        self.began.append(time.monotonic())
+        self.attempts.append(job.attempts)
+        if len(self.began) <= self.failures:
+            raise ConnectionError(f"503 on attempt {job.attempts}")
+
+
+POLICY = fulltext_jobs.RetryPolicy(max_attempts=3, base_delay=timedelta(seconds=0.3))
+
+
+@pytest.mark.parametrize("name", RETRY_BACKENDS)
+def test_a_job_that_fails_twice_then_succeeds_is_finished_after_three_spaced_attempts(
+    name, request
+):
+    repo = retry_repo(name, request, ["a"])
+    handler = Flaky503(failures=2)
+    stats = quick(repo, handler, retry=POLICY).run(until_idle=True)
+
+    (job,) = repo.list_jobs(DEST)
+    assert (job.status, job.attempts) == (JobStatus.FINISHED, 3)
+    assert handler.attempts == [1, 2, 3]
+    assert job.last_error == "ConnectionError: 503 on attempt 2"  # kept, as history
+    first, second, third = handler.began
+    assert second - first >= 0.3  # base_delay
+    assert third - second >= 0.6  # doubled
+    assert (stats.claimed, stats.retried, stats.finished, stats.failed) == (3, 2, 1, 0)
+
+
+@pytest.mark.parametrize("name", RETRY_BACKENDS)
+def test_a_job_that_always_fails_is_failed_after_max_attempts(name, request):
+    repo = retry_repo(name, request, ["a"])
+    handler = Flaky503(failures=math.inf)
+    stats = quick(repo, handler, retry=POLICY).run(until_idle=True)
+
+    (job,) = repo.list_jobs(DEST, statuses=["failed"])
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 3)
+    assert job.last_error == "ConnectionError: 503 on attempt 3"
+    assert job.not_before is None
+    assert (stats.claimed, stats.retried, stats.failed) == (3, 2, 1)
+
+
+def test_fail_job_fails_at_once_and_skip_job_still_skips():
+    repo = queued_repo(2)
+
+    def handler(job: FullText) -> None:
+        if job.item_id.endswith("0"):
+            raise fulltext_jobs.FailJob("404: no such item")
+        raise SkipJob
+
+    stats = quick(repo, handler, retry=POLICY).run(until_idle=True)
+    assert (stats.failed, stats.skipped, stats.retried, stats.claimed) == (1, 1, 0, 2)
+    (failed,) = repo.list_jobs(DEST, statuses=["failed"])
+    assert (failed.attempts, failed.last_error) == (1, "FailJob: 404: no such item")
+
+
+def test_until_idle_waits_for_delayed_jobs_but_not_for_other_destinations():
+    repo = queued_repo(1)
+    other = FullText.new("item-0000", "elsewhere")
+    repo.save_fulltext(other)
+    delayed = repo.get_ready_job("elsewhere")
+    delayed.release(not_before=datetime(9999, 1, 1, tzinfo=UTC))
+    repo.save_fulltext(delayed)  # due in 9999: not this worker's to wait for
+    handler = Flaky503(failures=1)
+    began = time.monotonic()
+    stats = quick(repo, handler, retry=POLICY).run(until_idle=True)
+    assert time.monotonic() - began >= 0.3
+    assert (stats.finished, stats.retried) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"retry": "3 times"},
+        {"retry": POLICY, "max_attempts": 4},
+        {"max_attempts": 0},
+    ],
+)
+def test_bad_retry_settings_raise_invalid_input(kwargs):
+    with pytest.raises(InvalidInput):
+        Worker(InMemoryRepository(), DEST, Recorder(), **kwargs)
+
+
+def test_max_attempts_alone_bounds_the_default_policy():
+    worker = Worker(InMemoryRepository(), DEST, Recorder(), max_attempts=POLICY.max_attempts)
+    assert Worker(InMemoryRepository(), DEST, Recorder(), retry=POLICY, max_attempts=3)
+    assert worker._retry == fulltext_jobs.RetryPolicy(max_attempts=3)

@@ -59,6 +59,7 @@ def test_a_worker_counts_what_its_stats_count():
         concurrency=2,
         poll_interval=0.01,
         produce=True,
+        max_attempts=1,
     )
     stats = worker.run(until_idle=True, install_signal_handlers=False)
     assert (stats.claimed, stats.finished, stats.failed, stats.skipped) == (5, 3, 1, 1)
