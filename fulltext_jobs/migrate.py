@@ -104,10 +104,12 @@ def made_by_original(connection: Connection) -> bool:
     """Whether the database holds the Go original's `jobs.fulltext` and no
     fulltext-jobs revision: adopt it, do not upgrade it (the baseline
     revision would fail on the original's enum and table)."""
-    return (
-        connection.dialect.name == "postgresql"
-        and _revision_of(connection) is None
-        and sa.inspect(connection).has_table("fulltext", schema=JOBS_SCHEMA)
+    return _revision_of(connection) is None and _has_jobs_table(connection)
+
+
+def _has_jobs_table(connection: Connection) -> bool:
+    return connection.dialect.name == "postgresql" and sa.inspect(connection).has_table(
+        "fulltext", schema=JOBS_SCHEMA
     )
 
 
@@ -173,7 +175,7 @@ def check_schema(connection: Connection, where: str) -> SchemaState:
     """
     revision = _revision_of(connection)
     if revision is None:
-        if made_by_original(connection):
+        if _has_jobs_table(connection):  # no revision and the original's table
             msg = f"the database {where} was made by the Go original: {ADOPT_ADVICE}"
         else:
             msg = f"the database {where} has no fulltext-jobs schema: {UPGRADE_ADVICE}"
