@@ -40,6 +40,7 @@ from fulltext_jobs.errors import (
     SchemaNotMigrated,
     SchemaTooNew,
     StaleJob,
+    StaleJobs,
     StoreError,
 )
 from fulltext_jobs.memory import InMemoryRepository
@@ -89,6 +90,7 @@ __all__ = [
     "SkipJob",
     "SqlAlchemyRepository",
     "StaleJob",
+    "StaleJobs",
     "StoreError",
     "Worker",
     "WorkerMetrics",

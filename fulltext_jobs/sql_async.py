@@ -153,6 +153,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _save_many(self, jobs: list[FullText]) -> None:
         await self._call(lambda repo: repo._save_many(jobs))  # noqa: SLF001
 
+    async def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
+        return await self._call(lambda repo: repo._save_each(jobs))  # noqa: SLF001
+
     async def _count_unqueued(self, destination: str) -> int:
         return await self._call(lambda repo: repo._count_unqueued(destination))  # noqa: SLF001
 

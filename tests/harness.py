@@ -254,8 +254,8 @@ class BlockingAsyncRepository(Repository):
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         return run_async(self.repo.claim_ready(destination, n))
 
-    def save_many(self, jobs: Iterable[FullText]) -> None:
-        run_async(self.repo.save_many(jobs))
+    def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
+        run_async(self.repo.save_many(jobs, atomic=atomic))
 
     def count_unqueued(self, destination: str) -> int:
         return run_async(self.repo.count_unqueued(destination))
@@ -313,7 +313,7 @@ class BlockingAsyncRepository(Repository):
     _get_fulltext = _save_fulltext = _create_job_for_unqueued = _get_ready_job = _never_called
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
-    _list_jobs = _never_called
+    _list_jobs = _save_each = _never_called
 
 
 @contextmanager
