@@ -140,8 +140,10 @@ _FALLBACK_HEARTBEAT_SECONDS: Final = 10.0
 _TICK_SECONDS: Final = 0.05
 
 #: The longest a listener waits at a time, so that its thread notices the
-#: end of the run soon.
-_LISTEN_SLICE_SECONDS: Final = 0.5
+#: end of the run soon: `run()` joins it, so half a slice on average is
+#: added to every run (a tenth of a 20,000-job drain at 0.5 s). A wake-up
+#: only looks at the socket, so ten a second cost nothing measurable.
+_LISTEN_SLICE_SECONDS: Final = 0.1
 
 #: The longest a listener waits before it tries to listen again after a
 #: retryable error: it is cheap (one connection attempt), and the sooner it
