@@ -556,7 +556,8 @@ def noop(job: FullText) -> None:
 
 
 # The physical reference of a batch (`raw-batch`): per batch of 100, one
-# claiming UPDATE (the locking SELECT in a CTE) and one finishing UPDATE
+# claiming UPDATE (the locking SELECT in a CTE, its ids probed as one array
+# as `Statements.claim_many` does) and one finishing UPDATE
 # ... FROM unnest(...), guarded by token and version: two row writes a job.
 RAW_CLAIM_BATCH = """
 WITH picked AS (
@@ -567,7 +568,7 @@ WITH picked AS (
 UPDATE jobs.fulltext f SET status = 'running', started = now(), attempts = f.attempts + 1,
     claim_token = gen_random_uuid(), lease_expires = now() + interval '5 minutes',
     version = f.version + 1
-FROM picked WHERE f.id = picked.id
+WHERE f.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING f.id, f.claim_token, f.version
 """
 RAW_FINISH_BATCH = """
