@@ -971,11 +971,14 @@ class Worker:
     ) -> None:
         """Count the jobs of `batch` saved, and the `refused` ones lost;
         stop holding them all."""
+        saved: Counter[str] = Counter()
         for entry, job in batch:
             if job.id in refused:
                 self._lost(run, entry)
             else:
-                run.count(_saved_as(job))
+                saved[_saved_as(job)] += 1
+        for name, n in saved.items():
+            run.count(name, n)
         self._forget(run, (entry for entry, _ in batch))
 
     def _lost(self, run: _Run, held: _Held) -> None:
