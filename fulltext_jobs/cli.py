@@ -827,6 +827,13 @@ def work(
             "(default: --batch-size).",
         ),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a handler may take on a job: past it the job fails (and is retried "
+            "as any failure), the handler's late result is dropped.",
+        ),
+    ] = None,
     produce: Annotated[
         bool, typer.Option("--produce", help="Also enqueue unqueued items and rescue expired jobs.")
     ] = False,
@@ -881,6 +888,7 @@ def work(
             retry=_retry_policy(max_attempts, retry_delay),
             rate_limit=rate_limit,
             rate_burst=rate_burst,
+            timeout=timeout,
             metrics=metrics,
         )
         with serving:

@@ -21,6 +21,9 @@ differently. The rules are the `check_*` functions of
   `version` 0 to 2**31 - 2; batch sizes 1 to 1,000,000;
 - timestamps are aware and from 0001-01-02 to 9999-12-30 (UTC); a lease is
   above zero and at most 3,650 days;
+- a rate (`take_rate_tokens`) is a finite number of tokens a second from
+  one a week to 100,000, and its `n` and `burst` whole numbers from 1 to
+  10,000;
 - a repository's `clock` is checked to be callable when it is built, and
   each time it is read: a result that is not an aware datetime in range
   (with room for a lease) raises `InvalidInput` before anything is

@@ -447,7 +447,13 @@ class SqlAlchemyRepository(Repository):
         now = None if self._server_clock else read_clock(self._clock, self._lease).timestamp()
         params = {"dest": destination, "now": now, "interval": 1 / rate, "burst": burst, "n": n}
         with self._connection("take_rate_tokens", single_statement=True) as connection:
-            tat, granted, judged_at = connection.execute(self._sql.take_rate_tokens, params).one()
+            if self._hot is None:
+                row = tuple(connection.execute(self._sql.take_rate_tokens, params).one())
+            else:
+                # A take precedes every claim of a limited worker: the
+                # claim's own path, straight to the cursor.
+                row = self._hot.take_rate_tokens.run(connection, params) or ()
+            tat, granted, judged_at = row
         return RateTokens(granted, wait_for_next(tat, judged_at, rate, burst))
 
     def _listen(self, destination: str) -> ReadyListener | None:
@@ -813,3 +819,4 @@ class _HotPath:
         self.claim_one = _Compiled(sql.claim_one, engine, [])
         self.insert_job = _Compiled(sql.insert_job, engine, [])
         self.update_job = _Compiled(sql.update_job, engine, [])
+        self.take_rate_tokens = _Compiled(sql.take_rate_tokens, engine, [])

@@ -66,6 +66,7 @@ refused with `LostClaim`, because the release ended the claim.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import enum
 import functools
@@ -77,7 +78,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
@@ -339,6 +340,13 @@ class Worker:
     the starts are then evenly spaced). Over any `t` seconds, at most
     `rate_limit * t + rate_burst` jobs start.
 
+    `timeout`: the most seconds a handler may take on a job (None, the
+    default: no limit). One that runs past it fails the job as an exception
+    would (so the `retry` policy applies), with `TimeoutError: the handler
+    timed out after N s` in `last_error`. An async handler is cancelled; any
+    other runs in a thread of its own, which Python cannot stop: it is left
+    to run, and what it returns or raises afterwards is dropped.
+
     `metrics` (a `fulltext_jobs.metrics.WorkerMetrics`) is told every count
     of `WorkerStats` and how long each handler call took, for Prometheus.
 
@@ -351,7 +359,8 @@ class Worker:
     (`shutdown_timeout` may be 0), a `max_poll_interval` below
     `poll_interval`, a `rate_limit` that is not a number of starts a second
     from one a week to 100,000, or a `rate_burst` that is not a whole number
-    from 1 to 10,000 (or is given without a `rate_limit`).
+    from 1 to 10,000 (or is given without a `rate_limit`), or a `timeout`
+    that is not a positive number of seconds up to a week.
     """
 
     def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
@@ -373,6 +382,7 @@ class Worker:
         retry: RetryPolicy | None = None,
         rate_limit: float | None = None,
         rate_burst: int | None = None,
+        timeout: float | None = None,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], datetime] | None = None,
         wait: Wait | None = None,
@@ -408,6 +418,7 @@ class Worker:
         self._retry = _retry_policy(retry, max_attempts)
         self._max_attempts = self._retry.max_attempts
         self._rate, self._burst = _rate_settings(rate_limit, rate_burst, self._batch_size)
+        self._timeout = None if timeout is None else _seconds("timeout", timeout)
         for name, hook in (("clock", clock), ("wait", wait)):
             if hook is not None and not callable(hook):
                 msg = f"{name} must be callable, not {hook!r}"
@@ -869,9 +880,12 @@ class Worker:
         outcome = dataclasses.replace(job)
         began = time.monotonic()
         try:
-            result = self._handler(dataclasses.replace(job))
-            if inspect.isawaitable(result):
-                _thread_loop().run_until_complete(result)
+            if self._timeout is None:
+                result = self._handler(dataclasses.replace(job))
+                if inspect.isawaitable(result):
+                    _thread_loop().run_until_complete(result)
+            else:
+                self._call_within(job, self._timeout)
         except SkipJob as exc:
             _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
             outcome.skip(self._clock())
@@ -903,6 +917,57 @@ class Worker:
             if self._metrics is not None:
                 self._metrics.observe_handler(self._destination, time.monotonic() - began)
         return outcome
+
+    def _call_within(self, job: FullText, timeout: float) -> None:
+        """Run the handler on a copy of `job`, for at most `timeout`
+        seconds; raise what it raised, or `TimeoutError` if it ran past.
+
+        A coroutine function runs on this thread's loop and is cancelled
+        at the timeout (a coroutine that blocks the loop cannot be, and is
+        waited for). Any other handler runs in a thread of its own, which
+        Python cannot stop: past the timeout it is left to run (a daemon),
+        and whatever it then returns or raises is dropped, never saved or
+        counted; the job's outcome is the timeout's."""
+        copy = dataclasses.replace(job)
+        if inspect.iscoroutinefunction(self._handler):
+            try:
+                _thread_loop().run_until_complete(
+                    asyncio.wait_for(self._handler(copy), timeout)
+                )
+            except TimeoutError:
+                raise _timed_out(timeout) from None
+            return
+        ended: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                result = self._handler(copy)
+                if inspect.isawaitable(result):
+                    # Not this thread's loop: the claim thread's own is not
+                    # to be touched from here.
+                    asyncio.run(_awaited(result))
+            except BaseException as exc:  # noqa: BLE001 - handed to the claim thread
+                ended.append(exc)
+            else:
+                ended.append(None)
+
+        context = contextvars.copy_context()  # the log context follows the job
+        thread = threading.Thread(
+            target=context.run, args=(call,), name=f"fulltext-jobs-handler-{job.id}", daemon=True
+        )
+        thread.start()
+        thread.join(timeout)
+        if not ended:
+            _log.warning(
+                "job %s (item %s): its handler ran past its timeout of %g s; it is left "
+                "running, and what it does now is not saved",
+                job.id,
+                job.item_id,
+                timeout,
+            )
+            raise _timed_out(timeout)
+        if ended[0] is not None:
+            raise ended[0]
 
     def _released(self, job: FullText) -> FullText:
         released = dataclasses.replace(job)
@@ -1120,6 +1185,15 @@ def _close_thread_loop() -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     _loops.loop = None
+
+
+def _timed_out(timeout: float) -> TimeoutError:
+    """The error a job that ran past its time limit records."""
+    return TimeoutError(f"the handler timed out after {timeout:g} s")
+
+
+async def _awaited(awaitable: Awaitable[object]) -> None:
+    await awaitable
 
 
 def _later(now: datetime, delay: timedelta) -> datetime:

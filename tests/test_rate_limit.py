@@ -422,9 +422,13 @@ def test_two_cli_workers_share_one_rate_limit(shared_url: str, tmp_path: Path):
         (["--rate-limit", "1e300"], "rate_limit must be"),
         (["--rate-limit", "5", "--rate-burst", "0"], "rate_burst must be"),
         (["--rate-burst", "5"], "rate_burst needs a rate_limit"),
+        (["--timeout", "0"], "timeout must be a positive number of seconds"),
+        (["--timeout", "nan"], "timeout must be"),
+        (["--timeout", "-3"], "timeout must be"),
+        (["--timeout", "1e300"], "timeout must be"),
     ],
 )
-def test_the_cli_refuses_a_bad_rate_in_one_line(tmp_sqlite_url: str, option, needle):
+def test_the_cli_refuses_a_bad_rate_or_timeout_in_one_line(tmp_sqlite_url: str, option, needle):
     fulltext_jobs.upgrade(tmp_sqlite_url)
     engine = fulltext_jobs.create_engine(tmp_sqlite_url)
     try:
