@@ -73,6 +73,7 @@ import functools
 import inspect
 import logging
 import math
+import random
 import signal
 import threading
 import time
@@ -152,6 +153,10 @@ _SOON: Final = 0.01
 #: The shortest wait, in seconds, for a start token the bucket said was
 #: due: a wait of a few microseconds would only spin.
 _MIN_TOKEN_WAIT: Final = 0.001
+
+#: After a lost race for a start token, a waiter waits up to this many more
+#: tokens' time, at random (see `Worker._take_tokens`).
+_MAX_TOKEN_SPREAD: Final = 8
 
 #: How long shutdown waits for the heartbeat and rescue threads to notice
 #: they should end, beyond `shutdown_timeout` (they may be in a call).
@@ -720,14 +725,22 @@ class Worker:
         holds the work back; an idle worker's polls use up tokens nobody
         needed, and the first job to come after waits at most one token's
         time (1 / rate)."""
+        refused = 0
         while not run.halt.is_set():
             tokens = self._repository.take_rate_tokens(
                 self._destination, rate, self._batch_size, burst=self._burst
             )
             if tokens.granted:
                 return tokens.granted
-            # The wait is the bucket's; halting cuts it short.
-            self._wait(run.halt, max(tokens.wait, _MIN_TOKEN_WAIT))
+            # Every thread and process waiting for the bucket wakes when its
+            # next token is due, and all but one lose the race for it. A
+            # loser then waits up to a few tokens' time more, at random, so
+            # that a crowd of waiters does not write the bucket's row all at
+            # once every token. The first wait has no such spread: a lone
+            # worker keeps to the rate exactly. Halting cuts a wait short.
+            spread = min(refused, _MAX_TOKEN_SPREAD) / rate * random.random()  # noqa: S311 - jitter
+            refused += 1
+            self._wait(run.halt, max(tokens.wait, _MIN_TOKEN_WAIT) + spread)
         return 0
 
     def _make_work(self, run: _Run, *, idle_since: float) -> bool | None:
@@ -931,9 +944,7 @@ class Worker:
         copy = dataclasses.replace(job)
         if inspect.iscoroutinefunction(self._handler):
             try:
-                _thread_loop().run_until_complete(
-                    asyncio.wait_for(self._handler(copy), timeout)
-                )
+                _thread_loop().run_until_complete(asyncio.wait_for(self._handler(copy), timeout))
             except TimeoutError:
                 raise _timed_out(timeout) from None
             return

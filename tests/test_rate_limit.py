@@ -203,15 +203,18 @@ class StartLog:
             self.ids[job.id] += 1
 
 
-def assert_within_rate(started: list[float], rate: float, burst: int, slack: int = 1) -> None:
+def assert_within_rate(started: list[float], rate: float, burst: int, lag: float = 0.0) -> None:
     """No span of the sorted start times holds more starts than the bucket
-    allows over it (`rate * span + burst`), give or take `slack` starts
-    for the time between taking a token and stamping the claim."""
+    allows over it (`rate * span + burst`, plus one for rounding).
+
+    The bucket bounds when tokens are granted; a claim is stamped a moment
+    later (one statement on, or more on a machine busy elsewhere), so
+    starts may bunch by up to that `lag`: it widens every span."""
     times = sorted(started)
     for first in range(len(times)):
         for last in range(first, len(times)):
             count = last - first + 1
-            allowed = rate * (times[last] - times[first]) + burst + slack
+            allowed = rate * (times[last] - times[first] + lag) + burst + 1
             assert count <= allowed, (count, times[last] - times[first], rate, burst)
 
 
@@ -242,7 +245,7 @@ def test_a_limited_worker_keeps_to_its_rate(concurrency, batch_size, burst):
     effective_burst = batch_size if burst is None else burst
     # The first `burst` start at once, the rest one every 1/rate seconds.
     assert elapsed >= (jobs - effective_burst) / rate * 0.95
-    assert_within_rate(log.started, rate, effective_burst)
+    assert_within_rate(log.started, rate, effective_burst, lag=0.05)
 
 
 def test_a_worker_waiting_for_a_token_stops_at_once():
@@ -408,7 +411,9 @@ def test_two_cli_workers_share_one_rate_limit(shared_url: str, tmp_path: Path):
         # 100 starts, one token each, at 20 a second with a burst of one.
         assert max(started) - min(started) >= 99 / 20 - 0.1
         assert elapsed >= 99 / 20
-        assert_within_rate(started, 20, 1)
+        # Two processes on a shared 2-core machine: a claim may trail its
+        # token by a scheduling delay.
+        assert_within_rate(started, 20, 1, lag=0.25)
     finally:
         engine.dispose()
 
