@@ -379,10 +379,12 @@ class Repository(abc.ABC):
         take is judged by its own. On PostgreSQL the bucket reads the
         server's clock (unless the repository was given a `clock`), so
         machines whose clocks disagree share one bucket; elsewhere the
-        repository's clock. Raises `InvalidInput` for a bad destination, a
-        `rate` that is not a number from one a week to 100,000 a second,
-        an `n` or `burst` that is not a whole number from 1 to 10,000, or
-        a clock reading that is not a time.
+        repository's clock. (In a joined Session the bucket's row stays
+        locked until the caller commits, holding back every other taker:
+        take tokens outside it.) Raises `InvalidInput` for a bad
+        destination, a `rate` that is not a number from one a week to
+        100,000 a second, an `n` or `burst` that is not a whole number from
+        1 to 10,000, or a clock reading that is not a time.
         """
         return self._take_rate_tokens(
             check_destination(destination),
