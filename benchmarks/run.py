@@ -855,6 +855,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "memory": bench_memory,
     "wakeup": bench_wakeup,
     "save": bench_save,
+    "rate": __import__("rate_limit").bench_rate_limit,  # h. benchmarks/rate_limit.py
 }
 
 
