@@ -46,6 +46,7 @@ from fulltext_jobs.errors import (
 from fulltext_jobs.memory import InMemoryRepository
 from fulltext_jobs.metrics import WorkerMetrics
 from fulltext_jobs.migrate import adopt, current_revision, downgrade, head_revision, upgrade
+from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.repository import AsyncRepository, ReadyListener, Repository
 from fulltext_jobs.retry import RetryPolicy
 from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
@@ -82,6 +83,7 @@ __all__ = [
     "LostClaim",
     "MissingDependency",
     "NoJobs",
+    "RateTokens",
     "ReadyListener",
     "Repository",
     "RetryPolicy",

@@ -813,6 +813,27 @@ def work(
             f"longer), plus up to {DEFAULT_RETRY.jitter:.0%} at random.",
         ),
     ] = DEFAULT_RETRY.base_delay.total_seconds(),
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="At most this many job starts a second for DESTINATION, across every "
+            "worker sharing the database (a token bucket kept in it).",
+        ),
+    ] = None,
+    rate_burst: Annotated[
+        int | None,
+        typer.Option(
+            help="With --rate-limit: the most job starts at once after an idle spell "
+            "(default: --batch-size).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a handler may take on a job: past it the job fails (and is retried "
+            "as any failure), the handler's late result is dropped.",
+        ),
+    ] = None,
     produce: Annotated[
         bool, typer.Option("--produce", help="Also enqueue unqueued items and rescue expired jobs.")
     ] = False,
@@ -865,6 +886,9 @@ def work(
             shutdown_timeout=shutdown_timeout,
             produce=produce,
             retry=_retry_policy(max_attempts, retry_delay),
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            timeout=timeout,
             metrics=metrics,
         )
         with serving:

@@ -31,6 +31,7 @@ from fulltext_jobs.domain import (
     stored_form,
 )
 from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs, StaleJob
+from fulltext_jobs.rate_limit import RateTokens, take, wait_for_next
 from fulltext_jobs.repository import ReadyListener, Repository
 
 __all__ = ["InMemoryRepository"]
@@ -111,6 +112,9 @@ class InMemoryRepository(Repository):
         # The largest item id create_job_for_unqueued handed out, per
         # destination, as the SQL adapter's enqueue_cursor table.
         self._watermark: dict[str, str] = {}
+        # Each destination's rate-limit bucket: its `tat`, as the SQL
+        # adapter's fulltext_rate_limit table (see fulltext_jobs.rate_limit).
+        self._buckets: dict[str, float] = {}
         self.add_items(items)
 
     def add_items(self, item_ids: Iterable[str]) -> int:
@@ -278,6 +282,27 @@ class InMemoryRepository(Repository):
     def _claim_ready(self, destination: str, n: int) -> list[FullText]:
         return self._claim(destination, n)
 
+    # --- delays and rate limits (issue 15) -------------------------------------
+
+    def _next_due(self, destination: str) -> datetime | None:
+        now = read_clock(self._clock, self._lease)
+        with self._lock:
+            return min(
+                (
+                    job.not_before or now
+                    for job in self._jobs.values()
+                    if job.destination == destination and job.status is JobStatus.READY
+                ),
+                default=None,
+            )
+
+    def _take_rate_tokens(self, destination: str, rate: float, n: int, burst: int) -> RateTokens:
+        now = read_clock(self._clock, self._lease).timestamp()
+        with self._lock:
+            tat, granted = take(self._buckets.get(destination), now, rate, burst, n)
+            self._buckets[destination] = tat
+        return RateTokens(granted, wait_for_next(tat, now, rate, burst))
+
     def _listen(self, destination: str) -> ReadyListener:
         """A listener woken, in this process, whenever jobs of `destination`
         become ready: created, saved as ready, released, rescued or retried."""
@@ -365,8 +390,10 @@ class InMemoryRepository(Repository):
 
     def _store(self, job: FullText) -> None:
         previous = self._jobs.get(job.id)
-        if job.status is JobStatus.READY and (
-            previous is None or previous.status is not JobStatus.READY
+        if (
+            job.status is JobStatus.READY
+            and job.not_before is None  # released for later: nothing to claim yet
+            and (previous is None or previous.status is not JobStatus.READY)
         ):
             self._announcements.announce(job.destination)
         if previous is not None:

@@ -21,6 +21,9 @@ differently. The rules are the `check_*` functions of
   `version` 0 to 2**31 - 2; batch sizes 1 to 1,000,000;
 - timestamps are aware and from 0001-01-02 to 9999-12-30 (UTC); a lease is
   above zero and at most 3,650 days;
+- a rate (`take_rate_tokens`) is a finite number of tokens a second from
+  one a week to 100,000, and its `n` and `burst` whole numbers from 1 to
+  10,000;
 - a repository's `clock` is checked to be callable when it is built, and
   each time it is read: a result that is not an aware datetime in range
   (with room for a lease) raises `InvalidInput` before anything is
@@ -67,6 +70,7 @@ from fulltext_jobs.domain import (
     job_list,
 )
 from fulltext_jobs.errors import InvalidInput, StaleJobs
+from fulltext_jobs.rate_limit import MAX_BURST, RateTokens, check_burst, check_rate
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 __all__ = ["AsyncRepository", "ReadyListener", "Repository"]
@@ -357,6 +361,58 @@ class Repository(abc.ABC):
         after: str | None,
     ) -> list[FullText]:
         """As `list_jobs`, with the statuses, if any, as a set."""
+
+    # --- delays and rate limits (issue 15) -------------------------------------
+
+    def next_due(self, destination: str) -> datetime | None:
+        """When the next of `destination`'s `ready` jobs may be claimed: the
+        earliest `not_before` among them, the repository clock's now if
+        one of them is not delayed (another claimer may be taking it), or
+        None if none is ready. Changes nothing.
+
+        Its cost grows with the destination's ready jobs: ask after a claim
+        came back empty, when those are the delayed ones. Raises
+        `InvalidInput` for a bad destination or a clock reading that is
+        not a time.
+        """
+        return self._next_due(check_destination(destination))
+
+    def take_rate_tokens(
+        self, destination: str, rate: float, n: int = 1, *, burst: int = 1
+    ) -> RateTokens:
+        """Take up to `n` start tokens from `destination`'s bucket, which
+        every caller sharing this store draws from: at most `rate` tokens a
+        second, and never more than `burst` at once (over any `t` seconds,
+        at most `rate * t + burst`). Returns the tokens granted (0 to
+        `min(n, burst)`) and the seconds until a token is there again.
+
+        Start a job only with a token: a caller that starts fewer jobs
+        than it was granted loses the rest (see docs/guide-workers.md).
+        Callers of one destination should share `rate` and `burst`: each
+        take is judged by its own. On PostgreSQL the bucket reads the
+        server's clock (unless the repository was given a `clock`), so
+        machines whose clocks disagree share one bucket; elsewhere the
+        repository's clock. (In a joined Session the bucket's row stays
+        locked until the caller commits, holding back every other taker:
+        take tokens outside it.) Raises `InvalidInput` for a bad
+        destination, a `rate` that is not a number from one a week to
+        100,000 a second, an `n` or `burst` that is not a whole number from
+        1 to 10,000, or a clock reading that is not a time.
+        """
+        return self._take_rate_tokens(
+            check_destination(destination),
+            check_rate(rate),
+            check_count(n, "n", MAX_BURST),
+            check_burst(burst),
+        )
+
+    @abc.abstractmethod
+    def _next_due(self, destination: str) -> datetime | None:
+        """As `next_due`."""
+
+    @abc.abstractmethod
+    def _take_rate_tokens(self, destination: str, rate: float, n: int, burst: int) -> RateTokens:
+        """As `take_rate_tokens`."""
 
     def listen(self, destination: str) -> ReadyListener | None:
         """A listener that wakes when jobs of `destination` become ready, or
@@ -660,6 +716,33 @@ class AsyncRepository(abc.ABC):
         after: str | None,
     ) -> list[FullText]:
         """As `Repository._list_jobs`."""
+
+    # --- delays and rate limits (issue 15) -------------------------------------
+
+    async def next_due(self, destination: str) -> datetime | None:
+        """As `Repository.next_due`."""
+        return await self._next_due(check_destination(destination))
+
+    async def take_rate_tokens(
+        self, destination: str, rate: float, n: int = 1, *, burst: int = 1
+    ) -> RateTokens:
+        """As `Repository.take_rate_tokens`."""
+        return await self._take_rate_tokens(
+            check_destination(destination),
+            check_rate(rate),
+            check_count(n, "n", MAX_BURST),
+            check_burst(burst),
+        )
+
+    @abc.abstractmethod
+    async def _next_due(self, destination: str) -> datetime | None:
+        """As `Repository._next_due`."""
+
+    @abc.abstractmethod
+    async def _take_rate_tokens(
+        self, destination: str, rate: float, n: int, burst: int
+    ) -> RateTokens:
+        """As `Repository._take_rate_tokens`."""
 
     # --- what the adapter implements, given checked arguments --------------
 

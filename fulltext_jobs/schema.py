@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0008"
+SCHEMA_REVISION: Final = "0009"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -94,6 +94,7 @@ class Tables:
     items: sa.Table
     enqueue_cursor: sa.Table
     schema_window: sa.Table
+    rate_limit: sa.Table
 
 
 def status_type() -> sa.Enum:
@@ -180,6 +181,19 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("item_id", sa.Text, nullable=False),
         schema=schema,
     )
+    # Each destination's start-rate bucket (0009; see
+    # `fulltext_jobs.rate_limit`): `tat` is its theoretical arrival time in
+    # seconds since 1970, `granted` what the last take handed out (PostgreSQL
+    # before 18 cannot return a row's old values, which the count needs).
+    # The row's lock serialises the takers of one destination.
+    rate_limit = sa.Table(
+        "fulltext_rate_limit",
+        metadata,
+        sa.Column("destination", sa.Text, primary_key=True),
+        sa.Column("tat", sa.Double, nullable=False),
+        sa.Column("granted", sa.Integer, nullable=False),
+        schema=schema,
+    )
     # Which library code can use a database at each revision (0005).
     schema_window = sa.Table(
         WINDOW_TABLE,
@@ -194,4 +208,5 @@ def tables_for(dialect_name: str) -> Tables:
         items=items,
         enqueue_cursor=enqueue_cursor,
         schema_window=schema_window,
+        rate_limit=rate_limit,
     )

@@ -66,7 +66,7 @@ EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
     ("trigger", "fulltext_ready_updated"): (
         "CREATE TRIGGER fulltext_ready_updated AFTER UPDATE OF status ON jobs.fulltext "
         "FOR EACH ROW WHEN (((new.status = 'ready'::job_statuses) AND "
-        "(old.status IS DISTINCT FROM 'ready'::job_statuses))) "
+        "(old.status IS DISTINCT FROM 'ready'::job_statuses) AND (new.not_before IS NULL))) "
         "EXECUTE FUNCTION jobs.fulltext_notify_ready_updated()"
     ),
     ("trigger", "fulltext_count_write"): (

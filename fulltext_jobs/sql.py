@@ -56,6 +56,7 @@ from fulltext_jobs.errors import (
 )
 from fulltext_jobs.migrate import UPGRADE_ADVICE, SchemaState, check_schema
 from fulltext_jobs.notifications import PostgresReadyListener
+from fulltext_jobs.rate_limit import RateTokens, wait_for_next
 from fulltext_jobs.repository import ReadyListener, Repository
 from fulltext_jobs.schema import SUPPORTED_DIALECTS, tables_for
 from fulltext_jobs.statements import (
@@ -174,6 +175,9 @@ class SqlAlchemyRepository(Repository):
             else None
         )
         self._clock = check_clock(clock)
+        # The rate limit's bucket reads the server's clock on PostgreSQL,
+        # unless a clock was given (see `_take_rate_tokens`).
+        self._server_clock = clock is None and bind.dialect.name == "postgresql"
         self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
         self._lease = check_lease(lease)
         if mixed_fleet is not None and not isinstance(mixed_fleet, bool):
@@ -451,6 +455,31 @@ class SqlAlchemyRepository(Repository):
         query = self._sql.list_jobs(destination, chosen, limit, after)
         with self._connection("list_jobs") as connection:
             return [to_job(row) for row in connection.execute(query)]
+
+    # --- delays and rate limits (issue 15) -------------------------------------
+
+    def _next_due(self, destination: str) -> datetime | None:
+        now = read_clock(self._clock, self._lease)
+        with self._connection("next_due", single_statement=True) as connection:
+            due: datetime | None = connection.execute(
+                self._sql.next_due, {"dest": destination, "now": now}
+            ).scalar_one()
+        return due
+
+    def _take_rate_tokens(self, destination: str, rate: float, n: int, burst: int) -> RateTokens:
+        # On PostgreSQL, the server's clock unless the repository was given
+        # one (tests): see `Statements.take_rate_tokens`.
+        now = None if self._server_clock else read_clock(self._clock, self._lease).timestamp()
+        params = {"dest": destination, "now": now, "interval": 1 / rate, "burst": burst, "n": n}
+        with self._connection("take_rate_tokens", single_statement=True) as connection:
+            if self._hot is None:
+                row = tuple(connection.execute(self._sql.take_rate_tokens, params).one())
+            else:
+                # A take precedes every claim of a limited worker: the
+                # claim's own path, straight to the cursor.
+                row = self._hot.take_rate_tokens.run(connection, params) or ()
+            tat, granted, judged_at = row
+        return RateTokens(granted, wait_for_next(tat, judged_at, rate, burst))
 
     def _listen(self, destination: str) -> ReadyListener | None:
         """On PostgreSQL, a listener on a connection of its own (see
@@ -836,3 +865,4 @@ class _HotPath:
         self.update_job = _Compiled(sql.update_job, engine, [])
         self.update_jobs = _Compiled(sql.update_jobs, engine, [], binary=True)
         self.claim_many = _Compiled(sql.claim_many, engine, [])
+        self.take_rate_tokens = _Compiled(sql.take_rate_tokens, engine, [])

@@ -30,6 +30,7 @@ from fulltext_jobs.domain import (
 )
 from fulltext_jobs.engine import require_asyncio
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.repository import AsyncRepository
 from fulltext_jobs.sql import SqlAlchemyRepository, check_same_kind
 from fulltext_jobs.statements import ItemSource
@@ -171,6 +172,16 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     ) -> list[FullText]:
         return await self._call(
             lambda repo: repo._list_jobs(destination, statuses, limit, after)  # noqa: SLF001
+        )
+
+    async def _next_due(self, destination: str) -> datetime | None:
+        return await self._call(lambda repo: repo._next_due(destination))  # noqa: SLF001
+
+    async def _take_rate_tokens(
+        self, destination: str, rate: float, n: int, burst: int
+    ) -> RateTokens:
+        return await self._call(
+            lambda repo: repo._take_rate_tokens(destination, rate, n, burst)  # noqa: SLF001
         )
 
     async def _heartbeat(self, job: FullText) -> datetime:

@@ -27,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from fulltext_jobs.audit import AUDIT_TERMINAL, UNLEASED_ERROR, AuditCheck
 from fulltext_jobs.domain import FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.rate_limit import TOLERANCE_SECONDS
 from fulltext_jobs.schema import Tables
 
 __all__ = [
@@ -631,6 +632,87 @@ class Statements:
         else:
             stmt = stmt.where(ft.c.id.in_(oldest.scalar_subquery()))
         return stmt.returning(*self.job_columns, ft.c.seq)
+
+    @functools.cached_property
+    def next_due(self) -> sa.Select[Any]:
+        """When the next of `:dest`'s ready jobs may be claimed: the earliest
+        `not_before` among them, `:now` for one not delayed, or NULL if none
+        is ready.
+
+        Read along the partial index of ready jobs; a worker asks only after
+        a claim came back empty, when the ready jobs are the delayed ones
+        (and any another claimer is taking), the rows that claim just passed
+        over. No row is locked.
+        """
+        ft = self.tables.fulltext
+        now = sa.bindparam("now", type_=ft.c.not_before.type)
+        due = sa.func.coalesce(ft.c.not_before, now, type_=ft.c.not_before.type)
+        return sa.select(sa.func.min(due, type_=ft.c.not_before.type)).where(
+            ft.c.destination == sa.bindparam("dest"),
+            ft.c.status == sa.literal_column("'ready'"),
+        )
+
+    # --- rate limits (issue 15) ------------------------------------------------
+
+    @functools.cached_property
+    def take_rate_tokens(self) -> sa.Insert:
+        """Take up to `:n` start tokens from `:dest`'s bucket, for a rate of
+        one token every `:interval` seconds and bursts of `:burst` (the
+        arithmetic of `fulltext_jobs.rate_limit.take`); return the bucket's
+        new `tat`, the tokens granted, and the time the take was judged at
+        (seconds since 1970).
+
+        One upsert, one round trip: the first take of a destination
+        creates its row, full. Why it is safe under concurrency: on
+        PostgreSQL `ON CONFLICT DO UPDATE` locks the row, so takers of one
+        destination queue on it for the length of one statement and each
+        computes from the `tat` the previous one wrote (takers of other
+        destinations do not wait); on SQLite the transaction's `BEGIN
+        IMMEDIATE` holds the only write lock.
+
+        The clock: on PostgreSQL `:now` may be NULL, and then the server's
+        clock is read (`statement_timestamp()`, fixed for the statement),
+        so that workers on machines whose clocks disagree still share one
+        notion of "now" for the bucket. If the statement waits for the row,
+        that reading is a little old, which only hands out fewer tokens.
+        """
+        bucket = self.tables.rate_limit
+        interval = sa.bindparam("interval", type_=sa.Double)
+        burst = sa.bindparam("burst", type_=sa.Integer)
+        n = sa.bindparam("n", type_=sa.Integer)
+        now: ColumnElement[float] = sa.bindparam("now", type_=sa.Double)
+        if self.postgresql:
+            now = sa.func.coalesce(
+                sa.cast(now, sa.Double),
+                sa.func.date_part("epoch", sa.func.statement_timestamp()),
+                type_=sa.Double,
+            )
+        # SQLite's many-argument max() and min() are scalar functions.
+        greatest = getattr(sa.func, "greatest" if self.postgresql else "max")
+        least = getattr(sa.func, "least" if self.postgresql else "min")
+        base = greatest(bucket.c.tat, now, type_=sa.Double)
+        earned = greatest(
+            sa.literal(0.0, sa.Double),
+            (now - base + sa.literal(TOLERANCE_SECONDS, sa.Double)) / interval + burst,
+            type_=sa.Double,
+        )
+        # The value is at least 0 here, where a cast (SQLite's truncation)
+        # and floor() agree; PostgreSQL's cast would round.
+        available = (
+            sa.cast(sa.func.floor(earned), sa.Integer)
+            if self.postgresql
+            else sa.cast(earned, sa.Integer)
+        )
+        granted = least(n, available, type_=sa.Integer)
+        first = least(n, burst, type_=sa.Integer)
+        stmt = self._insert(bucket).values(
+            destination=sa.bindparam("dest"), tat=now + first * interval, granted=first
+        )
+        return stmt.on_conflict_do_update(
+            index_elements=[bucket.c.destination],
+            # Each SET reads the row as it was: `granted` is spelt out again.
+            set_={"tat": base + granted * interval, "granted": granted},
+        ).returning(bucket.c.tat, bucket.c.granted, now)
 
     # --- leases ----------------------------------------------------------------
 

@@ -26,16 +26,20 @@ handlers and an engine built in each process, and would add a second way to
 lose a job in flight; running whole workers side by side needs neither.
 
 Waiting for work: a thread whose claim came back empty sleeps, backing off
-from `poll_interval` to `max_poll_interval`, but wakes at once when the
-repository's listener (`Repository.listen`; on PostgreSQL a LISTEN on a
-connection of its own, fed by triggers on the jobs table) announces that a
-job of the destination became ready. The poll stays as the safety net:
-notifications sent while the listener was reconnecting are lost, and SQLite
-has none.
+from `poll_interval` to `max_poll_interval`, but no longer than until the
+destination's next delayed job (a retry) is due (`Repository.next_due`),
+and it wakes at once when the repository's listener (`Repository.listen`;
+on PostgreSQL a LISTEN on a connection of its own, fed by triggers on the
+jobs table) announces that a job of the destination became ready. A job
+released for later announces nothing (nobody could claim it yet): the
+worker that released it claims it when it is due, and the others find it
+by their polls. The poll stays as the safety net: notifications sent while
+the listener was reconnecting are lost, and SQLite has none.
 
 How a job goes through a worker:
 
-- It is claimed (`get_ready_job`, or `claim_ready` when `batch_size` > 1).
+- It is claimed (`get_ready_job`, or `claim_ready` when `batch_size` > 1);
+  under a `rate_limit`, only after a start token was taken for it.
   From then until it is saved, a heartbeat thread extends its lease every
   `heartbeat_interval` (by default a third of the lease the repository
   granted), so long work is not rescued from under a live worker.
@@ -63,18 +67,20 @@ refused with `LostClaim`, because the release ended the claim.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import enum
 import functools
 import inspect
 import logging
 import math
+import random
 import signal
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
@@ -97,6 +103,7 @@ from fulltext_jobs.errors import (
     StoreError,
 )
 from fulltext_jobs.logs import log_context
+from fulltext_jobs.rate_limit import check_burst, check_rate
 from fulltext_jobs.repository import ReadyListener, Repository
 from fulltext_jobs.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -152,6 +159,14 @@ _MAX_LISTEN_RETRY_SECONDS: Final = 5.0
 
 #: The shortest wait, in seconds, for a ready job that was not claimable.
 _SOON: Final = 0.01
+
+#: The shortest wait, in seconds, for a start token the bucket said was
+#: due: a wait of a few microseconds would only spin.
+_MIN_TOKEN_WAIT: Final = 0.001
+
+#: After a lost race for a start token, a waiter waits up to this many more
+#: tokens' time, at random (see `Worker._take_tokens`).
+_MAX_TOKEN_SPREAD: Final = 8
 
 #: How long shutdown waits for the heartbeat and rescue threads to notice
 #: they should end, beyond `shutdown_timeout` (they may be in a call).
@@ -331,6 +346,23 @@ class Worker:
     the default policy; given with a `retry` whose bound differs, it raises
     `InvalidInput`.
 
+    `rate_limit`: at most this many job starts a second for the destination,
+    across every worker sharing the store (a token bucket kept in it; see
+    `Repository.take_rate_tokens`); None, the default, for no limit. A
+    claim takes no more jobs than the tokens it was granted, and a worker
+    with none waits as long as the bucket says (a shutdown cuts the wait
+    short). `rate_burst` is the most starts at once after an idle spell:
+    by default one claim's worth, `batch_size` (so 1 unless batching, and
+    the starts are then evenly spaced). Over any `t` seconds, at most
+    `rate_limit * t + rate_burst` jobs start.
+
+    `timeout`: the most seconds a handler may take on a job (None, the
+    default: no limit). One that runs past it fails the job as an exception
+    would (so the `retry` policy applies), with `TimeoutError: the handler
+    timed out after N s` in `last_error`. An async handler is cancelled; any
+    other runs in a thread of its own, which Python cannot stop: it is left
+    to run, and what it returns or raises afterwards is dropped.
+
     `metrics` (a `fulltext_jobs.metrics.WorkerMetrics`) is told every count
     of `WorkerStats` and how long each handler call took, for Prometheus.
 
@@ -340,8 +372,11 @@ class Worker:
     Raises `InvalidInput` for a repository that is not a `Repository`, a bad
     destination, a handler that is not callable, a count that is not a
     positive whole number, a time that is not a positive number of seconds
-    (`shutdown_timeout` may be 0), or a `max_poll_interval` below
-    `poll_interval`.
+    (`shutdown_timeout` may be 0), a `max_poll_interval` below
+    `poll_interval`, a `rate_limit` that is not a number of starts a second
+    from one a week to 100,000, or a `rate_burst` that is not a whole number
+    from 1 to 10,000 (or is given without a `rate_limit`), or a `timeout`
+    that is not a positive number of seconds up to a week.
     """
 
     def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
@@ -361,6 +396,9 @@ class Worker:
         rescue_interval: float = 60.0,
         max_attempts: int | None = None,
         retry: RetryPolicy | None = None,
+        rate_limit: float | None = None,
+        rate_burst: int | None = None,
+        timeout: float | None = None,
         metrics: WorkerMetrics | None = None,
         clock: Callable[[], datetime] | None = None,
         wait: Wait | None = None,
@@ -395,6 +433,8 @@ class Worker:
         self._rescue_interval = _seconds("rescue_interval", rescue_interval)
         self._retry = _retry_policy(retry, max_attempts)
         self._max_attempts = self._retry.max_attempts
+        self._rate, self._burst = _rate_settings(rate_limit, rate_burst, self._batch_size)
+        self._timeout = None if timeout is None else _seconds("timeout", timeout)
         for name, hook in (("clock", clock), ("wait", wait)):
             if hook is not None and not callable(hook):
                 msg = f"{name} must be callable, not {hook!r}"
@@ -609,7 +649,7 @@ class Worker:
             while not run.halt.is_set():
                 run.rearm()
                 try:
-                    jobs = self._claim()
+                    jobs = self._claim(run)
                 except StoreError as exc:
                     if not exc.retryable:
                         raise
@@ -623,6 +663,8 @@ class Worker:
                     delay = self._poll_interval
                     self._work_through(run, jobs)
                     continue
+                if run.halt.is_set():
+                    break  # halted while waiting for a start token
                 made = self._make_work(run, idle_since=time.monotonic()) if self._produce else False
                 if made:
                     delay = self._poll_interval
@@ -635,7 +677,10 @@ class Worker:
                     self._wait(run.wakeup, min(delay, due_in))
                     delay = min(delay * 2, self._max_poll_interval)
                     continue
-                self._wait(run.wakeup, delay)
+                # A delayed job (a retry) is claimed when it is due, not at
+                # the next poll: its release woke no one.
+                due_in = self._next_due(run, soon=delay)
+                self._wait(run.wakeup, delay if due_in is None else min(delay, due_in))
                 delay = min(delay * 2, self._max_poll_interval)
         finally:
             _close_thread_loop()
@@ -645,34 +690,69 @@ class Worker:
             if last:
                 run.end()
 
-    def _next_due(self, run: _Run) -> float | None:
+    def _next_due(self, run: _Run, soon: float = _SOON) -> float | None:
         """With nothing to claim: None if no job of the destination is
         `ready`, else about how many seconds until one is due (a delayed
-        retry; or 0.01 for a job another claimer was taking). A retryable
-        error counts as "not known yet": 0.01."""
+        retry), or `soon` for one due already (another claimer was taking
+        it, or holds it in an uncommitted claim). A retryable error counts
+        as "not known yet": `soon`."""
         try:
-            ready = self._repository.list_jobs(
-                self._destination, statuses=[JobStatus.READY], limit=1
-            )
+            due = self._repository.next_due(self._destination)
         except StoreError as exc:
             if not exc.retryable:
                 raise
-            self._retryable(run, "list_jobs", exc)
-            return _SOON
-        if not ready:
-            return None
-        due = ready[0].not_before
+            self._retryable(run, "next_due", exc)
+            return soon
         if due is None:
-            return _SOON
-        return max((due - utc(self._clock())).total_seconds(), _SOON)
+            return None
+        due_in = (due - utc(self._clock())).total_seconds()
+        return due_in if due_in > 0 else soon
 
-    def _claim(self) -> list[FullText]:
-        if self._batch_size == 1:
+    def _claim(self, run: _Run) -> list[FullText]:
+        """Claim up to `batch_size` jobs; under a rate limit, no more than
+        the start tokens granted, waiting for one if there is none (an
+        empty list if the run halts meanwhile)."""
+        n = self._batch_size
+        if self._rate is not None:
+            n = self._take_tokens(run, self._rate)
+            if not n:
+                return []
+        if n == 1:
             try:
                 return [self._repository.get_ready_job(self._destination)]
             except NoJobs:
                 return []
-        return self._repository.claim_ready(self._destination, self._batch_size)
+        return self._repository.claim_ready(self._destination, n)
+
+    def _take_tokens(self, run: _Run, rate: float) -> int:
+        """Start tokens for the next claim (1 to `batch_size`), waiting as
+        long as the bucket says when it has none; 0 if the run halts first.
+
+        Tokens a claim then leaves unused (it found fewer jobs) are lost,
+        not given back: handing them back exactly would need the take and
+        the claim in one transaction, holding the bucket's row lock across
+        the claim. The loss is at most `batch_size - 1` tokens a claim,
+        and only when the queue runs short, where the rate is not what
+        holds the work back; an idle worker's polls use up tokens nobody
+        needed, and the first job to come after waits at most one token's
+        time (1 / rate)."""
+        refused = 0
+        while not run.halt.is_set():
+            tokens = self._repository.take_rate_tokens(
+                self._destination, rate, self._batch_size, burst=self._burst
+            )
+            if tokens.granted:
+                return tokens.granted
+            # Every thread and process waiting for the bucket wakes when its
+            # next token is due, and all but one lose the race for it. A
+            # loser then waits up to a few tokens' time more, at random, so
+            # that a crowd of waiters does not write the bucket's row all at
+            # once every token. The first wait has no such spread: a lone
+            # worker keeps to the rate exactly. Halting cuts a wait short.
+            spread = min(refused, _MAX_TOKEN_SPREAD) / rate * random.random()  # noqa: S311 - jitter
+            refused += 1
+            self._wait(run.halt, max(tokens.wait, _MIN_TOKEN_WAIT) + spread)
+        return 0
 
     def _make_work(self, run: _Run, *, idle_since: float) -> bool | None:
         """Queue the destination's unqueued items (and, with `until_idle`,
@@ -830,9 +910,12 @@ class Worker:
         outcome = job.copy()
         began = time.monotonic()
         try:
-            result = self._handler(job.copy())
-            if inspect.isawaitable(result):
-                _thread_loop().run_until_complete(result)
+            if self._timeout is None:
+                result = self._handler(job.copy())
+                if inspect.isawaitable(result):
+                    _thread_loop().run_until_complete(result)
+            else:
+                self._call_within(job, self._timeout)
         except SkipJob as exc:
             _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
             outcome.skip(self._clock())
@@ -864,6 +947,55 @@ class Worker:
             if self._metrics is not None:
                 self._metrics.observe_handler(self._destination, time.monotonic() - began)
         return outcome
+
+    def _call_within(self, job: FullText, timeout: float) -> None:
+        """Run the handler on a copy of `job`, for at most `timeout`
+        seconds; raise what it raised, or `TimeoutError` if it ran past.
+
+        A coroutine function runs on this thread's loop and is cancelled
+        at the timeout (a coroutine that blocks the loop cannot be, and is
+        waited for). Any other handler runs in a thread of its own, which
+        Python cannot stop: past the timeout it is left to run (a daemon),
+        and whatever it then returns or raises is dropped, never saved or
+        counted; the job's outcome is the timeout's."""
+        copy = dataclasses.replace(job)
+        if inspect.iscoroutinefunction(self._handler):
+            try:
+                _thread_loop().run_until_complete(asyncio.wait_for(self._handler(copy), timeout))
+            except TimeoutError:
+                raise _timed_out(timeout) from None
+            return
+        ended: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                result = self._handler(copy)
+                if inspect.isawaitable(result):
+                    # Not this thread's loop: the claim thread's own is not
+                    # to be touched from here.
+                    asyncio.run(_awaited(result))
+            except BaseException as exc:  # noqa: BLE001 - handed to the claim thread
+                ended.append(exc)
+            else:
+                ended.append(None)
+
+        context = contextvars.copy_context()  # the log context follows the job
+        thread = threading.Thread(
+            target=context.run, args=(call,), name=f"fulltext-jobs-handler-{job.id}", daemon=True
+        )
+        thread.start()
+        thread.join(timeout)
+        if not ended:
+            _log.warning(
+                "job %s (item %s): its handler ran past its timeout of %g s; it is left "
+                "running, and what it does now is not saved",
+                job.id,
+                job.item_id,
+                timeout,
+            )
+            raise _timed_out(timeout)
+        if ended[0] is not None:
+            raise ended[0]
 
     def _released(self, job: FullText) -> FullText:
         released = job.copy()
@@ -1094,6 +1226,15 @@ def _close_thread_loop() -> None:
     _loops.loop = None
 
 
+def _timed_out(timeout: float) -> TimeoutError:
+    """The error a job that ran past its time limit records."""
+    return TimeoutError(f"the handler timed out after {timeout:g} s")
+
+
+async def _awaited(awaitable: Awaitable[object]) -> None:
+    await awaitable
+
+
 def _later(now: datetime, delay: timedelta) -> datetime:
     """`now + delay`, or the last moment every store holds if that is later."""
     try:
@@ -1127,6 +1268,21 @@ def _retry_policy(retry: object, max_attempts: object) -> RetryPolicy:
         )
         raise InvalidInput(msg)
     return retry
+
+
+def _rate_settings(
+    rate_limit: object, rate_burst: object, batch_size: int
+) -> tuple[float | None, int]:
+    """The worker's rate (None: no limit) and burst, from its arguments;
+    the burst defaults to one claim's worth, `batch_size`."""
+    if rate_limit is None:
+        if rate_burst is not None:
+            msg = "rate_burst needs a rate_limit"
+            raise InvalidInput(msg)
+        return None, batch_size
+    rate = check_rate(rate_limit, "rate_limit")
+    burst = batch_size if rate_burst is None else check_burst(rate_burst, "rate_burst")
+    return rate, burst
 
 
 def _describe(exc: BaseException) -> str:

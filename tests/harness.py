@@ -43,6 +43,7 @@ from fulltext_jobs import (
 )
 from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats
+from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.schema import tables_for
 
 #: A database on the PostgreSQL server where tests may create and drop their own.
@@ -303,6 +304,14 @@ class BlockingAsyncRepository(Repository):
             self.repo.list_jobs(destination, statuses=statuses, limit=limit, after=after)
         )
 
+    def next_due(self, destination: str) -> datetime | None:
+        return run_async(self.repo.next_due(destination))
+
+    def take_rate_tokens(
+        self, destination: str, rate: float, n: int = 1, *, burst: int = 1
+    ) -> RateTokens:
+        return run_async(self.repo.take_rate_tokens(destination, rate, n, burst=burst))
+
     # The public methods above bypass this (sync) port's checks on purpose:
     # they hand every argument, as given, to the async adapter, whose own
     # port must check it. So the port's protected methods are never called.
@@ -313,7 +322,7 @@ class BlockingAsyncRepository(Repository):
     _get_fulltext = _save_fulltext = _create_job_for_unqueued = _get_ready_job = _never_called
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
-    _list_jobs = _save_each = _never_called
+    _list_jobs = _next_due = _take_rate_tokens = _save_each = _never_called
 
 
 @contextmanager
@@ -361,11 +370,17 @@ def reset_database(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(
-                "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, app_items "
-                "RESTART IDENTITY"
+                "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, "
+                "jobs.fulltext_rate_limit, app_items RESTART IDENTITY"
             )
         else:
-            for table in (tables.fulltext, tables.items, tables.enqueue_cursor, APP_ITEMS):
+            for table in (
+                tables.fulltext,
+                tables.items,
+                tables.enqueue_cursor,
+                tables.rate_limit,
+                APP_ITEMS,
+            ):
                 connection.execute(sa.delete(table))
 
 

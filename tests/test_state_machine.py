@@ -34,6 +34,13 @@ a clock that returns something that is no time): each must get
 `InvalidInput` from every adapter, and the invariants then find every
 store as the model, which did not change.
 
+Delays are modelled (issue 15): a worker releases a claimed job for later
+(`not_before`), the clock moves on by itself, and every claim, in every
+adapter, passes over the jobs not yet due: no job is ever claimed before
+its `not_before`. `next_due` and each destination's rate-limit bucket
+(`take_rate_tokens`, against the arithmetic of `fulltext_jobs.rate_limit`)
+must agree with the model too.
+
 The run is bounded: `EXAMPLES` examples of at most 80 steps each.
 """
 
@@ -84,6 +91,7 @@ from fulltext_jobs import (
     StaleJob,
 )
 from fulltext_jobs.domain import lease_expired_error
+from fulltext_jobs.rate_limit import take as take_tokens
 
 S = JobStatus
 
@@ -123,6 +131,8 @@ destinations = st.sampled_from(DESTINATIONS + APP_DESTINATIONS)
 deltas = st.timedeltas(min_value=MICROSECOND, max_value=LEASE / 2) | st.timedeltas(
     min_value=MICROSECOND, max_value=timedelta(days=2)
 )
+# A retry's backoff: none (due at once), within a lease, or past it.
+delays = st.just(timedelta(0)) | st.timedeltas(min_value=MICROSECOND, max_value=2 * LEASE)
 # Less than a lease: a worker heart-beats in time.
 within_lease = st.timedeltas(min_value=timedelta(0), max_value=LEASE - MICROSECOND)
 # Up to, just past, or well past a lease.
@@ -259,6 +269,7 @@ class ModelJob:
     lease: datetime | None = None
     last_error: str | None = None
     version: int = 1  # the stored row's write count: 1 on insert
+    not_before: datetime | None = None  # a ready job is not claimed before it
 
 
 @dataclass
@@ -318,6 +329,7 @@ def view(job: FullText) -> tuple[Any, ...]:
         stamp(job.lease_expires),
         job.last_error,
         job.version,
+        stamp(job.not_before),
     )
 
 
@@ -388,6 +400,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.claims = itertools.count(1)
         self.tokens: dict[int, dict[str, uuid.UUID]] = {}
         self.ended: dict[int, str] = {}  # how each ended claim ended
+        self.buckets: dict[str, float] = {}  # each destination's rate-limit `tat`
 
     def teardown(self) -> None:
         self.closing.close()
@@ -421,6 +434,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             stamp(job.lease),
             job.last_error,
             job.version,
+            stamp(job.not_before),
         )
 
     def everywhere(self, expected: Any) -> dict[str, Any]:
@@ -527,7 +541,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             for name, job in outcomes.items()
         }
         assert got == self.everywhere(
-            (None, pick, destination, S.READY, None, None, 0, None, None, None, 1)
+            (None, pick, destination, S.READY, None, None, 0, None, None, None, 1, None)
         )
         for name, job in outcomes.items():
             assert job.id not in self.ids[name].values()
@@ -543,12 +557,22 @@ class AdaptersAgree(RuleBasedStateMachine):
         returns a count, not jobs). Return the workers' handles, oldest
         first.
         """
+        # Jobs released for later are passed over until they are due.
         ready = sorted(
             (job.seq, key)
             for key, job in self.ledger.items()
-            if key[1] == destination and job.status is S.READY
+            if key[1] == destination
+            and job.status is S.READY
+            and (job.not_before is None or job.not_before <= self.now)
         )
         keys = [key for _, key in ready[:n]]
+        delayed = sum(
+            1
+            for key, job in self.ledger.items()
+            if key[1] == destination and job.status is S.READY and job.not_before is not None
+        )
+        if delayed:
+            event(f"claim: {'some' if keys else 'none'} due, {min(delayed, 2)}+ delayed")
         learnt = [key for key in keys if key not in self.ids[self.names[0]]]
         claims = {key: next(self.claims) for key in keys}
         copies: dict[Key, dict[str, FullText]] = {key: {} for key in keys}
@@ -556,6 +580,9 @@ class AdaptersAgree(RuleBasedStateMachine):
             if not isinstance(claimed, list) or len(claimed) != len(keys):
                 continue  # the comparison that follows reports the mismatch
             for key, job in zip(keys, claimed, strict=True):
+                # Never before its time, in any adapter.
+                due = self.ledger[key].not_before
+                assert due is None or job.started is None or due <= job.started, (name, key)
                 if key in learnt:
                     assert job.id not in self.ids[name].values()
                     self.ids[name][key] = job.id
@@ -570,6 +597,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             job.attempts += 1
             job.claim, job.lease = claims[key], self.now + LEASE
             job.version += 1
+            job.not_before = None
             event(f"claim: attempt {min(job.attempts, 3)}{'+' if job.attempts >= 3 else ''}")
         return [
             Handle(key, claims[key], copies[key], self.now + LEASE, self.ledger[key].version)
@@ -738,13 +766,23 @@ class AdaptersAgree(RuleBasedStateMachine):
             name: (None, self.expected_view(name, key, token_of=claim)) for name in self.names
         }
 
-    def move(self, key: Key, action: Action, error: str | None = None) -> bool:
-        """Apply `action` to the model's job at `key` if legal; say if it was."""
+    def move(
+        self,
+        key: Key,
+        action: Action,
+        error: str | None = None,
+        not_before: datetime | None = None,
+    ) -> bool:
+        """Apply `action` to the model's job at `key` if legal (a release
+        delayed to `not_before`); say if it was."""
         model = self.ledger[key]
         sources, target, started, finished = MOVES[action]
         if model.status not in sources:
             return False
         model.status = target
+        if action in {Action.START, Action.RETRY, Action.RELEASE}:
+            # A start or a retry clears the delay; a release sets its own.
+            model.not_before = not_before
         if started != KEEP:
             model.started = self.now if started == NOW else None
         if finished != KEEP:
@@ -757,6 +795,84 @@ class AdaptersAgree(RuleBasedStateMachine):
                 self.ended[model.claim] = f"ended by {action}"
             model.claim = model.lease = None
         return True
+
+    # --- delays and rate limits (issue 15) ------------------------------
+
+    @rule(key=jobs, delay=delays, error=errors)
+    def release_for_later(self, key: Key, delay: timedelta, error: str | None) -> None:
+        # A worker's retry after a backoff: its running job back to ready
+        # with the error, not to be claimed before now + delay (claims
+        # pass over it until then; see `claim`).
+        due = self.now + delay
+        outcomes = {}
+        for backend in self.backends:
+            repo = self.repo(backend, key[1])
+            job = repo.get_fulltext(self.ids[backend.name][key])
+            try:
+                job.release(self.now, not_before=due, error=error)
+            except InvalidTransition:
+                outcomes[backend.name] = InvalidTransition.__name__
+                continue
+            outcomes[backend.name] = attempt(lambda repo=repo, job=job: repo.save_fulltext(job))
+        if not self.move(key, Action.RELEASE, not_before=due):
+            assert outcomes == self.everywhere(InvalidTransition.__name__)
+            return
+        event(f"release_for_later: {'now' if not delay else 'later'}")
+        model = self.ledger[key]
+        if error is not None:
+            model.last_error = model_error(error)
+        model.version += 1
+        assert outcomes == self.everywhere(None)
+
+    @rule(delta=deltas)
+    def advance_clock(self, delta: timedelta) -> None:
+        # Time passes: delayed jobs fall due, leases run out, buckets refill.
+        self.now += delta
+
+    @rule(destination=destinations)
+    def next_due(self, destination: str) -> None:
+        # The earliest moment a ready job may be claimed: its `not_before`,
+        # or now for one not delayed; None without ready jobs.
+        outcomes = {
+            backend.name: attempt(
+                lambda backend=backend: stamp(self.repo(backend, destination).next_due(destination))
+            )
+            for backend in self.backends
+        }
+        due = [
+            job.not_before or self.now
+            for key, job in self.ledger.items()
+            if key[1] == destination and job.status is S.READY
+        ]
+        assert outcomes == self.everywhere(stamp(min(due)) if due else None)
+
+    @rule(
+        destination=destinations,
+        rate=st.sampled_from([0.5, 3.0, 20.0]),
+        n=st.integers(1, 4),
+        burst=st.integers(1, 3),
+        delta=st.none() | st.timedeltas(min_value=timedelta(0), max_value=timedelta(seconds=2)),
+    )
+    def take_rate_tokens(
+        self, destination: str, rate: float, n: int, burst: int, delta: timedelta | None
+    ) -> None:
+        # Each destination's bucket, against the arithmetic of
+        # `fulltext_jobs.rate_limit.take` kept in the model.
+        if delta is not None:
+            self.now += delta
+        outcomes = {
+            backend.name: attempt(
+                lambda backend=backend: self.repo(backend, destination)
+                .take_rate_tokens(destination, rate, n, burst=burst)
+                .granted
+            )
+            for backend in self.backends
+        }
+        self.buckets[destination], granted = take_tokens(
+            self.buckets.get(destination), self.now.timestamp(), rate, burst, n
+        )
+        event(f"take_rate_tokens: {'granted' if granted else 'refused'}")
+        assert outcomes == self.everywhere(granted)
 
     @rule(
         target=jobs,
@@ -1032,6 +1148,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                 retried += 1
                 event("retry: a job")
                 job.status, job.started, job.finished = S.READY, None, None
+                job.not_before = None
                 job.version += 1
         assert outcomes == self.everywhere(retried)
 
@@ -1154,7 +1271,16 @@ class AdaptersAgree(RuleBasedStateMachine):
     @rule(
         reading=bad_readings,
         destination=destinations,
-        method=st.sampled_from(["get_ready_job", "claim_ready", "rescue_expired", "heartbeat"]),
+        method=st.sampled_from(
+            [
+                "get_ready_job",
+                "claim_ready",
+                "rescue_expired",
+                "heartbeat",
+                "next_due",
+                "take_rate_tokens",
+            ]
+        ),
     )
     def hostile_clock(self, reading: object, destination: str, method: str) -> None:
         # The repositories' clock returns something that is no time to
@@ -1164,15 +1290,17 @@ class AdaptersAgree(RuleBasedStateMachine):
 
         def call(backend: Backend) -> Any:
             repo = self.repo(backend, destination)
-            if method == "claim_ready":
-                return repo.claim_ready(destination, 3)
-            if method == "rescue_expired":
-                return repo.rescue_expired(destination)
             if method == "heartbeat":
                 if not held:
                     return repo.heartbeat(FullText.new("item", destination))
                 return repo.heartbeat(repo.get_fulltext(self.ids[backend.name][held[0]]))
-            return repo.get_ready_job(destination)
+            calls: dict[str, Callable[[], Any]] = {
+                "claim_ready": lambda: repo.claim_ready(destination, 3),
+                "rescue_expired": lambda: repo.rescue_expired(destination),
+                "next_due": lambda: repo.next_due(destination),
+                "take_rate_tokens": lambda: repo.take_rate_tokens(destination, 3, 2, burst=2),
+            }
+            return calls.get(method, lambda: repo.get_ready_job(destination))()
 
         self.reading.append(reading)
         try:
