@@ -855,6 +855,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "memory": bench_memory,
     "wakeup": bench_wakeup,
     "save": bench_save,
+    "scale": lambda bench, args: __import__("scale").bench_scale(bench, args),
 }
 
 

@@ -301,7 +301,9 @@ def test_the_command_line_sees_the_originals_eligible_items_after_adopting(origi
     url, _ = original
     runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
     assert runner.invoke(app, ["--database-url", url, "migrate", "adopt"]).exit_code == 0
-    done = runner.invoke(app, ["--database-url", url, "stats", "quotations", "--json"])
+    done = runner.invoke(
+        app, ["--database-url", url, "stats", "quotations", "--unqueued", "--json"]
+    )
     assert done.exit_code == 0, done.stderr
     # item-1 and item-2 have quotation jobs; item-3 and item-4 are eligible;
     # item-5 has no metadata.

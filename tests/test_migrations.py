@@ -51,6 +51,7 @@ TABLES_AT = {
     "0006": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
     "0007": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
     "0008": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
+    "0010": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
 }
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
