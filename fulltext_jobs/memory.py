@@ -267,7 +267,8 @@ class InMemoryRepository(Repository):
             if swept_at is None or swept_at + sweep_interval <= now:
                 new, self._swept_at[destination] = self._items, now
             else:
-                new = self._arrivals[self._produced.get(destination, 0) :]
+                # In id order, as the SQL stores queue each batch.
+                new = sorted(self._arrivals[self._produced.get(destination, 0) :])
             self._produced[destination] = len(self._arrivals)
             created = 0
             for item_id in new:

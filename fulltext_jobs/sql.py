@@ -392,20 +392,17 @@ class SqlAlchemyRepository(Repository):
         sequenced = self._sequenced()
         key = self._sql.producer_key(sequenced=sequenced)
         params = {"dest": destination}
-        with self._connection("enqueue_new") as connection:
-            self._lock_out_original_creators(connection)
-            item_id, item_seq, swept_at = connection.execute(self._sql.lock_producer, params).one()
-        if swept_at is None or swept_at + sweep_interval <= now:
-            return self._sweep(destination, key, now, sequenced=sequenced)
         created = 0
-        watermark: str | int = (item_seq or 0) if sequenced else item_id
         while True:
             # Each batch in a transaction of its own, holding the producer's
-            # row, so that producers of one destination take turns.
+            # row, so that producers of one destination take turns; an idle
+            # call is this one transaction: the lock and one index probe.
             with self._connection("enqueue_new") as connection:
                 self._lock_out_original_creators(connection)
                 row = connection.execute(self._sql.lock_producer, params).one()
-                watermark = max(watermark, (row.item_seq or 0) if sequenced else row.item_id)
+                if row.swept_at is None or row.swept_at + sweep_interval <= now:
+                    break  # a sweep is due (it also takes what is new)
+                watermark = (row.item_seq or 0) if sequenced else row.item_id
                 upper, found = connection.execute(
                     self._sql.new_items(key, watermark, self._enqueue_batch_size)
                 ).one()
@@ -420,9 +417,9 @@ class SqlAlchemyRepository(Repository):
                     self._sql.move_producer(sequenced=sequenced, swept=False),
                     {**params, "upper": upper},
                 )
-            watermark = upper
             if found < self._enqueue_batch_size:
                 return created
+        return self._sweep(destination, key, now, sequenced=sequenced)
 
     def _sweep(
         self, destination: str, key: sa.ColumnElement[Any], now: datetime, *, sequenced: bool

@@ -433,8 +433,9 @@ class Statements:
         that another caller queues meanwhile into no row, so concurrent
         callers never collide. Jobs get `seq` in id order.
 
-        `key` (default: the item id) is the column the range and the order
-        are over: the producer's `producer_key` for new items.
+        `key` (default: the item id) is the column the range is over: the
+        producer's `producer_key` for new items. Within a batch, jobs get
+        `seq` in id order whatever the key, as the in-memory store does.
         """
         ft = self.tables.fulltext
         item_id = self.items.id
@@ -454,7 +455,7 @@ class Statements:
         # Without the probe, still a WHERE: SQLite needs one to tell the
         # upsert's ON CONFLICT from a join's ON.
         query = self._unqueued(query, destination) if skip_queued else query.where(sa.true())
-        query = query.order_by(key)
+        query = query.order_by(item_id)
         if limit is not None:
             query = query.limit(limit)
         stmt = self._insert(ft).from_select(
