@@ -4,6 +4,7 @@
     python benchmarks/run.py --only scale --items 10000000  # 20k, 1M and 10M (~15 min)
     python benchmarks/scale.py --items 10000000             # the same, alone
     python benchmarks/scale.py --processes                  # also jobs/s with 1-8 processes
+    python benchmarks/scale.py --processes-only             # only those
 
 At each size the ledger holds N items and one finished job of destination
 `bench` for each of them (loaded by `INSERT ... SELECT generate_series`,
@@ -121,8 +122,9 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def measure(bench: Bench, n: int) -> dict[str, float]:
-    """Every figure of the table at `n` items (seconds, or bytes)."""
+def measure(bench: Bench, n: int, runs: int = RUNS) -> dict[str, float]:
+    """Every figure of the table at `n` items (seconds, or MB), commands
+    run `runs` times."""
     found: dict[str, float] = {"load (INSERT ... SELECT generate_series)": load(bench, n)}
     repo = bench.repo()
     started = time.perf_counter()
@@ -131,7 +133,7 @@ def measure(bench: Bench, n: int) -> dict[str, float]:
     # `enqueue_unqueued` with nothing to queue.
     found["full sweep (the old idle cycle), once"] = time.perf_counter() - started
     for name, args in COMMANDS.items():
-        found[name] = statistics.median(command(bench, *args) for _ in range(RUNS))
+        found[name] = statistics.median(command(bench, *args) for _ in range(runs))
     found["destination check, in process"] = in_process(lambda: repo.has_destination(DESTINATION))
     found["destination check, no such destination"] = in_process(
         lambda: repo.has_destination("no-such-destination"), calls=1
@@ -165,8 +167,9 @@ def bench_scale(bench: Bench, args: argparse.Namespace) -> Table:
 
     sizes = sizes_for(args)
     results = {}
+    quick = getattr(args, "quick", False)
     for n in sizes:
-        results[n] = measure(bench, n)
+        results[n] = measure(bench, n, runs=1 if quick else RUNS)
         print(f"  scale: {n:,} items measured", file=sys.stderr, flush=True)
     base = results[sizes[0]]
     table = Table(
@@ -211,12 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--processes", action="store_true", help="also jobs/s for 1-8 processes")
+    parser.add_argument(
+        "--processes-only", action="store_true", help="only jobs/s for 1-8 processes"
+    )
     parser.add_argument("--markdown", help="append the tables, as Markdown, to this file")
     args = parser.parse_args(argv)
     print(f"scale benchmark; {os.cpu_count()} cores", flush=True)
     with bench_database() as bench:
-        text = bench_scale(bench, args).markdown()
-        if args.processes:
+        text = "" if args.processes_only else bench_scale(bench, args).markdown()
+        if args.processes or args.processes_only:
             rows = bench_processes(bench)
             lines = ["", "| API | processes | jobs/s |", "| --- | ---: | ---: |"]
             lines += [f"| {mode} | {p} | {rate:,.0f} |" for mode, p, rate in rows]

@@ -265,8 +265,10 @@ class Repository(abc.ABC):
 
     def has_destination(self, destination: str) -> bool:
         """Whether `destination` has any job: the check that a destination
-        exists, which costs index probes, not a count (see the adapters for
-        the exceptions).
+        exists, without counting anything. On the SQL stores a destination
+        with ready or running jobs costs an index probe; one whose jobs are
+        all finished, failed or skipped, a scan up to its first job; one
+        with no job at all (a typo), a scan of every job.
 
         Raises `InvalidInput` for a bad destination.
         """
