@@ -426,7 +426,12 @@ class SqlAlchemyRepository(Repository):
     ) -> int:
         """The producer's full sweep: every unqueued eligible item, then the
         watermark moved to the largest key there was before the sweep began
-        (an item added meanwhile is past it, and found next time)."""
+        (an item added meanwhile is past it, and found next time).
+
+        The producer's row is not held through the sweep, which runs in
+        batches of their own: two producers that find a sweep due at the
+        same moment both sweep, which costs time only (the inserts pass
+        over each other's jobs)."""
         with self._connection("enqueue_new") as connection:
             top = connection.execute(self._sql.top_key(key)).scalar_one_or_none()
         created = self._enqueue_unqueued(destination, limit=None, progress=None)

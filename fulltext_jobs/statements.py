@@ -313,12 +313,17 @@ class Statements:
         and takes its lock: creators of one destination queue up here, one at
         a time, while creators of other destinations pass.
         """
+        return self._cursor_row().returning(self.tables.enqueue_cursor.c.item_id)
+
+    def _cursor_row(self) -> pg.Insert | sqlite.Insert:
+        """The upsert of `:dest`'s cursor row that creates it if need be and
+        otherwise updates it to itself, which locks it."""
         cursor = self.tables.enqueue_cursor
         stmt = self._insert(cursor).values(destination=sa.bindparam("dest"), item_id="")
         return stmt.on_conflict_do_update(
             index_elements=[cursor.c.destination],
             set_={"item_id": cursor.c.item_id},
-        ).returning(cursor.c.item_id)
+        )
 
     @functools.cached_property
     def move_cursor(self) -> sa.Update:
@@ -490,11 +495,7 @@ class Statements:
         the row of `lock_cursor`, so producers and creators of one
         destination take turns."""
         cursor = self.tables.enqueue_cursor
-        stmt = self._insert(cursor).values(destination=sa.bindparam("dest"), item_id="")
-        return stmt.on_conflict_do_update(
-            index_elements=[cursor.c.destination],
-            set_={"item_id": cursor.c.item_id},
-        ).returning(cursor.c.item_id, cursor.c.item_seq, cursor.c.swept_at)
+        return self._cursor_row().returning(cursor.c.item_id, cursor.c.item_seq, cursor.c.swept_at)
 
     def new_items(
         self, key: ColumnElement[Any], after: str | int, size: int
