@@ -26,8 +26,14 @@ Decisions:
 - **Unknown destinations.** A destination exists once it has a job. `work`
   (without `--produce`), `retry`, `rescue DEST` and `stats DEST` refuse a
   destination with no jobs at all, naming the known ones: a typo would
-  otherwise wait forever or report zeros. `enqueue` creates destinations,
-  and `work --produce` enqueues before it claims, so neither checks.
+  otherwise wait forever or report zeros. The check is
+  `Repository.has_destination` (index probes; only a refused destination
+  costs a read of every job, to name the known ones). `enqueue` creates
+  destinations, and `work --produce` enqueues before it claims, so neither
+  checks.
+- **`stats` counts jobs by status**, one read of the destination's jobs;
+  the unqueued items, which cost a read of every item, only with
+  `--unqueued`.
 - **Fail fast, then ride it out.** Before a worker starts, `work` makes one
   call, so a database that is down or not migrated is one error line; once
   running, the worker backs off and retries through outages, logging them.
