@@ -333,8 +333,8 @@ class Worker:
     Raises `InvalidInput` for a repository that is not a `Repository`, a bad
     destination, a handler that is not callable, a count that is not a
     positive whole number, a time that is not a positive number of seconds
-    (`shutdown_timeout` may be 0), or a `max_poll_interval` below
-    `poll_interval`.
+    up to a week (`shutdown_timeout` and `sweep_interval` may be 0), or a
+    `max_poll_interval` below `poll_interval`.
     """
 
     def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
