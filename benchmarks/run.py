@@ -856,6 +856,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "wakeup": bench_wakeup,
     "save": bench_save,
     "rate": __import__("rate_limit").bench_rate_limit,  # h. benchmarks/rate_limit.py
+    "scale": lambda bench, args: __import__("scale").bench_scale(bench, args),
 }
 
 
