@@ -30,7 +30,7 @@ g. save        server time per save of one job: the compare-and-swap UPDATE
                saved before revision 0007 (the baseline); and a foreign
                write (the original's positional upsert) with and without the
                trigger, which then calls its function.
-i. peers       the batch drain (20,000 no-op jobs, batch 100) against the
+j. peers       the batch drain (20,000 no-op jobs, batch 100) against the
                physical limit (raw psycopg, one claiming and one finishing
                statement a batch), a one-write-a-job reference, PGQueuer
                (asyncpg, psycopg) and the notify triggers' cost; the
@@ -1046,7 +1046,7 @@ def without_triggers(bench: Bench, jobs: int) -> float:
 def bench_peers(bench: Bench, args: argparse.Namespace) -> Table:  # noqa: C901 - one table of many rows
     jobs = args.peer_jobs
     table = Table(
-        f"i. Batch throughput against the physical limit and PGQueuer ({jobs:,} no-op "
+        f"j. Batch throughput against the physical limit and PGQueuer ({jobs:,} no-op "
         "jobs, batch 100, jobs/s)"
     )
     python, why_not = peers_python(args)
@@ -1202,6 +1202,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "save": bench_save,
     "rate": __import__("rate_limit").bench_rate_limit,  # h. benchmarks/rate_limit.py
     "peers": bench_peers,
+    "scale": lambda bench, args: __import__("scale").bench_scale(bench, args),
 }
 
 

@@ -11,6 +11,7 @@ from fulltext_jobs.audit import AuditCheck, AuditProblem
 from fulltext_jobs.domain import (
     ACTIONS,
     DEFAULT_LEASE,
+    DEFAULT_SWEEP_INTERVAL,
     MAX_DESTINATION_LENGTH,
     MAX_ERROR_LENGTH,
     MAX_ITEM_ID_LENGTH,
@@ -58,6 +59,7 @@ __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_DATABASE_URL",
     "DEFAULT_LEASE",
+    "DEFAULT_SWEEP_INTERVAL",
     "MAX_DESTINATION_LENGTH",
     "MAX_ERROR_LENGTH",
     "MAX_ITEM_ID_LENGTH",

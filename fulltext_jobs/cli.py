@@ -26,8 +26,14 @@ Decisions:
 - **Unknown destinations.** A destination exists once it has a job. `work`
   (without `--produce`), `retry`, `rescue DEST` and `stats DEST` refuse a
   destination with no jobs at all, naming the known ones: a typo would
-  otherwise wait forever or report zeros. `enqueue` creates destinations,
-  and `work --produce` enqueues before it claims, so neither checks.
+  otherwise wait forever or report zeros. The check is
+  `Repository.has_destination` (index probes; only a refused destination
+  costs a read of every job, to name the known ones). `enqueue` creates
+  destinations, and `work --produce` enqueues before it claims, so neither
+  checks.
+- **`stats` counts jobs by status**, one read of the destination's jobs;
+  the unqueued items, which cost a read of every item, only with
+  `--unqueued`.
 - **Fail fast, then ride it out.** Before a worker starts, `work` makes one
   call, so a database that is down or not migrated is one error line; once
   running, the worker backs off and retries through outages, logging them.
@@ -429,7 +435,7 @@ def progress_bar(console: Console, *extra: ProgressColumn, transient: bool = Tru
 
 def stats_table(rows: Iterable[DestinationStats], title: str | None = None) -> Table:
     """The stats of each destination as a table: jobs per status, and the
-    eligible items that have no job yet."""
+    eligible items that have no job yet ("-" where not counted)."""
     table = Table(title=title, **TABLE_STYLE)
     table.add_column("destination", no_wrap=True)
     for status in STATS_COLUMNS:
@@ -439,14 +445,15 @@ def stats_table(rows: Iterable[DestinationStats], title: str | None = None) -> T
         table.add_row(
             row.destination,
             *(str(row.counts.get(status, 0)) for status in STATS_COLUMNS),
-            str(row.unqueued),
+            "-" if row.unqueued is None else str(row.unqueued),
         )
     return table
 
 
 def stats_json(rows: Iterable[DestinationStats]) -> list[dict[str, object]]:
     """The stats of each destination as JSON objects, one per destination:
-    `destination`, a count per status, `unqueued`."""
+    `destination`, a count per status, `unqueued` (null where not
+    counted)."""
     return [
         {
             "destination": row.destination,
@@ -457,14 +464,15 @@ def stats_json(rows: Iterable[DestinationStats]) -> list[dict[str, object]]:
     ]
 
 
-def _known_destination(repo: SqlAlchemyRepository, destination: str) -> DestinationStats:
-    """The stats of `destination`; `CommandError` if it has no jobs at all.
+def _known_destination(repo: SqlAlchemyRepository, destination: str) -> None:
+    """Raise `CommandError` if `destination` has no jobs at all: a few index
+    probes (`Repository.has_destination`). Only then, to name the known
+    destinations, are all jobs counted.
 
     Raises `InvalidInput` for a destination that is not acceptable at all.
     """
-    [found] = repo.stats(destination)
-    if found.jobs == 0:
-        known = ", ".join(row.destination for row in repo.stats())
+    if not repo.has_destination(destination):
+        known = ", ".join(row.destination for row in repo.stats(unqueued=False))
         msg = (
             f"no jobs for destination {destination!r}; known destinations: {known}"
             if known
@@ -472,7 +480,6 @@ def _known_destination(repo: SqlAlchemyRepository, destination: str) -> Destinat
             f"(`fulltext-jobs enqueue {destination}` creates them)"
         )
         raise CommandError(msg)
-    return found
 
 
 # --- migrate ----------------------------------------------------------------------
@@ -837,6 +844,15 @@ def work(
     produce: Annotated[
         bool, typer.Option("--produce", help="Also enqueue unqueued items and rescue expired jobs.")
     ] = False,
+    sweep_interval: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="With --produce: seconds between full sweeps of the items, which find "
+            "items that became eligible late; in between, only new items are queued "
+            "(cheap). 0: sweep whenever idle.",
+        ),
+    ] = fulltext_jobs.DEFAULT_SWEEP_INTERVAL.total_seconds(),
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Stop once no job is ready (instead of polling).")
     ] = False,
@@ -885,6 +901,7 @@ def work(
             max_poll_interval=max(30.0, poll_interval),
             shutdown_timeout=shutdown_timeout,
             produce=produce,
+            sweep_interval=sweep_interval,
             retry=_retry_policy(max_attempts, retry_delay),
             rate_limit=rate_limit,
             rate_burst=rate_burst,
@@ -906,15 +923,22 @@ def work(
 def stats(
     ctx: typer.Context,
     destination: SomeDestination = None,
+    unqueued: Annotated[
+        bool,
+        typer.Option(
+            "--unqueued",
+            help="Also count the eligible items with no job yet: reads every item "
+            "(seconds at millions of items).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
-    """Print jobs per status and unqueued items, per destination."""
+    """Print jobs per status, per destination (and, with --unqueued, the
+    items not queued yet)."""
     with _command(ctx, database_url) as state:
-        repo = state.repository()
-        rows = (
-            repo.stats() if destination is None else [_known_destination(repo, destination)]
-        )
+        repo = state.repository(known=destination)
+        rows = repo.stats(destination, unqueued=unqueued)
         if as_json:
             _emit_json(stats_json(rows))
         else:
@@ -1306,6 +1330,14 @@ def dashboard(
     refresh: Annotated[
         float, typer.Option(min=0.2, help="Seconds between the page's refreshes.")
     ] = DEFAULT_REFRESH,
+    unqueued: Annotated[
+        bool,
+        typer.Option(
+            "--unqueued",
+            help="Also count each destination's unqueued items, on every refresh: reads "
+            "every item (seconds at millions of items).",
+        ),
+    ] = False,
     database_url: UrlOption = None,
 ) -> None:
     """Serve a read-only web page of the ledger, per destination (counts,
@@ -1316,7 +1348,7 @@ def dashboard(
         require_dashboard()
         _check_sqlite_file(state.url, creates=False)
         state.engine_ = engine = read_only_engine(state.url)
-        snapshots = Snapshots(engine)
+        snapshots = Snapshots(engine, unqueued=unqueued)
         # Fail fast on a database that is down or not migrated.
         read_overview(engine)
         title = engine.url.render_as_string(hide_password=True)

@@ -137,7 +137,7 @@ class Snapshots:
     bound that starts at 0 when the dashboard starts.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - each is a setting of the dashboard
         self,
         engine: Engine,
         *,
@@ -145,8 +145,10 @@ class Snapshots:
         failures: int = DEFAULT_FAILURES,
         max_age: float = MAX_AGE,
         clock: Callable[[], datetime] = utc,
+        unqueued: bool = False,
     ) -> None:
         self.engine = engine
+        self._unqueued = unqueued
         self._minutes = minutes
         self._failures = failures
         self._max_age = max_age
@@ -165,7 +167,11 @@ class Snapshots:
                 return self._reading
             try:
                 overview = read_overview(
-                    self.engine, now=self._clock(), minutes=self._minutes, failures=self._failures
+                    self.engine,
+                    now=self._clock(),
+                    minutes=self._minutes,
+                    failures=self._failures,
+                    unqueued=self._unqueued,
                 )
             except JobsError as exc:
                 self._error = " ".join(str(exc).split())
@@ -468,13 +474,20 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
         f'<div class="bar" role="img" aria-label="{row.done} of {row.total} done">{bar}</div>'
         f'<table class="counts"><tr>{heads}'
         '<th class="n"><span class="key unqueued"></span>unqueued</th></tr>'
-        f'<tr>{cells}<td class="n" data-status="unqueued">{row.stats.unqueued}</td></tr></table>'
+        f'<tr>{cells}<td class="n" data-status="unqueued">{_unqueued(row)}</td></tr></table>'
         f"{_rate(row.minutes, row.per_minute)}"
         f"<dl>{_oldest_running(row.oldest_running, now)}{_next_ready(row.next_ready, waiting)}"
         f"{_stuck(row)}</dl>"
         f"{_failures(name, row.failures, now)}"
         "</section>"
     )
+
+
+def _unqueued(row: DestinationOverview) -> str:
+    """The unqueued count, or a dash with a hint when it was not counted."""
+    if row.stats.unqueued is None:
+        return '<span title="not counted: start the dashboard with --unqueued">&ndash;</span>'
+    return str(row.stats.unqueued)
 
 
 def _rate(minutes: tuple[Minute, ...], per_minute: float) -> str:

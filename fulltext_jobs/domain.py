@@ -17,6 +17,7 @@ from fulltext_jobs.errors import InvalidInput, InvalidTransition
 
 __all__ = [
     "ACTIONS",
+    "DEFAULT_SWEEP_INTERVAL",
     "MAX_BATCH_SIZE",
     "MAX_CLAIM",
     "MAX_DESTINATION_LENGTH",
@@ -38,6 +39,7 @@ __all__ = [
     "check_clock",
     "check_count",
     "check_destination",
+    "check_flag",
     "check_held",
     "check_item_id",
     "check_item_ids",
@@ -383,7 +385,8 @@ class DestinationStats:
 
     destination: str
     counts: Mapping[JobStatus, int]
-    unqueued: int
+    #: None when not counted (`stats(unqueued=False)`).
+    unqueued: int | None
 
     @property
     def jobs(self) -> int:
@@ -391,13 +394,24 @@ class DestinationStats:
         return sum(self.counts.values())
 
     @classmethod
-    def of(cls, destination: str, counts: Mapping[str, int], unqueued: int) -> DestinationStats:
+    def of(
+        cls, destination: str, counts: Mapping[str, int], unqueued: int | None
+    ) -> DestinationStats:
         """Stats with a count for every status (zero where `counts` has none)."""
         return cls(
             destination=destination,
             counts={status: counts.get(status.value, 0) for status in JobStatus},
             unqueued=unqueued,
         )
+
+
+def check_flag(value: object, what: str) -> bool:
+    """Return `value` if it is a bool; raise `InvalidInput`, naming `what`,
+    otherwise (a truthy string or number is more likely a mistake)."""
+    if not isinstance(value, bool):
+        msg = f"{what} must be True or False, not {value!r}"
+        raise InvalidInput(msg)
+    return value
 
 
 def check_count(n: object, what: str, maximum: int, minimum: int = 1) -> int:
@@ -456,6 +470,10 @@ def check_item_ids(item_ids: object) -> list[str]:
 
 #: How long a claim lasts unless a heartbeat extends it.
 DEFAULT_LEASE: Final = timedelta(minutes=5)
+
+#: How often an idle producer sweeps every item (`Repository.enqueue_new`),
+#: for items that became eligible after its watermark passed them.
+DEFAULT_SWEEP_INTERVAL: Final = timedelta(hours=1)
 
 #: The statuses `Repository.retry` may return to ready.
 RETRYABLE_STATUSES: Final = ACTIONS[Action.RETRY][0]

@@ -115,6 +115,12 @@ class InMemoryRepository(Repository):
         # Each destination's rate-limit bucket: its `tat`, as the SQL
         # adapter's fulltext_rate_limit table (see fulltext_jobs.rate_limit).
         self._buckets: dict[str, float] = {}
+        # The items in the order they were added, and, per destination, how
+        # far the producer (`enqueue_new`) has read that list and when its
+        # last full sweep began, as the SQL adapter's enqueue_cursor.
+        self._arrivals: list[str] = []
+        self._produced: dict[str, int] = {}
+        self._swept_at: dict[str, datetime] = {}
         self.add_items(items)
 
     def add_items(self, item_ids: Iterable[str]) -> int:
@@ -130,6 +136,7 @@ class InMemoryRepository(Repository):
                 if item_id not in self._item_set:
                     self._item_set.add(item_id)
                     bisect.insort(self._items, item_id)
+                    self._arrivals.append(item_id)
                     added += 1
             return added
 
@@ -273,6 +280,27 @@ class InMemoryRepository(Repository):
             progress(created)
         return created
 
+    def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+        now = read_clock(self._clock, self._lease)
+        with self._lock:
+            swept_at = self._swept_at.get(destination)
+            if swept_at is None or swept_at + sweep_interval <= now:
+                new, self._swept_at[destination] = self._items, now
+            else:
+                # In id order, as the SQL stores queue each batch.
+                new = sorted(self._arrivals[self._produced.get(destination, 0) :])
+            self._produced[destination] = len(self._arrivals)
+            created = 0
+            for item_id in new:
+                if (item_id, destination) not in self._by_pair:
+                    self._store(replace(FullText.new(item_id, destination), version=1))
+                    created += 1
+            return created
+
+    def _has_destination(self, destination: str) -> bool:
+        with self._lock:
+            return any(job.destination == destination for job in self._jobs.values())
+
     def _get_ready_job(self, destination: str) -> FullText:
         claimed = self._claim(destination, 1)
         if not claimed:
@@ -332,7 +360,7 @@ class InMemoryRepository(Repository):
         with self._lock:
             return sum((item_id, destination) not in self._by_pair for item_id in self._items)
 
-    def _stats(self, destination: str | None) -> list[DestinationStats]:
+    def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
         with self._lock:
             counts: dict[str, Counter[str]] = defaultdict(Counter)
             for job in self._jobs.values():
@@ -343,7 +371,9 @@ class InMemoryRepository(Repository):
                 DestinationStats.of(
                     name,
                     counts[name],
-                    sum((item_id, name) not in self._by_pair for item_id in self._items),
+                    sum((item_id, name) not in self._by_pair for item_id in self._items)
+                    if unqueued
+                    else None,
                 )
                 for name in names
             ]

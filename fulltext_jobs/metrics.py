@@ -213,7 +213,8 @@ class LedgerCollector:
                 stuck.add_metric([row.destination, check.value], row.stuck.get(check, 0))
             for status in JobStatus:
                 jobs.add_metric([row.destination, status.value], row.count(status))
-            unqueued.add_metric([row.destination], row.stats.unqueued)
+            if row.stats.unqueued is not None:  # counted only on request
+                unqueued.add_metric([row.destination], row.stats.unqueued)
             ready.add_metric([row.destination], reading.ready_waiting.get(row.destination, 0.0))
             started = None if row.oldest_running is None else row.oldest_running.job.started
             running.add_metric(

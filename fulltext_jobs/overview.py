@@ -11,11 +11,13 @@ unlike the ledger's own engines, never begins with `BEGIN IMMEDIATE`, so a
 dashboard refreshing every few seconds never takes the write lock from the
 workers (in WAL mode readers and the writer do not wait for each other).
 
-What it costs: the counts, the minutes and the latest failures each scan
-the destination's jobs (no index serves them: `finished` and `last_error`
-are in none, so that the claim and heartbeat paths stay cheap); the oldest
-running and next ready jobs use the partial indexes on running and ready
-jobs. The dashboard caches one overview for a second, whoever asks.
+What it costs: the unqueued items are counted only on request (they read
+every item, against every job: seconds at ten million); the counts, the
+minutes and the latest failures each scan the destination's jobs (no
+index serves them: `finished` and `last_error` are in none, so that the
+claim and heartbeat paths stay cheap); the oldest running and next ready
+jobs use the partial indexes on running and ready jobs. The dashboard
+caches one overview for a second, whoever asks.
 """
 
 from __future__ import annotations
@@ -105,8 +107,9 @@ class DestinationOverview:
 
     @property
     def total(self) -> int:
-        """Jobs plus unqueued items: all the work the destination will see."""
-        return self.stats.jobs + self.stats.unqueued
+        """Jobs plus unqueued items (if counted): all the work the destination
+        will see."""
+        return self.stats.jobs + (self.stats.unqueued or 0)
 
     @property
     def done(self) -> int:
@@ -168,11 +171,15 @@ def read_overview(
     now: datetime | None = None,
     minutes: int = DEFAULT_MINUTES,
     failures: int = DEFAULT_FAILURES,
+    unqueued: bool = False,
 ) -> Overview:
     """Where every destination with jobs stands at `now` (default: the
     current time): see `DestinationOverview`. `minutes` is how many minutes
     of throughput to count, the current one included; `failures` how many
-    of the latest failures to list.
+    of the latest failures to list; `unqueued` whether to count each
+    destination's unqueued items, which reads every item (seconds on a
+    ledger of millions: see docs/scaling.md), so by default they are not
+    counted and `stats.unqueued` is None.
 
     Raises `SchemaNotMigrated` or `SchemaTooNew` for a database the library
     cannot use, and `StoreError` if the database cannot be read.
@@ -195,7 +202,9 @@ def read_overview(
                     stats=DestinationStats.of(
                         name,
                         counts[name],
-                        connection.execute(sql.count_unqueued(name)).scalar_one(),
+                        connection.execute(sql.count_unqueued(name)).scalar_one()
+                        if unqueued
+                        else None,
                     ),
                     minutes=tuple(
                         ended.get((name, first + timedelta(minutes=n)))

@@ -48,6 +48,7 @@ from fulltext_jobs.audit import (
     check_duration,
 )
 from fulltext_jobs.domain import (
+    DEFAULT_SWEEP_INTERVAL,
     MAX_LISTED,
     DestinationStats,
     FullText,
@@ -55,6 +56,7 @@ from fulltext_jobs.domain import (
     check_claim_size,
     check_count,
     check_destination,
+    check_flag,
     check_held,
     check_item_id,
     check_item_ids,
@@ -246,20 +248,74 @@ class Repository(abc.ABC):
         refused = self._save_each(checked) if checked else set()
         moved_on_but(originals, refused)
 
+    def enqueue_new(
+        self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
+    ) -> int:
+        """What an idle producer runs: create `ready` jobs for the eligible
+        items that arrived since the last call for `destination`, and, once
+        `sweep_interval` has passed since the last full sweep (or there has
+        been none), for every eligible item without one, as
+        `enqueue_unqueued` does. Returns how many jobs were created.
+
+        New items are found past a per-destination watermark kept in the
+        store: over the items' insertion order for the default items table
+        (so a new item whose id sorts below every other is found too), over
+        the item id for an app's own item source (or a database adopted
+        from the Go original). A call with nothing new costs one index
+        probe, however many items there are. The sweep finds what the
+        watermark cannot: items that became eligible after it passed them,
+        items of an app's source whose ids sort below ones seen before, and
+        items committed after a later-inserted one was already passed. A
+        `sweep_interval` of zero sweeps on every call. The time is the
+        repository's clock, and the last sweep is recorded in the store, so
+        producers in different processes share one schedule.
+
+        Safe beside other callers of itself, `enqueue_unqueued` and
+        `create_job_for_unqueued`. Raises `InvalidInput` for a bad
+        destination or a `sweep_interval` that is not a timedelta from 0 to
+        3,650 days.
+        """
+        return self._enqueue_new(
+            check_destination(destination),
+            check_duration(sweep_interval, "sweep_interval", zero=True),
+        )
+
+    def has_destination(self, destination: str) -> bool:
+        """Whether `destination` has any job: the check that a destination
+        exists, without counting anything. On the SQL stores a destination
+        with ready or running jobs costs an index probe; one whose jobs are
+        all finished, failed or skipped, a scan up to its first job; one
+        with no job at all (a typo), a scan of every job.
+
+        Raises `InvalidInput` for a bad destination.
+        """
+        return self._has_destination(check_destination(destination))
+
     def count_unqueued(self, destination: str) -> int:
         """How many eligible items have no job for `destination`.
 
+        It reads every eligible item and probes the jobs for each: linear
+        in the items (seconds at ten million; see docs/scaling.md).
         Raises `InvalidInput` for a bad destination.
         """
         return self._count_unqueued(check_destination(destination))
 
-    def stats(self, destination: str | None = None) -> list[DestinationStats]:
+    def stats(
+        self, destination: str | None = None, *, unqueued: bool = True
+    ) -> list[DestinationStats]:
         """Jobs per status and unqueued items, for `destination` or, if None,
         for every destination that has jobs, sorted by name.
 
-        Raises `InvalidInput` for a bad destination.
+        The counts by status read the destination's jobs (every job, for
+        all destinations); the unqueued figure reads every eligible item as
+        well (`count_unqueued`), which is the larger cost on a big ledger.
+        With `unqueued=False` it is not counted, and each `unqueued` is
+        None. Raises `InvalidInput` for a bad destination or an `unqueued`
+        that is not a bool.
         """
-        return self._stats(check_optional_destination(destination))
+        return self._stats(
+            check_optional_destination(destination), check_flag(unqueued, "unqueued")
+        )
 
     def heartbeat(self, job: FullText) -> datetime:
         """Extend the lease of a job the caller has claimed to now plus the
@@ -533,11 +589,19 @@ class Repository(abc.ABC):
         versions on."""
 
     @abc.abstractmethod
+    def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+        """As `enqueue_new`."""
+
+    @abc.abstractmethod
+    def _has_destination(self, destination: str) -> bool:
+        """As `has_destination`."""
+
+    @abc.abstractmethod
     def _count_unqueued(self, destination: str) -> int:
         """As `count_unqueued`."""
 
     @abc.abstractmethod
-    def _stats(self, destination: str | None) -> list[DestinationStats]:
+    def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
         """As `stats`."""
 
     @abc.abstractmethod
@@ -607,13 +671,30 @@ class AsyncRepository(abc.ABC):
         refused = await self._save_each(checked) if checked else set()
         moved_on_but(originals, refused)
 
+    async def enqueue_new(
+        self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
+    ) -> int:
+        """As `Repository.enqueue_new`."""
+        return await self._enqueue_new(
+            check_destination(destination),
+            check_duration(sweep_interval, "sweep_interval", zero=True),
+        )
+
+    async def has_destination(self, destination: str) -> bool:
+        """As `Repository.has_destination`."""
+        return await self._has_destination(check_destination(destination))
+
     async def count_unqueued(self, destination: str) -> int:
         """As `Repository.count_unqueued`."""
         return await self._count_unqueued(check_destination(destination))
 
-    async def stats(self, destination: str | None = None) -> list[DestinationStats]:
+    async def stats(
+        self, destination: str | None = None, *, unqueued: bool = True
+    ) -> list[DestinationStats]:
         """As `Repository.stats`."""
-        return await self._stats(check_optional_destination(destination))
+        return await self._stats(
+            check_optional_destination(destination), check_flag(unqueued, "unqueued")
+        )
 
     async def heartbeat(self, job: FullText) -> datetime:
         """As `Repository.heartbeat`."""
@@ -781,11 +862,19 @@ class AsyncRepository(abc.ABC):
         """As `Repository._save_each`."""
 
     @abc.abstractmethod
+    async def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+        """As `Repository._enqueue_new`."""
+
+    @abc.abstractmethod
+    async def _has_destination(self, destination: str) -> bool:
+        """As `Repository._has_destination`."""
+
+    @abc.abstractmethod
     async def _count_unqueued(self, destination: str) -> int:
         """As `Repository._count_unqueued`."""
 
     @abc.abstractmethod
-    async def _stats(self, destination: str | None) -> list[DestinationStats]:
+    async def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
         """As `Repository._stats`."""
 
     @abc.abstractmethod

@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0009"
+SCHEMA_REVISION: Final = "0010"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -158,6 +158,17 @@ def tables_for(dialect_name: str) -> Tables:
         postgresql_where=fulltext.c.status == "ready",
         sqlite_where=fulltext.c.status == "ready",
     )
+    # Jobs a retry returns to ready (0010): `retry DEST` and the look at a
+    # destination's failures read it instead of every job. Claims and
+    # finishes do not pay for it: a write adds an entry only for a job that
+    # becomes failed or skipped.
+    retryable = fulltext.c.status.in_(["failed", "skipped"])
+    sa.Index(
+        "fulltext_retryable_idx",
+        fulltext.c.destination,
+        postgresql_where=retryable,
+        sqlite_where=retryable,
+    )
     sa.Index(
         "fulltext_running_idx",
         fulltext.c.destination,
@@ -166,10 +177,20 @@ def tables_for(dialect_name: str) -> Tables:
     )
     # The default item source. Not "items": on SQLite, which has no schemas,
     # that would collide with an app's own table of that name (0006).
+    # Its insertion order (0010) is the producer's watermark for new items,
+    # whatever their ids: `seq` on PostgreSQL, the rowid on SQLite.
     items = sa.Table(
         "fulltext_items",
         metadata,
         sa.Column("id", sa.Text, primary_key=True),
+        *(
+            [
+                sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False),
+                sa.Index("fulltext_items_seq_idx", "seq"),
+            ]
+            if postgresql
+            else []
+        ),
         schema=schema,
     )
     # The largest item id create_job_for_unqueued has handed out, per
@@ -179,6 +200,10 @@ def tables_for(dialect_name: str) -> Tables:
         metadata,
         sa.Column("destination", sa.Text, primary_key=True),
         sa.Column("item_id", sa.Text, nullable=False),
+        # The producer's (0010): how far its watermark over the items'
+        # insertion order has got, and when its last full sweep began.
+        sa.Column("item_seq", sa.BigInteger),
+        sa.Column("swept_at", UTCDateTime),
         schema=schema,
     )
     # Each destination's start-rate bucket (0009; see

@@ -58,6 +58,10 @@ EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
         "CREATE INDEX fulltext_running_idx ON jobs.fulltext USING btree (destination) "
         "WHERE (status = 'running'::job_statuses)"
     ),
+    ("index", "fulltext_retryable_idx"): (
+        "CREATE INDEX fulltext_retryable_idx ON jobs.fulltext USING btree (destination) "
+        "WHERE (status = ANY (ARRAY['failed'::job_statuses, 'skipped'::job_statuses]))"
+    ),
     ("trigger", "fulltext_ready_inserted"): (
         "CREATE TRIGGER fulltext_ready_inserted AFTER INSERT ON jobs.fulltext "
         "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
@@ -85,6 +89,10 @@ EXPECTED_SQLITE: Final[dict[tuple[str, str], str]] = {
     ),
     ("index", "fulltext_running_idx"): (
         "CREATE INDEX fulltext_running_idx ON fulltext (destination) WHERE status = 'running'"
+    ),
+    ("index", "fulltext_retryable_idx"): (
+        "CREATE INDEX fulltext_retryable_idx ON fulltext (destination) "
+        "WHERE status IN ('failed', 'skipped')"
     ),
     ("trigger", "fulltext_seq"): (
         "CREATE TRIGGER fulltext_seq AFTER INSERT ON fulltext FOR EACH ROW "

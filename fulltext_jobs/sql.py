@@ -413,6 +413,80 @@ class SqlAlchemyRepository(Repository):
             after = upper
         return created
 
+    def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+        now = read_clock(self._clock, self._lease)
+        sequenced = self._sequenced()
+        key = self._sql.producer_key(sequenced=sequenced)
+        params = {"dest": destination}
+        created = 0
+        while True:
+            # Each batch in a transaction of its own, holding the producer's
+            # row, so that producers of one destination take turns; an idle
+            # call is this one transaction: the lock and one index probe.
+            with self._connection("enqueue_new") as connection:
+                self._lock_out_original_creators(connection)
+                row = connection.execute(self._sql.lock_producer, params).one()
+                if row.swept_at is None or row.swept_at + sweep_interval <= now:
+                    break  # a sweep is due (it also takes what is new)
+                watermark = (row.item_seq or 0) if sequenced else row.item_id
+                upper, found = connection.execute(
+                    self._sql.new_items(key, watermark, self._enqueue_batch_size)
+                ).one()
+                if not found:
+                    return created
+                created += connection.execute(
+                    self._sql.enqueue_batch(
+                        destination, watermark, upper, None, skip_queued=False, key=key
+                    )
+                ).rowcount
+                connection.execute(
+                    self._sql.move_producer(sequenced=sequenced, swept=False),
+                    {**params, "upper": upper},
+                )
+            if found < self._enqueue_batch_size:
+                return created
+        return self._sweep(destination, key, now, sequenced=sequenced)
+
+    def _sweep(
+        self, destination: str, key: sa.ColumnElement[Any], now: datetime, *, sequenced: bool
+    ) -> int:
+        """The producer's full sweep: every unqueued eligible item, then the
+        watermark moved to the largest key there was before the sweep began
+        (an item added meanwhile is past it, and found next time).
+
+        The producer's row is not held through the sweep, which runs in
+        batches of their own: two producers that find a sweep due at the
+        same moment both sweep, which costs time only (the inserts pass
+        over each other's jobs)."""
+        with self._connection("enqueue_new") as connection:
+            top = connection.execute(self._sql.top_key(key)).scalar_one_or_none()
+        created = self._enqueue_unqueued(destination, limit=None, progress=None)
+        with self._connection("enqueue_new") as connection:
+            connection.execute(self._sql.lock_producer, {"dest": destination})
+            connection.execute(
+                self._sql.move_producer(sequenced=sequenced, swept=True),
+                {
+                    "dest": destination,
+                    "upper": (0 if sequenced else "") if top is None else top,
+                    "now": now,
+                },
+            )
+        return created
+
+    def _sequenced(self) -> bool:
+        """Whether the producer's watermark can be over the items' insertion
+        order: the default items table, except the view an adopted database
+        has in its place."""
+        if not self._owns_items:
+            return False
+        return self._engine.dialect.name != "postgresql" or not self._schema_state().adopted
+
+    def _has_destination(self, destination: str) -> bool:
+        with self._connection("has_destination", single_statement=True) as connection:
+            return bool(
+                connection.execute(self._sql.has_destination, {"dest": destination}).scalar_one()
+            )
+
     def _get_ready_job(self, destination: str) -> FullText:
         now = read_clock(self._clock, self._lease)
         params = {
@@ -541,9 +615,9 @@ class SqlAlchemyRepository(Repository):
         with self._connection("count_unqueued", single_statement=True) as connection:
             return connection.execute(self._sql.count_unqueued(destination)).scalar_one()
 
-    def _stats(self, destination: str | None) -> list[DestinationStats]:
+    def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
         # One transaction, so the counts and the unqueued figures agree.
-        with self._connection("stats") as connection:
+        with self._connection("stats", single_statement=not unqueued) as connection:
             counts: dict[str, dict[str, int]] = {}
             for name, status, count in connection.execute(self._sql.count_by_status(destination)):
                 counts.setdefault(name, {})[status] = count
@@ -552,7 +626,9 @@ class SqlAlchemyRepository(Repository):
                 DestinationStats.of(
                     name,
                     counts.get(name, {}),
-                    connection.execute(self._sql.count_unqueued(name)).scalar_one(),
+                    connection.execute(self._sql.count_unqueued(name)).scalar_one()
+                    if unqueued
+                    else None,
                 )
                 for name in names
             ]

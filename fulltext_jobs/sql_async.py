@@ -157,11 +157,17 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
         return await self._call(lambda repo: repo._save_each(jobs))  # noqa: SLF001
 
+    async def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+        return await self._call(lambda repo: repo._enqueue_new(destination, sweep_interval))  # noqa: SLF001
+
+    async def _has_destination(self, destination: str) -> bool:
+        return await self._call(lambda repo: repo._has_destination(destination))  # noqa: SLF001
+
     async def _count_unqueued(self, destination: str) -> int:
         return await self._call(lambda repo: repo._count_unqueued(destination))  # noqa: SLF001
 
-    async def _stats(self, destination: str | None) -> list[DestinationStats]:
-        return await self._call(lambda repo: repo._stats(destination))  # noqa: SLF001
+    async def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
+        return await self._call(lambda repo: repo._stats(destination, unqueued))  # noqa: SLF001
 
     async def _list_jobs(
         self,

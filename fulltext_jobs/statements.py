@@ -392,12 +392,17 @@ class Statements:
         and takes its lock: creators of one destination queue up here, one at
         a time, while creators of other destinations pass.
         """
+        return self._cursor_row().returning(self.tables.enqueue_cursor.c.item_id)
+
+    def _cursor_row(self) -> pg.Insert | sqlite.Insert:
+        """The upsert of `:dest`'s cursor row that creates it if need be and
+        otherwise updates it to itself, which locks it."""
         cursor = self.tables.enqueue_cursor
         stmt = self._insert(cursor).values(destination=sa.bindparam("dest"), item_id="")
         return stmt.on_conflict_do_update(
             index_elements=[cursor.c.destination],
             set_={"item_id": cursor.c.item_id},
-        ).returning(cursor.c.item_id)
+        )
 
     @functools.cached_property
     def move_cursor(self) -> sa.Update:
@@ -491,14 +496,15 @@ class Statements:
             query = query.where(ft.c.item_id <= upper)
         return sa.select(query.exists())
 
-    def enqueue_batch(
+    def enqueue_batch(  # noqa: PLR0913 - the parts of one statement
         self,
         destination: str,
-        after: str | None,
-        upper: str | None,
+        after: str | int | None,
+        upper: str | int | None,
         limit: int | None,
         *,
         skip_queued: bool,
+        key: ColumnElement[Any] | None = None,
     ) -> sa.Insert:
         """Queue the unqueued eligible items with ids in (after, upper], at
         most `limit` of them, smallest ids first.
@@ -510,9 +516,14 @@ class Statements:
         nothing to pass over. Either way the conflict clause turns an item
         that another caller queues meanwhile into no row, so concurrent
         callers never collide. Jobs get `seq` in id order.
+
+        `key` (default: the item id) is the column the range is over: the
+        producer's `producer_key` for new items. Within a batch, jobs get
+        `seq` in id order whatever the key, as the in-memory store does.
         """
         ft = self.tables.fulltext
         item_id = self.items.id
+        key = item_id if key is None else key
         query = sa.select(
             self._new_uuid(),
             item_id,
@@ -522,9 +533,9 @@ class Statements:
         if self.items.eligible is not None:
             query = query.where(self.items.eligible)
         if after is not None:
-            query = query.where(item_id > after)
+            query = query.where(key > after)
         if upper is not None:
-            query = query.where(item_id <= upper)
+            query = query.where(key <= upper)
         # Without the probe, still a WHERE: SQLite needs one to tell the
         # upsert's ON CONFLICT from a join's ON.
         query = self._unqueued(query, destination) if skip_queued else query.where(sa.true())
@@ -538,6 +549,67 @@ class Statements:
         return stmt.on_conflict_do_nothing(
             index_elements=[ft.c.item_id, ft.c.destination]
         ).execution_options(preserve_rowcount=True)
+
+    # --- the producer: new items past a watermark, and a periodic sweep -------
+
+    def producer_key(self, *, sequenced: bool) -> ColumnElement[Any]:
+        """The column the producer's watermark is over: with `sequenced`
+        (the default items table, not a view of an adopted database's), the
+        items' insertion order (`seq` on PostgreSQL, the rowid on SQLite),
+        which every new item passes whatever its id; otherwise the item id,
+        which finds new items whose ids sort above every id seen before
+        (the others wait for the sweep)."""
+        if not sequenced:
+            return self.items.id
+        items = self.tables.items
+        if self.postgresql:
+            return items.c.seq
+        return sa.literal_column(f"{items.name}.rowid", sa.Integer)
+
+    @functools.cached_property
+    def lock_producer(self) -> sa.Insert:
+        """Return the producer's state for `:dest` (the item id watermark,
+        the insertion-order watermark, when the last full sweep began),
+        creating the row if need be, and lock it until the transaction ends:
+        the row of `lock_cursor`, so producers and creators of one
+        destination take turns."""
+        cursor = self.tables.enqueue_cursor
+        return self._cursor_row().returning(cursor.c.item_id, cursor.c.item_seq, cursor.c.swept_at)
+
+    def new_items(
+        self, key: ColumnElement[Any], after: str | int, size: int
+    ) -> sa.Select[Any, int]:
+        """The largest key among the first `size` eligible items past
+        `after` in `key` order, and how many there are (size: maybe more
+        follow). With nothing new, one probe of the key's index: the idle
+        producer's whole cost."""
+        batch = (
+            self.items.ids()
+            .add_columns(key.label("k"))
+            .where(key > after)
+            .order_by(key)
+            .limit(size)
+            .subquery("batch")
+        )
+        return sa.select(sa.func.max(batch.c.k), sa.func.count()).select_from(batch)
+
+    def top_key(self, key: ColumnElement[Any]) -> sa.Select[Any]:
+        """The largest key of any item: where a sweep leaves the watermark."""
+        return sa.select(sa.func.max(key)).select_from(self.items.from_clause)
+
+    def move_producer(self, *, sequenced: bool, swept: bool) -> sa.Update:
+        """Raise the producer's watermark of `:dest` to `:upper` (never
+        lower it); with `swept`, also record `:now` as the start of the last
+        full sweep."""
+        cursor = self.tables.enqueue_cursor
+        column = cursor.c.item_seq if sequenced else cursor.c.item_id
+        upper = sa.bindparam("upper", type_=column.type)
+        values: dict[str, Any] = {
+            column.name: sa.case((sa.or_(column.is_(None), column < upper), upper), else_=column)
+        }
+        if swept:
+            values["swept_at"] = sa.bindparam("now", type_=cursor.c.swept_at.type)
+        return sa.update(cursor).where(cursor.c.destination == sa.bindparam("dest")).values(values)
 
     # --- claims --------------------------------------------------------------
 
@@ -814,6 +886,27 @@ class Statements:
         """How many eligible items have no job for `destination`."""
         unqueued = self._unqueued(self.items.ids(), destination).subquery()
         return sa.select(sa.func.count()).select_from(unqueued)
+
+    @functools.cached_property
+    def has_destination(self) -> sa.Select[bool]:
+        """Whether `:dest` has any job.
+
+        Three EXISTS, tried in turn (PostgreSQL runs each as an InitPlan
+        only when the OR before it was false): a ready job, through the
+        partial ready index; a running job, through the partial running
+        index; then any job, which is a scan that stops at the first job of
+        the destination. The last one reads the whole table only for a
+        destination with no job at all (a typo) or whose jobs sit at the
+        end of the table: no index leads with the destination alone, since
+        one more index on every claim and finish would cost throughput.
+        """
+        ft = self.tables.fulltext
+        dest = ft.c.destination == sa.bindparam("dest")
+        probes = [
+            sa.exists().where(dest, ft.c.status == sa.literal_column(f"'{status}'"))
+            for status in ("ready", "running")
+        ]
+        return sa.select(sa.or_(*probes, sa.exists().where(dest)))
 
     def count_by_status(self, destination: str | None) -> sa.Select[Any]:
         """Jobs per (destination, status)."""

@@ -86,6 +86,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
 from fulltext_jobs.domain import (
+    DEFAULT_SWEEP_INTERVAL,
     MAX_CLAIM,
     MAX_TIMESTAMP,
     FullText,
@@ -334,8 +335,11 @@ class Worker:
     before it releases their jobs.
 
     With `produce=True` the worker also fills the queue: when a claim finds
-    nothing it queues every eligible item that has no job
-    (`enqueue_unqueued`), and every `rescue_interval` seconds it returns
+    nothing it queues the items that arrived since it last looked, and every
+    `sweep_interval` seconds (default an hour; 0: every time) every eligible
+    item that has no job, for items that became eligible late
+    (`Repository.enqueue_new`: an idle look costs one index probe, not a
+    read of every item); and every `rescue_interval` seconds it returns
     expired jobs to `ready` (`rescue_expired`), failing those that have had
     `max_attempts` attempts.
 
@@ -372,11 +376,12 @@ class Worker:
     Raises `InvalidInput` for a repository that is not a `Repository`, a bad
     destination, a handler that is not callable, a count that is not a
     positive whole number, a time that is not a positive number of seconds
-    (`shutdown_timeout` may be 0), a `max_poll_interval` below
-    `poll_interval`, a `rate_limit` that is not a number of starts a second
-    from one a week to 100,000, or a `rate_burst` that is not a whole number
-    from 1 to 10,000 (or is given without a `rate_limit`), or a `timeout`
-    that is not a positive number of seconds up to a week.
+    up to a week (`shutdown_timeout` and `sweep_interval` may be 0), a
+    `max_poll_interval` below `poll_interval`, a `rate_limit` that is not a
+    number of starts a second from one a week to 100,000, a `rate_burst`
+    that is not a whole number from 1 to 10,000 (or is given without a
+    `rate_limit`), or a `timeout` that is not a positive number of seconds
+    up to a week.
     """
 
     def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
@@ -394,6 +399,7 @@ class Worker:
         shutdown_timeout: float = 30.0,
         produce: bool = False,
         rescue_interval: float = 60.0,
+        sweep_interval: float = DEFAULT_SWEEP_INTERVAL.total_seconds(),
         max_attempts: int | None = None,
         retry: RetryPolicy | None = None,
         rate_limit: float | None = None,
@@ -431,6 +437,9 @@ class Worker:
         self._listen = bool(listen)
         self._produce = bool(produce)
         self._rescue_interval = _seconds("rescue_interval", rescue_interval)
+        self._sweep_interval = timedelta(
+            seconds=_seconds("sweep_interval", sweep_interval, zero=True)
+        )
         self._retry = _retry_policy(retry, max_attempts)
         self._max_attempts = self._retry.max_attempts
         self._rate, self._burst = _rate_settings(rate_limit, rate_burst, self._batch_size)
@@ -755,7 +764,8 @@ class Worker:
         return 0
 
     def _make_work(self, run: _Run, *, idle_since: float) -> bool | None:
-        """Queue the destination's unqueued items (and, with `until_idle`,
+        """Queue the destination's new items, or all its unqueued items when
+        a sweep is due (and, with `until_idle`,
         rescue expired jobs); return whether that made any job ready, or
         None if a retryable error left that unknown.
 
@@ -766,7 +776,9 @@ class Worker:
             if ended > idle_since:
                 return made > 0
             try:
-                made = self._repository.enqueue_unqueued(self._destination)
+                made = self._repository.enqueue_new(
+                    self._destination, sweep_interval=self._sweep_interval
+                )
                 run.count("enqueued", made)
                 if run.until_idle:
                     # Before reporting idle: jobs whose worker died come back.

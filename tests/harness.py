@@ -42,7 +42,7 @@ from fulltext_jobs import (
     SqlAlchemyRepository,
 )
 from fulltext_jobs.audit import AuditProblem
-from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats
+from fulltext_jobs.domain import DEFAULT_LEASE, DEFAULT_SWEEP_INTERVAL, DestinationStats
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.schema import tables_for
 
@@ -258,11 +258,21 @@ class BlockingAsyncRepository(Repository):
     def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
         run_async(self.repo.save_many(jobs, atomic=atomic))
 
+    def enqueue_new(
+        self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
+    ) -> int:
+        return run_async(self.repo.enqueue_new(destination, sweep_interval=sweep_interval))
+
+    def has_destination(self, destination: str) -> bool:
+        return run_async(self.repo.has_destination(destination))
+
     def count_unqueued(self, destination: str) -> int:
         return run_async(self.repo.count_unqueued(destination))
 
-    def stats(self, destination: str | None = None) -> list[DestinationStats]:
-        return run_async(self.repo.stats(destination))
+    def stats(
+        self, destination: str | None = None, *, unqueued: bool = True
+    ) -> list[DestinationStats]:
+        return run_async(self.repo.stats(destination, unqueued=unqueued))
 
     def heartbeat(self, job: FullText) -> datetime:
         return run_async(self.repo.heartbeat(job))
@@ -322,7 +332,8 @@ class BlockingAsyncRepository(Repository):
     _get_fulltext = _save_fulltext = _create_job_for_unqueued = _get_ready_job = _never_called
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
-    _list_jobs = _next_due = _take_rate_tokens = _save_each = _never_called
+    _list_jobs = _next_due = _take_rate_tokens = _never_called
+    _enqueue_new = _has_destination = _save_each = _never_called
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -301,7 +301,9 @@ def test_the_command_line_sees_the_originals_eligible_items_after_adopting(origi
     url, _ = original
     runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
     assert runner.invoke(app, ["--database-url", url, "migrate", "adopt"]).exit_code == 0
-    done = runner.invoke(app, ["--database-url", url, "stats", "quotations", "--json"])
+    done = runner.invoke(
+        app, ["--database-url", url, "stats", "quotations", "--unqueued", "--json"]
+    )
     assert done.exit_code == 0, done.stderr
     # item-1 and item-2 have quotation jobs; item-3 and item-4 are eligible;
     # item-5 has no metadata.
@@ -442,3 +444,21 @@ def test_an_adopted_database_shows_no_schema_drift(adopted):
     *_, engine = adopted
     with engine.connect() as connection:
         assert schema_problems(connection) == []
+
+
+def test_on_an_adopted_database_the_producer_keeps_its_watermark_over_the_id(adopted):
+    """The items there are a view of the original's, with no insertion
+    order of ours (migration 0010 gives it none): new items above the
+    largest id seen are found at once, others at the sweep."""
+    url, _, engine = adopted
+    repo = SqlAlchemyRepository(engine)  # the default source: the view
+    assert repo.enqueue_new("quotations") == 2  # the first call sweeps: item-3 and item-4
+    with psycopg_connect(url) as conn:
+        conn.execute(
+            "INSERT INTO items VALUES ('item-0', 'A ledger', '{\"k\": 0}'), "
+            "('item-9', 'A poster', '{\"k\": 9}')"
+        )
+    assert repo.enqueue_new("quotations") == 1  # item-9, past the watermark
+    assert repo.count_unqueued("quotations") == 1  # item-0 sorts below it
+    assert repo.enqueue_new("quotations", sweep_interval=timedelta(0)) == 1
+    assert repo.count_unqueued("quotations") == 0

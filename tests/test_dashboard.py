@@ -87,7 +87,7 @@ def reader(url: str, ledger: Ledger) -> Iterator[sa.Engine]:  # noqa: ARG001 - f
 
 
 def test_the_overview_reads_each_destination(ledger: Ledger, reader: sa.Engine):
-    overview = read_overview(reader, now=NOW, minutes=15, failures=5)
+    overview = read_overview(reader, now=NOW, minutes=15, failures=5, unqueued=True)
     assert overview.taken == NOW
     assert [row.destination for row in overview.destinations] == [DEST, "other"]
     row = overview.destinations[0]
@@ -117,6 +117,22 @@ def test_the_overview_reads_each_destination(ledger: Ledger, reader: sa.Engine):
     assert overview.destinations[1].minutes[-1].done == 1
 
 
+def test_the_overview_counts_no_unqueued_items_unless_asked(reader: sa.Engine):
+    # Counting them reads every item: a dashboard refreshing every second
+    # must not do that on a ledger of millions by default.
+    row = read_overview(reader, now=NOW).destinations[0]
+    assert row.stats.unqueued is None
+    assert row.stats.jobs == 6
+    assert row.total == 6
+    page = create_app(Snapshots(reader, clock=lambda: NOW), refresh=2)
+    with served(page) as base:
+        client = Client(base)
+        assert 'data-status="unqueued"><span title="not counted' in client.get("/").text
+        values = metric_values(client.get("/metrics").text)
+    assert ("fulltext_jobs_unqueued", (("destination", DEST),)) not in values
+    assert values[("fulltext_jobs_jobs", (("destination", DEST), ("status", "ready")))] == 1
+
+
 def test_jobs_are_listed_by_status_a_page_at_a_time(ledger: Ledger, reader: sa.Engine):
     first = list_jobs(reader, DEST, JobStatus.FINISHED, limit=2)
     assert [row.job.id for row in first] == [job.id for job in reversed(ledger.finished)][:2]
@@ -144,7 +160,7 @@ def test_an_unmigrated_database_is_named(tmp_path: Path):
 
 @pytest.fixture
 def client(ledger: Ledger, reader: sa.Engine) -> Iterator[Client]:  # noqa: ARG001
-    snapshots = Snapshots(reader, clock=lambda: NOW)
+    snapshots = Snapshots(reader, clock=lambda: NOW, unqueued=True)
     with served(create_app(snapshots, refresh=2, title="the ledger")) as base:
         yield Client(base)
 

@@ -75,7 +75,7 @@ def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browse
     engine = fulltext_jobs.create_engine(f"sqlite:///{tmp_path / 'fulltext-jobs.sqlite3'}")
     demo.run(engine)
     repo = SqlAlchemyRepository(engine)
-    with dashboard_process(tmp_path, "--refresh", "0.5") as (process, base):
+    with dashboard_process(tmp_path, "--refresh", "0.5", "--unqueued") as (process, base):
         started = time.monotonic()
         browser.get(base)
         assert browser.title == "fulltext-jobs: sqlite:///fulltext-jobs.sqlite3"

@@ -52,6 +52,13 @@ TABLES_AT = {
     "0007": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
     "0008": {"fulltext", "fulltext_items", "enqueue_cursor", WINDOW_TABLE},
     "0009": {"fulltext", "fulltext_items", "enqueue_cursor", "fulltext_rate_limit", WINDOW_TABLE},
+    "0010": {
+        "fulltext",
+        "fulltext_items",
+        "enqueue_cursor",
+        "fulltext_rate_limit",
+        WINDOW_TABLE,
+    },
 }
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))

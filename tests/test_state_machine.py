@@ -666,6 +666,32 @@ class AdaptersAgree(RuleBasedStateMachine):
         for item in picked:
             self.ledger[item, destination] = ModelJob(S.READY, next(self.seq))
 
+    @rule(destination=destinations, sweep=st.booleans())
+    def enqueue_new(self, destination: str, sweep: bool) -> None:
+        # What the watermark finds and what a sweep finds are the same for
+        # the default source (every new item is past its insertion-order
+        # watermark) and for any source when every call sweeps: every
+        # unqueued eligible item, in id order. An app's source between
+        # sweeps is left out: the SQL stores' watermark there is over the
+        # id, which passes over late arrivals that the memory store finds.
+        if destination in APP_DESTINATIONS and not sweep:
+            return
+        interval = timedelta(0) if sweep else timedelta(hours=1)
+        unqueued = sorted(
+            item for item in self.eligible(destination) if (item, destination) not in self.ledger
+        )
+        outcomes = {
+            backend.name: attempt(
+                lambda backend=backend: self.repo(backend, destination).enqueue_new(
+                    destination, sweep_interval=interval
+                )
+            )
+            for backend in self.backends
+        }
+        assert outcomes == self.everywhere(len(unqueued))
+        for item in unqueued:
+            self.ledger[item, destination] = ModelJob(S.READY, next(self.seq))
+
     @rule(
         target=jobs,
         keys=st.lists(jobs, unique=True, max_size=3),

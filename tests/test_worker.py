@@ -29,6 +29,7 @@ from harness import FakeClock, SqliteTemplate
 
 import fulltext_jobs
 from fulltext_jobs import (
+    DEFAULT_SWEEP_INTERVAL,
     FullText,
     InMemoryRepository,
     InvalidInput,
@@ -483,9 +484,11 @@ class Flaky(InMemoryRepository):
         self._maybe_fail("heartbeat")
         return super().heartbeat(job)
 
-    def enqueue_unqueued(self, destination: str, *, limit: int | None = None) -> int:
-        self._maybe_fail("enqueue_unqueued")
-        return super().enqueue_unqueued(destination, limit=limit)
+    def enqueue_new(
+        self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
+    ) -> int:
+        self._maybe_fail("enqueue_new")
+        return super().enqueue_new(destination, sweep_interval=sweep_interval)
 
 
 def test_retryable_store_errors_are_counted_and_the_worker_goes_on():
@@ -497,7 +500,7 @@ def test_retryable_store_errors_are_counted_and_the_worker_goes_on():
 
     repo = Flaky(
         items=item_ids(3),
-        fail={"get_ready_job", "save_fulltext", "enqueue_unqueued"},
+        fail={"get_ready_job", "save_fulltext", "enqueue_new"},
         error=StoreError("connection lost", retryable=True),
     )
     stats = Worker(repo, DEST, Recorder(), produce=True, wait=wait).run(until_idle=True)
