@@ -41,6 +41,7 @@ from fulltext_jobs.errors import (
     SchemaNotMigrated,
     SchemaTooNew,
     StaleJob,
+    StaleJobs,
     StoreError,
 )
 from fulltext_jobs.memory import InMemoryRepository
@@ -93,6 +94,7 @@ __all__ = [
     "SkipJob",
     "SqlAlchemyRepository",
     "StaleJob",
+    "StaleJobs",
     "StoreError",
     "Worker",
     "WorkerMetrics",

@@ -149,6 +149,14 @@ def utc(moment: datetime | None = None) -> datetime:
     """
     if moment is None:
         return datetime.now(UTC)
+    if (
+        moment.__class__ is datetime
+        and moment.tzinfo is UTC
+        and MIN_TIMESTAMP <= moment <= MAX_TIMESTAMP
+    ):
+        # Already what is asked for (as every timestamp read from a store
+        # is): the common case, on the hot path, so it is cut short.
+        return moment
     if not isinstance(moment, datetime):
         msg = f"expected a datetime, got {type(moment).__name__}"
         raise InvalidInput(msg)
@@ -270,6 +278,25 @@ class FullText:
             id=uuid.uuid4(),
             item_id=check_item_id(item_id),
             destination=check_destination(destination),
+        )
+
+    def copy(self) -> FullText:
+        """A copy of the job, field for field: what `dataclasses.replace(job)`
+        makes, at a third of its cost (a worker copies every job it
+        handles)."""
+        return FullText(
+            self.id,
+            self.item_id,
+            self.destination,
+            self.started,
+            self.finished,
+            self.status,
+            self.attempts,
+            self.claim_token,
+            self.lease_expires,
+            self.last_error,
+            self.version,
+            self.not_before,
         )
 
     def can(self, action: Action) -> bool:

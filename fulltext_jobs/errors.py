@@ -7,6 +7,9 @@ docstring is its default message.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
+
 __all__ = [
     "AllQueued",
     "DuplicateJob",
@@ -20,6 +23,7 @@ __all__ = [
     "SchemaNotMigrated",
     "SchemaTooNew",
     "StaleJob",
+    "StaleJobs",
     "StoreError",
 ]
 
@@ -65,6 +69,19 @@ class StaleJob(LostClaim):
 
     A subclass of `LostClaim`: a worker whose claim was taken over gets it
     too, since a rescue or a new claim changed the job."""
+
+
+class StaleJobs(StaleJob):
+    """Some jobs of a batch were refused, each for the reason a `StaleJob`
+    gives; the others were saved (`save_many(..., atomic=False)`).
+
+    `refused` holds the ids of the refused jobs, in the order given. A
+    subclass of `StaleJob`, and so of `LostClaim`: code that catches those
+    still catches it, but must know that the rest of the batch was saved."""
+
+    def __init__(self, message: str | None = None, *, refused: Iterable[uuid.UUID] = ()) -> None:
+        super().__init__(message)
+        self.refused: tuple[uuid.UUID, ...] = tuple(refused)
 
 
 class InvalidInput(JobsError, ValueError):  # noqa: N818 - reads as a condition

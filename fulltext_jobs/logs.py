@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Final
@@ -27,22 +27,34 @@ __all__ = ["CONTEXT_FIELDS", "JsonFormatter", "context_fields", "log_context"]
 #: The fields a log context may carry, in the order a JSON line shows them.
 CONTEXT_FIELDS: Final = ("destination", "job_id")
 
+_KNOWN_FIELDS: Final = frozenset(CONTEXT_FIELDS)
+
 _context: ContextVar[Mapping[str, str] | None] = ContextVar("fulltext_jobs_log", default=None)
 
 
-@contextmanager
-def log_context(**fields: object) -> Iterator[None]:
+def log_context(**fields: object) -> AbstractContextManager[None]:
     """Tag the records logged inside the block (in this thread or task) with
     `fields` (of `CONTEXT_FIELDS`), on top of the context already set."""
-    unknown = set(fields) - set(CONTEXT_FIELDS)
-    if unknown:
-        msg = f"unknown log context fields: {sorted(unknown)}"
+    if not _KNOWN_FIELDS.issuperset(fields):
+        msg = f"unknown log context fields: {sorted(set(fields) - _KNOWN_FIELDS)}"
         raise ValueError(msg)
-    token = _context.set({**context_fields(), **{k: str(v) for k, v in fields.items()}})
-    try:
-        yield
-    finally:
-        _context.reset(token)
+    return _Tagged({name: str(value) for name, value in fields.items()})
+
+
+class _Tagged:
+    """The block of a `log_context`: a plain class rather than a
+    `contextmanager` generator, since the worker enters one for every job."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self._fields = fields
+
+    def __enter__(self) -> None:
+        self._token = _context.set({**context_fields(), **self._fields})
+
+    def __exit__(self, *exc_info: object) -> None:
+        _context.reset(self._token)
 
 
 def context_fields() -> Mapping[str, str]:

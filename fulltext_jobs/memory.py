@@ -158,28 +158,44 @@ class InMemoryRepository(Repository):
 
     def _save_many(self, jobs: list[FullText]) -> None:
         with self._lock:
-            # Row by row, as the SQL adapter's compare-and-swap statements
-            # run: a clash on the unique pair stops the batch at once, a
-            # stale copy only skips its row; all or nothing, as its
-            # transaction is.
             saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
-            stale = 0
-            try:
-                for job in jobs:
-                    if self._is_stale(job):
-                        stale += 1
-                        continue
-                    self._check_pair_free(job)
-                    self._store(replace(stored_form(job), version=job.version + 1))
-            except DuplicateJob:
-                self._jobs, self._by_pair, self._seq = saved
-                raise
+            stale = len(self._store_each(jobs, saved))
             if stale:
+                # All or nothing, as the SQL adapter's transaction is.
                 self._jobs, self._by_pair, self._seq = saved
                 raise StaleJob(
                     f"{stale} of the jobs have changed since they were read (or lost their "
                     "claims); nothing was saved"
                 )
+
+    def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
+        with self._lock:
+            saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
+            return self._store_each(jobs, saved)
+
+    def _store_each(
+        self,
+        jobs: list[FullText],
+        saved: tuple[
+            dict[uuid.UUID, FullText], dict[tuple[str, str], uuid.UUID], dict[uuid.UUID, int]
+        ],
+    ) -> set[uuid.UUID]:
+        """Store each job that is not stale, row by row as the SQL adapter's
+        compare-and-swap runs, and return the ids of the stale ones; a clash
+        on the unique pair puts `saved` (the state before) back and raises
+        `DuplicateJob`. Called under the lock."""
+        refused: set[uuid.UUID] = set()
+        try:
+            for job in jobs:
+                if self._is_stale(job):
+                    refused.add(job.id)
+                    continue
+                self._check_pair_free(job)
+                self._store(replace(stored_form(job), version=job.version + 1))
+        except DuplicateJob:
+            self._jobs, self._by_pair, self._seq = saved
+            raise
+        return refused
 
     def _heartbeat(self, job: FullText) -> datetime:
         lease_until = read_clock(self._clock, self._lease) + self._lease

@@ -71,6 +71,7 @@ from fulltext_jobs.domain import (
     check_statuses,
     job_list,
 )
+from fulltext_jobs.errors import InvalidInput, StaleJobs
 from fulltext_jobs.rate_limit import MAX_BURST, RateTokens, check_burst, check_rate
 from fulltext_jobs.retry import DEFAULT_RETRY
 
@@ -220,7 +221,7 @@ class Repository(abc.ABC):
         """
         return self._claim_ready(check_destination(destination), check_claim_size(n))
 
-    def save_many(self, jobs: Iterable[FullText]) -> None:
+    def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
         """Store many jobs at once, each as `save_fulltext` would: all of them
         or, on any error, none.
 
@@ -229,11 +230,23 @@ class Repository(abc.ABC):
         (see `save_fulltext`), and `InvalidInput` if any job is bad or two of
         them share an id or an (item, destination) pair. Only when all are
         saved are the copies' `version`s moved on.
+
+        With `atomic=False` (what a worker finishing a batch wants) each job
+        is judged on its own: the stale copies are refused and the others
+        saved, in one transaction. The saved copies' `version`s move on;
+        then, if any was refused, `StaleJobs` (a `StaleJob`) is raised with
+        the refused ids in `refused`, and those copies are left as they
+        were. `DuplicateJob` and `InvalidInput` still save nothing: they
+        are errors in the batch, not news about other writers.
         """
         originals, checked = checked_batch(jobs)
-        if checked:
-            self._save_many(checked)
-        moved_on(originals)
+        if check_atomic(atomic):
+            if checked:
+                self._save_many(checked)
+            moved_on(originals)
+            return
+        refused = self._save_each(checked) if checked else set()
+        moved_on_but(originals, refused)
 
     def enqueue_new(
         self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
@@ -569,6 +582,13 @@ class Repository(abc.ABC):
         promises; the port moves the callers' versions on."""
 
     @abc.abstractmethod
+    def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
+        """Store each of the checked copies `jobs` (at least one) that is not
+        stale, in one transaction, and return the ids of the stale ones; a
+        `DuplicateJob` saves none. The port moves the saved copies'
+        versions on."""
+
+    @abc.abstractmethod
     def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
         """As `enqueue_new`."""
 
@@ -640,12 +660,16 @@ class AsyncRepository(abc.ABC):
         """As `Repository.claim_ready`."""
         return await self._claim_ready(check_destination(destination), check_claim_size(n))
 
-    async def save_many(self, jobs: Iterable[FullText]) -> None:
+    async def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
         """As `Repository.save_many`."""
         originals, checked = checked_batch(jobs)
-        if checked:
-            await self._save_many(checked)
-        moved_on(originals)
+        if check_atomic(atomic):
+            if checked:
+                await self._save_many(checked)
+            moved_on(originals)
+            return
+        refused = await self._save_each(checked) if checked else set()
+        moved_on_but(originals, refused)
 
     async def enqueue_new(
         self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
@@ -834,6 +858,10 @@ class AsyncRepository(abc.ABC):
         """As `Repository._save_many`."""
 
     @abc.abstractmethod
+    async def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
+        """As `Repository._save_each`."""
+
+    @abc.abstractmethod
     async def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
         """As `Repository._enqueue_new`."""
 
@@ -876,3 +904,27 @@ def moved_on(jobs: list[FullText]) -> None:
     """After a save of all of `jobs`, each copy is at the stored version."""
     for job in jobs:
         job.version += 1
+
+
+def moved_on_but(jobs: list[FullText], refused: set[uuid.UUID]) -> None:
+    """After a save of each of `jobs` on its own: the saved copies are at
+    the stored version; raise `StaleJobs` naming the refused ones, if any."""
+    for job in jobs:
+        if job.id not in refused:
+            job.version += 1
+    if refused:
+        ids = [job.id for job in jobs if job.id in refused]
+        msg = (
+            f"{len(ids)} of {len(jobs)} jobs have changed since they were read (or lost "
+            f"their claims) and were not saved: {', '.join(map(str, ids[:5]))}"
+            f"{', ...' if len(ids) > 5 else ''}; the others were saved"
+        )
+        raise StaleJobs(msg, refused=ids)
+
+
+def check_atomic(atomic: object) -> bool:
+    """`atomic` if it is a bool; raise `InvalidInput` otherwise."""
+    if not isinstance(atomic, bool):
+        msg = f"atomic must be True or False, not {atomic!r}"
+        raise InvalidInput(msg)
+    return atomic

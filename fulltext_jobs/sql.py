@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import operator
+import re
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -61,6 +63,7 @@ from fulltext_jobs.statements import (
     ItemSource,
     Statements,
     compile_for_driver,
+    job_arrays,
     job_from_values,
     job_row,
     to_job,
@@ -80,6 +83,8 @@ _SCHEMAS: weakref.WeakKeyDictionary[Engine, SchemaState] = weakref.WeakKeyDictio
 SQLITE_LEASE_PER_BUSY_TIMEOUT: Final = 2
 
 _log = logging.getLogger(__name__)
+
+_BATCH_DUPLICATE: Final = "one of the jobs would be a second job for its item and destination"
 
 # A caller that loses the race for an item tries again; each lost race means
 # another caller won, so this bound is only reached if something is wrong.
@@ -265,37 +270,54 @@ class SqlAlchemyRepository(Repository):
             raise StaleJob(_stale_message(stored))
 
     def _save_many(self, checked: list[FullText]) -> None:
-        duplicate = "one of the jobs would be a second job for its item and destination"
-        with self._connection("save_many", duplicate=duplicate) as connection:
+        with self._connection("save_many", duplicate=_BATCH_DUPLICATE) as connection:
             # Each row is the compare-and-swap of save_fulltext; the
             # transaction makes them all or nothing.
             written = self._save_rows(connection, checked)
-            if written != len(checked):
+            if len(written) != len(checked):
                 # Leaving the block with an exception rolls every row back.
                 raise StaleJob(
-                    f"{len(checked) - written} of the jobs have changed since they were "
+                    f"{len(checked) - len(written)} of the jobs have changed since they were "
                     "read (or lost their claims); nothing was saved"
                 )
 
-    def _save_rows(self, connection: sa.Connection, jobs: list[FullText]) -> int:
+    def _save_each(self, checked: list[FullText]) -> set[uuid.UUID]:
+        # On PostgreSQL a batch of stored jobs is one statement, which
+        # needs no transaction of its own.
+        one_statement = self._sql.postgresql and all(job.version for job in checked)
+        with self._connection(
+            "save_many", single_statement=one_statement, duplicate=_BATCH_DUPLICATE
+        ) as connection:
+            written = self._save_rows(connection, checked)
+        return {job.id for job in checked} - written
+
+    def _save_rows(self, connection: sa.Connection, jobs: list[FullText]) -> set[uuid.UUID]:
         """Run each job's save (`insert_job` for a job never stored, else
-        `update_job`), in order; return how many wrote their row."""
+        `update_job`); return the ids of the jobs that wrote their row.
+
+        On PostgreSQL, a batch of stored jobs is one `update_jobs`
+        statement; a batch of new ones is one pipeline of `insert_job`."""
         inserts = [job.version == 0 for job in jobs]
+        if self._sql.postgresql and len(jobs) > 1 and not any(inserts):
+            arrays = job_arrays(jobs)
+            if self._hot is not None:
+                return {row[0] for row in self._hot.update_jobs.run_all(connection, arrays)}
+            return set(connection.execute(self._sql.update_jobs, arrays).scalars())
         rows = [job_row(job) for job in jobs]
-        if self._hot is not None and (all(inserts) or not any(inserts)):
+        if self._hot is not None and all(inserts):
             # One kind of statement: pipelined, in one round trip.
-            compiled = self._hot.insert_job if inserts[0] else self._hot.update_job
-            if len(rows) == 1:
-                return int(compiled.run(connection, rows[0]) is not None)
-            return compiled.run_many(connection, rows)
-        written = 0
-        for insert, row in zip(inserts, rows, strict=True):
+            returned = self._hot.insert_job.run_many(connection, rows)
+            return {job.id for job, row in zip(jobs, returned, strict=True) if row}
+        written = set()
+        for job, insert, row in zip(jobs, inserts, rows, strict=True):
             if self._hot is not None:
                 hot = self._hot.insert_job if insert else self._hot.update_job
-                written += hot.run(connection, row) is not None
+                wrote = hot.run(connection, row) is not None
             else:
                 statement = self._sql.insert_job if insert else self._sql.update_job
-                written += connection.execute(statement, row).first() is not None
+                wrote = connection.execute(statement, row).first() is not None
+            if wrote:
+                written.add(job.id)
         return written
 
     def _heartbeat(self, job: FullText) -> datetime:
@@ -486,11 +508,14 @@ class SqlAlchemyRepository(Repository):
 
     def _claim_ready(self, destination: str, n: int) -> list[FullText]:
         now = read_clock(self._clock, self._lease)
+        params = {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease}
         with self._connection("claim_ready", single_statement=True) as connection:
-            rows = connection.execute(
-                self._sql.claim_many,
-                {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease},
-            ).all()
+            if self._hot is not None:
+                values = self._hot.claim_many.run_all(connection, params)
+                # RETURNING keeps no order: `seq`, after the job's columns.
+                values.sort(key=operator.itemgetter(len(self._sql.job_columns)))
+                return [job_from_values(row) for row in values]
+            rows = connection.execute(self._sql.claim_many, params).all()
         return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
 
     def _list_jobs(
@@ -799,12 +824,31 @@ class _Compiled:
     call; and a lost connection discards the pool, as SQLAlchemy does.
     """
 
-    def __init__(self, statement: sa.ClauseElement, engine: Engine, keys: list[str]) -> None:
+    def __init__(
+        self,
+        statement: sa.ClauseElement,
+        engine: Engine,
+        keys: list[str],
+        *,
+        binary: bool = False,
+    ) -> None:
         self.sql, self.defaults = compile_for_driver(statement, engine.dialect, keys)
+        if binary:
+            # Parameters sent in binary: psycopg dumps a list as an array
+            # without quoting each element in Python, which for the arrays
+            # of a batch save costs more than the statement's round trip.
+            self.sql = re.sub(r"%\((\w+)\)s", r"%(\1)b", self.sql)
         self.engine = engine
 
     def run(self, connection: sa.Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """Execute with `params`; return the first row, if any."""
+        rows = self.run_all(connection, params, first=True)
+        return rows[0] if rows else None
+
+    def run_all(
+        self, connection: sa.Connection, params: dict[str, Any], *, first: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Execute with `params`; return every row (or only the first)."""
         dbapi_connection = connection.connection.dbapi_connection
         if dbapi_connection is None:  # pragma: no cover - the connection was just checked out
             msg = "the connection has been invalidated"
@@ -812,12 +856,14 @@ class _Compiled:
         cursor = self._cursor(connection, dbapi_connection, params)
         try:
             cursor.execute(self.sql, {**self.defaults, **params})
-            row: tuple[Any, ...] | None = cursor.fetchone() if cursor.description else None
+            rows: list[tuple[Any, ...]] = []
+            if cursor.description:
+                rows = cursor.fetchmany(1) if first else cursor.fetchall()
         except psycopg.Error as exc:
             raise self._wrapped(connection, exc, params) from exc
         finally:
             cursor.close()
-        return row
+        return rows
 
     def _cursor(
         self,
@@ -863,9 +909,9 @@ class _Compiled:
             self.sql, params, exc, psycopg.Error, connection_invalidated=lost
         )
 
-    def run_many(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> int:
+    def run_many(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> list[bool]:
         """Execute once per row of parameters, pipelined (one round trip);
-        return how many executions returned a row."""
+        return, for each, whether it returned a row."""
         dbapi_connection = connection.connection.dbapi_connection
         if dbapi_connection is None:  # pragma: no cover - the connection was just checked out
             msg = "the connection has been invalidated"
@@ -876,9 +922,9 @@ class _Compiled:
             raise TypeError(msg)
         try:
             cursor.executemany(self.sql, [{**self.defaults, **row} for row in rows], returning=True)
-            returned = 0
+            returned = []
             while True:
-                returned += len(cursor.fetchall())
+                returned.append(bool(cursor.fetchall()))
                 if not cursor.nextset():
                     return returned
         except psycopg.Error as exc:
@@ -895,4 +941,6 @@ class _HotPath:
         self.claim_one = _Compiled(sql.claim_one, engine, [])
         self.insert_job = _Compiled(sql.insert_job, engine, [])
         self.update_job = _Compiled(sql.update_job, engine, [])
+        self.update_jobs = _Compiled(sql.update_jobs, engine, [], binary=True)
+        self.claim_many = _Compiled(sql.claim_many, engine, [])
         self.take_rate_tokens = _Compiled(sql.take_rate_tokens, engine, [])

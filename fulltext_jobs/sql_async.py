@@ -154,6 +154,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _save_many(self, jobs: list[FullText]) -> None:
         await self._call(lambda repo: repo._save_many(jobs))  # noqa: SLF001
 
+    async def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
+        return await self._call(lambda repo: repo._save_each(jobs))  # noqa: SLF001
+
     async def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
         return await self._call(lambda repo: repo._enqueue_new(destination, sweep_interval))  # noqa: SLF001
 

@@ -255,8 +255,8 @@ class BlockingAsyncRepository(Repository):
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         return run_async(self.repo.claim_ready(destination, n))
 
-    def save_many(self, jobs: Iterable[FullText]) -> None:
-        run_async(self.repo.save_many(jobs))
+    def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
+        run_async(self.repo.save_many(jobs, atomic=atomic))
 
     def enqueue_new(
         self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
@@ -333,7 +333,7 @@ class BlockingAsyncRepository(Repository):
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
     _list_jobs = _next_due = _take_rate_tokens = _never_called
-    _enqueue_new = _has_destination = _never_called
+    _enqueue_new = _has_destination = _save_each = _never_called
 
 
 @contextmanager

@@ -35,6 +35,7 @@ from fulltext_jobs import (
     NoJobs,
     SqlAlchemyRepository,
     StaleJob,
+    StaleJobs,
 )
 from fulltext_jobs.domain import MAX_LEASE
 
@@ -867,6 +868,77 @@ class TestClaimContract:
         clocked.repo.save_many([first, second])
         assert clocked.repo.get_fulltext(second.id).status is JobStatus.FINISHED
 
+    def test_save_many_not_atomic_refuses_each_stale_claim_alone(self, clocked: Backend):
+        first, second, third = (self.claimed(clocked, item) for item in "abc")
+        for job in (first, second, third):
+            job.finish()
+        stale = replace(second, claim_token=uuid.uuid4())
+        versions = (first.version, stale.version, third.version)
+        with pytest.raises(StaleJobs) as refused:
+            clocked.repo.save_many([first, stale, third], atomic=False)
+        assert refused.value.refused == (second.id,)
+        assert isinstance(refused.value, LostClaim)
+        # The others were saved, and their copies moved on; the refused
+        # copy is left as it was.
+        assert (first.version, stale.version, third.version) == (
+            versions[0] + 1,
+            versions[1],
+            versions[2] + 1,
+        )
+        assert clocked.repo.get_fulltext(first.id) == replace(first, claim_token=None)
+        assert clocked.repo.get_fulltext(third.id) == replace(third, claim_token=None)
+        stored = clocked.repo.get_fulltext(second.id)
+        assert stored.status is JobStatus.RUNNING
+        assert stored.version == versions[1]
+        # The refused copy is still refused; the live one is saved.
+        with pytest.raises(StaleJobs):
+            clocked.repo.save_many([stale], atomic=False)
+        clocked.repo.save_many([second], atomic=False)
+        assert clocked.repo.get_fulltext(second.id).status is JobStatus.FINISHED
+
+    def test_save_many_not_atomic_with_every_claim_stale_saves_nothing(self, clocked: Backend):
+        jobs = [self.claimed(clocked, item) for item in "ab"]
+        taken = [replace(job, claim_token=uuid.uuid4()) for job in jobs]
+        for job in taken:
+            job.finish()
+        with pytest.raises(StaleJobs) as refused:
+            clocked.repo.save_many(taken, atomic=False)
+        assert refused.value.refused == tuple(job.id for job in jobs)
+        assert [clocked.repo.get_fulltext(job.id) for job in jobs] == jobs
+
+    def test_save_many_not_atomic_saves_nothing_on_a_duplicate(self, clocked: Backend):
+        job = self.claimed(clocked, "a")
+        stale = replace(self.claimed(clocked, "e"), claim_token=uuid.uuid4())
+        clash = self.claimed(clocked, "c")
+        clocked.repo.save_fulltext(FullText.new("b", "lang"))
+        clash.item_id = "b"
+        job.finish()
+        stale.finish()
+        with pytest.raises(DuplicateJob):
+            clocked.repo.save_many([job, stale, clash], atomic=False)
+        assert clocked.repo.get_fulltext(job.id).status is JobStatus.RUNNING
+        assert job.version == clocked.repo.get_fulltext(job.id).version
+        with pytest.raises(DuplicateJob):
+            clocked.repo.save_many(
+                [FullText.new("d", "lang"), FullText.new("b", "lang")], atomic=False
+            )
+        assert [job.item_id for job in clocked.repo.list_jobs("lang")] == ["a", "b", "c", "e"]
+
+    def test_save_many_not_atomic_inserts_new_jobs_and_refuses_taken_ids(self, clocked: Backend):
+        running = self.claimed(clocked, "a")
+        running.finish()
+        existing = FullText.new("b", "lang")
+        clocked.repo.save_fulltext(existing)
+        again = replace(existing, version=0)
+        fresh = FullText.new("c", "lang")
+        with pytest.raises(StaleJobs) as refused:
+            clocked.repo.save_many([running, again, fresh], atomic=False)
+        assert refused.value.refused == (existing.id,)
+        assert (again.version, fresh.version) == (0, 1)
+        assert clocked.repo.get_fulltext(fresh.id) == fresh
+        assert clocked.repo.get_fulltext(running.id).status is JobStatus.FINISHED
+        clocked.repo.save_many([], atomic=False)
+
     def test_heartbeat_extends_the_lease(self, clocked: Backend, clock):
         job = self.claimed(clocked)
         clock.advance(seconds=45)
@@ -1216,6 +1288,18 @@ HOSTILE_CALLS: dict[str, Callable[[Scene], object]] = {
     "save_many-str": lambda scene: scene.repo.save_many("abc"),
     "save_many-none": lambda scene: scene.repo.save_many(None),
     "save_many-not-a-job": lambda scene: scene.repo.save_many([FullText.new("x", "lang"), "x"]),
+    "save_many-atomic-none": lambda scene: scene.repo.save_many(
+        [FullText.new("x", "lang")], atomic=None
+    ),
+    "save_many-atomic-int": lambda scene: scene.repo.save_many(
+        [FullText.new("x", "lang")], atomic=0
+    ),
+    "save_many-each-not-a-job": lambda scene: scene.repo.save_many(
+        [FullText.new("x", "lang"), "x"], atomic=False
+    ),
+    "save_many-each-repeats": lambda scene: scene.repo.save_many(
+        [scene.jobs["failed"], replace(scene.jobs["failed"])], atomic=False
+    ),
     **{
         f"save-{name}": (
             lambda scene, change=change: scene.repo.save_fulltext(change(scene.jobs["failed"]))

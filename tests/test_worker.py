@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -185,11 +186,12 @@ class CallCounting(InMemoryRepository):
         self.calls["save_fulltext"] += 1
         super().save_fulltext(job)
 
-    def save_many(self, jobs: Iterable[FullText]) -> None:
+    def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
         self.calls["save_many"] += 1
+        self.calls[f"save_many(atomic={atomic})"] += 1
         jobs = list(jobs)
         self.batch_sizes.append(len(jobs))
-        super().save_many(jobs)
+        super().save_many(jobs, atomic=atomic)
 
 
 def test_a_batch_is_claimed_with_claim_ready_and_saved_with_save_many():
@@ -209,6 +211,8 @@ def test_a_batch_is_claimed_with_claim_ready_and_saved_with_save_many():
     assert repo.calls["get_ready_job"] == 0
     assert repo.calls["claim_ready"] == 4  # 3 + 3 + 2, then an empty one
     assert repo.batch_sizes == [3, 3, 2]
+    # Each job under its own claim, in one call a batch.
+    assert repo.calls["save_many(atomic=False)"] == 3
     assert repo.calls["save_fulltext"] == 0
 
 
@@ -425,6 +429,31 @@ def test_once_a_heartbeat_finds_a_batchs_claim_lost_no_more_of_its_handlers_star
     assert stats.dropped == 2
     assert (stats.claimed, stats.finished) == (6, 3)
     assert counts(repo) == {"finished": 3}
+
+
+def test_a_batch_with_one_lost_claim_saves_the_others_in_one_call():
+    # The middle job's claim is taken over while the batch is handled (its
+    # lease ran out and another worker claimed it; no heartbeat noticed):
+    # the batch's one save refuses that job alone and saves the rest.
+    clock = FakeClock(datetime(2026, 11, 28, 12, tzinfo=UTC))
+    repo = CallCounting(items=["a", "b", "c"], clock=clock)
+    repo.enqueue_unqueued(DEST)
+    taken: list[FullText] = []
+
+    def take_b(job: FullText) -> None:
+        if job.item_id == "b":
+            stored = repo.get_fulltext(job.id)
+            stored.release()
+            repo.save_fulltext(replace(stored, claim_token=job.claim_token))
+            taken.append(repo.get_ready_job(DEST))
+
+    stats = quick(repo, take_b, batch_size=3, heartbeat_interval=math.inf).run(until_idle=True)
+
+    assert (stats.claimed, stats.finished, stats.lost_claims) == (3, 2, 1)
+    assert repo.calls["save_many(atomic=False)"] == 1
+    assert repo.calls["save_fulltext"] == 1  # the handler's own release of b
+    assert counts(repo) == {"finished": 2, "running": 1}
+    assert repo.get_fulltext(taken[0].id).claim_token == taken[0].claim_token
 
 
 # --- Faults ---------------------------------------------------------------------

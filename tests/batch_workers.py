@@ -1,0 +1,77 @@
+"""Processes for test_batch_path.py, importable by spawned children (which
+inherit the parent's sys.path).
+
+Each one reports through a queue and never raises: the report is the
+result, and an exception in it is the finding.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import fulltext_jobs
+from fulltext_jobs import FullText, SqlAlchemyRepository, StaleJobs, Worker
+
+DESTINATION = "dest"
+
+#: How long a process waits for the test's signals.
+WAIT_SECONDS = 60
+
+
+def drain_with_a_worker(url: str, batch_size: int, barrier: Any, results: Any) -> None:
+    """A `Worker` at `batch_size` until no job is ready; report the ids it
+    handled and its stats."""
+    handled: list[uuid.UUID] = []
+    lock = threading.Lock()
+
+    def handler(job: FullText) -> None:
+        with lock:
+            handled.append(job.id)
+
+    report: dict[str, Any] = {"handled": handled, "error": None}
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        barrier.wait(timeout=WAIT_SECONDS)
+        worker = Worker(
+            repo, DESTINATION, handler, batch_size=batch_size, listen=False, poll_interval=0.01
+        )
+        report["stats"] = worker.run(until_idle=True, install_signal_handlers=False)
+    except Exception:  # noqa: BLE001 - reported: the test fails on it
+        report["error"] = traceback.format_exc()
+    finally:
+        engine.dispose()
+    results.put(report)
+
+
+def claim_wait_and_save(url: str, n: int, claimed: Any, go: Any, results: Any) -> None:
+    """Claim `n` jobs (a 1-hour lease) and report their ids; once `go` is
+    set, finish them all and save them with `save_many(atomic=False)`;
+    report the ids refused and the versions of the copies after the save."""
+    report: dict[str, Any] = {"claimed": [], "refused": None, "error": None}
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = SqlAlchemyRepository(engine, lease=timedelta(hours=1))
+        jobs = repo.claim_ready(DESTINATION, n)
+        report["claimed"] = [job.id for job in jobs]
+        claimed.put(report["claimed"])
+        if not go.wait(timeout=WAIT_SECONDS):
+            report["error"] = "no go"
+        else:
+            for job in jobs:
+                job.finish()
+            try:
+                repo.save_many(jobs, atomic=False)
+                report["refused"] = []
+            except StaleJobs as exc:
+                report["refused"] = list(exc.refused)
+            report["versions"] = {job.id: job.version for job in jobs}
+    except Exception:  # noqa: BLE001 - reported: the test fails on it
+        report["error"] = traceback.format_exc()
+    finally:
+        engine.dispose()
+    results.put(report)
