@@ -185,8 +185,18 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("id", sa.Text, primary_key=True),
         *(
             [
-                sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False),
-                sa.Index("fulltext_items_seq_idx", "seq"),
+                # Filled by its default, `nextval` of a sequence the column
+                # owns (which reflection, and so alembic's comparison, reads
+                # as no default: a serial). Null for the items that were
+                # there before 0010, which the producer's first call sweeps
+                # anyway: filling them would have rewritten the table under
+                # an exclusive lock.
+                sa.Column("seq", sa.BigInteger),
+                sa.Index(
+                    "fulltext_items_seq_idx",
+                    "seq",
+                    postgresql_where=sa.text("seq IS NOT NULL"),
+                ),
             ]
             if postgresql
             else []

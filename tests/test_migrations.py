@@ -729,3 +729,31 @@ def test_the_items_table_is_renamed_with_its_rows_and_an_apps_items_can_live_bes
         with engine.connect() as connection:
             rows = connection.exec_driver_sql(f"SELECT id FROM {old} ORDER BY id").scalars()  # noqa: S608
             assert list(rows) == ["a", "b", "c"]
+
+
+@pytest.mark.postgresql
+def test_0010_rewrites_no_table_and_the_items_already_there_are_swept(fresh_postgres_url: str):
+    fulltext_jobs.upgrade(fresh_postgres_url, "0009")
+    node = "SELECT pg_relation_filenode('jobs.fulltext_items')"
+    with opened(fresh_postgres_url) as engine:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO jobs.fulltext_items (id) VALUES ('m'), ('n')")
+            before = connection.exec_driver_sql(node).scalar_one()
+        fulltext_jobs.upgrade(engine)
+        seqs = "SELECT id, seq FROM jobs.fulltext_items ORDER BY id"
+        with engine.connect() as connection:
+            # An identity column filled for every row would have rewritten
+            # the table (a new file) under an exclusive lock.
+            assert connection.exec_driver_sql(node).scalar_one() == before
+            assert list(connection.exec_driver_sql(seqs)) == [("m", None), ("n", None)]
+        repo = SqlAlchemyRepository(engine)
+        assert repo.enqueue_new("d") == 2  # the first call sweeps
+        assert repo.add_items(["a"]) == 1  # sorts below m and n
+        assert repo.enqueue_new("d") == 1  # past the watermark, within the hour
+        with engine.connect() as connection:
+            rows = dict(connection.exec_driver_sql(seqs).all())
+            assert rows["a"] is not None
+        fulltext_jobs.downgrade(engine, "0009")
+        with engine.connect() as connection:
+            sequence = "SELECT to_regclass('jobs.fulltext_items_seq_seq')"
+            assert connection.exec_driver_sql(sequence).scalar_one() is None
