@@ -706,6 +706,19 @@ class Statements:
         return stmt.returning(*self.job_columns, ft.c.seq)
 
     @functools.cached_property
+    def hold_ready(self) -> sa.Select[Any]:
+        """The `:n` oldest due ready jobs of `:dest` (as `claim_many` chooses
+        them), oldest first, row-locked until the transaction ends: the
+        claim of `Repository.hold_ready`, which writes nothing. `SKIP
+        LOCKED` passes over the rows other holders and claimers have
+        locked; a locked row that has meanwhile stopped being ready is
+        re-checked and skipped. SQLite ignores `FOR UPDATE`: there the
+        transaction's `BEGIN IMMEDIATE` holds the only write lock."""
+        oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer))
+        stmt = oldest.with_only_columns(*self.job_columns)
+        return stmt.with_for_update(skip_locked=True) if self.postgresql else stmt
+
+    @functools.cached_property
     def next_due(self) -> sa.Select[Any]:
         """When the next of `:dest`'s ready jobs may be claimed: the earliest
         `not_before` among them, `:now` for one not delayed, or NULL if none

@@ -392,6 +392,7 @@ class Worker:
         *,
         concurrency: int = 1,
         batch_size: int = 1,
+        in_transaction: bool = False,
         poll_interval: float = 1.0,
         max_poll_interval: float = 30.0,
         heartbeat_interval: float | None = None,
@@ -420,6 +421,10 @@ class Worker:
         self._handler = handler
         self._concurrency = _whole("concurrency", concurrency, MAX_CONCURRENCY)
         self._batch_size = _whole("batch_size", batch_size, MAX_CLAIM)
+        if not isinstance(in_transaction, bool):
+            msg = f"in_transaction must be True or False, not {in_transaction!r}"
+            raise InvalidInput(msg)
+        self._in_transaction = in_transaction
         self._poll_interval = _seconds("poll_interval", poll_interval)
         self._max_poll_interval = _seconds("max_poll_interval", max_poll_interval)
         if self._max_poll_interval < self._poll_interval:
@@ -658,7 +663,9 @@ class Worker:
             while not run.halt.is_set():
                 run.rearm()
                 try:
-                    jobs = self._claim(run)
+                    # In transaction mode the jobs come back handled and
+                    # saved; a StoreError there rolled the whole batch back.
+                    jobs = self._take_work(run)
                 except StoreError as exc:
                     if not exc.retryable:
                         raise
@@ -670,7 +677,6 @@ class Worker:
                     continue
                 if jobs:
                     delay = self._poll_interval
-                    self._work_through(run, jobs)
                     continue
                 if run.halt.is_set():
                     break  # halted while waiting for a start token
@@ -732,6 +738,55 @@ class Worker:
             except NoJobs:
                 return []
         return self._repository.claim_ready(self._destination, n)
+
+    def _take_work(self, run: _Run) -> list[FullText]:
+        """Claim jobs and work through them; return the jobs claimed (none:
+        nothing to claim). A `StoreError` raised here is the claim's, or in
+        transaction mode any (the batch rolled back); the leased mode's
+        saves retry their own."""
+        if self._in_transaction:
+            return self._work_held(run)
+        jobs = self._claim(run)
+        if jobs:
+            self._work_through(run, jobs)
+        return jobs
+
+    def _work_held(self, run: _Run) -> list[FullText]:
+        """Transaction mode: hold up to `batch_size` jobs (`hold_ready`),
+        handle them one after another and leave the block, which writes
+        each outcome once and commits; return the jobs held (none: nothing
+        to claim). Once the run halts no handler is started: the jobs not
+        handled are left `running` in the block, which does not write them,
+        so they stay `ready`. Any error leaving the block rolls the batch
+        back: its jobs stay `ready`, their attempts not counted."""
+        n = self._batch_size
+        if self._rate is not None:
+            n = self._take_tokens(run, self._rate)
+            if not n:
+                return []
+        refused: set[uuid.UUID] = set()
+        try:
+            with self._repository.hold_ready(self._destination, n) as jobs:
+                if jobs:
+                    run.count("claimed", len(jobs))
+                for job in jobs:
+                    if run.halt.is_set():
+                        break
+                    with log_context(job_id=job.id):
+                        self._handle(job, job)
+        except StaleJobs as exc:
+            # Another writer changed a held row (which the row locks make
+            # rare): those outcomes were refused, the others committed.
+            refused = set(exc.refused)
+            run.count("lost_claims", len(refused))
+        saved = Counter(
+            _saved_as(job)
+            for job in jobs
+            if job.status is not JobStatus.RUNNING and job.id not in refused
+        )
+        for name, count in saved.items():
+            run.count(name, count)
+        return jobs
 
     def _take_tokens(self, run: _Run, rate: float) -> int:
         """Start tokens for the next claim (1 to `batch_size`), waiting as
@@ -916,10 +971,11 @@ class Worker:
             run.changed.notify_all()
         return held
 
-    def _handle(self, job: FullText) -> FullText:
-        """Run the handler on a copy of `job`; return another copy, finished,
-        skipped or failed according to how the handler ended."""
-        outcome = job.copy()
+    def _handle(self, job: FullText, outcome: FullText | None = None) -> FullText:
+        """Run the handler on a copy of `job`; return `outcome` (by default
+        another copy) finished, skipped or failed according to how the
+        handler ended."""
+        outcome = job.copy() if outcome is None else outcome
         began = time.monotonic()
         try:
             if self._timeout is None:
