@@ -75,3 +75,44 @@ def claim_wait_and_save(url: str, n: int, claimed: Any, go: Any, results: Any) -
     finally:
         engine.dispose()
     results.put(report)
+
+
+def drain_in_transaction(  # noqa: PLR0917 - a spawned process's arguments
+    url: str, batch_size: int, barrier: Any, results: Any, blocked: Any = None, block_at: int = 0
+) -> None:
+    """A `Worker` in transaction mode (`in_transaction=True`) at `batch_size`
+    until no job is ready; report the ids it handled and its stats. With
+    `block_at`, the handler of its `block_at`-th job puts that job's id on
+    `blocked` and sleeps, inside its batch's transaction, until the test
+    kills the process."""
+    handled: list[uuid.UUID] = []
+    lock = threading.Lock()
+
+    def handler(job: FullText) -> None:
+        with lock:
+            handled.append(job.id)
+            count = len(handled)
+        if count == block_at:
+            blocked.put(job.id)
+            threading.Event().wait(WAIT_SECONDS * 10)
+
+    report: dict[str, Any] = {"handled": handled, "error": None}
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        barrier.wait(timeout=WAIT_SECONDS)
+        worker = Worker(
+            repo,
+            DESTINATION,
+            handler,
+            batch_size=batch_size,
+            in_transaction=True,
+            listen=False,
+            poll_interval=0.01,
+        )
+        report["stats"] = worker.run(until_idle=True, install_signal_handlers=False)
+    except Exception:  # noqa: BLE001 - reported: the test fails on it
+        report["error"] = traceback.format_exc()
+    finally:
+        engine.dispose()
+    results.put(report)
