@@ -33,7 +33,6 @@ differently. The rules are the `check_*` functions of
 from __future__ import annotations
 
 import abc
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import (
@@ -97,14 +96,12 @@ class Hold(NamedTuple):
 
 def hold_copy(job: FullText, now: datetime) -> FullText:
     """The ready job `job`, as `hold_ready` hands it out: `running` from
-    `now`, with its attempt counted and a token of its own, but no lease
-    (the transaction is the claim) and its stored `version` (nothing has
-    been written)."""
+    `now`, with its attempt counted, but no claim token and no lease (the
+    transaction is the claim) and its stored `version` (nothing has been
+    written)."""
     held = job.copy()
     held.start(now)
     held.attempts += 1
-    held.claim_token = uuid.uuid4()
-    held.lease_expires = None
     return held
 
 
@@ -291,10 +288,10 @@ class Repository(abc.ABC):
                     job.finish()
 
         The jobs come oldest first as `running` copies (`started` set, the
-        attempt counted, a claim token, no lease), chosen as `claim_ready`
+        attempt counted, no claim token or lease), chosen as `claim_ready`
         chooses, but nothing is written: the claim is the rows' locks
         (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so other claimers pass
-        them over and no lease or heartbeat is needed. Move each copy
+        them over and no lease, heartbeat or claim token is needed. Move each copy
         through the state machine (`finish`, `fail`, `skip`, or `release`,
         with `not_before` for a retry). On leaving the block normally, every
         job that left `running` is written once (on PostgreSQL one
@@ -334,13 +331,9 @@ class Repository(abc.ABC):
             if any(job.id not in held or job.version == 0 for job in checked):
                 msg = "a job held by hold_ready had its id or version changed"
                 raise InvalidInput(msg)
-            # Stored without a token, as every job that is not running: the
-            # compare-and-swap finds the row's own (none).
-            refused = (
-                hold.write([dataclasses.replace(job, claim_token=None) for job in checked])
-                if checked
-                else set()
-            )
+            # The copies hold no token, as the row holds none: the
+            # compare-and-swap finds the row's own.
+            refused = hold.write(checked) if checked else set()
         moved_on_but(moved, refused)
 
     def _hold_ready(
