@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from batch_workers import DESTINATION, drain_in_transaction
 from harness import reset_database
-from test_batch_path import DEADLINE_SECONDS, queued, stored
+from test_batch_path import DEADLINE_SECONDS, join_or_kill, queued, stored
 
 from fulltext_jobs import (
     FailJob,
@@ -142,11 +142,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_finishes_nothing_twice(
     except queue.Empty:
         pass
     finally:
-        for process in processes:
-            process.join(timeout=DEADLINE_SECONDS)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout=10)
+        join_or_kill(processes)
     assert victim.exitcode == -signal.SIGKILL
     assert len(reports) == 3, f"{len(reports)} of 3 survivors reported"
     assert [report["error"] for report in reports] == [None] * 3
