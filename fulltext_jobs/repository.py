@@ -311,7 +311,9 @@ class Repository(abc.ABC):
         SQLite the block holds the database's write lock, and every other
         writer waits for it, up to its busy timeout). Do not save the held
         jobs through the repository inside the block: on PostgreSQL that
-        waits for the block's own locks.
+        waits for the block's own locks. Joined to a session
+        (`SqlAlchemyRepository.in_session`), the block is a savepoint of the
+        caller's transaction: the locks last, and the writes commit, with it.
 
         Raises `InvalidInput` for a bad destination or an `n` that is not a
         whole number from 1 to 10,000, and, on leaving the block, if a copy

@@ -38,7 +38,8 @@ the listener was reconnecting are lost, and SQLite has none.
 
 How a job goes through a worker:
 
-- It is claimed (`get_ready_job`, or `claim_ready` when `batch_size` > 1);
+- It is claimed (`get_ready_job`, or `claim_ready` when `batch_size` > 1;
+  with `in_transaction=True`, held by `hold_ready` instead, see `Worker`);
   under a `rate_limit`, only after a start token was taken for it.
   From then until it is saved, a heartbeat thread extends its lease every
   `heartbeat_interval` (by default a third of the lease the repository
@@ -360,6 +361,19 @@ class Worker:
     the starts are then evenly spaced). Over any `t` seconds, at most
     `rate_limit * t + rate_burst` jobs start.
 
+    `in_transaction=True`: the transaction mode, for short handlers
+    (`Repository.hold_ready`): each claim holds its batch in an open
+    transaction, whose row locks are the claim, and each job is written
+    once, when the batch ends; no lease, no heartbeat. The retry policy,
+    `SkipJob`/`FailJob`, the rate limit (tokens are taken before the batch
+    is held) and `timeout` apply as usual. Any error reaching the
+    transaction rolls the whole batch back (its handlers run again later),
+    and so does a crash: the jobs are ready at once, their attempts not
+    counted, so a handler that kills its process is retried for ever. A
+    stopping worker starts no further handler, commits what was handled and
+    leaves the rest ready. Keep the default, leased mode for handlers that
+    run long or may crash the process (docs/guide-workers.md).
+
     `timeout`: the most seconds a handler may take on a job (None, the
     default: no limit). One that runs past it fails the job as an exception
     would (so the `retry` policy applies), with `TimeoutError: the handler
@@ -380,8 +394,8 @@ class Worker:
     `max_poll_interval` below `poll_interval`, a `rate_limit` that is not a
     number of starts a second from one a week to 100,000, a `rate_burst`
     that is not a whole number from 1 to 10,000 (or is given without a
-    `rate_limit`), or a `timeout` that is not a positive number of seconds
-    up to a week.
+    `rate_limit`), a `timeout` that is not a positive number of seconds
+    up to a week, or an `in_transaction` that is not True or False.
     """
 
     def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
