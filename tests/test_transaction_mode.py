@@ -26,10 +26,12 @@ from fulltext_jobs import (
     InMemoryRepository,
     InvalidInput,
     JobStatus,
+    NotSupported,
     RetryPolicy,
     SkipJob,
     Worker,
 )
+from fulltext_jobs.repository import AsyncRepository, Repository
 
 
 def memory_jobs(n: int) -> tuple[InMemoryRepository, list[FullText]]:
@@ -160,3 +162,14 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_finishes_nothing_twice(
     finished = sum(report["stats"].finished for report in reports)
     # The victim committed its first batch (50 jobs) before it died.
     assert finished == len(ids) - 50
+
+
+def test_a_repository_that_cannot_hold_a_transaction_says_so():
+    # The port's own `_hold_ready`, which an adapter without transactions
+    # keeps: a typed error naming the leased mode, before anything is held.
+    repo, _ = memory_jobs(1)
+    with pytest.raises(NotSupported, match="claim_ready"):
+        Repository._hold_ready(repo, DESTINATION, 1)
+    with pytest.raises(NotSupported, match="claim_ready"):
+        AsyncRepository._hold_ready(repo, DESTINATION, 1)  # type: ignore[arg-type]
+    assert repo.claim_ready(DESTINATION, 5)[0].attempts == 1
