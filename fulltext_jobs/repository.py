@@ -325,14 +325,17 @@ class Repository(abc.ABC):
         """
         destination, n = check_destination(destination), check_claim_size(n)
         with self._hold_ready(destination, n) as hold:
-            held = {job.id: job for job in hold.jobs}
+            # What each job was handed out as: its item and destination
+            # must come back unchanged.
+            held = {job.id: (job.item_id, job.destination) for job in hold.jobs}
             yield list(hold.jobs)
             # The caller's copies, as handed out: those that left `running`.
             moved = [job for job in hold.jobs if job.status is not JobStatus.RUNNING]
             checked = check_jobs(moved)
-            if any(job.id not in held or job.version == 0 for job in checked):
-                msg = "a job held by hold_ready had its id or version changed"
-                raise InvalidInput(msg)
+            for job in checked:
+                if held.get(job.id) != (job.item_id, job.destination):
+                    msg = f"job {job.id} is not one hold_ready handed out, as it was handed out"
+                    raise InvalidInput(msg)
             # The copies hold no token, as the row holds none: the
             # compare-and-swap finds the row's own.
             refused = hold.write(checked) if checked else set()

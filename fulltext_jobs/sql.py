@@ -63,6 +63,7 @@ from fulltext_jobs.statements import (
     ItemSource,
     Statements,
     compile_for_driver,
+    held_arrays,
     job_arrays,
     job_from_values,
     job_row,
@@ -532,11 +533,20 @@ class SqlAlchemyRepository(Repository):
             jobs = [hold_copy(job, now) for job in found]
 
             def write(checked: list[FullText]) -> set[uuid.UUID]:
-                return {job.id for job in checked} - self._save_rows(connection, checked)
+                return {job.id for job in checked} - self._write_held(connection, checked)
 
             # The caller's block runs here, inside the transaction; leaving
             # it with an exception rolls the transaction back.
             yield Hold(jobs, write)
+
+    def _write_held(self, connection: sa.Connection, jobs: list[FullText]) -> set[uuid.UUID]:
+        """Write the outcomes of held jobs; return the ids written. On
+        PostgreSQL one `write_held` statement (the port has checked that
+        each job is still the held one: same item and destination)."""
+        if self._hot is None:
+            return self._save_rows(connection, jobs)
+        rows = self._hot.write_held.run_all(connection, held_arrays(jobs))
+        return {row[0] for row in rows}
 
     def _list_jobs(
         self,
@@ -964,4 +974,5 @@ class _HotPath:
         self.update_jobs = _Compiled(sql.update_jobs, engine, [], binary=True)
         self.claim_many = _Compiled(sql.claim_many, engine, [])
         self.hold_ready = _Compiled(sql.hold_ready, engine, [])
+        self.write_held = _Compiled(sql.write_held, engine, [], binary=True)
         self.take_rate_tokens = _Compiled(sql.take_rate_tokens, engine, [])

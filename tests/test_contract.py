@@ -1569,3 +1569,16 @@ class TestHoldContract:
         with pytest.raises(InvalidInput):
             breaking_block()
         assert [backend.repo.get_fulltext(job.id) for job in jobs] == jobs
+
+    def test_a_held_job_moved_to_another_item_writes_nothing(self, backend: Backend):
+        jobs = self.queued(backend, "ab")
+
+        def moving_block() -> None:
+            with backend.repo.hold_ready("lang", 2) as held:
+                for job in held:
+                    job.finish()
+                held[0].item_id = "elsewhere"
+
+        with pytest.raises(InvalidInput, match="hold_ready"):
+            moving_block()
+        assert [backend.repo.get_fulltext(job.id) for job in jobs] == jobs
