@@ -64,6 +64,7 @@ from fulltext_jobs.statements import (
     Statements,
     compile_for_driver,
     held_arrays,
+    held_from_values,
     job_arrays,
     job_from_values,
     job_row,
@@ -525,12 +526,11 @@ class SqlAlchemyRepository(Repository):
         params = {"dest": destination, "n": n, "now": now}
         with self._connection("hold_ready", duplicate=_BATCH_DUPLICATE) as connection:
             if self._hot is not None:
-                found = [
-                    job_from_values(row) for row in self._hot.hold_ready.run_all(connection, params)
-                ]
+                rows = self._hot.hold_ready.run_all(connection, params)
+                jobs = [held_from_values(row, now) for row in rows]
             else:
-                found = [to_job(row) for row in connection.execute(self._sql.hold_ready, params)]
-            jobs = [hold_copy(job, now) for job in found]
+                found = connection.execute(self._sql.hold_ready, params)
+                jobs = [hold_copy(to_job(row), now) for row in found]
 
             def write(checked: list[FullText]) -> set[uuid.UUID]:
                 return {job.id for job in checked} - self._write_held(connection, checked)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 import sqlalchemy as sa
@@ -136,6 +136,27 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
         last_error=error,
         not_before=None if values[10] is None else values[10].astimezone(UTC),
         version=values[11],
+    )
+
+
+def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
+    """The ready job in a raw driver row of `Statements.hold_ready` as
+    `hold_ready` hands it out (see `fulltext_jobs.repository.hold_copy`):
+    `running` from `now`, its attempt counted, no token, lease or delay,
+    at its stored version. Built in one step: a batch builds a hundred."""
+    return FullText(
+        values[0],
+        values[1],
+        values[2],
+        now,
+        None,
+        JobStatus.RUNNING,
+        values[6] + 1,
+        None,
+        None,
+        values[9],
+        values[11],
+        None,
     )
 
 
