@@ -173,3 +173,31 @@ def test_a_repository_that_cannot_hold_a_transaction_says_so():
     with pytest.raises(NotSupported, match="claim_ready"):
         AsyncRepository._hold_ready(repo, DESTINATION, 1)  # type: ignore[arg-type]
     assert repo.claim_ready(DESTINATION, 5)[0].attempts == 1
+
+
+def test_the_rate_limit_caps_each_held_batch():
+    asked: list[int] = []
+
+    class Recording(InMemoryRepository):
+        def _hold_ready(self, destination: str, n: int) -> Any:
+            asked.append(n)
+            return super()._hold_ready(destination, n)
+
+    repo = Recording()
+    repo.save_many([FullText.new(f"item-{i}", DESTINATION) for i in range(6)])
+    worker = Worker(
+        repo,
+        DESTINATION,
+        lambda _job: None,
+        batch_size=10,
+        in_transaction=True,
+        rate_limit=1000,
+        rate_burst=3,
+        listen=False,
+        poll_interval=0.01,
+    )
+    stats = worker.run(until_idle=True, install_signal_handlers=False)
+    assert stats.finished == 6
+    # Tokens are taken before each batch is held: never more than the burst.
+    assert asked
+    assert max(asked) <= 3
