@@ -787,6 +787,16 @@ def work(
     ],
     concurrency: Annotated[int, typer.Option(min=1, help="Worker threads.")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Jobs claimed at once.")] = 1,
+    in_transaction: Annotated[
+        bool,
+        typer.Option(
+            "--in-transaction",
+            help="Transaction mode, for short handlers: hold each batch in an open transaction "
+            "(the row locks are the claim, no lease) and write each job once, at the batch's "
+            "end. A crash rolls the batch back, uncounted: keep the leased default for "
+            "handlers that may crash the process or run long.",
+        ),
+    ] = False,
     poll_interval: Annotated[
         float, typer.Option(min=0.001, help="Seconds to wait when no job is ready (doubles).")
     ] = 1.0,
@@ -897,6 +907,7 @@ def work(
             run,
             concurrency=concurrency,
             batch_size=batch_size,
+            in_transaction=in_transaction,
             poll_interval=poll_interval,
             max_poll_interval=max(30.0, poll_interval),
             shutdown_timeout=shutdown_timeout,

@@ -96,6 +96,12 @@ class MissingDependency(JobsError, ImportError):  # noqa: N818 - reads as a cond
     """
 
 
+class NotSupported(JobsError, NotImplementedError):  # noqa: N818 - reads as a condition
+    """This repository cannot do what was asked (for example `hold_ready` on
+    an adapter that has no transaction to hold); the message says what to
+    use instead. Nothing was changed."""
+
+
 class SchemaNotMigrated(JobsError):  # noqa: N818 - reads as a condition
     """The database schema is missing or not at the latest revision.
 

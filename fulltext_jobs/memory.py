@@ -13,7 +13,8 @@ import itertools
 import threading
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ from fulltext_jobs.domain import (
 )
 from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs, StaleJob
 from fulltext_jobs.rate_limit import RateTokens, take, wait_for_next
-from fulltext_jobs.repository import ReadyListener, Repository
+from fulltext_jobs.repository import Hold, ReadyListener, Repository, hold_copy
 
 __all__ = ["InMemoryRepository"]
 
@@ -108,6 +109,9 @@ class InMemoryRepository(Repository):
         self._by_pair: dict[tuple[str, str], uuid.UUID] = {}
         # The enqueue order of each job, as the SQL adapter's `seq` column.
         self._seq: dict[uuid.UUID, int] = {}
+        # The jobs `hold_ready` blocks hold, as the SQL adapter's row locks:
+        # every claim passes them over.
+        self._held: set[uuid.UUID] = set()
         self._next_seq = itertools.count(1)
         # The largest item id create_job_for_unqueued handed out, per
         # destination, as the SQL adapter's enqueue_cursor table.
@@ -310,6 +314,24 @@ class InMemoryRepository(Repository):
     def _claim_ready(self, destination: str, n: int) -> list[FullText]:
         return self._claim(destination, n)
 
+    @contextmanager
+    def _hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
+        now = read_clock(self._clock, self._lease)
+        with self._lock:
+            jobs = [hold_copy(job, now) for job in self._due(destination, now)[:n]]
+            self._held.update(job.id for job in jobs)
+
+        def write(checked: list[FullText]) -> set[uuid.UUID]:
+            with self._lock:
+                saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
+                return self._store_each(checked, saved)
+
+        try:
+            yield Hold(jobs, write)
+        finally:
+            with self._lock:
+                self._held.difference_update(job.id for job in jobs)
+
     # --- delays and rate limits (issue 15) -------------------------------------
 
     def _next_due(self, destination: str) -> datetime | None:
@@ -382,16 +404,7 @@ class InMemoryRepository(Repository):
         # The clock is read, and checked, before anything changes.
         now = read_clock(self._clock, self._lease)
         with self._lock:
-            ready = sorted(
-                (
-                    job
-                    for job in self._jobs.values()
-                    if job.destination == destination
-                    and job.status is JobStatus.READY
-                    and (job.not_before is None or job.not_before <= now)
-                ),
-                key=lambda job: self._seq[job.id],
-            )[:n]
+            ready = self._due(destination, now)[:n]
             for job in ready:
                 job.start(now)
                 job.attempts += 1
@@ -399,6 +412,21 @@ class InMemoryRepository(Repository):
                 job.lease_expires = now + self._lease
                 job.version += 1
             return [replace(job) for job in ready]
+
+    def _due(self, destination: str, now: datetime) -> list[FullText]:
+        """The stored ready jobs of `destination` due at `now` and not held
+        by a `hold_ready` block, oldest first; called under the lock."""
+        return sorted(
+            (
+                job
+                for job in self._jobs.values()
+                if job.destination == destination
+                and job.status is JobStatus.READY
+                and (job.not_before is None or job.not_before <= now)
+                and job.id not in self._held
+            ),
+            key=lambda job: self._seq[job.id],
+        )
 
     def _is_stale(self, job: FullText) -> bool:
         """Whether the stored job is not the one `job` was read from: the

@@ -34,10 +34,16 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 from fulltext_jobs.audit import (
     DEFAULT_CLOCK_TOLERANCE,
@@ -71,11 +77,32 @@ from fulltext_jobs.domain import (
     check_statuses,
     job_list,
 )
-from fulltext_jobs.errors import InvalidInput, StaleJobs
+from fulltext_jobs.errors import InvalidInput, NotSupported, StaleJobs
 from fulltext_jobs.rate_limit import MAX_BURST, RateTokens, check_burst, check_rate
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 __all__ = ["AsyncRepository", "ReadyListener", "Repository"]
+
+
+class Hold(NamedTuple):
+    """What an adapter's `_hold_ready` yields: the held jobs, as `running`
+    copies (`hold_copy`), and how to write the caller's outcomes inside
+    the held transaction (the checked copies, stored form; returns the ids
+    refused by the compare-and-swap)."""
+
+    jobs: list[FullText]
+    write: Callable[[list[FullText]], set[uuid.UUID]]
+
+
+def hold_copy(job: FullText, now: datetime) -> FullText:
+    """The ready job `job`, as `hold_ready` hands it out: `running` from
+    `now`, with its attempt counted, but no claim token and no lease (the
+    transaction is the claim) and its stored `version` (nothing has been
+    written)."""
+    held = job.copy()
+    held.start(now)
+    held.attempts += 1
+    return held
 
 
 class ReadyListener(abc.ABC):
@@ -247,6 +274,86 @@ class Repository(abc.ABC):
             return
         refused = self._save_each(checked) if checked else set()
         moved_on_but(originals, refused)
+
+    @contextmanager
+    def hold_ready(self, destination: str, n: int) -> Iterator[list[FullText]]:
+        """Claim up to `n` of the oldest due `ready` jobs of `destination` for
+        the length of a `with` block, by holding them in an open transaction,
+        and write each job once, at the end: the transaction mode for short
+        handlers.
+
+            with repo.hold_ready("d", 100) as jobs:
+                for job in jobs:
+                    handle(job)
+                    job.finish()
+
+        The jobs come oldest first as `running` copies (`started` set, the
+        attempt counted, no claim token or lease), chosen as `claim_ready`
+        chooses, but nothing is written: the claim is the rows' locks
+        (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so other claimers pass
+        them over and no lease, heartbeat or claim token is needed. Move each copy
+        through the state machine (`finish`, `fail`, `skip`, or `release`,
+        with `not_before` for a retry). On leaving the block normally, every
+        job that left `running` is written once (on PostgreSQL one
+        statement for the batch), with `started` and its attempt counted,
+        and the transaction commits; the copies' `version`s move on. A job
+        still `running` at the end is not written: it stays `ready`, its
+        attempt not counted, claimable again at once.
+
+        On an exception inside the block, or if the process dies or its
+        connection is lost, the transaction rolls back: every job is `ready`
+        as before, its attempt not counted, and other workers take it. So a
+        handler that kills its process is retried forever: use the leased
+        mode (`claim_ready`, a `Worker` without `in_transaction`) for
+        handlers that may crash the process or run long. The transaction
+        stays open for the whole block: keep the block short (on PostgreSQL
+        a long-open transaction holds back vacuum for the whole database; on
+        SQLite the block holds the database's write lock, and every other
+        writer waits for it, up to its busy timeout). Do not save the held
+        jobs through the repository inside the block: on PostgreSQL that
+        waits for the block's own locks. Joined to a session
+        (`SqlAlchemyRepository.in_session`), the block is a savepoint of the
+        caller's transaction: the locks last, and the writes commit, with it.
+
+        Raises `InvalidInput` for a bad destination or an `n` that is not a
+        whole number from 1 to 10,000, and, on leaving the block, if a copy
+        is no longer a valid job or not one of the held ones (nothing is
+        then written); `StaleJobs` if a row changed under the hold anyway
+        (the others are written); `NotSupported` where the adapter cannot
+        hold a transaction; `StoreError` if the store fails (nothing is
+        written).
+        """
+        destination, n = check_destination(destination), check_claim_size(n)
+        with self._hold_ready(destination, n) as hold:
+            # What each job was handed out as: its item and destination
+            # must come back unchanged.
+            held = {job.id: (job.item_id, job.destination) for job in hold.jobs}
+            yield list(hold.jobs)
+            # The caller's copies, as handed out: those that left `running`.
+            moved = [job for job in hold.jobs if job.status is not JobStatus.RUNNING]
+            checked = check_jobs(moved)
+            for job in checked:
+                if held.get(job.id) != (job.item_id, job.destination):
+                    msg = f"job {job.id} is not one hold_ready handed out, as it was handed out"
+                    raise InvalidInput(msg)
+            # The copies hold no token, as the row holds none: the
+            # compare-and-swap finds the row's own.
+            refused = hold.write(checked) if checked else set()
+        moved_on_but(moved, refused)
+
+    def _hold_ready(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        n: int,  # noqa: ARG002 - for adapters
+    ) -> AbstractContextManager[Hold]:
+        """As `hold_ready`: a context manager that opens a transaction, holds
+        the jobs and yields them with their writer, commits on a clean exit
+        and rolls back on an exception. The base class cannot hold one."""
+        msg = (
+            f"{type(self).__name__} cannot hold jobs in a transaction; "
+            "use claim_ready and save_many (the leased mode)"
+        )
+        raise NotSupported(msg)
 
     def enqueue_new(
         self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
@@ -670,6 +777,26 @@ class AsyncRepository(abc.ABC):
             return
         refused = await self._save_each(checked) if checked else set()
         moved_on_but(originals, refused)
+
+    @asynccontextmanager
+    async def hold_ready(self, destination: str, n: int) -> AsyncIterator[list[FullText]]:
+        """As `Repository.hold_ready`, as an async context manager
+        (`async with repo.hold_ready(d, n) as jobs:`)."""
+        destination, n = check_destination(destination), check_claim_size(n)
+        async with self._hold_ready(destination, n) as jobs:
+            yield jobs
+
+    def _hold_ready(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        n: int,  # noqa: ARG002 - for adapters
+    ) -> AbstractAsyncContextManager[list[FullText]]:
+        """As `hold_ready`, checks made; the base class cannot hold jobs."""
+        msg = (
+            f"{type(self).__name__} cannot hold jobs in a transaction; "
+            "use claim_ready and save_many (the leased mode)"
+        )
+        raise NotSupported(msg)
 
     async def enqueue_new(
         self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL

@@ -57,12 +57,14 @@ from fulltext_jobs.errors import (
 from fulltext_jobs.migrate import UPGRADE_ADVICE, SchemaState, check_schema
 from fulltext_jobs.notifications import PostgresReadyListener
 from fulltext_jobs.rate_limit import RateTokens, wait_for_next
-from fulltext_jobs.repository import ReadyListener, Repository
+from fulltext_jobs.repository import Hold, ReadyListener, Repository, hold_copy
 from fulltext_jobs.schema import SUPPORTED_DIALECTS, tables_for
 from fulltext_jobs.statements import (
     ItemSource,
     Statements,
     compile_for_driver,
+    held_arrays,
+    held_from_values,
     job_arrays,
     job_from_values,
     job_row,
@@ -518,6 +520,34 @@ class SqlAlchemyRepository(Repository):
             rows = connection.execute(self._sql.claim_many, params).all()
         return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
 
+    @contextmanager
+    def _hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
+        now = read_clock(self._clock, self._lease)
+        params = {"dest": destination, "n": n, "now": now}
+        with self._connection("hold_ready", duplicate=_BATCH_DUPLICATE) as connection:
+            if self._hot is not None:
+                rows = self._hot.hold_ready.run_all(connection, params)
+                jobs = [held_from_values(row, now) for row in rows]
+            else:
+                found = connection.execute(self._sql.hold_ready, params)
+                jobs = [hold_copy(to_job(row), now) for row in found]
+
+            def write(checked: list[FullText]) -> set[uuid.UUID]:
+                return {job.id for job in checked} - self._write_held(connection, checked)
+
+            # The caller's block runs here, inside the transaction; leaving
+            # it with an exception rolls the transaction back.
+            yield Hold(jobs, write)
+
+    def _write_held(self, connection: sa.Connection, jobs: list[FullText]) -> set[uuid.UUID]:
+        """Write the outcomes of held jobs; return the ids written. On
+        PostgreSQL one `write_held` statement (the port has checked that
+        each job is still the held one: same item and destination)."""
+        if self._hot is None:
+            return self._save_rows(connection, jobs)
+        rows = self._hot.write_held.run_all(connection, held_arrays(jobs))
+        return {row[0] for row in rows}
+
     def _list_jobs(
         self,
         destination: str,
@@ -943,4 +973,6 @@ class _HotPath:
         self.update_job = _Compiled(sql.update_job, engine, [])
         self.update_jobs = _Compiled(sql.update_jobs, engine, [], binary=True)
         self.claim_many = _Compiled(sql.claim_many, engine, [])
+        self.hold_ready = _Compiled(sql.hold_ready, engine, [])
+        self.write_held = _Compiled(sql.write_held, engine, [], binary=True)
         self.take_rate_tokens = _Compiled(sql.take_rate_tokens, engine, [])

@@ -13,7 +13,8 @@ SQLAlchemy's adaptation.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -153,6 +154,25 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
 
     async def _save_many(self, jobs: list[FullText]) -> None:
         await self._call(lambda repo: repo._save_many(jobs))  # noqa: SLF001
+
+    @asynccontextmanager
+    async def _hold_ready(self, destination: str, n: int) -> AsyncIterator[list[FullText]]:
+        # The sync adapter's block, entered and left in two greenlets of
+        # SQLAlchemy's bridge: its transaction stays open on the connection
+        # in between, while the caller's block awaits.
+        from sqlalchemy.util import greenlet_spawn  # noqa: PLC0415 - needs greenlet: see require_asyncio
+
+        session = self._session
+        sync = self._sync if session is None else self._sync.in_session(session.sync_session)
+        held = sync.hold_ready(destination, n)
+        jobs = await greenlet_spawn(held.__enter__)
+        try:
+            yield jobs
+        except BaseException as exc:
+            if not await greenlet_spawn(held.__exit__, type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await greenlet_spawn(held.__exit__, None, None, None)
 
     async def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
         return await self._call(lambda repo: repo._save_each(jobs))  # noqa: SLF001

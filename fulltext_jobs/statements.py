@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 import sqlalchemy as sa
@@ -139,6 +139,27 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
     )
 
 
+def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
+    """The ready job in a raw driver row of `Statements.hold_ready` as
+    `hold_ready` hands it out (see `fulltext_jobs.repository.hold_copy`):
+    `running` from `now`, its attempt counted, no token, lease or delay,
+    at its stored version. Built in one step: a batch builds a hundred."""
+    return FullText(
+        values[0],
+        values[1],
+        values[2],
+        now,
+        None,
+        JobStatus.RUNNING,
+        values[6] + 1,
+        None,
+        None,
+        values[9],
+        values[11],
+        None,
+    )
+
+
 def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with the columns
     """The job in a row selected or returned with `Statements.job_columns`,
     or in anything else with the job table's columns as attributes (the read
@@ -204,6 +225,20 @@ def job_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
         "lease_expires": [
             job.lease_expires if held else None for job, held in zip(jobs, running, strict=True)
         ],
+        "last_error": [job.last_error for job in jobs],
+        "not_before": [job.not_before for job in jobs],
+    }
+
+
+def held_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
+    """The parameters of `Statements.write_held`, one list per column."""
+    return {
+        "job_id": [job.id for job in jobs],
+        "read_version": [job.version for job in jobs],
+        "status": [job.status.value for job in jobs],
+        "started": [job.started for job in jobs],
+        "finished": [job.finished for job in jobs],
+        "attempts": [job.attempts for job in jobs],
         "last_error": [job.last_error for job in jobs],
         "not_before": [job.not_before for job in jobs],
     }
@@ -704,6 +739,44 @@ class Statements:
         else:
             stmt = stmt.where(ft.c.id.in_(oldest.scalar_subquery()))
         return stmt.returning(*self.job_columns, ft.c.seq)
+
+    @functools.cached_property
+    def hold_ready(self) -> sa.Select[Any]:
+        """The `:n` oldest due ready jobs of `:dest` (as `claim_many` chooses
+        them), oldest first, row-locked until the transaction ends: the
+        claim of `Repository.hold_ready`, which writes nothing. `SKIP
+        LOCKED` passes over the rows other holders and claimers have
+        locked; a locked row that has meanwhile stopped being ready is
+        re-checked and skipped. SQLite ignores `FOR UPDATE`: there the
+        transaction's `BEGIN IMMEDIATE` holds the only write lock."""
+        oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer))
+        stmt = oldest.with_only_columns(*self.job_columns)
+        return stmt.with_for_update(skip_locked=True) if self.postgresql else stmt
+
+    @functools.cached_property
+    def write_held(self) -> sa.TextClause:
+        """`update_jobs` for the jobs of a `hold_ready` block (PostgreSQL):
+        only the columns a held job's outcome can change, one array each
+        (`job_id`, `read_version`, `status`, `started`, `finished`,
+        `attempts`, `last_error`, `not_before`; see `held_arrays`); the
+        claim token and lease are cleared, as the row holds neither. Returns
+        the ids written; the version guard stays, though the block's row
+        locks leave nobody else to change the rows. Five arrays fewer than
+        `update_jobs` to send and unnest: the one write a held job costs."""
+        ft = self.tables.fulltext
+        return sa.text(
+            f"UPDATE {ft.fullname} AS f SET status = CAST(v.status AS job_statuses), "  # noqa: S608 - names from the declared table, values bound
+            "started = v.started, finished = v.finished, attempts = v.attempts, "
+            "last_error = v.last_error, not_before = v.not_before, claim_token = NULL, "
+            "lease_expires = NULL, version = f.version + 1 "
+            "FROM unnest(CAST(:job_id AS uuid[]), CAST(:read_version AS integer[]), "
+            "CAST(:status AS text[]), CAST(:started AS timestamptz[]), "
+            "CAST(:finished AS timestamptz[]), CAST(:attempts AS integer[]), "
+            "CAST(:last_error AS text[]), CAST(:not_before AS timestamptz[])) "
+            "AS v(job_id, read_version, status, started, finished, attempts, last_error, "
+            "not_before) "
+            "WHERE f.id = v.job_id AND f.version = v.read_version RETURNING f.id"
+        )
 
     @functools.cached_property
     def next_due(self) -> sa.Select[Any]:

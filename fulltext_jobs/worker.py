@@ -38,7 +38,8 @@ the listener was reconnecting are lost, and SQLite has none.
 
 How a job goes through a worker:
 
-- It is claimed (`get_ready_job`, or `claim_ready` when `batch_size` > 1);
+- It is claimed (`get_ready_job`, or `claim_ready` when `batch_size` > 1;
+  with `in_transaction=True`, held by `hold_ready` instead, see `Worker`);
   under a `rate_limit`, only after a start token was taken for it.
   From then until it is saved, a heartbeat thread extends its lease every
   `heartbeat_interval` (by default a third of the lease the repository
@@ -360,6 +361,19 @@ class Worker:
     the starts are then evenly spaced). Over any `t` seconds, at most
     `rate_limit * t + rate_burst` jobs start.
 
+    `in_transaction=True`: the transaction mode, for short handlers
+    (`Repository.hold_ready`): each claim holds its batch in an open
+    transaction, whose row locks are the claim, and each job is written
+    once, when the batch ends; no lease, no heartbeat. The retry policy,
+    `SkipJob`/`FailJob`, the rate limit (tokens are taken before the batch
+    is held) and `timeout` apply as usual. Any error reaching the
+    transaction rolls the whole batch back (its handlers run again later),
+    and so does a crash: the jobs are ready at once, their attempts not
+    counted, so a handler that kills its process is retried for ever. A
+    stopping worker starts no further handler, commits what was handled and
+    leaves the rest ready. Keep the default, leased mode for handlers that
+    run long or may crash the process (docs/guide-workers.md).
+
     `timeout`: the most seconds a handler may take on a job (None, the
     default: no limit). One that runs past it fails the job as an exception
     would (so the `retry` policy applies), with `TimeoutError: the handler
@@ -380,8 +394,8 @@ class Worker:
     `max_poll_interval` below `poll_interval`, a `rate_limit` that is not a
     number of starts a second from one a week to 100,000, a `rate_burst`
     that is not a whole number from 1 to 10,000 (or is given without a
-    `rate_limit`), or a `timeout` that is not a positive number of seconds
-    up to a week.
+    `rate_limit`), a `timeout` that is not a positive number of seconds
+    up to a week, or an `in_transaction` that is not True or False.
     """
 
     def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
@@ -392,6 +406,7 @@ class Worker:
         *,
         concurrency: int = 1,
         batch_size: int = 1,
+        in_transaction: bool = False,
         poll_interval: float = 1.0,
         max_poll_interval: float = 30.0,
         heartbeat_interval: float | None = None,
@@ -420,6 +435,10 @@ class Worker:
         self._handler = handler
         self._concurrency = _whole("concurrency", concurrency, MAX_CONCURRENCY)
         self._batch_size = _whole("batch_size", batch_size, MAX_CLAIM)
+        if not isinstance(in_transaction, bool):
+            msg = f"in_transaction must be True or False, not {in_transaction!r}"
+            raise InvalidInput(msg)
+        self._in_transaction = in_transaction
         self._poll_interval = _seconds("poll_interval", poll_interval)
         self._max_poll_interval = _seconds("max_poll_interval", max_poll_interval)
         if self._max_poll_interval < self._poll_interval:
@@ -658,7 +677,9 @@ class Worker:
             while not run.halt.is_set():
                 run.rearm()
                 try:
-                    jobs = self._claim(run)
+                    # In transaction mode the jobs come back handled and
+                    # saved; a StoreError there rolled the whole batch back.
+                    jobs = self._take_work(run)
                 except StoreError as exc:
                     if not exc.retryable:
                         raise
@@ -670,7 +691,6 @@ class Worker:
                     continue
                 if jobs:
                     delay = self._poll_interval
-                    self._work_through(run, jobs)
                     continue
                 if run.halt.is_set():
                     break  # halted while waiting for a start token
@@ -732,6 +752,55 @@ class Worker:
             except NoJobs:
                 return []
         return self._repository.claim_ready(self._destination, n)
+
+    def _take_work(self, run: _Run) -> list[FullText]:
+        """Claim jobs and work through them; return the jobs claimed (none:
+        nothing to claim). A `StoreError` raised here is the claim's, or in
+        transaction mode any (the batch rolled back); the leased mode's
+        saves retry their own."""
+        if self._in_transaction:
+            return self._work_held(run)
+        jobs = self._claim(run)
+        if jobs:
+            self._work_through(run, jobs)
+        return jobs
+
+    def _work_held(self, run: _Run) -> list[FullText]:
+        """Transaction mode: hold up to `batch_size` jobs (`hold_ready`),
+        handle them one after another and leave the block, which writes
+        each outcome once and commits; return the jobs held (none: nothing
+        to claim). Once the run halts no handler is started: the jobs not
+        handled are left `running` in the block, which does not write them,
+        so they stay `ready`. Any error leaving the block rolls the batch
+        back: its jobs stay `ready`, their attempts not counted."""
+        n = self._batch_size
+        if self._rate is not None:
+            n = self._take_tokens(run, self._rate)
+            if not n:
+                return []
+        refused: set[uuid.UUID] = set()
+        try:
+            with self._repository.hold_ready(self._destination, n) as jobs:
+                if jobs:
+                    run.count("claimed", len(jobs))
+                for job in jobs:
+                    if run.halt.is_set():
+                        break
+                    with log_context(job_id=job.id):
+                        self._handle(job, job)
+        except StaleJobs as exc:
+            # Another writer changed a held row (which the row locks make
+            # rare): those outcomes were refused, the others committed.
+            refused = set(exc.refused)
+            run.count("lost_claims", len(refused))
+        saved = Counter(
+            _saved_as(job)
+            for job in jobs
+            if job.status is not JobStatus.RUNNING and job.id not in refused
+        )
+        for name, count in saved.items():
+            run.count(name, count)
+        return jobs
 
     def _take_tokens(self, run: _Run, rate: float) -> int:
         """Start tokens for the next claim (1 to `batch_size`), waiting as
@@ -916,10 +985,11 @@ class Worker:
             run.changed.notify_all()
         return held
 
-    def _handle(self, job: FullText) -> FullText:
-        """Run the handler on a copy of `job`; return another copy, finished,
-        skipped or failed according to how the handler ended."""
-        outcome = job.copy()
+    def _handle(self, job: FullText, outcome: FullText | None = None) -> FullText:
+        """Run the handler on a copy of `job`; return `outcome` (by default
+        another copy) finished, skipped or failed according to how the
+        handler ended."""
+        outcome = job.copy() if outcome is None else outcome
         began = time.monotonic()
         try:
             if self._timeout is None:

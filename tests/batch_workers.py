@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import traceback
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,21 +26,36 @@ WAIT_SECONDS = 60
 def drain_with_a_worker(url: str, batch_size: int, barrier: Any, results: Any) -> None:
     """A `Worker` at `batch_size` until no job is ready; report the ids it
     handled and its stats."""
+    _drain_and_report(url, barrier, results, batch_size=batch_size)
+
+
+def _drain_and_report(
+    url: str,
+    barrier: Any,
+    results: Any,
+    *,
+    on_job: Callable[[FullText, int], None] | None = None,
+    **settings: Any,
+) -> None:
+    """A `Worker` with `settings` until no job is ready, its handler
+    recording each job's id (and then calling `on_job` with the job and how
+    many were handled); report the ids and the worker's stats."""
     handled: list[uuid.UUID] = []
     lock = threading.Lock()
 
     def handler(job: FullText) -> None:
         with lock:
             handled.append(job.id)
+            count = len(handled)
+        if on_job is not None:
+            on_job(job, count)
 
     report: dict[str, Any] = {"handled": handled, "error": None}
     engine = fulltext_jobs.create_engine(url)
     try:
         repo = SqlAlchemyRepository(engine)
         barrier.wait(timeout=WAIT_SECONDS)
-        worker = Worker(
-            repo, DESTINATION, handler, batch_size=batch_size, listen=False, poll_interval=0.01
-        )
+        worker = Worker(repo, DESTINATION, handler, listen=False, poll_interval=0.01, **settings)
         report["stats"] = worker.run(until_idle=True, install_signal_handlers=False)
     except Exception:  # noqa: BLE001 - reported: the test fails on it
         report["error"] = traceback.format_exc()
@@ -75,3 +91,22 @@ def claim_wait_and_save(url: str, n: int, claimed: Any, go: Any, results: Any) -
     finally:
         engine.dispose()
     results.put(report)
+
+
+def drain_in_transaction(  # noqa: PLR0917 - a spawned process's arguments
+    url: str, batch_size: int, barrier: Any, results: Any, blocked: Any = None, block_at: int = 0
+) -> None:
+    """A `Worker` in transaction mode (`in_transaction=True`) at `batch_size`
+    until no job is ready; report the ids it handled and its stats. With
+    `block_at`, the handler of its `block_at`-th job puts that job's id on
+    `blocked` and sleeps, inside its batch's transaction, until the test
+    kills the process."""
+
+    def block(job: FullText, count: int) -> None:
+        if count == block_at:
+            blocked.put(job.id)
+            threading.Event().wait(WAIT_SECONDS * 10)
+
+    _drain_and_report(
+        url, barrier, results, on_job=block, batch_size=batch_size, in_transaction=True
+    )

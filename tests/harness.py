@@ -258,6 +258,18 @@ class BlockingAsyncRepository(Repository):
     def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
         run_async(self.repo.save_many(jobs, atomic=atomic))
 
+    @contextmanager
+    def hold_ready(self, destination: str, n: int) -> Iterator[list[FullText]]:
+        held = self.repo.hold_ready(destination, n)
+        jobs = run_async(held.__aenter__())
+        try:
+            yield jobs
+        except BaseException as exc:
+            if not run_async(held.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            run_async(held.__aexit__(None, None, None))
+
     def enqueue_new(
         self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
     ) -> int:

@@ -74,6 +74,15 @@ def stored(engine: sa.Engine) -> dict[uuid.UUID, Any]:
         return {row.id: row for row in rows}
 
 
+def join_or_kill(processes: list[Any]) -> None:
+    """Join the processes, killing those that outlive the deadline."""
+    for process in processes:
+        process.join(timeout=DEADLINE_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=10)
+
+
 def collect(results: Any, count: int, processes: list[Any]) -> list[dict[str, Any]]:
     """`count` reports from `results`; the processes joined (killed if they
     outlive the deadline)."""
@@ -84,11 +93,7 @@ def collect(results: Any, count: int, processes: list[Any]) -> list[dict[str, An
     except queue.Empty:
         pass
     finally:
-        for process in processes:
-            process.join(timeout=DEADLINE_SECONDS)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout=10)
+        join_or_kill(processes)
     assert len(reports) == count, f"{len(reports)} of {count} processes reported"
     assert [process.exitcode for process in processes] == [0] * len(processes)
     return reports

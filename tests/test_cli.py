@@ -232,6 +232,21 @@ def test_work_finishes_skips_and_fails_then_retry(runner, url, repo):
     assert counts(repo, "d") == counts(repo, "d") | {"ready": 0, "finished": 6}
 
 
+def test_work_in_transaction_writes_each_job_once(runner, url, repo):
+    repo.add_items(["ok-1", "ok-2", "ok-3", "skip-1", "fail-1"])
+    run(runner, url, "enqueue", "d")
+    stats = run_json(
+        runner, url, "work", "d", "--handler", "cli_handlers:by_item", "--until-idle",
+        "--in-transaction", "--concurrency", "2", "--batch-size", "2", "--max-attempts", "1",
+    )  # fmt: skip
+    assert isinstance(stats, dict)
+    assert (stats["claimed"], stats["finished"], stats["skipped"], stats["failed"]) == (5, 3, 1, 1)
+    assert stats["heartbeats"] == 0
+    jobs = repo.list_jobs("d")
+    # Inserted, then written once at the end of its batch: no claim write.
+    assert {(job.attempts, job.version) for job in jobs} == {(1, 2)}
+
+
 def test_work_produce_queues_a_new_destination(runner, url, repo):
     repo.add_items(["ok-1", "ok-2"])
     stats = run_json(

@@ -7,6 +7,7 @@ only through the port (and the harness's means to add items).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -1439,3 +1440,145 @@ def build_like(backend: Backend, **settings: object) -> object:
         return AsyncSqlAlchemyRepository(repo.repo._engine, **settings)
     assert backend.engine is not None
     return SqlAlchemyRepository(backend.engine, **settings)
+
+
+class TestHoldContract:
+    """`hold_ready`: the claim is an open transaction, the job is written once."""
+
+    @staticmethod
+    def queued(backend: Backend, item_ids: str = "abc") -> list[FullText]:
+        jobs = [FullText.new(item_id, "lang") for item_id in item_ids]
+        backend.repo.save_many(jobs)
+        return jobs
+
+    def test_a_clean_exit_writes_each_job_once(self, clocked: Backend, clock):
+        jobs = self.queued(clocked)
+        with clocked.repo.hold_ready("lang", 2) as held:
+            assert [job.id for job in held] == [jobs[0].id, jobs[1].id]
+            assert {(job.status, job.started, job.attempts) for job in held} == {
+                (JobStatus.RUNNING, clock.now, 1)
+            }
+            assert {job.version for job in held} == {1}
+            if not clocked.name.startswith("sqlite"):  # there the block holds the write lock
+                assert clocked.repo.get_fulltext(jobs[0].id) == jobs[0]
+            for job in held:
+                job.finish(clock.now)
+        for job in held:
+            stored = clocked.repo.get_fulltext(job.id)
+            assert (stored.status, stored.attempts, stored.version) == (JobStatus.FINISHED, 1, 2)
+            assert (stored.started, stored.finished, stored.claim_token) == (
+                clock.now,
+                clock.now,
+                None,
+            )
+            assert job.version == 2
+        assert clocked.repo.get_fulltext(jobs[2].id) == jobs[2]
+
+    def test_an_exception_rolls_everything_back(self, clocked: Backend, clock):
+        jobs = self.queued(clocked)
+
+        def broken_block() -> None:
+            with clocked.repo.hold_ready("lang", 3) as held:
+                for job in held:
+                    job.finish(clock.now)
+                raise RuntimeError("the handler broke")
+
+        with pytest.raises(RuntimeError):
+            broken_block()
+        assert [clocked.repo.get_fulltext(job.id) for job in jobs] == jobs
+        again = clocked.repo.claim_ready("lang", 5)
+        assert [(job.id, job.attempts) for job in again] == [(job.id, 1) for job in jobs]
+
+    def test_a_job_left_running_stays_ready_and_a_release_is_written(self, clocked: Backend, clock):
+        jobs = self.queued(clocked)
+        due = clock.now + timedelta(seconds=30)
+        with clocked.repo.hold_ready("lang", 3) as held:
+            held[0].finish(clock.now)
+            held[2].release(clock.now, not_before=due, error="HTTPError: 503")
+        assert clocked.repo.get_fulltext(jobs[1].id) == jobs[1]
+        released = clocked.repo.get_fulltext(jobs[2].id)
+        assert (released.status, released.attempts, released.not_before) == (
+            JobStatus.READY,
+            1,
+            due,
+        )
+        assert released.last_error == "HTTPError: 503"
+        assert [job.id for job in clocked.repo.claim_ready("lang", 5)] == [jobs[1].id]
+        clock.advance(seconds=30)
+        again = clocked.repo.claim_ready("lang", 5)
+        assert [(job.id, job.attempts) for job in again] == [(jobs[2].id, 2)]
+
+    def test_concurrent_holders_and_claimers_never_share_a_job(self, clocked: Backend, clock):
+        jobs = self.queued(clocked, "abcdef")
+        sqlite = clocked.name.startswith("sqlite")
+        got: list[list[FullText]] = []
+        claimer = threading.Thread(target=lambda: got.append(clocked.repo.claim_ready("lang", 2)))
+        with clocked.repo.hold_ready("lang", 3) as first:
+            claimer.start()
+            if not sqlite:
+                # Row locks: the claim passes the held jobs over, at once.
+                claimer.join(30)
+                assert got, "the claim waited for the hold"
+                with clocked.repo.hold_ready("lang", 5) as second:
+                    assert [job.id for job in second] == [jobs[5].id]
+                    second[0].finish(clock.now)
+            # On SQLite the claim waits for the block's write lock.
+            for job in first:
+                job.finish(clock.now)
+        claimer.join(30)
+        assert [job.id for job in first] == [job.id for job in jobs[:3]]
+        assert [job.id for job in got[0]] == [job.id for job in jobs[3:5]]
+        stored = [clocked.repo.get_fulltext(job.id) for job in jobs]
+        assert [job.status for job in stored] == [JobStatus.FINISHED] * 3 + [
+            JobStatus.RUNNING
+        ] * 2 + [JobStatus.FINISHED if not sqlite else JobStatus.READY]
+
+    def test_only_due_jobs_are_held(self, clocked: Backend, clock):
+        (later,) = self.queued(clocked, "a")
+        first = clocked.repo.get_ready_job("lang")
+        first.release(clock.now, not_before=clock.now + timedelta(minutes=5))
+        clocked.repo.save_fulltext(first)
+        (due,) = self.queued(clocked, "b")
+        with clocked.repo.hold_ready("lang", 5) as held:
+            assert [job.id for job in held] == [due.id]
+        clock.advance(minutes=5)
+        with clocked.repo.hold_ready("lang", 5) as held:
+            assert [job.id for job in held] == [later.id, due.id]
+
+    @pytest.mark.parametrize("bad_n", [0, -3, None, 2.0, 10_001])
+    def test_a_bad_n_is_refused_and_holds_nothing(self, backend: Backend, bad_n):
+        self.queued(backend, "a")
+        with pytest.raises(InvalidInput), backend.repo.hold_ready("lang", bad_n):
+            pytest.fail("the block ran")
+        assert backend.repo.get_ready_job("lang").item_id == "a"
+
+    @pytest.mark.parametrize("bad", list(BAD_DESTINATIONS.values()), ids=list(BAD_DESTINATIONS))
+    def test_a_bad_destination_is_refused(self, backend: Backend, bad):
+        with pytest.raises(InvalidInput), backend.repo.hold_ready(bad, 1):
+            pytest.fail("the block ran")
+
+    def test_a_copy_broken_in_the_block_writes_nothing(self, backend: Backend):
+        jobs = self.queued(backend, "ab")
+
+        def breaking_block() -> None:
+            with backend.repo.hold_ready("lang", 2) as held:
+                held[0].finish()
+                held[1].finish()
+                held[1].item_id = ""
+
+        with pytest.raises(InvalidInput):
+            breaking_block()
+        assert [backend.repo.get_fulltext(job.id) for job in jobs] == jobs
+
+    def test_a_held_job_moved_to_another_item_writes_nothing(self, backend: Backend):
+        jobs = self.queued(backend, "ab")
+
+        def moving_block() -> None:
+            with backend.repo.hold_ready("lang", 2) as held:
+                for job in held:
+                    job.finish()
+                held[0].item_id = "elsewhere"
+
+        with pytest.raises(InvalidInput, match="hold_ready"):
+            moving_block()
+        assert [backend.repo.get_fulltext(job.id) for job in jobs] == jobs

@@ -1,0 +1,203 @@
+"""The transaction mode (`Repository.hold_ready`, `Worker(in_transaction=True)`):
+the claim is the row lock of an open transaction and each job is written
+once, when the batch commits. In memory, the Worker's outcomes; with real
+processes on PostgreSQL, a worker killed with SIGKILL in the middle of a
+batch loses nothing and finishes nothing twice: its batch rolls back and
+the others take it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from batch_workers import DESTINATION, drain_in_transaction
+from harness import reset_database
+from test_batch_path import DEADLINE_SECONDS, join_or_kill, queued, stored
+
+from fulltext_jobs import (
+    FailJob,
+    FullText,
+    InMemoryRepository,
+    InvalidInput,
+    JobStatus,
+    NotSupported,
+    RetryPolicy,
+    SkipJob,
+    Worker,
+)
+from fulltext_jobs.repository import AsyncRepository, Repository
+
+
+def memory_jobs(n: int) -> tuple[InMemoryRepository, list[FullText]]:
+    repo = InMemoryRepository()
+    jobs = [FullText.new(f"item-{i:03}", DESTINATION) for i in range(n)]
+    repo.save_many(jobs)
+    return repo, jobs
+
+
+def test_a_worker_in_transaction_mode_writes_each_job_once():
+    repo, jobs = memory_jobs(25)
+    seen: list[FullText] = []
+    worker = Worker(
+        repo, DESTINATION, seen.append, batch_size=10, in_transaction=True, listen=False
+    )
+    stats = worker.run(until_idle=True, install_signal_handlers=False)
+    assert (stats.claimed, stats.finished, stats.lost_claims) == (25, 25, 0)
+    assert [job.id for job in seen] == [job.id for job in jobs]
+    assert {job.status for job in seen} == {JobStatus.RUNNING}  # the handler's copies
+    for job in jobs:
+        stored_job = repo.get_fulltext(job.id)
+        # Inserted, then written once: no claim write.
+        assert (stored_job.status, stored_job.attempts, stored_job.version) == (
+            JobStatus.FINISHED,
+            1,
+            2,
+        )
+        assert stored_job.started is not None
+
+
+def test_skip_fail_and_retry_apply_in_transaction_mode():
+    repo, jobs = memory_jobs(3)
+
+    def handler(job: FullText) -> None:
+        if job.item_id == "item-000":
+            raise SkipJob("not for us")
+        if job.item_id == "item-001":
+            raise FailJob("bad input")
+        raise OSError("try again")
+
+    worker = Worker(
+        repo,
+        DESTINATION,
+        handler,
+        batch_size=3,
+        in_transaction=True,
+        listen=False,
+        retry=RetryPolicy(max_attempts=2, base_delay=timedelta(milliseconds=50), jitter=0),
+        poll_interval=0.01,
+    )
+    stats = worker.run(until_idle=True, install_signal_handlers=False)
+    assert (stats.skipped, stats.failed) == (1, 2)
+    assert (stats.retried, stats.released, stats.claimed) == (1, 0, 4)
+    skipped, failed, retried = (repo.get_fulltext(job.id) for job in jobs)
+    assert skipped.status is JobStatus.SKIPPED
+    assert (failed.status, failed.last_error) == (JobStatus.FAILED, "FailJob: bad input")
+    # Released for a retry after a backoff, then failed on its second attempt.
+    assert (retried.status, retried.attempts) == (JobStatus.FAILED, 2)
+    assert retried.last_error == "OSError: try again"
+
+
+def test_a_stopped_worker_leaves_the_unhandled_jobs_of_its_batch_ready():
+    repo, jobs = memory_jobs(5)
+    worker: Worker
+
+    def handler(job: FullText) -> None:  # noqa: ARG001 - stops after the first
+        worker.stop()
+
+    worker = Worker(repo, DESTINATION, handler, batch_size=5, in_transaction=True, listen=False)
+    stats = worker.run(install_signal_handlers=False)
+    assert (stats.claimed, stats.finished) == (5, 1)
+    stored_jobs = [repo.get_fulltext(job.id) for job in jobs]
+    assert stored_jobs[0].status is JobStatus.FINISHED
+    assert stored_jobs[1:] == jobs[1:]  # untouched: ready, attempt not counted
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_in_transaction_must_be_a_bool(bad):
+    repo, _ = memory_jobs(0)
+    with pytest.raises(InvalidInput, match="in_transaction"):
+        Worker(repo, DESTINATION, print, in_transaction=bad)
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_a_worker_killed_mid_batch_loses_nothing_and_finishes_nothing_twice(
+    postgres_url: str, postgres_engine: Any
+):
+    reset_database(postgres_engine)
+    ids = queued(postgres_engine, 2_000)
+    context = multiprocessing.get_context("spawn")
+    barrier, results, blocked = context.Barrier(4), context.Queue(), context.Queue()
+    # The victim blocks in the middle of its second batch of 50.
+    victim = context.Process(
+        target=drain_in_transaction, args=(postgres_url, 50, barrier, results, blocked, 75)
+    )
+    others = [
+        context.Process(target=drain_in_transaction, args=(postgres_url, 50, barrier, results))
+        for _ in range(3)
+    ]
+    processes = [victim, *others]
+    for process in processes:
+        process.start()
+    reports: list[dict[str, Any]] = []
+    try:
+        held = blocked.get(timeout=DEADLINE_SECONDS)
+        os.kill(victim.pid or 0, signal.SIGKILL)
+        victim.join(timeout=30)
+        reports.extend(results.get(timeout=DEADLINE_SECONDS) for _ in others)
+    except queue.Empty:
+        pass
+    finally:
+        join_or_kill(processes)
+    assert victim.exitcode == -signal.SIGKILL
+    assert len(reports) == 3, f"{len(reports)} of 3 survivors reported"
+    assert [report["error"] for report in reports] == [None] * 3
+    handled = Counter(job_id for report in reports for job_id in report["handled"])
+    assert set(handled.values()) == {1}  # no survivor handled a job twice
+    # The job the victim was handling when it died rolled back: a survivor did it.
+    assert held in handled
+    rows = stored(postgres_engine)
+    assert set(rows) == set(ids)
+    # Written twice each: inserted, then finished once; the killed batch's
+    # attempt was never counted.
+    assert {(row.status, row.attempts, row.version) for row in rows.values()} == {
+        ("finished", 1, 2)
+    }
+    finished = sum(report["stats"].finished for report in reports)
+    # The victim committed its first batch (50 jobs) before it died.
+    assert finished == len(ids) - 50
+
+
+def test_a_repository_that_cannot_hold_a_transaction_says_so():
+    # The port's own `_hold_ready`, which an adapter without transactions
+    # keeps: a typed error naming the leased mode, before anything is held.
+    repo, _ = memory_jobs(1)
+    with pytest.raises(NotSupported, match="claim_ready"):
+        Repository._hold_ready(repo, DESTINATION, 1)
+    with pytest.raises(NotSupported, match="claim_ready"):
+        AsyncRepository._hold_ready(repo, DESTINATION, 1)  # type: ignore[arg-type]
+    assert repo.claim_ready(DESTINATION, 5)[0].attempts == 1
+
+
+def test_the_rate_limit_caps_each_held_batch():
+    asked: list[int] = []
+
+    class Recording(InMemoryRepository):
+        def _hold_ready(self, destination: str, n: int) -> Any:
+            asked.append(n)
+            return super()._hold_ready(destination, n)
+
+    repo = Recording()
+    repo.save_many([FullText.new(f"item-{i}", DESTINATION) for i in range(6)])
+    worker = Worker(
+        repo,
+        DESTINATION,
+        lambda _job: None,
+        batch_size=10,
+        in_transaction=True,
+        rate_limit=1000,
+        rate_burst=3,
+        listen=False,
+        poll_interval=0.01,
+    )
+    stats = worker.run(until_idle=True, install_signal_handlers=False)
+    assert stats.finished == 6
+    # Tokens are taken before each batch is held: never more than the burst.
+    assert asked
+    assert max(asked) <= 3
