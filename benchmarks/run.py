@@ -969,7 +969,7 @@ def bench_save(bench: Bench, args: argparse.Namespace) -> Table:
     return table
 
 
-# --- h. peers ---------------------------------------------------------------
+# --- j. peers ---------------------------------------------------------------
 
 HERE = Path(__file__).resolve().parent
 PEERS_SCRIPT = HERE / "peers.py"

@@ -181,7 +181,7 @@ def bench_scale(bench: Bench, args: argparse.Namespace) -> Table:
         print(f"  scale: {n:,} items measured", file=sys.stderr, flush=True)
     base = results[sizes[0]]
     table = Table(
-        "h. Costs at scale: "
+        "k. Costs at scale: "
         + " / ".join(f"{n:,}" for n in sizes)
         + " items (ratios: each larger size against the smallest)"
     )
@@ -333,7 +333,7 @@ def bench_partitions(
     bench.sql("DROP SCHEMA exp CASCADE")
     lines = [
         (
-            f"### i. Partitioned by destination: {destinations} destinations x "
+            f"### l. Partitioned by destination: {destinations} destinations x "
             f"{finished:,} finished jobs"
         ),
         "",

@@ -72,7 +72,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Final
@@ -343,8 +343,16 @@ def _command(
 # --- output helpers -------------------------------------------------------------
 
 
+#: The width of tables written off a terminal (a pipe, a file) when
+#: COLUMNS does not say: wide enough that a row stays one line, for grep.
+PIPED_WIDTH: Final = 200
+
+
 def _stdout() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        return Console(highlight=False, width=PIPED_WIDTH)
+    return console
 
 
 def _stderr() -> Console:
@@ -963,6 +971,12 @@ def _when(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
+def _to_the_second(moment: datetime | None) -> str:
+    """`moment` in UTC to the second, as a table shows it ("" for None);
+    the JSON keeps the full ISO form."""
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def job_json(job: FullText) -> dict[str, object]:
     """A job as a JSON object: what `jobs` shows of it."""
     return {
@@ -981,13 +995,13 @@ def job_json(job: FullText) -> dict[str, object]:
 def jobs_table(destination: str, jobs: Iterable[FullText]) -> Table:
     """A page of jobs as a table, one row a job."""
     table = Table(title=f"jobs: {destination}", **TABLE_STYLE)
-    table.add_column("id", overflow="fold")
+    table.add_column("id", no_wrap=True)
     table.add_column("item", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("attempts", justify="right")
     table.add_column("last error", overflow="fold")
     for name in ("started", "finished", "not before"):
-        table.add_column(name, overflow="fold")
+        table.add_column(f"{name} (UTC)", no_wrap=True)
     for job in jobs:
         table.add_row(
             str(job.id),
@@ -995,9 +1009,9 @@ def jobs_table(destination: str, jobs: Iterable[FullText]) -> Table:
             job.status.value,
             str(job.attempts),
             job.last_error or "",
-            _when(job.started) or "",
-            _when(job.finished) or "",
-            _when(job.not_before) or "",
+            _to_the_second(job.started),
+            _to_the_second(job.finished),
+            _to_the_second(job.not_before),
         )
     return table
 

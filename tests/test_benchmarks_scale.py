@@ -22,7 +22,7 @@ def test_the_scale_benchmark_runs_at_small_sizes(
     markdown = tmp_path / "scale.md"
     assert scale.main(["--quick", "--markdown", str(markdown)]) == 0
     text = markdown.read_text()
-    assert "### h. Costs at scale: 2,000 / 20,000 items" in text
+    assert "### k. Costs at scale: 2,000 / 20,000 items" in text
     for measure in (
         "`stats bench`",
         "`retry bench`",

@@ -698,6 +698,11 @@ def test_jobs_lists_failed_jobs_with_their_errors_and_feeds_retry(runner, url, r
     assert "fail-2" in table
     assert "skip-1" in table
     assert "ok-1" not in table
+    # Off a terminal a row stays one line, whole: its id, its item, and its
+    # times to the second, in UTC.
+    [row] = [line for line in table.splitlines() if failed[0]["id"] in line]
+    assert "fail-1" in row
+    assert failed[0]["finished"][:19].replace("T", " ") in row
     items = [arg for job in failed for arg in ("--item", job["item_id"])]
     retried = run_json(runner, url, "retry", "d", *items)
     assert retried == {"destination": "d", "retried": 2}
