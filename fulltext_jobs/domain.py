@@ -479,16 +479,22 @@ DEFAULT_SWEEP_INTERVAL: Final = timedelta(hours=1)
 RETRYABLE_STATUSES: Final = ACTIONS[Action.RETRY][0]
 
 
-def check_retry_statuses(statuses: object) -> frozenset[JobStatus]:
-    """`statuses` as a non-empty set of the statuses retry starts from
-    (failed, skipped); raise `InvalidInput` otherwise."""
+def _status_set(statuses: object) -> frozenset[JobStatus]:
+    """`statuses` (an iterable, not a str) as a set of statuses; raise
+    `InvalidInput` for anything else."""
     if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
         msg = f"statuses must be an iterable of statuses, not {statuses!r}"
         raise InvalidInput(msg)
     try:
-        chosen = frozenset(JobStatus(status) for status in statuses)
+        return frozenset(JobStatus(status) for status in statuses)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def check_retry_statuses(statuses: object) -> frozenset[JobStatus]:
+    """`statuses` as a non-empty set of the statuses retry starts from
+    (failed, skipped); raise `InvalidInput` otherwise."""
+    chosen = _status_set(statuses)
     if not chosen or not chosen <= RETRYABLE_STATUSES:
         msg = f"retry starts from {' or '.join(sorted(RETRYABLE_STATUSES))}, not {sorted(chosen)}"
         raise InvalidInput(msg)
@@ -501,13 +507,7 @@ def check_statuses(statuses: object) -> frozenset[JobStatus] | None:
     refused)."""
     if statuses is None:
         return None
-    if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
-        msg = f"statuses must be an iterable of statuses, not {statuses!r}"
-        raise InvalidInput(msg)
-    try:
-        chosen = frozenset(JobStatus(status) for status in statuses)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(str(exc)) from None
+    chosen = _status_set(statuses)
     if not chosen:
         msg = "statuses must name at least one status"
         raise InvalidInput(msg)
