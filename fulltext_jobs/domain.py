@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final, cast
+from typing import Final, TypeGuard, cast
 
 from fulltext_jobs.errors import InvalidInput, InvalidTransition
 
@@ -133,6 +133,9 @@ def clean_error(error: object) -> str:
     """`error` as text fit to store: NUL bytes (which PostgreSQL's text
     cannot hold) and lone surrogates (which UTF-8 cannot encode) escaped,
     and cut to `MAX_ERROR_LENGTH` characters."""
+    if _plain_text(error, MAX_ERROR_LENGTH):
+        # Already fit to store: every save checks the error it carries.
+        return error
     text = str(error).replace("\x00", "\\x00")
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) > MAX_ERROR_LENGTH:
@@ -176,7 +179,21 @@ def utc(moment: datetime | None = None) -> datetime:
     return moment
 
 
+def _plain_text(value: object, max_length: int) -> TypeGuard[str]:
+    """Whether `value` is a str of 1 to `max_length` ASCII characters with
+    no NUL byte: text every store takes as it is, told in C calls only (the
+    check every save makes of each job's text, on the hot path)."""
+    return (
+        value.__class__ is str
+        and 0 < len(value) <= max_length
+        and value.isascii()
+        and "\x00" not in value
+    )
+
+
 def _check_text(value: object, what: str, max_length: int) -> str:
+    if _plain_text(value, max_length):
+        return value
     if not isinstance(value, str):
         msg = f"{what} must be a str, got {type(value).__name__}"
         raise InvalidInput(msg)
@@ -629,15 +646,20 @@ def check_job(job: object) -> FullText:
     if not isinstance(job, FullText):
         msg = f"expected a FullText, got {type(job).__name__}"
         raise InvalidInput(msg)
-    try:
-        status = JobStatus(job.status)
-    except (ValueError, TypeError):
-        msg = f"job {job.id} has unknown status {job.status!r}"
-        raise InvalidInput(msg) from None
+    status = job.status
+    if status.__class__ is not JobStatus:
+        try:
+            status = JobStatus(status)
+        except (ValueError, TypeError):
+            msg = f"job {job.id} has unknown status {job.status!r}"
+            raise InvalidInput(msg) from None
     if not isinstance(job.id, uuid.UUID):
         msg = f"job id {job.id!r} is not a UUID"
         raise InvalidInput(msg)
-    check_count(job.attempts, f"job {job.id}'s attempts", MAX_INT32, minimum=0)
+    attempts = job.attempts
+    if attempts.__class__ is not int or not 0 <= attempts <= MAX_INT32:
+        # Only now the message: formatting the id costs more than the check.
+        check_count(attempts, f"job {job.id}'s attempts", MAX_INT32, minimum=0)
     if job.last_error is not None and not isinstance(job.last_error, str):
         msg = f"job {job.id} has last_error {job.last_error!r}, not a str"
         raise InvalidInput(msg)
@@ -651,17 +673,18 @@ def check_job(job: object) -> FullText:
     if job.claim_token is not None and not isinstance(job.claim_token, uuid.UUID):
         msg = f"job {job.id} has claim token {job.claim_token!r}, not a UUID"
         raise InvalidInput(msg)
+    # Positional: a batch checks a hundred jobs.
     return FullText(
-        id=job.id,
-        item_id=check_item_id(job.item_id),
-        destination=check_destination(job.destination),
-        started=None if job.started is None else utc(job.started),
-        finished=None if job.finished is None else utc(job.finished),
-        status=status,
-        attempts=job.attempts,
-        claim_token=job.claim_token,
-        lease_expires=None if job.lease_expires is None else utc(job.lease_expires),
-        last_error=None if job.last_error is None else clean_error(job.last_error),
-        version=job.version,
-        not_before=None if job.not_before is None else utc(job.not_before),
+        job.id,
+        check_item_id(job.item_id),
+        check_destination(job.destination),
+        None if job.started is None else utc(job.started),
+        None if job.finished is None else utc(job.finished),
+        status,
+        attempts,
+        job.claim_token,
+        None if job.lease_expires is None else utc(job.lease_expires),
+        None if job.last_error is None else clean_error(job.last_error),
+        job.version,
+        None if job.not_before is None else utc(job.not_before),
     )

@@ -321,7 +321,7 @@ class InMemoryRepository(Repository):
             jobs = [hold_copy(job, now) for job in self._due(destination, now)[:n]]
             self._held.update(job.id for job in jobs)
 
-        def write(checked: list[FullText]) -> set[uuid.UUID]:
+        def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: ARG001, FBT001 - the port's call
             with self._lock:
                 saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
                 return self._store_each(checked, saved)

@@ -87,11 +87,17 @@ __all__ = ["AsyncRepository", "ReadyListener", "Repository"]
 class Hold(NamedTuple):
     """What an adapter's `_hold_ready` yields: the held jobs, as `running`
     copies (`hold_copy`), and how to write the caller's outcomes inside
-    the held transaction (the checked copies, stored form; returns the ids
-    refused by the compare-and-swap)."""
+    the held transaction.
+
+    `write(checked, finished_as_held)` takes the checked copies (stored
+    form) and returns the ids refused by the compare-and-swap.
+    `finished_as_held` says that every one of them was finished and
+    nothing else was changed from how it was handed out (`started`,
+    `attempts`, `last_error`; no `not_before`): the common outcome, which
+    an adapter may write with less than every column."""
 
     jobs: list[FullText]
-    write: Callable[[list[FullText]], set[uuid.UUID]]
+    write: Callable[[list[FullText], bool], set[uuid.UUID]]
 
 
 def hold_copy(job: FullText, now: datetime) -> FullText:
@@ -325,20 +331,43 @@ class Repository(abc.ABC):
         """
         destination, n = check_destination(destination), check_claim_size(n)
         with self._hold_ready(destination, n) as hold:
-            # What each job was handed out as: its item and destination
-            # must come back unchanged.
-            held = {job.id: (job.item_id, job.destination) for job in hold.jobs}
+            # What each job was handed out as, by position: its id, item and
+            # destination must come back unchanged. The ids handed out are
+            # distinct, and so are the (item, destination) pairs, so the
+            # jobs written are distinct too.
+            handed = [(job.id, job.item_id, job.destination) for job in hold.jobs]
+            # What a plain finish leaves as it was handed out.
+            kept = [(job.started, job.attempts, job.last_error) for job in hold.jobs]
             yield list(hold.jobs)
             # The caller's copies, as handed out: those that left `running`.
-            moved = [job for job in hold.jobs if job.status is not JobStatus.RUNNING]
-            checked = check_jobs(moved)
-            for job in checked:
-                if held.get(job.id) != (job.item_id, job.destination):
+            moved: list[FullText] = []
+            checked: list[FullText] = []
+            finished_as_held = True
+            for job, (job_id, item_id, job_destination), (started, attempts, error) in zip(
+                hold.jobs, handed, kept, strict=True
+            ):
+                if job.status is JobStatus.RUNNING:
+                    continue
+                stored = check_job(job)
+                if not (
+                    _same(stored.id, job_id)
+                    and _same(stored.item_id, item_id)
+                    and _same(stored.destination, job_destination)
+                ):
                     msg = f"job {job.id} is not one hold_ready handed out, as it was handed out"
                     raise InvalidInput(msg)
+                finished_as_held = finished_as_held and (
+                    stored.status is JobStatus.FINISHED
+                    and stored.not_before is None
+                    and stored.attempts == attempts
+                    and _same(stored.started, started)
+                    and _same(stored.last_error, error)
+                )
+                moved.append(job)
+                checked.append(stored)
             # The copies hold no token, as the row holds none: the
             # compare-and-swap finds the row's own.
-            refused = hold.write(checked) if checked else set()
+            refused = hold.write(checked, finished_as_held) if checked else set()
         moved_on_but(moved, refused)
 
     def _hold_ready(
@@ -1036,6 +1065,11 @@ def moved_on(jobs: list[FullText]) -> None:
 def moved_on_but(jobs: list[FullText], refused: set[uuid.UUID]) -> None:
     """After a save of each of `jobs` on its own: the saved copies are at
     the stored version; raise `StaleJobs` naming the refused ones, if any."""
+    if not refused:
+        # The common case, without hashing every id.
+        for job in jobs:
+            job.version += 1
+        return
     for job in jobs:
         if job.id not in refused:
             job.version += 1
@@ -1047,6 +1081,12 @@ def moved_on_but(jobs: list[FullText], refused: set[uuid.UUID]) -> None:
             f"{', ...' if len(ids) > 5 else ''}; the others were saved"
         )
         raise StaleJobs(msg, refused=ids)
+
+
+def _same(value: object, handed_out: object) -> bool:
+    """Whether `value` is still what was handed out: mostly the very object,
+    which is told without `uuid.UUID`'s Python-level comparison."""
+    return value is handed_out or value == handed_out
 
 
 def check_atomic(atomic: object) -> bool:

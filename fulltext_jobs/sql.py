@@ -15,7 +15,7 @@ import operator
 import re
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -532,21 +532,40 @@ class SqlAlchemyRepository(Repository):
                 found = connection.execute(self._sql.hold_ready, params)
                 jobs = [hold_copy(to_job(row), now) for row in found]
 
-            def write(checked: list[FullText]) -> set[uuid.UUID]:
-                return {job.id for job in checked} - self._write_held(connection, checked)
+            def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
+                written = self._write_held(connection, checked, now if finished_as_held else None)
+                # Each job's row is written at most once, so a full count
+                # means none was refused (the common case, told without
+                # hashing a hundred ids).
+                if len(written) == len(checked):
+                    return set()
+                return {job.id for job in checked} - set(written)
 
             # The caller's block runs here, inside the transaction; leaving
             # it with an exception rolls the transaction back.
             yield Hold(jobs, write)
 
-    def _write_held(self, connection: sa.Connection, jobs: list[FullText]) -> set[uuid.UUID]:
-        """Write the outcomes of held jobs; return the ids written. On
-        PostgreSQL one `write_held` statement (the port has checked that
-        each job is still the held one: same item and destination)."""
+    def _write_held(
+        self, connection: sa.Connection, jobs: list[FullText], finished_from: datetime | None
+    ) -> Collection[uuid.UUID]:
+        """Write the outcomes of held jobs; return the ids written, each
+        once. On PostgreSQL one statement (the port has checked that each
+        job is still the held one: same item and destination): `finish_held`
+        when every job is a plain finish of a hold from `finished_from`,
+        else `write_held`."""
         if self._hot is None:
             return self._save_rows(connection, jobs)
-        rows = self._hot.write_held.run_all(connection, held_arrays(jobs))
-        return {row[0] for row in rows}
+        if finished_from is not None:
+            params = {
+                "job_id": [job.id for job in jobs],
+                "read_version": [job.version for job in jobs],
+                "finished": [job.finished for job in jobs],
+                "started": finished_from,
+            }
+            rows = self._hot.finish_held.run_all(connection, params)
+        else:
+            rows = self._hot.write_held.run_all(connection, held_arrays(jobs))
+        return [row[0] for row in rows]
 
     def _list_jobs(
         self,
@@ -975,4 +994,5 @@ class _HotPath:
         self.claim_many = _Compiled(sql.claim_many, engine, [])
         self.hold_ready = _Compiled(sql.hold_ready, engine, [])
         self.write_held = _Compiled(sql.write_held, engine, [], binary=True)
+        self.finish_held = _Compiled(sql.finish_held, engine, [], binary=True)
         self.take_rate_tokens = _Compiled(sql.take_rate_tokens, engine, [])

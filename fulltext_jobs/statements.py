@@ -779,6 +779,24 @@ class Statements:
         )
 
     @functools.cached_property
+    def finish_held(self) -> sa.TextClause:
+        """`write_held` for a batch of held jobs that were all plainly
+        finished (PostgreSQL): only `job_id`, `read_version` and `finished`
+        travel as arrays; `started` is the hold's one moment (`:started`),
+        the attempt is counted on the row (`attempts + 1`: the row is
+        locked, so it is the count the copy was handed out with), the last
+        error stays and the delay is cleared. Returns the ids written."""
+        ft = self.tables.fulltext
+        return sa.text(
+            f"UPDATE {ft.fullname} AS f SET status = 'finished', started = :started, "  # noqa: S608 - names from the declared table, values bound
+            "finished = v.finished, attempts = f.attempts + 1, not_before = NULL, "
+            "claim_token = NULL, lease_expires = NULL, version = f.version + 1 "
+            "FROM unnest(CAST(:job_id AS uuid[]), CAST(:read_version AS integer[]), "
+            "CAST(:finished AS timestamptz[])) AS v(job_id, read_version, finished) "
+            "WHERE f.id = v.job_id AND f.version = v.read_version RETURNING f.id"
+        )
+
+    @functools.cached_property
     def next_due(self) -> sa.Select[Any]:
         """When the next of `:dest`'s ready jobs may be claimed: the earliest
         `not_before` among them, `:now` for one not delayed, or NULL if none

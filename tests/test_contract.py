@@ -1474,6 +1474,52 @@ class TestHoldContract:
             assert job.version == 2
         assert clocked.repo.get_fulltext(jobs[2].id) == jobs[2]
 
+    def test_a_retry_finished_in_a_hold_keeps_its_error_and_loses_its_delay(
+        self, clocked: Backend, clock
+    ):
+        (job,) = self.queued(clocked, "a")
+        first = clocked.repo.get_ready_job("lang")
+        first.release(clock.now, not_before=clock.now + timedelta(seconds=5), error="503")
+        clocked.repo.save_fulltext(first)
+        clock.advance(seconds=10)
+        with clocked.repo.hold_ready("lang", 5) as held:
+            held[0].finish(clock.now)
+        stored = clocked.repo.get_fulltext(job.id)
+        assert stored == held[0]
+        assert (stored.status, stored.attempts, stored.last_error, stored.not_before) == (
+            JobStatus.FINISHED,
+            2,
+            "503",
+            None,
+        )
+        assert (stored.started, stored.finished, stored.version) == (clock.now, clock.now, 4)
+
+    def test_mixed_and_hand_edited_outcomes_are_written_as_the_copies_say(
+        self, clocked: Backend, clock
+    ):
+        jobs = self.queued(clocked, "abcd")
+        with clocked.repo.hold_ready("lang", 4) as held:
+            held[0].finish(clock.now)
+            held[1].fail(clock.now, error="bad")
+            held[2].skip(clock.now)
+            held[3].finish(clock.now)
+            held[3].attempts, held[3].last_error = 7, "noted by hand"
+        stored = [clocked.repo.get_fulltext(job.id) for job in jobs]
+        assert stored == held
+        assert [(job.status, job.attempts, job.last_error) for job in stored] == [
+            (JobStatus.FINISHED, 1, None),
+            (JobStatus.FAILED, 1, "bad"),
+            (JobStatus.SKIPPED, 1, None),
+            (JobStatus.FINISHED, 7, "noted by hand"),
+        ]
+
+    def test_an_equal_but_not_identical_id_is_still_the_held_job(self, clocked: Backend, clock):
+        (job,) = self.queued(clocked, "a")
+        with clocked.repo.hold_ready("lang", 1) as held:
+            held[0].finish(clock.now)
+            held[0].id = uuid.UUID(str(held[0].id))
+        assert clocked.repo.get_fulltext(job.id).status is JobStatus.FINISHED
+
     def test_an_exception_rolls_everything_back(self, clocked: Backend, clock):
         jobs = self.queued(clocked)
 

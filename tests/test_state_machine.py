@@ -257,6 +257,33 @@ hostile_fields = st.one_of(
 
 Key = tuple[str, str]
 
+# What a handler does to a job held by `hold_ready`: leave it running,
+# finish it (plainly, in any zone), fail, skip or release it, or finish it
+# and then change a field by hand to another valid value.
+held_outcomes = st.one_of(
+    st.tuples(st.just("leave")),
+    st.tuples(st.just("finish"), zones),
+    st.tuples(st.just("fail"), errors),
+    st.tuples(st.just("skip")),
+    st.tuples(st.just("release"), delays, errors),
+    st.tuples(st.just("edited"), st.just("attempts"), st.integers(0, 1000)),
+    st.tuples(
+        st.just("edited"),
+        st.just("last_error"),
+        st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8),
+    ),
+)
+
+# What a handler does to each of (up to) three held jobs; often a plain
+# finish of them all, the common batch, which a store may write its own way.
+held_plans = st.lists(held_outcomes, min_size=3, max_size=3) | st.builds(
+    lambda zone: [("finish", zone)] * 3, zones
+)
+
+
+class HandlerError(Exception):
+    """A handler's failure that leaves a `hold_ready` block."""
+
 
 @dataclass
 class ModelJob:
@@ -382,9 +409,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             ]
         else:
             self.backends = [
-                self.closing.enter_context(
-                    async_sql_backend(engine, clock=clock, lease=LEASE)
-                )
+                self.closing.enter_context(async_sql_backend(engine, clock=clock, lease=LEASE))
                 for engine in (self.sqlite_engine, self.postgres_engine)
             ]
         self.names = [backend.name for backend in self.backends]
@@ -550,14 +575,10 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.watermark[destination] = max(watermark, pick)
         return key
 
-    def claim(self, destination: str, n: int, outcomes: dict[str, Any]) -> list[Handle]:
-        """Claim the `n` oldest ready jobs of `destination` in the model, and
-        learn from `outcomes` (each adapter's claimed jobs, oldest first)
-        their tokens and the ids of jobs made by enqueue_unqueued (which
-        returns a count, not jobs). Return the workers' handles, oldest
-        first.
-        """
-        # Jobs released for later are passed over until they are due.
+    def due_ready(self, destination: str, n: int) -> list[Key]:
+        """The `n` oldest ready jobs of `destination` that are due, oldest
+        first: what a claim or a hold takes. Jobs released for later are
+        passed over until they are due."""
         ready = sorted(
             (job.seq, key)
             for key, job in self.ledger.items()
@@ -565,7 +586,16 @@ class AdaptersAgree(RuleBasedStateMachine):
             and job.status is S.READY
             and (job.not_before is None or job.not_before <= self.now)
         )
-        keys = [key for _, key in ready[:n]]
+        return [key for _, key in ready[:n]]
+
+    def claim(self, destination: str, n: int, outcomes: dict[str, Any]) -> list[Handle]:
+        """Claim the `n` oldest ready jobs of `destination` in the model, and
+        learn from `outcomes` (each adapter's claimed jobs, oldest first)
+        their tokens and the ids of jobs made by enqueue_unqueued (which
+        returns a count, not jobs). Return the workers' handles, oldest
+        first.
+        """
+        keys = self.due_ready(destination, n)
         delayed = sum(
             1
             for key, job in self.ledger.items()
@@ -645,6 +675,130 @@ class AdaptersAgree(RuleBasedStateMachine):
             for name in self.names
         }
         return multiple(*handles)
+
+    @rule(
+        key=jobs,
+        n=st.integers(1, 3),
+        delta=deltas,
+        plan=held_plans,
+        broken=st.booleans(),
+    )
+    def hold_ready(
+        self, key: Key, n: int, delta: timedelta, plan: list[tuple[Any, ...]], broken: bool
+    ) -> None:
+        # The transaction mode: the oldest due ready jobs, handed out as
+        # running copies with nothing written; on leaving the block each
+        # job that left running is written once (plain finishes and every
+        # other outcome, hand edits included, alike), or, if the block
+        # raised, nothing is.
+        destination = key[1]
+        self.now += delta
+        keys = self.due_ready(destination, n)
+        before = {held: replace(self.ledger[held]) for held in keys}
+        for held in keys:
+            # As handed out: started, the attempt counted; nothing stored.
+            job = self.ledger[held]
+            job.status, job.started, job.not_before = S.RUNNING, self.now, None
+            job.attempts += 1
+        outcomes = {
+            backend.name: self.run_hold(
+                self.repo(backend, destination), destination, n, plan, broken
+            )
+            for backend in self.backends
+        }
+        self.learn_ids(
+            keys, {name: [view[0] for view in got] for name, (got, _) in outcomes.items()}
+        )
+        handed_out = {
+            name: [self.expected_view(name, held) for held in keys] for name in self.names
+        }
+        assert {name: got for name, (got, _) in outcomes.items()} == handed_out
+        event(f"hold_ready: {len(keys)} held{', broken' if broken else ''}")
+        if broken:
+            self.ledger.update(before)
+            assert {name: after for name, (_, after) in outcomes.items()} == self.everywhere(
+                "rolled back"
+            )
+            return
+        for held, outcome in zip(keys, plan, strict=False):
+            if outcome[0] == "leave":
+                self.ledger[held] = before[held]
+                continue
+            self.held_outcome(held, outcome)
+        for outcome in plan[: len(keys)]:
+            event(f"hold_ready: {outcome[0]}")
+        for name, (_, after) in outcomes.items():
+            # Each copy written is the stored job, at its new version; a copy
+            # left running is as it was handed out.
+            for index, (held, outcome) in enumerate(zip(keys, plan, strict=False)):
+                expected = (
+                    handed_out[name][index]
+                    if outcome[0] == "leave"
+                    else self.expected_view(name, held)
+                )
+                assert after[index] == expected, (name, held, outcome)
+
+    def learn_ids(self, keys: list[Key], ids: dict[str, list[uuid.UUID]]) -> None:
+        """Learn the ids of the jobs at `keys` that the enqueues made (they
+        return counts, not jobs) from each adapter's `ids`, in order."""
+        for name, found in ids.items():
+            for key, job_id in zip(keys, found, strict=False):
+                if key not in self.ids[name]:
+                    assert job_id not in self.ids[name].values()
+                    self.ids[name][key] = job_id
+
+    def run_hold(
+        self, repo: Repository, destination: str, n: int, plan: list[tuple[Any, ...]], broken: bool
+    ) -> tuple[list[tuple[Any, ...]], Any]:
+        """One adapter's `hold_ready` block doing `plan` (and raising if
+        `broken`): the views of the copies as handed out and as left."""
+        got: list[tuple[Any, ...]] = []
+
+        def block() -> list[FullText]:
+            with repo.hold_ready(destination, n) as held:
+                got.extend(view(job) for job in held)
+                for job, outcome in zip(held, plan, strict=False):
+                    self.do_held(job, outcome)
+                if broken:
+                    raise HandlerError
+            return held
+
+        try:
+            return got, [view(job) for job in block()]
+        except HandlerError:
+            return got, "rolled back"
+
+    def do_held(self, job: FullText, outcome: tuple[Any, ...]) -> None:
+        """What a handler in a `hold_ready` block does to a held copy."""
+        kind = outcome[0]
+        if kind == "finish":
+            job.finish(self.now.astimezone(outcome[1]))
+        elif kind == "fail":
+            job.fail(self.now, error=outcome[1])
+        elif kind == "skip":
+            job.skip(self.now)
+        elif kind == "release":
+            job.release(self.now, not_before=self.now + outcome[1], error=outcome[2])
+        elif kind == "edited":
+            # Finished, then changed by hand, still a valid job.
+            job.finish(self.now)
+            setattr(job, outcome[1], outcome[2])
+
+    def held_outcome(self, key: Key, outcome: tuple[Any, ...]) -> None:
+        """The model's job at `key`, held as running, after `outcome`: the
+        one write of its hold."""
+        kind = outcome[0]
+        model = self.ledger[key]
+        if kind == "release":
+            self.move(key, Action.RELEASE, not_before=self.now + outcome[1])
+            if outcome[2] is not None:
+                model.last_error = model_error(outcome[2])
+        else:
+            action = {"fail": Action.FAIL, "skip": Action.SKIP}.get(kind, Action.FINISH)
+            self.move(key, action, outcome[1] if kind == "fail" else None)
+        if kind == "edited":
+            setattr(model, outcome[1], outcome[2])
+        model.version += 1
 
     @rule(destination=destinations, limit=st.none() | st.integers(1, 3))
     def enqueue_unqueued(self, destination: str, limit: int | None) -> None:
@@ -888,9 +1042,11 @@ class AdaptersAgree(RuleBasedStateMachine):
             self.now += delta
         outcomes = {
             backend.name: attempt(
-                lambda backend=backend: self.repo(backend, destination)
-                .take_rate_tokens(destination, rate, n, burst=burst)
-                .granted
+                lambda backend=backend: (
+                    self.repo(backend, destination)
+                    .take_rate_tokens(destination, rate, n, burst=burst)
+                    .granted
+                )
             )
             for backend in self.backends
         }
@@ -1283,9 +1439,7 @@ class AdaptersAgree(RuleBasedStateMachine):
 
         def call(backend: Backend) -> Any:
             repo = self.repo(backend, key[1])
-            job = replace(
-                repo.get_fulltext(self.ids[backend.name][key]), **{name_of_field: bad}
-            )
+            job = replace(repo.get_fulltext(self.ids[backend.name][key]), **{name_of_field: bad})
             if through == "heartbeat":
                 return repo.heartbeat(job)
             return repo.save_fulltext(job) if through == "save" else repo.save_many([job])
