@@ -319,7 +319,9 @@ class InMemoryRepository(Repository):
         now = read_clock(self._clock, self._lease)
         with self._lock:
             jobs = [hold_copy(job, now) for job in self._due(destination, now)[:n]]
-            self._held.update(job.id for job in jobs)
+            # The ids as held: the caller may change its copies' ids.
+            held = [job.id for job in jobs]
+            self._held.update(held)
 
         def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: ARG001, FBT001 - the port's call
             with self._lock:
@@ -330,7 +332,7 @@ class InMemoryRepository(Repository):
             yield Hold(jobs, write)
         finally:
             with self._lock:
-                self._held.difference_update(job.id for job in jobs)
+                self._held.difference_update(held)
 
     # --- delays and rate limits (issue 15) -------------------------------------
 

@@ -1520,6 +1520,22 @@ class TestHoldContract:
             held[0].id = uuid.UUID(str(held[0].id))
         assert clocked.repo.get_fulltext(job.id).status is JobStatus.FINISHED
 
+    def test_a_held_copy_given_another_id_is_refused_and_the_job_held_again(
+        self, clocked: Backend, clock
+    ):
+        (job,) = self.queued(clocked, "a")
+
+        def renaming_block() -> None:
+            with clocked.repo.hold_ready("lang", 1) as held:
+                held[0].finish(clock.now)
+                held[0].id = uuid.uuid4()
+
+        with pytest.raises(InvalidInput, match="hold_ready"):
+            renaming_block()
+        assert clocked.repo.get_fulltext(job.id) == job
+        with clocked.repo.hold_ready("lang", 1) as held:
+            assert [copy.id for copy in held] == [job.id]
+
     def test_an_exception_rolls_everything_back(self, clocked: Backend, clock):
         jobs = self.queued(clocked)
 

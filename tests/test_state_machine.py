@@ -82,6 +82,7 @@ from fulltext_jobs import (
     AllQueued,
     DuplicateJob,
     FullText,
+    InvalidInput,
     InvalidTransition,
     JobNotFound,
     JobStatus,
@@ -89,6 +90,7 @@ from fulltext_jobs import (
     NoJobs,
     Repository,
     StaleJob,
+    StaleJobs,
 )
 from fulltext_jobs.domain import lease_expired_error
 from fulltext_jobs.rate_limit import take as take_tokens
@@ -259,7 +261,8 @@ Key = tuple[str, str]
 
 # What a handler does to a job held by `hold_ready`: leave it running,
 # finish it (plainly, in any zone), fail, skip or release it, or finish it
-# and then change a field by hand to another valid value.
+# and then change a field by hand: to another valid value, to a hostile
+# one, or to another version.
 held_outcomes = st.one_of(
     st.tuples(st.just("leave")),
     st.tuples(st.just("finish"), zones),
@@ -267,6 +270,8 @@ held_outcomes = st.one_of(
     st.tuples(st.just("skip")),
     st.tuples(st.just("release"), delays, errors),
     st.tuples(st.just("edited"), st.just("attempts"), st.integers(0, 1000)),
+    st.tuples(st.just("hostile"), hostile_fields),
+    st.tuples(st.just("stale"), st.integers(1, 3)),
     st.tuples(
         st.just("edited"),
         st.just("last_error"),
@@ -707,36 +712,47 @@ class AdaptersAgree(RuleBasedStateMachine):
             for backend in self.backends
         }
         self.learn_ids(
-            keys, {name: [view[0] for view in got] for name, (got, _) in outcomes.items()}
+            keys, {name: [view[0] for view in got] for name, (got, _, _) in outcomes.items()}
         )
         handed_out = {
             name: [self.expected_view(name, held) for held in keys] for name in self.names
         }
-        assert {name: got for name, (got, _) in outcomes.items()} == handed_out
-        event(f"hold_ready: {len(keys)} held{', broken' if broken else ''}")
-        if broken:
+        assert {name: got for name, (got, _, _) in outcomes.items()} == handed_out
+        kinds = {outcome[0] for outcome in plan[: len(keys)]}
+        # An exception in the block rolls back; a hostile copy is refused
+        # before anything is written; a copy at another version is refused
+        # alone, the others written.
+        raised = (
+            "rolled back"
+            if broken
+            else "InvalidInput"
+            if "hostile" in kinds
+            else "StaleJobs"
+            if "stale" in kinds
+            else None
+        )
+        event(f"hold_ready: {len(keys)} held, {raised or 'written'}")
+        assert {name: error for name, (_, _, error) in outcomes.items()} == self.everywhere(raised)
+        if raised in {"rolled back", "InvalidInput"}:
             self.ledger.update(before)
-            assert {name: after for name, (_, after) in outcomes.items()} == self.everywhere(
-                "rolled back"
-            )
             return
         for held, outcome in zip(keys, plan, strict=False):
-            if outcome[0] == "leave":
+            event(f"hold_ready: {outcome[0]}")
+            if outcome[0] in {"leave", "stale"}:
                 self.ledger[held] = before[held]
                 continue
             self.held_outcome(held, outcome)
-        for outcome in plan[: len(keys)]:
-            event(f"hold_ready: {outcome[0]}")
-        for name, (_, after) in outcomes.items():
+        for name, (_, after, _) in outcomes.items():
             # Each copy written is the stored job, at its new version; a copy
             # left running is as it was handed out.
             for index, (held, outcome) in enumerate(zip(keys, plan, strict=False)):
-                expected = (
-                    handed_out[name][index]
-                    if outcome[0] == "leave"
-                    else self.expected_view(name, held)
-                )
-                assert after[index] == expected, (name, held, outcome)
+                if outcome[0] != "stale":
+                    expected = (
+                        handed_out[name][index]
+                        if outcome[0] == "leave"
+                        else self.expected_view(name, held)
+                    )
+                    assert after[index] == expected, (name, held, outcome)
 
     def learn_ids(self, keys: list[Key], ids: dict[str, list[uuid.UUID]]) -> None:
         """Learn the ids of the jobs at `keys` that the enqueues made (they
@@ -749,24 +765,27 @@ class AdaptersAgree(RuleBasedStateMachine):
 
     def run_hold(
         self, repo: Repository, destination: str, n: int, plan: list[tuple[Any, ...]], broken: bool
-    ) -> tuple[list[tuple[Any, ...]], Any]:
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], str | None]:
         """One adapter's `hold_ready` block doing `plan` (and raising if
-        `broken`): the views of the copies as handed out and as left."""
+        `broken`): the views of the copies as handed out and as left, and
+        what leaving the block raised, if anything."""
         got: list[tuple[Any, ...]] = []
-
-        def block() -> list[FullText]:
+        copies: list[FullText] = []
+        raised = None
+        try:
             with repo.hold_ready(destination, n) as held:
+                copies.extend(held)
                 got.extend(view(job) for job in held)
                 for job, outcome in zip(held, plan, strict=False):
                     self.do_held(job, outcome)
                 if broken:
-                    raise HandlerError
-            return held
-
-        try:
-            return got, [view(job) for job in block()]
+                    raise HandlerError  # noqa: TRY301 - the handler's failure, inside the block
         except HandlerError:
-            return got, "rolled back"
+            raised = "rolled back"
+        except (InvalidInput, StaleJobs) as exc:
+            raised = type(exc).__name__
+        after = [] if raised in {"rolled back", "InvalidInput"} else [view(job) for job in copies]
+        return got, after, raised
 
     def do_held(self, job: FullText, outcome: tuple[Any, ...]) -> None:
         """What a handler in a `hold_ready` block does to a held copy."""
@@ -783,6 +802,13 @@ class AdaptersAgree(RuleBasedStateMachine):
             # Finished, then changed by hand, still a valid job.
             job.finish(self.now)
             setattr(job, outcome[1], outcome[2])
+        elif kind == "hostile":
+            job.finish(self.now)
+            setattr(job, *outcome[1])
+        elif kind == "stale":
+            # Finished, but at a version the row does not have.
+            job.finish(self.now)
+            job.version += outcome[1]
 
     def held_outcome(self, key: Key, outcome: tuple[Any, ...]) -> None:
         """The model's job at `key`, held as running, after `outcome`: the
