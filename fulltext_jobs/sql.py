@@ -935,26 +935,30 @@ class _Compiled:
         """Execute with `params` in autocommit on `pooled`, a connection
         just checked out of the engine's pool; return the first row, if any.
 
-        The connection goes back out of autocommit before this returns: the
-        pool hands it to transactional calls next, which SQLAlchemy begins
-        implicitly on a connection that is not in autocommit. If it cannot
-        (the connection was lost), it is invalidated instead: the pool
-        replaces it on its next checkout. A SQLAlchemy Connection on the
-        autocommit engine does the same switch and back through its
-        isolation level, with several times the Python work per call.
+        The connection goes back to the autocommit setting it came with
+        before this returns: the pool hands it to transactional calls next
+        (the app's too), which SQLAlchemy begins implicitly on a connection
+        that is not in autocommit. If it cannot (the connection was lost),
+        it is invalidated instead: the pool replaces it on its next
+        checkout. A SQLAlchemy Connection of an autocommit engine makes the
+        same switch and back through its isolation level, with several times
+        the Python work per call.
         """
         dbapi_connection = pooled.dbapi_connection
         if dbapi_connection is None:  # pragma: no cover - the connection was just checked out
             msg = "the connection has been invalidated"
             raise sa.exc.ResourceClosedError(msg)
+        # An engine made with isolation_level="AUTOCOMMIT" hands out
+        # connections in autocommit already: leave them so.
+        switched = not dbapi_connection.autocommit
         try:
-            dbapi_connection.autocommit = True
-            # One cursor per driver connection, kept with it (the pool's
-            # `info` goes when the connection is closed or replaced): a
-            # cursor costs about as much to make as the rest of a call's
-            # Python work.
+            if switched:
+                dbapi_connection.autocommit = True
+            # A cursor kept with the driver connection (the pool clears
+            # `info` when it replaces the connection): making one per call
+            # costs a few microseconds.
             cursor = pooled.info.get(_CURSOR)
-            if cursor is None:
+            if cursor is None or cursor.connection is not dbapi_connection:
                 cursor = pooled.info[_CURSOR] = dbapi_connection.cursor()
             cursor.execute(self.sql, {**self.defaults, **params})
             # Every statement of the hot path returns rows; fetchone,
@@ -963,7 +967,7 @@ class _Compiled:
         except psycopg.Error as exc:
             raise self._wrapped(pooled, exc, params) from exc
         finally:
-            if pooled.dbapi_connection is not None:
+            if switched and pooled.dbapi_connection is not None:
                 try:
                     dbapi_connection.autocommit = False
                 except psycopg.Error as exc:

@@ -159,3 +159,30 @@ def test_a_connection_that_cannot_leave_autocommit_is_replaced_and_the_call_stan
     repo.save_fulltext(job)
     assert repo.get_fulltext(job.id).status is JobStatus.FINISHED
     assert len(opened) == 2
+
+
+def test_an_autocommit_engine_keeps_its_connections_in_autocommit(
+    postgres_url: str,
+    clean_postgres_engine: sa.Engine,  # noqa: ARG001 - for its reset of the database
+):
+    """An app's engine made in autocommit gets its connections back as it
+    lent them: the single calls switch a connection only if it needed it."""
+    engine = fulltext_jobs.create_engine(
+        postgres_url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0
+    )
+    try:
+        repo = SqlAlchemyRepository(engine)
+        ready_jobs(repo, 1)
+        job = repo.get_ready_job(DEST)
+        job.finish()
+        repo.save_fulltext(job)
+        # (Checked before any other call of the repository: those that run
+        # through SQLAlchemy's autocommit engine reset the isolation level
+        # to the engine's own on their way back.)
+        with engine.connect() as connection:
+            driver = connection.connection.dbapi_connection
+            assert isinstance(driver, psycopg.Connection)
+            assert driver.autocommit is True
+        assert repo.get_fulltext(job.id).status is JobStatus.FINISHED
+    finally:
+        engine.dispose()
