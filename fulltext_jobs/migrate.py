@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
@@ -27,14 +28,8 @@ from fulltext_jobs.schema import (
     WINDOW_TABLE,
 )
 
-# alembic logs "setup plugin ..." seven times when it is first imported:
-# noise at the start of every program that logs at INFO and imports us.
-with quiet_info("alembic.runtime.plugins"):
-    from alembic import command
+if TYPE_CHECKING:
     from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
 
 __all__ = [
     "ADOPT_ADVICE",
@@ -77,7 +72,26 @@ def migrations_dir() -> Path:
     raise FileNotFoundError(msg)
 
 
+@functools.cache
+def _import_alembic() -> None:
+    """Import alembic, on first use: only migrating, and reading the
+    migration scripts, need it. Every repository and command reads the
+    database's revision when it starts, and does so with one SELECT
+    (`_revision_of`), so a worker process does not wait for alembic's
+    import (a tenth of a second, with mako and pygments)."""
+    # alembic logs "setup plugin ..." seven times when it is first imported:
+    # noise in every program that logs at INFO.
+    with quiet_info("alembic.runtime.plugins"):
+        import alembic.command  # noqa: PLC0415
+        import alembic.config  # noqa: PLC0415
+        import alembic.script  # noqa: PLC0415
+        import alembic.util  # noqa: F401, PLC0415
+
+
 def _config(connection: Connection | None = None) -> Config:
+    _import_alembic()
+    from alembic.config import Config  # noqa: PLC0415 - see _import_alembic
+
     config = Config()
     # The ini parser treats % as interpolation; escape it in the path.
     config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
@@ -126,13 +140,25 @@ def _made_by_original_leaving_no_transaction(connection: Connection) -> bool:
 
 
 def _revision_of(connection: Connection) -> str | None:
-    # alembic's "Context impl PostgresqlImpl." and "Will assume transactional
-    # DDL.": every repository and command looks at the revision when it
-    # starts, and the lines say nothing to its user. Migrations still log
-    # what they run.
-    with quiet_info("alembic.runtime.migration"):
-        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+    """The revision in the version table, or None if there is no table or
+    no row: what alembic's `MigrationContext.get_current_revision` reads
+    (the table in the default schema), without importing alembic. Raises
+    `SchemaNotMigrated` if the table holds several revisions, which
+    fulltext-jobs' one line of migrations never writes."""
+    if not sa.inspect(connection).has_table(VERSION_TABLE):
+        return None
+    version_num = sa.column("version_num", sa.String)
+    revisions = list(
+        connection.execute(sa.select(version_num).select_from(sa.table(VERSION_TABLE))).scalars()
+    )
+    if len(revisions) > 1:
+        msg = (
+            f"the table {VERSION_TABLE} holds {len(revisions)} revisions "
+            f"({', '.join(sorted(revisions))}); fulltext-jobs' migrations are one line, "
+            "so the table was written by something else: repair it by hand"
+        )
+        raise SchemaNotMigrated(msg)
+    return revisions[0] if revisions else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +180,10 @@ def _adopted(connection: Connection) -> bool:
 @functools.cache
 def _older_revisions() -> frozenset[str]:
     """The revisions this package ships before `SCHEMA_REVISION`."""
-    script = ScriptDirectory.from_config(_config())
+    config = _config()
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - see _import_alembic
+
+    script = ScriptDirectory.from_config(config)
     return frozenset(
         r.revision for r in script.walk_revisions() if r.revision != SCHEMA_REVISION
     )
@@ -225,6 +254,10 @@ def _keeping_an_outer_alembic_context() -> Iterator[None]:
 
 
 def _run(target: Target, action: str, revision: str) -> None:
+    _import_alembic()
+    from alembic import command  # noqa: PLC0415 - see _import_alembic
+    from alembic.util import CommandError  # noqa: PLC0415
+
     try:
         with _connection(target) as connection, _keeping_an_outer_alembic_context():
             if action == "upgrade" and _made_by_original_leaving_no_transaction(connection):
@@ -273,7 +306,10 @@ def current_revision(target: Target) -> str | None:
 
 def head_revision() -> str:
     """The newest revision this package ships."""
-    head = ScriptDirectory.from_config(_config()).get_current_head()
+    config = _config()
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - see _import_alembic
+
+    head = ScriptDirectory.from_config(config).get_current_head()
     if head is None:  # pragma: no cover - the package always ships a revision
         msg = "no migrations found"
         raise FileNotFoundError(msg)
@@ -336,6 +372,10 @@ def adopt(
     without a status, or whose `items_table` has no text `id` column or
     rejects `eligible`; `StoreError` if the database fails.
     """
+    _import_alembic()
+    from alembic import command  # noqa: PLC0415 - see _import_alembic
+    from alembic.util import CommandError  # noqa: PLC0415
+
     try:
         with _connection(target) as connection:
             before = _revision_of(connection)

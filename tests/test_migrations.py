@@ -263,6 +263,37 @@ def assert_claim_columns(url: str, *, present: bool) -> None:
     assert present or not (CLAIM_COLUMNS & columns)
 
 
+def test_a_repository_reads_its_revision_without_importing_alembic(fresh_url: str):
+    # A worker's start: the revision is one SELECT; alembic (with mako and
+    # pygments, a tenth of a second) is imported only to migrate.
+    fulltext_jobs.upgrade(fresh_url)
+    script = (
+        "import sys, fulltext_jobs\n"
+        "engine = fulltext_jobs.create_engine(sys.argv[1])\n"
+        "repo = fulltext_jobs.SqlAlchemyRepository(engine)\n"
+        "assert repo.stats() == []\n"
+        "assert fulltext_jobs.current_revision(engine) == sys.argv[2]\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in {'alembic', 'mako'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, fresh_url, SCHEMA_REVISION],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_version_table_of_several_revisions_is_named_not_guessed(fresh_url: str):
+    fulltext_jobs.upgrade(fresh_url)
+    with opened(fresh_url) as engine, engine.begin() as connection:
+        version_table = sa.table(VERSION_TABLE, sa.column("version_num"))
+        connection.execute(sa.insert(version_table).values(version_num="elsewhere"))
+    with pytest.raises(fulltext_jobs.SchemaNotMigrated, match="2 revisions"):
+        fulltext_jobs.current_revision(fresh_url)
+
+
 def test_upgrading_twice_changes_nothing(fresh_url: str):
     fulltext_jobs.upgrade(fresh_url)
     fulltext_jobs.upgrade(fresh_url)
