@@ -249,13 +249,30 @@ class _Stage(enum.Enum):
 _HELD_STAGES: Final = frozenset({_Stage.PENDING, _Stage.RUNNING, _Stage.DONE, _Stage.SAVING})
 
 
+class _Ending(enum.Enum):
+    """How a handled job ends."""
+
+    FINISH = enum.auto()
+    SKIP = enum.auto()
+    FAIL = enum.auto()
+    RELEASE = enum.auto()  # back to ready, to be retried
+
+
+# How a handled job ends, when (the worker's clock), from when it may be
+# retried (RELEASE only), and the error to record (FAIL and RELEASE).
+_Verdict = tuple[_Ending, datetime, datetime | None, str | None]
+
+
 @dataclasses.dataclass(eq=False, slots=True)
 class _Held:
     """A claimed job that has not been saved yet. Compared and hashed by
     identity: the run holds a set of them (two deliveries of one job are two
     entries)."""
 
-    job: FullText  # as claimed; never changed (outcomes are applied to copies)
+    # As claimed while its handler runs (the handler gets a copy); once the
+    # handler ended, under the run's lock, the outcome itself (`_record`).
+    # Only its id and claim token, which never change, matter to heartbeats.
+    job: FullText
     interval: float  # seconds between heartbeats
     next_beat: float  # when the next heartbeat is due (monotonic)
     stage: _Stage = _Stage.PENDING
@@ -798,7 +815,7 @@ class Worker:
                     if run.halt.is_set():
                         break
                     with log_context(job_id=job.id):
-                        self._handle(job, job)
+                        _settle(job, self._judge(job))
         except StaleJobs as exc:
             # Another writer changed a held row (which the row locks make
             # rare): those outcomes were refused, the others committed.
@@ -952,7 +969,7 @@ class Worker:
         held = self._hold(run, jobs)
         # The thread's log context, to which each handler call adds its job.
         base = context_fields()
-        handled: tuple[_Held, FullText] | None = None  # an outcome not yet recorded
+        handled: tuple[_Held, _Verdict] | None = None  # an outcome not yet recorded
         for entry in held:
             # One lock round a job: record the last one's outcome, start this one.
             with run.lock:
@@ -970,7 +987,7 @@ class Worker:
             # no-op job a few percent of its time.
             token = _log_fields.set({**base, "job_id": str(entry.job.id)})
             try:
-                handled = (entry, self._handle(entry.job))
+                handled = (entry, self._judge(entry.job))
             finally:
                 _log_fields.reset(token)
         if handled is not None:
@@ -1013,11 +1030,9 @@ class Worker:
                 run.changed.notify_all()
         return held
 
-    def _handle(self, job: FullText, outcome: FullText | None = None) -> FullText:
-        """Run the handler on a copy of `job`; return `outcome` (by default
-        another copy) finished, skipped or failed according to how the
-        handler ended."""
-        outcome = job.copy() if outcome is None else outcome
+    def _judge(self, job: FullText) -> _Verdict:
+        """Run the handler on a copy of `job`, and say how the job ends
+        according to how the handler ended (see `_settle`)."""
         began = time.monotonic()
         try:
             if self._timeout is None:
@@ -1029,10 +1044,10 @@ class Worker:
                 self._call_within(job, self._timeout)
         except SkipJob as exc:
             _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
-            outcome.skip(self._clock())
+            return _Ending.SKIP, self._clock(), None, None
         except FailJob as exc:
             _log.warning("job %s (item %s) failed (FailJob): %s", job.id, job.item_id, exc)
-            outcome.fail(self._clock(), error=_describe(exc))
+            return _Ending.FAIL, self._clock(), None, _describe(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of the handler fails or retries the job
             now = self._clock()
             if self._retry.gives_up(job.attempts):
@@ -1042,22 +1057,20 @@ class Worker:
                     job.item_id,
                     exc_info=exc,
                 )
-                outcome.fail(now, error=_describe(exc))
-            else:
-                due = _later(utc(now), self._retry.delay(job.attempts))
-                _log.warning(
-                    "job %s (item %s) failed (attempt %d of %d); retrying at %s",
-                    *(job.id, job.item_id, job.attempts, self._retry.max_attempts),
-                    due.isoformat(),
-                    exc_info=exc,
-                )
-                outcome.release(now, not_before=due, error=_describe(exc))
+                return _Ending.FAIL, now, None, _describe(exc)
+            due = _later(utc(now), self._retry.delay(job.attempts))
+            _log.warning(
+                "job %s (item %s) failed (attempt %d of %d); retrying at %s",
+                *(job.id, job.item_id, job.attempts, self._retry.max_attempts),
+                due.isoformat(),
+                exc_info=exc,
+            )
+            return _Ending.RELEASE, now, due, _describe(exc)
         else:
-            outcome.finish(self._clock())
+            return _Ending.FINISH, self._clock(), None, None
         finally:
             if self._metrics is not None:
                 self._metrics.observe_handler(self._destination, time.monotonic() - began)
-        return outcome
 
     def _call_within(self, job: FullText, timeout: float) -> None:
         """Run the handler on a copy of `job`, for at most `timeout`
@@ -1287,8 +1300,11 @@ class Worker:
         """Extend the lease of `held`; False after a retryable error."""
         try:
             if held.beat is None:
-                # Only this thread touches it, and `held.job` never changes.
-                held.beat = held.job.copy()
+                # Only this thread touches `beat`; under the lock, since
+                # `_record` may be ending `held.job` (its id and claim
+                # token, all a heartbeat needs, stay as claimed).
+                with run.lock:
+                    held.beat = held.job.copy()
             self._repository.heartbeat(held.beat)
         except LostClaim:
             with run.lock:
@@ -1347,15 +1363,35 @@ def _close_thread_loop() -> None:
     _loops.loop = None
 
 
-def _record(held: _Held, outcome: FullText) -> None:
-    """Record the outcome of a handler that ended; called under the run's
-    lock."""
+def _record(held: _Held, verdict: _Verdict) -> None:
+    """Apply the verdict of a handler that ended to the claimed job itself,
+    and record it as the outcome to save; called under the run's lock, so
+    that the shutdown copies the job either before (to release it) or
+    after (to save it), never halfway."""
+    # In place rather than on a copy: one object less a job keeps a batch's
+    # young objects below the garbage collector's threshold, and the claimed
+    # state is not needed once the handler ended (see `_Held.job`).
+    _settle(held.job, verdict)
     if held.stage is _Stage.TAKEN:
         # Released at shutdown while the handler ran: its save is refused,
         # as the ledger promises.
-        held.late = outcome
+        held.late = held.job
     else:
-        held.stage, held.outcome = _Stage.DONE, outcome
+        held.stage, held.outcome = _Stage.DONE, held.job
+
+
+def _settle(job: FullText, verdict: _Verdict) -> None:
+    """End `job` as `verdict` says: finished, skipped or failed at its time,
+    or released to be retried after its due time, with its error."""
+    ending, now, due, error = verdict
+    if ending is _Ending.FINISH:
+        job.finish(now)
+    elif ending is _Ending.SKIP:
+        job.skip(now)
+    elif ending is _Ending.FAIL:
+        job.fail(now, error=error)
+    else:
+        job.release(now, not_before=due, error=error)
 
 
 def _timed_out(timeout: float) -> TimeoutError:
