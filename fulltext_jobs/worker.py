@@ -151,9 +151,17 @@ _TICK_SECONDS: Final = 0.05
 
 #: The longest a listener waits at a time, so that its thread notices the
 #: end of the run soon: `run()` joins it, so half a slice on average is
-#: added to every run (a tenth of a 20,000-job drain at 0.5 s). A wake-up
-#: only looks at the socket, so ten a second cost nothing measurable.
+#: added to every run that listened (a run that never found its queue empty
+#: never listens: `Worker._start_listener`). Ten wake-ups a second cost
+#: about 1% of a core on PostgreSQL (psycopg's `notifies`), so the slice is
+#: not shorter.
 _LISTEN_SLICE_SECONDS: Final = 0.1
+
+#: A new listener's first slice, doubled after each up to
+#: `_LISTEN_SLICE_SECONDS`: a run of `until_idle` starts its listener when
+#: its queue runs dry, which is also when it ends, and should not then wait
+#: out a whole slice.
+_FIRST_LISTEN_SLICE_SECONDS: Final = 0.005
 
 #: The longest a listener waits before it tries to listen again after a
 #: retryable error: it is cheap (one connection attempt), and the sooner it
@@ -315,6 +323,11 @@ class _Run:
         # Set by the signal handlers, which must not take locks (see
         # `Worker._install_signal_handlers`); `run()` acts on it.
         self.signalled = False
+        # The listener's thread (`Worker(listen=True)`), started by the first
+        # claim thread that finds nothing to claim or is about to wait (see
+        # `Worker._start_listener`), never once the run halts.
+        self.listener: threading.Thread | None = None
+        self.listening = False  # its thread was started
         self.produce_lock = threading.Lock()
         # When the last production ended (monotonic) and how many jobs it made.
         self.last_production = (-math.inf, 0)
@@ -597,7 +610,7 @@ class Worker:
         ]
         helpers = [self._thread(run, self._heartbeat_loop, "fulltext-jobs-heartbeat")]
         if self._listen:
-            helpers.append(self._thread(run, self._listen_loop, "fulltext-jobs-listen"))
+            run.listener = self._thread(run, self._listen_loop, "fulltext-jobs-listen")
         if self._produce:
             helpers.append(self._thread(run, self._rescue_loop, "fulltext-jobs-rescue"))
         for thread in (*helpers, *loops):
@@ -654,8 +667,26 @@ class Worker:
         with run.changed:
             run.over = True
             run.changed.notify_all()
+        # Halted: no claim thread starts the listener from now on.
+        if run.listener is not None and run.listening:
+            helpers = [*helpers, run.listener]
         for thread in helpers:
             thread.join(_THREAD_GRACE_SECONDS)
+
+    def _start_listener(self, run: _Run) -> None:
+        """Start listening for ready jobs (with `listen`), once: when a claim
+        thread first finds nothing to claim, or is about to wait after an
+        error. A worker that drains a queue and stops (`until_idle`) thus
+        needs no listener until the queue runs dry, and `run()` does not
+        wait out the listener's slice (`_LISTEN_SLICE_SECONDS`) at the end
+        of a run that never had to wait. Nothing is missed meanwhile: the
+        listener wakes the claim threads once it listens (see
+        `_listen_loop`)."""
+        with run.lock:
+            if run.listener is None or run.listening or run.halt.is_set():
+                return
+            run.listening = True
+            run.listener.start()
 
     def _take_over(self, run: _Run) -> None:
         """Release every job still held whose handler has not finished, and
@@ -712,6 +743,7 @@ class Worker:
                     self._retryable(run, "claim", exc, delay)
                     # The listener's first wake-up after it listens again
                     # says the server is back: claim at once.
+                    self._start_listener(run)
                     self._wait(run.wakeup, delay)
                     delay = min(delay * 2, self._max_poll_interval)
                     continue
@@ -720,6 +752,7 @@ class Worker:
                     continue
                 if run.halt.is_set():
                     break  # halted while waiting for a start token
+                self._start_listener(run)
                 made = self._make_work(run, idle_since=time.monotonic()) if self._produce else False
                 if made:
                     delay = self._poll_interval
@@ -907,12 +940,13 @@ class Worker:
         Listening is an optimisation, never a reason to stop: while the
         server is away the listener tries again with a backoff (up to
         `_MAX_LISTEN_RETRY_SECONDS`), and the claim threads poll; once it
-        listens again it wakes them, since it cannot know what was notified
-        meanwhile. After an error that will not pass (a refused login, say)
+        listens, first or again, it wakes them, since it cannot know what
+        was notified meanwhile. After an error that will not pass (a refused login, say)
         it leaves the claim threads to poll; they meet the same error, which
         stops the worker if it is one."""
         delay = self._poll_interval
         listener: ReadyListener | None = None
+        slice_seconds = _FIRST_LISTEN_SLICE_SECONDS
         try:
             while not run.halt.is_set():
                 try:
@@ -920,8 +954,12 @@ class Worker:
                         listener = self._repository.listen(self._destination)
                         if listener is None:
                             return  # the store cannot notify: the claim threads poll
-                    if listener.wait(_LISTEN_SLICE_SECONDS):
+                        # Jobs may have become ready since the claim that
+                        # found nothing and started the listener: claim again.
                         run.wakeup.set()
+                    if listener.wait(slice_seconds):
+                        run.wakeup.set()
+                    slice_seconds = min(slice_seconds * 2, _LISTEN_SLICE_SECONDS)
                     delay = self._poll_interval
                 except StoreError as exc:
                     if not exc.retryable:

@@ -155,3 +155,37 @@ def test_a_handler_that_changes_its_job_changes_nothing_that_is_saved():
     assert (stats.finished, stats.lost_claims) == (2, 0)
     for job in repo.list_jobs(DEST):
         assert (job.status, job.last_error, job.claim_token) == (JobStatus.FINISHED, None, None)
+
+
+class ReadyBeforeListening(InMemoryRepository):
+    """Makes its jobs ready after the claim that found nothing and before
+    the listener listens: the notification of them reaches no one."""
+
+    def listen(self, destination: str):
+        assert self.enqueue_unqueued(DEST) == 1
+        return super().listen(destination)
+
+
+def test_jobs_made_ready_before_the_listener_listens_are_claimed_without_waiting_a_poll():
+    # The listener starts only when a claim finds nothing; once it listens,
+    # it wakes the claim threads, which claim again rather than sleep out
+    # their five-minute poll.
+    repo = ReadyBeforeListening(items=["a"])
+    handled = threading.Event()
+    worker = Worker(
+        repo,
+        DEST,
+        lambda _job: handled.set(),
+        poll_interval=300,
+        max_poll_interval=300,
+        shutdown_timeout=5,
+    )
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    try:
+        assert handled.wait(BOUND_SECONDS), "the worker slept through the jobs"
+    finally:
+        worker.stop()
+        thread.join(BOUND_SECONDS)
+    assert not thread.is_alive()
+    assert worker.stats.finished == 1
