@@ -844,11 +844,15 @@ class Worker:
             with self._repository.hold_ready(self._destination, n) as jobs:
                 if jobs:
                     run.count("claimed", len(jobs))
+                base = context_fields()  # as in `_work_through`
                 for job in jobs:
                     if run.halt.is_set():
                         break
-                    with log_context(job_id=job.id):
+                    token = _log_fields.set({**base, "job_id": str(job.id)})
+                    try:
                         _settle(job, self._judge(job))
+                    finally:
+                        _log_fields.reset(token)
         except StaleJobs as exc:
             # Another writer changed a held row (which the row locks make
             # rare): those outcomes were refused, the others committed.

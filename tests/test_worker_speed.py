@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
+import pytest
+
 from fulltext_jobs import FullText, InMemoryRepository, JobStatus, RetryPolicy
 from fulltext_jobs.logs import context_fields
 from fulltext_jobs.worker import FailJob, SkipJob, Worker
@@ -120,14 +122,23 @@ def test_a_heartbeat_of_jobs_already_handled_keeps_their_claims():
     }
 
 
-def test_the_log_context_inside_a_handler_is_its_job_and_is_gone_after_it():
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_the_log_context_inside_a_handler_is_its_job_and_is_gone_after_it(in_transaction):
     repo = queued_repo(3)
     inside: list[tuple[str, dict[str, str]]] = []
 
     def handler(job: FullText) -> None:
         inside.append((str(job.id), dict(context_fields())))
 
-    worker = Worker(repo, DEST, handler, batch_size=2, poll_interval=0.01, max_poll_interval=0.05)
+    worker = Worker(
+        repo,
+        DEST,
+        handler,
+        batch_size=2,
+        in_transaction=in_transaction,
+        poll_interval=0.01,
+        max_poll_interval=0.05,
+    )
     stats = worker.run(until_idle=True, install_signal_handlers=False)
 
     assert stats.finished == 3
