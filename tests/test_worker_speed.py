@@ -9,6 +9,8 @@ Every wait is bounded.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -17,7 +19,7 @@ from datetime import timedelta
 import pytest
 
 from fulltext_jobs import FullText, InMemoryRepository, JobStatus, RetryPolicy
-from fulltext_jobs.logs import context_fields
+from fulltext_jobs.logs import JsonFormatter, context_fields, log_context
 from fulltext_jobs.worker import FailJob, SkipJob, Worker
 
 DEST = "language-detection"
@@ -147,6 +149,31 @@ def test_the_log_context_inside_a_handler_is_its_job_and_is_gone_after_it(in_tra
     ]
     assert len({job_id for job_id, _ in inside}) == 3
     assert dict(context_fields()) == {}
+
+
+def test_a_handlers_json_records_carry_its_job_and_nest_with_its_own_context():
+    repo = queued_repo(2)
+    lines: list[dict[str, str]] = []
+    formatter = JsonFormatter()
+
+    def handler(job: FullText) -> None:
+        record = logging.LogRecord("an-app", logging.INFO, __file__, 1, "hello", None, None)
+        lines.append({"id": str(job.id), **json.loads(formatter.format(record))})
+        with log_context(destination="elsewhere"):
+            lines.append({"id": str(job.id), **json.loads(formatter.format(record))})
+
+    stats = Worker(
+        repo, DEST, handler, batch_size=2, poll_interval=0.01, max_poll_interval=0.05
+    ).run(until_idle=True, install_signal_handlers=False)
+
+    assert stats.finished == 2
+    assert [(line["destination"], line["job_id"]) for line in lines] == [
+        (DEST, lines[0]["id"]),
+        ("elsewhere", lines[0]["id"]),
+        (DEST, lines[2]["id"]),
+        ("elsewhere", lines[2]["id"]),
+    ]
+    assert lines[0]["id"] != lines[2]["id"]
 
 
 def test_a_handler_that_changes_its_job_changes_nothing_that_is_saved():
