@@ -81,7 +81,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
@@ -104,7 +104,8 @@ from fulltext_jobs.errors import (
     StaleJobs,
     StoreError,
 )
-from fulltext_jobs.logs import log_context
+from fulltext_jobs.logs import _context as _log_fields
+from fulltext_jobs.logs import context_fields, log_context
 from fulltext_jobs.rate_limit import check_burst, check_rate
 from fulltext_jobs.repository import ReadyListener, Repository
 from fulltext_jobs.retry import DEFAULT_RETRY, RetryPolicy
@@ -150,9 +151,17 @@ _TICK_SECONDS: Final = 0.05
 
 #: The longest a listener waits at a time, so that its thread notices the
 #: end of the run soon: `run()` joins it, so half a slice on average is
-#: added to every run (a tenth of a 20,000-job drain at 0.5 s). A wake-up
-#: only looks at the socket, so ten a second cost nothing measurable.
+#: added to every run that listened (a run that never found its queue empty
+#: never listens: `Worker._start_listener`). Ten wake-ups a second cost
+#: about 1% of a core on PostgreSQL (psycopg's `notifies`), so the slice is
+#: not shorter.
 _LISTEN_SLICE_SECONDS: Final = 0.1
+
+#: A new listener's first slice, doubled after each up to
+#: `_LISTEN_SLICE_SECONDS`: a run of `until_idle` starts its listener when
+#: its queue runs dry, which is also when it ends, and should not then wait
+#: out a whole slice.
+_FIRST_LISTEN_SLICE_SECONDS: Final = 0.005
 
 #: The longest a listener waits before it tries to listen again after a
 #: retryable error: it is cheap (one connection attempt), and the sooner it
@@ -248,18 +257,39 @@ class _Stage(enum.Enum):
 _HELD_STAGES: Final = frozenset({_Stage.PENDING, _Stage.RUNNING, _Stage.DONE, _Stage.SAVING})
 
 
-@dataclasses.dataclass(eq=False)
-class _Held:
-    """A claimed job that has not been saved yet."""
+class _Ending(enum.Enum):
+    """How a handled job ends."""
 
-    job: FullText  # as claimed; never changed (outcomes are applied to copies)
-    beat: FullText  # the heartbeat thread's own copy, whose lease it updates
+    FINISH = enum.auto()
+    SKIP = enum.auto()
+    FAIL = enum.auto()
+    RELEASE = enum.auto()  # back to ready, to be retried
+
+
+# How a handled job ends, when (the worker's clock), from when it may be
+# retried (RELEASE only), and the error to record (FAIL and RELEASE).
+_Verdict = tuple[_Ending, datetime, datetime | None, str | None]
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Held:
+    """A claimed job that has not been saved yet. Compared and hashed by
+    identity: the run holds a set of them (two deliveries of one job are two
+    entries)."""
+
+    # As claimed while its handler runs (the handler gets a copy); once the
+    # handler ended, under the run's lock, the outcome itself (`_record`).
+    # Only its id and claim token, which never change, matter to heartbeats.
+    job: FullText
     interval: float  # seconds between heartbeats
     next_beat: float  # when the next heartbeat is due (monotonic)
     stage: _Stage = _Stage.PENDING
     outcome: FullText | None = None  # the job finished, failed, skipped or released
     late: FullText | None = None  # the outcome of a handler that outlived the shutdown
     lost: bool = False  # a heartbeat found the claim gone
+    # The heartbeat thread's own copy, whose lease it updates: made at the
+    # first heartbeat, since most jobs are saved before one is due.
+    beat: FullText | None = None
 
 
 class _Run:
@@ -271,9 +301,13 @@ class _Run:
         self.until_idle = until_idle
         self.on_count = on_count  # told every count too (the metrics)
         self.lock = threading.Lock()
-        # Notified when jobs are held or the run ends: the heartbeat thread
-        # waits on it.
+        # Notified when the run ends, or when jobs are held whose first
+        # heartbeat is due before `beat_wake`: the heartbeat thread waits on it.
         self.changed = threading.Condition(self.lock)
+        # When the heartbeat thread next looks at the held jobs (monotonic):
+        # inf while it waits for a notification, -inf while it is not
+        # waiting (it looks again before it waits).
+        self.beat_wake = -math.inf
         self.halt = threading.Event()  # claim nothing more
         # Set when a job may have become ready (or the run halts): idle claim
         # threads wait on it. Cleared only under the lock, and never once
@@ -281,7 +315,7 @@ class _Run:
         self.wakeup = threading.Event()
         self.abandoned = threading.Event()  # shutdown_timeout passed: stop retrying saves
         self.over = False  # heartbeats end
-        self.held: dict[uuid.UUID, _Held] = {}
+        self.held: set[_Held] = set()
         self.losses = 0  # how many held jobs heartbeats have found lost
         self.counts: Counter[str] = Counter()
         self.fatal: BaseException | None = None
@@ -289,6 +323,11 @@ class _Run:
         # Set by the signal handlers, which must not take locks (see
         # `Worker._install_signal_handlers`); `run()` acts on it.
         self.signalled = False
+        # The listener's thread (`Worker(listen=True)`), started by the first
+        # claim thread that finds nothing to claim or is about to wait (see
+        # `Worker._start_listener`), never once the run halts.
+        self.listener: threading.Thread | None = None
+        self.listening = False  # its thread was started
         self.produce_lock = threading.Lock()
         # When the last production ended (monotonic) and how many jobs it made.
         self.last_production = (-math.inf, 0)
@@ -571,7 +610,7 @@ class Worker:
         ]
         helpers = [self._thread(run, self._heartbeat_loop, "fulltext-jobs-heartbeat")]
         if self._listen:
-            helpers.append(self._thread(run, self._listen_loop, "fulltext-jobs-listen"))
+            run.listener = self._thread(run, self._listen_loop, "fulltext-jobs-listen")
         if self._produce:
             helpers.append(self._thread(run, self._rescue_loop, "fulltext-jobs-rescue"))
         for thread in (*helpers, *loops):
@@ -628,8 +667,26 @@ class Worker:
         with run.changed:
             run.over = True
             run.changed.notify_all()
+        # Halted: no claim thread starts the listener from now on.
+        if run.listener is not None and run.listening:
+            helpers = [*helpers, run.listener]
         for thread in helpers:
             thread.join(_THREAD_GRACE_SECONDS)
+
+    def _start_listener(self, run: _Run) -> None:
+        """Start listening for ready jobs (with `listen`), once: when a claim
+        thread first finds nothing to claim, or is about to wait after an
+        error. A worker that drains a queue and stops (`until_idle`) thus
+        needs no listener until the queue runs dry, and `run()` does not
+        wait out the listener's slice (`_LISTEN_SLICE_SECONDS`) at the end
+        of a run that never had to wait. Nothing is missed meanwhile: the
+        listener wakes the claim threads once it listens (see
+        `_listen_loop`)."""
+        with run.lock:
+            if run.listener is None or run.listening or run.halt.is_set():
+                return
+            run.listening = True
+            run.listener.start()
 
     def _take_over(self, run: _Run) -> None:
         """Release every job still held whose handler has not finished, and
@@ -638,7 +695,7 @@ class Worker:
         its save will be refused."""
         taken: list[tuple[_Held, FullText]] = []
         with run.lock:
-            for held in run.held.values():
+            for held in run.held:
                 if held.stage is _Stage.DONE and held.outcome is not None:
                     taken.append((held, held.outcome))
                 elif held.stage in {_Stage.PENDING, _Stage.RUNNING}:
@@ -667,7 +724,7 @@ class Worker:
             else:
                 run.count(_saved_as(outcome))
             with run.lock:
-                run.held.pop(held.job.id, None)
+                run.held.discard(held)
 
     def _claim_loop(self, run: _Run) -> None:
         """Claim and handle jobs until the run halts (or, with `until_idle`,
@@ -679,21 +736,23 @@ class Worker:
                 try:
                     # In transaction mode the jobs come back handled and
                     # saved; a StoreError there rolled the whole batch back.
-                    jobs = self._take_work(run)
+                    claimed = self._take_work(run)
                 except StoreError as exc:
                     if not exc.retryable:
                         raise
                     self._retryable(run, "claim", exc, delay)
                     # The listener's first wake-up after it listens again
                     # says the server is back: claim at once.
+                    self._start_listener(run)
                     self._wait(run.wakeup, delay)
                     delay = min(delay * 2, self._max_poll_interval)
                     continue
-                if jobs:
+                if claimed:
                     delay = self._poll_interval
                     continue
                 if run.halt.is_set():
                     break  # halted while waiting for a start token
+                self._start_listener(run)
                 made = self._make_work(run, idle_since=time.monotonic()) if self._produce else False
                 if made:
                     delay = self._poll_interval
@@ -753,41 +812,47 @@ class Worker:
                 return []
         return self._repository.claim_ready(self._destination, n)
 
-    def _take_work(self, run: _Run) -> list[FullText]:
-        """Claim jobs and work through them; return the jobs claimed (none:
-        nothing to claim). A `StoreError` raised here is the claim's, or in
-        transaction mode any (the batch rolled back); the leased mode's
+    def _take_work(self, run: _Run) -> int:
+        """Claim jobs and work through them; return how many were claimed
+        (0: nothing to claim). A `StoreError` raised here is the claim's, or
+        in transaction mode any (the batch rolled back); the leased mode's
         saves retry their own."""
+        # A count, not the jobs: the caller keeping a batch alive through
+        # the next one would double the objects the garbage collector sees.
         if self._in_transaction:
             return self._work_held(run)
         jobs = self._claim(run)
         if jobs:
             self._work_through(run, jobs)
-        return jobs
+        return len(jobs)
 
-    def _work_held(self, run: _Run) -> list[FullText]:
+    def _work_held(self, run: _Run) -> int:
         """Transaction mode: hold up to `batch_size` jobs (`hold_ready`),
         handle them one after another and leave the block, which writes
-        each outcome once and commits; return the jobs held (none: nothing
-        to claim). Once the run halts no handler is started: the jobs not
-        handled are left `running` in the block, which does not write them,
-        so they stay `ready`. Any error leaving the block rolls the batch
+        each outcome once and commits; return how many were held (0:
+        nothing to claim). Once the run halts no handler is started: the
+        jobs not handled are left `running` in the block, which does not
+        write them, so they stay `ready`. Any error leaving the block rolls the batch
         back: its jobs stay `ready`, their attempts not counted."""
         n = self._batch_size
         if self._rate is not None:
             n = self._take_tokens(run, self._rate)
             if not n:
-                return []
+                return 0
         refused: set[uuid.UUID] = set()
         try:
             with self._repository.hold_ready(self._destination, n) as jobs:
                 if jobs:
                     run.count("claimed", len(jobs))
+                base = context_fields()  # as in `_work_through`
                 for job in jobs:
                     if run.halt.is_set():
                         break
-                    with log_context(job_id=job.id):
-                        self._handle(job, job)
+                    token = _log_fields.set(_JobFields(base, job.id))
+                    try:
+                        _settle(job, self._judge(job))
+                    finally:
+                        _log_fields.reset(token)
         except StaleJobs as exc:
             # Another writer changed a held row (which the row locks make
             # rare): those outcomes were refused, the others committed.
@@ -800,7 +865,7 @@ class Worker:
         )
         for name, count in saved.items():
             run.count(name, count)
-        return jobs
+        return len(jobs)
 
     def _take_tokens(self, run: _Run, rate: float) -> int:
         """Start tokens for the next claim (1 to `batch_size`), waiting as
@@ -879,12 +944,13 @@ class Worker:
         Listening is an optimisation, never a reason to stop: while the
         server is away the listener tries again with a backoff (up to
         `_MAX_LISTEN_RETRY_SECONDS`), and the claim threads poll; once it
-        listens again it wakes them, since it cannot know what was notified
-        meanwhile. After an error that will not pass (a refused login, say)
+        listens, first or again, it wakes them, since it cannot know what
+        was notified meanwhile. After an error that will not pass (a refused login, say)
         it leaves the claim threads to poll; they meet the same error, which
         stops the worker if it is one."""
         delay = self._poll_interval
         listener: ReadyListener | None = None
+        slice_seconds = _FIRST_LISTEN_SLICE_SECONDS
         try:
             while not run.halt.is_set():
                 try:
@@ -892,8 +958,12 @@ class Worker:
                         listener = self._repository.listen(self._destination)
                         if listener is None:
                             return  # the store cannot notify: the claim threads poll
-                    if listener.wait(_LISTEN_SLICE_SECONDS):
+                        # Jobs may have become ready since the claim that
+                        # found nothing and started the listener: claim again.
                         run.wakeup.set()
+                    if listener.wait(slice_seconds):
+                        run.wakeup.set()
+                    slice_seconds = min(slice_seconds * 2, _LISTEN_SLICE_SECONDS)
                     delay = self._poll_interval
                 except StoreError as exc:
                     if not exc.retryable:
@@ -939,8 +1009,15 @@ class Worker:
         # batch is looked through only once that count has moved.
         losses = run.losses
         held = self._hold(run, jobs)
+        # The thread's log context, to which each handler call adds its job.
+        base = context_fields()
+        handled: tuple[_Held, _Verdict] | None = None  # an outcome not yet recorded
         for entry in held:
+            # One lock round a job: record the last one's outcome, start this one.
             with run.lock:
+                if handled is not None:
+                    _record(*handled)
+                    handled = None
                 if (
                     run.halt.is_set()
                     or entry.stage is _Stage.TAKEN
@@ -948,26 +1025,33 @@ class Worker:
                 ):
                     break
                 entry.stage = _Stage.RUNNING
-            with log_context(job_id=entry.job.id):
-                outcome = self._handle(entry.job)
+            # `log_context(job_id=...)` without its checks and its copy of
+            # the context, which cost a no-op job a few percent of its time.
+            token = _log_fields.set(_JobFields(base, entry.job.id))
+            try:
+                handled = (entry, self._judge(entry.job))
+            finally:
+                _log_fields.reset(token)
+        if handled is not None:
             with run.lock:
-                if entry.stage is _Stage.TAKEN:
-                    # Released at shutdown while the handler ran: the save
-                    # below is refused, as the ledger promises.
-                    entry.late = outcome
-                else:
-                    entry.stage, entry.outcome = _Stage.DONE, outcome
+                _record(*handled)
         self._save_held(run, held)
 
     def _hold(self, run: _Run, jobs: list[FullText]) -> list[_Held]:
         """Register claimed jobs, so that their leases are kept alive."""
         now = time.monotonic()
         held = []
+        first = math.inf  # the first heartbeat due among them
+        # The jobs of one claim share their lease: work it out once.
+        stamps: tuple[datetime | None, datetime | None] = (None, None)
+        interval = _FALLBACK_HEARTBEAT_SECONDS
         for job in jobs:
-            interval = self._heartbeat_interval
-            if interval is None:
+            if self._heartbeat_interval is not None:
+                interval = self._heartbeat_interval
+            elif (job.started, job.lease_expires) != stamps:
                 # The lease the repository granted, on its own clock: the
                 # claim stamps `started` and `lease_expires` from one instant.
+                stamps = (job.started, job.lease_expires)
                 lease = (
                     None
                     if job.started is None or job.lease_expires is None
@@ -976,34 +1060,36 @@ class Worker:
                 interval = (
                     lease / 3 if lease is not None and lease > 0 else _FALLBACK_HEARTBEAT_SECONDS
                 )
-            held.append(
-                _Held(job=job, beat=job.copy(), interval=interval, next_beat=now + interval)
-            )
+            entry = _Held(job, interval, now + interval)
+            first = min(first, entry.next_beat)
+            held.append(entry)
         with run.changed:
-            for entry in held:
-                run.held[entry.job.id] = entry
-            run.changed.notify_all()
+            run.held.update(held)
+            # A heartbeat thread that looks again before these fall due
+            # needs no wake-up: one per claim would cost it the lock and the
+            # GIL for nothing.
+            if first < run.beat_wake:
+                run.changed.notify_all()
         return held
 
-    def _handle(self, job: FullText, outcome: FullText | None = None) -> FullText:
-        """Run the handler on a copy of `job`; return `outcome` (by default
-        another copy) finished, skipped or failed according to how the
-        handler ended."""
-        outcome = job.copy() if outcome is None else outcome
+    def _judge(self, job: FullText) -> _Verdict:
+        """Run the handler on a copy of `job`, and say how the job ends
+        according to how the handler ended (see `_settle`)."""
         began = time.monotonic()
         try:
             if self._timeout is None:
                 result = self._handler(job.copy())
-                if inspect.isawaitable(result):
+                # Most handlers return None: spare them the awaitable test.
+                if result is not None and inspect.isawaitable(result):
                     _thread_loop().run_until_complete(result)
             else:
                 self._call_within(job, self._timeout)
         except SkipJob as exc:
             _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
-            outcome.skip(self._clock())
+            return _Ending.SKIP, self._clock(), None, None
         except FailJob as exc:
             _log.warning("job %s (item %s) failed (FailJob): %s", job.id, job.item_id, exc)
-            outcome.fail(self._clock(), error=_describe(exc))
+            return _Ending.FAIL, self._clock(), None, _describe(exc)
         except Exception as exc:  # noqa: BLE001 - any failure of the handler fails or retries the job
             now = self._clock()
             if self._retry.gives_up(job.attempts):
@@ -1013,22 +1099,20 @@ class Worker:
                     job.item_id,
                     exc_info=exc,
                 )
-                outcome.fail(now, error=_describe(exc))
-            else:
-                due = _later(utc(now), self._retry.delay(job.attempts))
-                _log.warning(
-                    "job %s (item %s) failed (attempt %d of %d); retrying at %s",
-                    *(job.id, job.item_id, job.attempts, self._retry.max_attempts),
-                    due.isoformat(),
-                    exc_info=exc,
-                )
-                outcome.release(now, not_before=due, error=_describe(exc))
+                return _Ending.FAIL, now, None, _describe(exc)
+            due = _later(utc(now), self._retry.delay(job.attempts))
+            _log.warning(
+                "job %s (item %s) failed (attempt %d of %d); retrying at %s",
+                *(job.id, job.item_id, job.attempts, self._retry.max_attempts),
+                due.isoformat(),
+                exc_info=exc,
+            )
+            return _Ending.RELEASE, now, due, _describe(exc)
         else:
-            outcome.finish(self._clock())
+            return _Ending.FINISH, self._clock(), None, None
         finally:
             if self._metrics is not None:
                 self._metrics.observe_handler(self._destination, time.monotonic() - began)
-        return outcome
 
     def _call_within(self, job: FullText, timeout: float) -> None:
         """Run the handler on a copy of `job`, for at most `timeout`
@@ -1091,7 +1175,7 @@ class Worker:
         lost, a job whose handler never started is dropped: forgotten if its
         own claim was found lost, else released."""
         with run.lock:
-            batch, dropped = self._outcomes(held)
+            entries, outcomes, dropped = self._outcomes(held)
         if dropped:
             run.count("dropped", dropped)
             _log.warning(
@@ -1100,21 +1184,24 @@ class Worker:
                 dropped,
             )
         try:
-            self._save(run, batch)
+            self._save(run, entries, outcomes)
         except BaseException:
             # What was not saved is left for the shutdown to try again.
             with run.lock:
-                for entry, _ in batch:
+                for entry in entries:
                     if entry.stage is _Stage.SAVING:
                         entry.stage = _Stage.DONE
             raise
         self._forget(run, held)
 
-    def _outcomes(self, held: list[_Held]) -> tuple[list[tuple[_Held, FullText]], int]:
-        """What `_save_held` saves (each job with the outcome to save, moved
-        to `SAVING`), and how many jobs it drops; called under the run's
-        lock."""
-        batch: list[tuple[_Held, FullText]] = []
+    def _outcomes(self, held: list[_Held]) -> tuple[list[_Held], list[FullText], int]:
+        """What `_save_held` saves: the jobs (moved to `SAVING`) and, in
+        step, the outcomes to save; and how many jobs it drops. Called under
+        the run's lock."""
+        # Two lists rather than a list of pairs: fewer objects a batch keeps
+        # the young generation of the garbage collector below its threshold.
+        entries: list[_Held] = []
+        outcomes: list[FullText] = []
         dropped = 0
         lost_batch = any(entry.lost for entry in held)
         for entry in held:
@@ -1125,44 +1212,47 @@ class Worker:
             if entry.stage is _Stage.PENDING:
                 entry.outcome = self._released(entry.job)
                 entry.stage = _Stage.SAVING
-                batch.append((entry, entry.outcome))
+                outcome = entry.outcome
             elif entry.stage is _Stage.DONE and entry.outcome is not None:
                 entry.stage = _Stage.SAVING
-                batch.append((entry, entry.outcome))
+                outcome = entry.outcome
             elif entry.stage is _Stage.TAKEN and entry.late is not None:
-                batch.append((entry, entry.late))
-        return batch, dropped
+                outcome = entry.late
+            else:
+                continue
+            entries.append(entry)
+            outcomes.append(outcome)
+        return entries, outcomes, dropped
 
     def _forget(self, run: _Run, held: Iterable[_Held]) -> None:
         """Stop holding these jobs: they were saved, or their claims ended."""
         with run.lock:
-            for entry in held:
-                if run.held.get(entry.job.id) is entry:
-                    del run.held[entry.job.id]
+            run.held.difference_update(held)
 
-    def _save(self, run: _Run, batch: list[tuple[_Held, FullText]]) -> None:
-        """Save the jobs of `batch`, each under its claim, retrying after a
-        retryable error until the save succeeds or the shutdown gives up.
+    def _save(self, run: _Run, entries: list[_Held], outcomes: list[FullText]) -> None:
+        """Save `outcomes`, those of `entries` in step, each under its
+        claim, retrying after a retryable error until the save succeeds or
+        the shutdown gives up.
 
         Each job of a batch is saved under its own claim, in one call: a
         job whose claim was lost is refused alone (`StaleJobs` names it),
         and the others are saved."""
-        if not batch:
+        if not outcomes:
             return
         delay = self._poll_interval
         while True:
             try:
-                if len(batch) == 1:
-                    self._repository.save_fulltext(batch[0][1])
+                if len(outcomes) == 1:
+                    self._repository.save_fulltext(outcomes[0])
                 else:
                     # Each job under its own claim: a lost one is refused
                     # alone, and the others are saved with it.
-                    self._repository.save_many((job for _, job in batch), atomic=False)
+                    self._repository.save_many(outcomes, atomic=False)
             except StaleJobs as exc:
-                self._saved_but(run, batch, set(exc.refused))
+                self._saved_but(run, entries, outcomes, set(exc.refused))
                 return
             except LostClaim:
-                self._lost(run, batch[0][0])
+                self._lost(run, entries[0])
                 return
             except StoreError as exc:
                 if not exc.retryable:
@@ -1171,29 +1261,30 @@ class Worker:
                 if self._wait(run.abandoned, delay):
                     _log.error(
                         "gave up saving %d job(s) at shutdown; their leases will bring them back",
-                        len(batch),
+                        len(outcomes),
                     )
-                    self._forget(run, (entry for entry, _ in batch))
+                    self._forget(run, entries)
                     return
                 delay = min(delay * 2, self._max_poll_interval)
             else:
-                self._saved_but(run, batch, set())
+                self._saved_but(run, entries, outcomes, set())
                 return
 
     def _saved_but(
-        self, run: _Run, batch: list[tuple[_Held, FullText]], refused: set[uuid.UUID]
+        self, run: _Run, entries: list[_Held], outcomes: list[FullText], refused: set[uuid.UUID]
     ) -> None:
-        """Count the jobs of `batch` saved, and the `refused` ones lost;
-        stop holding them all."""
-        saved: Counter[str] = Counter()
-        for entry, job in batch:
-            if job.id in refused:
-                self._lost(run, entry)
-            else:
-                saved[_saved_as(job)] += 1
-        for name, n in saved.items():
+        """Count the `outcomes` saved, and the `refused` ones lost (the
+        caller, `_save_held`, then stops holding all `entries`)."""
+        saved = outcomes
+        if refused:
+            saved = []
+            for entry, job in zip(entries, outcomes, strict=True):
+                if job.id in refused:
+                    self._lost(run, entry)
+                else:
+                    saved.append(job)
+        for name, n in Counter(map(_saved_as, saved)).items():
             run.count(name, n)
-        self._forget(run, (entry for entry, _ in batch))
 
     def _lost(self, run: _Run, held: _Held) -> None:
         run.count("lost_claims")
@@ -1222,16 +1313,16 @@ class Worker:
                     return
                 now = time.monotonic()
                 beating = [
-                    held
-                    for held in run.held.values()
-                    if held.stage in _HELD_STAGES and not held.lost
+                    held for held in run.held if held.stage in _HELD_STAGES and not held.lost
                 ]
                 due = [held for held in beating if held.next_beat <= now]
                 for held in due:
                     held.next_beat = now + held.interval
                 if not due:
                     upcoming = [h.next_beat for h in beating if math.isfinite(h.next_beat)]
-                    run.changed.wait(min(upcoming) - now if upcoming else None)
+                    run.beat_wake = min(upcoming, default=math.inf)
+                    run.changed.wait(run.beat_wake - now if upcoming else None)
+                    run.beat_wake = -math.inf
                     continue
             for index, held in enumerate(due):
                 if not self._beat(run, held):
@@ -1250,10 +1341,16 @@ class Worker:
     def _beat(self, run: _Run, held: _Held) -> bool:
         """Extend the lease of `held`; False after a retryable error."""
         try:
+            if held.beat is None:
+                # Only this thread touches `beat`; under the lock, since
+                # `_record` may be ending `held.job` (its id and claim
+                # token, all a heartbeat needs, stay as claimed).
+                with run.lock:
+                    held.beat = held.job.copy()
             self._repository.heartbeat(held.beat)
         except LostClaim:
             with run.lock:
-                if run.held.get(held.job.id) is not held or held.stage in {
+                if held not in run.held or held.stage in {
                     _Stage.SAVING,
                     _Stage.TAKEN,
                 }:
@@ -1306,6 +1403,61 @@ def _close_thread_loop() -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
     _loops.loop = None
+
+
+class _JobFields(Mapping[str, str]):
+    """The log context of a handler call: the thread's own (`base`) and the
+    job's id, which is written out only when a record is formatted. What
+    `log_context(job_id=...)` would set, at a third of its cost a job."""
+
+    __slots__ = ("_base", "_job_id")
+
+    def __init__(self, base: Mapping[str, str], job_id: uuid.UUID) -> None:
+        self._base = base
+        self._job_id = job_id
+
+    def __getitem__(self, key: str) -> str:
+        if key == "job_id":
+            return str(self._job_id)
+        return self._base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (key for key in self._base if key != "job_id")
+        yield "job_id"
+
+    def __len__(self) -> int:
+        return len(self._base) + ("job_id" not in self._base)
+
+
+def _record(held: _Held, verdict: _Verdict) -> None:
+    """Apply the verdict of a handler that ended to the claimed job itself,
+    and record it as the outcome to save; called under the run's lock, so
+    that the shutdown copies the job either before (to release it) or
+    after (to save it), never halfway."""
+    # In place rather than on a copy: one object less a job keeps a batch's
+    # young objects below the garbage collector's threshold, and the claimed
+    # state is not needed once the handler ended (see `_Held.job`).
+    _settle(held.job, verdict)
+    if held.stage is _Stage.TAKEN:
+        # Released at shutdown while the handler ran: its save is refused,
+        # as the ledger promises.
+        held.late = held.job
+    else:
+        held.stage, held.outcome = _Stage.DONE, held.job
+
+
+def _settle(job: FullText, verdict: _Verdict) -> None:
+    """End `job` as `verdict` says: finished, skipped or failed at its time,
+    or released to be retried after its due time, with its error."""
+    ending, now, due, error = verdict
+    if ending is _Ending.FINISH:
+        job.finish(now)
+    elif ending is _Ending.SKIP:
+        job.skip(now)
+    elif ending is _Ending.FAIL:
+        job.fail(now, error=error)
+    else:
+        job.release(now, not_before=due, error=error)
 
 
 def _timed_out(timeout: float) -> TimeoutError:
