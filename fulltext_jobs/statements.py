@@ -763,19 +763,18 @@ class Statements:
         the ids written; the version guard stays, though the block's row
         locks leave nobody else to change the rows. Five arrays fewer than
         `update_jobs` to send and unnest: the one write a held job costs."""
-        ft = self.tables.fulltext
-        return sa.text(
-            f"UPDATE {ft.fullname} AS f SET status = CAST(v.status AS job_statuses), "  # noqa: S608 - names from the declared table, values bound
-            "started = v.started, finished = v.finished, attempts = v.attempts, "
-            "last_error = v.last_error, not_before = v.not_before, claim_token = NULL, "
-            "lease_expires = NULL, version = f.version + 1 "
-            "FROM unnest(CAST(:job_id AS uuid[]), CAST(:read_version AS integer[]), "
-            "CAST(:status AS text[]), CAST(:started AS timestamptz[]), "
-            "CAST(:finished AS timestamptz[]), CAST(:attempts AS integer[]), "
-            "CAST(:last_error AS text[]), CAST(:not_before AS timestamptz[])) "
-            "AS v(job_id, read_version, status, started, finished, attempts, last_error, "
-            "not_before) "
-            "WHERE f.id = v.job_id AND f.version = v.read_version RETURNING f.id"
+        return self._held_update(
+            "status = CAST(v.status AS job_statuses), started = v.started, "
+            "finished = v.finished, attempts = v.attempts, last_error = v.last_error, "
+            "not_before = v.not_before",
+            {
+                "status": "text",
+                "started": "timestamptz",
+                "finished": "timestamptz",
+                "attempts": "integer",
+                "last_error": "text",
+                "not_before": "timestamptz",
+            },
         )
 
     @functools.cached_property
@@ -786,13 +785,23 @@ class Statements:
         the attempt is counted on the row (`attempts + 1`: the row is
         locked, so it is the count the copy was handed out with), the last
         error stays and the delay is cleared. Returns the ids written."""
-        ft = self.tables.fulltext
+        return self._held_update(
+            "status = 'finished', started = :started, finished = v.finished, "
+            "attempts = f.attempts + 1, not_before = NULL",
+            {"finished": "timestamptz"},
+        )
+
+    def _held_update(self, assignments: str, arrays: dict[str, str]) -> sa.TextClause:
+        """The write of held jobs: `assignments` from the arrays `job_id`,
+        `read_version` and `arrays` (name: element type), unnested as `v`;
+        the claim token and lease cleared, as the row holds neither; the
+        version moved on under its guard; the ids written returned."""
+        columns = {"job_id": "uuid", "read_version": "integer", **arrays}
+        unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns.items())
         return sa.text(
-            f"UPDATE {ft.fullname} AS f SET status = 'finished', started = :started, "  # noqa: S608 - names from the declared table, values bound
-            "finished = v.finished, attempts = f.attempts + 1, not_before = NULL, "
+            f"UPDATE {self.tables.fulltext.fullname} AS f SET {assignments}, "  # noqa: S608 - names from the declared table, values bound
             "claim_token = NULL, lease_expires = NULL, version = f.version + 1 "
-            "FROM unnest(CAST(:job_id AS uuid[]), CAST(:read_version AS integer[]), "
-            "CAST(:finished AS timestamptz[])) AS v(job_id, read_version, finished) "
+            f"FROM unnest({unnested}) AS v({', '.join(columns)}) "
             "WHERE f.id = v.job_id AND f.version = v.read_version RETURNING f.id"
         )
 
