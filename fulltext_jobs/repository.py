@@ -388,8 +388,8 @@ class Repository(abc.ABC):
         is no longer a valid job or not one of the held ones (nothing is
         then written); `StaleJobs` if a row changed under the hold anyway
         (the others are written); `NotSupported` where the adapter cannot
-        hold a transaction; `StoreError` if the store fails (nothing is
-        written).
+        hold a transaction (on PostgreSQL, an engine in autocommit);
+        `StoreError` if the store fails (nothing is written).
         """
         destination, n = check_destination(destination), check_claim_size(n)
         with self._hold_ready(destination, n) as hold:

@@ -52,6 +52,7 @@ from fulltext_jobs.errors import (
     JobNotFound,
     LostClaim,
     NoJobs,
+    NotSupported,
     StaleJob,
     StoreError,
 )
@@ -533,6 +534,14 @@ class SqlAlchemyRepository(Repository):
         now = read_clock(self._clock, self._lease)
         params = {"dest": destination, "n": n, "now": now}
         with self._connection("hold_ready", duplicate=_BATCH_DUPLICATE) as connection:
+            if _in_autocommit(connection):
+                msg = (
+                    "hold_ready needs a transaction to hold its jobs, and this engine runs "
+                    "in autocommit (isolation_level='AUTOCOMMIT'), where the row locks would "
+                    "end with the statement and another worker could take the same jobs: "
+                    "use an engine without it, or the leased mode (claim_ready)"
+                )
+                raise NotSupported(msg)
             if self._hot is not None:
                 rows = self._hot.hold_ready.run_all(connection, params)
                 jobs = [held_from_values(row, now) for row in rows]
@@ -850,6 +859,18 @@ def _flush(session: Session, action: str) -> None:
         if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and is_retryable(exc):
             raise store_error(exc, f"{action} (flushing the session)") from exc
         raise
+
+
+def _in_autocommit(connection: sa.Connection) -> bool:
+    """Whether `connection`'s driver connection commits every statement on
+    its own (an engine made with isolation_level="AUTOCOMMIT"), where
+    SQLAlchemy's `begin()` opens no transaction: on PostgreSQL, psycopg's
+    `autocommit`. (SQLite's transactions are the `BEGIN IMMEDIATE` of
+    `configure_sqlite`, not the driver's.)"""
+    dbapi_connection = connection.connection.dbapi_connection
+    return connection.dialect.name == "postgresql" and bool(
+        getattr(dbapi_connection, "autocommit", False)
+    )
 
 
 def _failure(

@@ -20,6 +20,7 @@ from batch_workers import DESTINATION, drain_in_transaction
 from harness import reset_database
 from test_batch_path import DEADLINE_SECONDS, join_or_kill, queued, stored
 
+import fulltext_jobs
 from fulltext_jobs import (
     FailJob,
     FullText,
@@ -29,6 +30,7 @@ from fulltext_jobs import (
     NotSupported,
     RetryPolicy,
     SkipJob,
+    SqlAlchemyRepository,
     Worker,
 )
 from fulltext_jobs.repository import AsyncRepository, Repository
@@ -173,6 +175,26 @@ def test_a_repository_that_cannot_hold_a_transaction_says_so():
     with pytest.raises(NotSupported, match="claim_ready"):
         AsyncRepository._hold_ready(repo, DESTINATION, 1)  # type: ignore[arg-type]
     assert repo.claim_ready(DESTINATION, 5)[0].attempts == 1
+
+
+def test_an_engine_in_autocommit_cannot_hold_and_holds_nothing(
+    postgres_url: str, postgres_engine: Any
+):
+    # In autocommit the SELECT ... FOR UPDATE would keep its row locks only
+    # for itself: a second holder got the same job (the version guard then
+    # refused one of the two writes, but both handlers had run).
+    reset_database(postgres_engine)
+    (job_id,) = queued(postgres_engine, 1)
+    engine = fulltext_jobs.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        repo = SqlAlchemyRepository(engine)
+        with pytest.raises(NotSupported, match="autocommit"), repo.hold_ready(DESTINATION, 1):
+            pytest.fail("the block ran")
+        # The engine's connections are as they were, and a claim still works.
+        (claimed,) = repo.claim_ready(DESTINATION, 1)
+        assert (claimed.id, claimed.attempts) == (job_id, 1)
+    finally:
+        engine.dispose()
 
 
 def test_the_rate_limit_caps_each_held_batch():
