@@ -1,0 +1,76 @@
+"""`demo`: the main job end to end on a bundled sample."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import typer
+from rich.progress import (
+    MofNCompleteColumn,
+    TaskID,
+)
+from sqlalchemy.engine import Engine
+
+from fulltext_jobs import demo as demo_module
+from fulltext_jobs.cli._base import INTERRUPTED, JsonOption, UrlOption, boundary, invocation
+from fulltext_jobs.cli._logging import LogFormat
+from fulltext_jobs.cli._output import (
+    emit_json,
+    progress_bar,
+    stats_json,
+    stats_table,
+    stderr_console,
+    stdout_console,
+)
+
+
+def _demo_json(engine: Engine, report: demo_module.DemoReport) -> dict[str, object]:
+    return {
+        "database": engine.url.render_as_string(hide_password=True),
+        "items_added": report.items_added,
+        "jobs_created": report.jobs_created,
+        "stats": stats_json(report.stats),
+        "samples": [dataclasses.asdict(sample) for sample in report.samples],
+        "interrupted": report.interrupted,
+    }
+
+
+def _print_demo(engine: Engine, report: demo_module.DemoReport) -> None:
+    out = stdout_console()
+    out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+    out.print(f"items added: {report.items_added}")
+    for destination, created in report.jobs_created.items():
+        out.print(f"jobs created for {destination}: {created}")
+    out.print(stats_table(report.stats, title="jobs"))
+    out.print(demo_module.samples_table(report.samples))
+
+
+def demo(ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None) -> None:
+    """Run the main job end to end on a bundled sample: migrate, load 200
+    items with short texts, queue them for word-count and language-detection,
+    work them off, and print the stats and a few results. Idempotent."""
+    with boundary(ctx, database_url, creates=True) as state:
+        engine = state.engine()
+        console = stderr_console()
+        with progress_bar(console, MofNCompleteColumn(), transient=False) as progress:
+            tasks: dict[str, TaskID] = {}
+
+            def start(destination: str, total: int, done: int) -> None:
+                tasks[destination] = progress.add_task(destination, total=total, completed=done)
+
+            def advance(destination: str) -> None:
+                progress.advance(tasks[destination])
+
+            report = demo_module.run(engine, on_start=start, on_job=advance)
+        if as_json:
+            emit_json(_demo_json(engine, report))
+        else:
+            _print_demo(engine, report)
+    if report.interrupted:
+        message = "interrupted: run the demo again to finish its jobs"
+        if invocation(ctx).log_format is LogFormat.JSON:
+            logging.getLogger("fulltext_jobs.cli").warning(message)
+        else:
+            typer.echo(message, err=True)
+        raise typer.Exit(INTERRUPTED)

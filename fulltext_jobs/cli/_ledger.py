@@ -1,0 +1,298 @@
+"""Reading and repairing the ledger: `stats`, `jobs`, `retry`, `rescue` and `audit`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Final
+
+import sqlalchemy as sa
+import typer
+from sqlalchemy.engine import Engine
+
+from fulltext_jobs.audit import AuditProblem
+from fulltext_jobs.cli._base import (
+    DestinationArgument,
+    JsonOption,
+    RetryStatus,
+    SomeDestination,
+    UrlOption,
+    boundary,
+)
+from fulltext_jobs.cli._output import (
+    audit_json,
+    audit_lines,
+    emit_json,
+    job_json,
+    jobs_table,
+    print_result,
+    stats_json,
+    stats_table,
+    stdout_console,
+)
+from fulltext_jobs.domain import (
+    MAX_LEASE,
+    MAX_LISTED,
+    JobStatus,
+)
+from fulltext_jobs.engine import store_error
+from fulltext_jobs.retry import DEFAULT_RETRY
+from fulltext_jobs.schema_audit import SchemaProblem, schema_problems
+
+
+def stats(
+    ctx: typer.Context,
+    destination: SomeDestination = None,
+    unqueued: Annotated[
+        bool,
+        typer.Option(
+            "--unqueued",
+            help="Also count the eligible items with no job yet: reads every item "
+            "(seconds at millions of items).",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Print jobs per status, per destination (and, with --unqueued, the
+    items not queued yet)."""
+    with boundary(ctx, database_url) as state:
+        repo = state.repository(known=destination)
+        rows = repo.stats(destination, unqueued=unqueued)
+        if as_json:
+            emit_json(stats_json(rows))
+        else:
+            stdout_console().print(stats_table(rows))
+
+
+# --- jobs: a page of a destination's jobs ------------------------------------------
+
+
+def jobs(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    status: Annotated[
+        list[JobStatus] | None,
+        typer.Option("--status", help="Only jobs in this status (repeatable; default: all)."),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=MAX_LISTED, help="At most this many jobs.")
+    ] = 100,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after", help="Only jobs of items after this item id: the last of the previous page."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Print a page of DESTINATION's jobs in item id order: id, item, status,
+    attempts, last error, started, finished and not-before (a retry's
+    backoff). `--status failed` lists failures with their errors; feed their
+    items to `retry --item`."""
+    with boundary(ctx, database_url) as state:
+        repo = state.repository(known=destination)
+        page = repo.list_jobs(destination, statuses=status or None, limit=limit, after=after)
+        if as_json:
+            emit_json([job_json(job) for job in page])
+        else:
+            stdout_console().print(jobs_table(destination, page))
+
+
+def retry(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    status: Annotated[
+        list[RetryStatus] | None,
+        typer.Option("--status", help="Retry jobs in this status (repeatable; default: both)."),
+    ] = None,
+    item: Annotated[
+        list[str] | None, typer.Option("--item", help="Retry only this item's job (repeatable).")
+    ] = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Return DESTINATION's failed and skipped jobs to ready; print how many."""
+    with boundary(ctx, database_url) as state:
+        repo = state.repository(known=destination)
+        statuses = [JobStatus(s.value) for s in status] if status else list(RetryStatus)
+        count = repo.retry(destination, statuses=statuses, item_ids=item or None)
+        print_result(
+            {"destination": destination, "retried": count},
+            f"returned {count} jobs of {destination!r} to ready",
+            as_json=as_json,
+        )
+
+
+def rescue(
+    ctx: typer.Context,
+    destination: SomeDestination = None,
+    max_attempts: Annotated[
+        int, typer.Option(min=1, help="Fail a job instead once it has had this many attempts.")
+    ] = DEFAULT_RETRY.max_attempts,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Give back running jobs whose lease ran out (their worker died); print
+    how many."""
+    with boundary(ctx, database_url) as state:
+        repo = state.repository(known=destination)
+        count = repo.rescue_expired(destination, max_attempts=max_attempts)
+        print_result(
+            {"destination": destination, "rescued": count},
+            f"rescued {count} expired jobs",
+            as_json=as_json,
+        )
+
+
+# --- audit: the ledger's invariants ----------------------------------------------------
+
+_DURATION = re.compile(r"(\d{1,9})([smhd])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`text` as a duration: a whole number and a unit, `s`, `m`, `h` or `d`
+    (`90s`, `15m`, `1h`, `2d`). Raises `typer.BadParameter` otherwise."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        msg = f"{text!r} is not a duration such as 90s, 15m, 1h or 2d"
+        raise typer.BadParameter(msg)
+    value = timedelta(**{_UNITS[match[2]]: int(match[1])})
+    if value > MAX_LEASE:
+        msg = f"{text!r} is longer than {MAX_LEASE.days} days"
+        raise typer.BadParameter(msg)
+    return value
+
+
+def audit(
+    ctx: typer.Context,
+    destination: SomeDestination = None,
+    max_attempts: Annotated[
+        int,
+        typer.Option(min=1, help="The largest max_attempts in use; more attempts are reported."),
+    ] = DEFAULT_RETRY.max_attempts,
+    rescue_interval: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="Report running jobs whose lease ran out longer ago than this.",
+        ),
+    ] = "5m",
+    clock_tolerance: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION", help="Report jobs started further in the future than this."
+        ),
+    ] = "5m",
+    examples: Annotated[
+        int, typer.Option(min=1, max=1000, help="Example job ids per finding.")
+    ] = 5,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Repair what the options after it name, then audit."),
+    ] = False,
+    running_without_lease_older_than: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="With --fix: return running jobs with no lease, started longer ago than "
+            "this, to ready (counting an attempt).",
+        ),
+    ] = None,
+    rescue_: Annotated[
+        bool,
+        typer.Option("--rescue", help="With --fix: rescue expired leases, as `rescue` does."),
+    ] = False,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Check the ledger's invariants (of DESTINATION, or of all) and print
+    what is wrong. Exit status: 0 clean, 1 something reported, 2 an error.
+
+    With --fix, first repair what is safe and named: lease-less running jobs
+    older than --running-without-lease-older-than, and expired leases with
+    --rescue. Everything else is reported only.
+    """
+    interval = parse_duration(rescue_interval)
+    tolerance = parse_duration(clock_tolerance)
+    older_than = (
+        None
+        if running_without_lease_older_than is None
+        else parse_duration(running_without_lease_older_than)
+    )
+    if (older_than is not None or rescue_) and not fix:
+        msg = "--running-without-lease-older-than and --rescue repair only with --fix"
+        raise typer.BadParameter(msg)
+    if fix and older_than is None and not rescue_:
+        msg = "--fix needs --running-without-lease-older-than DURATION or --rescue"
+        raise typer.BadParameter(msg)
+    problems: list[AuditProblem] = []
+    fixed: dict[str, object] | None = None
+    try:
+        with boundary(ctx, database_url) as state:
+            schema = _schema_problems(state.engine())
+            # Outside the window the repository would refuse the database:
+            # then the revision is all there is to report.
+            if not any(problem.kind == "revision" for problem in schema):
+                # A typo'd destination would otherwise pass as clean.
+                repo = state.repository(known=destination)
+                if fix:
+                    fixed = {}
+                    if older_than is not None:
+                        released = repo.release_unleased(older_than, destination)
+                        fixed["running_without_lease"] = [str(job_id) for job_id in released]
+                    if rescue_:
+                        rescued = repo.rescue_expired_jobs(destination, max_attempts=max_attempts)
+                        fixed["rescued"] = [str(job_id) for job_id in rescued]
+                problems = repo.audit(
+                    destination,
+                    rescue_interval=interval,
+                    clock_tolerance=tolerance,
+                    max_attempts=max_attempts,
+                    examples=examples,
+                )
+            _print_audit(problems, fixed, schema, as_json=as_json)
+    except typer.Exit as exc:
+        # An error, reported by `boundary`; 1 means "something reported" here.
+        raise typer.Exit(2) from exc
+    if problems or schema:
+        raise typer.Exit(1)
+
+
+def _schema_problems(engine: Engine) -> list[SchemaProblem]:
+    try:
+        with engine.connect() as connection:
+            return schema_problems(connection)
+    except sa.exc.SQLAlchemyError as exc:
+        raise store_error(exc, "audit") from exc
+
+
+def _print_audit(
+    problems: list[AuditProblem],
+    fixed: dict[str, object] | None,
+    schema: list[SchemaProblem],
+    *,
+    as_json: bool,
+) -> None:
+    if as_json:
+        emit_json(audit_json(problems, fixed, schema))
+        return
+    if fixed is not None:
+        released = fixed.get("running_without_lease")
+        if isinstance(released, list):
+            typer.echo(f"returned {len(released)} running jobs without a lease to ready")
+            for job_id in released:
+                typer.echo(f"  {job_id}")
+        rescued = fixed.get("rescued")
+        if isinstance(rescued, list):
+            typer.echo(f"rescued {len(rescued)} expired jobs")
+            for job_id in rescued:
+                typer.echo(f"  {job_id}")
+    lines = [
+        f"schema: {p.kind} {p.name}: {p.problem}" + (f" ({p.found})" if p.found else "")
+        for p in schema
+    ]
+    for line in lines + audit_lines(problems) or ["clean: no problems found"]:
+        typer.echo(line)

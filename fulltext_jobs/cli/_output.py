@@ -1,0 +1,221 @@
+"""How results are printed: consoles, JSON, progress bars, and the tables and
+JSON objects of each command's result."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from fulltext_jobs.audit import AuditProblem
+from fulltext_jobs.domain import (
+    DestinationStats,
+    FullText,
+    JobStatus,
+)
+from fulltext_jobs.schema_audit import SchemaProblem
+from fulltext_jobs.worker import WorkerStats
+
+#: The columns of the stats table, in order, after the destination.
+STATS_COLUMNS: Final = (
+    JobStatus.READY,
+    JobStatus.RUNNING,
+    JobStatus.FINISHED,
+    JobStatus.FAILED,
+    JobStatus.SKIPPED,
+)
+
+#: How every table is drawn: a rule under the header, no frame, so that the
+#: stats table fits 80 columns.
+TABLE_STYLE: Final[dict[str, Any]] = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False}
+
+
+# --- consoles and JSON -----------------------------------------------------------
+
+
+#: The width of tables written off a terminal (a pipe, a file) when
+#: COLUMNS does not say: wide enough that a row stays one line, for grep.
+PIPED_WIDTH: Final = 200
+
+
+def stdout_console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        return Console(highlight=False, width=PIPED_WIDTH)
+    return console
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def emit_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+def print_result(data: dict[str, object], text: str, *, as_json: bool) -> None:
+    """Print a command's result: `data` as JSON, or `text`."""
+    if as_json:
+        emit_json(data)
+    else:
+        typer.echo(text)
+
+
+def progress_bar(console: Console, *extra: ProgressColumn, transient: bool = True) -> Progress:
+    """A progress bar on `console`, drawn only if it is a terminal."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        *(extra or (MofNCompleteColumn(), TaskProgressColumn())),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+        disable=not console.is_terminal,
+    )
+
+
+def stats_table(rows: Iterable[DestinationStats], title: str | None = None) -> Table:
+    """The stats of each destination as a table: jobs per status, and the
+    eligible items that have no job yet ("-" where not counted)."""
+    table = Table(title=title, **TABLE_STYLE)
+    table.add_column("destination", no_wrap=True)
+    for status in STATS_COLUMNS:
+        table.add_column(status.value, justify="right")
+    table.add_column("unqueued", justify="right")
+    for row in rows:
+        table.add_row(
+            row.destination,
+            *(str(row.counts.get(status, 0)) for status in STATS_COLUMNS),
+            "-" if row.unqueued is None else str(row.unqueued),
+        )
+    return table
+
+
+def stats_json(rows: Iterable[DestinationStats]) -> list[dict[str, object]]:
+    """The stats of each destination as JSON objects, one per destination:
+    `destination`, a count per status, `unqueued` (null where not
+    counted)."""
+    return [
+        {
+            "destination": row.destination,
+            **{status.value: row.counts.get(status, 0) for status in STATS_COLUMNS},
+            "unqueued": row.unqueued,
+        }
+        for row in rows
+    ]
+
+
+def worker_table(destination: str, stats: WorkerStats) -> Table:
+    """What a worker run did, one row a counter."""
+    table = Table(title=f"worker: {destination}", **TABLE_STYLE)
+    table.add_column("jobs")
+    table.add_column("count", justify="right")
+    for field in dataclasses.fields(WorkerStats):
+        table.add_row(field.name.replace("_", " "), str(getattr(stats, field.name)))
+    return table
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _to_the_second(moment: datetime | None) -> str:
+    """`moment` in UTC to the second, as a table shows it ("" for None);
+    the JSON keeps the full ISO form."""
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def job_json(job: FullText) -> dict[str, object]:
+    """A job as a JSON object: what `jobs` shows of it."""
+    return {
+        "id": str(job.id),
+        "item_id": job.item_id,
+        "destination": job.destination,
+        "status": job.status.value,
+        "attempts": job.attempts,
+        "last_error": job.last_error,
+        "started": _when(job.started),
+        "finished": _when(job.finished),
+        "not_before": _when(job.not_before),
+    }
+
+
+def jobs_table(destination: str, jobs: Iterable[FullText]) -> Table:
+    """A page of jobs as a table, one row a job."""
+    table = Table(title=f"jobs: {destination}", **TABLE_STYLE)
+    table.add_column("id", no_wrap=True)
+    table.add_column("item", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("last error", overflow="fold")
+    for name in ("started", "finished", "not before"):
+        table.add_column(f"{name} (UTC)", no_wrap=True)
+    for job in jobs:
+        table.add_row(
+            str(job.id),
+            job.item_id,
+            job.status.value,
+            str(job.attempts),
+            job.last_error or "",
+            _to_the_second(job.started),
+            _to_the_second(job.finished),
+            _to_the_second(job.not_before),
+        )
+    return table
+
+
+def audit_json(
+    problems: list[AuditProblem],
+    fixed: dict[str, object] | None,
+    schema: list[SchemaProblem] | None = None,
+) -> dict[str, object]:
+    """The stable JSON of `fulltext-jobs audit` (documented in the README)."""
+    schema = schema or []
+    return {
+        "clean": not problems and not schema,
+        "problems": [
+            {
+                "destination": problem.destination,
+                "check": problem.check.value,
+                "count": problem.count,
+                "examples": [str(job_id) for job_id in problem.examples],
+                "oldest_started": (
+                    None if problem.oldest_started is None else problem.oldest_started.isoformat()
+                ),
+            }
+            for problem in problems
+        ],
+        "schema": [dataclasses.asdict(problem) for problem in schema],
+        "fixed": fixed,
+    }
+
+
+def audit_lines(problems: list[AuditProblem]) -> list[str]:
+    """The audit's findings, one line each (a cron mail, a grep): the
+    destination, the check, how many jobs, example ids, and the oldest start
+    of lease-less running jobs."""
+    lines = []
+    for problem in problems:
+        line = f"{problem.destination}: {problem.check.value}: {problem.count} jobs"
+        if problem.oldest_started is not None:
+            line += f", oldest started {problem.oldest_started.isoformat()}"
+        examples = " ".join(str(job_id) for job_id in problem.examples)
+        lines.append(f"{line} (e.g. {examples})")
+    return lines
