@@ -10,14 +10,18 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as distribution_version
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 from sqlalchemy.engine import Engine
+from typer.core import TyperGroup
 
 import fulltext_jobs
 from fulltext_jobs.cli._logging import LogFormat, configure_logging
+from fulltext_jobs.cli._output import stderr_console
 from fulltext_jobs.domain import (
     JobStatus,
 )
@@ -36,7 +40,86 @@ CLI_ADOPT_ADVICE: Final = "run `fulltext-jobs migrate adopt` against it"
 INTERRUPTED: Final = 130
 
 
+#: The help of the options every command accepts, before or after its name.
+VERBOSE_HELP: Final = "Log more; repeat it for more still: -v logs INFO, -vv (or -v -v) DEBUG."
+LOG_FORMAT_HELP: Final = "How logs are written to stderr: plain lines, or one JSON object a line."
+
+
+def _more_verbose(ctx: typer.Context, value: int) -> None:
+    """`-v` given after a command's name: add to what was given before it."""
+    if value:
+        state = invocation(ctx)
+        state.verbose += value
+        configure_logging(state.verbose, state.log_format)
+
+
+def _log_format(ctx: typer.Context, value: LogFormat | None) -> None:
+    """`--log-format` given after a command's name: it wins."""
+    if value is not None:
+        state = invocation(ctx)
+        state.log_format = value
+        configure_logging(state.verbose, state.log_format)
+
+
+_shared = typer.Typer(add_completion=False)
+
+
+@_shared.command()
+def _global_options(
+    _verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            metavar="",
+            show_default=False,
+            expose_value=False,
+            callback=_more_verbose,
+            help=VERBOSE_HELP,
+        ),
+    ] = 0,
+    _log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            "--log-format",
+            case_sensitive=False,
+            show_default=False,
+            expose_value=False,
+            callback=_log_format,
+            help=LOG_FORMAT_HELP,
+        ),
+    ] = None,
+) -> None:
+    """Only its options are used: see `_Commands`."""
+
+
+class _Commands(TyperGroup):
+    """The root group: it gives every command, nested ones included, the
+    global options `-v` and `--log-format`, so that they work after the
+    command's name (`fulltext-jobs work ... -v`) as well as before it.
+    Typer has no inherited options; this is the one place that builds every
+    command object, for `main` and for `typer.testing` alike. The options
+    are typer's own, built from `_global_options`'s signature; they update
+    the invocation's state as they are parsed and are not passed to the
+    command's function."""
+
+    def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 - the group's own keyword arguments
+        super().__init__(**kwargs)
+        shared = typer.main.get_command(_shared).params
+        _add_options(self, shared)
+
+
+def _add_options(group: TyperGroup, options: list[Any]) -> None:
+    for command in group.commands.values():
+        if isinstance(command, TyperGroup):
+            _add_options(command, options)
+        elif not any(param.name in {"_verbose", "verbose"} for param in command.params):
+            command.params.extend(options)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="fulltext-jobs",
     help="A ledger of full-text jobs per (item, destination).",
     no_args_is_help=True,
@@ -82,6 +165,10 @@ class State:
 
     url: str
     log_format: LogFormat = LogFormat.PLAIN
+    verbose: int = 0
+    #: Whether `url` is the built-in default (no option, no environment
+    #: variable): then the database line says so.
+    default_url: bool = False
     creates: bool = False
     engine_: Engine | None = None
 
@@ -158,20 +245,47 @@ def _root(
             count=True,
             metavar="",
             show_default=False,
-            help="Log more; repeat it for more still: -v logs INFO, -vv (or -v -v) DEBUG.",
+            help=VERBOSE_HELP,
         ),
     ] = 0,
     log_format: Annotated[
         LogFormat,
-        typer.Option(
-            "--log-format",
-            case_sensitive=False,
-            help="How logs are written to stderr: plain lines, or one JSON object a line.",
-        ),
+        typer.Option("--log-format", case_sensitive=False, help=LOG_FORMAT_HELP),
     ] = LogFormat.PLAIN,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            expose_value=False,
+            callback=_print_version,
+            help="Print the version of fulltext-jobs and exit.",
+        ),
+    ] = False,
 ) -> None:
-    ctx.obj = State(database_url, log_format=log_format)
+    source = ctx.get_parameter_source("database_url")
+    ctx.obj = State(
+        database_url,
+        log_format=log_format,
+        verbose=verbose,
+        default_url=getattr(source, "name", None) == "DEFAULT",
+    )
     configure_logging(verbose, log_format)
+
+
+def package_version() -> str:
+    """The installed distribution's version ("unknown" when run from a
+    source tree that was never installed)."""
+    try:
+        return distribution_version("fulltext-jobs")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fulltext-jobs {package_version()}")
+        raise typer.Exit
 
 
 def invocation(ctx: typer.Context) -> State:
@@ -203,18 +317,26 @@ def one_line(exc: BaseException) -> str:
 
 @contextmanager
 def boundary(
-    ctx: typer.Context, database_url: str | None, *, creates: bool = False
+    ctx: typer.Context,
+    database_url: str | None,
+    *,
+    creates: bool = False,
+    writes: bool = False,
 ) -> Iterator[State]:
     """The boundary of every command: yields the invocation's state (with the
     command's own `--database-url`, if given), turns an expected error into
     one line on stderr and exit status 1, and disposes the engine whatever
     happens. Only a command that `creates` the database may open a SQLite
-    file that does not exist yet."""
+    file that does not exist yet. A command that `writes` names the database
+    first (see `announce_database`)."""
     state = invocation(ctx)
     state.creates = creates
     if database_url is not None:
         state.url = database_url
+        state.default_url = False
     try:
+        if writes:
+            announce_database(state)
         yield state
     except (JobsError, CommandError, OSError, UnicodeDecodeError) as exc:
         if state.log_format is LogFormat.JSON:
@@ -225,6 +347,26 @@ def boundary(
         raise typer.Exit(1) from None
     finally:
         state.close()
+
+
+def announce_database(state: State) -> None:
+    """Say which database the command is about to change: on stderr when it
+    is a terminal (a person is watching), and in the log at INFO (`-v`)
+    whatever it is. The password is masked; the built-in default is called
+    so, since forgetting the environment variable is the usual way to fill
+    the wrong database. A URL that cannot be parsed is left to the command,
+    which reports it."""
+    try:
+        shown = parse_url(state.url).render_as_string(hide_password=True)
+    except JobsError:
+        return
+    if state.default_url:
+        shown += (
+            f" (the default: neither --database-url nor {fulltext_jobs.DATABASE_URL_ENV} is set)"
+        )
+    logging.getLogger("fulltext_jobs.cli").info("database: %s", shown)
+    if stderr_console().is_terminal and state.log_format is LogFormat.PLAIN:
+        typer.echo(f"database: {shown}", err=True)
 
 
 def known_destination(repo: SqlAlchemyRepository, destination: str) -> None:

@@ -50,7 +50,7 @@ def demo(ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOptio
     """Run the main job end to end on a bundled sample: migrate, load 200
     items with short texts, queue them for word-count and language-detection,
     work them off, and print the stats and a few results. Idempotent."""
-    with boundary(ctx, database_url, creates=True) as state:
+    with boundary(ctx, database_url, creates=True, writes=True) as state:
         engine = state.engine()
         console = stderr_console()
         with progress_bar(console, MofNCompleteColumn(), transient=False) as progress:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +29,7 @@ from fulltext_jobs.domain import (
     check_item_id,
 )
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.sql import SqlAlchemyRepository
 
 
 @contextmanager
@@ -101,7 +104,7 @@ def items_add(
     command stops, and the batches before it stay added (the error says how
     many ids), so fix the line and run it again.
     """
-    with boundary(ctx, database_url) as state:
+    with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository()
         added = seen = 0
         with (
@@ -134,13 +137,25 @@ def enqueue(
     ctx: typer.Context,
     destination: DestinationArgument,
     limit: Annotated[int | None, typer.Option(min=1, help="Queue at most this many items.")] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Create a new destination without asking (on a terminal)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
     """Create a ready job of DESTINATION for every item that has none (or for
-    up to --limit of them, smallest ids first); print how many."""
-    with boundary(ctx, database_url) as state:
+    up to --limit of them, smallest ids first); print how many.
+
+    A destination exists once it has jobs. Naming one that does not exist
+    yet, beside others that do, asks first on a terminal (a typo would
+    otherwise start a new destination); elsewhere it is created with a
+    warning naming the known ones."""
+    with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository()
+        _confirm_new_destination(repo, destination, ask=not yes)
         console = stderr_console()
         with progress_bar(console) as progress:
             total = None
@@ -156,3 +171,25 @@ def enqueue(
             f"created {created} jobs for {destination!r}",
             as_json=as_json,
         )
+
+
+def _confirm_new_destination(repo: SqlAlchemyRepository, destination: str, *, ask: bool) -> None:
+    """Check that queuing for `destination` is meant when it has no jobs but
+    other destinations do. On a terminal (and `ask`), ask; a "no" is a
+    `CommandError` and nothing is queued. Off a terminal nobody can answer
+    (scripts start destinations on purpose), so it goes ahead with a
+    warning that names the known destinations and the closest one."""
+    if repo.has_destination(destination):
+        return
+    known = [row.destination for row in repo.stats(unqueued=False)]
+    if not known:
+        return  # the ledger's first destination: nothing to mistake it for
+    close = difflib.get_close_matches(destination, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    text = f"{destination!r} is a new destination (known: {', '.join(known)}){hint}"
+    if ask and sys.stdin.isatty() and stderr_console().is_terminal:
+        if not typer.confirm(f"{text} Create it", default=False, err=True):
+            msg = f"nothing queued: {destination!r} has no jobs and was not created"
+            raise CommandError(msg)
+        return
+    logging.getLogger("fulltext_jobs.cli").warning("%s", text)

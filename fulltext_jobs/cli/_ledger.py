@@ -114,7 +114,7 @@ def retry(
     database_url: UrlOption = None,
 ) -> None:
     """Return DESTINATION's failed and skipped jobs to ready; print how many."""
-    with boundary(ctx, database_url) as state:
+    with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository(known=destination)
         statuses = [JobStatus(s.value) for s in status] if status else list(RetryStatus)
         count = repo.retry(destination, statuses=statuses, item_ids=item or None)
@@ -136,7 +136,7 @@ def rescue(
 ) -> None:
     """Give back running jobs whose lease ran out (their worker died); print
     how many."""
-    with boundary(ctx, database_url) as state:
+    with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository(known=destination)
         count = repo.rescue_expired(destination, max_attempts=max_attempts)
         print_result(
@@ -231,7 +231,7 @@ def audit(
     problems: list[AuditProblem] = []
     fixed: dict[str, object] | None = None
     try:
-        with boundary(ctx, database_url) as state:
+        with boundary(ctx, database_url, writes=fix) as state:
             schema = _schema_problems(state.engine())
             # Outside the window the repository would refuse the database:
             # then the revision is all there is to report.

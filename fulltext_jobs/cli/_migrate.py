@@ -31,7 +31,7 @@ def migrate_upgrade(
 ) -> None:
     """Migrate the database up to REVISION (default: the newest); creates a
     SQLite file that does not exist yet."""
-    with boundary(ctx, database_url, creates=True) as state:
+    with boundary(ctx, database_url, creates=True, writes=True) as state:
         fulltext_jobs.upgrade(state.engine(), revision)
         _report_revision(state.engine(), as_json=as_json)
 
@@ -44,7 +44,7 @@ def migrate_downgrade(
 ) -> None:
     """Migrate the database down to REVISION; `base` removes everything
     fulltext-jobs created, jobs included."""
-    with boundary(ctx, database_url) as state:
+    with boundary(ctx, database_url, writes=True) as state:
         fulltext_jobs.downgrade(state.engine(), revision)
         _report_revision(state.engine(), as_json=as_json)
 
@@ -68,7 +68,7 @@ def migrate_adopt(
     --eligible holds, with no flag, and creators take the original's lock so
     that Go creators running beside them meet no duplicate-key errors.
     Harmless on a database fulltext-jobs already manages."""
-    with boundary(ctx, database_url, creates=True) as state:
+    with boundary(ctx, database_url, creates=True, writes=True) as state:
         fulltext_jobs.adopt(state.engine(), items_table=items_table, eligible=eligible)
         _report_revision(state.engine(), as_json=as_json)
 

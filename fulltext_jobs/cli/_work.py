@@ -194,7 +194,7 @@ def work(
     A signal stops claiming, lets the jobs in flight finish within
     --shutdown-timeout, returns the rest to ready, and exits 0.
     """
-    with boundary(ctx, database_url) as state:
+    with boundary(ctx, database_url, writes=True) as state:
         run = load_handler(handler)
         metrics = None
         serving: AbstractContextManager[object] = nullcontext()
