@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,9 @@ def test_the_installed_command_answers_help_and_runs_the_demo_twice(
     assert done.returncode == 0, done.stderr
     assert "demo" in done.stdout
     assert "migrate" in done.stdout
+    done = run([command, "--version"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"fulltext-jobs {version('fulltext-jobs')}\n"
     for first in (True, False):
         done = run([command, "demo"], tmp_path)
         assert done.returncode == 0, done.stderr
