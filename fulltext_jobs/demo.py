@@ -3,11 +3,16 @@ a sample that needs no network and no configuration.
 
 It plays the part of an app that uses the ledger: it keeps full texts in a
 table of its own (`demo_texts`), gives the ledger the item ids, queues them
-for two destinations, and runs a `Worker` per destination whose handler
-writes its result to another table of its own (`demo_results`).
+for two destinations of its own (`demo-word-count`, `demo-language-detection`),
+and runs a `Worker` per destination whose handler writes its result to
+another table of its own (`demo_results`).
 
 Decisions:
 
+- **It touches nothing it did not create.** Its destinations are its own,
+  named so that no app's can be mistaken for them; it queues only its own
+  item ids (an item source of which only the sample's ids are eligible), and
+  its workers claim only jobs of its own destinations.
 - **The sample is generated, not shipped**: 200 items from a fixed list of
   short sentences in five languages, chosen by arithmetic on the item's
   number, so it is the same on every run and machine and needs no package
@@ -37,12 +42,14 @@ from sqlalchemy.engine import Engine
 
 import fulltext_jobs
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
-from fulltext_jobs.sql import SqlAlchemyRepository
+from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
 from fulltext_jobs.worker import SkipJob, Worker
 
 __all__ = [
     "DESTINATIONS",
     "ITEMS",
+    "ITEM_IDS",
     "DemoReport",
     "Sample",
     "guess_language",
@@ -58,8 +65,10 @@ ITEMS: Final = 200
 #: Every this-many-th item has an empty text (and is skipped).
 EMPTY_EVERY: Final = 25
 
-WORD_COUNT: Final = "word-count"
-LANGUAGE_DETECTION: Final = "language-detection"
+#: The demo's destinations: its own, so that its workers never claim an
+#: app's jobs (an app may well have a `word-count`).
+WORD_COUNT: Final = "demo-word-count"
+LANGUAGE_DETECTION: Final = "demo-language-detection"
 DESTINATIONS: Final = (WORD_COUNT, LANGUAGE_DETECTION)
 
 SENTENCES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -94,6 +103,7 @@ SENTENCES: Final[Mapping[str, tuple[str, ...]]] = {
         "Non è facile trovare una casa per la famiglia in centro.",
     ),
 }
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -134,6 +144,11 @@ RESULTS: Final = sa.Table(
 def item_id(number: int) -> str:
     """The id of sample item `number`."""
     return f"loc.gov/item/demo-{number:03}"
+
+
+#: The ids of the sample's items, in order: the only items the demo adds
+#: and queues.
+ITEM_IDS: Final = tuple(item_id(number) for number in range(ITEMS))
 
 
 def sample_texts() -> dict[str, str]:
@@ -237,6 +252,14 @@ class DemoReport:
     interrupted: bool = False
 
 
+def _own_items(engine: Engine) -> ItemSource:
+    """The default items table, of which only the sample's items are
+    eligible: the demo's `enqueue_unqueued` queues nothing else, whatever
+    else the table holds or is given meanwhile."""
+    items = tables_for(engine.dialect.name).items
+    return ItemSource(items, eligible=items.c.id.in_(ITEM_IDS))
+
+
 def _load(engine: Engine) -> None:
     METADATA.create_all(engine)
     rows = [{"item_id": key, "text": text} for key, text in sample_texts().items()]
@@ -277,7 +300,8 @@ def run(
     on_job: Callable[[str], None] | None = None,
 ) -> DemoReport:
     """Migrate the database, load the sample, queue and work off its jobs for
-    both destinations, and report.
+    both of the demo's destinations, and report. Only the sample's items are
+    added and queued, and only jobs of the demo's destinations are worked.
 
     `on_start(destination, total, done)` is called before each destination's
     worker runs, with its jobs and how many of them are already done;
@@ -288,7 +312,7 @@ def run(
     """
     fulltext_jobs.upgrade(engine)
     _load(engine)
-    repo = SqlAlchemyRepository(engine)
+    repo = SqlAlchemyRepository(engine, items=_own_items(engine))
     added = repo.add_items(sample_texts())
     created = {destination: repo.enqueue_unqueued(destination) for destination in DESTINATIONS}
     interrupted = False
