@@ -30,6 +30,7 @@ from fulltext_jobs.engine import (
 )
 from fulltext_jobs.errors import (
     AllQueued,
+    DemoRefused,
     DuplicateJob,
     InvalidInput,
     InvalidTransition,
@@ -71,6 +72,7 @@ __all__ = [
     "AsyncSqlAlchemyRepository",
     "AuditCheck",
     "AuditProblem",
+    "DemoRefused",
     "DestinationStats",
     "DuplicateJob",
     "FailJob",

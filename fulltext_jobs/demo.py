@@ -3,11 +3,31 @@ a sample that needs no network and no configuration.
 
 It plays the part of an app that uses the ledger: it keeps full texts in a
 table of its own (`demo_texts`), gives the ledger the item ids, queues them
-for two destinations, and runs a `Worker` per destination whose handler
-writes its result to another table of its own (`demo_results`).
+for two destinations of its own (`demo-word-count`, `demo-language-detection`),
+and runs a `Worker` per destination whose handler writes its result to
+another table of its own (`demo_results`).
 
 Decisions:
 
+- **It touches nothing it did not create.** Its destinations are its own,
+  named so that no app's can be mistaken for them; it queues only its own
+  item ids (an item source of which only the sample's ids are eligible), and
+  its workers claim only jobs of its own destinations. Its default database
+  is a file of its own, `DEFAULT_DEMO_URL`, so that the command line's
+  default database never holds demo items.
+- **It refuses a database that is not its own**, before writing anything
+  (`check_database`): one that holds items or jobs that are not the demo's,
+  or tables that are neither the ledger's nor the demo's (an app's, or an
+  app's `alembic_version`), raises `DemoRefused` saying what it found. The
+  counts stop at `COUNT_CAP`, so refusing an app's millions of rows costs a
+  short read, not a scan of them all.
+- **The check and the writes are not one transaction**, and need not be:
+  the check keeps the demo's rows out of an app's database, and the writes
+  cannot touch an app's rows whatever happens in between. An app that adds
+  items or jobs meanwhile gets no demo job for them (they are not eligible)
+  and keeps its own jobs as they are (the demo claims only its own
+  destinations). Holding a lock from the check to the end of the run would
+  instead block such an app for the whole demo.
 - **The sample is generated, not shipped**: 200 items from a fixed list of
   short sentences in five languages, chosen by arithmetic on the item's
   number, so it is the same on every run and machine and needs no package
@@ -17,7 +37,8 @@ Decisions:
 - **Idempotent**: texts are inserted if absent, `add_items` and
   `enqueue_unqueued` add only what is missing, and results are upserted by
   (item, destination), so a job delivered twice writes one row. A second run
-  adds nothing and ends with the same stats.
+  adds nothing and ends with the same stats; its check passes, since the
+  database holds only what the first run wrote.
 - **The handlers are real, and small**: a word count, and a language guess
   by counting stop words.
 """
@@ -37,14 +58,20 @@ from sqlalchemy.engine import Engine
 
 import fulltext_jobs
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
-from fulltext_jobs.sql import SqlAlchemyRepository
+from fulltext_jobs.engine import store_error
+from fulltext_jobs.errors import DemoRefused, InvalidInput
+from fulltext_jobs.schema import SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
+from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
 from fulltext_jobs.worker import SkipJob, Worker
 
 __all__ = [
+    "DEFAULT_DEMO_URL",
     "DESTINATIONS",
     "ITEMS",
+    "ITEM_IDS",
     "DemoReport",
     "Sample",
+    "check_database",
     "guess_language",
     "run",
     "sample_texts",
@@ -52,15 +79,27 @@ __all__ = [
     "word_count",
 ]
 
+#: The demo's database when it is given none: a SQLite file of its own in
+#: the working directory, never the command line's default
+#: (`fulltext_jobs.DEFAULT_DATABASE_URL`), which is where an app's real run
+#: goes.
+DEFAULT_DEMO_URL: Final = "sqlite:///fulltext-jobs-demo.sqlite3"
+
 #: How many sample items there are.
 ITEMS: Final = 200
 
 #: Every this-many-th item has an empty text (and is skipped).
 EMPTY_EVERY: Final = 25
 
-WORD_COUNT: Final = "word-count"
-LANGUAGE_DETECTION: Final = "language-detection"
+#: The demo's destinations: its own, so that its workers never claim an
+#: app's jobs (an app may well have a `word-count`).
+WORD_COUNT: Final = "demo-word-count"
+LANGUAGE_DETECTION: Final = "demo-language-detection"
 DESTINATIONS: Final = (WORD_COUNT, LANGUAGE_DETECTION)
+
+#: The most rows of a kind `check_database` counts: enough to tell a user
+#: what is there, and a bounded read however big the app's tables are.
+COUNT_CAP: Final = 10_000
 
 SENTENCES: Final[Mapping[str, tuple[str, ...]]] = {
     "en": (
@@ -94,6 +133,7 @@ SENTENCES: Final[Mapping[str, tuple[str, ...]]] = {
         "Non è facile trovare una casa per la famiglia in centro.",
     ),
 }
+
 
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
@@ -134,6 +174,11 @@ RESULTS: Final = sa.Table(
 def item_id(number: int) -> str:
     """The id of sample item `number`."""
     return f"loc.gov/item/demo-{number:03}"
+
+
+#: The ids of the sample's items, in order: the only items the demo adds
+#: and queues.
+ITEM_IDS: Final = tuple(item_id(number) for number in range(ITEMS))
 
 
 def sample_texts() -> dict[str, str]:
@@ -237,6 +282,112 @@ class DemoReport:
     interrupted: bool = False
 
 
+def check_database(engine: Engine) -> None:
+    """Pass a database the demo may write to: one that is empty, or holds
+    only the ledger's schema and the demo's own data (a previous run's).
+
+    Reads, and writes nothing. Raises `DemoRefused` if the database holds
+    items or jobs that are not the demo's (other ids, other destinations),
+    rows of `demo_texts` or `demo_results` that are not, or tables (or
+    views) that are neither the ledger's, its migrations' version table,
+    nor the demo's; the message counts them (up to `COUNT_CAP` of each),
+    names the tables, and says where to run the demo instead. Raises
+    `InvalidInput` for an engine that is neither PostgreSQL nor SQLite, and
+    `StoreError` if the database cannot be read.
+    """
+    if engine.dialect.name not in SUPPORTED_DIALECTS:
+        msg = f"fulltext-jobs supports PostgreSQL and SQLite, not {engine.dialect.name}"
+        raise InvalidInput(msg)
+    try:
+        with engine.connect() as connection:
+            found = _foreign(connection)
+    except sa.exc.SQLAlchemyError as exc:
+        raise store_error(exc, "checking the database for the demo") from exc
+    if found:
+        demo_file = sa.make_url(DEFAULT_DEMO_URL).database
+        msg = (
+            f"the database holds {_listed(found)} that the demo did not create: run the "
+            f"demo on a database of its own (omit --database-url to use {demo_file}, or "
+            "point it at an empty database); nothing was changed"
+        )
+        raise DemoRefused(msg)
+
+
+def _foreign(connection: sa.Connection) -> list[str]:
+    """What the database holds that the demo did not create, each as
+    `300 items`, `2 tables (a, b)`...; empty if nothing."""
+    inspector = sa.inspect(connection)
+    default = inspector.default_schema_name
+    present: set[tuple[str | None, str]] = set()
+    for schema in inspector.get_schema_names():
+        if schema == "information_schema" or schema.startswith("pg_"):
+            continue  # PostgreSQL's own
+        names = [*inspector.get_table_names(schema), *inspector.get_view_names(schema)]
+        present.update((schema, name) for name in names)
+    ledger = tables_for(connection.dialect.name)
+    own = {
+        (table.schema or default, table.name)
+        for table in (*ledger.metadata.tables.values(), *METADATA.tables.values())
+    }
+    own.add((default, VERSION_TABLE))
+
+    def count(table: sa.Table, not_ours: sa.ColumnElement[bool]) -> int:
+        if (table.schema or default, table.name) not in present:
+            return 0
+        rows = sa.select(sa.literal(1)).select_from(table).where(not_ours).limit(COUNT_CAP + 1)
+        return connection.execute(
+            sa.select(sa.func.count()).select_from(rows.subquery())
+        ).scalar_one()
+
+    jobs = ledger.fulltext
+    found = [
+        _counted(count(ledger.items, ledger.items.c.id.not_in(ITEM_IDS)), "item"),
+        _counted(
+            count(jobs, jobs.c.destination.not_in(DESTINATIONS) | jobs.c.item_id.not_in(ITEM_IDS)),
+            "job",
+        ),
+        _counted(
+            count(TEXTS, TEXTS.c.item_id.not_in(ITEM_IDS))
+            + count(
+                RESULTS,
+                RESULTS.c.item_id.not_in(ITEM_IDS) | RESULTS.c.destination.not_in(DESTINATIONS),
+            ),
+            f"row of {TEXTS.name} or {RESULTS.name}",
+            f"rows of {TEXTS.name} or {RESULTS.name}",
+        ),
+    ]
+    others = sorted(
+        name if schema == default else f"{schema}.{name}" for schema, name in present - own
+    )
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        found.append(f"{_counted(len(others), 'table')} ({shown})")
+    return [part for part in found if part]
+
+
+def _counted(n: int, noun: str, plural: str | None = None) -> str:
+    """`n` `noun`s in words (`more than COUNT_CAP` past the cap), or "" for none."""
+    if not n:
+        return ""
+    many = plural or f"{noun}s"
+    if n > COUNT_CAP:
+        return f"more than {COUNT_CAP} {many}"
+    return f"{n} {noun if n == 1 else many}"
+
+
+def _listed(parts: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def _own_items(engine: Engine) -> ItemSource:
+    """The default items table, of which only the sample's items are
+    eligible: the demo's `enqueue_unqueued` queues nothing else, whatever
+    else the table holds or is given meanwhile."""
+    items = tables_for(engine.dialect.name).items
+    return ItemSource(items, eligible=items.c.id.in_(ITEM_IDS))
+
+
 def _load(engine: Engine) -> None:
     METADATA.create_all(engine)
     rows = [{"item_id": key, "text": text} for key, text in sample_texts().items()]
@@ -276,19 +427,24 @@ def run(
     on_start: Callable[[str, int, int], None] | None = None,
     on_job: Callable[[str], None] | None = None,
 ) -> DemoReport:
-    """Migrate the database, load the sample, queue and work off its jobs for
-    both destinations, and report.
+    """Check that the database is the demo's own (see `check_database`),
+    migrate it, load the sample, queue and work off its jobs for both of
+    the demo's destinations, and report. Only the sample's items are added
+    and queued, and only jobs of the demo's destinations are worked.
 
     `on_start(destination, total, done)` is called before each destination's
     worker runs, with its jobs and how many of them are already done;
     `on_job(destination)` after each job its handler ran. A SIGINT or
     SIGTERM stops the worker that is running (gracefully) and the demo with
-    it: the report says it was interrupted. Raises what
-    `fulltext_jobs.upgrade`, the repository and the worker raise.
+    it: the report says it was interrupted. Raises `DemoRefused` (having
+    changed nothing) for a database that holds data the demo did not create,
+    and what `check_database`, `fulltext_jobs.upgrade`, the repository and
+    the worker raise.
     """
+    check_database(engine)
     fulltext_jobs.upgrade(engine)
     _load(engine)
-    repo = SqlAlchemyRepository(engine)
+    repo = SqlAlchemyRepository(engine, items=_own_items(engine))
     added = repo.add_items(sample_texts())
     created = {destination: repo.enqueue_unqueued(destination) for destination in DESTINATIONS}
     interrupted = False

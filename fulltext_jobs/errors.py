@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "AllQueued",
+    "DemoRefused",
     "DuplicateJob",
     "InvalidInput",
     "InvalidTransition",
@@ -82,6 +83,14 @@ class StaleJobs(StaleJob):
     def __init__(self, message: str | None = None, *, refused: Iterable[uuid.UUID] = ()) -> None:
         super().__init__(message)
         self.refused: tuple[uuid.UUID, ...] = tuple(refused)
+
+
+class DemoRefused(JobsError):  # noqa: N818 - reads as a condition
+    """The demo refused the database: it holds data the demo did not create
+    (items, jobs or tables of an app). Nothing was changed. Run the demo on
+    a database of its own.
+
+    The message says what was found, in one line."""
 
 
 class InvalidInput(JobsError, ValueError):  # noqa: N818 - reads as a condition

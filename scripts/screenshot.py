@@ -1,9 +1,9 @@
 """Make the README's screenshot of the dashboard (run by scripts/screenshot).
 
 The ledger is the demo's sample caught mid-run, so that every part of the
-page has something to show: word-count done over the last quarter of an
-hour, language-detection two thirds through with a few failures and three
-jobs running, and 40 new items not queued yet. Times are real ones, just
+page has something to show: demo-word-count done over the last quarter of
+an hour, demo-language-detection two thirds through with a few failures and
+three jobs running, and 40 new items not queued yet. Times are real ones, just
 past, because the dashboard reads the clock.
 """
 

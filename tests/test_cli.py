@@ -276,9 +276,9 @@ def test_demo_twice_is_idempotent(runner, tmp_sqlite_url):
     assert isinstance(first, dict)
     assert isinstance(second, dict)
     assert first["items_added"] == 200
-    assert first["jobs_created"] == {"word-count": 200, "language-detection": 200}
+    assert first["jobs_created"] == {"demo-word-count": 200, "demo-language-detection": 200}
     assert second["items_added"] == 0
-    assert second["jobs_created"] == {"word-count": 0, "language-detection": 0}
+    assert second["jobs_created"] == {"demo-word-count": 0, "demo-language-detection": 0}
     assert first["stats"] == second["stats"]
     for row in first["stats"]:
         assert (row["finished"], row["skipped"], row["ready"], row["running"]) == (192, 8, 0, 0)
@@ -290,7 +290,7 @@ def test_demo_twice_is_idempotent(runner, tmp_sqlite_url):
     engine.dispose()
     assert results == 2 * 192  # one row per finished job, however often it ran
     text = run(runner, tmp_sqlite_url, "demo").stdout
-    assert "word-count" in text
+    assert "demo-word-count" in text
     assert "sample results" in text
 
 
@@ -603,8 +603,8 @@ def test_demo_process_on_sqlite_in_the_working_directory(tmp_path):
     assert report["items_added"] == 200
     lines = {line.split()[0]: line.split()[1:] for line in second.stdout.splitlines() if line}
     assert lines["items"] == ["added:", "0"]
-    assert lines["word-count"] == ["0", "0", "192", "0", "8", "0"]
-    assert lines["language-detection"] == ["0", "0", "192", "0", "8", "0"]
+    assert lines["demo-word-count"] == ["0", "0", "192", "0", "8", "0"]
+    assert lines["demo-language-detection"] == ["0", "0", "192", "0", "8", "0"]
 
 
 @pytest.mark.slow

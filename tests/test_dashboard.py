@@ -283,11 +283,11 @@ def test_the_command_serves_the_demo_database(tmp_path: Path):
     with dashboard_process(tmp_path) as (process, base):
         with urllib.request.urlopen(base, timeout=10) as response:  # noqa: S310 - our own server
             page = response.read().decode()
-        assert 'data-destination="word-count"' in page
-        assert 'data-destination="language-detection"' in page
+        assert 'data-destination="demo-word-count"' in page
+        assert 'data-destination="demo-language-detection"' in page
         with urllib.request.urlopen(base + "metrics", timeout=10) as response:  # noqa: S310
             metrics = response.read().decode()
-        assert 'fulltext_jobs_jobs{destination="word-count",status="finished"} 192' in metrics
+        assert 'fulltext_jobs_jobs{destination="demo-word-count",status="finished"} 192' in metrics
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
 

@@ -83,25 +83,27 @@ def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browse
             "return [...document.querySelectorAll('section.destination')]"
             ".map(e => e.dataset.destination);"
         )
-        assert names == ["language-detection", "word-count"]
-        assert "word-count" in (text_of(browser, "main") or "")
-        assert cell(browser, "word-count", "finished") == "192"
-        assert cell(browser, "word-count", "skipped") == "8"
+        assert names == ["demo-language-detection", "demo-word-count"]
+        assert "demo-word-count" in (text_of(browser, "main") or "")
+        assert cell(browser, "demo-word-count", "finished") == "192"
+        assert cell(browser, "demo-word-count", "skipped") == "8"
         browser.execute_script("window.notReloaded = true;")
 
         # More work arrives: the page shows it ready, then done, by itself.
         repo.add_items(["extra-1", "extra-2", "extra-3"])
-        repo.enqueue_unqueued("word-count")
-        wait_for(browser, "word-count", "ready", "3")
-        stats = Worker(repo, "word-count", broken, poll_interval=0.05, max_attempts=1).run(
+        repo.enqueue_unqueued("demo-word-count")
+        wait_for(browser, "demo-word-count", "ready", "3")
+        stats = Worker(repo, "demo-word-count", broken, poll_interval=0.05, max_attempts=1).run(
             until_idle=True, install_signal_handlers=False
         )
         assert (stats.finished, stats.failed) == (2, 1)
-        wait_for(browser, "word-count", "finished", "194")
-        wait_for(browser, "word-count", "failed", "1")
-        assert cell(browser, "word-count", "ready") == "0"
-        assert cell(browser, "language-detection", "unqueued") == "3"
-        failures = text_of(browser, 'section[data-destination="word-count"] table.failures') or ""
+        wait_for(browser, "demo-word-count", "finished", "194")
+        wait_for(browser, "demo-word-count", "failed", "1")
+        assert cell(browser, "demo-word-count", "ready") == "0"
+        assert cell(browser, "demo-language-detection", "unqueued") == "3"
+        failures = (
+            text_of(browser, 'section[data-destination="demo-word-count"] table.failures') or ""
+        )
         assert "extra-3" in failures
         assert "RuntimeError: extra-3 is broken" in failures
         assert browser.execute_script("return window.notReloaded === true;")
@@ -116,9 +118,11 @@ def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browse
         # The failed count links to the failed jobs.
         browser.execute_script(
             "document.querySelector(arguments[0]).click();",
-            'section[data-destination="word-count"] [data-status="failed"] a',
+            'section[data-destination="demo-word-count"] [data-status="failed"] a',
         )
-        WebDriverWait(browser, WAIT).until(lambda d: d.title == "fulltext-jobs: word-count failed")
+        WebDriverWait(browser, WAIT).until(
+            lambda d: d.title == "fulltext-jobs: demo-word-count failed"
+        )
         assert "extra-3 is broken" in browser.find_element(By.TAG_NAME, "table").text
         print(f"browser part took {time.monotonic() - started:.1f} s")
         assert process.poll() is None

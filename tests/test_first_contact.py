@@ -47,8 +47,8 @@ DASHBOARD_ADVICE = (
 
 #: The demo's stats table once everything is done: 200 items, every 25th empty.
 DONE_ROWS = (
-    re.compile(r"word-count\s+0\s+0\s+192\s+0\s+8\s+0"),
-    re.compile(r"language-detection\s+0\s+0\s+192\s+0\s+8\s+0"),
+    re.compile(r"demo-word-count\s+0\s+0\s+192\s+0\s+8\s+0"),
+    re.compile(r"demo-language-detection\s+0\s+0\s+192\s+0\s+8\s+0"),
 )
 
 pytestmark = pytest.mark.slow
@@ -178,7 +178,7 @@ def check_demo_output(stdout: str, *, first: bool) -> None:
         assert "items added: 200" in stdout, stdout
     else:
         assert "items added: 0" in stdout, stdout
-        assert "jobs created for word-count: 0" in stdout, stdout
+        assert "jobs created for demo-word-count: 0" in stdout, stdout
 
 
 def test_the_installed_command_answers_help_and_runs_the_demo_twice(
