@@ -594,12 +594,13 @@ def run_process(*args: str, cwd: Path, command: tuple[str, ...] | None = None):
 def test_demo_process_on_sqlite_in_the_working_directory(tmp_path):
     first = run_process("demo", "--json", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert (tmp_path / "fulltext-jobs.sqlite3").is_file()
+    assert (tmp_path / "fulltext-jobs-demo.sqlite3").is_file()
+    assert not (tmp_path / "fulltext-jobs.sqlite3").exists()
     second = run_process("demo", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert second.stderr == ""  # no progress bars where stderr is not a terminal
     report = json.loads(first.stdout)
-    assert report["database"] == "sqlite:///fulltext-jobs.sqlite3"
+    assert report["database"] == "sqlite:///fulltext-jobs-demo.sqlite3"
     assert report["items_added"] == 200
     lines = {line.split()[0]: line.split()[1:] for line in second.stdout.splitlines() if line}
     assert lines["items"] == ["added:", "0"]

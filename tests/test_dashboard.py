@@ -280,7 +280,8 @@ def test_the_command_serves_the_demo_database(tmp_path: Path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    with dashboard_process(tmp_path) as (process, base):
+    demo_database = "sqlite:///fulltext-jobs-demo.sqlite3"
+    with dashboard_process(tmp_path, "--database-url", demo_database) as (process, base):
         with urllib.request.urlopen(base, timeout=10) as response:  # noqa: S310 - our own server
             page = response.read().decode()
         assert 'data-destination="demo-word-count"' in page

@@ -198,7 +198,7 @@ def test_the_installed_command_answers_help_and_runs_the_demo_twice(
         check_demo_output(done.stdout, first=first)
         assert "Traceback" not in done.stderr, done.stderr
     assert sorted(path.name for path in tmp_path.iterdir() if path.suffix == ".sqlite3") == [
-        "fulltext-jobs.sqlite3"
+        "fulltext-jobs-demo.sqlite3"
     ]
     # The extras' commands name the extra in one line.
     for args, advice in (
@@ -254,5 +254,5 @@ def test_the_readmes_first_command_runs_from_a_fresh_clone(tmp_path: Path):
         done = run(["bash", str(clone / "scripts" / "demo")], empty, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
         check_demo_output(done.stdout, first=first)
-    assert (empty / "fulltext-jobs.sqlite3").is_file()
+    assert (empty / "fulltext-jobs-demo.sqlite3").is_file()
     assert (clone / ".venv" / "bin" / "fulltext-jobs").is_file()

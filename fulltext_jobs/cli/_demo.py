@@ -46,11 +46,32 @@ def _print_demo(engine: Engine, report: demo_module.DemoReport) -> None:
     out.print(demo_module.samples_table(report.samples))
 
 
+def _demo_url(ctx: typer.Context, database_url: str | None) -> str:
+    """The demo's database: the command's own `--database-url`, else the
+    global one if it was typed on the command line, else the demo's own
+    file. The environment variable and the main default are passed over on
+    purpose: they name where an app keeps its jobs."""
+    if database_url is not None:
+        return database_url
+    root = ctx.find_root()
+    source = root.get_parameter_source("database_url")
+    # typer ships its own click: compare the source by name.
+    if getattr(source, "name", None) == "COMMANDLINE":
+        return str(root.params["database_url"])
+    return demo_module.DEFAULT_DEMO_URL
+
+
 def demo(ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None) -> None:
     """Run the main job end to end on a bundled sample: migrate, load 200
-    items with short texts, queue them for word-count and language-detection,
-    work them off, and print the stats and a few results. Idempotent."""
-    with boundary(ctx, database_url, creates=True, writes=True) as state:
+    items with short texts, queue them for demo-word-count and
+    demo-language-detection, work them off, and print the stats and a few
+    results. Idempotent.
+
+    It writes to its own SQLite file, ./fulltext-jobs-demo.sqlite3, unless
+    --database-url is given on the command line (FULLTEXT_JOBS_DATABASE_URL,
+    which points at an app's database, is ignored), and it refuses, changing
+    nothing, a database that holds items, jobs or tables it did not create."""
+    with boundary(ctx, _demo_url(ctx, database_url), creates=True, writes=True) as state:
         engine = state.engine()
         console = stderr_console()
         with progress_bar(console, MofNCompleteColumn(), transient=False) as progress:
