@@ -240,9 +240,7 @@ def create_app(
             status = JobStatus(request.query_params.get("status", JobStatus.FAILED.value))
             before_text = request.query_params.get("before")
             before = None if before_text is None else int(before_text)
-            rows = list_jobs(
-                snapshots.engine, destination, status, before=before, limit=JOBS_PAGE
-            )
+            rows = list_jobs(snapshots.engine, destination, status, before=before, limit=JOBS_PAGE)
         except (ValueError, InvalidInput) as exc:
             return HTMLResponse(_error_page(f"bad request: {exc}", title), status_code=400)
         except JobsError as exc:
@@ -523,11 +521,7 @@ def _oldest_running(row: JobRow | None, now: datetime) -> str:
     if row is None:
         return '<dt>oldest running</dt><dd class="muted">none running</dd>'
     job = row.job
-    lease = (
-        ""
-        if job.lease_expires is None
-        else f", lease {_lease(job.lease_expires, now)}"
-    )
+    lease = "" if job.lease_expires is None else f", lease {_lease(job.lease_expires, now)}"
     return (
         f'<dt>oldest running</dt><dd><span class="mono">{_e(job.item_id)}</span>, '
         f"started {_ago(job.started, now)}, attempt {job.attempts}{lease}</dd>"
@@ -625,11 +619,10 @@ def _jobs_page(destination: str, status: JobStatus, jobs: Iterable[JobRow], titl
         else f'<p class="muted">No {status.value} jobs.</p>'
     )
     content = (
-        f'<section><h2><span>{_e(destination)}: {status.value} jobs</span>'
+        f"<section><h2><span>{_e(destination)}: {status.value} jobs</span>"
         f'<a href="./">overview</a></h2><nav>{nav}</nav>{table}</section>'
     )
     return _document(
         f"fulltext-jobs: {destination} {status.value}",
         f'{_header(title)}<main style="display:block">{content}</main>',
     )
-

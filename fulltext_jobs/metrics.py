@@ -222,4 +222,3 @@ class LedgerCollector:
                 0.0 if started is None else max(0.0, (overview.taken - started).total_seconds()),
             )
         yield from (jobs, unqueued, ready, running, stuck)
-

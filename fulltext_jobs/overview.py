@@ -290,9 +290,7 @@ def _top(  # noqa: PLR0913 - the parts of one query
     query = (
         sa.select(*_job_columns(connection))
         .where(ft.c.destination == destination, ft.c.status == status.value)
-        .order_by(
-            *(ft.c[key[1:]].desc() if key.startswith("-") else ft.c[key] for key in order)
-        )
+        .order_by(*(ft.c[key[1:]].desc() if key.startswith("-") else ft.c[key] for key in order))
         .limit(limit)
     )
     if before is not None:
@@ -342,4 +340,3 @@ def _minute_of(connection: Connection, column: sa.ColumnElement[Any]) -> sa.Colu
         )
     # SQLite keeps UTC wall times as text: cut it at the minute.
     return sa.func.strftime("%Y-%m-%d %H:%M:00", column)
-
