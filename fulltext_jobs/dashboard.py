@@ -5,9 +5,9 @@ Routes (all relative, so the page works under a proxy's path prefix):
 
 - `/`: the page. Per destination: counts by status (each linking to the
   jobs in it), unqueued items, a progress bar, jobs ended per minute over
-  the last minutes as a small chart, the oldest running job, the next ready
-  job and how long it has been seen waiting, and the latest failures with
-  their `last_error`.
+  the last minutes as a small chart and the rate they make, the oldest
+  running job, the next ready job and how long it has been seen waiting,
+  and the latest failures with their `last_error`.
 - `/overview`: the page's changing part alone, which the page fetches every
   `refresh` seconds to replace its own (a dozen lines of inline script; with
   scripts off, the page reloads itself instead).
@@ -63,6 +63,7 @@ from fulltext_jobs.overview import (
     JobRow,
     Minute,
     Overview,
+    Rate,
     list_jobs,
     read_overview,
 )
@@ -473,7 +474,7 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
         f'<table class="counts"><tr>{heads}'
         '<th class="n"><span class="key unqueued"></span>unqueued</th></tr>'
         f'<tr>{cells}<td class="n" data-status="unqueued">{_unqueued(row)}</td></tr></table>'
-        f"{_rate(row.minutes, row.per_minute)}"
+        f"{_rate(row.minutes, row.rate, now)}"
         f"<dl>{_oldest_running(row.oldest_running, now)}{_next_ready(row.next_ready, waiting)}"
         f"{_stuck(row)}</dl>"
         f"{_failures(name, row.failures, now)}"
@@ -488,7 +489,7 @@ def _unqueued(row: DestinationOverview) -> str:
     return str(row.stats.unqueued)
 
 
-def _rate(minutes: tuple[Minute, ...], per_minute: float) -> str:
+def _rate(minutes: tuple[Minute, ...], rate: Rate, now: datetime) -> str:
     width, height, gap = 240, 48, 2
     step = width / max(1, len(minutes))
     top = max((m.done + m.failed for m in minutes), default=0) or 1
@@ -507,12 +508,22 @@ def _rate(minutes: tuple[Minute, ...], per_minute: float) -> str:
         )
     last = minutes[-1] if minutes else None
     now_rate = 0 if last is None else last.done + last.failed
+    span = _duration((now - rate.since).total_seconds())
+    if rate.per_minute is None:
+        figure = (
+            '<strong data-rate="per-minute">&ndash;</strong> jobs/min '
+            f'<span class="muted">(too few jobs ended to tell: {rate.ended} in {span})</span>'
+        )
+    else:
+        figure = (
+            f'<strong data-rate="per-minute">{rate.per_minute:.1f}</strong> jobs/min '
+            f"over the last {span}"
+        )
     return (
         '<div class="rate">'
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="jobs ended per minute">{"".join(bars)}</svg>'
-        f'<div><strong data-rate="per-minute">{per_minute:.1f}</strong> jobs/min over the last '
-        f'{len(minutes)} min<br><span class="muted">this minute so far: {now_rate}</span></div>'
+        f'<div>{figure}<br><span class="muted">this minute so far: {now_rate}</span></div>'
         "</div>"
     )
 

@@ -1,8 +1,9 @@
 """What the dashboard shows, read with SQL over the declared tables:
 per destination, the counts by status and the unqueued items (the
 figures of `Repository.stats`), jobs done per minute over the last
-minutes, the oldest running job, the next ready job, and the latest
-failures with their `last_error`; and pages of jobs by status.
+minutes and the rate they make, the oldest running job, the next ready
+job, and the latest failures with their `last_error`; and pages of jobs by
+status.
 
 Everything here only reads, on PostgreSQL and SQLite alike, and
 `read_only_engine` makes the database enforce that: on PostgreSQL every
@@ -46,7 +47,9 @@ __all__ = [
     "JobRow",
     "Minute",
     "Overview",
+    "Rate",
     "list_jobs",
+    "rate_of",
     "read_only_engine",
     "read_overview",
 ]
@@ -56,6 +59,10 @@ DEFAULT_MINUTES: Final = 15
 
 #: How many of the latest failures an overview holds per destination.
 DEFAULT_FAILURES: Final = 5
+
+#: The shortest span, in seconds, over which a rate is told: a worker that
+#: has just started has not shown one yet.
+RATE_MIN_SECONDS: Final = 10.0
 
 #: The statuses a job ends a run in; each stamps `finished`.
 _DONE: Final = (JobStatus.FINISHED, JobStatus.SKIPPED)
@@ -81,6 +88,20 @@ class Minute:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Rate:
+    """Jobs of one destination ended (done or failed) per minute lately.
+
+    `per_minute` is counted over the span from `since` to when the overview
+    was taken, and is None when that tells nothing yet (see `rate_of`);
+    `ended` is how many jobs ended in the minutes held.
+    """
+
+    per_minute: float | None
+    since: datetime
+    ended: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class DestinationOverview:
     """Where one destination stands."""
 
@@ -93,6 +114,8 @@ class DestinationOverview:
     next_ready: JobRow | None
     #: The latest failed jobs, the latest first.
     failures: tuple[JobRow, ...]
+    #: Jobs ended per minute lately.
+    rate: Rate
     #: Running jobs no rescue returns, by audit check: the two checks of
     #: `Repository.audit` that the running-jobs index serves (the others read
     #: every job, too much for each refresh; run `fulltext-jobs audit`).
@@ -117,11 +140,31 @@ class DestinationOverview:
         return sum(self.count(status) for status in _DONE)
 
     @property
-    def per_minute(self) -> float:
-        """Jobs ended (done or failed) per minute, over the minutes held."""
-        if not self.minutes:
-            return 0.0
-        return sum(m.done + m.failed for m in self.minutes) / len(self.minutes)
+    def per_minute(self) -> float | None:
+        """Jobs ended (done or failed) per minute lately, or None while too
+        few have ended to tell (see `rate_of`)."""
+        return self.rate.per_minute
+
+
+def rate_of(ended: int, first_ended: datetime | None, start: datetime, now: datetime) -> Rate:
+    """The rate of `ended` jobs that ended from `start` to `now`, the
+    first of them at `first_ended`.
+
+    Counted from the first job's end, not from `start`: a worker that
+    started 30 s ago and ended 60 jobs does 120 a minute, not 60 over the
+    whole window. That first end opens the span, so the rate is the other
+    jobs over it; for a worker that ran all along, whose first end is near
+    `start`, this is the count over the window. With no job ended it is 0
+    over the whole span from `start`; with one job, or a span shorter than
+    `RATE_MIN_SECONDS`, it is None: too little to tell a rate from.
+    """
+    if ended == 0 or first_ended is None:
+        return Rate(per_minute=0.0, since=start, ended=0)
+    since = max(start, first_ended)
+    seconds = (now - since).total_seconds()
+    if ended < 2 or seconds < RATE_MIN_SECONDS:
+        return Rate(per_minute=None, since=since, ended=ended)
+    return Rate(per_minute=60 * (ended - 1) / seconds, since=since, ended=ended)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,31 +238,41 @@ def read_overview(
             counts: dict[str, dict[str, int]] = {}
             for name, status, count in connection.execute(sql.count_by_status(None)):
                 counts.setdefault(name, {})[status] = count
-            ended = _ended_per_minute(connection, first)
+            ended, first_ended = _ended_per_minute(connection, first)
             stuck = _stuck(connection, sql, taken)
-            rows = [
-                DestinationOverview(
-                    stats=DestinationStats.of(
-                        name,
-                        counts[name],
-                        connection.execute(sql.count_unqueued(name)).scalar_one()
-                        if unqueued
-                        else None,
-                    ),
-                    minutes=tuple(
-                        ended.get((name, first + timedelta(minutes=n)))
-                        or Minute(first + timedelta(minutes=n))
-                        for n in range(minutes)
-                    ),
-                    oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
-                    next_ready=_first(connection, name, JobStatus.READY, "seq"),
-                    failures=tuple(
-                        _top(connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures)
-                    ),
-                    stuck=stuck.get(name, {}),
+            rows = []
+            for name in sorted(counts):
+                held = tuple(
+                    ended.get((name, first + timedelta(minutes=n)))
+                    or Minute(first + timedelta(minutes=n))
+                    for n in range(minutes)
                 )
-                for name in sorted(counts)
-            ]
+                rows.append(
+                    DestinationOverview(
+                        stats=DestinationStats.of(
+                            name,
+                            counts[name],
+                            connection.execute(sql.count_unqueued(name)).scalar_one()
+                            if unqueued
+                            else None,
+                        ),
+                        minutes=held,
+                        oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
+                        next_ready=_first(connection, name, JobStatus.READY, "seq"),
+                        failures=tuple(
+                            _top(
+                                connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures
+                            )
+                        ),
+                        rate=rate_of(
+                            sum(m.done + m.failed for m in held),
+                            first_ended.get(name),
+                            first,
+                            taken,
+                        ),
+                        stuck=stuck.get(name, {}),
+                    )
+                )
     except sa.exc.SQLAlchemyError as exc:
         raise store_error(exc, "read the overview") from exc
     return Overview(taken=taken, destinations=tuple(rows))
@@ -307,13 +360,20 @@ def _first(connection: Connection, destination: str, status: JobStatus, by: str)
 
 def _ended_per_minute(
     connection: Connection, first: datetime
-) -> dict[tuple[str, datetime], Minute]:
+) -> tuple[dict[tuple[str, datetime], Minute], dict[str, datetime]]:
     """The jobs that ended (finished, skipped or failed) from `first` on,
-    per destination and minute."""
+    per destination and minute; and per destination when the first of them
+    ended."""
     ft = tables_for(connection.dialect.name).fulltext
     minute = sa.type_coerce(_minute_of(connection, ft.c.finished), UTCDateTime())
     query = (
-        sa.select(ft.c.destination, minute.label("minute"), ft.c.status, sa.func.count())
+        sa.select(
+            ft.c.destination,
+            minute.label("minute"),
+            ft.c.status,
+            sa.func.count(),
+            sa.func.min(ft.c.finished),
+        )
         .where(
             ft.c.finished >= first,
             ft.c.status.in_([s.value for s in (*_DONE, JobStatus.FAILED)]),
@@ -321,14 +381,17 @@ def _ended_per_minute(
         .group_by(ft.c.destination, minute, ft.c.status)
     )
     found: dict[tuple[str, datetime], Minute] = {}
-    for destination, start, status, count in connection.execute(query):
+    earliest: dict[str, datetime] = {}
+    for destination, start, status, count, ended in connection.execute(query):
+        if destination not in earliest or ended < earliest[destination]:
+            earliest[destination] = ended
         key = (destination, start)
         before = found.get(key) or Minute(start)
         if JobStatus(status) is JobStatus.FAILED:
             found[key] = dataclasses.replace(before, failed=before.failed + count)
         else:
             found[key] = dataclasses.replace(before, done=before.done + count)
-    return found
+    return found, earliest
 
 
 def _minute_of(connection: Connection, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:

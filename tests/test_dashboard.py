@@ -8,6 +8,8 @@ The page in a real browser is `test_dashboard_browser.py`.
 
 from __future__ import annotations
 
+import html
+import re
 import signal
 import socket
 import subprocess
@@ -26,7 +28,14 @@ import fulltext_jobs
 from fulltext_jobs import AuditCheck, JobStatus, SqlAlchemyRepository
 from fulltext_jobs.dashboard import Snapshots, create_app
 from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated
-from fulltext_jobs.overview import list_jobs, read_only_engine, read_overview
+from fulltext_jobs.overview import (
+    RATE_MIN_SECONDS,
+    Rate,
+    list_jobs,
+    rate_of,
+    read_only_engine,
+    read_overview,
+)
 from fulltext_jobs.schema import tables_for
 
 NOW = datetime(2026, 11, 28, 12, 30, 20, tzinfo=UTC)
@@ -106,7 +115,12 @@ def test_the_overview_reads_each_destination(ledger: Ledger, reader: sa.Engine):
     ]
     busy = {m.start.minute: (m.done, m.failed) for m in row.minutes if m.done or m.failed}
     assert busy == {28: (1, 0), 30: (1, 1)}
-    assert row.per_minute == pytest.approx(3 / 15)
+    # The first job to end in the window (2 min ago) opens the span: the two
+    # after it make one a minute.
+    assert row.rate == Rate(
+        per_minute=pytest.approx(1.0), since=NOW - timedelta(minutes=2), ended=3
+    )
+    assert row.per_minute == pytest.approx(1.0)
     assert row.oldest_running is not None
     assert row.oldest_running.job.id == ledger.running.id
     assert row.oldest_running.job.started == CLAIMED
@@ -400,3 +414,64 @@ def test_the_overview_counts_stuck_running_jobs(ledger: Ledger, reader: sa.Engin
         ("other", "running_without_lease"): 0,
         ("other", "lease_expired_unrescued"): 0,
     }
+
+
+def visible(page: str) -> str:
+    """The page's text without its tags, as a reader sees it, near enough:
+    the cells of a table, a list or a heading apart."""
+    spaced = re.sub(r"</(dt|dd|td|th|h\d|p|tr|div)>", " ", page)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", spaced)).split())
+
+
+def test_the_rate_of_a_worker_that_just_started_is_over_the_time_it_has_run(url: str):
+    """A worker that started 30 s ago and has ended 60 jobs, one every half
+    second, does 120 a minute: not 60 over the 15 minutes of the window."""
+    engine = fulltext_jobs.create_engine(url)
+    repo = SqlAlchemyRepository(engine, clock=lambda: NOW - timedelta(seconds=30))
+    repo.add_items([f"job-{n:02}" for n in range(60)])
+    repo.enqueue_unqueued(DEST)
+    for n in range(1, 61):
+        job = repo.get_ready_job(DEST)
+        job.finish(NOW - timedelta(seconds=30) + timedelta(seconds=0.5 * n))
+        repo.save_fulltext(job)
+    reader = read_only_engine(url)
+    try:
+        [row] = read_overview(reader, now=NOW, minutes=15).destinations
+        assert row.rate.ended == 60
+        assert row.rate.since == NOW - timedelta(seconds=29.5)
+        assert row.per_minute == pytest.approx(120)
+        with served(create_app(Snapshots(reader, clock=lambda: NOW), refresh=2)) as base:
+            text = visible(Client(base).get("/").text)
+        assert "120.0 jobs/min over the last 29s" in text
+    finally:
+        reader.dispose()
+        engine.dispose()
+
+
+START = NOW.replace(second=0) - timedelta(minutes=14)
+
+
+@pytest.mark.parametrize(
+    ("ended", "first_ended", "now", "expected"),
+    [
+        # Nothing ended all window: a rate of 0 over the window.
+        (0, None, NOW, Rate(0.0, START, 0)),
+        # One end is no interval: no rate.
+        (1, NOW - timedelta(minutes=7), NOW, Rate(None, NOW - timedelta(minutes=7), 1)),
+        # A worker a few seconds old: no rate yet, however many it ended.
+        (
+            30,
+            NOW - timedelta(seconds=RATE_MIN_SECONDS - 1),
+            NOW,
+            Rate(None, NOW - timedelta(seconds=RATE_MIN_SECONDS - 1), 30),
+        ),
+        # The worker just started: 60 jobs over the 30 s since the first.
+        (61, NOW - timedelta(seconds=30), NOW, Rate(120.0, NOW - timedelta(seconds=30), 61)),
+        # A worker that ran all window: about the count over the window.
+        (151, START, START + timedelta(minutes=15), Rate(10.0, START, 151)),
+    ],
+)
+def test_the_rate_is_counted_from_the_first_end_and_never_guessed(
+    ended: int, first_ended: datetime | None, now: datetime, expected: Rate
+):
+    assert rate_of(ended, first_ended, START, now) == expected
