@@ -1,9 +1,10 @@
 """What the dashboard shows, read with SQL over the declared tables:
 per destination, the counts by status and the unqueued items (the
 figures of `Repository.stats`), jobs done per minute over the last
-minutes and the rate they make, the oldest running job, the next ready
-job, and the latest failures with their `last_error`; and pages of jobs by
-status.
+minutes and the rate they make, the oldest running job, the next due ready
+job, the ready jobs waiting for a retry (how many, when the next is due,
+the latest with their `last_error`), and the latest failures with their
+`last_error`; and pages of jobs by status.
 
 Everything here only reads, on PostgreSQL and SQLite alike, and
 `read_only_engine` makes the database enforce that: on PostgreSQL every
@@ -16,9 +17,12 @@ What it costs: the unqueued items are counted only on request (they read
 every item, against every job: seconds at ten million); the counts, the
 minutes and the latest failures each scan the destination's jobs (no
 index serves them: `finished` and `last_error` are in none, so that the
-claim and heartbeat paths stay cheap); the oldest running and next ready
-jobs use the partial indexes on running and ready jobs. The dashboard
-caches one overview for a second, whoever asks.
+claim and heartbeat paths stay cheap); the oldest running job, the next
+due ready job and the jobs waiting for a retry use the partial indexes on
+running and ready jobs, so they read the running or ready jobs, never the
+finished ones that pile up (`not_before` is in no index: the ready ones are
+tested row by row, as a claim does). The dashboard caches one overview for
+a second, whoever asks.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ __all__ = [
     "Minute",
     "Overview",
     "Rate",
+    "RetryWait",
     "list_jobs",
     "rate_of",
     "read_only_engine",
@@ -102,6 +107,22 @@ class Rate:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RetryWait:
+    """The ready jobs of one destination that wait for a retry: a worker gave
+    them back with `not_before` still in the future (a backoff after an
+    error), so no claim takes them before then."""
+
+    #: How many there are.
+    count: int = 0
+    #: The earliest `not_before` among them, if any.
+    next_due: datetime | None = None
+    #: The latest of them, the latest due first (the ledger records no
+    #: release time; a later `not_before` is the nearest sign of a later
+    #: release), each with its `last_error` and `attempts`.
+    latest: tuple[JobRow, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class DestinationOverview:
     """Where one destination stands."""
 
@@ -110,10 +131,13 @@ class DestinationOverview:
     minutes: tuple[Minute, ...]
     #: The running job that started first, if any job is running.
     oldest_running: JobRow | None
-    #: The ready job that will be claimed next (the oldest enqueued).
+    #: The ready job that will be claimed next: the oldest enqueued of those
+    #: due (no `not_before`, or one that has passed), as a claim picks.
     next_ready: JobRow | None
     #: The latest failed jobs, the latest first.
     failures: tuple[JobRow, ...]
+    #: The ready jobs that are not due yet: waiting for a retry.
+    waiting_for_retry: RetryWait
     #: Jobs ended per minute lately.
     rate: Rate
     #: Running jobs no rescue returns, by audit check: the two checks of
@@ -138,6 +162,14 @@ class DestinationOverview:
     def done(self) -> int:
         """Jobs finished or skipped: nothing more to do for them."""
         return sum(self.count(status) for status in _DONE)
+
+    @property
+    def due(self) -> int:
+        """Ready jobs a claim may take now: the ready ones less those waiting
+        for a retry."""
+        # The two counts are read by separate statements, which on
+        # PostgreSQL may see different commits: never show a negative.
+        return max(0, self.count(JobStatus.READY) - self.waiting_for_retry.count)
 
     @property
     def per_minute(self) -> float | None:
@@ -240,6 +272,7 @@ def read_overview(
                 counts.setdefault(name, {})[status] = count
             ended, first_ended = _ended_per_minute(connection, first)
             stuck = _stuck(connection, sql, taken)
+            delayed = _delayed(connection, taken)
             rows = []
             for name in sorted(counts):
                 held = tuple(
@@ -247,6 +280,7 @@ def read_overview(
                     or Minute(first + timedelta(minutes=n))
                     for n in range(minutes)
                 )
+                waiting, next_due = delayed.get(name, (0, None))
                 rows.append(
                     DestinationOverview(
                         stats=DestinationStats.of(
@@ -258,11 +292,18 @@ def read_overview(
                         ),
                         minutes=held,
                         oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
-                        next_ready=_first(connection, name, JobStatus.READY, "seq"),
+                        next_ready=_next_due(connection, name, taken),
                         failures=tuple(
                             _top(
                                 connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures
                             )
+                        ),
+                        waiting_for_retry=RetryWait(
+                            count=waiting,
+                            next_due=next_due,
+                            latest=tuple(_latest_delayed(connection, name, taken, failures))
+                            if waiting
+                            else (),
                         ),
                         rate=rate_of(
                             sum(m.done + m.failed for m in held),
@@ -335,14 +376,15 @@ def _top(  # noqa: PLR0913 - the parts of one query
     limit: int,
     *,
     before: int | None = None,
+    where: Sequence[sa.ColumnElement[bool]] = (),
 ) -> list[JobRow]:
     """The first `limit` jobs of `destination` in `status` by the columns
     named in `order` (`-name`: descending); with `before`, only those whose
-    `seq` is below it."""
+    `seq` is below it; with `where`, only those that meet each condition."""
     ft = tables_for(connection.dialect.name).fulltext
     query = (
         sa.select(*_job_columns(connection))
-        .where(ft.c.destination == destination, ft.c.status == status.value)
+        .where(ft.c.destination == destination, _is(ft, status), *where)
         .order_by(*(ft.c[key[1:]].desc() if key.startswith("-") else ft.c[key] for key in order))
         .limit(limit)
     )
@@ -351,11 +393,58 @@ def _top(  # noqa: PLR0913 - the parts of one query
     return [JobRow(job=to_job(row), seq=row.seq) for row in connection.execute(query)]
 
 
+def _is(ft: sa.Table, status: JobStatus) -> sa.ColumnElement[bool]:
+    """`status = 'value'` with the value written into the SQL: a bound
+    parameter would keep the partial indexes (`WHERE status = 'ready'`,
+    `'running'`) from serving the query in SQLite's plans and in
+    PostgreSQL's generic plans of a prepared statement."""
+    return ft.c.status == sa.literal_column(f"'{status.value}'")
+
+
 def _first(connection: Connection, destination: str, status: JobStatus, by: str) -> JobRow | None:
     """The job of `destination` in `status` that comes first by column `by`
     (served by the partial index on running or ready jobs)."""
     found = _top(connection, destination, status, (by, "seq"), 1)
     return found[0] if found else None
+
+
+def _next_due(connection: Connection, destination: str, now: datetime) -> JobRow | None:
+    """The ready job of `destination` a claim at `now` would take: the
+    first by `seq` that is due. Read along the ready index in `seq` order,
+    as the claim does: each job waiting for a retry ahead of it costs a row."""
+    ft = tables_for(connection.dialect.name).fulltext
+    due = sa.or_(ft.c.not_before.is_(None), ft.c.not_before <= now)
+    found = _top(connection, destination, JobStatus.READY, ("seq",), 1, where=(due,))
+    return found[0] if found else None
+
+
+def _delayed(connection: Connection, now: datetime) -> dict[str, tuple[int, datetime]]:
+    """Per destination with any, how many ready jobs are not due at `now`
+    (waiting for a retry) and the earliest `not_before` among them. Reads
+    the ready jobs only, along their partial index."""
+    ft = tables_for(connection.dialect.name).fulltext
+    query = (
+        sa.select(ft.c.destination, sa.func.count(), sa.func.min(ft.c.not_before))
+        .where(_is(ft, JobStatus.READY), ft.c.not_before > now)
+        .group_by(ft.c.destination)
+    )
+    return {name: (count, due) for name, count, due in connection.execute(query)}
+
+
+def _latest_delayed(
+    connection: Connection, destination: str, now: datetime, limit: int
+) -> list[JobRow]:
+    """Up to `limit` of `destination`'s ready jobs not due at `now`, the
+    latest due first."""
+    ft = tables_for(connection.dialect.name).fulltext
+    return _top(
+        connection,
+        destination,
+        JobStatus.READY,
+        ("-not_before", "-seq"),
+        limit,
+        where=(ft.c.not_before > now,),
+    )
 
 
 def _ended_per_minute(

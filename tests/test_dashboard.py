@@ -31,6 +31,7 @@ from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated
 from fulltext_jobs.overview import (
     RATE_MIN_SECONDS,
     Rate,
+    RetryWait,
     list_jobs,
     rate_of,
     read_only_engine,
@@ -121,6 +122,8 @@ def test_the_overview_reads_each_destination(ledger: Ledger, reader: sa.Engine):
         per_minute=pytest.approx(1.0), since=NOW - timedelta(minutes=2), ended=3
     )
     assert row.per_minute == pytest.approx(1.0)
+    assert row.waiting_for_retry == RetryWait()
+    assert row.due == 1
     assert row.oldest_running is not None
     assert row.oldest_running.job.id == ledger.running.id
     assert row.oldest_running.job.started == CLAIMED
@@ -421,6 +424,103 @@ def visible(page: str) -> str:
     the cells of a table, a list or a heading apart."""
     spaced = re.sub(r"</(dt|dd|td|th|h\d|p|tr|div)>", " ", page)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", "", spaced)).split())
+
+
+class Retries:
+    """A ledger at `NOW` whose five ready jobs of `DEST` are: r1, given back
+    to retry in 42 s after one attempt; r2, in 5 minutes after two; r3,
+    given back to retry 20 s ago (due again); r4 and r5 never claimed."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = fulltext_jobs.create_engine(url)
+        self.repo = SqlAlchemyRepository(self.engine, clock=lambda: CLAIMED)
+        self.repo.add_items([f"r{n}" for n in range(1, 6)])
+        self.repo.enqueue_unqueued(DEST)
+        self.release(NOW + timedelta(seconds=42), "TimeoutError: r1 took too long")
+        self.release(None, "HTTPError: 503 from r2's server")
+        self.release(NOW + timedelta(minutes=5), "HTTPError: 503 from r2's server <again>")
+        self.release(NOW - timedelta(seconds=20), "ConnectionError: r3")
+
+    def release(self, due: datetime | None, error: str) -> None:
+        job = self.repo.get_ready_job(DEST)
+        job.release(CLAIMED, not_before=due, error=error)
+        self.repo.save_fulltext(job)
+
+
+@pytest.fixture
+def retries(url: str) -> Iterator[Retries]:
+    made = Retries(url)
+    yield made
+    made.engine.dispose()
+
+
+def test_jobs_waiting_for_a_retry_are_told_apart_from_due_ones(url: str, retries: Retries):  # noqa: ARG001 - filled first
+    reader = read_only_engine(url)
+    try:
+        [row] = read_overview(reader, now=NOW, failures=5).destinations
+        assert row.count(JobStatus.READY) == 5
+        assert row.due == 3
+        retry = row.waiting_for_retry
+        assert retry.count == 2
+        assert retry.next_due == NOW + timedelta(seconds=42)
+        # The latest due first, each with its error and attempts.
+        assert [(r.job.item_id, r.job.attempts, r.job.last_error) for r in retry.latest] == [
+            ("r2", 2, "HTTPError: 503 from r2's server <again>"),
+            ("r1", 1, "TimeoutError: r1 took too long"),
+        ]
+        # r1 and r2 come first by seq but are not due: r3, due since 20 s
+        # ago, is the one a claim would take.
+        assert row.next_ready is not None
+        assert row.next_ready.job.item_id == "r3"
+        assert row.failures == ()
+
+        # A minute later r1 is due again, and next to be claimed.
+        [later] = read_overview(reader, now=NOW + timedelta(minutes=1)).destinations
+        assert later.waiting_for_retry.count == 1
+        assert later.waiting_for_retry.next_due == NOW + timedelta(minutes=5)
+        assert [r.job.item_id for r in later.waiting_for_retry.latest] == ["r2"]
+        assert later.due == 4
+        assert later.next_ready is not None
+        assert later.next_ready.job.item_id == "r1"
+
+        # A limit of one lists the latest only.
+        [one] = read_overview(reader, now=NOW, failures=1).destinations
+        assert [r.job.item_id for r in one.waiting_for_retry.latest] == ["r2"]
+    finally:
+        reader.dispose()
+
+
+def test_the_page_and_metrics_show_the_jobs_waiting_for_a_retry(url: str, retries: Retries):  # noqa: ARG001 - filled first
+    reader = read_only_engine(url)
+    try:
+        snapshots = Snapshots(reader, clock=lambda: NOW)
+        with served(create_app(snapshots, refresh=2)) as base:
+            client = Client(base)
+            page = client.get("/").text
+            values = metric_values(client.get("/metrics").text)
+    finally:
+        reader.dispose()
+    text = visible(page)
+    assert "ready 5 (3 due, 2 waiting for retry, next in 42s)" in text
+    # The next due job has waited since its retry came due, at least.
+    assert "next due r3, waiting at least 20s" in text
+    assert "Waiting for retry (2, next in 42s; all ready jobs)" in text
+    assert "in 5m 0s r2 2 HTTPError: 503 from r2's server <again>" in text
+    assert "in 42s r1 1 TimeoutError: r1 took too long" in text
+    assert "<again>" not in page  # escaped
+    assert "Latest failures None." in text
+    retry_metric = ("fulltext_jobs_waiting_for_retry", (("destination", DEST),))
+    assert values[retry_metric] == 2
+    assert values[("fulltext_jobs_oldest_ready_seconds", (("destination", DEST),))] == 20
+    assert values[("fulltext_jobs_jobs", (("destination", DEST), ("status", "ready")))] == 5
+
+
+def test_a_ledger_with_nothing_waiting_for_a_retry_says_so(client: Client):
+    text = visible(client.get("/").text)
+    assert "ready 1 (all due)" in text
+    assert "Waiting for retry None." in text
+    values = metric_values(client.get("/metrics").text)
+    assert values[("fulltext_jobs_waiting_for_retry", (("destination", DEST),))] == 0
 
 
 def test_the_rate_of_a_worker_that_just_started_is_over_the_time_it_has_run(url: str):
