@@ -5,9 +5,11 @@ Routes (all relative, so the page works under a proxy's path prefix):
 
 - `/`: the page. Per destination: counts by status (each linking to the
   jobs in it), unqueued items, a progress bar, jobs ended per minute over
-  the last minutes as a small chart, the oldest running job, the next ready
-  job and how long it has been seen waiting, and the latest failures with
-  their `last_error`.
+  the last minutes as a small chart and the rate they make, the oldest
+  running job, the ready jobs split into those due and those waiting for a
+  retry (and when the next is due), the next due job and how long it has
+  been waiting, the latest jobs waiting for a retry and the latest failures,
+  each with its `last_error`.
 - `/overview`: the page's changing part alone, which the page fetches every
   `refresh` seconds to replace its own (a dozen lines of inline script; with
   scripts off, the page reloads itself instead).
@@ -63,6 +65,8 @@ from fulltext_jobs.overview import (
     JobRow,
     Minute,
     Overview,
+    Rate,
+    RetryWait,
     list_jobs,
     read_overview,
 )
@@ -130,11 +134,12 @@ def require_dashboard() -> tuple[ModuleType, ModuleType]:
 class Snapshots:
     """The latest overview of the ledger behind `engine`, read again when
     older than `max_age` seconds, whoever asks (one read at a time), and how
-    long each destination's next ready job has been seen waiting.
+    long each destination's next due ready job has been waiting.
 
     The ledger records no enqueue time, so the wait is counted from the
-    first overview that found that job at the head of its queue: a lower
-    bound that starts at 0 when the dashboard starts.
+    first overview that found that job at the head of its queue, or from
+    its `not_before` if that is earlier (a retry has been due since then): a
+    lower bound that starts at 0 when the dashboard starts.
     """
 
     def __init__(  # noqa: PLR0913 - each is a setting of the dashboard
@@ -199,6 +204,9 @@ class Snapshots:
             head = row.next_ready.job.id
             seen = self._heads.get(row.destination)
             since = seen[1] if seen and seen[0] == head else overview.taken
+            due = row.next_ready.job.not_before
+            if due is not None and due < since:
+                since = due
             heads[row.destination] = (head, since)
             waiting[row.destination] = (overview.taken - since).total_seconds()
         self._heads = heads
@@ -240,9 +248,7 @@ def create_app(
             status = JobStatus(request.query_params.get("status", JobStatus.FAILED.value))
             before_text = request.query_params.get("before")
             before = None if before_text is None else int(before_text)
-            rows = list_jobs(
-                snapshots.engine, destination, status, before=before, limit=JOBS_PAGE
-            )
+            rows = list_jobs(snapshots.engine, destination, status, before=before, limit=JOBS_PAGE)
         except (ValueError, InvalidInput) as exc:
             return HTMLResponse(_error_page(f"bad request: {exc}", title), status_code=400)
         except JobsError as exc:
@@ -335,6 +341,7 @@ table.counts td { font-size: 1.3em; }
 .rate { display: flex; gap: 1em; align-items: flex-end; margin-top: .6em; }
 .rate svg { background: #f6f8fa; border-bottom: 1px solid var(--line); }
 .rate rect.done { fill: var(--finished); } .rate rect.failed { fill: var(--failed); }
+.retrying { color: var(--ready); font-weight: 600; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; margin: .8em 0 0; }
 dt { color: var(--muted); } dd { margin: 0; }
 code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: .92em; }
@@ -475,9 +482,10 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
         f'<table class="counts"><tr>{heads}'
         '<th class="n"><span class="key unqueued"></span>unqueued</th></tr>'
         f'<tr>{cells}<td class="n" data-status="unqueued">{_unqueued(row)}</td></tr></table>'
-        f"{_rate(row.minutes, row.per_minute)}"
-        f"<dl>{_oldest_running(row.oldest_running, now)}{_next_ready(row.next_ready, waiting)}"
-        f"{_stuck(row)}</dl>"
+        f"{_rate(row.minutes, row.rate, now)}"
+        f"<dl>{_oldest_running(row.oldest_running, now)}{_ready(row, now)}"
+        f"{_next_ready(row.next_ready, waiting)}{_stuck(row)}</dl>"
+        f"{_waiting_for_retry(name, row.waiting_for_retry, now)}"
         f"{_failures(name, row.failures, now)}"
         "</section>"
     )
@@ -490,7 +498,7 @@ def _unqueued(row: DestinationOverview) -> str:
     return str(row.stats.unqueued)
 
 
-def _rate(minutes: tuple[Minute, ...], per_minute: float) -> str:
+def _rate(minutes: tuple[Minute, ...], rate: Rate, now: datetime) -> str:
     width, height, gap = 240, 48, 2
     step = width / max(1, len(minutes))
     top = max((m.done + m.failed for m in minutes), default=0) or 1
@@ -509,12 +517,22 @@ def _rate(minutes: tuple[Minute, ...], per_minute: float) -> str:
         )
     last = minutes[-1] if minutes else None
     now_rate = 0 if last is None else last.done + last.failed
+    span = _duration((now - rate.since).total_seconds())
+    if rate.per_minute is None:
+        figure = (
+            '<strong data-rate="per-minute">&ndash;</strong> jobs/min '
+            f'<span class="muted">(too few jobs ended to tell: {rate.ended} in {span})</span>'
+        )
+    else:
+        figure = (
+            f'<strong data-rate="per-minute">{rate.per_minute:.1f}</strong> jobs/min '
+            f"over the last {span}"
+        )
     return (
         '<div class="rate">'
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="jobs ended per minute">{"".join(bars)}</svg>'
-        f'<div><strong data-rate="per-minute">{per_minute:.1f}</strong> jobs/min over the last '
-        f'{len(minutes)} min<br><span class="muted">this minute so far: {now_rate}</span></div>'
+        f'<div>{figure}<br><span class="muted">this minute so far: {now_rate}</span></div>'
         "</div>"
     )
 
@@ -523,11 +541,7 @@ def _oldest_running(row: JobRow | None, now: datetime) -> str:
     if row is None:
         return '<dt>oldest running</dt><dd class="muted">none running</dd>'
     job = row.job
-    lease = (
-        ""
-        if job.lease_expires is None
-        else f", lease {_lease(job.lease_expires, now)}"
-    )
+    lease = "" if job.lease_expires is None else f", lease {_lease(job.lease_expires, now)}"
     return (
         f'<dt>oldest running</dt><dd><span class="mono">{_e(job.item_id)}</span>, '
         f"started {_ago(job.started, now)}, attempt {job.attempts}{lease}</dd>"
@@ -561,12 +575,57 @@ def _lease(expires: datetime, now: datetime) -> str:
     return f"ends in {_duration(left)}"
 
 
+def _ready(row: DestinationOverview, now: datetime) -> str:
+    """The ready count, split into the jobs due and those waiting for a
+    retry, with when the next of those is due."""
+    ready = row.count(JobStatus.READY)
+    retry = row.waiting_for_retry
+    if not ready and not retry.count:
+        return '<dt>ready</dt><dd class="muted" data-ready="none">none ready</dd>'
+    if not retry.count:
+        return f'<dt>ready</dt><dd data-ready="due">{ready} (all due)</dd>'
+    return (
+        f'<dt>ready</dt><dd data-ready="split">{ready} ({row.due} due, '
+        f'<span class="retrying">{retry.count} waiting for retry</span>'
+        f"{_next_retry(retry.next_due, now)})</dd>"
+    )
+
+
+def _next_retry(due: datetime | None, now: datetime) -> str:
+    if due is None:  # pragma: no cover - read with the count
+        return ""
+    return f', next in <span title="{_clock(due)}">{_duration((due - now).total_seconds())}</span>'
+
+
 def _next_ready(row: JobRow | None, waiting: float | None) -> str:
     if row is None:
-        return '<dt>next ready</dt><dd class="muted">none ready</dd>'
+        return '<dt>next due</dt><dd class="muted">none due</dd>'
     job = row.job
     seen = "" if waiting is None else f", waiting at least {_duration(waiting)}"
-    return f'<dt>next ready</dt><dd><span class="mono">{_e(job.item_id)}</span>{seen}</dd>'
+    return f'<dt>next due</dt><dd><span class="mono">{_e(job.item_id)}</span>{seen}</dd>'
+
+
+def _waiting_for_retry(destination: str, retry: RetryWait, now: datetime) -> str:
+    """The latest jobs waiting for a retry, each with when it is due, its
+    attempts so far and the error that sent it back."""
+    if not retry.count:
+        return '<h3>Waiting for retry</h3><p class="muted" data-retry="none">None.</p>'
+    table = "".join(
+        f'<tr><td><span title="{_clock(job.not_before)}">'
+        f"in {_duration((job.not_before - now).total_seconds())}</span></td>"
+        f'<td class="mono">{_e(job.item_id)}</td><td class="n">{job.attempts}</td>'
+        f'<td class="error" title="{_e(job.last_error or "")}">'
+        f"{_e(_preview(job.last_error))}</td></tr>"
+        for job in (row.job for row in retry.latest)
+        if job.not_before is not None
+    )
+    more = _jobs_link(destination, JobStatus.READY, "all ready jobs")
+    return (
+        f"<h3>Waiting for retry <small>({retry.count}{_next_retry(retry.next_due, now)}; "
+        f"{more})</small></h3>"
+        '<table class="retries"><tr><th>due</th><th>item</th><th class="n">attempts</th>'
+        f"<th>last error</th></tr>{table}</table>"
+    )
 
 
 def _failures(destination: str, rows: tuple[JobRow, ...], now: datetime) -> str:
@@ -625,11 +684,10 @@ def _jobs_page(destination: str, status: JobStatus, jobs: Iterable[JobRow], titl
         else f'<p class="muted">No {status.value} jobs.</p>'
     )
     content = (
-        f'<section><h2><span>{_e(destination)}: {status.value} jobs</span>'
+        f"<section><h2><span>{_e(destination)}: {status.value} jobs</span>"
         f'<a href="./">overview</a></h2><nav>{nav}</nav>{table}</section>'
     )
     return _document(
         f"fulltext-jobs: {destination} {status.value}",
         f'{_header(title)}<main style="display:block">{content}</main>',
     )
-

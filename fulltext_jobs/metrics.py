@@ -146,8 +146,8 @@ class WorkerMetrics:
 @dataclasses.dataclass(frozen=True, slots=True)
 class LedgerReading:
     """What the ledger's gauges report: an overview (None if it could not
-    be read), and per destination how long its next ready job has been
-    seen waiting, in seconds."""
+    be read), and per destination how long its next due ready job has been
+    waiting, in seconds (see `fulltext_jobs.dashboard.Snapshots`)."""
 
     overview: Overview | None
     ready_waiting: Mapping[str, float]
@@ -160,10 +160,14 @@ class LedgerCollector:
     - `fulltext_jobs_jobs{destination,status}`: jobs per status;
     - `fulltext_jobs_unqueued{destination}`: eligible items with no job yet;
     - `fulltext_jobs_oldest_ready_seconds{destination}`: how long the next
-      ready job (the oldest enqueued) has been waiting, as far as this
-      process has seen: the ledger records no enqueue time, so this counts
-      from when the dashboard first saw that job at the head of the queue (a
-      lower bound; 0 when none is ready). A queue nobody works grows it;
+      due ready job (the oldest enqueued of those a claim may take now) has
+      been waiting, as far as this process has seen: the ledger records no
+      enqueue time, so this counts from when the dashboard first saw that job
+      at the head of the queue, or from its `not_before` if earlier (a lower
+      bound; 0 when none is due). A queue nobody works grows it;
+    - `fulltext_jobs_waiting_for_retry{destination}`: ready jobs not due yet
+      (`not_before` in the future: a worker gave them back to retry after a
+      backoff). They are among the `ready` of `fulltext_jobs_jobs`;
     - `fulltext_jobs_oldest_running_seconds{destination}`: since the oldest
       running job started (0 when none runs);
     - `fulltext_jobs_stuck{destination,check}`: running jobs no rescue
@@ -195,12 +199,18 @@ class LedgerCollector:
         )
         ready = core.GaugeMetricFamily(
             "fulltext_jobs_oldest_ready_seconds",
-            "Seconds the next ready job has been seen waiting by this dashboard (a lower bound).",
+            "Seconds the next due ready job has been seen waiting by this dashboard"
+            " (a lower bound).",
             labels=["destination"],
         )
         running = core.GaugeMetricFamily(
             "fulltext_jobs_oldest_running_seconds",
             "Seconds since the oldest running job started.",
+            labels=["destination"],
+        )
+        retry = core.GaugeMetricFamily(
+            "fulltext_jobs_waiting_for_retry",
+            "Ready jobs not due yet: given back to be retried after a backoff.",
             labels=["destination"],
         )
         stuck = core.GaugeMetricFamily(
@@ -216,10 +226,10 @@ class LedgerCollector:
             if row.stats.unqueued is not None:  # counted only on request
                 unqueued.add_metric([row.destination], row.stats.unqueued)
             ready.add_metric([row.destination], reading.ready_waiting.get(row.destination, 0.0))
+            retry.add_metric([row.destination], row.waiting_for_retry.count)
             started = None if row.oldest_running is None else row.oldest_running.job.started
             running.add_metric(
                 [row.destination],
                 0.0 if started is None else max(0.0, (overview.taken - started).total_seconds()),
             )
-        yield from (jobs, unqueued, ready, running, stuck)
-
+        yield from (jobs, unqueued, ready, retry, running, stuck)

@@ -1,8 +1,10 @@
 """What the dashboard shows, read with SQL over the declared tables:
 per destination, the counts by status and the unqueued items (the
 figures of `Repository.stats`), jobs done per minute over the last
-minutes, the oldest running job, the next ready job, and the latest
-failures with their `last_error`; and pages of jobs by status.
+minutes and the rate they make, the oldest running job, the next due ready
+job, the ready jobs waiting for a retry (how many, when the next is due,
+the latest with their `last_error`), and the latest failures with their
+`last_error`; and pages of jobs by status.
 
 Everything here only reads, on PostgreSQL and SQLite alike, and
 `read_only_engine` makes the database enforce that: on PostgreSQL every
@@ -15,9 +17,12 @@ What it costs: the unqueued items are counted only on request (they read
 every item, against every job: seconds at ten million); the counts, the
 minutes and the latest failures each scan the destination's jobs (no
 index serves them: `finished` and `last_error` are in none, so that the
-claim and heartbeat paths stay cheap); the oldest running and next ready
-jobs use the partial indexes on running and ready jobs. The dashboard
-caches one overview for a second, whoever asks.
+claim and heartbeat paths stay cheap); the oldest running job, the next
+due ready job and the jobs waiting for a retry use the partial indexes on
+running and ready jobs, so they read the running or ready jobs, never the
+finished ones that pile up (`not_before` is in no index: the ready ones are
+tested row by row, as a claim does). The dashboard caches one overview for
+a second, whoever asks.
 """
 
 from __future__ import annotations
@@ -46,7 +51,10 @@ __all__ = [
     "JobRow",
     "Minute",
     "Overview",
+    "Rate",
+    "RetryWait",
     "list_jobs",
+    "rate_of",
     "read_only_engine",
     "read_overview",
 ]
@@ -56,6 +64,10 @@ DEFAULT_MINUTES: Final = 15
 
 #: How many of the latest failures an overview holds per destination.
 DEFAULT_FAILURES: Final = 5
+
+#: The shortest span, in seconds, over which a rate is told: a worker that
+#: has just started has not shown one yet.
+RATE_MIN_SECONDS: Final = 10.0
 
 #: The statuses a job ends a run in; each stamps `finished`.
 _DONE: Final = (JobStatus.FINISHED, JobStatus.SKIPPED)
@@ -81,6 +93,36 @@ class Minute:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Rate:
+    """Jobs of one destination ended (done or failed) per minute lately.
+
+    `per_minute` is counted over the span from `since` to when the overview
+    was taken, and is None when that tells nothing yet (see `rate_of`);
+    `ended` is how many jobs ended in the minutes held.
+    """
+
+    per_minute: float | None
+    since: datetime
+    ended: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryWait:
+    """The ready jobs of one destination that wait for a retry: a worker gave
+    them back with `not_before` still in the future (a backoff after an
+    error), so no claim takes them before then."""
+
+    #: How many there are.
+    count: int = 0
+    #: The earliest `not_before` among them, if any.
+    next_due: datetime | None = None
+    #: The latest of them, the latest due first (the ledger records no
+    #: release time; a later `not_before` is the nearest sign of a later
+    #: release), each with its `last_error` and `attempts`.
+    latest: tuple[JobRow, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class DestinationOverview:
     """Where one destination stands."""
 
@@ -89,10 +131,15 @@ class DestinationOverview:
     minutes: tuple[Minute, ...]
     #: The running job that started first, if any job is running.
     oldest_running: JobRow | None
-    #: The ready job that will be claimed next (the oldest enqueued).
+    #: The ready job that will be claimed next: the oldest enqueued of those
+    #: due (no `not_before`, or one that has passed), as a claim picks.
     next_ready: JobRow | None
     #: The latest failed jobs, the latest first.
     failures: tuple[JobRow, ...]
+    #: The ready jobs that are not due yet: waiting for a retry.
+    waiting_for_retry: RetryWait
+    #: Jobs ended per minute lately.
+    rate: Rate
     #: Running jobs no rescue returns, by audit check: the two checks of
     #: `Repository.audit` that the running-jobs index serves (the others read
     #: every job, too much for each refresh; run `fulltext-jobs audit`).
@@ -117,11 +164,39 @@ class DestinationOverview:
         return sum(self.count(status) for status in _DONE)
 
     @property
-    def per_minute(self) -> float:
-        """Jobs ended (done or failed) per minute, over the minutes held."""
-        if not self.minutes:
-            return 0.0
-        return sum(m.done + m.failed for m in self.minutes) / len(self.minutes)
+    def due(self) -> int:
+        """Ready jobs a claim may take now: the ready ones less those waiting
+        for a retry."""
+        # The two counts are read by separate statements, which on
+        # PostgreSQL may see different commits: never show a negative.
+        return max(0, self.count(JobStatus.READY) - self.waiting_for_retry.count)
+
+    @property
+    def per_minute(self) -> float | None:
+        """Jobs ended (done or failed) per minute lately, or None while too
+        few have ended to tell (see `rate_of`)."""
+        return self.rate.per_minute
+
+
+def rate_of(ended: int, first_ended: datetime | None, start: datetime, now: datetime) -> Rate:
+    """The rate of `ended` jobs that ended from `start` to `now`, the
+    first of them at `first_ended`.
+
+    Counted from the first job's end, not from `start`: a worker that
+    started 30 s ago and ended 60 jobs does 120 a minute, not 60 over the
+    whole window. That first end opens the span, so the rate is the other
+    jobs over it; for a worker that ran all along, whose first end is near
+    `start`, this is the count over the window. With no job ended it is 0
+    over the whole span from `start`; with one job, or a span shorter than
+    `RATE_MIN_SECONDS`, it is None: too little to tell a rate from.
+    """
+    if ended == 0 or first_ended is None:
+        return Rate(per_minute=0.0, since=start, ended=0)
+    since = max(start, first_ended)
+    seconds = (now - since).total_seconds()
+    if ended < 2 or seconds < RATE_MIN_SECONDS:
+        return Rate(per_minute=None, since=since, ended=ended)
+    return Rate(per_minute=60 * (ended - 1) / seconds, since=since, ended=ended)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,31 +270,50 @@ def read_overview(
             counts: dict[str, dict[str, int]] = {}
             for name, status, count in connection.execute(sql.count_by_status(None)):
                 counts.setdefault(name, {})[status] = count
-            ended = _ended_per_minute(connection, first)
+            ended, first_ended = _ended_per_minute(connection, first)
             stuck = _stuck(connection, sql, taken)
-            rows = [
-                DestinationOverview(
-                    stats=DestinationStats.of(
-                        name,
-                        counts[name],
-                        connection.execute(sql.count_unqueued(name)).scalar_one()
-                        if unqueued
-                        else None,
-                    ),
-                    minutes=tuple(
-                        ended.get((name, first + timedelta(minutes=n)))
-                        or Minute(first + timedelta(minutes=n))
-                        for n in range(minutes)
-                    ),
-                    oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
-                    next_ready=_first(connection, name, JobStatus.READY, "seq"),
-                    failures=tuple(
-                        _top(connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures)
-                    ),
-                    stuck=stuck.get(name, {}),
+            delayed = _delayed(connection, taken)
+            rows = []
+            for name in sorted(counts):
+                held = tuple(
+                    ended.get((name, first + timedelta(minutes=n)))
+                    or Minute(first + timedelta(minutes=n))
+                    for n in range(minutes)
                 )
-                for name in sorted(counts)
-            ]
+                waiting, next_due = delayed.get(name, (0, None))
+                rows.append(
+                    DestinationOverview(
+                        stats=DestinationStats.of(
+                            name,
+                            counts[name],
+                            connection.execute(sql.count_unqueued(name)).scalar_one()
+                            if unqueued
+                            else None,
+                        ),
+                        minutes=held,
+                        oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
+                        next_ready=_next_due(connection, name, taken),
+                        failures=tuple(
+                            _top(
+                                connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures
+                            )
+                        ),
+                        waiting_for_retry=RetryWait(
+                            count=waiting,
+                            next_due=next_due,
+                            latest=tuple(_latest_delayed(connection, name, taken, failures))
+                            if waiting
+                            else (),
+                        ),
+                        rate=rate_of(
+                            sum(m.done + m.failed for m in held),
+                            first_ended.get(name),
+                            first,
+                            taken,
+                        ),
+                        stuck=stuck.get(name, {}),
+                    )
+                )
     except sa.exc.SQLAlchemyError as exc:
         raise store_error(exc, "read the overview") from exc
     return Overview(taken=taken, destinations=tuple(rows))
@@ -282,22 +376,29 @@ def _top(  # noqa: PLR0913 - the parts of one query
     limit: int,
     *,
     before: int | None = None,
+    where: Sequence[sa.ColumnElement[bool]] = (),
 ) -> list[JobRow]:
     """The first `limit` jobs of `destination` in `status` by the columns
     named in `order` (`-name`: descending); with `before`, only those whose
-    `seq` is below it."""
+    `seq` is below it; with `where`, only those that meet each condition."""
     ft = tables_for(connection.dialect.name).fulltext
     query = (
         sa.select(*_job_columns(connection))
-        .where(ft.c.destination == destination, ft.c.status == status.value)
-        .order_by(
-            *(ft.c[key[1:]].desc() if key.startswith("-") else ft.c[key] for key in order)
-        )
+        .where(ft.c.destination == destination, _is(ft, status), *where)
+        .order_by(*(ft.c[key[1:]].desc() if key.startswith("-") else ft.c[key] for key in order))
         .limit(limit)
     )
     if before is not None:
         query = query.where(ft.c.seq < before)
     return [JobRow(job=to_job(row), seq=row.seq) for row in connection.execute(query)]
+
+
+def _is(ft: sa.Table, status: JobStatus) -> sa.ColumnElement[bool]:
+    """`status = 'value'` with the value written into the SQL: a bound
+    parameter would keep the partial indexes (`WHERE status = 'ready'`,
+    `'running'`) from serving the query in SQLite's plans and in
+    PostgreSQL's generic plans of a prepared statement."""
+    return ft.c.status == sa.literal_column(f"'{status.value}'")
 
 
 def _first(connection: Connection, destination: str, status: JobStatus, by: str) -> JobRow | None:
@@ -307,15 +408,61 @@ def _first(connection: Connection, destination: str, status: JobStatus, by: str)
     return found[0] if found else None
 
 
+def _next_due(connection: Connection, destination: str, now: datetime) -> JobRow | None:
+    """The ready job of `destination` a claim at `now` would take: the
+    first by `seq` that is due. Read along the ready index in `seq` order,
+    as the claim does: each job waiting for a retry ahead of it costs a row."""
+    ft = tables_for(connection.dialect.name).fulltext
+    due = sa.or_(ft.c.not_before.is_(None), ft.c.not_before <= now)
+    found = _top(connection, destination, JobStatus.READY, ("seq",), 1, where=(due,))
+    return found[0] if found else None
+
+
+def _delayed(connection: Connection, now: datetime) -> dict[str, tuple[int, datetime]]:
+    """Per destination with any, how many ready jobs are not due at `now`
+    (waiting for a retry) and the earliest `not_before` among them. Reads
+    the ready jobs only, along their partial index."""
+    ft = tables_for(connection.dialect.name).fulltext
+    query = (
+        sa.select(ft.c.destination, sa.func.count(), sa.func.min(ft.c.not_before))
+        .where(_is(ft, JobStatus.READY), ft.c.not_before > now)
+        .group_by(ft.c.destination)
+    )
+    return {name: (count, due) for name, count, due in connection.execute(query)}
+
+
+def _latest_delayed(
+    connection: Connection, destination: str, now: datetime, limit: int
+) -> list[JobRow]:
+    """Up to `limit` of `destination`'s ready jobs not due at `now`, the
+    latest due first."""
+    ft = tables_for(connection.dialect.name).fulltext
+    return _top(
+        connection,
+        destination,
+        JobStatus.READY,
+        ("-not_before", "-seq"),
+        limit,
+        where=(ft.c.not_before > now,),
+    )
+
+
 def _ended_per_minute(
     connection: Connection, first: datetime
-) -> dict[tuple[str, datetime], Minute]:
+) -> tuple[dict[tuple[str, datetime], Minute], dict[str, datetime]]:
     """The jobs that ended (finished, skipped or failed) from `first` on,
-    per destination and minute."""
+    per destination and minute; and per destination when the first of them
+    ended."""
     ft = tables_for(connection.dialect.name).fulltext
     minute = sa.type_coerce(_minute_of(connection, ft.c.finished), UTCDateTime())
     query = (
-        sa.select(ft.c.destination, minute.label("minute"), ft.c.status, sa.func.count())
+        sa.select(
+            ft.c.destination,
+            minute.label("minute"),
+            ft.c.status,
+            sa.func.count(),
+            sa.func.min(ft.c.finished),
+        )
         .where(
             ft.c.finished >= first,
             ft.c.status.in_([s.value for s in (*_DONE, JobStatus.FAILED)]),
@@ -323,14 +470,17 @@ def _ended_per_minute(
         .group_by(ft.c.destination, minute, ft.c.status)
     )
     found: dict[tuple[str, datetime], Minute] = {}
-    for destination, start, status, count in connection.execute(query):
+    earliest: dict[str, datetime] = {}
+    for destination, start, status, count, ended in connection.execute(query):
+        if destination not in earliest or ended < earliest[destination]:
+            earliest[destination] = ended
         key = (destination, start)
         before = found.get(key) or Minute(start)
         if JobStatus(status) is JobStatus.FAILED:
             found[key] = dataclasses.replace(before, failed=before.failed + count)
         else:
             found[key] = dataclasses.replace(before, done=before.done + count)
-    return found
+    return found, earliest
 
 
 def _minute_of(connection: Connection, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -342,4 +492,3 @@ def _minute_of(connection: Connection, column: sa.ColumnElement[Any]) -> sa.Colu
         )
     # SQLite keeps UTC wall times as text: cut it at the minute.
     return sa.func.strftime("%Y-%m-%d %H:%M:00", column)
-

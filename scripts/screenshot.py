@@ -1,9 +1,10 @@
 """Make the README's screenshot of the dashboard (run by scripts/screenshot).
 
 The ledger is the demo's sample caught mid-run, so that every part of the
-page has something to show: demo-word-count done over the last quarter of
-an hour, demo-language-detection two thirds through with a few failures and
-three jobs running, and 40 new items not queued yet. Times are real ones, just
+page has something to show: demo-word-count done over the last quarter of an
+hour, demo-language-detection two thirds through with a few failures, three
+jobs running and four given back to be retried later, and 40 new items not
+queued yet. Times are real ones, just
 past, because the dashboard reads the clock.
 """
 
@@ -62,6 +63,13 @@ def fill(url: str) -> None:
     for started in (3.2, 1.5, 0.4):
         moment[0] = now - timedelta(minutes=started)
         repo.get_ready_job(demo.LANGUAGE_DETECTION)
+    # Given back by a worker after an error, to be retried after a backoff.
+    for attempt, due in ((1, 25), (1, 50), (2, 110), (3, 235)):
+        moment[0] = now - timedelta(seconds=40)
+        job = repo.get_ready_job(demo.LANGUAGE_DETECTION)
+        job.attempts = attempt
+        job.release(moment[0], not_before=now + timedelta(seconds=due), error=ERRORS[attempt - 1])
+        repo.save_fulltext(job)
     repo.add_items(f"loc.gov/item/new-{n:03}" for n in range(40))
     engine.dispose()
 

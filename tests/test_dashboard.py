@@ -8,6 +8,8 @@ The page in a real browser is `test_dashboard_browser.py`.
 
 from __future__ import annotations
 
+import html
+import re
 import signal
 import socket
 import subprocess
@@ -26,7 +28,15 @@ import fulltext_jobs
 from fulltext_jobs import AuditCheck, JobStatus, SqlAlchemyRepository
 from fulltext_jobs.dashboard import Snapshots, create_app
 from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated
-from fulltext_jobs.overview import list_jobs, read_only_engine, read_overview
+from fulltext_jobs.overview import (
+    RATE_MIN_SECONDS,
+    Rate,
+    RetryWait,
+    list_jobs,
+    rate_of,
+    read_only_engine,
+    read_overview,
+)
 from fulltext_jobs.schema import tables_for
 
 NOW = datetime(2026, 11, 28, 12, 30, 20, tzinfo=UTC)
@@ -106,7 +116,14 @@ def test_the_overview_reads_each_destination(ledger: Ledger, reader: sa.Engine):
     ]
     busy = {m.start.minute: (m.done, m.failed) for m in row.minutes if m.done or m.failed}
     assert busy == {28: (1, 0), 30: (1, 1)}
-    assert row.per_minute == pytest.approx(3 / 15)
+    # The first job to end in the window (2 min ago) opens the span: the two
+    # after it make one a minute.
+    assert row.rate == Rate(
+        per_minute=pytest.approx(1.0), since=NOW - timedelta(minutes=2), ended=3
+    )
+    assert row.per_minute == pytest.approx(1.0)
+    assert row.waiting_for_retry == RetryWait()
+    assert row.due == 1
     assert row.oldest_running is not None
     assert row.oldest_running.job.id == ledger.running.id
     assert row.oldest_running.job.started == CLAIMED
@@ -401,3 +418,161 @@ def test_the_overview_counts_stuck_running_jobs(ledger: Ledger, reader: sa.Engin
         ("other", "running_without_lease"): 0,
         ("other", "lease_expired_unrescued"): 0,
     }
+
+
+def visible(page: str) -> str:
+    """The page's text without its tags, as a reader sees it, near enough:
+    the cells of a table, a list or a heading apart."""
+    spaced = re.sub(r"</(dt|dd|td|th|h\d|p|tr|div)>", " ", page)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", spaced)).split())
+
+
+class Retries:
+    """A ledger at `NOW` whose five ready jobs of `DEST` are: r1, given back
+    to retry in 42 s after one attempt; r2, in 5 minutes after two; r3,
+    given back to retry 20 s ago (due again); r4 and r5 never claimed."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = fulltext_jobs.create_engine(url)
+        self.repo = SqlAlchemyRepository(self.engine, clock=lambda: CLAIMED)
+        self.repo.add_items([f"r{n}" for n in range(1, 6)])
+        self.repo.enqueue_unqueued(DEST)
+        self.release(NOW + timedelta(seconds=42), "TimeoutError: r1 took too long")
+        self.release(None, "HTTPError: 503 from r2's server")
+        self.release(NOW + timedelta(minutes=5), "HTTPError: 503 from r2's server <again>")
+        self.release(NOW - timedelta(seconds=20), "ConnectionError: r3")
+
+    def release(self, due: datetime | None, error: str) -> None:
+        job = self.repo.get_ready_job(DEST)
+        job.release(CLAIMED, not_before=due, error=error)
+        self.repo.save_fulltext(job)
+
+
+@pytest.fixture
+def retries(url: str) -> Iterator[Retries]:
+    made = Retries(url)
+    yield made
+    made.engine.dispose()
+
+
+def test_jobs_waiting_for_a_retry_are_told_apart_from_due_ones(url: str, retries: Retries):  # noqa: ARG001 - filled first
+    reader = read_only_engine(url)
+    try:
+        [row] = read_overview(reader, now=NOW, failures=5).destinations
+        assert row.count(JobStatus.READY) == 5
+        assert row.due == 3
+        retry = row.waiting_for_retry
+        assert retry.count == 2
+        assert retry.next_due == NOW + timedelta(seconds=42)
+        # The latest due first, each with its error and attempts.
+        assert [(r.job.item_id, r.job.attempts, r.job.last_error) for r in retry.latest] == [
+            ("r2", 2, "HTTPError: 503 from r2's server <again>"),
+            ("r1", 1, "TimeoutError: r1 took too long"),
+        ]
+        # r1 and r2 come first by seq but are not due: r3, due since 20 s
+        # ago, is the one a claim would take.
+        assert row.next_ready is not None
+        assert row.next_ready.job.item_id == "r3"
+        assert row.failures == ()
+
+        # A minute later r1 is due again, and next to be claimed.
+        [later] = read_overview(reader, now=NOW + timedelta(minutes=1)).destinations
+        assert later.waiting_for_retry.count == 1
+        assert later.waiting_for_retry.next_due == NOW + timedelta(minutes=5)
+        assert [r.job.item_id for r in later.waiting_for_retry.latest] == ["r2"]
+        assert later.due == 4
+        assert later.next_ready is not None
+        assert later.next_ready.job.item_id == "r1"
+
+        # A limit of one lists the latest only.
+        [one] = read_overview(reader, now=NOW, failures=1).destinations
+        assert [r.job.item_id for r in one.waiting_for_retry.latest] == ["r2"]
+    finally:
+        reader.dispose()
+
+
+def test_the_page_and_metrics_show_the_jobs_waiting_for_a_retry(url: str, retries: Retries):  # noqa: ARG001 - filled first
+    reader = read_only_engine(url)
+    try:
+        snapshots = Snapshots(reader, clock=lambda: NOW)
+        with served(create_app(snapshots, refresh=2)) as base:
+            client = Client(base)
+            page = client.get("/").text
+            values = metric_values(client.get("/metrics").text)
+    finally:
+        reader.dispose()
+    text = visible(page)
+    assert "ready 5 (3 due, 2 waiting for retry, next in 42s)" in text
+    # The next due job has waited since its retry came due, at least.
+    assert "next due r3, waiting at least 20s" in text
+    assert "Waiting for retry (2, next in 42s; all ready jobs)" in text
+    assert "in 5m 0s r2 2 HTTPError: 503 from r2's server <again>" in text
+    assert "in 42s r1 1 TimeoutError: r1 took too long" in text
+    assert "<again>" not in page  # escaped
+    assert "Latest failures None." in text
+    retry_metric = ("fulltext_jobs_waiting_for_retry", (("destination", DEST),))
+    assert values[retry_metric] == 2
+    assert values[("fulltext_jobs_oldest_ready_seconds", (("destination", DEST),))] == 20
+    assert values[("fulltext_jobs_jobs", (("destination", DEST), ("status", "ready")))] == 5
+
+
+def test_a_ledger_with_nothing_waiting_for_a_retry_says_so(client: Client):
+    text = visible(client.get("/").text)
+    assert "ready 1 (all due)" in text
+    assert "Waiting for retry None." in text
+    values = metric_values(client.get("/metrics").text)
+    assert values[("fulltext_jobs_waiting_for_retry", (("destination", DEST),))] == 0
+
+
+def test_the_rate_of_a_worker_that_just_started_is_over_the_time_it_has_run(url: str):
+    """A worker that started 30 s ago and has ended 60 jobs, one every half
+    second, does 120 a minute: not 60 over the 15 minutes of the window."""
+    engine = fulltext_jobs.create_engine(url)
+    repo = SqlAlchemyRepository(engine, clock=lambda: NOW - timedelta(seconds=30))
+    repo.add_items([f"job-{n:02}" for n in range(60)])
+    repo.enqueue_unqueued(DEST)
+    for n in range(1, 61):
+        job = repo.get_ready_job(DEST)
+        job.finish(NOW - timedelta(seconds=30) + timedelta(seconds=0.5 * n))
+        repo.save_fulltext(job)
+    reader = read_only_engine(url)
+    try:
+        [row] = read_overview(reader, now=NOW, minutes=15).destinations
+        assert row.rate.ended == 60
+        assert row.rate.since == NOW - timedelta(seconds=29.5)
+        assert row.per_minute == pytest.approx(120)
+        with served(create_app(Snapshots(reader, clock=lambda: NOW), refresh=2)) as base:
+            text = visible(Client(base).get("/").text)
+        assert "120.0 jobs/min over the last 29s" in text
+    finally:
+        reader.dispose()
+        engine.dispose()
+
+
+START = NOW.replace(second=0) - timedelta(minutes=14)
+
+
+@pytest.mark.parametrize(
+    ("ended", "first_ended", "now", "expected"),
+    [
+        # Nothing ended all window: a rate of 0 over the window.
+        (0, None, NOW, Rate(0.0, START, 0)),
+        # One end is no interval: no rate.
+        (1, NOW - timedelta(minutes=7), NOW, Rate(None, NOW - timedelta(minutes=7), 1)),
+        # A worker a few seconds old: no rate yet, however many it ended.
+        (
+            30,
+            NOW - timedelta(seconds=RATE_MIN_SECONDS - 1),
+            NOW,
+            Rate(None, NOW - timedelta(seconds=RATE_MIN_SECONDS - 1), 30),
+        ),
+        # The worker just started: 60 jobs over the 30 s since the first.
+        (61, NOW - timedelta(seconds=30), NOW, Rate(120.0, NOW - timedelta(seconds=30), 61)),
+        # A worker that ran all window: about the count over the window.
+        (151, START, START + timedelta(minutes=15), Rate(10.0, START, 151)),
+    ],
+)
+def test_the_rate_is_counted_from_the_first_end_and_never_guessed(
+    ended: int, first_ended: datetime | None, now: datetime, expected: Rate
+):
+    assert rate_of(ended, first_ended, START, now) == expected

@@ -1,7 +1,9 @@
 """The dashboard in a real browser (Debian's chromium, headless, through
 chromedriver and selenium): the page loads, names the destinations of a
 demo database, and updates itself, without reloading, after more jobs
-finish and one fails; every resource it loads comes from the dashboard.
+finish and one fails, and after a worker gives jobs back to be retried
+later (shown as waiting for retry, with their errors, not as due); every
+resource it loads comes from the dashboard.
 
 This test never skips: without chromium it fails, saying how to install
 it (`bash scripts/test` does). Each wait is bounded.
@@ -9,8 +11,11 @@ it (`bash scripts/test` does). Each wait is bounded.
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 import fulltext_jobs
-from fulltext_jobs import FullText, SqlAlchemyRepository, Worker, demo
+from fulltext_jobs import FullText, RetryPolicy, SqlAlchemyRepository, Worker, demo
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +71,46 @@ def wait_for(driver: WebDriver, destination: str, status: str, text: str) -> Non
         raise AssertionError(msg) from exc
 
 
+def wait_for_text(driver: WebDriver, selector: str, pattern: str) -> str:
+    """The text of `selector` once it matches the regular expression
+    `pattern`; fails after `WAIT` seconds."""
+    try:
+        WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+            lambda d: re.search(pattern, text_of(d, selector) or "")
+        )
+    except Exception as exc:
+        shown = text_of(driver, selector)
+        msg = f"{selector}: {shown!r} after {WAIT} s, not matching {pattern!r}"
+        raise AssertionError(msg) from exc
+    return text_of(driver, selector) or ""
+
+
 def broken(job: FullText) -> None:
     if job.item_id == "extra-3":
         raise RuntimeError("extra-3 is broken")
+
+
+def unreachable(job: FullText) -> None:
+    raise ConnectionError(f"the language service is unreachable for {job.item_id}")
+
+
+def give_back_to_retry(repo: SqlAlchemyRepository, destination: str, jobs: int) -> None:
+    """Run a worker on `destination` whose handler always raises, with a
+    10-minute backoff, until it has given `jobs` jobs back to be retried;
+    then stop it."""
+    retry = RetryPolicy(max_attempts=3, base_delay=timedelta(minutes=10), jitter=0)
+    worker = Worker(repo, destination, unreachable, poll_interval=0.05, retry=retry)
+    thread = threading.Thread(
+        target=worker.run, kwargs={"install_signal_handlers": False}, daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + WAIT
+    while worker.stats.retried < jobs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.stop()
+    thread.join(WAIT)
+    assert worker.stats.retried == jobs
+    assert not thread.is_alive()
 
 
 def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browser: WebDriver):
@@ -106,6 +148,23 @@ def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browse
         )
         assert "extra-3" in failures
         assert "RuntimeError: extra-3 is broken" in failures
+
+        # A worker whose handler raises gives its jobs back to be retried in
+        # 10 minutes: they are ready, but shown as waiting for retry, each
+        # with its error, and none as due.
+        section = 'section[data-destination="language-detection"]'
+        queued = repo.enqueue_unqueued("language-detection")
+        assert queued == 3
+        give_back_to_retry(repo, "language-detection", queued)
+        ready = wait_for_text(browser, f"{section} [data-ready]", "waiting for retry")
+        assert re.fullmatch(r"3 \(0 due, 3 waiting for retry, next in 9m \d+s\)", ready), ready
+        assert cell(browser, "language-detection", "ready") == "3"
+        retries = text_of(browser, f"{section} table.retries") or ""
+        for item in ("extra-1", "extra-2", "extra-3"):
+            assert f"the language service is unreachable for {item}" in retries
+        heading = text_of(browser, f"{section} h3") or ""
+        assert re.match(r"Waiting for retry \(3, next in 9m \d+s; all ready jobs\)", heading)
+        assert "none due" in (text_of(browser, f"{section} dl") or "")
         assert browser.execute_script("return window.notReloaded === true;")
 
         # Nothing came from anywhere but the dashboard.
