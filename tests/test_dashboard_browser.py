@@ -152,13 +152,13 @@ def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browse
         # A worker whose handler raises gives its jobs back to be retried in
         # 10 minutes: they are ready, but shown as waiting for retry, each
         # with its error, and none as due.
-        section = 'section[data-destination="language-detection"]'
-        queued = repo.enqueue_unqueued("language-detection")
+        section = 'section[data-destination="demo-language-detection"]'
+        queued = repo.enqueue_unqueued("demo-language-detection")
         assert queued == 3
-        give_back_to_retry(repo, "language-detection", queued)
+        give_back_to_retry(repo, "demo-language-detection", queued)
         ready = wait_for_text(browser, f"{section} [data-ready]", "waiting for retry")
         assert re.fullmatch(r"3 \(0 due, 3 waiting for retry, next in 9m \d+s\)", ready), ready
-        assert cell(browser, "language-detection", "ready") == "3"
+        assert cell(browser, "demo-language-detection", "ready") == "3"
         retries = text_of(browser, f"{section} table.retries") or ""
         for item in ("extra-1", "extra-2", "extra-3"):
             assert f"the language service is unreachable for {item}" in retries
