@@ -33,8 +33,8 @@ Decisions:
   Prometheus scrape share the latest overview, so ten open tabs do not
   scan the ledger ten times.
 - **Read-only**: the engine refuses writes (`overview.read_only_engine`),
-  and binds to 127.0.0.1 unless told otherwise; the README says how to
-  put it behind a proxy that authenticates.
+  and binds to 127.0.0.1 unless told otherwise; docs/dashboard.md says how
+  to put it behind a proxy that authenticates.
 """
 
 from __future__ import annotations

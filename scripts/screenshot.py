@@ -1,4 +1,4 @@
-"""Make the README's screenshot of the dashboard (run by scripts/screenshot).
+"""Make docs/dashboard.md's screenshot of the dashboard (run by scripts/screenshot).
 
 The ledger is the demo's sample caught mid-run, so that every part of the
 page has something to show: demo-word-count done over the last quarter of an

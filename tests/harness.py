@@ -95,7 +95,8 @@ def check_postgres_reachable() -> None:
     except sa.exc.OperationalError as exc:
         msg = (
             f"PostgreSQL is not reachable at {ADMIN_URL} ({exc.orig}). Start it "
-            "(see README.md) or point FULLTEXT_JOBS_TEST_ADMIN_URL at a server."
+            "(bash scripts/test does; see docs/development.md) or point "
+            "FULLTEXT_JOBS_TEST_ADMIN_URL at a server."
         )
         raise RuntimeError(msg) from None
     finally:

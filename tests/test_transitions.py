@@ -1,7 +1,7 @@
 """Property tests of the transition table and of `FullText`'s moves.
 
 The table is written out here a second time, by hand, from the design
-(README, "Transitions are checked"), so a change to `ACTIONS` that alters
+(docs/go-original.md, "Transitions are checked"), so a change to `ACTIONS` that alters
 the legal moves fails a test instead of silently redefining them.
 """
 

@@ -186,7 +186,7 @@ def audit_json(
     fixed: dict[str, object] | None,
     schema: list[SchemaProblem] | None = None,
 ) -> dict[str, object]:
-    """The stable JSON of `fulltext-jobs audit` (documented in the README)."""
+    """The stable JSON of `fulltext-jobs audit` (documented in docs/cli.md)."""
     schema = schema or []
     return {
         "clean": not problems and not schema,
