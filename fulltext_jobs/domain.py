@@ -349,10 +349,14 @@ class FullText:
         if error is not None:
             self.last_error = clean_error(error)
 
-    def skip(self, now: datetime | None = None) -> None:
-        """ready or running to skipped; sets `finished`."""
+    def skip(self, now: datetime | None = None, *, error: str | None = None) -> None:
+        """ready or running to skipped; sets `finished`, and `last_error` to
+        `error` if given (why there is nothing to do; cut and escaped as for
+        `fail`)."""
         target = self._move(Action.SKIP)
         self.finished, self.status, self.lease_expires = utc(now), target, None
+        if error is not None:
+            self.last_error = clean_error(error)
 
     def release(
         self,

@@ -1042,6 +1042,27 @@ class TestClaimContract:
         assert stored.last_error.startswith("ValueError: no text\\x00here!")
         assert len(stored.last_error) == MAX_ERROR_LENGTH
 
+    @pytest.mark.parametrize("through", ["save_fulltext", "save_many", "save_each"])
+    def test_skip_records_its_reason(self, clocked: Backend, clock, through):
+        running = self.claimed(clocked, "a")
+        running.skip(clock.now, error="no full text\x00" + "!" * 5000)
+        waiting = clocked.repo.get_fulltext(self.claimed(clocked, "b").id)
+        waiting.release(clock.now, error="HTTPError: 503")
+        clocked.repo.save_fulltext(waiting)
+        waiting = clocked.repo.get_fulltext(waiting.id)  # ready, without a claim
+        waiting.skip(clock.now, error="no full text")
+        if through == "save_fulltext":
+            clocked.repo.save_fulltext(running)
+            clocked.repo.save_fulltext(waiting)
+        else:
+            clocked.repo.save_many([running, waiting], atomic=through == "save_many")
+        stored = clocked.repo.get_fulltext(running.id)
+        assert stored == replace(running, claim_token=None)  # the copy keeps its token
+        assert stored.last_error is not None
+        assert stored.last_error.startswith("no full text\\x00!")
+        assert len(stored.last_error) == MAX_ERROR_LENGTH
+        assert clocked.repo.get_fulltext(waiting.id).last_error == "no full text"
+
     def test_retry_in_place_keeps_attempts_and_the_last_error(self, clocked: Backend):
         failing = self.claimed(clocked, "a")
         failing.fail(error="boom")
@@ -1512,6 +1533,30 @@ class TestHoldContract:
             (JobStatus.SKIPPED, 1, None),
             (JobStatus.FINISHED, 7, "noted by hand"),
         ]
+
+    @pytest.mark.parametrize("others", ["finished", "skipped"])
+    def test_a_skip_in_a_hold_writes_its_reason(self, clocked: Backend, clock, others):
+        # Beside plain finishes (the batch a store may write with fewer
+        # columns) or other skips: the reason is written either way.
+        jobs = self.queued(clocked)
+        first = clocked.repo.get_ready_job("lang")
+        first.release(clock.now, error="HTTPError: 503")
+        clocked.repo.save_fulltext(first)
+        with clocked.repo.hold_ready("lang", 3) as held:
+            for job in held:
+                if job.id == jobs[1].id:
+                    job.skip(clock.now, error="no full text")
+                elif others == "finished":
+                    job.finish(clock.now)
+                else:
+                    job.skip(clock.now, error=f"nothing in {job.item_id}")
+        stored = [clocked.repo.get_fulltext(job.id) for job in jobs]
+        assert stored == sorted(held, key=lambda job: job.item_id)
+        assert [job.last_error for job in stored] == (
+            ["HTTPError: 503", "no full text", None]
+            if others == "finished"
+            else ["nothing in a", "no full text", "nothing in c"]
+        )
 
     def test_an_equal_but_not_identical_id_is_still_the_held_job(self, clocked: Backend, clock):
         (job,) = self.queued(clocked, "a")

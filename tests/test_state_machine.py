@@ -141,7 +141,8 @@ within_lease = st.timedeltas(min_value=timedelta(0), max_value=LEASE - MICROSECO
 rescue_advances = st.sampled_from(
     [timedelta(0), LEASE - MICROSECOND, LEASE, LEASE + MICROSECOND]
 ) | st.timedeltas(min_value=timedelta(0), max_value=3 * LEASE)
-# What a worker's `fail` records (NUL bytes included: stores escape them).
+# What a worker's `fail`, `skip` or `release` records (NUL bytes included:
+# stores escape them).
 errors = st.none() | st.text(st.characters(codec="utf-8") | st.just("\x00"), max_size=8)
 # The zone a caller happens to pass `now` in; stores must keep UTC.
 zones = st.sampled_from(
@@ -267,7 +268,7 @@ held_outcomes = st.one_of(
     st.tuples(st.just("leave")),
     st.tuples(st.just("finish"), zones),
     st.tuples(st.just("fail"), errors),
-    st.tuples(st.just("skip")),
+    st.tuples(st.just("skip"), errors),
     st.tuples(st.just("release"), delays, errors),
     st.tuples(st.just("edited"), st.just("attempts"), st.integers(0, 1000)),
     st.tuples(st.just("hostile"), hostile_fields),
@@ -336,7 +337,8 @@ class Copy:
 
 
 def model_error(error: str) -> str:
-    """What a store keeps of a short `fail(error=...)`: NUL bytes escaped."""
+    """What a store keeps of a short `fail(error=...)` (or `skip`'s, or
+    `release`'s): NUL bytes escaped."""
     return error.replace("\x00", "\\x00")
 
 
@@ -795,7 +797,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         elif kind == "fail":
             job.fail(self.now, error=outcome[1])
         elif kind == "skip":
-            job.skip(self.now)
+            job.skip(self.now, error=outcome[1])
         elif kind == "release":
             job.release(self.now, not_before=self.now + outcome[1], error=outcome[2])
         elif kind == "edited":
@@ -821,7 +823,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                 model.last_error = model_error(outcome[2])
         else:
             action = {"fail": Action.FAIL, "skip": Action.SKIP}.get(kind, Action.FINISH)
-            self.move(key, action, outcome[1] if kind == "fail" else None)
+            self.move(key, action, outcome[1] if kind in {"fail", "skip"} else None)
         if kind == "edited":
             setattr(model, outcome[1], outcome[2])
         model.version += 1
@@ -929,9 +931,12 @@ class AdaptersAgree(RuleBasedStateMachine):
 
     @staticmethod
     def act(job: FullText, action: Action, now: datetime, error: str | None) -> None:
-        """Do `action` to `job`, a `fail` recording `error` if there is one."""
+        """Do `action` to `job`, a `fail` or `skip` recording `error` if there
+        is one."""
         if action is Action.FAIL and error is not None:
             job.fail(now, error=error)
+        elif action is Action.SKIP and error is not None:
+            job.skip(now, error=error)
         else:
             job.apply(action, now)
 
@@ -993,7 +998,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             model.started = self.now if started == NOW else None
         if finished != KEEP:
             model.finished = self.now if finished == NOW else None
-        if action is Action.FAIL and error is not None:
+        if action in {Action.FAIL, Action.SKIP} and error is not None:
             model.last_error = model_error(error)
         if target is not S.RUNNING:
             # Out of running: the claim ends, with its lease.
