@@ -248,7 +248,9 @@ class InMemoryRepository(Repository):
                     and job.status in statuses
                     and (item_ids is None or job.item_id in item_ids)
                 ):
-                    job.retry()  # stamps nothing: no clock to read
+                    # The entity's own move, so that the stored retry is
+                    # the domain's (it stamps nothing: no clock to read).
+                    job.retry()
                     job.version += 1
                     self._announcements.announce(destination)
                     retried += 1

@@ -557,11 +557,16 @@ class Repository(abc.ABC):
         item_ids: Iterable[str] | None = None,
     ) -> int:
         """Return the `destination`'s jobs in `statuses` (failed, skipped or
-        both), or only those of `item_ids`, to `ready`, keeping their
-        `attempts` and `last_error`; return how many.
+        both), or only those of `item_ids`, to `ready`, as `FullText.retry`
+        does: `started`, `finished` and `not_before` cleared, `attempts`
+        set to 0 (a fresh budget: a worker gives each its retries with
+        backoff again), `last_error` kept (why it failed stays readable)
+        and the place in the queue kept; each `version` moves on. Returns
+        how many.
 
         This replaces the original's retry, which deleted the rows and lost
-        their history. Raises `InvalidInput` for a bad destination or item
+        their history (a row it queued again started from no attempts, as
+        these do). Raises `InvalidInput` for a bad destination or item
         id, for `item_ids` given as one str, or for a status other than
         failed and skipped.
         """

@@ -948,7 +948,10 @@ class Statements:
 
     def retry(self, destination: str, statuses: list[str], item_ids: list[str] | None) -> sa.Update:
         """Return `destination`'s jobs in `statuses` (of `item_ids`, if
-        given) to ready, keeping their attempts and last error."""
+        given) to ready as `FullText.retry` does: `started`, `finished` and
+        the delay cleared, `attempts` back to 0, the last error and `seq`
+        kept; the version moved on (the library's own write, which the
+        version trigger does not count again)."""
         ft = self.tables.fulltext
         stmt = sa.update(ft).where(ft.c.destination == destination, ft.c.status.in_(statuses))
         if item_ids is not None:
@@ -957,6 +960,7 @@ class Statements:
             status=JobStatus.READY.value,
             started=None,
             finished=None,
+            attempts=0,
             claim_token=None,
             lease_expires=None,
             not_before=None,

@@ -1063,7 +1063,9 @@ class TestClaimContract:
         assert len(stored.last_error) == MAX_ERROR_LENGTH
         assert clocked.repo.get_fulltext(waiting.id).last_error == "no full text"
 
-    def test_retry_in_place_keeps_attempts_and_the_last_error(self, clocked: Backend):
+    def test_retry_in_place_starts_the_attempts_again_and_keeps_the_last_error(
+        self, clocked: Backend
+    ):
         failing = self.claimed(clocked, "a")
         failing.fail(error="boom")
         clocked.repo.save_fulltext(failing)
@@ -1074,8 +1076,34 @@ class TestClaimContract:
         assert clocked.repo.retry("lang") == 0
         again = clocked.repo.get_fulltext(failing.id)
         assert (again.status, again.started, again.finished) == (JobStatus.READY, None, None)
-        assert (again.attempts, again.last_error) == (1, "boom")
-        assert clocked.repo.get_ready_job("lang").attempts == 2
+        assert (again.attempts, again.last_error) == (0, "boom")
+        assert clocked.repo.get_ready_job("lang").attempts == 1
+
+    @pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.SKIPPED])
+    def test_a_stored_retry_is_the_entitys_retry(self, clocked: Backend, clock, status):
+        # The domain's move and the store's statement are one rule: the
+        # stored job is the entity's `retry()` of it, one version on.
+        job = self.claimed(clocked)
+        for _ in range(2):
+            job.release(clock.now, not_before=clock.now + timedelta(hours=1), error="503")
+            clocked.repo.save_fulltext(job)
+            clock.advance(hours=2)
+            job = clocked.repo.get_ready_job("lang")
+        if status is JobStatus.FAILED:
+            job.fail(clock.now, error="HTTPError: 404")
+        else:
+            job.skip(clock.now, error="no full text")
+        clocked.repo.save_fulltext(job)
+        stored = clocked.repo.get_fulltext(job.id)
+        assert stored.attempts == 3
+        expected = replace(stored, version=stored.version + 1)
+        expected.retry(clock.now)
+        assert clocked.repo.retry("lang", statuses=[status]) == 1
+        assert clocked.repo.get_fulltext(job.id) == expected
+        assert (expected.attempts, expected.last_error) == (
+            0,
+            "HTTPError: 404" if status is JobStatus.FAILED else "no full text",
+        )
 
     def test_retry_of_chosen_items_only(self, clocked: Backend):
         for item_id in "abc":

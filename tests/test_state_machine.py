@@ -1000,6 +1000,9 @@ class AdaptersAgree(RuleBasedStateMachine):
             model.finished = self.now if finished == NOW else None
         if action in {Action.FAIL, Action.SKIP} and error is not None:
             model.last_error = model_error(error)
+        if action is Action.RETRY:
+            # A fresh budget of attempts; the last error stays.
+            model.attempts = 0
         if target is not S.RUNNING:
             # Out of running: the claim ends, with its lease.
             if model.claim is not None:
@@ -1336,9 +1339,10 @@ class AdaptersAgree(RuleBasedStateMachine):
         self, key: Key, statuses: list[Any], item_ids: list[str] | None, with_key: bool
     ) -> None:
         # Failed or skipped jobs of a destination (one that has a job) back
-        # to ready in place, keeping their attempts, last error and place in
-        # the queue; all of them, or those of `item_ids` (and, `with_key`,
-        # the job's own item).
+        # to ready in place, with their attempts back to 0, keeping their
+        # last error and place in the queue; all of them, or those of
+        # `item_ids` (and, `with_key`, the job's own item). The model's
+        # `move` is the entity's retry, as the stores' must be.
         destination = key[1]
         if item_ids is not None and with_key:
             item_ids = [*item_ids, key[0]]
@@ -1359,9 +1363,8 @@ class AdaptersAgree(RuleBasedStateMachine):
                 and (item_ids is None or item in item_ids)
             ):
                 retried += 1
-                event("retry: a job")
-                job.status, job.started, job.finished = S.READY, None, None
-                job.not_before = None
+                event("retry: a job" + (" that had attempts" if job.attempts else ""))
+                self.move((item, job_destination), Action.RETRY)
                 job.version += 1
         assert outcomes == self.everywhere(retried)
 

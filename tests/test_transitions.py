@@ -264,6 +264,32 @@ def test_a_job_only_moves_along_the_table_and_finished_is_absorbing(steps, item_
 # --- (e) attempts and reasons --------------------------------------------------
 
 
+@given(
+    job=jobs,
+    attempts=st.integers(0, 2**31 - 1),
+    error=st.none() | st.text(max_size=20),
+    now=aware_moments,
+)
+def test_a_retry_starts_the_attempts_again_and_keeps_the_reason(job, attempts, error, now):
+    job.attempts, job.last_error = attempts, error
+    if not job.can(Action.RETRY):
+        return
+    job.retry(now)
+    assert (job.status, job.attempts, job.last_error) == (S.READY, 0, error)
+    assert (job.started, job.finished, job.not_before) == (None, None, None)
+
+
+@given(job=jobs, attempts=st.integers(0, 1000), now=aware_moments)
+def test_only_a_retry_changes_the_attempts(job, attempts, now):
+    # A claim counts them (the store's business, not the entity's).
+    job.attempts = attempts
+    for action in Action:
+        copy = replace(job)
+        if copy.can(action):
+            copy.apply(action, now)
+            assert copy.attempts == (0 if action is Action.RETRY else attempts)
+
+
 @pytest.mark.parametrize("status", [S.READY, S.RUNNING])
 def test_a_skip_records_its_reason_cut_and_escaped_as_a_failure_does(status):
     job = job_in(status)
