@@ -28,6 +28,7 @@ __all__ = [
     "MAX_LISTED",
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
+    "RESCUED_ERROR",
     "RETRYABLE_STATUSES",
     "TRANSITIONS",
     "Action",
@@ -605,6 +606,12 @@ def check_held(job: object) -> FullText:
 def lease_expired_error(attempts: int) -> str:
     """The `last_error` of a job that rescue fails for good."""
     return f"lease expired after {attempts} attempt(s); max_attempts reached"
+
+
+#: The `last_error` of a job that rescue returns to `ready`: its worker
+#: stopped, hung or lost the store before it saved the job. A fixed text
+#: (not the lease's time), so that every store writes the same words.
+RESCUED_ERROR: Final = "rescued: its lease ran out before its worker saved it"
 
 
 def stored_form(job: FullText) -> FullText:

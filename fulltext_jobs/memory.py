@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from fulltext_jobs.audit import UNLEASED_ERROR, AuditProblem, AuditSettings, audit_jobs
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
+    RESCUED_ERROR,
     DestinationStats,
     FullText,
     JobStatus,
@@ -231,6 +232,7 @@ class InMemoryRepository(Repository):
                         job.last_error = lease_expired_error(job.attempts)
                     else:
                         job.status, job.started = JobStatus.READY, None
+                        job.last_error = RESCUED_ERROR
                         self._announcements.announce(job.destination)
                     job.claim_token = job.lease_expires = None
                     job.version += 1

@@ -524,9 +524,12 @@ class Repository(abc.ABC):
 
     def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
         """Give back the `running` jobs whose lease has run out (of
-        `destination`, or of all): each returns to `ready`, or, once it has
-        had `max_attempts` attempts, goes to `failed` with the reason in
-        `last_error`. Their claims end, so their workers' late saves raise
+        `destination`, or of all): each returns to `ready`, saying why in
+        `last_error` ("rescued: its lease ran out before its worker saved
+        it", `fulltext_jobs.domain.RESCUED_ERROR`), or, once it has had
+        `max_attempts` attempts, goes to `failed` with that reason in
+        `last_error` (`lease_expired_error`). Either way its attempt stays
+        counted. Their claims end, so their workers' late saves raise
         `LostClaim`. Returns how many jobs were rescued.
 
         A job is rescued only if, at that moment, it is still running with an

@@ -38,7 +38,7 @@ from fulltext_jobs import (
     StaleJob,
     StaleJobs,
 )
-from fulltext_jobs.domain import MAX_LEASE
+from fulltext_jobs.domain import MAX_LEASE, RESCUED_ERROR
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -972,7 +972,7 @@ class TestClaimContract:
             None,
             None,
         )
-        assert rescued.attempts == 1
+        assert (rescued.attempts, rescued.last_error) == (1, RESCUED_ERROR)
         # The first worker's late finish is refused; the second claim finishes.
         job.finish()
         with pytest.raises(LostClaim):
@@ -985,6 +985,17 @@ class TestClaimContract:
             clocked.repo.save_fulltext(job)
         assert clocked.repo.get_fulltext(job.id).status is JobStatus.FINISHED
 
+    def test_rescue_to_ready_replaces_an_earlier_reason(self, clocked: Backend, clock):
+        job = self.claimed(clocked)
+        job.release(clock.now, error="HTTPError: 503")
+        clocked.repo.save_fulltext(job)
+        job = clocked.repo.get_ready_job("lang")
+        assert job.last_error == "HTTPError: 503"
+        clock.advance(seconds=61)
+        assert clocked.repo.rescue_expired() == 1
+        assert clocked.repo.get_fulltext(job.id).last_error == RESCUED_ERROR
+        assert clocked.repo.get_ready_job("lang").last_error == RESCUED_ERROR
+
     def test_rescue_fails_a_job_that_used_up_its_attempts(self, clocked: Backend, clock):
         job = self.claimed(clocked)
         for attempt in (1, 2):
@@ -992,6 +1003,7 @@ class TestClaimContract:
             assert clocked.repo.rescue_expired(max_attempts=3) == 1
             job = clocked.repo.get_ready_job("lang")
             assert job.attempts == attempt + 1
+            assert job.last_error == RESCUED_ERROR
         clock.advance(seconds=61)
         assert clocked.repo.rescue_expired(max_attempts=3) == 1
         failed = clocked.repo.get_fulltext(job.id)

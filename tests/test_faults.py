@@ -56,7 +56,7 @@ from fulltext_jobs import (
     SqlAlchemyRepository,
     StoreError,
 )
-from fulltext_jobs.domain import lease_expired_error, utc
+from fulltext_jobs.domain import RESCUED_ERROR, lease_expired_error, utc
 from fulltext_jobs.schema import tables_for
 
 #: The lease of the workers that get killed.
@@ -347,6 +347,7 @@ def check_rescued_to_ready(repo: SqlAlchemyRepository, claimed: dict[str, Any]) 
     assert job.status is JobStatus.READY
     assert (job.claim_token, job.lease_expires, job.started) == (None, None, None)
     assert job.attempts == claimed["attempts"]
+    assert job.last_error == RESCUED_ERROR
 
 
 def check_still_running(repo: SqlAlchemyRepository, claimed: dict[str, Any]) -> FullText:

@@ -92,7 +92,7 @@ from fulltext_jobs import (
     StaleJob,
     StaleJobs,
 )
-from fulltext_jobs.domain import lease_expired_error
+from fulltext_jobs.domain import RESCUED_ERROR, lease_expired_error
 from fulltext_jobs.rate_limit import take as take_tokens
 
 S = JobStatus
@@ -1322,6 +1322,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                     job.last_error = lease_expired_error(job.attempts)
                 else:
                     job.status, job.started = S.READY, None
+                    job.last_error = RESCUED_ERROR
                 self.ended[job.claim] = "ended by rescue"
                 job.claim = job.lease = None
                 job.version += 1
