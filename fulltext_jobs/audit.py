@@ -62,7 +62,12 @@ class AuditCheck(StrEnum):
     #: finished, failed or skipped with no `finished` (every way this
     #: library ends a job sets it).
     TERMINAL_WITHOUT_FINISHED = "terminal_without_finished"
-    #: more `attempts` than the largest `max_attempts` in use.
+    #: more `attempts` than the largest `max_attempts` in use. A retry sets
+    #: a job's count back to 0, so a job retried and worked again is not
+    #: one; a job retried by an older release of this library (which kept
+    #: the count), one whose `max_attempts` was lowered, or one that
+    #: `release_unleased` returned with its last attempt used (it counts
+    #: the lost claim, and the next claim counts one more) is.
     ATTEMPTS_ABOVE_MAX = "attempts_above_max"
     #: `ready` and still holding a claim token.
     READY_WITH_CLAIM_TOKEN = "ready_with_claim_token"  # noqa: S105 - a check's name

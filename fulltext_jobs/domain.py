@@ -28,6 +28,7 @@ __all__ = [
     "MAX_LISTED",
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
+    "RESCUED_ERROR",
     "RETRYABLE_STATUSES",
     "TRANSITIONS",
     "Action",
@@ -254,12 +255,16 @@ class FullText:
 
     The first six fields are the original's. A claim (`get_ready_job`,
     `claim_ready`) also sets `claim_token` and `lease_expires` and counts an
-    `attempt`. Saving a job that leaves `running` (after `finish`, `fail`,
-    `skip` or `release`) succeeds only with the token of the claim that is
-    still current; the job is then stored without token or lease, while the
-    caller's copy keeps its token. `finish`, `fail`, `skip` and `release`
-    end the lease; `last_error` is what the last `fail` (or a `release`
-    for a later retry) recorded. `not_before`, set by `release(not_before=)`,
+    `attempt`; a `retry` sets `attempts` back to 0, so a retried job has
+    its whole budget of attempts again (as the original's retry, which
+    deleted the row, gave it). Saving a job that leaves `running` (after
+    `finish`, `fail`, `skip` or `release`) succeeds only with the token of
+    the claim that is still current; the job is then stored without token
+    or lease, while the caller's copy keeps its token. `finish`, `fail`,
+    `skip` and `release` end the lease; `last_error` is the reason last
+    recorded, by a `fail`, `skip` or `release` given an `error`, or by a
+    rescue, and nothing clears it (a `retry` keeps it, so why the job
+    failed stays readable). `not_before`, set by `release(not_before=)`,
     keeps a `ready` job from being claimed before that moment (a retry after
     a backoff); a claim or a `retry` clears it.
 
@@ -349,10 +354,14 @@ class FullText:
         if error is not None:
             self.last_error = clean_error(error)
 
-    def skip(self, now: datetime | None = None) -> None:
-        """ready or running to skipped; sets `finished`."""
+    def skip(self, now: datetime | None = None, *, error: str | None = None) -> None:
+        """ready or running to skipped; sets `finished`, and `last_error` to
+        `error` if given (why there is nothing to do; cut and escaped as for
+        `fail`)."""
         target = self._move(Action.SKIP)
         self.finished, self.status, self.lease_expires = utc(now), target, None
+        if error is not None:
+            self.last_error = clean_error(error)
 
     def release(
         self,
@@ -381,7 +390,10 @@ class FullText:
             self.last_error = clean_error(error)
 
     def retry(self, now: datetime | None = None) -> None:
-        """failed or skipped to ready; clears `started` and `finished`.
+        """failed or skipped to ready, with a fresh budget of attempts:
+        clears `started`, `finished` and `not_before`, and sets `attempts`
+        to 0; keeps `last_error`, the record of why it failed or was
+        skipped. `Repository.retry` stores exactly this.
 
         `now` is checked as for `release`.
         """
@@ -389,6 +401,7 @@ class FullText:
         utc(now)
         self.started, self.finished, self.status = None, None, target
         self.not_before = None
+        self.attempts = 0
 
     def apply(self, action: Action, now: datetime | None = None) -> None:
         """Do `action` by name; the same as calling its method."""
@@ -593,6 +606,12 @@ def check_held(job: object) -> FullText:
 def lease_expired_error(attempts: int) -> str:
     """The `last_error` of a job that rescue fails for good."""
     return f"lease expired after {attempts} attempt(s); max_attempts reached"
+
+
+#: The `last_error` of a job that rescue returns to `ready`: its worker
+#: stopped, hung or lost the store before it saved the job. A fixed text
+#: (not the lease's time), so that every store writes the same words.
+RESCUED_ERROR: Final = "rescued: its lease ran out before its worker saved it"
 
 
 def stored_form(job: FullText) -> FullText:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from fulltext_jobs.audit import UNLEASED_ERROR, AuditProblem, AuditSettings, audit_jobs
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
+    RESCUED_ERROR,
     DestinationStats,
     FullText,
     JobStatus,
@@ -231,6 +232,7 @@ class InMemoryRepository(Repository):
                         job.last_error = lease_expired_error(job.attempts)
                     else:
                         job.status, job.started = JobStatus.READY, None
+                        job.last_error = RESCUED_ERROR
                         self._announcements.announce(job.destination)
                     job.claim_token = job.lease_expires = None
                     job.version += 1
@@ -248,7 +250,9 @@ class InMemoryRepository(Repository):
                     and job.status in statuses
                     and (item_ids is None or job.item_id in item_ids)
                 ):
-                    job.retry()  # stamps nothing: no clock to read
+                    # The entity's own move, so that the stored retry is
+                    # the domain's (it stamps nothing: no clock to read).
+                    job.retry()
                     job.version += 1
                     self._announcements.announce(destination)
                     retried += 1

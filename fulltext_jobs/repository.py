@@ -524,9 +524,12 @@ class Repository(abc.ABC):
 
     def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
         """Give back the `running` jobs whose lease has run out (of
-        `destination`, or of all): each returns to `ready`, or, once it has
-        had `max_attempts` attempts, goes to `failed` with the reason in
-        `last_error`. Their claims end, so their workers' late saves raise
+        `destination`, or of all): each returns to `ready`, saying why in
+        `last_error` ("rescued: its lease ran out before its worker saved
+        it", `fulltext_jobs.domain.RESCUED_ERROR`), or, once it has had
+        `max_attempts` attempts, goes to `failed` with that reason in
+        `last_error` (`lease_expired_error`). Either way its attempt stays
+        counted. Their claims end, so their workers' late saves raise
         `LostClaim`. Returns how many jobs were rescued.
 
         A job is rescued only if, at that moment, it is still running with an
@@ -557,11 +560,16 @@ class Repository(abc.ABC):
         item_ids: Iterable[str] | None = None,
     ) -> int:
         """Return the `destination`'s jobs in `statuses` (failed, skipped or
-        both), or only those of `item_ids`, to `ready`, keeping their
-        `attempts` and `last_error`; return how many.
+        both), or only those of `item_ids`, to `ready`, as `FullText.retry`
+        does: `started`, `finished` and `not_before` cleared, `attempts`
+        set to 0 (a fresh budget: a worker gives each its retries with
+        backoff again), `last_error` kept (why it failed stays readable)
+        and the place in the queue kept; each `version` moves on. Returns
+        how many.
 
         This replaces the original's retry, which deleted the rows and lost
-        their history. Raises `InvalidInput` for a bad destination or item
+        their history (a row it queued again started from no attempts, as
+        these do). Raises `InvalidInput` for a bad destination or item
         id, for `item_ids` given as one str, or for a status other than
         failed and skipped.
         """

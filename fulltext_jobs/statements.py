@@ -25,7 +25,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.audit import AUDIT_TERMINAL, UNLEASED_ERROR, AuditCheck
-from fulltext_jobs.domain import FullText, JobStatus
+from fulltext_jobs.domain import RESCUED_ERROR, FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.rate_limit import TOLERANCE_SECONDS
 from fulltext_jobs.schema import Tables
@@ -910,9 +910,10 @@ class Statements:
         )
 
     def rescue_expired(self, destination: str | None) -> sa.Update:
-        """Return running jobs whose lease ended before `:now` to ready, or,
-        at `:max_attempts` attempts, fail them with the reason recorded; end
-        their claims. Returns their ids.
+        """Return running jobs whose lease ended before `:now` to ready, with
+        `RESCUED_ERROR` as their last error, or, at `:max_attempts`
+        attempts, fail them with that reason recorded (`lease_expired_error`);
+        end their claims. Returns their ids.
 
         The condition (running, lease expired) is in the UPDATE itself, so it
         is judged on each row as it is when updated, with the row locked: a
@@ -940,7 +941,7 @@ class Statements:
             ),
             started=sa.case((give_up, ft.c.started), else_=None),
             finished=sa.case((give_up, sa.bindparam("now")), else_=ft.c.finished),
-            last_error=sa.case((give_up, failed_reason), else_=ft.c.last_error),
+            last_error=sa.case((give_up, failed_reason), else_=sa.literal(RESCUED_ERROR)),
             claim_token=None,
             lease_expires=None,
             version=ft.c.version + 1,
@@ -948,7 +949,10 @@ class Statements:
 
     def retry(self, destination: str, statuses: list[str], item_ids: list[str] | None) -> sa.Update:
         """Return `destination`'s jobs in `statuses` (of `item_ids`, if
-        given) to ready, keeping their attempts and last error."""
+        given) to ready as `FullText.retry` does: `started`, `finished` and
+        the delay cleared, `attempts` back to 0, the last error and `seq`
+        kept; the version moved on (the library's own write, which the
+        version trigger does not count again)."""
         ft = self.tables.fulltext
         stmt = sa.update(ft).where(ft.c.destination == destination, ft.c.status.in_(statuses))
         if item_ids is not None:
@@ -957,6 +961,7 @@ class Statements:
             status=JobStatus.READY.value,
             started=None,
             finished=None,
+            attempts=0,
             claim_token=None,
             lease_expires=None,
             not_before=None,

@@ -26,6 +26,13 @@ def by_item(job: FullText) -> None:
         raise RuntimeError(f"cannot handle {job.item_id}")
 
 
+def fixed_on_second_attempt(job: FullText) -> None:
+    """A handler whose bug is half fixed: a job's first attempt still
+    fails, its retry finishes."""
+    if job.attempts < 2:
+        raise RuntimeError(f"attempt {job.attempts} of {job.item_id} still fails")
+
+
 def lease_of_7s(job: FullText) -> None:
     """Finish a job claimed with a lease of 7 seconds; fail any other."""
     if job.started is None or job.lease_expires is None:

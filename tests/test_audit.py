@@ -90,6 +90,46 @@ def test_an_empty_ledger_reports_nothing(backend: Backend) -> None:
     assert backend.repo.audit("nothing-here") == []
 
 
+def test_a_recovery_by_retry_leaves_the_ledger_clean(clocked: Backend, clock: Any) -> None:
+    # A worker's life of a job, by hand: each attempt fails and is retried
+    # after a backoff until the last one fails for good; then the operator
+    # retries it, and its attempts run to the limit again. A rescue to
+    # ready (its reason recorded) and a skip with a reason are clean too.
+    max_attempts = 3
+    repo = clocked.repo
+    clocked.add_items(["a", "b"])
+    assert repo.enqueue_unqueued(DEST) == 2
+
+    def attempts_to_the_limit() -> uuid.UUID:
+        for attempt in range(1, max_attempts + 1):
+            clock.advance(minutes=5)
+            job = repo.get_ready_job(DEST)
+            assert (job.item_id, job.attempts) == ("a", attempt)
+            if attempt < max_attempts:
+                job.release(clock.now, not_before=clock.now + timedelta(minutes=1), error="503")
+            else:
+                job.fail(clock.now, error="HTTPError: 503")
+            repo.save_fulltext(job)
+        return job.id
+
+    failed = attempts_to_the_limit()
+    assert repo.audit(max_attempts=max_attempts) == []
+    assert repo.retry(DEST, statuses=[JobStatus.FAILED]) == 1
+    assert repo.get_fulltext(failed).attempts == 0
+    assert attempts_to_the_limit() == failed
+    assert repo.audit(max_attempts=max_attempts) == []
+    other = repo.get_ready_job(DEST)
+    clock.advance(minutes=5)
+    assert repo.rescue_expired(max_attempts=max_attempts) == 1
+    assert repo.audit(max_attempts=max_attempts) == []
+    other = repo.get_ready_job(DEST)
+    other.skip(clock.now, error="no full text")
+    repo.save_fulltext(other)
+    assert repo.retry(DEST) == 2
+    assert repo.audit(max_attempts=max_attempts) == []
+
+
+NOW = utc()
 NOW = utc()
 
 

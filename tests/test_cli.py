@@ -707,3 +707,59 @@ def test_jobs_lists_failed_jobs_with_their_errors_and_feeds_retry(runner, url, r
     items = [arg for job in failed for arg in ("--item", job["item_id"])]
     retried = run_json(runner, url, "retry", "d", *items)
     assert retried == {"destination": "d", "retried": 2}
+
+
+STORES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_recovery_by_retry_gives_retries_again_and_a_clean_audit(runner, request, store):
+    # Jobs fail after their attempts; `retry --status failed` returns them
+    # with a fresh budget, so `work` gives each its retries with backoff
+    # again, and `audit` (same max attempts) finds nothing to report.
+    url = request.getfixturevalue("url" if store == "sqlite" else "fresh_postgres_url")
+    if store == "postgresql":
+        run(runner, url, "migrate", "upgrade")
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        repo.add_items(["fail-1", "fail-2", "ok-1"])
+        run(runner, url, "enqueue", "d")
+        policy = ["--max-attempts", "2", "--retry-delay", "0.05", "--until-idle"]
+        first = run_json(runner, url, "work", "d", "--handler", "cli_handlers:by_item", *policy)
+        assert isinstance(first, dict)
+        assert (first["claimed"], first["retried"], first["failed"]) == (5, 2, 2)
+        failed = repo.list_jobs("d", statuses=["failed"])
+        assert [(job.item_id, job.attempts) for job in failed] == [("fail-1", 2), ("fail-2", 2)]
+        report = run_json(runner, url, "audit", "d", "--max-attempts", "2")  # exit status 0
+        assert isinstance(report, dict)
+        assert (report["clean"], report["problems"]) == (True, [])
+
+        assert run_json(runner, url, "retry", "d", "--status", "failed") == {
+            "destination": "d",
+            "retried": 2,
+        }
+        retried = repo.list_jobs("d", statuses=["ready"])
+        assert [(job.attempts, job.last_error) for job in retried] == [
+            (0, "RuntimeError: cannot handle fail-1"),
+            (0, "RuntimeError: cannot handle fail-2"),
+        ]
+        # Each fails its first attempt again, is released for a backoff,
+        # and its second attempt (of two) finishes.
+        args = ["work", "d", "--handler", "cli_handlers:fixed_on_second_attempt", *policy]
+        second = run_json(runner, url, *args)
+        assert isinstance(second, dict)
+        assert (second["claimed"], second["retried"], second["finished"]) == (4, 2, 2)
+        done = [repo.get_fulltext(job.id) for job in failed]
+        assert [(job.status, job.attempts) for job in done] == [(JobStatus.FINISHED, 2)] * 2
+        assert [job.last_error for job in done] == [
+            "RuntimeError: attempt 1 of fail-1 still fails",
+            "RuntimeError: attempt 1 of fail-2 still fails",
+        ]
+        report = run_json(runner, url, "audit", "d", "--max-attempts", "2")  # exit status 0
+        assert isinstance(report, dict)
+        assert (report["clean"], report["problems"]) == (True, [])
+        # The default limit, as an operator first runs it, agrees.
+        run(runner, url, "audit")
+    finally:
+        engine.dispose()

@@ -38,7 +38,7 @@ from fulltext_jobs import (
     StaleJob,
     StaleJobs,
 )
-from fulltext_jobs.domain import MAX_LEASE
+from fulltext_jobs.domain import MAX_LEASE, RESCUED_ERROR
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -972,7 +972,7 @@ class TestClaimContract:
             None,
             None,
         )
-        assert rescued.attempts == 1
+        assert (rescued.attempts, rescued.last_error) == (1, RESCUED_ERROR)
         # The first worker's late finish is refused; the second claim finishes.
         job.finish()
         with pytest.raises(LostClaim):
@@ -985,6 +985,17 @@ class TestClaimContract:
             clocked.repo.save_fulltext(job)
         assert clocked.repo.get_fulltext(job.id).status is JobStatus.FINISHED
 
+    def test_rescue_to_ready_replaces_an_earlier_reason(self, clocked: Backend, clock):
+        job = self.claimed(clocked)
+        job.release(clock.now, error="HTTPError: 503")
+        clocked.repo.save_fulltext(job)
+        job = clocked.repo.get_ready_job("lang")
+        assert job.last_error == "HTTPError: 503"
+        clock.advance(seconds=61)
+        assert clocked.repo.rescue_expired() == 1
+        assert clocked.repo.get_fulltext(job.id).last_error == RESCUED_ERROR
+        assert clocked.repo.get_ready_job("lang").last_error == RESCUED_ERROR
+
     def test_rescue_fails_a_job_that_used_up_its_attempts(self, clocked: Backend, clock):
         job = self.claimed(clocked)
         for attempt in (1, 2):
@@ -992,6 +1003,7 @@ class TestClaimContract:
             assert clocked.repo.rescue_expired(max_attempts=3) == 1
             job = clocked.repo.get_ready_job("lang")
             assert job.attempts == attempt + 1
+            assert job.last_error == RESCUED_ERROR
         clock.advance(seconds=61)
         assert clocked.repo.rescue_expired(max_attempts=3) == 1
         failed = clocked.repo.get_fulltext(job.id)
@@ -1042,7 +1054,30 @@ class TestClaimContract:
         assert stored.last_error.startswith("ValueError: no text\\x00here!")
         assert len(stored.last_error) == MAX_ERROR_LENGTH
 
-    def test_retry_in_place_keeps_attempts_and_the_last_error(self, clocked: Backend):
+    @pytest.mark.parametrize("through", ["save_fulltext", "save_many", "save_each"])
+    def test_skip_records_its_reason(self, clocked: Backend, clock, through):
+        running = self.claimed(clocked, "a")
+        running.skip(clock.now, error="no full text\x00" + "!" * 5000)
+        waiting = clocked.repo.get_fulltext(self.claimed(clocked, "b").id)
+        waiting.release(clock.now, error="HTTPError: 503")
+        clocked.repo.save_fulltext(waiting)
+        waiting = clocked.repo.get_fulltext(waiting.id)  # ready, without a claim
+        waiting.skip(clock.now, error="no full text")
+        if through == "save_fulltext":
+            clocked.repo.save_fulltext(running)
+            clocked.repo.save_fulltext(waiting)
+        else:
+            clocked.repo.save_many([running, waiting], atomic=through == "save_many")
+        stored = clocked.repo.get_fulltext(running.id)
+        assert stored == replace(running, claim_token=None)  # the copy keeps its token
+        assert stored.last_error is not None
+        assert stored.last_error.startswith("no full text\\x00!")
+        assert len(stored.last_error) == MAX_ERROR_LENGTH
+        assert clocked.repo.get_fulltext(waiting.id).last_error == "no full text"
+
+    def test_retry_in_place_starts_the_attempts_again_and_keeps_the_last_error(
+        self, clocked: Backend
+    ):
         failing = self.claimed(clocked, "a")
         failing.fail(error="boom")
         clocked.repo.save_fulltext(failing)
@@ -1053,8 +1088,34 @@ class TestClaimContract:
         assert clocked.repo.retry("lang") == 0
         again = clocked.repo.get_fulltext(failing.id)
         assert (again.status, again.started, again.finished) == (JobStatus.READY, None, None)
-        assert (again.attempts, again.last_error) == (1, "boom")
-        assert clocked.repo.get_ready_job("lang").attempts == 2
+        assert (again.attempts, again.last_error) == (0, "boom")
+        assert clocked.repo.get_ready_job("lang").attempts == 1
+
+    @pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.SKIPPED])
+    def test_a_stored_retry_is_the_entitys_retry(self, clocked: Backend, clock, status):
+        # The domain's move and the store's statement are one rule: the
+        # stored job is the entity's `retry()` of it, one version on.
+        job = self.claimed(clocked)
+        for _ in range(2):
+            job.release(clock.now, not_before=clock.now + timedelta(hours=1), error="503")
+            clocked.repo.save_fulltext(job)
+            clock.advance(hours=2)
+            job = clocked.repo.get_ready_job("lang")
+        if status is JobStatus.FAILED:
+            job.fail(clock.now, error="HTTPError: 404")
+        else:
+            job.skip(clock.now, error="no full text")
+        clocked.repo.save_fulltext(job)
+        stored = clocked.repo.get_fulltext(job.id)
+        assert stored.attempts == 3
+        expected = replace(stored, version=stored.version + 1)
+        expected.retry(clock.now)
+        assert clocked.repo.retry("lang", statuses=[status]) == 1
+        assert clocked.repo.get_fulltext(job.id) == expected
+        assert (expected.attempts, expected.last_error) == (
+            0,
+            "HTTPError: 404" if status is JobStatus.FAILED else "no full text",
+        )
 
     def test_retry_of_chosen_items_only(self, clocked: Backend):
         for item_id in "abc":
@@ -1512,6 +1573,30 @@ class TestHoldContract:
             (JobStatus.SKIPPED, 1, None),
             (JobStatus.FINISHED, 7, "noted by hand"),
         ]
+
+    @pytest.mark.parametrize("others", ["finished", "skipped"])
+    def test_a_skip_in_a_hold_writes_its_reason(self, clocked: Backend, clock, others):
+        # Beside plain finishes (the batch a store may write with fewer
+        # columns) or other skips: the reason is written either way.
+        jobs = self.queued(clocked)
+        first = clocked.repo.get_ready_job("lang")
+        first.release(clock.now, error="HTTPError: 503")
+        clocked.repo.save_fulltext(first)
+        with clocked.repo.hold_ready("lang", 3) as held:
+            for job in held:
+                if job.id == jobs[1].id:
+                    job.skip(clock.now, error="no full text")
+                elif others == "finished":
+                    job.finish(clock.now)
+                else:
+                    job.skip(clock.now, error=f"nothing in {job.item_id}")
+        stored = [clocked.repo.get_fulltext(job.id) for job in jobs]
+        assert stored == sorted(held, key=lambda job: job.item_id)
+        assert [job.last_error for job in stored] == (
+            ["HTTPError: 503", "no full text", None]
+            if others == "finished"
+            else ["nothing in a", "no full text", "nothing in c"]
+        )
 
     def test_an_equal_but_not_identical_id_is_still_the_held_job(self, clocked: Backend, clock):
         (job,) = self.queued(clocked, "a")

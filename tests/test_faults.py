@@ -56,7 +56,7 @@ from fulltext_jobs import (
     SqlAlchemyRepository,
     StoreError,
 )
-from fulltext_jobs.domain import lease_expired_error, utc
+from fulltext_jobs.domain import RESCUED_ERROR, lease_expired_error, utc
 from fulltext_jobs.schema import tables_for
 
 #: The lease of the workers that get killed.
@@ -347,6 +347,7 @@ def check_rescued_to_ready(repo: SqlAlchemyRepository, claimed: dict[str, Any]) 
     assert job.status is JobStatus.READY
     assert (job.claim_token, job.lease_expires, job.started) == (None, None, None)
     assert job.attempts == claimed["attempts"]
+    assert job.last_error == RESCUED_ERROR
 
 
 def check_still_running(repo: SqlAlchemyRepository, claimed: dict[str, Any]) -> FullText:
@@ -473,10 +474,12 @@ def test_job_whose_workers_keep_dying_fails_after_max_attempts(
     for claimed in dead_claims:
         replay_stale_finish(repo, claimed)
 
-    # Retried by hand, it is delivered a third time and finished once.
+    # Retried by hand, it is delivered a third time, as the first attempt
+    # of a fresh budget, with the reason it failed still readable, and
+    # finished once.
     assert repo.retry(DESTINATION) == 1
     job = repo.get_ready_job(DESTINATION)
-    assert (job.id, job.attempts, job.last_error) == (job_id, 3, lease_expired_error(2))
+    assert (job.id, job.attempts, job.last_error) == (job_id, 1, lease_expired_error(2))
     job.finish()
     repo.save_fulltext(job)
     assert repo.get_fulltext(job_id).status is JobStatus.FINISHED

@@ -92,7 +92,7 @@ from fulltext_jobs import (
     StaleJob,
     StaleJobs,
 )
-from fulltext_jobs.domain import lease_expired_error
+from fulltext_jobs.domain import RESCUED_ERROR, lease_expired_error
 from fulltext_jobs.rate_limit import take as take_tokens
 
 S = JobStatus
@@ -141,7 +141,8 @@ within_lease = st.timedeltas(min_value=timedelta(0), max_value=LEASE - MICROSECO
 rescue_advances = st.sampled_from(
     [timedelta(0), LEASE - MICROSECOND, LEASE, LEASE + MICROSECOND]
 ) | st.timedeltas(min_value=timedelta(0), max_value=3 * LEASE)
-# What a worker's `fail` records (NUL bytes included: stores escape them).
+# What a worker's `fail`, `skip` or `release` records (NUL bytes included:
+# stores escape them).
 errors = st.none() | st.text(st.characters(codec="utf-8") | st.just("\x00"), max_size=8)
 # The zone a caller happens to pass `now` in; stores must keep UTC.
 zones = st.sampled_from(
@@ -267,7 +268,7 @@ held_outcomes = st.one_of(
     st.tuples(st.just("leave")),
     st.tuples(st.just("finish"), zones),
     st.tuples(st.just("fail"), errors),
-    st.tuples(st.just("skip")),
+    st.tuples(st.just("skip"), errors),
     st.tuples(st.just("release"), delays, errors),
     st.tuples(st.just("edited"), st.just("attempts"), st.integers(0, 1000)),
     st.tuples(st.just("hostile"), hostile_fields),
@@ -336,7 +337,8 @@ class Copy:
 
 
 def model_error(error: str) -> str:
-    """What a store keeps of a short `fail(error=...)`: NUL bytes escaped."""
+    """What a store keeps of a short `fail(error=...)` (or `skip`'s, or
+    `release`'s): NUL bytes escaped."""
     return error.replace("\x00", "\\x00")
 
 
@@ -795,7 +797,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         elif kind == "fail":
             job.fail(self.now, error=outcome[1])
         elif kind == "skip":
-            job.skip(self.now)
+            job.skip(self.now, error=outcome[1])
         elif kind == "release":
             job.release(self.now, not_before=self.now + outcome[1], error=outcome[2])
         elif kind == "edited":
@@ -821,7 +823,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                 model.last_error = model_error(outcome[2])
         else:
             action = {"fail": Action.FAIL, "skip": Action.SKIP}.get(kind, Action.FINISH)
-            self.move(key, action, outcome[1] if kind == "fail" else None)
+            self.move(key, action, outcome[1] if kind in {"fail", "skip"} else None)
         if kind == "edited":
             setattr(model, outcome[1], outcome[2])
         model.version += 1
@@ -929,9 +931,12 @@ class AdaptersAgree(RuleBasedStateMachine):
 
     @staticmethod
     def act(job: FullText, action: Action, now: datetime, error: str | None) -> None:
-        """Do `action` to `job`, a `fail` recording `error` if there is one."""
+        """Do `action` to `job`, a `fail` or `skip` recording `error` if there
+        is one."""
         if action is Action.FAIL and error is not None:
             job.fail(now, error=error)
+        elif action is Action.SKIP and error is not None:
+            job.skip(now, error=error)
         else:
             job.apply(action, now)
 
@@ -993,8 +998,11 @@ class AdaptersAgree(RuleBasedStateMachine):
             model.started = self.now if started == NOW else None
         if finished != KEEP:
             model.finished = self.now if finished == NOW else None
-        if action is Action.FAIL and error is not None:
+        if action in {Action.FAIL, Action.SKIP} and error is not None:
             model.last_error = model_error(error)
+        if action is Action.RETRY:
+            # A fresh budget of attempts; the last error stays.
+            model.attempts = 0
         if target is not S.RUNNING:
             # Out of running: the claim ends, with its lease.
             if model.claim is not None:
@@ -1314,6 +1322,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                     job.last_error = lease_expired_error(job.attempts)
                 else:
                     job.status, job.started = S.READY, None
+                    job.last_error = RESCUED_ERROR
                 self.ended[job.claim] = "ended by rescue"
                 job.claim = job.lease = None
                 job.version += 1
@@ -1331,9 +1340,10 @@ class AdaptersAgree(RuleBasedStateMachine):
         self, key: Key, statuses: list[Any], item_ids: list[str] | None, with_key: bool
     ) -> None:
         # Failed or skipped jobs of a destination (one that has a job) back
-        # to ready in place, keeping their attempts, last error and place in
-        # the queue; all of them, or those of `item_ids` (and, `with_key`,
-        # the job's own item).
+        # to ready in place, with their attempts back to 0, keeping their
+        # last error and place in the queue; all of them, or those of
+        # `item_ids` (and, `with_key`, the job's own item). The model's
+        # `move` is the entity's retry, as the stores' must be.
         destination = key[1]
         if item_ids is not None and with_key:
             item_ids = [*item_ids, key[0]]
@@ -1354,9 +1364,8 @@ class AdaptersAgree(RuleBasedStateMachine):
                 and (item_ids is None or item in item_ids)
             ):
                 retried += 1
-                event("retry: a job")
-                job.status, job.started, job.finished = S.READY, None, None
-                job.not_before = None
+                event("retry: a job" + (" that had attempts" if job.attempts else ""))
+                self.move((item, job_destination), Action.RETRY)
                 job.version += 1
         assert outcomes == self.everywhere(retried)
 

@@ -259,3 +259,61 @@ def test_a_job_only_moves_along_the_table_and_finished_is_absorbing(steps, item_
         assert job.finished is None
     if job.status is S.READY:
         assert job.started is None
+
+
+# --- (e) attempts and reasons --------------------------------------------------
+
+
+@given(
+    job=jobs,
+    attempts=st.integers(0, 2**31 - 1),
+    error=st.none() | st.text(max_size=20),
+    now=aware_moments,
+)
+def test_a_retry_starts_the_attempts_again_and_keeps_the_reason(job, attempts, error, now):
+    job.attempts, job.last_error = attempts, error
+    if not job.can(Action.RETRY):
+        return
+    job.retry(now)
+    assert (job.status, job.attempts, job.last_error) == (S.READY, 0, error)
+    assert (job.started, job.finished, job.not_before) == (None, None, None)
+
+
+@given(job=jobs, attempts=st.integers(0, 1000), now=aware_moments)
+def test_only_a_retry_changes_the_attempts(job, attempts, now):
+    # A claim counts them (the store's business, not the entity's).
+    job.attempts = attempts
+    for action in Action:
+        copy = replace(job)
+        if copy.can(action):
+            copy.apply(action, now)
+            assert copy.attempts == (0 if action is Action.RETRY else attempts)
+
+
+@pytest.mark.parametrize("status", [S.READY, S.RUNNING])
+def test_a_skip_records_its_reason_cut_and_escaped_as_a_failure_does(status):
+    job = job_in(status)
+    job.skip(error="no full text")
+    assert (job.status, job.last_error) == (S.SKIPPED, "no full text")
+    long = job_in(status)
+    long.skip(error="nul\x00" + "x" * 5000)
+    failed = job_in(S.RUNNING)
+    failed.fail(error="nul\x00" + "x" * 5000)
+    assert long.last_error == failed.last_error
+    assert long.last_error is not None
+    assert long.last_error.startswith("nul\\x00x")
+
+
+def test_a_skip_without_a_reason_keeps_the_last_one():
+    job = job_in(S.RUNNING)
+    job.last_error = "HTTPError: 503"
+    job.skip()
+    assert job.last_error == "HTTPError: 503"
+
+
+def test_an_illegal_skip_with_a_reason_changes_nothing():
+    job = job_in(S.FINISHED)
+    before = replace(job)
+    with pytest.raises(InvalidTransition):
+        job.skip(error="no full text")
+    assert job == before
