@@ -113,7 +113,9 @@ def retry(
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
-    """Return DESTINATION's failed and skipped jobs to ready; print how many."""
+    """Return DESTINATION's failed and skipped jobs to ready, with their
+    attempts back to 0 (their retry policy starts again) and their last error
+    kept; print how many."""
     with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository(known=destination)
         statuses = [JobStatus(s.value) for s in status] if status else list(RetryStatus)
@@ -134,8 +136,8 @@ def rescue(
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
-    """Give back running jobs whose lease ran out (their worker died); print
-    how many."""
+    """Give back running jobs whose lease ran out (their worker died), saying
+    so in their last error; print how many."""
     with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository(known=destination)
         count = repo.rescue_expired(destination, max_attempts=max_attempts)
