@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from fulltext_jobs._defaults import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from fulltext_jobs.errors import InvalidInput, MissingDependency, StoreError
 from fulltext_jobs.schema import JOBS_SCHEMA
 
@@ -42,11 +43,6 @@ __all__ = [
     "require_asyncio",
     "store_error",
 ]
-
-DATABASE_URL_ENV: Final = "FULLTEXT_JOBS_DATABASE_URL"
-
-#: The embedded default: a SQLite file in the working directory.
-DEFAULT_DATABASE_URL: Final = "sqlite:///fulltext-jobs.sqlite3"
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 60_000
 
