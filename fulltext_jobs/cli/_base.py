@@ -11,20 +11,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
-from sqlalchemy.engine import Engine
 
 import fulltext_jobs
 from fulltext_jobs.cli._logging import LogFormat, configure_logging
 from fulltext_jobs.domain import (
     JobStatus,
 )
-from fulltext_jobs.engine import parse_url
 from fulltext_jobs.errors import JobNotFound, JobsError, SchemaNotMigrated
-from fulltext_jobs.migrate import ADOPT_ADVICE
-from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
+
+if TYPE_CHECKING:
+    # Imported where used: `--help` must not pay for SQLAlchemy.
+    from sqlalchemy.engine import Engine
+
+    from fulltext_jobs.sql import SqlAlchemyRepository
 
 #: What the command line advises for a database that is not migrated.
 CLI_UPGRADE_ADVICE: Final = "run `fulltext-jobs migrate upgrade` against it"
@@ -102,6 +104,8 @@ class State:
         destination is found to have jobs (see `known_destination`); with
         `reachable`, only once a first call has found the database up and
         migrated."""
+        from fulltext_jobs.sql import SqlAlchemyRepository  # noqa: PLC0415 - not at start-up
+
         repo = SqlAlchemyRepository(self.engine(), lease=lease)
         if known is not None:
             known_destination(repo, known)
@@ -121,6 +125,8 @@ def check_sqlite_file(url: str, *, creates: bool) -> None:
     command `creates` the database, whose file does not: SQLite would create
     an empty file, and the command would then fail on an unmigrated database
     (or, for a typo, leave a stray file). Other URLs pass."""
+    from fulltext_jobs.engine import parse_url  # noqa: PLC0415 - not at start-up
+
     parsed = parse_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
@@ -185,6 +191,10 @@ def invocation(ctx: typer.Context) -> State:
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line."""
     if isinstance(exc, SchemaNotMigrated):
+        # Imported here: only a database that is not migrated needs them.
+        from fulltext_jobs.migrate import ADOPT_ADVICE  # noqa: PLC0415
+        from fulltext_jobs.sql import UPGRADE_ADVICE  # noqa: PLC0415
+
         text = str(exc)
         if ADOPT_ADVICE in text:
             text = text.replace(ADOPT_ADVICE, CLI_ADOPT_ADVICE)

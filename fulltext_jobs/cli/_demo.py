@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import (
-    MofNCompleteColumn,
-    TaskID,
-)
-from sqlalchemy.engine import Engine
 
-from fulltext_jobs import demo as demo_module
 from fulltext_jobs.cli._base import INTERRUPTED, JsonOption, UrlOption, boundary, invocation
 from fulltext_jobs.cli._logging import LogFormat
 from fulltext_jobs.cli._output import (
@@ -23,6 +18,14 @@ from fulltext_jobs.cli._output import (
     stderr_console,
     stdout_console,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: the demo (SQLAlchemy, the worker) is not for
+    # `--help` nor the other commands to pay for.
+    from rich.progress import TaskID
+    from sqlalchemy.engine import Engine
+
+    from fulltext_jobs import demo as demo_module
 
 
 def _demo_json(engine: Engine, report: demo_module.DemoReport) -> dict[str, object]:
@@ -37,6 +40,8 @@ def _demo_json(engine: Engine, report: demo_module.DemoReport) -> dict[str, obje
 
 
 def _print_demo(engine: Engine, report: demo_module.DemoReport) -> None:
+    from fulltext_jobs import demo as demo_module  # noqa: PLC0415 - not at start-up
+
     out = stdout_console()
     out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
     out.print(f"items added: {report.items_added}")
@@ -50,6 +55,10 @@ def demo(ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOptio
     """Run the main job end to end on a bundled sample: migrate, load 200
     items with short texts, queue them for word-count and language-detection,
     work them off, and print the stats and a few results. Idempotent."""
+    from rich.progress import MofNCompleteColumn  # noqa: PLC0415 - not at start-up
+
+    from fulltext_jobs import demo as demo_module  # noqa: PLC0415 - not at start-up
+
     with boundary(ctx, database_url, creates=True) as state:
         engine = state.engine()
         console = stderr_console()
