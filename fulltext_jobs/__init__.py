@@ -7,54 +7,60 @@ A Python port of the Go package `jobs` of the Library of Congress
 
 from __future__ import annotations
 
-from fulltext_jobs.audit import AuditCheck, AuditProblem
-from fulltext_jobs.domain import (
-    ACTIONS,
-    DEFAULT_LEASE,
-    DEFAULT_SWEEP_INTERVAL,
-    MAX_DESTINATION_LENGTH,
-    MAX_ERROR_LENGTH,
-    MAX_ITEM_ID_LENGTH,
-    TRANSITIONS,
-    Action,
-    DestinationStats,
-    FullText,
-    JobStatus,
-)
-from fulltext_jobs.engine import (
-    DATABASE_URL_ENV,
-    DEFAULT_DATABASE_URL,
-    configure_sqlite,
-    create_async_engine,
-    create_engine,
-)
-from fulltext_jobs.errors import (
-    AllQueued,
-    DemoRefused,
-    DuplicateJob,
-    InvalidInput,
-    InvalidTransition,
-    JobNotFound,
-    JobsError,
-    LostClaim,
-    MissingDependency,
-    NoJobs,
-    NotSupported,
-    SchemaNotMigrated,
-    SchemaTooNew,
-    StaleJob,
-    StaleJobs,
-    StoreError,
-)
-from fulltext_jobs.memory import InMemoryRepository
-from fulltext_jobs.metrics import WorkerMetrics
-from fulltext_jobs.migrate import adopt, current_revision, downgrade, head_revision, upgrade
-from fulltext_jobs.rate_limit import RateTokens
-from fulltext_jobs.repository import AsyncRepository, ReadyListener, Repository
-from fulltext_jobs.retry import RetryPolicy
-from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
-from fulltext_jobs.sql_async import AsyncSqlAlchemyRepository
-from fulltext_jobs.worker import FailJob, Handler, SkipJob, Worker, WorkerStats
+import importlib
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    # For mypy and readers; at run time each name is imported when first used
+    # (`__getattr__` below).
+    from fulltext_jobs.audit import AuditCheck, AuditProblem
+    from fulltext_jobs.domain import (
+        ACTIONS,
+        DEFAULT_LEASE,
+        DEFAULT_SWEEP_INTERVAL,
+        MAX_DESTINATION_LENGTH,
+        MAX_ERROR_LENGTH,
+        MAX_ITEM_ID_LENGTH,
+        TRANSITIONS,
+        Action,
+        DestinationStats,
+        FullText,
+        JobStatus,
+    )
+    from fulltext_jobs.engine import (
+        DATABASE_URL_ENV,
+        DEFAULT_DATABASE_URL,
+        configure_sqlite,
+        create_async_engine,
+        create_engine,
+    )
+    from fulltext_jobs.errors import (
+        AllQueued,
+        DemoRefused,
+        DuplicateJob,
+        InvalidInput,
+        InvalidTransition,
+        JobNotFound,
+        JobsError,
+        LostClaim,
+        MissingDependency,
+        NoJobs,
+        NotSupported,
+        SchemaNotMigrated,
+        SchemaTooNew,
+        StaleJob,
+        StaleJobs,
+        StoreError,
+    )
+    from fulltext_jobs.memory import InMemoryRepository
+    from fulltext_jobs.metrics import WorkerMetrics
+    from fulltext_jobs.migrate import adopt, current_revision, downgrade, head_revision, upgrade
+    from fulltext_jobs.rate_limit import RateTokens
+    from fulltext_jobs.repository import AsyncRepository, ReadyListener, Repository
+    from fulltext_jobs.retry import RetryPolicy
+    from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
+    from fulltext_jobs.sql_async import AsyncSqlAlchemyRepository
+    from fulltext_jobs.worker import FailJob, Handler, SkipJob, Worker, WorkerStats
 
 __all__ = [
     "ACTIONS",
@@ -112,3 +118,79 @@ __all__ = [
     "head_revision",
     "upgrade",
 ]
+
+
+#: The module that defines each name of `__all__`.
+_HOMES: Final = {
+    "AuditCheck": "fulltext_jobs.audit",
+    "AuditProblem": "fulltext_jobs.audit",
+    "ACTIONS": "fulltext_jobs.domain",
+    "Action": "fulltext_jobs.domain",
+    "DEFAULT_LEASE": "fulltext_jobs.domain",
+    "DEFAULT_SWEEP_INTERVAL": "fulltext_jobs.domain",
+    "DestinationStats": "fulltext_jobs.domain",
+    "FullText": "fulltext_jobs.domain",
+    "JobStatus": "fulltext_jobs.domain",
+    "MAX_DESTINATION_LENGTH": "fulltext_jobs.domain",
+    "MAX_ERROR_LENGTH": "fulltext_jobs.domain",
+    "MAX_ITEM_ID_LENGTH": "fulltext_jobs.domain",
+    "TRANSITIONS": "fulltext_jobs.domain",
+    "DATABASE_URL_ENV": "fulltext_jobs._defaults",
+    "DEFAULT_DATABASE_URL": "fulltext_jobs._defaults",
+    "configure_sqlite": "fulltext_jobs.engine",
+    "create_async_engine": "fulltext_jobs.engine",
+    "create_engine": "fulltext_jobs.engine",
+    "AllQueued": "fulltext_jobs.errors",
+    "DemoRefused": "fulltext_jobs.errors",
+    "DuplicateJob": "fulltext_jobs.errors",
+    "InvalidInput": "fulltext_jobs.errors",
+    "InvalidTransition": "fulltext_jobs.errors",
+    "JobNotFound": "fulltext_jobs.errors",
+    "JobsError": "fulltext_jobs.errors",
+    "LostClaim": "fulltext_jobs.errors",
+    "MissingDependency": "fulltext_jobs.errors",
+    "NoJobs": "fulltext_jobs.errors",
+    "NotSupported": "fulltext_jobs.errors",
+    "SchemaNotMigrated": "fulltext_jobs.errors",
+    "SchemaTooNew": "fulltext_jobs.errors",
+    "StaleJob": "fulltext_jobs.errors",
+    "StaleJobs": "fulltext_jobs.errors",
+    "StoreError": "fulltext_jobs.errors",
+    "InMemoryRepository": "fulltext_jobs.memory",
+    "WorkerMetrics": "fulltext_jobs.metrics",
+    "adopt": "fulltext_jobs.migrate",
+    "current_revision": "fulltext_jobs.migrate",
+    "downgrade": "fulltext_jobs.migrate",
+    "head_revision": "fulltext_jobs.migrate",
+    "upgrade": "fulltext_jobs.migrate",
+    "RateTokens": "fulltext_jobs.rate_limit",
+    "AsyncRepository": "fulltext_jobs.repository",
+    "ReadyListener": "fulltext_jobs.repository",
+    "Repository": "fulltext_jobs.repository",
+    "RetryPolicy": "fulltext_jobs.retry",
+    "ItemSource": "fulltext_jobs.sql",
+    "SqlAlchemyRepository": "fulltext_jobs.sql",
+    "AsyncSqlAlchemyRepository": "fulltext_jobs.sql_async",
+    "FailJob": "fulltext_jobs.worker",
+    "Handler": "fulltext_jobs.worker",
+    "SkipJob": "fulltext_jobs.worker",
+    "Worker": "fulltext_jobs.worker",
+    "WorkerStats": "fulltext_jobs.worker",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The public name `name`, imported from its module when first used: a
+    command that needs neither PostgreSQL nor the worker does not pay for
+    importing them."""
+    home = _HOMES.get(name)
+    if home is None:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # found once; later look-ups are plain
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -54,6 +54,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.engine import Engine
 
+from fulltext_jobs._defaults import DEFAULT_REFRESH
 from fulltext_jobs.audit import AuditCheck
 from fulltext_jobs.domain import JobStatus, utc
 from fulltext_jobs.errors import InvalidInput, JobsError, MissingDependency
@@ -90,9 +91,6 @@ _log = logging.getLogger(__name__)
 #: What the dashboard needs beyond a plain install, and how to install it.
 DASHBOARD_NEEDS: Final = "starlette, uvicorn and prometheus_client"
 DASHBOARD_EXTRA_ADVICE: Final = "pip install 'fulltext-jobs[dashboard]'"
-
-#: Seconds between the page's refreshes, by default.
-DEFAULT_REFRESH: Final = 5.0
 
 #: How long one overview serves every viewer and scrape, in seconds.
 MAX_AGE: Final = 1.0

@@ -57,6 +57,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 import fulltext_jobs
+from fulltext_jobs._defaults import DEFAULT_DEMO_URL
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
 from fulltext_jobs.engine import store_error
 from fulltext_jobs.errors import DemoRefused, InvalidInput
@@ -83,7 +84,6 @@ __all__ = [
 #: the working directory, never the command line's default
 #: (`fulltext_jobs.DEFAULT_DATABASE_URL`), which is where an app's real run
 #: goes.
-DEFAULT_DEMO_URL: Final = "sqlite:///fulltext-jobs-demo.sqlite3"
 
 #: How many sample items there are.
 ITEMS: Final = 200

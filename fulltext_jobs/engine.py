@@ -14,20 +14,26 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from fulltext_jobs._defaults import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
+from fulltext_jobs._lazy import IfImported
 from fulltext_jobs.errors import InvalidInput, MissingDependency, StoreError
 from fulltext_jobs.schema import JOBS_SCHEMA
 
 if TYPE_CHECKING:
+    import psycopg
+
     # Only for annotations: SQLAlchemy's asyncio extension needs greenlet,
     # which comes with the `async` extra, not with a plain install.
     from sqlalchemy.ext.asyncio import AsyncEngine
+else:
+    # Only to test errors against: SQLite needs no psycopg (see `_lazy`).
+    psycopg = IfImported("psycopg")
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -42,11 +48,6 @@ __all__ = [
     "require_asyncio",
     "store_error",
 ]
-
-DATABASE_URL_ENV: Final = "FULLTEXT_JOBS_DATABASE_URL"
-
-#: The embedded default: a SQLite file in the working directory.
-DEFAULT_DATABASE_URL: Final = "sqlite:///fulltext-jobs.sqlite3"
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 60_000
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from fulltext_jobs._defaults import ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
 from fulltext_jobs._logs import quiet_info
 from fulltext_jobs.engine import create_engine, store_error
 from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated, SchemaTooNew
@@ -328,11 +329,6 @@ _ORIGINAL_COLUMNS = (
     ("finished", "timestamptz"),
     ("status", "job_statuses"),
 )
-
-#: Where an adopted database's items come from, unless told otherwise: the
-#: original's crawler table, eligible once the item's metadata is fetched.
-ORIGINAL_ITEMS_TABLE = "items"
-ORIGINAL_ELIGIBLE = "api IS NOT NULL"
 
 #: The attribute through which `adopt` hands revision 0001 what it found.
 _ADOPT_ATTRIBUTE = "fulltext_jobs_adopt"

@@ -17,15 +17,22 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from fulltext_jobs._lazy import IfImported
 from fulltext_jobs.engine import store_error
 from fulltext_jobs.errors import StoreError
 from fulltext_jobs.repository import ReadyListener
+
+if TYPE_CHECKING:
+    import psycopg
+else:
+    # Only to test objects against: a listener exists only on a PostgreSQL
+    # engine, which imported psycopg; the SQLite adapter imports this module.
+    psycopg = IfImported("psycopg")
 
 __all__ = ["READY_CHANNEL", "PostgresReadyListener"]
 

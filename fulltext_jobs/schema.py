@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -116,6 +116,13 @@ def tables_for(dialect_name: str) -> Tables:
         raise ValueError(msg)
     postgresql = dialect_name == "postgresql"
     schema = JOBS_SCHEMA if postgresql else None
+
+    def where(condition: sa.ColumnElement[bool]) -> dict[str, Any]:
+        # A partial index's condition, named for this dialect only: naming
+        # the other's makes SQLAlchemy import that dialect to check the
+        # keyword, and a command on SQLite would import PostgreSQL's.
+        return {f"{dialect_name}_where": condition}
+
     metadata = sa.MetaData()
     # The enqueue sequence orders claims (oldest first) and, with the partial
     # index, keeps a claim's cost flat as finished jobs pile up. PostgreSQL
@@ -155,8 +162,7 @@ def tables_for(dialect_name: str) -> Tables:
         "fulltext_ready_idx",
         fulltext.c.destination,
         fulltext.c.seq,
-        postgresql_where=fulltext.c.status == "ready",
-        sqlite_where=fulltext.c.status == "ready",
+        **where(fulltext.c.status == "ready"),
     )
     # Jobs a retry returns to ready (0010): `retry DEST` and the look at a
     # destination's failures read it instead of every job. Claims and
@@ -166,14 +172,12 @@ def tables_for(dialect_name: str) -> Tables:
     sa.Index(
         "fulltext_retryable_idx",
         fulltext.c.destination,
-        postgresql_where=retryable,
-        sqlite_where=retryable,
+        **where(retryable),
     )
     sa.Index(
         "fulltext_running_idx",
         fulltext.c.destination,
-        postgresql_where=fulltext.c.status == "running",
-        sqlite_where=fulltext.c.status == "running",
+        **where(fulltext.c.status == "running"),
     )
     # The default item source. Not "items": on SQLite, which has no schemas,
     # that would collide with an app's own table of that name (0006).

@@ -18,15 +18,13 @@ import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import psycopg
 import sqlalchemy as sa
-from psycopg import pq
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import PoolProxiedConnection
 
+from fulltext_jobs._lazy import IfImported, if_imported
 from fulltext_jobs.audit import AuditCheck, AuditProblem, AuditSettings, sort_problems
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
@@ -72,6 +70,19 @@ from fulltext_jobs.statements import (
     job_row,
     to_job,
 )
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import pq
+    from sqlalchemy.orm import Session, sessionmaker
+else:
+    # Only to test objects against: a command on SQLite imports neither
+    # psycopg nor the ORM, and none of their objects exist until they are
+    # imported (see `_lazy`).
+    psycopg = IfImported("psycopg")
+    pq = IfImported("psycopg.pq")
+    Session = if_imported("sqlalchemy.orm", "Session")
+    sessionmaker = if_imported("sqlalchemy.orm", "sessionmaker")
 
 __all__ = ["UPGRADE_ADVICE", "ItemSource", "SqlAlchemyRepository"]
 

@@ -15,11 +15,9 @@ import functools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -29,6 +27,10 @@ from fulltext_jobs.domain import RESCUED_ERROR, FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.rate_limit import TOLERANCE_SECONDS
 from fulltext_jobs.schema import Tables
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql as pg
+    from sqlalchemy.dialects import sqlite
 
 __all__ = [
     "ORIGINAL_CREATOR_LOCK",
@@ -261,7 +263,16 @@ class Statements:
         self.saved_columns = self.job_columns[1:-1]
 
     def _insert(self, table: sa.Table) -> pg.Insert | sqlite.Insert:
-        return pg.insert(table) if self.postgresql else sqlite.insert(table)
+        # Imported here, once per statement (each is built once): a command on
+        # SQLite need not import PostgreSQL's dialect, nor one on PostgreSQL
+        # SQLite's.
+        if self.postgresql:
+            from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
+            return postgresql.insert(table)
+        from sqlalchemy.dialects import sqlite  # noqa: PLC0415
+
+        return sqlite.insert(table)
 
     # --- items and single jobs ---------------------------------------------
 

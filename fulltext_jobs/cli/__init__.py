@@ -52,6 +52,12 @@ Decisions:
 - **Handlers** are `module:attribute` (the attribute may be dotted, as
   `module:Class.method`); the working directory is put first on `sys.path`
   as `python -m` does, so a handler next to the user is found.
+- **Start-up.** `--help` builds every command, so the command modules
+  import only typer, rich's console and table, and the ledger's plain
+  modules; SQLAlchemy, the repository, the worker, the dashboard and the
+  demo are imported inside the commands that use them (and psycopg and the
+  ORM not at all on SQLite). tests/test_startup.py checks what each start
+  imports; benchmarks/startup.py times it.
 - **Item files** are read as UTF-8, one id per line, surrounding white space
   stripped and blank lines skipped, and added in batches, so a ten-million-
   line file is never held in memory at once.

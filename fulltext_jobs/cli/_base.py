@@ -13,10 +13,9 @@ from datetime import timedelta
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as distribution_version
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
-from sqlalchemy.engine import Engine
 from typer.core import TyperGroup
 
 import fulltext_jobs
@@ -25,10 +24,13 @@ from fulltext_jobs.cli._output import stderr_console
 from fulltext_jobs.domain import (
     JobStatus,
 )
-from fulltext_jobs.engine import parse_url
 from fulltext_jobs.errors import JobNotFound, JobsError, SchemaNotMigrated
-from fulltext_jobs.migrate import ADOPT_ADVICE
-from fulltext_jobs.sql import UPGRADE_ADVICE, SqlAlchemyRepository
+
+if TYPE_CHECKING:
+    # Imported where used: `--help` must not pay for SQLAlchemy.
+    from sqlalchemy.engine import Engine
+
+    from fulltext_jobs.sql import SqlAlchemyRepository
 
 #: What the command line advises for a database that is not migrated.
 CLI_UPGRADE_ADVICE: Final = "run `fulltext-jobs migrate upgrade` against it"
@@ -189,6 +191,8 @@ class State:
         destination is found to have jobs (see `known_destination`); with
         `reachable`, only once a first call has found the database up and
         migrated."""
+        from fulltext_jobs.sql import SqlAlchemyRepository  # noqa: PLC0415 - not at start-up
+
         repo = SqlAlchemyRepository(self.engine(), lease=lease)
         if known is not None:
             known_destination(repo, known)
@@ -208,6 +212,8 @@ def check_sqlite_file(url: str, *, creates: bool) -> None:
     command `creates` the database, whose file does not: SQLite would create
     an empty file, and the command would then fail on an unmigrated database
     (or, for a typo, leave a stray file). Other URLs pass."""
+    from fulltext_jobs.engine import parse_url  # noqa: PLC0415 - not at start-up
+
     parsed = parse_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
@@ -299,6 +305,10 @@ def invocation(ctx: typer.Context) -> State:
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line."""
     if isinstance(exc, SchemaNotMigrated):
+        # Imported here: only a database that is not migrated needs them.
+        from fulltext_jobs.migrate import ADOPT_ADVICE  # noqa: PLC0415
+        from fulltext_jobs.sql import UPGRADE_ADVICE  # noqa: PLC0415
+
         text = str(exc)
         if ADOPT_ADVICE in text:
             text = text.replace(ADOPT_ADVICE, CLI_ADOPT_ADVICE)
@@ -356,6 +366,8 @@ def announce_database(state: State) -> None:
     so, since forgetting the environment variable is the usual way to fill
     the wrong database. A URL that cannot be parsed is left to the command,
     which reports it."""
+    from fulltext_jobs.engine import parse_url  # noqa: PLC0415 - not at start-up
+
     try:
         shown = parse_url(state.url).render_as_string(hide_password=True)
     except JobsError:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import (
-    MofNCompleteColumn,
-    TaskID,
-)
-from sqlalchemy.engine import Engine
 
-from fulltext_jobs import demo as demo_module
+from fulltext_jobs._defaults import DEFAULT_DEMO_URL
 from fulltext_jobs.cli._base import INTERRUPTED, JsonOption, UrlOption, boundary, invocation
 from fulltext_jobs.cli._logging import LogFormat
 from fulltext_jobs.cli._output import (
@@ -23,6 +19,14 @@ from fulltext_jobs.cli._output import (
     stderr_console,
     stdout_console,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: the demo (SQLAlchemy, the worker) is not for
+    # `--help` nor the other commands to pay for.
+    from rich.progress import TaskID
+    from sqlalchemy.engine import Engine
+
+    from fulltext_jobs import demo as demo_module
 
 
 def _demo_json(engine: Engine, report: demo_module.DemoReport) -> dict[str, object]:
@@ -37,6 +41,8 @@ def _demo_json(engine: Engine, report: demo_module.DemoReport) -> dict[str, obje
 
 
 def _print_demo(engine: Engine, report: demo_module.DemoReport) -> None:
+    from fulltext_jobs import demo as demo_module  # noqa: PLC0415 - not at start-up
+
     out = stdout_console()
     out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
     out.print(f"items added: {report.items_added}")
@@ -58,7 +64,7 @@ def _demo_url(ctx: typer.Context, database_url: str | None) -> str:
     # typer ships its own click: compare the source by name.
     if getattr(source, "name", None) == "COMMANDLINE":
         return str(root.params["database_url"])
-    return demo_module.DEFAULT_DEMO_URL
+    return DEFAULT_DEMO_URL
 
 
 def demo(ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOption = None) -> None:
@@ -71,6 +77,10 @@ def demo(ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOptio
     --database-url is given on the command line (FULLTEXT_JOBS_DATABASE_URL,
     which points at an app's database, is ignored), and it refuses, changing
     nothing, a database that holds items, jobs or tables it did not create."""
+    from rich.progress import MofNCompleteColumn  # noqa: PLC0415 - not at start-up
+
+    from fulltext_jobs import demo as demo_module  # noqa: PLC0415 - not at start-up
+
     with boundary(ctx, _demo_url(ctx, database_url), creates=True, writes=True) as state:
         engine = state.engine()
         console = stderr_console()

@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import typer
-from rich.progress import (
-    TextColumn,
-)
 
 from fulltext_jobs.cli._base import (
     CommandError,
@@ -104,6 +101,8 @@ def items_add(
     command stops, and the batches before it stay added (the error says how
     many ids), so fix the line and run it again.
     """
+    from rich.progress import TextColumn  # noqa: PLC0415 - not at start-up, as in progress_bar
+
     with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository()
         added = seen = 0

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
-import sqlalchemy as sa
 import typer
-from sqlalchemy.engine import Engine
 
 from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.cli._base import (
@@ -35,9 +33,13 @@ from fulltext_jobs.domain import (
     MAX_LISTED,
     JobStatus,
 )
-from fulltext_jobs.engine import store_error
 from fulltext_jobs.retry import DEFAULT_RETRY
-from fulltext_jobs.schema_audit import SchemaProblem, schema_problems
+
+if TYPE_CHECKING:
+    # Imported where used: `--help` must not pay for SQLAlchemy.
+    from sqlalchemy.engine import Engine
+
+    from fulltext_jobs.schema_audit import SchemaProblem
 
 
 def stats(
@@ -264,6 +266,11 @@ def audit(
 
 
 def _schema_problems(engine: Engine) -> list[SchemaProblem]:
+    import sqlalchemy as sa  # noqa: PLC0415 - not at start-up
+
+    from fulltext_jobs.engine import store_error  # noqa: PLC0415
+    from fulltext_jobs.schema_audit import schema_problems  # noqa: PLC0415
+
     try:
         with engine.connect() as connection:
             return schema_problems(connection)

@@ -8,10 +8,7 @@ import sys
 import traceback
 from typing import Final
 
-from rich.logging import RichHandler
-
 from fulltext_jobs.cli._output import stderr_console
-from fulltext_jobs.logs import JsonFormatter
 
 
 class LogFormat(enum.StrEnum):
@@ -59,9 +56,15 @@ def configure_logging(verbose: int, log_format: LogFormat = LogFormat.PLAIN) -> 
     console = stderr_console()
     handler: logging.Handler
     if log_format is LogFormat.JSON:
+        from fulltext_jobs.logs import JsonFormatter  # noqa: PLC0415 - only for JSON logs
+
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter(tracebacks=verbose > 0))
     elif console.is_terminal:
+        # Imported here: off a terminal (a pipe, a service) rich's log
+        # handler, and the traceback module it imports, go unused.
+        from rich.logging import RichHandler  # noqa: PLC0415
+
         handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
         handler.setFormatter(LineFormatter("%(message)s", tracebacks=verbose > 0))
     else:

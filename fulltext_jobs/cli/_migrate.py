@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.engine import Engine
 
 import fulltext_jobs
+from fulltext_jobs._defaults import ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
 from fulltext_jobs.cli._base import JsonOption, UrlOption, boundary
 from fulltext_jobs.cli._output import print_result
-from fulltext_jobs.migrate import ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
+
+if TYPE_CHECKING:
+    # Only for annotations: `--help` must not pay for SQLAlchemy.
+    from sqlalchemy.engine import Engine
 
 
 def _report_revision(engine: Engine, *, as_json: bool) -> None:

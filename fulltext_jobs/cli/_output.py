@@ -8,20 +8,11 @@ import json
 import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from fulltext_jobs.audit import AuditProblem
@@ -30,8 +21,14 @@ from fulltext_jobs.domain import (
     FullText,
     JobStatus,
 )
-from fulltext_jobs.schema_audit import SchemaProblem
-from fulltext_jobs.worker import WorkerStats
+
+if TYPE_CHECKING:
+    # Imported where used: `--help` and the commands without a progress bar
+    # or a worker need none of them (schema_audit imports SQLAlchemy).
+    from rich.progress import Progress, ProgressColumn
+
+    from fulltext_jobs.schema_audit import SchemaProblem
+    from fulltext_jobs.worker import WorkerStats
 
 #: The columns of the stats table, in order, after the destination.
 STATS_COLUMNS: Final = (
@@ -80,6 +77,15 @@ def print_result(data: dict[str, object], text: str, *, as_json: bool) -> None:
 
 def progress_bar(console: Console, *extra: ProgressColumn, transient: bool = True) -> Progress:
     """A progress bar on `console`, drawn only if it is a terminal."""
+    from rich.progress import (  # noqa: PLC0415 - not at start-up
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -124,6 +130,8 @@ def stats_json(rows: Iterable[DestinationStats]) -> list[dict[str, object]]:
 
 def worker_table(destination: str, stats: WorkerStats) -> Table:
     """What a worker run did, one row a counter."""
+    from fulltext_jobs.worker import WorkerStats  # noqa: PLC0415 - not at start-up
+
     table = Table(title=f"worker: {destination}", **TABLE_STYLE)
     table.add_column("jobs")
     table.add_column("count", justify="right")

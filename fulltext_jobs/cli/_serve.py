@@ -6,20 +6,23 @@ import logging
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fulltext_jobs._defaults import DEFAULT_REFRESH
 from fulltext_jobs.cli._base import CommandError, UrlOption, boundary, check_sqlite_file
-from fulltext_jobs.dashboard import DEFAULT_REFRESH, Snapshots, create_app, require_dashboard, serve
-from fulltext_jobs.metrics import WorkerMetrics, require_prometheus
-from fulltext_jobs.overview import read_only_engine, read_overview
+
+if TYPE_CHECKING:
+    from fulltext_jobs.metrics import WorkerMetrics
 
 
 def prometheus_registry() -> Any:  # noqa: ANN401 - a prometheus_client CollectorRegistry
     """A fresh registry for a worker's metrics (the process's global one
     would add Python's own process metrics, which a job's dashboard does not
     need). Raises `MissingDependency` without prometheus_client."""
+    from fulltext_jobs.metrics import require_prometheus  # noqa: PLC0415 - only with metrics
+
     return require_prometheus().CollectorRegistry()
 
 
@@ -89,6 +92,16 @@ def dashboard(
     progress, throughput, the oldest running job, the latest failures), and
     its Prometheus metrics at /metrics, until SIGINT or SIGTERM. Needs the
     dashboard extra: pip install 'fulltext-jobs[dashboard]'."""
+    # Imported here: the dashboard and its reads import SQLAlchemy, which
+    # `--help` and the other commands' start must not pay for.
+    from fulltext_jobs.dashboard import (  # noqa: PLC0415
+        Snapshots,
+        create_app,
+        require_dashboard,
+        serve,
+    )
+    from fulltext_jobs.overview import read_only_engine, read_overview  # noqa: PLC0415
+
     with boundary(ctx, database_url) as state:
         require_dashboard()
         check_sqlite_file(state.url, creates=False)

@@ -8,7 +8,7 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,9 +26,12 @@ from fulltext_jobs.domain import (
     MAX_LEASE,
 )
 from fulltext_jobs.errors import InvalidInput
-from fulltext_jobs.metrics import WorkerMetrics
 from fulltext_jobs.retry import DEFAULT_RETRY
-from fulltext_jobs.worker import Handler
+
+if TYPE_CHECKING:
+    # Only for annotations: the worker is imported (through `fulltext_jobs`)
+    # when `work` runs, not at start-up.
+    from fulltext_jobs.worker import Handler
 
 
 def load_handler(spec: str) -> Handler:
@@ -199,6 +202,8 @@ def work(
         metrics = None
         serving: AbstractContextManager[object] = nullcontext()
         if metrics_port is not None:
+            from fulltext_jobs.metrics import WorkerMetrics  # noqa: PLC0415 - only with metrics
+
             metrics = WorkerMetrics(prometheus_registry())
             serving = serve_metrics(metrics, destination, metrics_host, metrics_port)
         # Fail fast on a database that is down or not migrated; once running,
