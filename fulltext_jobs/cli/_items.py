@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
@@ -26,7 +26,9 @@ from fulltext_jobs.domain import (
     check_item_id,
 )
 from fulltext_jobs.errors import InvalidInput
-from fulltext_jobs.sql import SqlAlchemyRepository
+
+if TYPE_CHECKING:
+    from fulltext_jobs.sql import SqlAlchemyRepository
 
 
 @contextmanager
