@@ -212,13 +212,15 @@ def _check_text(value: object, what: str, max_length: int) -> str:
     except UnicodeEncodeError:
         msg = f"{what} {value!r} is not valid Unicode (a lone surrogate): it cannot be UTF-8"
         raise InvalidInput(msg) from None
-    return value
+    # A str subclass (an enum member, say) as the plain str it equals: what
+    # a database gives back, so that every adapter stores the same value.
+    return str.__str__(value)
 
 
 def check_item_id(item_id: object) -> str:
-    """Return `item_id` if it is a non-empty str of at most `MAX_ITEM_ID_LENGTH`
-    characters with no NUL byte that encodes as UTF-8; raise `InvalidInput`
-    otherwise."""
+    """Return `item_id` (as a plain str) if it is a non-empty str of at most
+    `MAX_ITEM_ID_LENGTH` characters with no NUL byte that encodes as UTF-8;
+    raise `InvalidInput` otherwise."""
     return _check_text(item_id, "item id", MAX_ITEM_ID_LENGTH)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
@@ -71,13 +72,26 @@ def parse_url(url: str | URL) -> URL:
 
     `postgresql://` and `postgres://` mean `postgresql+psycopg://` (SQLAlchemy
     would otherwise look for psycopg2). Raises `InvalidInput` for a URL that
-    is not one of PostgreSQL's or SQLite's.
+    is not one of PostgreSQL's or SQLite's, or that holds a NUL byte or a
+    lone surrogate (which no driver can pass on).
     """
     try:
         parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError, TypeError) as exc:
         msg = f"not a database URL: {url!r}"
         raise InvalidInput(msg) from exc
+    for part in _url_parts(parsed):
+        # Checked here, or the first connect fails with a bare ValueError
+        # (SQLite's file name) or UnicodeEncodeError (every driver).
+        if "\x00" in part:
+            msg = f"the database URL {_shown(parsed)} holds a NUL byte, which no name can"
+            raise InvalidInput(msg)
+        if not part.isascii():
+            try:
+                part.encode("utf-8")
+            except UnicodeEncodeError:
+                msg = f"the database URL {_shown(parsed)} is not valid Unicode (a lone surrogate)"
+                raise InvalidInput(msg) from None
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
@@ -89,6 +103,24 @@ def parse_url(url: str | URL) -> URL:
         )
         raise InvalidInput(msg)
     return parsed
+
+
+def _shown(url: URL) -> str:
+    """`url` quoted for a message, its password hidden."""
+    try:
+        return repr(url.render_as_string(hide_password=True))
+    except UnicodeEncodeError:  # a lone surrogate, which quoting cannot encode
+        return f"for {url.drivername} (host {url.host!a}, database {url.database!a})"
+
+
+def _url_parts(url: URL) -> Iterator[str]:
+    """Every piece of text in `url`, its query's values included."""
+    for part in (url.drivername, url.username, url.password, url.host, url.database):
+        if isinstance(part, str):
+            yield part
+    for key, value in url.query.items():
+        yield key
+        yield from (value,) if isinstance(value, str) else value
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> Engine:  # noqa: ANN401 - passed through to SQLAlchemy
@@ -255,7 +287,11 @@ def configure_sqlite(engine: Engine) -> None:
     models are) are looked up in the main database, SQLite having no
     schemas.
     Connections already pooled are discarded so that all get the settings.
+    Raises `InvalidInput` for anything but an `Engine`.
     """
+    if not isinstance(engine, Engine):
+        msg = f"expected a SQLAlchemy Engine, got {type(engine).__name__}"
+        raise InvalidInput(msg)
     if engine.dialect.name != "sqlite" or event.contains(engine, "connect", _sqlite_on_connect):
         return
     event.listen(engine, "connect", _sqlite_on_connect)

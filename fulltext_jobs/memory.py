@@ -25,6 +25,7 @@ from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
     JobStatus,
+    check_batch_size,
     check_clock,
     check_item_ids,
     check_lease,
@@ -128,12 +129,17 @@ class InMemoryRepository(Repository):
         self._swept_at: dict[str, datetime] = {}
         self.add_items(items)
 
-    def add_items(self, item_ids: Iterable[str]) -> int:
+    def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
         """Make these items eligible; return how many were new.
 
-        Raises `InvalidInput` (adding nothing) if any id is bad, or if
-        `item_ids` is a str rather than an iterable of ids.
+        Takes what `SqlAlchemyRepository.add_items` takes, so that either
+        adapter can stand in for the other; `batch_size` is checked as there
+        (a whole number from 1 to 1,000,000) and has nothing else to do: all
+        ids are added at once. Raises `InvalidInput` (adding nothing) for a
+        bad `batch_size`, if any id is bad, or if `item_ids` is a str rather
+        than an iterable of ids.
         """
+        check_batch_size(batch_size)
         ids = check_item_ids(item_ids)
         with self._lock:
             added = 0

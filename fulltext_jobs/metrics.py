@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 from fulltext_jobs.audit import STUCK_CHECKS
 from fulltext_jobs.domain import JobStatus
-from fulltext_jobs.errors import MissingDependency
+from fulltext_jobs.errors import InvalidInput, MissingDependency
 
 if TYPE_CHECKING:
     # Only for annotations: prometheus_client comes with an extra.
@@ -87,11 +87,15 @@ class WorkerMetrics:
     Make one per registry and pass it to every `Worker` of the process:
     each series is labelled with its worker's destination. `serving(port)`
     serves the registry over HTTP. Raises `MissingDependency` without
-    prometheus_client.
+    prometheus_client, and `InvalidInput` for a `registry` that is not a
+    `CollectorRegistry`.
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         prometheus = require_prometheus()
+        if registry is not None and not isinstance(registry, prometheus.CollectorRegistry):
+            msg = f"registry must be a prometheus_client CollectorRegistry, not {registry!r}"
+            raise InvalidInput(msg)
         self.registry: CollectorRegistry = prometheus.REGISTRY if registry is None else registry
         self._counters = {
             name: prometheus.Counter(

@@ -254,7 +254,18 @@ def _keeping_an_outer_alembic_context() -> Iterator[None]:
             outer._install_proxy()  # noqa: SLF001 - see the docstring
 
 
+def _check_revision(revision: object) -> str:
+    """`revision` if it is a str that can name a revision (`head`, `base`,
+    an id, a relative step such as `-1`); raise `InvalidInput` for anything
+    else, which alembic would meet with an AssertionError or a TypeError."""
+    if not isinstance(revision, str) or not revision.strip() or "\x00" in revision:
+        msg = f"a revision must be a name such as 'head', 'base' or '0010', not {revision!r}"
+        raise InvalidInput(msg)
+    return revision
+
+
 def _run(target: Target, action: str, revision: str) -> None:
+    _check_revision(revision)
     _import_alembic()
     from alembic import command  # noqa: PLC0415 - see _import_alembic
     from alembic.util import CommandError  # noqa: PLC0415
@@ -279,7 +290,8 @@ def upgrade(target: Target, revision: str = "head") -> None:
     """Migrate the database at `target` (a URL, an Engine or a Connection) up
     to `revision`, in one transaction.
 
-    Raises `InvalidInput` for a bad URL or an unknown revision,
+    Raises `InvalidInput` for a bad URL or target, or a revision that is
+    not a str naming a known one,
     `SchemaNotMigrated` for a database made by the Go original (which `adopt`
     brings under the migrations), and `StoreError` if the database fails.
     """

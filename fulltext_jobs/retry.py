@@ -13,7 +13,7 @@ import random
 from datetime import timedelta
 from typing import Final
 
-from fulltext_jobs.domain import MAX_LEASE, check_max_attempts
+from fulltext_jobs.domain import MAX_INT32, MAX_LEASE, check_count, check_max_attempts
 from fulltext_jobs.errors import InvalidInput
 
 __all__ = ["DEFAULT_RETRY", "RetryPolicy"]
@@ -66,11 +66,16 @@ class RetryPolicy:
             raise InvalidInput(msg)
 
     def gives_up(self, attempts: int) -> bool:
-        """Whether a job that has had `attempts` attempts fails for good."""
-        return attempts >= self.max_attempts
+        """Whether a job that has had `attempts` attempts fails for good.
+
+        Raises `InvalidInput` unless `attempts` is a whole number from 0 to
+        2**31 - 1 (what a job's `attempts` holds), as `backoff` and `delay`
+        do."""
+        return _attempts(attempts) >= self.max_attempts
 
     def backoff(self, attempts: int) -> timedelta:
         """The delay after the `attempts`-th attempt, without jitter."""
+        attempts = _attempts(attempts)
         # Past 2**40 microseconds every backoff has reached its cap, and the
         # product could overflow a timedelta.
         exponent = min(max(attempts, 1) - 1, 40)
@@ -87,6 +92,10 @@ class RetryPolicy:
             return backoff
         draw = (rng or random).random()
         return backoff + backoff * (self.jitter * draw)
+
+
+def _attempts(attempts: object) -> int:
+    return check_count(attempts, "attempts", MAX_INT32, minimum=0)
 
 
 #: The policy a `Worker` uses when given none.

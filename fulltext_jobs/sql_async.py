@@ -27,6 +27,7 @@ from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
     JobStatus,
+    check_batch_size,
     check_item_ids,
 )
 from fulltext_jobs.engine import require_asyncio
@@ -124,6 +125,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
 
     async def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
         """As `SqlAlchemyRepository.add_items`."""
+        # In the sync adapter's order, so that a call bad in both ways gets
+        # the same error.
+        check_batch_size(batch_size)
         ids = check_item_ids(item_ids)  # before the hop: a generator is read here
         return await self._call(lambda repo: repo.add_items(ids, batch_size=batch_size))
 

@@ -229,8 +229,8 @@ class BlockingAsyncRepository(Repository):
     def __init__(self, repo: AsyncSqlAlchemyRepository) -> None:
         self.repo = repo
 
-    def add_items(self, item_ids: Iterable[str]) -> int:
-        return run_async(self.repo.add_items(item_ids))
+    def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
+        return run_async(self.repo.add_items(item_ids, batch_size=batch_size))
 
     def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
         return run_async(self.repo.get_fulltext(job_id))

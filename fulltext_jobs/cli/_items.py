@@ -23,6 +23,7 @@ from fulltext_jobs.cli._base import (
 )
 from fulltext_jobs.cli._output import print_result, progress_bar, stderr_console
 from fulltext_jobs.domain import (
+    MAX_BATCH_SIZE,
     check_item_id,
 )
 from fulltext_jobs.errors import InvalidInput
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 @contextmanager
 def _open_source(file: str) -> Iterator[tuple[BinaryIO, int | None, str]]:
-    """The stream of `file` (`-`: stdin), its size if known, and its name."""
+    """The stream of `file` (`-`: stdin), its size if known, and its name.
+    Raises `CommandError` for a file that cannot be opened."""
     if file == "-":
         yield sys.stdin.buffer, None, "<stdin>"
         return
@@ -41,6 +43,8 @@ def _open_source(file: str) -> Iterator[tuple[BinaryIO, int | None, str]]:
         stream = Path(file).open("rb")  # noqa: SIM115 - closed below, after the caller is done
     except OSError as exc:
         raise CommandError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte, which no file name holds
+        raise CommandError(f"cannot read {file!r}: a file name has no NUL byte") from None
     try:
         size = os.fstat(stream.fileno()).st_size
         yield stream, size or None, file
@@ -90,7 +94,9 @@ def items_add(
     file: Annotated[
         str, typer.Argument(help="A file of item ids, one a line; - (default): stdin.")
     ] = "-",
-    batch_size: Annotated[int, typer.Option(min=1, help="Ids per transaction.")] = 10_000,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=MAX_BATCH_SIZE, help="Ids per transaction.")
+    ] = 10_000,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:

@@ -29,13 +29,16 @@ def prometheus_registry() -> Any:  # noqa: ANN401 - a prometheus_client Collecto
 @contextmanager
 def serve_metrics(metrics: WorkerMetrics, destination: str, host: str, port: int) -> Iterator[None]:
     """Serve a worker's metrics while the block runs, saying where; an
-    address that cannot be bound is a `CommandError`."""
+    address that cannot be bound, or a host name that cannot be one, is a
+    `CommandError`."""
     with ExitStack() as stack:
         try:
             bound = stack.enter_context(metrics.serving(port, host))
         except OSError as exc:
             where = host_port(host, port)
             raise CommandError(f"cannot serve metrics on {where}: {exc.strerror or exc}") from None
+        except UnicodeError:
+            raise CommandError(_not_a_host("serve metrics on", host)) from None
         # WARNING, so that it shows without -v: where to scrape is not noise.
         logging.getLogger(__name__).warning(
             "metrics of %s on http://%s/metrics", destination, host_port(host, bound)
@@ -49,7 +52,8 @@ def host_port(host: str, port: int) -> str:
 
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket on `host`:`port` (0: any free port). Raises
-    `CommandError` naming the address if it cannot be bound."""
+    `CommandError` naming the address if it cannot be bound or `host`
+    cannot be a host name."""
     sock = None
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(
@@ -64,7 +68,16 @@ def _bind(host: str, port: int) -> socket.socket:
             sock.close()
         where = host_port(host, port)
         raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    except UnicodeError:
+        raise CommandError(_not_a_host("listen on", host)) from None
     return sock
+
+
+def _not_a_host(doing: str, host: str) -> str:
+    # The resolver's IDNA codec refuses such a name before any lookup (a
+    # label over 63 characters, a lone surrogate), with a UnicodeError.
+    shown = host if len(host) <= 80 else host[:80] + "\u2026"
+    return f"cannot {doing} {shown!r}: not a host name or address"
 
 
 def dashboard(
