@@ -130,7 +130,9 @@ MAX_CONCURRENCY: Final = 1024
 #: longer one is a mistake, and past about 292 years Python's own waits fail.
 MAX_SECONDS: Final = 7 * 24 * 3600
 
-_log = logging.getLogger(__name__)
+# The package's logger, not this module's: deployments filter and route the
+# worker's records by the name they had before the worker was a package.
+_log = logging.getLogger("fulltext_jobs.worker")
 
 #: What a worker runs on each job: a function, or a coroutine function (an
 #: awaitable it returns is run to completion). Its return value is ignored.
