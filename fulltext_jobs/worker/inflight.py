@@ -8,16 +8,18 @@ saves only the jobs it moved itself:
 
 - the claim thread starts a handler (PENDING to RUNNING, in
   `Worker._work_through`), records its outcome (RUNNING to DONE,
-  `record`), and takes what it will save (PENDING or DONE to SAVING,
-  `to_save`);
+  `record`), takes what it will save (PENDING or DONE to SAVING,
+  `to_save`), and, if its save raised, hands it back for the shutdown to
+  try (SAVING to DONE, `unsaved`);
 - the shutdown takes what is left (PENDING, RUNNING or DONE to TAKEN,
   `take_over`), releasing the jobs whose handlers have not ended and
   saving the outcomes that wait.
 
-Neither moves a job out of the other's stage (SAVING, TAKEN), so a job
-that one of them took is never saved by the other. The result of a handler
-that outlived the shutdown (it ended on a TAKEN job) is still offered to
-the ledger, as `Held.late`, which refuses it: the release ended the claim.
+The shutdown leaves SAVING jobs to their claim thread, and the claim thread
+leaves TAKEN jobs to the shutdown, so a job that one of them took is never
+saved by the other. The result of a handler that outlived the shutdown (it
+ended on a TAKEN job) is still offered to the ledger, as `Held.late`, which
+refuses it: the release ended the claim.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class Run:
         self.fatal: BaseException | None = None
         self.loops_left = loops
         # Set by the signal handlers, which must not take locks (see
-        # `Worker._install_signal_handlers`); `run()` acts on it.
+        # `Worker._install_signal_handlers`); `Worker._await_end` acts on it.
         self.signalled = False
         # The listener's thread (`Worker(listen=True)`), started by the first
         # claim thread that finds nothing to claim or is about to wait (see
