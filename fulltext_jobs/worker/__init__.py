@@ -1,0 +1,52 @@
+"""The worker: claim the jobs of one destination, run a handler on each, and
+save what came of it, with heartbeats, backoff when idle, an optional
+producer, and a graceful shutdown.
+
+It uses only the port (`Repository`), so it runs on every adapter, and it
+keeps the ledger's promises rather than adding its own: a job is saved only
+under the claim that fetched it (see `core`).
+
+How a job goes through a worker, and where each step is:
+
+- It is claimed by a claim thread (`core`: `get_ready_job`, or
+  `claim_ready` when `batch_size` > 1; with `in_transaction=True`, held by
+  `hold_ready` instead); under a `rate_limit`, only after a start token was
+  taken for it (`producer.TokenWaiter`). From then until it is saved, the
+  heartbeat thread extends its lease (`heartbeat`).
+- `handler(job)` runs, and how it ended says how the job ends: finished,
+  skipped, failed, or back to `ready` to be retried (`handlers`).
+- The outcome is saved by its claim thread, or, if the run stopped first,
+  by the shutdown, never by both (`inflight`, `core`).
+
+Meanwhile the ready listener wakes idle claim threads (`listener`), and
+with `produce=True` the producer fills the queue and rescues expired jobs
+(`producer`). The modules:
+
+- `core`: `Worker`: the run's life (run, stop, signals, shutdown), the
+  claim loops, waiting for work, and saving;
+- `settings`: `WorkerSettings`, the checked settings of a worker;
+- `handlers`: running a handler (sync, async, within a time limit) and
+  the verdict on how its job ends;
+- `inflight`: a run's shared state, and the stages of a claimed job;
+- `heartbeat`: the heartbeat thread;
+- `listener`: the ready listener thread;
+- `producer`: the producer and rescuer, and the rate limit's token waiter;
+- `stats`: `WorkerStats`, `SkipJob`, `FailJob`, `Handler`, and the
+  `WorkerObserver` protocol that metrics implement.
+
+The names below are the package's API; the modules' own names may change.
+"""
+
+from fulltext_jobs.worker.core import Worker
+from fulltext_jobs.worker.settings import MAX_CONCURRENCY, MAX_SECONDS
+from fulltext_jobs.worker.stats import FailJob, Handler, SkipJob, WorkerStats
+
+__all__ = [
+    "MAX_CONCURRENCY",
+    "MAX_SECONDS",
+    "FailJob",
+    "Handler",
+    "SkipJob",
+    "Worker",
+    "WorkerStats",
+]

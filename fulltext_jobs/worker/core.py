@@ -1,0 +1,806 @@
+"""The `Worker`: the life of a run (start, signals, stop, shutdown), its
+claim threads, which claim jobs and hand them to the handler runner
+(`handlers`), and the saving of their outcomes. The other threads of a run
+are the heartbeat (`heartbeat`), the ready listener (`listener`) and, with
+`produce=True`, the rescuer (`producer`).
+
+Threads, not processes. `concurrency=N` runs N claim-and-handle threads over
+one repository; the adapters are thread-safe, and a SQLAlchemy engine gives
+each thread its own pooled connection. Handlers that read full texts and
+call services spend their time waiting on I/O, or in C code that releases the
+GIL, so threads keep them busy at a fraction of the cost of processes. For
+CPU-bound handlers, start several processes, each with a `Worker` of its
+own: the ledger hands each job to one claimer whatever the process, so that
+is as safe as threads. A process pool inside the worker would need picklable
+handlers and an engine built in each process, and would add a second way to
+lose a job in flight; running whole workers side by side needs neither.
+
+Waiting for work: a thread whose claim came back empty sleeps, backing off
+from `poll_interval` to `max_poll_interval`, but no longer than until the
+destination's next delayed job (a retry) is due (`Repository.next_due`),
+and it wakes at once when the ready listener (see `listener`) announces
+that a job of the destination became ready (`Worker._idle`).
+
+Saving: an outcome is saved (`save_fulltext`, or for a batch `save_many(...,
+atomic=False)`: one call, each job under its own claim) only under the
+claim that fetched it, so whatever happens here (a lease that ran out, a
+shutdown that released a job whose handler was still running) a late save
+is refused with `LostClaim` instead of overwriting what happened since. A
+`LostClaim` means another delivery owns the job: it is logged and counted,
+not raised. A retryable `StoreError` (a lost connection, a restart, a
+deadlock) is logged and counted, and the call is made again after a
+backoff. Any other error stops the worker and `run()` raises it.
+
+Shutdown: `stop()` (or SIGINT or SIGTERM, when `run()` is called in the main
+thread) stops claiming, lets the handlers in flight finish for up to
+`shutdown_timeout` seconds, and then releases (returns to `ready`) every job
+whose handler has not finished, so that none is left `running`. Such a
+handler's thread is a daemon and is left to run; when it returns, its save is
+refused with `LostClaim`, because the release ended the claim. Who saves a
+job's outcome, its claim thread or the shutdown, is settled by the stages of
+`inflight`: one of them, never both.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+from typing import Any, Final
+
+from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, FullText, JobStatus, utc
+from fulltext_jobs.errors import JobsError, LostClaim, NoJobs, StaleJobs, StoreError
+from fulltext_jobs.logs import _context as _log_fields
+from fulltext_jobs.logs import context_fields, log_context
+from fulltext_jobs.repository import Repository
+from fulltext_jobs.retry import RetryPolicy
+from fulltext_jobs.worker.handlers import (
+    HandlerRunner,
+    JobFields,
+    Verdict,
+    close_thread_loop,
+    settle,
+)
+from fulltext_jobs.worker.heartbeat import Heartbeat
+from fulltext_jobs.worker.inflight import Held, Run, Stage, record, take_over, to_save, unsaved
+from fulltext_jobs.worker.listener import ReadyWatch, start_listener
+from fulltext_jobs.worker.producer import Producer, TokenWaiter
+from fulltext_jobs.worker.settings import Wait, WorkerSettings
+from fulltext_jobs.worker.stats import Handler, WorkerObserver, WorkerStats, saved_as
+
+# The package's logger, not this module's: deployments filter and route the
+# worker's records by the name they had before the worker was a package.
+_log = logging.getLogger("fulltext_jobs.worker")
+
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+#: How often `run()` looks at the flag its signal handlers set.
+_TICK_SECONDS: Final = 0.05
+
+#: The shortest wait, in seconds, for a ready job that was not claimable.
+_SOON: Final = 0.01
+
+#: How long shutdown waits for the heartbeat and rescue threads to notice
+#: they should end, beyond `shutdown_timeout` (they may be in a call).
+_THREAD_GRACE_SECONDS: Final = 1.0
+
+
+class Worker:
+    """Runs `handler` on the jobs of `destination` in `repository`.
+
+    `concurrency` claim-and-handle threads share the repository; each claims
+    one job at a time, or `batch_size` at once. When a claim finds nothing a
+    thread waits `poll_interval` seconds, doubling up to `max_poll_interval`
+    while nothing comes, back to `poll_interval` once work is found. With
+    `listen` (the default), a waiting thread also wakes as soon as the
+    repository announces that a job became ready (`Repository.listen`: on
+    PostgreSQL through LISTEN/NOTIFY, in memory at once; SQLite cannot, so
+    there the poll alone finds work).
+    `heartbeat_interval` is how often the lease of a held job is extended: by
+    default a third of the lease the repository granted (`math.inf`: never).
+    `shutdown_timeout` is how long a stopping worker waits for its handlers
+    before it releases their jobs.
+
+    With `produce=True` the worker also fills the queue: when a claim finds
+    nothing it queues the items that arrived since it last looked, and every
+    `sweep_interval` seconds (default an hour; 0: every time) every eligible
+    item that has no job, for items that became eligible late
+    (`Repository.enqueue_new`: an idle look costs one index probe, not a
+    read of every item); and every `rescue_interval` seconds it returns
+    expired jobs to `ready` (`rescue_expired`), failing those that have had
+    `max_attempts` attempts.
+
+    `retry` (a `RetryPolicy`; default `RetryPolicy()`: 5 attempts, 30 s
+    doubling to 30 minutes, with jitter) says how a job whose handler raised
+    is retried, and how many attempts a job gets in all, handler failures
+    and expired leases alike. `max_attempts`, if given, sets that bound on
+    the default policy; given with a `retry` whose bound differs, it raises
+    `InvalidInput`.
+
+    `rate_limit`: at most this many job starts a second for the destination,
+    across every worker sharing the store (a token bucket kept in it; see
+    `Repository.take_rate_tokens`); None, the default, for no limit. A
+    claim takes no more jobs than the tokens it was granted, and a worker
+    with none waits as long as the bucket says (a shutdown cuts the wait
+    short). `rate_burst` is the most starts at once after an idle spell:
+    by default one claim's worth, `batch_size` (so 1 unless batching, and
+    the starts are then evenly spaced). Over any `t` seconds, at most
+    `rate_limit * t + rate_burst` jobs start.
+
+    `in_transaction=True`: the transaction mode, for short handlers
+    (`Repository.hold_ready`): each claim holds its batch in an open
+    transaction, whose row locks are the claim, and each job is written
+    once, when the batch ends; no lease, no heartbeat. The retry policy,
+    `SkipJob`/`FailJob`, the rate limit (tokens are taken before the batch
+    is held) and `timeout` apply as usual. Any error reaching the
+    transaction rolls the whole batch back (its handlers run again later),
+    and so does a crash: the jobs are ready at once, their attempts not
+    counted, so a handler that kills its process is retried for ever. A
+    stopping worker starts no further handler, commits what was handled and
+    leaves the rest ready. Keep the default, leased mode for handlers that
+    run long or may crash the process (docs/guide-workers.md).
+
+    `timeout`: the most seconds a handler may take on a job (None, the
+    default: no limit). One that runs past it fails the job as an exception
+    would (so the `retry` policy applies), with `TimeoutError: the handler
+    timed out after N s` in `last_error`. An async handler is cancelled; any
+    other runs in a thread of its own, which Python cannot stop: it is left
+    to run, and what it returns or raises afterwards is dropped.
+
+    `metrics` (a `fulltext_jobs.metrics.WorkerMetrics`, or anything else
+    with its methods: `WorkerObserver`) is told every count of
+    `WorkerStats` and how long each handler call took, for Prometheus.
+
+    `clock` stamps `finished` (default: the current time in UTC); `wait` is
+    how the worker pauses (default `threading.Event.wait`), for tests.
+
+    Raises `InvalidInput` for a repository that is not a `Repository`, a bad
+    destination, a handler that is not callable, a count that is not a
+    positive whole number, a time that is not a positive number of seconds
+    up to a week (`shutdown_timeout` and `sweep_interval` may be 0), a
+    `max_poll_interval` below `poll_interval`, a `rate_limit` that is not a
+    number of starts a second from one a week to 100,000, a `rate_burst`
+    that is not a whole number from 1 to 10,000 (or is given without a
+    `rate_limit`), a `timeout` that is not a positive number of seconds
+    up to a week, or an `in_transaction` that is not True or False.
+    """
+
+    def __init__(  # noqa: PLR0913 - each is a setting a deployment tunes
+        self,
+        repository: Repository,
+        destination: str,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        batch_size: int = 1,
+        in_transaction: bool = False,
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 30.0,
+        heartbeat_interval: float | None = None,
+        listen: bool = True,
+        shutdown_timeout: float = 30.0,
+        produce: bool = False,
+        rescue_interval: float = 60.0,
+        sweep_interval: float = DEFAULT_SWEEP_INTERVAL.total_seconds(),
+        max_attempts: int | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: float | None = None,
+        rate_burst: int | None = None,
+        timeout: float | None = None,
+        metrics: WorkerObserver | None = None,
+        clock: Callable[[], datetime] | None = None,
+        wait: Wait | None = None,
+    ) -> None:
+        self._settings = settings = WorkerSettings(
+            repository=repository,
+            destination=destination,
+            handler=handler,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            in_transaction=in_transaction,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            heartbeat_interval=heartbeat_interval,
+            listen=listen,
+            shutdown_timeout=shutdown_timeout,
+            produce=produce,
+            rescue_interval=rescue_interval,
+            sweep_interval=sweep_interval,
+            max_attempts=max_attempts,
+            retry=retry,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            timeout=timeout,
+            clock=utc if clock is None else clock,
+            wait=threading.Event.wait if wait is None else wait,
+        )
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.declare(settings.destination)
+        repository, destination = settings.repository, settings.destination
+        # The pieces of a run, each with only what it needs.
+        runner = HandlerRunner(
+            settings.handler,
+            destination=destination,
+            retry=settings.policy,
+            timeout=settings.timeout,
+            clock=settings.clock,
+            observer=metrics,
+        )
+        self._heartbeat = Heartbeat(repository)
+        self._saver = OutcomeSaver(
+            repository,
+            destination,
+            clock=settings.clock,
+            poll_interval=settings.poll_interval,
+            max_poll_interval=settings.max_poll_interval,
+            wait=settings.wait,
+        )
+        self._watch = ReadyWatch(repository, destination, settings.poll_interval)
+        self._producer = (
+            Producer(
+                repository,
+                destination,
+                sweep=settings.sweep,
+                rescue_interval=settings.rescue_interval,
+                max_attempts=settings.policy.max_attempts,
+            )
+            if settings.produce
+            else None
+        )
+        tokens = (
+            None
+            if settings.rate_limit is None
+            else TokenWaiter(
+                repository,
+                destination,
+                rate=settings.rate_limit,
+                burst=settings.burst,
+                batch_size=settings.batch_size,
+                wait=settings.wait,
+            )
+        )
+        # What the per-job path reads, bound here once: one look-up each,
+        # as when these were the worker's own attributes and methods.
+        self._repository = repository
+        self._destination = destination
+        self._batch_size = settings.batch_size
+        self._heartbeat_interval = settings.heartbeat_interval
+        self._judge: Callable[[FullText], Verdict] = runner.judge
+        self._hold = self._heartbeat.hold
+        self._save_held = self._saver.save_held
+        self._take_tokens: Callable[[Run], int] | None = None if tokens is None else tokens.take
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._running = False
+        self._run: Run | None = None
+
+    @property
+    def _retry(self) -> RetryPolicy:
+        """The retry policy in force (`retry` and `max_attempts` together)."""
+        return self._settings.policy
+
+    @property
+    def stats(self) -> WorkerStats:
+        """The counts of the current run, or of the last one.
+
+        They may still change after `run()` returned: a handler that outlived
+        the shutdown adds its refused save to `lost_claims` when it ends.
+        """
+        run = self._run
+        return WorkerStats() if run is None else run.stats()
+
+    def stop(self) -> None:
+        """Ask the worker to stop: claim nothing more, let the handlers in
+        flight finish (for up to `shutdown_timeout`), release the rest, and
+        return from `run()`.
+
+        Safe from any thread, and final: once stopped, `run()` returns at
+        once. From a signal handler of your own, prefer
+        `run(install_signal_handlers=True)`, whose handlers take no lock.
+        """
+        with self._lock:
+            self._stopped = True
+            run = self._run
+        if run is not None:
+            run.end()
+
+    def run(self, *, until_idle: bool = False, install_signal_handlers: bool = True) -> WorkerStats:
+        """Claim and handle jobs until `stop()`, a signal, or, with
+        `until_idle`, until a claim finds nothing (after producing, with
+        `produce=True`, has added nothing); then shut down as `stop()` says,
+        and return what was done.
+
+        Called in the main thread with `install_signal_handlers`, it handles
+        SIGINT and SIGTERM as `stop()` while it runs and restores the previous
+        handlers before it returns.
+
+        Raises the error that stopped the worker, if one did: any error other
+        than `NoJobs`, `LostClaim` and a retryable `StoreError`, from the
+        repository or from the worker's own threads (a handler's exceptions
+        fail its job instead). Raises `RuntimeError` if the worker is already
+        running.
+        """
+        with self._lock:
+            if self._running:
+                msg = "this worker is already running"
+                raise RuntimeError(msg)
+            run = Run(
+                destination=self._destination,
+                until_idle=until_idle,
+                loops=self._settings.concurrency,
+                on_count=None
+                if self._metrics is None
+                else functools.partial(self._metrics.count, self._destination),
+            )
+            self._run = run
+            if self._stopped:
+                return WorkerStats()
+            self._running = True
+        previous = self._install_signal_handlers(run) if install_signal_handlers else {}
+        try:
+            self._run_threads(run)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+            with self._lock:
+                self._running = False
+        if run.fatal is not None:
+            raise run.fatal
+        return run.stats()
+
+    # --- the run: its threads, signals and shutdown ---------------------------
+
+    def _install_signal_handlers(self, run: Run) -> dict[signal.Signals, _SignalHandler]:
+        """Make SIGINT and SIGTERM stop the run, if called in the main thread;
+        return the handlers they replaced."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 - signal's signature
+            # Only a flag: a handler runs in the main thread between two
+            # bytecodes, possibly while that thread holds the very lock
+            # `Event.set` takes, which would deadlock. `_await_end` polls it.
+            run.signalled = True
+
+        previous: dict[signal.Signals, _SignalHandler] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+        return previous
+
+    def _run_threads(self, run: Run) -> None:
+        """Start the run's threads, wait for its end, and shut it down."""
+        loops, helpers = self._start_threads(run)
+        try:
+            self._await_end(run)
+        finally:
+            # Also on KeyboardInterrupt, when run() installed no handlers.
+            self._shut_down(run, loops, helpers)
+
+    def _start_threads(self, run: Run) -> tuple[list[threading.Thread], list[threading.Thread]]:
+        """Start the claim threads and the helpers (the heartbeat, and the
+        rescuer with `produce`); make the listener's thread, which the first
+        claim thread to wait starts (`listener.start_listener`)."""
+        loops = [
+            self._thread(run, self._claim_loop, f"fulltext-jobs-worker-{n}")
+            for n in range(self._settings.concurrency)
+        ]
+        helpers = [self._thread(run, self._heartbeat.loop, "fulltext-jobs-heartbeat")]
+        if self._settings.listen:
+            run.listener = self._thread(run, self._watch.loop, "fulltext-jobs-listen")
+        if self._producer is not None:
+            helpers.append(self._thread(run, self._producer.loop, "fulltext-jobs-rescue"))
+        for thread in (*helpers, *loops):
+            thread.start()
+        return loops, helpers
+
+    def _await_end(self, run: Run) -> None:
+        """Wait until the run halts, stopping it when a signal arrived (its
+        handler only set `run.signalled`)."""
+        while not run.halt.wait(_TICK_SECONDS):
+            if run.signalled:
+                _log.info("signal received: %s is stopping", self._destination)
+                self.stop()
+
+    def _thread(self, run: Run, target: Callable[[Run], None], name: str) -> threading.Thread:
+        """A daemon thread running `target(run)`; an exception it raises stops
+        the run and is raised by `run()`."""
+
+        def body() -> None:
+            try:
+                with log_context(destination=self._destination):
+                    target(run)
+            except BaseException as exc:  # noqa: BLE001 - handed to run(), which raises it
+                self._fail_run(run, exc)
+
+        # Daemons, so that a handler that outlives the shutdown does not keep
+        # the process alive.
+        return threading.Thread(target=body, name=name, daemon=True)
+
+    def _fail_run(self, run: Run, exc: BaseException) -> None:
+        with run.lock:
+            first = run.fatal is None
+            if first:
+                run.fatal = exc
+        if first:
+            if isinstance(exc, JobsError):
+                # Named by the library (a refused login, a missing schema):
+                # its message says it all, on one line.
+                _log.error("worker for %s stopped: %s", self._destination, exc)
+            else:
+                _log.error("worker for %s stopped by an error", self._destination, exc_info=exc)
+        run.end()
+
+    def _shut_down(
+        self, run: Run, loops: list[threading.Thread], helpers: list[threading.Thread]
+    ) -> None:
+        """Let the claim threads finish within `shutdown_timeout`, release what
+        they still hold, and end the helper threads."""
+        run.end()
+        deadline = time.monotonic() + self._settings.shutdown_timeout
+        for thread in loops:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        run.abandoned.set()
+        self._saver.take_over(run, self._settings.shutdown_timeout)
+        with run.changed:
+            run.over = True
+            run.changed.notify_all()
+        # Halted: no claim thread starts the listener from now on.
+        if run.listener is not None and run.listening:
+            helpers = [*helpers, run.listener]
+        for thread in helpers:
+            thread.join(_THREAD_GRACE_SECONDS)
+
+    # --- the claim threads ----------------------------------------------------
+
+    def _claim_loop(self, run: Run) -> None:
+        """Claim and handle jobs until the run halts (or, with `until_idle`,
+        until there is nothing to claim)."""
+        poll = delay = self._settings.poll_interval
+        try:
+            while not run.halt.is_set():
+                run.rearm()
+                try:
+                    # In transaction mode the jobs come back handled and
+                    # saved; a StoreError there rolled the whole batch back.
+                    claimed = self._take_work(run)
+                except StoreError as exc:
+                    if not exc.retryable:
+                        raise
+                    run.retryable("claim", exc, delay)
+                    # The listener's first wake-up after it listens again
+                    # says the server is back: claim at once.
+                    start_listener(run)
+                    delay = self._idle(run, delay)
+                    continue
+                if claimed:
+                    delay = poll
+                    continue
+                if run.halt.is_set():
+                    break  # halted while waiting for a start token
+                start_listener(run)
+                made = (
+                    False
+                    if self._producer is None
+                    else self._producer.make_work(run, idle_since=time.monotonic())
+                )
+                if made:
+                    delay = poll
+                    continue
+                if run.until_idle and made is not None:
+                    due_in = self._next_due(run)
+                    if due_in is None:
+                        return
+                    # Jobs wait for their retry: idle only once they are done.
+                    delay = self._idle(run, delay, due_in)
+                    continue
+                # A delayed job (a retry) is claimed when it is due, not at
+                # the next poll: its release woke no one.
+                delay = self._idle(run, delay, self._next_due(run, soon=delay))
+        finally:
+            close_thread_loop()
+            with run.lock:
+                run.loops_left -= 1
+                last = run.loops_left == 0
+            if last:
+                run.end()
+
+    def _idle(self, run: Run, delay: float, due_in: float | None = None) -> float:
+        """Wait for work: `delay` seconds, or `due_in` if a job is due
+        sooner, or until woken (`run.wakeup`: a job became ready, or the
+        run halts); return the next delay, doubled up to
+        `max_poll_interval`."""
+        self._settings.wait(run.wakeup, delay if due_in is None else min(delay, due_in))
+        return self._backoff(delay)
+
+    def _backoff(self, delay: float) -> float:
+        """The wait after one of `delay` that found nothing (or failed)."""
+        return min(delay * 2, self._settings.max_poll_interval)
+
+    def _next_due(self, run: Run, soon: float = _SOON) -> float | None:
+        """With nothing to claim: None if no job of the destination is
+        `ready`, else about how many seconds until one is due (a delayed
+        retry), or `soon` for one due already (another claimer was taking
+        it, or holds it in an uncommitted claim). A retryable error counts
+        as "not known yet": `soon`."""
+        try:
+            due = self._repository.next_due(self._destination)
+        except StoreError as exc:
+            if not exc.retryable:
+                raise
+            run.retryable("next_due", exc)
+            return soon
+        if due is None:
+            return None
+        due_in = (due - utc(self._settings.clock())).total_seconds()
+        return due_in if due_in > 0 else soon
+
+    def _take_work(self, run: Run) -> int:
+        """Claim jobs and work through them; return how many were claimed
+        (0: nothing to claim). A `StoreError` raised here is the claim's, or
+        in transaction mode any (the batch rolled back); the leased mode's
+        saves retry their own."""
+        # A count, not the jobs: the caller keeping a batch alive through
+        # the next one would double the objects the garbage collector sees.
+        if self._settings.in_transaction:
+            return self._work_held(run)
+        jobs = self._claim(run)
+        if jobs:
+            self._work_through(run, jobs)
+        return len(jobs)
+
+    def _claim(self, run: Run) -> list[FullText]:
+        """Claim up to `batch_size` jobs; under a rate limit, no more than
+        the start tokens granted, waiting for one if there is none (an
+        empty list if the run halts meanwhile)."""
+        n = self._batch_size
+        if self._take_tokens is not None:
+            n = self._take_tokens(run)
+            if not n:
+                return []
+        if n == 1:
+            try:
+                return [self._repository.get_ready_job(self._destination)]
+            except NoJobs:
+                return []
+        return self._repository.claim_ready(self._destination, n)
+
+    def _work_held(self, run: Run) -> int:
+        """Transaction mode: hold up to `batch_size` jobs (`hold_ready`),
+        handle them one after another and leave the block, which writes
+        each outcome once and commits; return how many were held (0:
+        nothing to claim). Once the run halts no handler is started: the
+        jobs not handled are left `running` in the block, which does not
+        write them, so they stay `ready`. Any error leaving the block rolls
+        the batch back: its jobs stay `ready`, their attempts not counted."""
+        n = self._batch_size
+        if self._take_tokens is not None:
+            n = self._take_tokens(run)
+            if not n:
+                return 0
+        refused: set[uuid.UUID] = set()
+        try:
+            with self._repository.hold_ready(self._destination, n) as jobs:
+                if jobs:
+                    run.count("claimed", len(jobs))
+                base = context_fields()  # as in `_work_through`
+                for job in jobs:
+                    if run.halt.is_set():
+                        break
+                    token = _log_fields.set(JobFields(base, job.id))
+                    try:
+                        settle(job, self._judge(job))
+                    finally:
+                        _log_fields.reset(token)
+        except StaleJobs as exc:
+            # Another writer changed a held row (which the row locks make
+            # rare): those outcomes were refused, the others committed.
+            refused = set(exc.refused)
+            run.count("lost_claims", len(refused))
+        saved = Counter(
+            saved_as(job)
+            for job in jobs
+            if job.status is not JobStatus.RUNNING and job.id not in refused
+        )
+        for name, count in saved.items():
+            run.count(name, count)
+        return len(jobs)
+
+    def _work_through(self, run: Run, jobs: list[FullText]) -> None:
+        """Handle claimed jobs one after another, then save their outcomes
+        together. Once the run halts no handler is started: jobs not yet
+        handled are released. Once a heartbeat finds a claim of the batch
+        lost no handler is started either: the batch's lease ran out, and
+        its jobs are another delivery's now (see `OutcomeSaver.save_held`)."""
+        run.count("claimed", len(jobs))
+        # A heartbeat marks a lost claim and counts it in `run.losses`; the
+        # batch is looked through only once that count has moved.
+        losses = run.losses
+        held = self._hold(run, jobs, self._heartbeat_interval)
+        # The thread's log context, to which each handler call adds its job.
+        base = context_fields()
+        handled: tuple[Held, Verdict] | None = None  # an outcome not yet recorded
+        for entry in held:
+            # One lock round a job: record the last one's outcome, start this one.
+            with run.lock:
+                if handled is not None:
+                    record(*handled)
+                    handled = None
+                if (
+                    run.halt.is_set()
+                    or entry.stage is Stage.TAKEN
+                    or (run.losses != losses and any(other.lost for other in held))
+                ):
+                    break
+                entry.stage = Stage.RUNNING
+            # `log_context(job_id=...)` without its checks and its copy of
+            # the context, which cost a no-op job a few percent of its time.
+            token = _log_fields.set(JobFields(base, entry.job.id))
+            try:
+                handled = (entry, self._judge(entry.job))
+            finally:
+                _log_fields.reset(token)
+        if handled is not None:
+            with run.lock:
+                record(*handled)
+        self._save_held(run, held)
+
+
+class OutcomeSaver:
+    """Saves the outcomes of claimed jobs in `repository`, each under its
+    claim: a claim thread's after its batch (`save_held`), and the
+    shutdown's (`take_over`). Which of the two saves a job is settled under
+    the run's lock by `inflight.to_save` and `inflight.take_over`; see
+    `inflight` for why an outcome is thus saved once.
+
+    A retryable `StoreError` is retried every `poll_interval` seconds,
+    doubling up to `max_poll_interval` (paused by `wait`), until the save
+    succeeds or the shutdown gives up; `clock` stamps the jobs released."""
+
+    def __init__(  # noqa: PLR0913 - a save's store, stamps and retries
+        self,
+        repository: Repository,
+        destination: str,
+        *,
+        clock: Callable[[], datetime],
+        poll_interval: float,
+        max_poll_interval: float,
+        wait: Wait,
+    ) -> None:
+        self._repository = repository
+        self._destination = destination
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._max_poll_interval = max_poll_interval
+        self._wait = wait
+
+    def take_over(self, run: Run, waited: float) -> None:
+        """The shutdown's save, after the claim threads were waited for
+        `waited` seconds: release every job still held whose handler has
+        not finished, and save the outcomes that wait to be saved, so that
+        no job is left running (`inflight.take_over`). A handler still
+        running keeps going in its daemon thread; its save will be
+        refused."""
+        for held, outcome in take_over(run, self._released, waited):
+            try:
+                self._repository.save_fulltext(outcome)
+            except LostClaim:
+                self._lost(run, held)
+            except StoreError as exc:
+                # The lease will bring the job back.
+                _log.warning("job %s: could not save it at shutdown: %s", held.job.id, exc)
+            except Exception:  # noqa: BLE001 - logged; the run is ending
+                _log.exception("job %s: could not save it at shutdown", held.job.id)
+            else:
+                run.count(saved_as(outcome))
+            with run.lock:
+                run.held.discard(held)
+
+    def _released(self, job: FullText) -> FullText:
+        released = job.copy()
+        released.release(self._clock())
+        return released
+
+    def save_held(self, run: Run, held: list[Held]) -> None:
+        """Save the outcomes of `held` that the claim thread takes
+        (`inflight.to_save`), and release those whose handler never
+        started; if the save fails, leave them to the shutdown."""
+        with run.lock:
+            entries, outcomes, dropped = to_save(held, self._released)
+        if dropped:
+            run.count("dropped", dropped)
+            _log.warning(
+                "%s: %d claimed job(s) not started: a heartbeat found their batch's claim lost",
+                self._destination,
+                dropped,
+            )
+        try:
+            self._save(run, entries, outcomes)
+        except BaseException:
+            # What was not saved is left for the shutdown to try again.
+            with run.lock:
+                unsaved(entries)
+            raise
+        run.forget(held)
+
+    def _save(self, run: Run, entries: list[Held], outcomes: list[FullText]) -> None:
+        """Save `outcomes`, those of `entries` in step, each under its
+        claim, retrying after a retryable error until the save succeeds or
+        the shutdown gives up.
+
+        Each job of a batch is saved under its own claim, in one call: a
+        job whose claim was lost is refused alone (`StaleJobs` names it),
+        and the others are saved."""
+        if not outcomes:
+            return
+        delay = self._poll_interval
+        while True:
+            try:
+                if len(outcomes) == 1:
+                    self._repository.save_fulltext(outcomes[0])
+                else:
+                    # Each job under its own claim: a lost one is refused
+                    # alone, and the others are saved with it.
+                    self._repository.save_many(outcomes, atomic=False)
+            except StaleJobs as exc:
+                self._saved_but(run, entries, outcomes, set(exc.refused))
+                return
+            except LostClaim:
+                self._lost(run, entries[0])
+                return
+            except StoreError as exc:
+                if not exc.retryable:
+                    raise
+                run.retryable("save", exc, delay)
+                if self._wait(run.abandoned, delay):
+                    _log.error(
+                        "gave up saving %d job(s) at shutdown; their leases will bring them back",
+                        len(outcomes),
+                    )
+                    run.forget(entries)
+                    return
+                delay = min(delay * 2, self._max_poll_interval)
+            else:
+                self._saved_but(run, entries, outcomes, set())
+                return
+
+    def _saved_but(
+        self, run: Run, entries: list[Held], outcomes: list[FullText], refused: set[uuid.UUID]
+    ) -> None:
+        """Count the `outcomes` saved, and the `refused` ones lost (the
+        caller, `save_held`, then stops holding all `entries`)."""
+        saved = outcomes
+        if refused:
+            saved = []
+            for entry, job in zip(entries, outcomes, strict=True):
+                if job.id in refused:
+                    self._lost(run, entry)
+                else:
+                    saved.append(job)
+        for name, n in Counter(map(saved_as, saved)).items():
+            run.count(name, n)
+
+    def _lost(self, run: Run, held: Held) -> None:
+        run.count("lost_claims")
+        run.forget([held])
+        if held.late is not None:
+            _log.info(
+                "job %s (item %s): the late result of a handler that outlived the shutdown "
+                "was refused; the job had been released",
+                held.job.id,
+                held.job.item_id,
+            )
+        else:
+            _log.warning(
+                "job %s (item %s): the claim was lost (its lease ran out); another "
+                "delivery owns the job, and this result was not saved",
+                held.job.id,
+                held.job.item_id,
+            )

@@ -1,0 +1,256 @@
+"""Running a handler on a job, and the verdict on how the job ends.
+
+`HandlerRunner.judge` runs the handler on a copy of a job and returns a
+`Verdict`; `settle` applies one to a job. Neither saves anything nor needs
+a worker's threads, so both can be tried alone.
+
+How a handler's end decides the job's: returning normally finishes the
+job; raising `SkipJob` skips it; raising `FailJob` fails it at once; any
+other exception is retried by the worker's `RetryPolicy`: the job goes back
+to `ready`, not to be claimed before a backoff has passed, until it has had
+the policy's `max_attempts` attempts, and then fails. Either way the
+exception's type and message are in `last_error`.
+
+Async handlers: a handler may be a coroutine function (or return any
+awaitable). Each claim thread then runs it to completion on an event loop of
+its own, made on first use and closed when the thread ends
+(`close_thread_loop`); `concurrency` threads run that many coroutines at
+once. Resources bound to a loop (an HTTP client session, say) should be
+made inside the handler, or per thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import enum
+import inspect
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+
+from fulltext_jobs.domain import MAX_TIMESTAMP, FullText, utc
+from fulltext_jobs.retry import RetryPolicy
+from fulltext_jobs.worker.stats import FailJob, Handler, SkipJob, WorkerObserver
+
+# The package's logger (see `fulltext_jobs.worker.core`).
+_log = logging.getLogger("fulltext_jobs.worker")
+
+
+class Ending(enum.Enum):
+    """How a handled job ends."""
+
+    FINISH = enum.auto()
+    SKIP = enum.auto()
+    FAIL = enum.auto()
+    RELEASE = enum.auto()  # back to ready, to be retried
+
+
+# How a handled job ends, when (the worker's clock), from when it may be
+# retried (RELEASE only), and the error to record (FAIL and RELEASE). A
+# tuple, not a dataclass: one is made for every job.
+Verdict = tuple[Ending, datetime, datetime | None, str | None]
+
+
+class HandlerRunner:
+    """Runs `handler` on jobs of `destination` and judges how each ends:
+    by `retry` when it raised, within `timeout` seconds if given (None: no
+    limit), stamped by `clock`; tells `observer` how long each call took."""
+
+    __slots__ = ("_clock", "_destination", "_handler", "_metrics", "_retry", "_timeout")
+
+    def __init__(  # noqa: PLR0913 - what a handler call depends on
+        self,
+        handler: Handler,
+        *,
+        destination: str,
+        retry: RetryPolicy,
+        timeout: float | None,
+        clock: Callable[[], datetime],
+        observer: WorkerObserver | None,
+    ) -> None:
+        self._handler = handler
+        self._destination = destination
+        self._retry = retry
+        self._timeout = timeout
+        self._clock = clock
+        self._metrics = observer
+
+    def judge(self, job: FullText) -> Verdict:
+        """Run the handler on a copy of `job`, and say how the job ends
+        according to how the handler ended (see `settle`)."""
+        began = time.monotonic()
+        try:
+            if self._timeout is None:
+                result = self._handler(job.copy())
+                # Most handlers return None: spare them the awaitable test.
+                if result is not None and inspect.isawaitable(result):
+                    _thread_loop().run_until_complete(result)
+            else:
+                self._call_within(job, self._timeout)
+        except SkipJob as exc:
+            _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
+            return Ending.SKIP, self._clock(), None, None
+        except FailJob as exc:
+            _log.warning("job %s (item %s) failed (FailJob): %s", job.id, job.item_id, exc)
+            return Ending.FAIL, self._clock(), None, describe(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure of the handler fails or retries the job
+            now = self._clock()
+            if self._retry.gives_up(job.attempts):
+                _log.warning(
+                    "job %s (item %s) failed",
+                    job.id,
+                    job.item_id,
+                    exc_info=exc,
+                )
+                return Ending.FAIL, now, None, describe(exc)
+            due = _later(utc(now), self._retry.delay(job.attempts))
+            _log.warning(
+                "job %s (item %s) failed (attempt %d of %d); retrying at %s",
+                *(job.id, job.item_id, job.attempts, self._retry.max_attempts),
+                due.isoformat(),
+                exc_info=exc,
+            )
+            return Ending.RELEASE, now, due, describe(exc)
+        else:
+            return Ending.FINISH, self._clock(), None, None
+        finally:
+            if self._metrics is not None:
+                self._metrics.observe_handler(self._destination, time.monotonic() - began)
+
+    def _call_within(self, job: FullText, timeout: float) -> None:
+        """Run the handler on a copy of `job`, for at most `timeout`
+        seconds; raise what it raised, or `TimeoutError` if it ran past.
+
+        A coroutine function runs on this thread's loop and is cancelled
+        at the timeout (a coroutine that blocks the loop cannot be, and is
+        waited for). Any other handler runs in a thread of its own, which
+        Python cannot stop: past the timeout it is left to run (a daemon),
+        and whatever it then returns or raises is dropped, never saved or
+        counted; the job's outcome is the timeout's."""
+        copy = dataclasses.replace(job)
+        if inspect.iscoroutinefunction(self._handler):
+            try:
+                _thread_loop().run_until_complete(asyncio.wait_for(self._handler(copy), timeout))
+            except TimeoutError:
+                raise _timed_out(timeout) from None
+            return
+        ended: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                result = self._handler(copy)
+                if inspect.isawaitable(result):
+                    # Not this thread's loop: the claim thread's own is not
+                    # to be touched from here.
+                    asyncio.run(_awaited(result))
+            except BaseException as exc:  # noqa: BLE001 - handed to the claim thread
+                ended.append(exc)
+            else:
+                ended.append(None)
+
+        context = contextvars.copy_context()  # the log context follows the job
+        thread = threading.Thread(
+            target=context.run, args=(call,), name=f"fulltext-jobs-handler-{job.id}", daemon=True
+        )
+        thread.start()
+        thread.join(timeout)
+        if not ended:
+            _log.warning(
+                "job %s (item %s): its handler ran past its timeout of %g s; it is left "
+                "running, and what it does now is not saved",
+                job.id,
+                job.item_id,
+                timeout,
+            )
+            raise _timed_out(timeout)
+        if ended[0] is not None:
+            raise ended[0]
+
+
+def settle(job: FullText, verdict: Verdict) -> None:
+    """End `job` as `verdict` says: finished, skipped or failed at its time,
+    or released to be retried after its due time, with its error."""
+    ending, now, due, error = verdict
+    if ending is Ending.FINISH:
+        job.finish(now)
+    elif ending is Ending.SKIP:
+        job.skip(now)
+    elif ending is Ending.FAIL:
+        job.fail(now, error=error)
+    else:
+        job.release(now, not_before=due, error=error)
+
+
+def describe(exc: BaseException) -> str:
+    """The exception as one line: its type, and its message if it has one."""
+    message = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name
+
+
+class JobFields(Mapping[str, str]):
+    """The log context of a handler call: the thread's own (`base`) and the
+    job's id, which is written out only when a record is formatted. What
+    `log_context(job_id=...)` would set, at a third of its cost a job."""
+
+    __slots__ = ("_base", "_job_id")
+
+    def __init__(self, base: Mapping[str, str], job_id: uuid.UUID) -> None:
+        self._base = base
+        self._job_id = job_id
+
+    def __getitem__(self, key: str) -> str:
+        if key == "job_id":
+            return str(self._job_id)
+        return self._base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (key for key in self._base if key != "job_id")
+        yield "job_id"
+
+    def __len__(self) -> int:
+        return len(self._base) + ("job_id" not in self._base)
+
+
+# Each claim thread's own event loop, for async handlers.
+_loops = threading.local()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """This thread's event loop, made on first use."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop
+
+
+def close_thread_loop() -> None:
+    """Close this thread's event loop, if it made one: a claim thread
+    calls it as it ends."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    _loops.loop = None
+
+
+def _timed_out(timeout: float) -> TimeoutError:
+    """The error a job that ran past its time limit records."""
+    return TimeoutError(f"the handler timed out after {timeout:g} s")
+
+
+async def _awaited(awaitable: Awaitable[object]) -> None:
+    await awaitable
+
+
+def _later(now: datetime, delay: timedelta) -> datetime:
+    """`now + delay`, or the last moment every store holds if that is later."""
+    try:
+        return min(now + delay, MAX_TIMESTAMP)
+    except OverflowError:
+        return MAX_TIMESTAMP

@@ -1,0 +1,95 @@
+"""What a worker tells its caller: the handler's signals (`SkipJob`,
+`FailJob`), the counts of a run (`WorkerStats`), and the observer that is
+told every count as it happens (`WorkerObserver`, which
+`fulltext_jobs.metrics.WorkerMetrics` implements)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from fulltext_jobs.domain import FullText, JobStatus
+
+#: What a worker runs on each job: a function, or a coroutine function (an
+#: awaitable it returns is run to completion). Its return value is ignored.
+Handler = Callable[[FullText], object]
+
+
+class SkipJob(Exception):  # noqa: N818 - reads as an instruction to the worker
+    """Raised by a handler: this job has nothing to do (an item without full
+    text, say). The worker marks it `skipped`; the message, if any, is
+    logged."""
+
+
+class FailJob(Exception):  # noqa: N818 - reads as an instruction to the worker
+    """Raised by a handler: this job cannot succeed (a 404, a malformed
+    text), so retrying is pointless. The worker marks it `failed` at once,
+    whatever attempts are left, with the message in `last_error`."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """What a run of a worker did, job by job.
+
+    `claimed` counts the jobs the worker claimed. `finished`, `failed`,
+    `skipped` and `released` count saves that the ledger accepted.
+    `lost_claims` counts saves (and releases) it refused because the claim
+    had ended: the lease ran out and the job was rescued or claimed again, or
+    the shutdown released the job while its handler ran. `retryable_errors`
+    counts retryable `StoreError`s, each followed by a backoff or a retry.
+    `heartbeats` counts the leases extended. `dropped` counts claimed jobs
+    whose handlers were never started because a heartbeat had found a claim
+    of their batch lost: the worker no longer owned the batch, so it left
+    those jobs to their new owner (or released them, if still held).
+    `enqueued` and `rescued` are the producer's (`produce=True`): jobs
+    created, and expired jobs given back. `retried` counts jobs whose
+    handler raised and that went back to `ready` to be retried after a
+    backoff (a job that fails for good counts as `failed`).
+    """
+
+    claimed: int = 0
+    finished: int = 0
+    failed: int = 0
+    skipped: int = 0
+    released: int = 0
+    lost_claims: int = 0
+    retryable_errors: int = 0
+    heartbeats: int = 0
+    dropped: int = 0
+    enqueued: int = 0
+    rescued: int = 0
+    retried: int = 0
+
+
+class WorkerObserver(Protocol):
+    """What a worker tells as it runs, for metrics: all it needs of
+    `fulltext_jobs.metrics.WorkerMetrics`, so that the worker does not
+    depend on prometheus_client, and a test or another exporter can stand
+    in for it."""
+
+    def declare(self, destination: str) -> None:
+        """A worker for `destination` was made (before anything happens)."""
+
+    def count(self, destination: str, name: str, n: int = 1) -> None:
+        """`n` more of the `WorkerStats` field `name`."""
+
+    def observe_handler(self, destination: str, seconds: float) -> None:
+        """One handler call took `seconds`, whatever came of it."""
+
+
+# The counter kept for each status a saved job can have.
+_SAVED_AS: Final[dict[JobStatus, str]] = {
+    JobStatus.FINISHED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.SKIPPED: "skipped",
+    JobStatus.READY: "released",
+}
+
+
+def saved_as(job: FullText) -> str:
+    """The counter of a saved outcome: a job back to ready with a delay is
+    retried, without one released."""
+    if job.status is JobStatus.READY and job.not_before is not None:
+        return "retried"
+    return _SAVED_AS[job.status]
