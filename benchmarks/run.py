@@ -422,9 +422,7 @@ def bench_create(bench: Bench, args: argparse.Namespace) -> Table:
 # --- c. claim --------------------------------------------------------------
 
 
-def claim_latency(
-    bench: Bench, finished: int, runs: int, calls: int, *, delayed: int = 0
-) -> float:
+def claim_latency(bench: Bench, finished: int, runs: int, calls: int, *, delayed: int = 0) -> float:
     bench.ready_jobs(runs * calls + 10, finished=finished, delayed=delayed)
     repo = bench.repo()
     repo.get_ready_job(DESTINATION)  # warm-up: connection, schema check, prepared statement

@@ -79,9 +79,7 @@ class LanguageGuess(Base):
 
 def repository(engine: sa.Engine) -> SqlAlchemyRepository:
     """The ledger over the app's own items: only those with metadata."""
-    return SqlAlchemyRepository(
-        engine, items=ItemSource(Item, eligible=Item.api.is_not(None))
-    )
+    return SqlAlchemyRepository(engine, items=ItemSource(Item, eligible=Item.api.is_not(None)))
 
 
 def guess_language(text: str) -> str:

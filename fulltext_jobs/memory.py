@@ -480,9 +480,7 @@ class InMemoryRepository(Repository):
         with self._lock:
             return audit_jobs(self._jobs.values(), self._item_set, settings, now, destination)
 
-    def _release_unleased(
-        self, older_than: timedelta, destination: str | None
-    ) -> list[uuid.UUID]:
+    def _release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)
         with self._lock:
             released = []

@@ -185,9 +185,7 @@ def _older_revisions() -> frozenset[str]:
     from alembic.script import ScriptDirectory  # noqa: PLC0415 - see _import_alembic
 
     script = ScriptDirectory.from_config(config)
-    return frozenset(
-        r.revision for r in script.walk_revisions() if r.revision != SCHEMA_REVISION
-    )
+    return frozenset(r.revision for r in script.walk_revisions() if r.revision != SCHEMA_REVISION)
 
 
 def check_schema(connection: Connection, where: str) -> SchemaState:

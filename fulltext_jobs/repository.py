@@ -411,9 +411,7 @@ class Repository(abc.ABC):
                     finished_as_held = False
                     stored = check_job(job)
                     if not out.same_job(stored):
-                        msg = (
-                            f"job {job.id} is not one hold_ready handed out, as it was handed out"
-                        )
+                        msg = f"job {job.id} is not one hold_ready handed out, as it was handed out"
                         raise InvalidInput(msg)
                 moved.append(job)
                 checked.append(stored)
@@ -734,9 +732,7 @@ class Repository(abc.ABC):
         """As `audit`, with the settings checked."""
 
     @abc.abstractmethod
-    def _release_unleased(
-        self, older_than: timedelta, destination: str | None
-    ) -> list[uuid.UUID]:
+    def _release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         """As `release_unleased`."""
 
     def _listen(self, destination: str) -> ReadyListener | None:  # noqa: ARG002 - for adapters
@@ -918,9 +914,7 @@ class AsyncRepository(abc.ABC):
         job.lease_expires = lease
         return lease
 
-    async def rescue_expired(
-        self, destination: str | None = None, *, max_attempts: int = 3
-    ) -> int:
+    async def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
         """As `Repository.rescue_expired`."""
         return len(await self.rescue_expired_jobs(destination, max_attempts=max_attempts))
 
@@ -1098,9 +1092,7 @@ class AsyncRepository(abc.ABC):
         """As `Repository._heartbeat`."""
 
     @abc.abstractmethod
-    async def _rescue_expired(
-        self, destination: str | None, max_attempts: int
-    ) -> list[uuid.UUID]:
+    async def _rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
         """As `Repository._rescue_expired`."""
 
     @abc.abstractmethod

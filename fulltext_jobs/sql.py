@@ -678,9 +678,7 @@ class SqlAlchemyRepository(Repository):
                     )
         return sort_problems(problems)
 
-    def _release_unleased(
-        self, older_than: timedelta, destination: str | None
-    ) -> list[uuid.UUID]:
+    def _release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)
         with self._connection("release_unleased") as connection:
             released = connection.execute(

@@ -217,9 +217,7 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _heartbeat(self, job: FullText) -> datetime:
         return await self._call(lambda repo: repo._heartbeat(job))  # noqa: SLF001
 
-    async def _rescue_expired(
-        self, destination: str | None, max_attempts: int
-    ) -> list[uuid.UUID]:
+    async def _rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
         return await self._call(lambda repo: repo._rescue_expired(destination, max_attempts))  # noqa: SLF001
 
     async def _retry(

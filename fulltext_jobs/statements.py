@@ -1109,14 +1109,11 @@ class Statements:
         )
         if destination is not None:
             stmt = stmt.where(ft.c.destination == destination)
-        return (
-            stmt.values(
-                status=sa.cast(sa.literal_column("'ready'"), ft.c.status.type),
-                started=None,
-                claim_token=None,
-                attempts=ft.c.attempts + 1,
-                last_error=UNLEASED_ERROR,
-                version=ft.c.version + 1,
-            )
-            .returning(ft.c.id)
-        )
+        return stmt.values(
+            status=sa.cast(sa.literal_column("'ready'"), ft.c.status.type),
+            started=None,
+            claim_token=None,
+            attempts=ft.c.attempts + 1,
+            last_error=UNLEASED_ERROR,
+            version=ft.c.version + 1,
+        ).returning(ft.c.id)

@@ -143,9 +143,7 @@ def test_an_unmigrated_database_is_reported(tmp_sqlite_url: str):
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(
-    "url", ["mysql://nowhere/db", "not a url", "sqlite+pysqlite:///x.sqlite3"]
-)
+@pytest.mark.parametrize("url", ["mysql://nowhere/db", "not a url", "sqlite+pysqlite:///x.sqlite3"])
 def test_create_async_engine_refuses_what_it_cannot_open(url: str):
     with pytest.raises(InvalidInput):
         fulltext_jobs.create_async_engine(url)

@@ -475,9 +475,9 @@ def test_work_takes_the_lease_and_max_attempts(runner, url, repo, monkeypatch):
     repo.add_items(["a", "b"])
     repo.enqueue_unqueued("d")
     args = ["work", "d", "--handler", "cli_handlers:lease_of_7s", "--lease", "7", "--until-idle"]
-    assert run_json(runner, url, *args, "--max-attempts", "4", "--retry-delay", "2.5")[
-        "finished"
-    ] == 2
+    assert (
+        run_json(runner, url, *args, "--max-attempts", "4", "--retry-delay", "2.5")["finished"] == 2
+    )
     assert made[0]["retry"] == fulltext_jobs.RetryPolicy(
         max_attempts=4, base_delay=timedelta(seconds=2.5)
     )

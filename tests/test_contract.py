@@ -274,9 +274,7 @@ class TestRepositoryContract:
 
     def test_add_items_counts_new_ids_and_ignores_known_ones(self, backend: Backend):
         repo = backend.repo
-        assert isinstance(
-            repo, InMemoryRepository | SqlAlchemyRepository | BlockingAsyncRepository
-        )
+        assert isinstance(repo, InMemoryRepository | SqlAlchemyRepository | BlockingAsyncRepository)
         assert repo.add_items(["a", "b"]) == 2
         assert repo.add_items(["b", "c", "c"]) == 1
         created = {repo.create_job_for_unqueued("lang").item_id for _ in range(3)}
@@ -285,9 +283,7 @@ class TestRepositoryContract:
     @pytest.mark.parametrize("bad", BAD_ITEM_IDS.values(), ids=BAD_ITEM_IDS.keys())
     def test_add_items_with_a_bad_id_adds_nothing(self, backend: Backend, bad):
         repo = backend.repo
-        assert isinstance(
-            repo, InMemoryRepository | SqlAlchemyRepository | BlockingAsyncRepository
-        )
+        assert isinstance(repo, InMemoryRepository | SqlAlchemyRepository | BlockingAsyncRepository)
         with pytest.raises(InvalidInput):
             repo.add_items(["good", bad])
         with pytest.raises(AllQueued):
@@ -1434,9 +1430,7 @@ class TestHostileInputContract:
         )
 
     @pytest.mark.parametrize("call", HOSTILE_CALLS.values(), ids=HOSTILE_CALLS.keys())
-    def test_a_hostile_argument_is_invalid_input_and_writes_nothing(
-        self, clocked: Backend, call
-    ):
+    def test_a_hostile_argument_is_invalid_input_and_writes_nothing(self, clocked: Backend, call):
         jobs = self.scene(clocked)
         before = self.snapshot(clocked, jobs)
         with pytest.raises(InvalidInput):

@@ -193,8 +193,7 @@ def test_a_bulk_enqueue_sends_one_notification_per_destination(
         connection.execute(f"LISTEN {READY_CHANNEL}")
         assert repo.enqueue_unqueued("lang") == 2_000
         received = [
-            notification.payload
-            for notification in connection.notifies(timeout=QUIET_SECONDS * 3)
+            notification.payload for notification in connection.notifies(timeout=QUIET_SECONDS * 3)
         ]
     finally:
         raw.close()
@@ -297,4 +296,3 @@ def test_a_worker_whose_listener_fails_goes_on_polling(retryable: bool):
     stats = worker.run(until_idle=True, install_signal_handlers=False)
     assert stats.finished == 2
     assert Deaf.calls >= 1
-
