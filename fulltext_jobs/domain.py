@@ -446,6 +446,19 @@ def check_flag(value: object, what: str) -> bool:
     return value
 
 
+def as_real(value: object) -> float | None:
+    """`value` as a float if it is a real number (an int or a float, not a
+    bool), NaN and infinities included; None otherwise, and for a whole
+    number too large for a float (which `float()` and `math` would refuse
+    with `OverflowError`). The one way the checks of numbers read one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def check_count(n: object, what: str, maximum: int, minimum: int = 1) -> int:
     """Return `n` if it is an int (not a bool) from `minimum` to `maximum`;
     raise `InvalidInput`, naming `what`, otherwise."""

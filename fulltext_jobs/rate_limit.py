@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Final, NamedTuple
 
-from fulltext_jobs.domain import MAX_CLAIM
+from fulltext_jobs.domain import MAX_CLAIM, as_real
 from fulltext_jobs.errors import InvalidInput
 
 __all__ = [
@@ -75,18 +75,14 @@ def check_rate(rate: object, what: str = "rate") -> float:
     """`rate` as a float if it is a number of tokens a second from
     `MIN_RATE` (one a week) to `MAX_RATE`; raise `InvalidInput` otherwise
     (a bool, NaN, infinity, 0 or less, too small or too large)."""
-    if (
-        isinstance(rate, bool)
-        or not isinstance(rate, int | float)
-        or not math.isfinite(rate)
-        or not MIN_RATE <= rate <= MAX_RATE
-    ):
+    value = as_real(rate)
+    if value is None or not math.isfinite(value) or not MIN_RATE <= value <= MAX_RATE:
         msg = (
             f"{what} must be a number of job starts a second from one a week "
             f"({MIN_RATE:.3g}) to {MAX_RATE:,.0f}, not {rate!r}"
         )
         raise InvalidInput(msg)
-    return float(rate)
+    return value
 
 
 def check_burst(burst: object, what: str = "burst") -> int:

@@ -53,7 +53,8 @@ from fulltext_jobs import (
     SqlAlchemyRepository,
     Worker,
 )
-from fulltext_jobs.cli import _serve, app
+from fulltext_jobs import dashboard as dashboard_module
+from fulltext_jobs.cli import app
 
 # --- hostile values ----------------------------------------------------------------
 
@@ -324,7 +325,8 @@ def check_run(argv: list[str]) -> None:
 def no_serving() -> Iterator[None]:
     """`dashboard` up to its socket, without serving forever: everything
     it checks and binds is exercised; `serve` returns at once."""
-    with mock.patch.object(_serve, "serve", return_value=None):
+    # The command imports the server when it runs: patch it where it lives.
+    with mock.patch.object(dashboard_module, "serve", return_value=None):
         yield
 
 
@@ -643,15 +645,6 @@ def test_a_sqlite_path_of_any_text_is_opened_or_refused_with_a_typed_error(
         pass
 
 
-#: Worker's checks live in `fulltext_jobs/worker.py`, which is being split
-#: into a package: the checks it lacks are marked, to be unmarked there.
-WORKER_MISSING = {
-    # A whole number too big for a float: OverflowError, not InvalidInput.
-    *("poll_interval", "max_poll_interval", "shutdown_timeout", "sweep_interval"),
-    *("rate_limit", "timeout", "heartbeat_interval"),
-    # Not a WorkerMetrics: AttributeError when the worker declares its series.
-    "metrics",
-}
 WORKER_ARGUMENTS = (
     *("concurrency", "batch_size", "in_transaction", "poll_interval", "max_poll_interval"),
     *("shutdown_timeout", "produce", "sweep_interval", "retry", "rate_limit", "rate_burst"),
@@ -659,23 +652,9 @@ WORKER_ARGUMENTS = (
 )
 
 
-@pytest.mark.parametrize(
-    "argument",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True, reason="worker.py lacks this check (being split into a package)"
-            ),
-        )
-        if name in WORKER_MISSING
-        else name
-        for name in (*WORKER_ARGUMENTS, "repository", "destination", "handler")
-    ],
-)
+@pytest.mark.parametrize("argument", [*WORKER_ARGUMENTS, "repository", "destination", "handler"])
 def test_the_worker_refuses_wrong_types_with_a_typed_error(argument: str) -> None:
-    """Every argument of `Worker(...)`, each wrong-typed value in turn (all
-    of them, so that the marks above are exact)."""
+    """Every argument of `Worker(...)`, each wrong-typed value in turn."""
     escaped = []
     for value in WRONG_TYPED:
         repo = InMemoryRepository(["item-1"])

@@ -18,6 +18,7 @@ from fulltext_jobs.worker.heartbeat import Heartbeat
 from fulltext_jobs.worker.inflight import Run
 from fulltext_jobs.worker.settings import WorkerSettings
 from fulltext_jobs.worker.stats import WorkerObserver
+from fulltext_jobs.worker.waiting import REPEAT_SECONDS, Waiting, WaitLog, WaitReason
 
 DEST = "language-detection"
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -57,7 +58,8 @@ def claimed(repo: InMemoryRepository) -> FullText:
 
 
 def a_run() -> Run:
-    return Run(destination=DEST, until_idle=False, loops=1)
+    waits = WaitLog(DEST, clock=lambda: datetime.now(UTC), until_idle=False)
+    return Run(destination=DEST, until_idle=False, loops=1, waits=waits)
 
 
 def test_a_heartbeat_falls_due_a_third_of_the_lease_after_the_claim():
@@ -156,7 +158,7 @@ def test_the_verdicts_of_a_handler_with_no_threads():
     job = claimed(InMemoryRepository())
     observer = Observer()
     assert runner(lambda _job: None, observer).judge(job) == (Ending.FINISH, START, None, None)
-    assert runner(raising(SkipJob("empty"))).judge(job) == (Ending.SKIP, START, None, None)
+    assert runner(raising(SkipJob("empty"))).judge(job) == (Ending.SKIP, START, None, "empty")
     assert runner(raising(FailJob("404\n gone"))).judge(job) == (
         Ending.FAIL,
         START,
@@ -213,3 +215,57 @@ def test_a_worker_tells_any_observer():
     assert stats.finished == 3
     assert sum(n for _, name, n in observer.counts if name == "finished") == 3
     assert len(observer.calls) == 3
+
+
+# --- what an idle worker waits for ------------------------------------------------
+
+
+class Ticks:
+    """A monotonic clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_wait_log_keeps_the_current_wait_and_says_each_change(caplog):
+    clock = FakeClock(datetime(2026, 12, 5, 12, 0, tzinfo=UTC))
+    ticks = Ticks()
+    waits = WaitLog(DEST, clock=clock, until_idle=False, monotonic=ticks)
+    caplog.set_level("INFO", logger="fulltext_jobs.worker")
+    assert waits.current is None
+    waits.wait(WaitReason.EMPTY)
+    began = clock()
+    assert waits.current == Waiting(WaitReason.EMPTY, began)
+    clock.advance(seconds=5)
+    waits.wait(WaitReason.EMPTY)  # the same wait: since stays, nothing said
+    assert waits.current == Waiting(WaitReason.EMPTY, began)
+    waits.wait(WaitReason.RETRY, 90.0)
+    assert waits.current == Waiting(WaitReason.RETRY, clock(), clock() + timedelta(seconds=90))
+    waits.working()
+    assert waits.current is None
+    ticks.now += REPEAT_SECONDS / 2
+    waits.wait(WaitReason.RETRY, 10.0)  # said a moment ago: not again
+    ticks.now += REPEAT_SECONDS
+    waits.working()
+    waits.wait(WaitReason.RETRY, 10.0)  # said long ago: again
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert messages == [
+        ("INFO", f"no job of {DEST} is ready; waiting for one"),
+        ("INFO", f"jobs of {DEST} wait for a retry; the next is due at 12:01:35 UTC"),
+        ("INFO", f"jobs of {DEST} wait for a retry; the next is due at 12:00:15 UTC"),
+    ]
+
+
+def test_a_run_until_idle_says_it_waits_for_retries_as_a_warning(caplog):
+    clock = FakeClock(datetime(2026, 12, 5, 12, 0, tzinfo=UTC))
+    waits = WaitLog(DEST, clock=clock, until_idle=True)
+    waits.wait(WaitReason.RETRY, 60.0)
+    waits.wait(WaitReason.RATE_LIMIT)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", f"jobs of {DEST} wait for a retry; the next is due at 12:01:00 UTC"),
+    ]
+    assert waits.current is not None
+    assert waits.current.reason is WaitReason.RATE_LIMIT

@@ -32,7 +32,11 @@ with `produce=True` the producer fills the queue and rescues expired jobs
 - `listener`: the ready listener thread;
 - `producer`: the producer and rescuer, and the rate limit's token waiter;
 - `stats`: `WorkerStats`, `SkipJob`, `FailJob`, `Handler`, and the
-  `WorkerObserver` protocol that metrics implement.
+  `WorkerObserver` protocol that metrics implement;
+- `waiting`: what an idle worker waits for (`Worker.waiting`), and the log
+  lines that say so;
+- `signals`: SIGINT and SIGTERM: the first stops a run gracefully, the
+  second at once.
 
 The names below are the package's API; the modules' own names may change.
 """
@@ -40,6 +44,7 @@ The names below are the package's API; the modules' own names may change.
 from fulltext_jobs.worker.core import Worker
 from fulltext_jobs.worker.settings import MAX_CONCURRENCY, MAX_SECONDS
 from fulltext_jobs.worker.stats import FailJob, Handler, SkipJob, WorkerStats
+from fulltext_jobs.worker.waiting import Waiting, WaitReason
 
 __all__ = [
     "MAX_CONCURRENCY",
@@ -47,6 +52,8 @@ __all__ = [
     "FailJob",
     "Handler",
     "SkipJob",
+    "WaitReason",
+    "Waiting",
     "Worker",
     "WorkerStats",
 ]

@@ -45,15 +45,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from types import FrameType
-from typing import Any, Final
+from typing import Final
 
 from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, FullText, JobStatus, utc
 from fulltext_jobs.errors import JobsError, LostClaim, NoJobs, StaleJobs, StoreError
@@ -61,6 +59,7 @@ from fulltext_jobs.logs import _context as _log_fields
 from fulltext_jobs.logs import context_fields, log_context
 from fulltext_jobs.repository import Repository
 from fulltext_jobs.retry import RetryPolicy
+from fulltext_jobs.worker import signals
 from fulltext_jobs.worker.handlers import (
     HandlerRunner,
     JobFields,
@@ -73,15 +72,20 @@ from fulltext_jobs.worker.inflight import Held, Run, Stage, record, take_over, t
 from fulltext_jobs.worker.listener import ReadyWatch, start_listener
 from fulltext_jobs.worker.producer import Producer, TokenWaiter
 from fulltext_jobs.worker.settings import Wait, WorkerSettings
-from fulltext_jobs.worker.stats import Handler, WorkerObserver, WorkerStats, saved_as
+from fulltext_jobs.worker.stats import (
+    Handler,
+    WorkerObserver,
+    WorkerStats,
+    check_observer,
+    saved_as,
+)
+from fulltext_jobs.worker.waiting import Waiting, WaitLog, WaitReason
 
 # The package's logger, not this module's: deployments filter and route the
 # worker's records by the name they had before the worker was a package.
 _log = logging.getLogger("fulltext_jobs.worker")
 
-_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
-
-#: How often `run()` looks at the flag its signal handlers set.
+#: How often `run()` looks at the count its signal handlers keep.
 _TICK_SECONDS: Final = 0.05
 
 #: The shortest wait, in seconds, for a ready job that was not claimable.
@@ -221,7 +225,7 @@ class Worker:
             clock=utc if clock is None else clock,
             wait=threading.Event.wait if wait is None else wait,
         )
-        self._metrics = metrics
+        self._metrics = metrics = check_observer(metrics)
         if metrics is not None:
             metrics.declare(settings.destination)
         repository, destination = settings.repository, settings.destination
@@ -336,6 +340,7 @@ class Worker:
                 destination=self._destination,
                 until_idle=until_idle,
                 loops=self._settings.concurrency,
+                waits=WaitLog(self._destination, clock=self._settings.clock, until_idle=until_idle),
                 on_count=None
                 if self._metrics is None
                 else functools.partial(self._metrics.count, self._destination),
@@ -344,36 +349,35 @@ class Worker:
             if self._stopped:
                 return WorkerStats()
             self._running = True
-        previous = self._install_signal_handlers(run) if install_signal_handlers else {}
+        previous = signals.install(run) if install_signal_handlers else {}
+        _log.info(
+            "worker of %s started: %s%s",
+            self._destination,
+            self._settings.summary(),
+            ", until idle" if until_idle else "",
+        )
         try:
             self._run_threads(run)
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+            signals.restore(previous)
             with self._lock:
                 self._running = False
         if run.fatal is not None:
             raise run.fatal
-        return run.stats()
+        stats = run.stats()
+        _log.info("worker of %s stopped: %s", self._destination, stats.summary())
+        return stats
+
+    @property
+    def waiting(self) -> Waiting | None:
+        """What the worker waits for while it has nothing to do (no job is
+        ready, jobs wait for a retry and when the next is due, or the rate
+        limit), or None while it works or is not running: for a live
+        display. Cheap: no call to the repository."""
+        run = self._run
+        return None if run is None or not self._running else run.waits.current
 
     # --- the run: its threads, signals and shutdown ---------------------------
-
-    def _install_signal_handlers(self, run: Run) -> dict[signal.Signals, _SignalHandler]:
-        """Make SIGINT and SIGTERM stop the run, if called in the main thread;
-        return the handlers they replaced."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 - signal's signature
-            # Only a flag: a handler runs in the main thread between two
-            # bytecodes, possibly while that thread holds the very lock
-            # `Event.set` takes, which would deadlock. `_await_end` polls it.
-            run.signalled = True
-
-        previous: dict[signal.Signals, _SignalHandler] = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_signal)
-        return previous
 
     def _run_threads(self, run: Run) -> None:
         """Start the run's threads, wait for its end, and shut it down."""
@@ -405,8 +409,10 @@ class Worker:
         """Wait until the run halts, stopping it when a signal arrived (its
         handler only set `run.signalled`)."""
         while not run.halt.wait(_TICK_SECONDS):
-            if run.signalled:
-                _log.info("signal received: %s is stopping", self._destination)
+            if run.signals:
+                signals.say_stopping(
+                    run, self._settings.shutdown_timeout, counted=not self._settings.in_transaction
+                )
                 self.stop()
 
     def _thread(self, run: Run, target: Callable[[Run], None], name: str) -> threading.Thread:
@@ -444,9 +450,7 @@ class Worker:
         """Let the claim threads finish within `shutdown_timeout`, release what
         they still hold, and end the helper threads."""
         run.end()
-        deadline = time.monotonic() + self._settings.shutdown_timeout
-        for thread in loops:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._join_loops(run, loops)
         run.abandoned.set()
         self._saver.take_over(run, self._settings.shutdown_timeout)
         with run.changed:
@@ -457,6 +461,19 @@ class Worker:
             helpers = [*helpers, run.listener]
         for thread in helpers:
             thread.join(_THREAD_GRACE_SECONDS)
+
+    def _join_loops(self, run: Run, loops: list[threading.Thread]) -> None:
+        """Wait for the claim threads up to `shutdown_timeout`, or only until
+        a signal comes beyond those seen so far (one stopped the run: the
+        next one means "now")."""
+        seen = run.signals
+        deadline = time.monotonic() + self._settings.shutdown_timeout
+        for thread in loops:
+            while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
+                if run.signals > seen:
+                    signals.say_stopping_at_once(run, counted=not self._settings.in_transaction)
+                    return
+                thread.join(min(left, _TICK_SECONDS))
 
     # --- the claim threads ----------------------------------------------------
 
@@ -481,6 +498,7 @@ class Worker:
                     delay = self._idle(run, delay)
                     continue
                 if claimed:
+                    run.waits.working()
                     delay = poll
                     continue
                 if run.halt.is_set():
@@ -538,9 +556,13 @@ class Worker:
             run.retryable("next_due", exc)
             return soon
         if due is None:
+            run.waits.wait(WaitReason.EMPTY)
             return None
         due_in = (due - utc(self._settings.clock())).total_seconds()
-        return due_in if due_in > 0 else soon
+        if due_in <= 0:
+            return soon
+        run.waits.wait(WaitReason.RETRY, due_in)
+        return due_in
 
     def _take_work(self, run: Run) -> int:
         """Claim jobs and work through them; return how many were claimed

@@ -9,7 +9,8 @@ job; raising `SkipJob` skips it; raising `FailJob` fails it at once; any
 other exception is retried by the worker's `RetryPolicy`: the job goes back
 to `ready`, not to be claimed before a backoff has passed, until it has had
 the policy's `max_attempts` attempts, and then fails. Either way the
-exception's type and message are in `last_error`.
+exception's type and message are in `last_error`; a skip records
+`SkipJob`'s message alone, as its reason.
 
 Async handlers: a handler may be a coroutine function (or return any
 awaitable). Each claim thread then runs it to completion on an event loop of
@@ -94,7 +95,9 @@ class HandlerRunner:
                 self._call_within(job, self._timeout)
         except SkipJob as exc:
             _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
-            return Ending.SKIP, self._clock(), None, None
+            # The reason is the message alone: a skip is the handler's
+            # decision, not an error to name by its type.
+            return Ending.SKIP, self._clock(), None, str(exc) or None
         except FailJob as exc:
             _log.warning("job %s (item %s) failed (FailJob): %s", job.id, job.item_id, exc)
             return Ending.FAIL, self._clock(), None, describe(exc)
@@ -179,7 +182,7 @@ def settle(job: FullText, verdict: Verdict) -> None:
     if ending is Ending.FINISH:
         job.finish(now)
     elif ending is Ending.SKIP:
-        job.skip(now)
+        job.skip(now, error=error)
     elif ending is Ending.FAIL:
         job.fail(now, error=error)
     else:

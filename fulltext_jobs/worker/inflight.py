@@ -37,6 +37,7 @@ from fulltext_jobs.domain import FullText
 from fulltext_jobs.errors import StoreError
 from fulltext_jobs.worker.handlers import Verdict, settle
 from fulltext_jobs.worker.stats import WorkerStats
+from fulltext_jobs.worker.waiting import WaitLog
 
 # The package's logger (see `fulltext_jobs.worker.core`).
 _log = logging.getLogger("fulltext_jobs.worker")
@@ -87,6 +88,7 @@ class Run:
         destination: str,
         until_idle: bool,
         loops: int,
+        waits: WaitLog,
         on_count: Callable[[str, int], None] | None = None,
     ) -> None:
         self.destination = destination
@@ -112,9 +114,11 @@ class Run:
         self.counts: Counter[str] = Counter()
         self.fatal: BaseException | None = None
         self.loops_left = loops
-        # Set by the signal handlers, which must not take locks (see
-        # `Worker._install_signal_handlers`); `Worker._await_end` acts on it.
-        self.signalled = False
+        # Counted by the signal handlers, which must not take locks (see
+        # `signals`); `Worker._await_end` and `Worker._shut_down` act on it.
+        self.signals = 0
+        # What the claim threads wait for, when they wait (`Worker.waiting`).
+        self.waits = waits
         # The listener's thread (`Worker(listen=True)`), started by the first
         # claim thread that finds nothing to claim or is about to wait (see
         # `listener.start_listener`), never once the run halts.

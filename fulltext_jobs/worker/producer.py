@@ -14,6 +14,7 @@ from fulltext_jobs.errors import StoreError
 from fulltext_jobs.repository import Repository
 from fulltext_jobs.worker.inflight import Run
 from fulltext_jobs.worker.settings import Wait
+from fulltext_jobs.worker.waiting import WaitReason
 
 # The package's logger (see `fulltext_jobs.worker.core`).
 _log = logging.getLogger("fulltext_jobs.worker")
@@ -149,5 +150,6 @@ class TokenWaiter:
             # worker keeps to the rate exactly. Halting cuts a wait short.
             spread = min(refused, _MAX_TOKEN_SPREAD) / rate * random.random()  # noqa: S311 - jitter
             refused += 1
+            run.waits.wait(WaitReason.RATE_LIMIT)
             self._wait(run.halt, max(tokens.wait, _MIN_TOKEN_WAIT) + spread)
         return 0

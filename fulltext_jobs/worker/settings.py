@@ -15,6 +15,7 @@ from typing import Final
 from fulltext_jobs.domain import (
     DEFAULT_SWEEP_INTERVAL,
     MAX_CLAIM,
+    as_real,
     check_destination,
     check_max_attempts,
     utc,
@@ -122,6 +123,18 @@ class WorkerSettings:
         # Frozen to its readers; only the checks above make values canonical.
         object.__setattr__(self, name, value)
 
+    def summary(self) -> str:
+        """The settings an operator reads in the worker's start line."""
+        return "".join(
+            (
+                f"{self.concurrency} thread(s), batch {self.batch_size}, ",
+                "transaction" if self.in_transaction else "leased",
+                " mode",
+                f", at most {self.rate_limit:g} starts/s" if self.rate_limit else "",
+                ", producing" if self.produce else "",
+            )
+        )
+
     @property
     def sweep(self) -> timedelta:
         """`sweep_interval`, as `Repository.enqueue_new` takes it."""
@@ -170,16 +183,18 @@ def _whole(name: str, value: object, most: int) -> int:
 
 
 def _seconds(name: str, value: object, *, zero: bool = False, infinite: bool = False) -> float:
+    seconds = as_real(value)
     if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or math.isnan(value)
-        or value < 0
-        or (value == 0 and not zero)
-        or (math.isinf(value) and not infinite)
-        or (value > MAX_SECONDS and not math.isinf(value))
+        seconds is None
+        or math.isnan(seconds)
+        or seconds < 0
+        or (seconds == 0 and not zero)
+        or (math.isinf(seconds) and not infinite)
+        or (seconds > MAX_SECONDS and not math.isinf(seconds))
     ):
         kind = "a number of seconds, 0 or more" if zero else "a positive number of seconds"
-        msg = f"{name} must be {kind}, at most {MAX_SECONDS:,} (a week), not {value!r}"
+        # A whole number past a float's range is not spelled out in full.
+        shown = "a larger number" if seconds is None and isinstance(value, int) else repr(value)
+        msg = f"{name} must be {kind}, at most {MAX_SECONDS:,} (a week), not {shown}"
         raise InvalidInput(msg)
-    return float(value)
+    return seconds

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from fulltext_jobs.domain import FullText, JobStatus
+from fulltext_jobs.errors import InvalidInput
 
 #: What a worker runs on each job: a function, or a coroutine function (an
 #: awaitable it returns is run to completion). Its return value is ignored.
@@ -18,8 +19,8 @@ Handler = Callable[[FullText], object]
 
 class SkipJob(Exception):  # noqa: N818 - reads as an instruction to the worker
     """Raised by a handler: this job has nothing to do (an item without full
-    text, say). The worker marks it `skipped`; the message, if any, is
-    logged."""
+    text, say). The worker marks it `skipped`, with the message, if any, in
+    `last_error` as the reason (and logs it)."""
 
 
 class FailJob(Exception):  # noqa: N818 - reads as an instruction to the worker
@@ -61,7 +62,15 @@ class WorkerStats:
     rescued: int = 0
     retried: int = 0
 
+    def summary(self) -> str:
+        """The counts an operator reads in the worker's stop line."""
+        return (
+            f"claimed {self.claimed}, finished {self.finished}, failed {self.failed}, "
+            f"skipped {self.skipped}, retried {self.retried}, released {self.released}"
+        )
 
+
+@runtime_checkable
 class WorkerObserver(Protocol):
     """What a worker tells as it runs, for metrics: all it needs of
     `fulltext_jobs.metrics.WorkerMetrics`, so that the worker does not
@@ -76,6 +85,16 @@ class WorkerObserver(Protocol):
 
     def observe_handler(self, destination: str, seconds: float) -> None:
         """One handler call took `seconds`, whatever came of it."""
+
+
+def check_observer(metrics: object) -> WorkerObserver | None:
+    """`metrics` if it is None or has the three methods of
+    `WorkerObserver`; `InvalidInput` otherwise (the worker would fail on
+    its first count, in a thread of its own)."""
+    if metrics is not None and not isinstance(metrics, WorkerObserver):
+        msg = f"metrics must be a WorkerMetrics (or have its methods), not {metrics!r}"
+        raise InvalidInput(msg)
+    return metrics
 
 
 # The counter kept for each status a saved job can have.
