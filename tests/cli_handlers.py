@@ -61,3 +61,15 @@ def logged(job: FullText) -> None:
     folder = Path(os.environ["ROLLING_LOG_DIR"])
     with (folder / f"{os.getpid()}.log").open("a", encoding="utf-8") as log:
         log.write(f"{job.id}\n")
+
+
+def fail_first(job: FullText) -> None:
+    """Fail a job's first attempt, finish the next: every job is retried
+    once, after the worker's retry delay."""
+    if job.attempts <= 1:
+        raise RuntimeError(f"first attempt at {job.item_id}")
+
+
+def sleepy(_job: FullText) -> None:
+    """Take a minute: a job still in flight when the worker is stopped."""
+    time.sleep(60)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
@@ -20,17 +21,20 @@ from fulltext_jobs.cli._base import (
     UrlOption,
     boundary,
 )
-from fulltext_jobs.cli._output import emit_json, stdout_console, worker_table
+from fulltext_jobs.cli._logging import LogFormat
+from fulltext_jobs.cli._output import emit_json, stderr_console, stdout_console, worker_table
 from fulltext_jobs.cli._serve import prometheus_registry, serve_metrics
 from fulltext_jobs.domain import (
     MAX_LEASE,
+    JobStatus,
 )
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 if TYPE_CHECKING:
-    # Only for annotations: the worker is imported (through `fulltext_jobs`)
-    # when `work` runs, not at start-up.
+    # Only for annotations: the worker and the adapter are imported (through
+    # `fulltext_jobs`) when `work` runs, not at start-up.
+    from fulltext_jobs.sql import SqlAlchemyRepository
     from fulltext_jobs.worker import Handler
 
 
@@ -231,9 +235,31 @@ def work(
             timeout=timeout,
             metrics=metrics,
         )
-        with serving:
+        from fulltext_jobs.cli._progress import WorkProgress  # noqa: PLC0415 - not at start-up
+
+        console = stderr_console()
+        show = console.is_terminal and state.log_format is LogFormat.PLAIN
+        with serving, WorkProgress(worker, destination, console) if show else nullcontext():
             stats = worker.run(until_idle=until_idle)
         if as_json:
             emit_json({"destination": destination, **dataclasses.asdict(stats)})
         else:
             stdout_console().print(worker_table(destination, stats))
+        if until_idle:
+            _hint_running(repo, destination)
+
+
+def _hint_running(repo: SqlAlchemyRepository, destination: str) -> None:
+    """After an idle stop: jobs still `running` are another worker's (this
+    one released what it held), alive or dead. Say so, and how a dead
+    worker's jobs come back, since an idle stop reads as "all done"."""
+    (row,) = repo.stats(destination, unqueued=False) or (None,)
+    running = 0 if row is None else row.counts[JobStatus.RUNNING]
+    if running:
+        logging.getLogger("fulltext_jobs.cli").warning(
+            "%d jobs of %s are still running, held by other workers; if a worker died, "
+            "`fulltext-jobs rescue %s` returns its jobs once their lease has run out",
+            running,
+            destination,
+            destination,
+        )
