@@ -166,3 +166,14 @@ def test_the_cli_reference_covers_every_command_and_option():
         ]
         missing.extend(f"{title} {option}" for option in options if option not in sections[title])
     assert not missing, f"run bash scripts/cli-reference: {missing}"
+
+
+@pytest.mark.postgresql
+def test_the_readme_names_the_postgresql_the_suite_runs_on(postgres_engine):
+    """ "Tested on N" stays true: N is the major version of the server this
+    suite runs against (CI's too)."""
+    with postgres_engine.connect() as connection:
+        number = connection.exec_driver_sql("SHOW server_version_num").scalar_one()
+    major = int(number) // 10_000
+    text = README.read_text(encoding="utf-8")
+    assert re.search(rf"\*\*PostgreSQL: tested on {major}\*\*", text), f"PostgreSQL {major}"

@@ -10,8 +10,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as distribution_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -282,8 +280,12 @@ def _root(
 def package_version() -> str:
     """The installed distribution's version ("unknown" when run from a
     source tree that was never installed)."""
+    # Imported here: importlib.metadata costs a command that never asks
+    # for the version a tenth of its start-up.
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
     try:
-        return distribution_version("fulltext-jobs")
+        return version("fulltext-jobs")
     except PackageNotFoundError:
         return "unknown"
 

@@ -15,7 +15,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     # or a worker need none of them (schema_audit imports SQLAlchemy).
     from rich.progress import Progress, ProgressColumn
 
+    from fulltext_jobs.audit import AuditProblem
     from fulltext_jobs.schema_audit import SchemaProblem
     from fulltext_jobs.worker import WorkerStats
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,6 +13,8 @@ from fulltext_jobs._defaults import DEFAULT_REFRESH
 from fulltext_jobs.cli._base import CommandError, UrlOption, boundary, check_sqlite_file
 
 if TYPE_CHECKING:
+    import socket
+
     from fulltext_jobs.metrics import WorkerMetrics
 
 
@@ -54,6 +55,8 @@ def _bind(host: str, port: int) -> socket.socket:
     """A listening socket on `host`:`port` (0: any free port). Raises
     `CommandError` naming the address if it cannot be bound or `host`
     cannot be a host name."""
+    import socket  # noqa: PLC0415 - only the dashboard listens
+
     sock = None
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(
