@@ -140,6 +140,16 @@ class Backend:
     engine: sa.Engine | None = None
 
 
+class Monotonic:
+    """A monotonic clock the test moves by hand (`now`, in seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class FakeClock:
     """A clock the test moves by hand."""
 

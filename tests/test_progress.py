@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from harness import Monotonic
 
 from fulltext_jobs.cli._progress import RATE_WINDOW, Rate, describe_wait
 from fulltext_jobs.worker import Waiting, WaitReason
@@ -13,16 +14,8 @@ from fulltext_jobs.worker import Waiting, WaitReason
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_worker_that_has_just_started_shows_its_real_rate():
-    ticks = Ticks()
+    ticks = Monotonic()
     rate = Rate(ticks)
     assert rate.add(0) is None  # nothing to measure yet
     ticks.now += 2
@@ -30,11 +23,11 @@ def test_a_worker_that_has_just_started_shows_its_real_rate():
 
 
 def test_the_rate_is_over_the_last_window_once_the_worker_has_run_that_long():
-    ticks = Ticks()
+    ticks = Monotonic()
     rate = Rate(ticks)
     for _ in range(40):  # 20 s at 10 jobs a second
         ticks.now += 0.5
-        rate.add(int((ticks.now - 100) * 10))
+        rate.add(int(ticks.now * 10))
     for _ in range(20):  # then 10 s idle
         ticks.now += 0.5
         last = rate.add(200)

@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from harness import FakeClock
+from harness import FakeClock, Monotonic
 
 from fulltext_jobs import FullText, InMemoryRepository, InvalidInput, JobStatus, RetryPolicy
 from fulltext_jobs.worker import FailJob, SkipJob, Worker
@@ -26,16 +26,6 @@ LEASE = timedelta(seconds=30)
 
 #: The longest any test waits for a thread.
 BOUND_SECONDS = 10.0
-
-
-class Monotonic:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class BeatCounter(InMemoryRepository):
@@ -220,19 +210,9 @@ def test_a_worker_tells_any_observer():
 # --- what an idle worker waits for ------------------------------------------------
 
 
-class Ticks:
-    """A monotonic clock moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_wait_log_keeps_the_current_wait_and_says_each_change(caplog):
     clock = FakeClock(datetime(2026, 12, 5, 12, 0, tzinfo=UTC))
-    ticks = Ticks()
+    ticks = Monotonic()
     waits = WaitLog(DEST, clock=clock, until_idle=False, monotonic=ticks)
     caplog.set_level("INFO", logger="fulltext_jobs.worker")
     assert waits.current is None

@@ -46,7 +46,7 @@ LOG_FORMAT_HELP: Final = "How logs are written to stderr: plain lines, or one JS
 
 
 def _more_verbose(ctx: typer.Context, value: int) -> None:
-    """`-v` given after a command's name: add to what was given before it."""
+    """`-v`, before or after a command's name: each adds to the others."""
     if value:
         state = invocation(ctx)
         state.verbose += value
@@ -54,7 +54,7 @@ def _more_verbose(ctx: typer.Context, value: int) -> None:
 
 
 def _log_format(ctx: typer.Context, value: LogFormat | None) -> None:
-    """`--log-format` given after a command's name: it wins."""
+    """`--log-format`, before or after a command's name: the last one wins."""
     if value is not None:
         state = invocation(ctx)
         state.log_format = value
@@ -95,18 +95,19 @@ def _global_options(
 
 
 class _Commands(TyperGroup):
-    """The root group: it gives every command, nested ones included, the
-    global options `-v` and `--log-format`, so that they work after the
-    command's name (`fulltext-jobs work ... -v`) as well as before it.
-    Typer has no inherited options; this is the one place that builds every
-    command object, for `main` and for `typer.testing` alike. The options
-    are typer's own, built from `_global_options`'s signature; they update
-    the invocation's state as they are parsed and are not passed to the
-    command's function."""
+    """The root group: it gives itself and every command, nested ones
+    included, the global options `-v` and `--log-format`, so that they work
+    after the command's name (`fulltext-jobs work ... -v`) as well as before
+    it. Typer has no inherited options; this is the one place that builds
+    every command object, for `main` and for `typer.testing` alike. The
+    options are typer's own, built from `_global_options`'s signature; they
+    update the invocation's state as they are parsed and are not passed to
+    any function."""
 
     def __init__(self, **kwargs: Any) -> None:  # noqa: ANN401 - the group's own keyword arguments
         super().__init__(**kwargs)
         shared = typer.main.get_command(_shared).params
+        self.params.extend(shared)
         _add_options(self, shared)
 
 
@@ -241,21 +242,6 @@ def _root(
             help="The database: postgresql+psycopg://... or sqlite:///FILE.",
         ),
     ] = fulltext_jobs.DEFAULT_DATABASE_URL,
-    verbose: Annotated[
-        int,
-        typer.Option(
-            "--verbose",
-            "-v",
-            count=True,
-            metavar="",
-            show_default=False,
-            help=VERBOSE_HELP,
-        ),
-    ] = 0,
-    log_format: Annotated[
-        LogFormat,
-        typer.Option("--log-format", case_sensitive=False, help=LOG_FORMAT_HELP),
-    ] = LogFormat.PLAIN,
     _version: Annotated[
         bool,
         typer.Option(
@@ -267,14 +253,12 @@ def _root(
         ),
     ] = False,
 ) -> None:
+    # `-v` and `--log-format` were read into the state as they were parsed.
+    state = invocation(ctx)
+    state.url = database_url
     source = ctx.get_parameter_source("database_url")
-    ctx.obj = State(
-        database_url,
-        log_format=log_format,
-        verbose=verbose,
-        default_url=getattr(source, "name", None) == "DEFAULT",
-    )
-    configure_logging(verbose, log_format)
+    state.default_url = getattr(source, "name", None) == "DEFAULT"
+    configure_logging(state.verbose, state.log_format)
 
 
 def package_version() -> str:
@@ -297,9 +281,14 @@ def _print_version(value: bool) -> None:
 
 
 def invocation(ctx: typer.Context) -> State:
-    state = ctx.find_root().obj
-    if not isinstance(state, State):  # pragma: no cover - the callback always sets it
-        msg = "the command line's state is missing"
+    """The state of this invocation, made by the first option that needs it
+    (the global options are read before the root's callback runs)."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = State(fulltext_jobs.DEFAULT_DATABASE_URL, default_url=True)
+    state = root.obj
+    if not isinstance(state, State):  # pragma: no cover - only this module sets it
+        msg = "the command line's state is not its own"
         raise TypeError(msg)
     return state
 

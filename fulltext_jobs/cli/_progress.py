@@ -1,5 +1,6 @@
-"""The live line `work` draws on a terminal: what the worker has done, how
-fast, and what it is waiting for.
+"""The live lines `work` draws on a terminal: what the worker has done, how
+fast, and (on a second line, while it has nothing to do) what it is
+waiting for.
 
 It only reads the worker (`Worker.stats` and `Worker.waiting`, both cheap
 snapshots taken under the worker's lock) a few times a second, from rich's
@@ -112,10 +113,10 @@ class WorkProgress:
         line = ", ".join(parts)
         if rate is not None:
             line += f" | {rate:,.1f} jobs/s"
+        # What it waits for on a line of its own: the counts fill a narrow
+        # terminal's line, and the wait is what a person looks for.
         wait = describe_wait(self._worker.waiting, datetime.now(UTC))
-        if wait:
-            line += f" | {wait}"
-        return Text(line)
+        return Text(f"{line}\n{wait}" if wait else line)
 
     def __enter__(self) -> Self:
         if self._live is not None:
