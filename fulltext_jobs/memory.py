@@ -344,7 +344,7 @@ class InMemoryRepository(Repository):
             with self._lock:
                 self._held.difference_update(held)
 
-    # --- delays and rate limits (issue 15) -------------------------------------
+    # --- delays and rate limits -------------------------------------
 
     def _next_due(self, destination: str) -> datetime | None:
         now = read_clock(self._clock, self._lease)
@@ -473,7 +473,7 @@ class InMemoryRepository(Repository):
         self._jobs[job.id] = job
         self._by_pair[job.item_id, job.destination] = job.id
 
-    # --- audit (issue 18) ---------------------------------------------------
+    # --- audit ---------------------------------------------------
 
     def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
         now = read_clock(self._clock, self._lease)

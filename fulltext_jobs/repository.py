@@ -612,7 +612,7 @@ class Repository(abc.ABC):
     ) -> list[FullText]:
         """As `list_jobs`, with the statuses, if any, as a set."""
 
-    # --- delays and rate limits (issue 15) -------------------------------------
+    # --- delays and rate limits -------------------------------------
 
     def next_due(self, destination: str) -> datetime | None:
         """When the next of `destination`'s `ready` jobs may be claimed: the
@@ -673,7 +673,7 @@ class Repository(abc.ABC):
         """
         return self._listen(check_destination(destination))
 
-    # --- audit (issue 18) ---------------------------------------------------
+    # --- audit ---------------------------------------------------
 
     def audit(
         self,
@@ -942,7 +942,7 @@ class AsyncRepository(abc.ABC):
             None if item_ids is None else frozenset(check_item_ids(item_ids)),
         )
 
-    # --- audit (issue 18) ---------------------------------------------------
+    # --- audit ---------------------------------------------------
 
     async def audit(
         self,
@@ -1008,7 +1008,7 @@ class AsyncRepository(abc.ABC):
     ) -> list[FullText]:
         """As `Repository._list_jobs`."""
 
-    # --- delays and rate limits (issue 15) -------------------------------------
+    # --- delays and rate limits -------------------------------------
 
     async def next_due(self, destination: str) -> datetime | None:
         """As `Repository.next_due`."""

@@ -607,7 +607,7 @@ class SqlAlchemyRepository(Repository):
         with self._connection("list_jobs") as connection:
             return [to_job(row) for row in connection.execute(query)]
 
-    # --- delays and rate limits (issue 15) -------------------------------------
+    # --- delays and rate limits -------------------------------------
 
     def _next_due(self, destination: str) -> datetime | None:
         now = read_clock(self._clock, self._lease)
@@ -639,7 +639,7 @@ class SqlAlchemyRepository(Repository):
             return None
         return PostgresReadyListener(self._engine, destination)
 
-    # --- audit (issue 18) ---------------------------------------------------
+    # --- audit ---------------------------------------------------
 
     def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
         now = read_clock(self._clock, self._lease)

@@ -835,7 +835,7 @@ class Statements:
             ft.c.status == sa.literal_column("'ready'"),
         )
 
-    # --- rate limits (issue 15) ------------------------------------------------
+    # --- rate limits ------------------------------------------------
 
     @functools.cached_property
     def take_rate_tokens(self) -> sa.Insert:
@@ -1034,7 +1034,7 @@ class Statements:
             query = query.where(ft.c.destination == destination)
         return query
 
-    # --- audit (issue 18) ----------------------------------------------------
+    # --- audit ----------------------------------------------------
 
     def audit_conditions(self) -> dict[AuditCheck, ColumnElement[bool]]:
         """Each check of `Repository.audit` as a condition on a job, over

@@ -336,7 +336,7 @@ def runner() -> CliRunner:
 
 @pytest.mark.postgresql
 def test_done_when_on_postgresql(runner: CliRunner, clean_postgres_engine: sa.Engine) -> None:
-    """The issue's own case: the Go original's claim, its worker gone two
+    """An operator's case: the Go original's claim, its worker gone two
     days; reported (exit 1), fixed, then clean (exit 0)."""
     engine = clean_postgres_engine
     url = engine.url.render_as_string(hide_password=False)

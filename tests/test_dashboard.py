@@ -285,8 +285,8 @@ def test_a_bad_refresh_is_refused(reader: sa.Engine):
 
 @pytest.mark.slow
 def test_the_command_serves_the_demo_database(tmp_path: Path):
-    """The issue's "done when": after `fulltext-jobs demo` in a folder,
-    `fulltext-jobs dashboard --port P` there serves the page naming both
+    """After `fulltext-jobs demo` in a folder, `fulltext-jobs dashboard
+    --port P --database-url <the demo's file>` there serves the page naming both
     destinations, and `/metrics` has the demo's finished count."""
     done = subprocess.run(
         [str(ENTRY_POINT), "demo"],

@@ -1,4 +1,4 @@
-"""Rate limits across the fleet (issue 15): the token bucket of every
+"""Rate limits across the fleet: the token bucket of every
 adapter on a fake clock, its bad input, the worker under a limit (threads,
 batches), and two worker processes of the command line sharing one bucket
 on SQLite and PostgreSQL.

@@ -18,7 +18,7 @@ After each fault the test waits until every worker listens again. Once every
 job is finished it sends SIGTERM, and each `run()` must return normally.
 A trigger on the test's own database records every move of a job to
 `finished`: each job must have made exactly one. The workers' logs must be
-free of tracebacks and of the noise the issue named.
+free of tracebacks and of the noise listed in `NOISE`.
 
 Every wait is bounded; the server is stopped and its directory removed
 however the test ends. The test fails, never skips, without PostgreSQL 15.
@@ -75,7 +75,7 @@ WAIT_SECONDS = 60.0
 PG_CTL_TIMEOUT_SECONDS = 60
 
 #: Lines that must not be in a worker's log: tracebacks, and the noise
-#: named in issue 12.
+#: operators met after restarts.
 NOISE = (
     "Traceback",
     "error ignored terminating",

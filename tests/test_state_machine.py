@@ -34,7 +34,7 @@ a clock that returns something that is no time): each must get
 `InvalidInput` from every adapter, and the invariants then find every
 store as the model, which did not change.
 
-Delays are modelled (issue 15): a worker releases a claimed job for later
+Delays are modelled: a worker releases a claimed job for later
 (`not_before`), the clock moves on by itself, and every claim, in every
 adapter, passes over the jobs not yet due: no job is ever claimed before
 its `not_before`. `next_due` and each destination's rate-limit bucket
@@ -1010,7 +1010,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             model.claim = model.lease = None
         return True
 
-    # --- delays and rate limits (issue 15) ------------------------------
+    # --- delays and rate limits ------------------------------
 
     @rule(key=jobs, delay=delays, error=errors)
     def release_for_later(self, key: Key, delay: timedelta, error: str | None) -> None:

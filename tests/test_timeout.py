@@ -1,4 +1,4 @@
-"""Per-job time limits (issue 15): a handler that runs past the worker's
+"""Per-job time limits: a handler that runs past the worker's
 `timeout` fails its job through the retry policy, with the reason in
 `last_error`; a sync handler's thread, which cannot be stopped, is left to
 run and its late result is neither saved nor counted; an async handler is
