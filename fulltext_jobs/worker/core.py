@@ -450,9 +450,9 @@ class Worker:
         """Let the claim threads finish within `shutdown_timeout`, release what
         they still hold, and end the helper threads."""
         run.end()
-        self._join_loops(run, loops)
+        waited = self._join_loops(run, loops)
         run.abandoned.set()
-        self._saver.take_over(run, self._settings.shutdown_timeout)
+        self._saver.take_over(run, waited)
         with run.changed:
             run.over = True
             run.changed.notify_all()
@@ -462,18 +462,20 @@ class Worker:
         for thread in helpers:
             thread.join(_THREAD_GRACE_SECONDS)
 
-    def _join_loops(self, run: Run, loops: list[threading.Thread]) -> None:
+    def _join_loops(self, run: Run, loops: list[threading.Thread]) -> float:
         """Wait for the claim threads up to `shutdown_timeout`, or only until
         a signal comes beyond those seen so far (one stopped the run: the
-        next one means "now")."""
+        next one means "now"); return how many seconds it waited."""
         seen = run.signals
-        deadline = time.monotonic() + self._settings.shutdown_timeout
+        began = time.monotonic()
+        deadline = began + self._settings.shutdown_timeout
         for thread in loops:
             while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
                 if run.signals > seen:
                     signals.say_stopping_at_once(run, counted=not self._settings.in_transaction)
-                    return
+                    return time.monotonic() - began
                 thread.join(min(left, _TICK_SECONDS))
+        return time.monotonic() - began
 
     # --- the claim threads ----------------------------------------------------
 

@@ -252,7 +252,7 @@ def take_over(
             elif held.stage in {Stage.PENDING, Stage.RUNNING}:
                 if held.stage is Stage.RUNNING:
                     _log.warning(
-                        "job %s (item %s): its handler is still running after %g s; "
+                        "job %s (item %s): its handler is still running after %.3g s; "
                         "releasing the job",
                         held.job.id,
                         held.job.item_id,
