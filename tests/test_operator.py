@@ -262,3 +262,28 @@ def test_a_skip_reason_is_stored(tmp_path, url, repo):
     assert jobs["skip-1"].last_error == "no full text"
     assert jobs["plain-1"].status is JobStatus.FINISHED
     assert jobs["plain-1"].last_error is None
+
+
+# --- data printed as it is --------------------------------------------------------
+
+
+def test_ids_and_destinations_that_look_like_markup_print_as_they_are(tmp_path, url, repo):
+    """rich reads `[/x]` as markup (and fails on it) and `:smile:` as an
+    emoji code unless told not to: the ledger's data must not be read so."""
+    ids = ["[/bad]", ":thumbs_up:", "[bold]x"]
+    repo.add_items(ids)
+    destination = "[/dest]"
+    with Terminal([*COMMAND, "enqueue", destination, "--yes"], cwd=tmp_path, env=env(url)) as term:
+        assert term.wait(PROCESS_TIMEOUT) == 0, term.screen
+    assert f"created 3 jobs for '{destination}'" in term.screen
+    for command in (["jobs", destination], ["stats"]):
+        done = run(*command, url=url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert destination in done.stdout
+        if command[0] == "jobs":
+            for item_id in ids:
+                assert f" {item_id} " in done.stdout
+    with Terminal([*COMMAND, "jobs", destination], cwd=tmp_path, env=env(url)) as term:
+        assert term.wait(PROCESS_TIMEOUT) == 0, term.screen
+    for item_id in ids:
+        assert item_id in term.screen

@@ -52,15 +52,21 @@ TABLE_STYLE: Final[dict[str, Any]] = {"box": box.SIMPLE_HEAD, "show_edge": False
 PIPED_WIDTH: Final = 200
 
 
+#: How every console prints: data as it is. Item ids, destinations and
+#: errors are the ledger's data, and rich would otherwise read `[/x]` in one
+#: as markup (and fail on it) and `:smile:` as an emoji code.
+PLAIN: Final[dict[str, Any]] = {"highlight": False, "markup": False, "emoji": False}
+
+
 def stdout_console() -> Console:
-    console = Console(highlight=False)
+    console = Console(**PLAIN)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        return Console(highlight=False, width=PIPED_WIDTH)
+        return Console(**PLAIN, width=PIPED_WIDTH)
     return console
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, **PLAIN)
 
 
 def emit_json(value: object) -> None:
@@ -87,7 +93,9 @@ def progress_bar(console: Console, *extra: ProgressColumn, transient: bool = Tru
     )
 
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
+        # The description names a file or a destination: plain text, as in
+        # `PLAIN`, not markup.
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         *(extra or (MofNCompleteColumn(), TaskProgressColumn())),
         TimeElapsedColumn(),
