@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.cli._base import (
     DestinationArgument,
     JsonOption,
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     # Imported where used: `--help` must not pay for SQLAlchemy.
     from sqlalchemy.engine import Engine
 
+    from fulltext_jobs.audit import AuditProblem
     from fulltext_jobs.schema_audit import SchemaProblem
 
 
