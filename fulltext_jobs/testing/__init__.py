@@ -6,7 +6,14 @@ test module and provide a `contract_backend` fixture; see
 docs/guide-adapters.md and `fulltext_jobs.testing.contract`.
 """
 
-from fulltext_jobs.testing.backend import (
+import pytest
+
+# pytest explains a failed assert (the values compared) only in modules it
+# rewrites; it rewrites test files by itself, and the suite's modules once
+# told, before they are imported.
+pytest.register_assert_rewrite("fulltext_jobs.testing.backend", "fulltext_jobs.testing.contract")
+
+from fulltext_jobs.testing.backend import (  # noqa: E402 - after the rewrite is registered
     AppSource,
     Capabilities,
     Clock,
@@ -15,7 +22,7 @@ from fulltext_jobs.testing.backend import (
     FakeClock,
     ItemAdder,
 )
-from fulltext_jobs.testing.contract import (
+from fulltext_jobs.testing.contract import (  # noqa: E402 - as above
     CLOCK_START,
     CLOCKED_LEASE,
     BatchContract,
