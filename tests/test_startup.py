@@ -32,7 +32,8 @@ print("\\n".join(sorted(sys.modules)), file=sys.stderr)
 
 #: Never needed to start: the extras' modules, alembic (migrations only),
 #: pydantic (typer's, once a value is parsed), the ORM, the PostgreSQL
-#: driver and dialect, the worker and the dashboard.
+#: driver and dialect, the worker and the dashboard; and the contract suite
+#: (`fulltext_jobs.testing`), which imports pytest, for adapters' tests only.
 NEVER_AT_START = (
     "alembic",
     "prometheus_client",
@@ -44,6 +45,8 @@ NEVER_AT_START = (
     "fulltext_jobs.worker",
     "fulltext_jobs.dashboard",
     "fulltext_jobs.demo",
+    "fulltext_jobs.testing",
+    "pytest",
 )
 
 
