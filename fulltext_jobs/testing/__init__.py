@@ -3,7 +3,8 @@
 Not imported by `fulltext_jobs` itself: it needs pytest, which whoever
 imports it runs. Subclass `RepositoryContract` (or one of its parts) in a
 test module and provide a `contract_backend` fixture; see
-docs/guide-adapters.md and `fulltext_jobs.testing.contract`.
+`fulltext_jobs.testing.contract`, and the unit-test guide's section "Hold
+your own adapter to the contract".
 """
 
 import pytest
