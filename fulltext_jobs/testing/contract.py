@@ -1836,19 +1836,19 @@ class HoldContract(ContractFixtures):
         self, clocked: ContractBackend, clock: FakeClock
     ) -> None:
         jobs = self.queued(clocked, "abcdef")
-        sqlite = clocked.capabilities.holds_write_lock_in_hold_ready
+        one_writer = clocked.capabilities.holds_write_lock_in_hold_ready
         got: list[list[FullText]] = []
         claimer = threading.Thread(target=lambda: got.append(clocked.repo.claim_ready("lang", 2)))
         with clocked.repo.hold_ready("lang", 3) as first:
             claimer.start()
-            if not sqlite:
+            if not one_writer:
                 # Row locks: the claim passes the held jobs over, at once.
                 claimer.join(30)
                 assert got, "the claim waited for the hold"
                 with clocked.repo.hold_ready("lang", 5) as second:
                     assert [job.id for job in second] == [jobs[5].id]
                     second[0].finish(clock.now)
-            # On SQLite the claim waits for the block's write lock.
+            # With one writer (SQLite) the claim waits for the block's write lock.
             for job in first:
                 job.finish(clock.now)
         claimer.join(30)
@@ -1857,7 +1857,7 @@ class HoldContract(ContractFixtures):
         stored = [clocked.repo.get_fulltext(job.id) for job in jobs]
         assert [job.status for job in stored] == [JobStatus.FINISHED] * 3 + [
             JobStatus.RUNNING
-        ] * 2 + [JobStatus.FINISHED if not sqlite else JobStatus.READY]
+        ] * 2 + [JobStatus.FINISHED if not one_writer else JobStatus.READY]
 
     def test_only_due_jobs_are_held(self, clocked: ContractBackend, clock: FakeClock) -> None:
         (later,) = self.queued(clocked, "a")
