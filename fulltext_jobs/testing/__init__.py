@@ -7,12 +7,16 @@ test module and provide a `contract_backend` fixture; see
 your own adapter to the contract".
 """
 
+import pkgutil
+
 import pytest
 
 # pytest explains a failed assert (the values compared) only in modules it
-# rewrites; it rewrites test files by itself, and the suite's modules once
-# told, before they are imported.
-pytest.register_assert_rewrite("fulltext_jobs.testing.backend", "fulltext_jobs.testing.contract")
+# rewrites; it rewrites test files by itself, and the suite's modules (every
+# submodule of this package) once told, before they are imported.
+pytest.register_assert_rewrite(
+    *(f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__))
+)
 
 from fulltext_jobs.testing.backend import (  # noqa: E402 - after the rewrite is registered
     AppSource,
