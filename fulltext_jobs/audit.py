@@ -10,7 +10,7 @@ reports such jobs per destination and check; it changes nothing.
 (besides `rescue_expired`): it is explicit, guarded in its statement, and
 counts an attempt. Everything else is for a person to judge.
 
-This module imports only the standard library and the domain.
+This module imports only the standard library, the domain and its checks.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from fulltext_jobs.domain import FullText, JobStatus, check_count, check_max_attempts
+from fulltext_jobs.checks import check_count, check_max_attempts
+from fulltext_jobs.domain import FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.retry import DEFAULT_RETRY
 

@@ -9,7 +9,7 @@ and then call the adapter's protected implementation (`_get_fulltext`,
 ...) with clean values: bad input raises `InvalidInput` before any adapter
 code runs, so it writes nothing, and no two adapters can answer it
 differently. The rules are the `check_*` functions of
-`fulltext_jobs.domain`:
+`fulltext_jobs.checks`:
 
 - text (destinations, item ids) is a non-empty `str` within its length
   limit, with no NUL byte, that encodes as UTF-8 (no lone surrogates);
@@ -53,12 +53,8 @@ from fulltext_jobs.audit import (
     AuditSettings,
     check_duration,
 )
-from fulltext_jobs.domain import (
-    DEFAULT_SWEEP_INTERVAL,
+from fulltext_jobs.checks import (
     MAX_LISTED,
-    DestinationStats,
-    FullText,
-    JobStatus,
     check_claim_size,
     check_count,
     check_destination,
@@ -76,8 +72,8 @@ from fulltext_jobs.domain import (
     check_retry_statuses,
     check_statuses,
     job_list,
-    utc,
 )
+from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus, utc
 from fulltext_jobs.errors import InvalidInput, NotSupported, StaleJobs
 from fulltext_jobs.rate_limit import MAX_BURST, RateTokens, check_burst, check_rate
 from fulltext_jobs.retry import DEFAULT_RETRY

@@ -13,7 +13,7 @@ import random
 from datetime import timedelta
 from typing import Final
 
-from fulltext_jobs.domain import MAX_INT32, MAX_LEASE, check_count, check_max_attempts
+from fulltext_jobs.checks import MAX_INT32, MAX_LEASE, check_count, check_max_attempts
 from fulltext_jobs.errors import InvalidInput
 
 __all__ = ["DEFAULT_RETRY", "RetryPolicy"]

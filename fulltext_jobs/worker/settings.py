@@ -12,14 +12,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
-from fulltext_jobs.domain import (
-    DEFAULT_SWEEP_INTERVAL,
-    MAX_CLAIM,
-    as_real,
-    check_destination,
-    check_max_attempts,
-    utc,
-)
+from fulltext_jobs.checks import MAX_CLAIM, as_real, check_destination, check_max_attempts
+from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, utc
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.rate_limit import check_burst, check_rate
 from fulltext_jobs.repository import Repository
