@@ -331,7 +331,7 @@ class Repository(abc.ABC):
         are errors in the batch, not news about other writers.
         """
         originals, checked = checked_batch(jobs)
-        if check_atomic(atomic):
+        if check_flag(atomic, "atomic"):
             if checked:
                 self._save_many(checked)
             moved_on(originals)
@@ -851,7 +851,7 @@ class AsyncRepository(abc.ABC):
     async def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
         """As `Repository.save_many`."""
         originals, checked = checked_batch(jobs)
-        if check_atomic(atomic):
+        if check_flag(atomic, "atomic"):
             if checked:
                 await self._save_many(checked)
             moved_on(originals)
@@ -1129,11 +1129,3 @@ def moved_on_but(jobs: list[FullText], refused: set[uuid.UUID]) -> None:
             f"{', ...' if len(ids) > 5 else ''}; the others were saved"
         )
         raise StaleJobs(msg, refused=ids)
-
-
-def check_atomic(atomic: object) -> bool:
-    """`atomic` if it is a bool; raise `InvalidInput` otherwise."""
-    if not isinstance(atomic, bool):
-        msg = f"atomic must be True or False, not {atomic!r}"
-        raise InvalidInput(msg)
-    return atomic

@@ -12,7 +12,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
-from fulltext_jobs.checks import MAX_CLAIM, as_real, check_destination, check_max_attempts
+from fulltext_jobs.checks import (
+    MAX_CLAIM,
+    as_real,
+    check_destination,
+    check_flag,
+    check_max_attempts,
+)
 from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, utc
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.rate_limit import check_burst, check_rate
@@ -83,9 +89,7 @@ class WorkerSettings:
         self._set("destination", check_destination(self.destination))
         self._set("concurrency", _whole("concurrency", self.concurrency, MAX_CONCURRENCY))
         self._set("batch_size", _whole("batch_size", self.batch_size, MAX_CLAIM))
-        if not isinstance(self.in_transaction, bool):
-            msg = f"in_transaction must be True or False, not {self.in_transaction!r}"
-            raise InvalidInput(msg)
+        check_flag(self.in_transaction, "in_transaction")
         poll, most = self.poll_interval, self.max_poll_interval
         self._set("poll_interval", _seconds("poll_interval", poll))
         self._set("max_poll_interval", _seconds("max_poll_interval", most))
