@@ -49,6 +49,7 @@ __all__ = [
     "check_clock",
     "check_count",
     "check_destination",
+    "check_duration",
     "check_flag",
     "check_held",
     "check_item_id",
@@ -76,7 +77,8 @@ MAX_CLAIM: Final = 10_000
 MAX_LISTED: Final = 10_000
 #: The largest batch size (`enqueue_batch_size`, `add_items(batch_size=)`).
 MAX_BATCH_SIZE: Final = 1_000_000
-#: The longest lease a repository accepts.
+#: The longest lease a repository accepts, and the longest span any other
+#: timedelta argument may give (`check_duration`: retry delays, intervals).
 MAX_LEASE: Final = timedelta(days=3650)
 
 
@@ -207,13 +209,26 @@ def check_statuses(statuses: object) -> frozenset[JobStatus] | None:
     return chosen
 
 
+def check_duration(value: object, what: str, *, zero: bool = False) -> timedelta:
+    """`value` if it is a timedelta above zero (or zero, if `zero`) and at
+    most `MAX_LEASE`; raise `InvalidInput`, naming `what`, otherwise."""
+    low = timedelta(0)
+    if (
+        not isinstance(value, timedelta)
+        or value > MAX_LEASE
+        or value < low
+        or (value == low and not zero)
+    ):
+        bound = "0 or more" if zero else "above 0"
+        msg = f"{what} must be a timedelta {bound}, at most {MAX_LEASE.days} days, not {value!r}"
+        raise InvalidInput(msg)
+    return value
+
+
 def check_lease(lease: object) -> timedelta:
     """`lease` if it is a positive timedelta of at most `MAX_LEASE`; raise
     `InvalidInput` otherwise."""
-    if not isinstance(lease, timedelta) or not timedelta(0) < lease <= MAX_LEASE:
-        msg = f"a lease must be a timedelta above 0, at most {MAX_LEASE.days} days, not {lease!r}"
-        raise InvalidInput(msg)
-    return lease
+    return check_duration(lease, "a lease")
 
 
 def check_max_attempts(max_attempts: object) -> int:

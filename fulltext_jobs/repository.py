@@ -51,13 +51,13 @@ from fulltext_jobs.audit import (
     DEFAULT_RESCUE_INTERVAL,
     AuditProblem,
     AuditSettings,
-    check_duration,
 )
 from fulltext_jobs.checks import (
     MAX_LISTED,
     check_claim_size,
     check_count,
     check_destination,
+    check_duration,
     check_flag,
     check_held,
     check_item_id,
