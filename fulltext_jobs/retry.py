@@ -13,7 +13,7 @@ import random
 from datetime import timedelta
 from typing import Final
 
-from fulltext_jobs.checks import MAX_INT32, check_count, check_duration, check_max_attempts
+from fulltext_jobs.checks import MAX_INT32, as_real, check_count, check_duration, check_max_attempts
 from fulltext_jobs.errors import InvalidInput
 
 __all__ = ["DEFAULT_RETRY", "RetryPolicy"]
@@ -57,9 +57,9 @@ class RetryPolicy:
         if self.max_delay < self.base_delay:
             msg = f"max_delay ({self.max_delay}) must not be below base_delay ({self.base_delay})"
             raise InvalidInput(msg)
-        jitter = self.jitter
-        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 1:
-            msg = f"jitter must be a number from 0 to 1, not {jitter!r}"
+        jitter = as_real(self.jitter)
+        if jitter is None or not 0 <= jitter <= 1:
+            msg = f"jitter must be a number from 0 to 1, not {self.jitter!r}"
             raise InvalidInput(msg)
 
     def gives_up(self, attempts: int) -> bool:
