@@ -6,15 +6,15 @@ check every argument with these before any adapter code runs (see
 
 Standard library and the domain only. The checks need the entity (`check_job`
 makes a checked copy of a `FullText`), so this module imports the domain and
-the domain never imports it. The checks the entity itself makes stay in the
-domain, with the limits they enforce: `check_item_id` and `check_destination`
-(`FullText.new` calls them; `MAX_ITEM_ID_LENGTH` and `MAX_DESTINATION_LENGTH`),
-and `utc` and `clean_error`, which its methods call and whose bounds
-(`MIN_TIMESTAMP`, `MAX_TIMESTAMP`, `MAX_ERROR_LENGTH`) are part of what a job
-is. They are imported here, so that every check can be imported from this
-module; a lazy import in `FullText.new` instead would cost a look-up on every
-job made. The domain still answers for the names defined here (a look-up
-there imports this module).
+the domain never imports it as it loads. The checks the entity itself makes
+stay in the domain, with the limits they enforce: `check_item_id` and
+`check_destination` (`FullText.new` calls them; `MAX_ITEM_ID_LENGTH`,
+`MAX_DESTINATION_LENGTH`), and `utc` and `clean_error`, which its methods call
+(`MIN_TIMESTAMP`, `MAX_TIMESTAMP`, `MAX_ERROR_LENGTH`). A lazy import in
+`FullText.new` instead would cost a look-up for every job made. The two text
+checks are imported here, so that every `check_*` function can be imported
+from this module. Most names here can also be imported from the domain (its
+`_CHECKS`), which imports this module at the first such look-up.
 """
 
 from __future__ import annotations
