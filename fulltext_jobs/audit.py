@@ -10,7 +10,7 @@ reports such jobs per destination and check; it changes nothing.
 (besides `rescue_expired`): it is explicit, guarded in its statement, and
 counts an attempt. Everything else is for a person to judge.
 
-This module imports only the standard library and the domain.
+This module imports only the standard library, the domain and its checks.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from fulltext_jobs.domain import FullText, JobStatus, check_count, check_max_attempts
-from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.checks import check_count, check_duration, check_max_attempts
+from fulltext_jobs.domain import FullText, JobStatus
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 __all__ = [
@@ -85,7 +85,6 @@ MAX_EXAMPLES: Final = 1000
 DEFAULT_RESCUE_INTERVAL: Final = timedelta(minutes=5)
 #: How far a writer's clock may run ahead of the auditor's.
 DEFAULT_CLOCK_TOLERANCE: Final = timedelta(minutes=5)
-_MAX_DURATION: Final = timedelta(days=3650)
 #: The statuses whose jobs this library always gives a `finished`.
 AUDIT_TERMINAL: Final = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.SKIPPED})
 
@@ -129,23 +128,6 @@ class AuditSettings:
             max_attempts=check_max_attempts(max_attempts),
             examples=check_count(examples, "examples", MAX_EXAMPLES),
         )
-
-
-def check_duration(value: object, what: str, *, zero: bool = False) -> timedelta:
-    """`value` if it is a timedelta above zero (or zero, if `zero`) and at
-    most 3,650 days; raise `InvalidInput` otherwise."""
-    low = timedelta(0)
-    if (
-        not isinstance(value, timedelta)
-        or value > _MAX_DURATION
-        or value < low
-        or (value == low and not zero)
-    ):
-        bound = "0 or more" if zero else "above 0"
-        days = _MAX_DURATION.days
-        msg = f"{what} must be a timedelta {bound}, at most {days} days, not {value!r}"
-        raise InvalidInput(msg)
-    return value
 
 
 #: The `last_error` of a job `release_unleased` returned to ready.

@@ -2,18 +2,55 @@
 
 Standard library only. The clock is passed in (`now=`); nothing here reads it
 unless the caller leaves `now` out.
+
+The argument checks are in `fulltext_jobs.checks`, but for the few the
+entity itself makes (`check_item_id`, `check_destination`, `utc`,
+`clean_error`); the names of the others, and of their bounds, are
+importable from here as well.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Final, TypeGuard, cast
+from typing import TYPE_CHECKING, Final, TypeGuard
 
 from fulltext_jobs.errors import InvalidInput, InvalidTransition
+
+if TYPE_CHECKING:
+    # Answered at run time by `__getattr__` below: the checks import the
+    # entity, so this module cannot import them as it loads.
+    from fulltext_jobs.checks import (
+        MAX_BATCH_SIZE,
+        MAX_CLAIM,
+        MAX_INT32,
+        MAX_LEASE,
+        MAX_LISTED,
+        as_real,
+        check_batch_size,
+        check_claim_size,
+        check_clock,
+        check_count,
+        check_flag,
+        check_held,
+        check_item_ids,
+        check_job,
+        check_job_id,
+        check_jobs,
+        check_lease,
+        check_limit,
+        check_max_attempts,
+        check_optional_destination,
+        check_progress,
+        check_retry_statuses,
+        check_statuses,
+        job_list,
+        read_clock,
+    )
 
 __all__ = [
     "ACTIONS",
@@ -35,6 +72,7 @@ __all__ = [
     "DestinationStats",
     "FullText",
     "JobStatus",
+    "as_real",
     "check_batch_size",
     "check_claim_size",
     "check_clock",
@@ -62,17 +100,6 @@ __all__ = [
     "utc",
 ]
 
-#: The largest value of a 32-bit signed integer column (`attempts`,
-#: `version`): the bound of every count the stores compare with them.
-MAX_INT32: Final = 2**31 - 1
-#: The most jobs one `claim_ready` call may claim.
-MAX_CLAIM: Final = 10_000
-#: The most jobs one page of `list_jobs` may hold.
-MAX_LISTED: Final = 10_000
-#: The largest batch size (`enqueue_batch_size`, `add_items(batch_size=)`).
-MAX_BATCH_SIZE: Final = 1_000_000
-#: The longest lease a repository accepts.
-MAX_LEASE: Final = timedelta(days=3650)
 #: The range of every timestamp stored or read from a clock: what Python,
 #: SQLite and PostgreSQL all hold, with a day to spare at each end so that
 #: no session time zone can push a value out of Python's years 1 to 9999.
@@ -229,22 +256,6 @@ def check_destination(destination: object) -> str:
     `MAX_DESTINATION_LENGTH` characters with no NUL byte that encodes as
     UTF-8; raise `InvalidInput` otherwise."""
     return _check_text(destination, "destination", MAX_DESTINATION_LENGTH)
-
-
-def check_job_id(job_id: object) -> uuid.UUID:
-    """Return `job_id` as a UUID; accept a UUID or its string form.
-
-    Raises `InvalidInput` for anything else.
-    """
-    if isinstance(job_id, uuid.UUID):
-        return job_id
-    if isinstance(job_id, str):
-        try:
-            return uuid.UUID(job_id)
-        except ValueError:
-            pass
-    msg = f"job id {job_id!r} is not a UUID"
-    raise InvalidInput(msg)
 
 
 @dataclasses.dataclass(slots=True)
@@ -437,82 +448,6 @@ class DestinationStats:
         )
 
 
-def check_flag(value: object, what: str) -> bool:
-    """Return `value` if it is a bool; raise `InvalidInput`, naming `what`,
-    otherwise (a truthy string or number is more likely a mistake)."""
-    if not isinstance(value, bool):
-        msg = f"{what} must be True or False, not {value!r}"
-        raise InvalidInput(msg)
-    return value
-
-
-def as_real(value: object) -> float | None:
-    """`value` as a float if it is a real number (an int or a float, not a
-    bool), NaN and infinities included; None otherwise, and for a whole
-    number too large for a float (which `float()` and `math` would refuse
-    with `OverflowError`). The one way the checks of numbers read one."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
-
-
-def check_count(n: object, what: str, maximum: int, minimum: int = 1) -> int:
-    """Return `n` if it is an int (not a bool) from `minimum` to `maximum`;
-    raise `InvalidInput`, naming `what`, otherwise."""
-    if isinstance(n, bool) or not isinstance(n, int) or not minimum <= n <= maximum:
-        if minimum == 1:
-            msg = f"{what} must be a positive whole number, at most {maximum:,}, not {n!r}"
-        else:
-            msg = f"{what} must be a whole number from {minimum} to {maximum:,}, not {n!r}"
-        raise InvalidInput(msg)
-    return n
-
-
-def check_batch_size(n: object) -> int:
-    """Return `n` if it is a whole number from 1 to `MAX_BATCH_SIZE`; raise
-    `InvalidInput` otherwise."""
-    return check_count(n, "a batch size", MAX_BATCH_SIZE)
-
-
-def check_claim_size(n: object) -> int:
-    """Return `n`, how many jobs to claim at once, if it is a whole number
-    from 1 to `MAX_CLAIM`; raise `InvalidInput` otherwise."""
-    return check_count(n, "n", MAX_CLAIM)
-
-
-def check_limit(limit: object) -> int | None:
-    """Return `limit` if it is None or a whole number from 1 to `MAX_INT32`;
-    raise `InvalidInput` otherwise."""
-    return None if limit is None else check_count(limit, "limit", MAX_INT32)
-
-
-def check_optional_destination(destination: object) -> str | None:
-    """`destination` if it is None or a good destination (see
-    `check_destination`)."""
-    return None if destination is None else check_destination(destination)
-
-
-def check_progress(progress: object) -> Callable[[int], object] | None:
-    """`progress` if it is None or callable; raise `InvalidInput` otherwise."""
-    if progress is not None and not callable(progress):
-        msg = f"progress must be a function of one int, not {progress!r}"
-        raise InvalidInput(msg)
-    return progress
-
-
-def check_item_ids(item_ids: object) -> list[str]:
-    """`item_ids` as a list of good item ids (see `check_item_id`); raise
-    `InvalidInput` if any is bad, or if `item_ids` is not an iterable of
-    them (a str is refused: it is one id, not many)."""
-    if isinstance(item_ids, (str, bytes)) or not isinstance(item_ids, Iterable):
-        msg = f"expected an iterable of item ids, not {type(item_ids).__name__}"
-        raise InvalidInput(msg)
-    return [check_item_id(item_id) for item_id in item_ids]
-
-
 #: How long a claim lasts unless a heartbeat extends it.
 DEFAULT_LEASE: Final = timedelta(minutes=5)
 
@@ -522,100 +457,6 @@ DEFAULT_SWEEP_INTERVAL: Final = timedelta(hours=1)
 
 #: The statuses `Repository.retry` may return to ready.
 RETRYABLE_STATUSES: Final = ACTIONS[Action.RETRY][0]
-
-
-def _status_set(statuses: object) -> frozenset[JobStatus]:
-    """`statuses` (an iterable, not a str) as a set of statuses; raise
-    `InvalidInput` for anything else."""
-    if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
-        msg = f"statuses must be an iterable of statuses, not {statuses!r}"
-        raise InvalidInput(msg)
-    try:
-        return frozenset(JobStatus(status) for status in statuses)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(str(exc)) from None
-
-
-def check_retry_statuses(statuses: object) -> frozenset[JobStatus]:
-    """`statuses` as a non-empty set of the statuses retry starts from
-    (failed, skipped); raise `InvalidInput` otherwise."""
-    chosen = _status_set(statuses)
-    if not chosen or not chosen <= RETRYABLE_STATUSES:
-        msg = f"retry starts from {' or '.join(sorted(RETRYABLE_STATUSES))}, not {sorted(chosen)}"
-        raise InvalidInput(msg)
-    return chosen
-
-
-def check_statuses(statuses: object) -> frozenset[JobStatus] | None:
-    """`statuses` as a non-empty set of statuses, or None if it is None;
-    raise `InvalidInput` for anything else (a str is one status, not many:
-    refused)."""
-    if statuses is None:
-        return None
-    chosen = _status_set(statuses)
-    if not chosen:
-        msg = "statuses must name at least one status"
-        raise InvalidInput(msg)
-    return chosen
-
-
-def check_lease(lease: object) -> timedelta:
-    """`lease` if it is a positive timedelta of at most `MAX_LEASE`; raise
-    `InvalidInput` otherwise."""
-    if not isinstance(lease, timedelta) or not timedelta(0) < lease <= MAX_LEASE:
-        msg = f"a lease must be a timedelta above 0, at most {MAX_LEASE.days} days, not {lease!r}"
-        raise InvalidInput(msg)
-    return lease
-
-
-def check_max_attempts(max_attempts: object) -> int:
-    """`max_attempts` if it is a whole number from 1 to `MAX_INT32`; raise
-    `InvalidInput` otherwise."""
-    return check_count(max_attempts, "max_attempts", MAX_INT32)
-
-
-def check_clock(clock: object) -> Callable[[], datetime]:
-    """`clock` if it is callable (`utc` if it is None); raise `InvalidInput`
-    otherwise. What it returns is checked at each use (`read_clock`)."""
-    if clock is None:
-        return utc
-    if not callable(clock):
-        msg = f"clock must be a function that returns an aware datetime, not {clock!r}"
-        raise InvalidInput(msg)
-    return cast("Callable[[], datetime]", clock)
-
-
-def read_clock(clock: Callable[[], datetime], lease: timedelta) -> datetime:
-    """The time now by `clock`, in UTC, checked before anything is written:
-    an aware datetime from `MIN_TIMESTAMP`, with `now + lease` at most
-    `MAX_TIMESTAMP`. Raises `InvalidInput` (naming the clock) otherwise."""
-    moment = clock()
-    try:
-        now = utc(moment) if isinstance(moment, datetime) else None
-    except InvalidInput:
-        now = None
-    if now is None or now > MAX_TIMESTAMP - lease:
-        msg = (
-            f"the repository's clock returned {moment!r}: it must return an aware datetime "
-            f"from {MIN_TIMESTAMP.date()} to {lease} before {MAX_TIMESTAMP.date()} (UTC)"
-        )
-        raise InvalidInput(msg)
-    return now
-
-
-def check_held(job: object) -> FullText:
-    """`job` if it is a `FullText` whose id is a UUID and whose claim token
-    is a UUID or None, as `heartbeat` needs; raise `InvalidInput` otherwise."""
-    if not isinstance(job, FullText):
-        msg = f"expected a FullText, got {type(job).__name__}"
-        raise InvalidInput(msg)
-    if not isinstance(job.id, uuid.UUID):
-        msg = f"job id {job.id!r} is not a UUID"
-        raise InvalidInput(msg)
-    if job.claim_token is not None and not isinstance(job.claim_token, uuid.UUID):
-        msg = f"job {job.id} has claim token {job.claim_token!r}, not a UUID"
-        raise InvalidInput(msg)
-    return job
 
 
 def lease_expired_error(attempts: int) -> str:
@@ -637,88 +478,54 @@ def stored_form(job: FullText) -> FullText:
     return dataclasses.replace(job, claim_token=None, lease_expires=None)
 
 
-def job_list(jobs: object) -> list[FullText]:
-    """`jobs` as a list, checked to be an iterable of jobs (not one job, nor
-    a string); raise `InvalidInput` otherwise."""
-    if isinstance(jobs, (FullText, str, bytes)) or not isinstance(jobs, Iterable):
-        msg = f"expected an iterable of FullText, got {type(jobs).__name__}"
-        raise InvalidInput(msg)
-    listed = list(jobs)
-    for job in listed:
-        if not isinstance(job, FullText):
-            msg = f"expected a FullText, got {type(job).__name__}"
-            raise InvalidInput(msg)
-    return listed
+#: The names of `fulltext_jobs.checks` this module answers for.
+_CHECKS: Final = frozenset(
+    {
+        "MAX_BATCH_SIZE",
+        "MAX_CLAIM",
+        "MAX_INT32",
+        "MAX_LEASE",
+        "MAX_LISTED",
+        "as_real",
+        "check_batch_size",
+        "check_claim_size",
+        "check_clock",
+        "check_count",
+        "check_flag",
+        "check_held",
+        "check_item_ids",
+        "check_job",
+        "check_job_id",
+        "check_jobs",
+        "check_lease",
+        "check_limit",
+        "check_max_attempts",
+        "check_optional_destination",
+        "check_progress",
+        "check_retry_statuses",
+        "check_statuses",
+        "job_list",
+        "read_clock",
+    }
+)
 
 
-def check_jobs(jobs: object) -> list[FullText]:
-    """Normalised copies of `jobs` (see `check_job`) fit to store together.
-
-    Raises `InvalidInput` if any job is bad, or if two of them share an id or
-    an (item_id, destination) pair.
-    """
-    if isinstance(jobs, FullText) or not isinstance(jobs, Iterable):
-        msg = f"expected an iterable of FullText, got {type(jobs).__name__}"
-        raise InvalidInput(msg)
-    checked = [check_job(job) for job in jobs]
-    if len({job.id for job in checked}) != len(checked):
-        msg = "the same job id appears twice in one batch"
-        raise InvalidInput(msg)
-    if len({(job.item_id, job.destination) for job in checked}) != len(checked):
-        msg = "two jobs of one batch share an item and destination"
-        raise InvalidInput(msg)
-    return checked
+def _from_checks(name: str) -> object:
+    """The check or bound `name` of `fulltext_jobs.checks`, imported when
+    first asked for here; `AttributeError` for any other name."""
+    if name not in _CHECKS:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module("fulltext_jobs.checks"), name)
+    globals()[name] = value  # found once; later look-ups are plain
+    return value
 
 
-def check_job(job: object) -> FullText:
-    """Return a normalised copy of `job` fit to store, or raise `InvalidInput`.
+if not TYPE_CHECKING:
+    # Hidden from type checkers, which would otherwise take any name of this
+    # module to exist; they see the names through the imports at the top.
+    __getattr__ = _from_checks
 
-    The copy has a `JobStatus` status and UTC timestamps. An unknown status,
-    a non-UUID id, a bad item id or destination, or a naive timestamp is
-    rejected.
-    """
-    if not isinstance(job, FullText):
-        msg = f"expected a FullText, got {type(job).__name__}"
-        raise InvalidInput(msg)
-    status = job.status
-    if status.__class__ is not JobStatus:
-        try:
-            status = JobStatus(status)
-        except (ValueError, TypeError):
-            msg = f"job {job.id} has unknown status {job.status!r}"
-            raise InvalidInput(msg) from None
-    if not isinstance(job.id, uuid.UUID):
-        msg = f"job id {job.id!r} is not a UUID"
-        raise InvalidInput(msg)
-    attempts = job.attempts
-    if attempts.__class__ is not int or not 0 <= attempts <= MAX_INT32:
-        # Only now the message: formatting the id costs more than the check.
-        check_count(attempts, f"job {job.id}'s attempts", MAX_INT32, minimum=0)
-    if job.last_error is not None and not isinstance(job.last_error, str):
-        msg = f"job {job.id} has last_error {job.last_error!r}, not a str"
-        raise InvalidInput(msg)
-    if (
-        isinstance(job.version, bool)
-        or not isinstance(job.version, int)
-        or not 0 <= job.version < MAX_INT32
-    ):
-        msg = f"job {job.id} has version {job.version!r}; expected 0 to {MAX_INT32 - 1}"
-        raise InvalidInput(msg)
-    if job.claim_token is not None and not isinstance(job.claim_token, uuid.UUID):
-        msg = f"job {job.id} has claim token {job.claim_token!r}, not a UUID"
-        raise InvalidInput(msg)
-    # Positional: a batch checks a hundred jobs.
-    return FullText(
-        job.id,
-        check_item_id(job.item_id),
-        check_destination(job.destination),
-        None if job.started is None else utc(job.started),
-        None if job.finished is None else utc(job.finished),
-        status,
-        attempts,
-        job.claim_token,
-        None if job.lease_expires is None else utc(job.lease_expires),
-        None if job.last_error is None else clean_error(job.last_error),
-        job.version,
-        None if job.not_before is None else utc(job.not_before),
-    )
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -19,18 +19,20 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from fulltext_jobs.audit import UNLEASED_ERROR, AuditProblem, AuditSettings, audit_jobs
+from fulltext_jobs.checks import (
+    check_batch_size,
+    check_clock,
+    check_item_ids,
+    check_lease,
+    read_clock,
+)
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
     RESCUED_ERROR,
     DestinationStats,
     FullText,
     JobStatus,
-    check_batch_size,
-    check_clock,
-    check_item_ids,
-    check_lease,
     lease_expired_error,
-    read_clock,
     stored_form,
 )
 from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs, StaleJob

@@ -39,7 +39,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from fulltext_jobs.audit import DEFAULT_RESCUE_INTERVAL, STUCK_CHECKS, AuditCheck
-from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, check_destination, utc
+from fulltext_jobs.checks import check_destination
+from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, utc
 from fulltext_jobs.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url, store_error
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.migrate import check_schema

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Final, NamedTuple
 
-from fulltext_jobs.domain import MAX_CLAIM, as_real
+from fulltext_jobs.checks import MAX_CLAIM, as_real
 from fulltext_jobs.errors import InvalidInput
 
 __all__ = [

@@ -9,7 +9,7 @@ and then call the adapter's protected implementation (`_get_fulltext`,
 ...) with clean values: bad input raises `InvalidInput` before any adapter
 code runs, so it writes nothing, and no two adapters can answer it
 differently. The rules are the `check_*` functions of
-`fulltext_jobs.domain`:
+`fulltext_jobs.checks`:
 
 - text (destinations, item ids) is a non-empty `str` within its length
   limit, with no NUL byte, that encodes as UTF-8 (no lone surrogates);
@@ -51,17 +51,13 @@ from fulltext_jobs.audit import (
     DEFAULT_RESCUE_INTERVAL,
     AuditProblem,
     AuditSettings,
-    check_duration,
 )
-from fulltext_jobs.domain import (
-    DEFAULT_SWEEP_INTERVAL,
+from fulltext_jobs.checks import (
     MAX_LISTED,
-    DestinationStats,
-    FullText,
-    JobStatus,
     check_claim_size,
     check_count,
     check_destination,
+    check_duration,
     check_flag,
     check_held,
     check_item_id,
@@ -76,8 +72,8 @@ from fulltext_jobs.domain import (
     check_retry_statuses,
     check_statuses,
     job_list,
-    utc,
 )
+from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus, utc
 from fulltext_jobs.errors import InvalidInput, NotSupported, StaleJobs
 from fulltext_jobs.rate_limit import MAX_BURST, RateTokens, check_burst, check_rate
 from fulltext_jobs.retry import DEFAULT_RETRY
@@ -335,7 +331,7 @@ class Repository(abc.ABC):
         are errors in the batch, not news about other writers.
         """
         originals, checked = checked_batch(jobs)
-        if check_atomic(atomic):
+        if check_flag(atomic, "atomic"):
             if checked:
                 self._save_many(checked)
             moved_on(originals)
@@ -855,7 +851,7 @@ class AsyncRepository(abc.ABC):
     async def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
         """As `Repository.save_many`."""
         originals, checked = checked_batch(jobs)
-        if check_atomic(atomic):
+        if check_flag(atomic, "atomic"):
             if checked:
                 await self._save_many(checked)
             moved_on(originals)
@@ -1133,11 +1129,3 @@ def moved_on_but(jobs: list[FullText], refused: set[uuid.UUID]) -> None:
             f"{', ...' if len(ids) > 5 else ''}; the others were saved"
         )
         raise StaleJobs(msg, refused=ids)
-
-
-def check_atomic(atomic: object) -> bool:
-    """`atomic` if it is a bool; raise `InvalidInput` otherwise."""
-    if not isinstance(atomic, bool):
-        msg = f"atomic must be True or False, not {atomic!r}"
-        raise InvalidInput(msg)
-    return atomic

@@ -13,7 +13,7 @@ import random
 from datetime import timedelta
 from typing import Final
 
-from fulltext_jobs.domain import MAX_INT32, MAX_LEASE, check_count, check_max_attempts
+from fulltext_jobs.checks import MAX_INT32, as_real, check_count, check_duration, check_max_attempts
 from fulltext_jobs.errors import InvalidInput
 
 __all__ = ["DEFAULT_RETRY", "RetryPolicy"]
@@ -53,16 +53,13 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         check_max_attempts(self.max_attempts)
         for name in ("base_delay", "max_delay"):
-            value = getattr(self, name)
-            if not isinstance(value, timedelta) or not timedelta(0) <= value <= MAX_LEASE:
-                msg = f"{name} must be a timedelta from 0 to {MAX_LEASE.days} days, not {value!r}"
-                raise InvalidInput(msg)
+            check_duration(getattr(self, name), name, zero=True)
         if self.max_delay < self.base_delay:
             msg = f"max_delay ({self.max_delay}) must not be below base_delay ({self.base_delay})"
             raise InvalidInput(msg)
-        jitter = self.jitter
-        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 1:
-            msg = f"jitter must be a number from 0 to 1, not {jitter!r}"
+        jitter = as_real(self.jitter)
+        if jitter is None or not 0 <= jitter <= 1:
+            msg = f"jitter must be a number from 0 to 1, not {self.jitter!r}"
             raise InvalidInput(msg)
 
     def gives_up(self, attempts: int) -> bool:

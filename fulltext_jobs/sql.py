@@ -26,17 +26,14 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from fulltext_jobs._lazy import IfImported, if_imported
 from fulltext_jobs.audit import AuditCheck, AuditProblem, AuditSettings, sort_problems
-from fulltext_jobs.domain import (
-    DEFAULT_LEASE,
-    DestinationStats,
-    FullText,
-    JobStatus,
+from fulltext_jobs.checks import (
     check_batch_size,
     check_clock,
     check_item_ids,
     check_lease,
     read_clock,
 )
+from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
 from fulltext_jobs.engine import (
     configure_sqlite,
     is_retryable,

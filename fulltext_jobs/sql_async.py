@@ -22,14 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from fulltext_jobs.audit import AuditProblem, AuditSettings
-from fulltext_jobs.domain import (
-    DEFAULT_LEASE,
-    DestinationStats,
-    FullText,
-    JobStatus,
-    check_batch_size,
-    check_item_ids,
-)
+from fulltext_jobs.checks import check_batch_size, check_item_ids
+from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
 from fulltext_jobs.engine import require_asyncio
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.rate_limit import RateTokens

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
+from fulltext_jobs.checks import MAX_BATCH_SIZE, check_item_id
 from fulltext_jobs.cli._base import (
     CommandError,
     DestinationArgument,
@@ -22,10 +23,6 @@ from fulltext_jobs.cli._base import (
     boundary,
 )
 from fulltext_jobs.cli._output import print_result, progress_bar, stderr_console
-from fulltext_jobs.domain import (
-    MAX_BATCH_SIZE,
-    check_item_id,
-)
 from fulltext_jobs.errors import InvalidInput
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
+from fulltext_jobs.checks import MAX_LEASE, MAX_LISTED
 from fulltext_jobs.cli._base import (
     DestinationArgument,
     JsonOption,
@@ -27,11 +28,7 @@ from fulltext_jobs.cli._output import (
     stats_table,
     stdout_console,
 )
-from fulltext_jobs.domain import (
-    MAX_LEASE,
-    MAX_LISTED,
-    JobStatus,
-)
+from fulltext_jobs.domain import JobStatus
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 if TYPE_CHECKING:

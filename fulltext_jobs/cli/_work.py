@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import fulltext_jobs
+from fulltext_jobs.checks import MAX_LEASE
 from fulltext_jobs.cli._base import (
     CommandError,
     DestinationArgument,
@@ -24,10 +25,7 @@ from fulltext_jobs.cli._base import (
 from fulltext_jobs.cli._logging import LogFormat
 from fulltext_jobs.cli._output import emit_json, stderr_console, stdout_console, worker_table
 from fulltext_jobs.cli._serve import prometheus_registry, serve_metrics
-from fulltext_jobs.domain import (
-    MAX_LEASE,
-    JobStatus,
-)
+from fulltext_jobs.domain import JobStatus
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.retry import DEFAULT_RETRY
 

@@ -12,14 +12,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
-from fulltext_jobs.domain import (
-    DEFAULT_SWEEP_INTERVAL,
+from fulltext_jobs.checks import (
     MAX_CLAIM,
     as_real,
+    check_count,
     check_destination,
+    check_flag,
     check_max_attempts,
-    utc,
 )
+from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, utc
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.rate_limit import check_burst, check_rate
 from fulltext_jobs.repository import Repository
@@ -87,11 +88,9 @@ class WorkerSettings:
             msg = f"handler must be callable, not {self.handler!r}"
             raise InvalidInput(msg)
         self._set("destination", check_destination(self.destination))
-        self._set("concurrency", _whole("concurrency", self.concurrency, MAX_CONCURRENCY))
-        self._set("batch_size", _whole("batch_size", self.batch_size, MAX_CLAIM))
-        if not isinstance(self.in_transaction, bool):
-            msg = f"in_transaction must be True or False, not {self.in_transaction!r}"
-            raise InvalidInput(msg)
+        self._set("concurrency", check_count(self.concurrency, "concurrency", MAX_CONCURRENCY))
+        self._set("batch_size", check_count(self.batch_size, "batch_size", MAX_CLAIM))
+        check_flag(self.in_transaction, "in_transaction")
         poll, most = self.poll_interval, self.max_poll_interval
         self._set("poll_interval", _seconds("poll_interval", poll))
         self._set("max_poll_interval", _seconds("max_poll_interval", most))
@@ -173,13 +172,6 @@ def _rate_settings(
     rate = check_rate(rate_limit, "rate_limit")
     burst = batch_size if rate_burst is None else check_burst(rate_burst, "rate_burst")
     return rate, burst
-
-
-def _whole(name: str, value: object, most: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        msg = f"{name} must be a positive whole number, at most {most:,}, not {value!r}"
-        raise InvalidInput(msg)
-    return value
 
 
 def _seconds(name: str, value: object, *, zero: bool = False, infinite: bool = False) -> float:
