@@ -177,3 +177,17 @@ def test_the_readme_names_the_postgresql_the_suite_runs_on(postgres_engine):
     major = int(number) // 10_000
     text = README.read_text(encoding="utf-8")
     assert re.search(rf"\*\*PostgreSQL: tested on {major}\*\*", text), f"PostgreSQL {major}"
+
+
+def test_the_architecture_page_names_every_module():
+    """docs/architecture.md is the map: a module it does not name is a room
+    nobody can find."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    package = ROOT / "fulltext_jobs"
+    missing = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if "_migrations" not in path.parts and f"`{path.name}`" not in text
+    ]
+    assert missing == []
+    assert "](docs/architecture.md)" in README.read_text(encoding="utf-8")
