@@ -76,7 +76,7 @@ from fulltext_jobs.checks import (
 from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus, utc
 from fulltext_jobs.errors import InvalidInput, NotSupported, StaleJobs
 from fulltext_jobs.rate_limit import MAX_BURST, RateTokens, check_burst, check_rate
-from fulltext_jobs.retry import DEFAULT_RETRY
+from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
 
 __all__ = ["AsyncRepository", "ReadyListener", "Repository"]
 
@@ -516,12 +516,15 @@ class Repository(abc.ABC):
         job.lease_expires = lease
         return lease
 
-    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
+    def rescue_expired(
+        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ) -> int:
         """Give back the `running` jobs whose lease has run out (of
         `destination`, or of all): each returns to `ready`, saying why in
         `last_error` ("rescued: its lease ran out before its worker saved
         it", `fulltext_jobs.domain.RESCUED_ERROR`), or, once it has had
-        `max_attempts` attempts, goes to `failed` with that reason in
+        `max_attempts` attempts (by default the retry policy's, 5), goes to
+        `failed` with that reason in
         `last_error` (`lease_expired_error`). Either way its attempt stays
         counted. Their claims end, so their workers' late saves raise
         `LostClaim`. Returns how many jobs were rescued.
@@ -536,7 +539,7 @@ class Repository(abc.ABC):
         return len(self.rescue_expired_jobs(destination, max_attempts=max_attempts))
 
     def rescue_expired_jobs(
-        self, destination: str | None = None, *, max_attempts: int = 3
+        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
     ) -> list[uuid.UUID]:
         """As `rescue_expired`, but return the ids of the jobs rescued, in
         order: for an operator's record of what a repair changed."""
@@ -910,12 +913,14 @@ class AsyncRepository(abc.ABC):
         job.lease_expires = lease
         return lease
 
-    async def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
+    async def rescue_expired(
+        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ) -> int:
         """As `Repository.rescue_expired`."""
         return len(await self.rescue_expired_jobs(destination, max_attempts=max_attempts))
 
     async def rescue_expired_jobs(
-        self, destination: str | None = None, *, max_attempts: int = 3
+        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
     ) -> list[uuid.UUID]:
         """As `Repository.rescue_expired_jobs`."""
         return sorted(

@@ -16,7 +16,11 @@ from typing import Final
 from fulltext_jobs.checks import MAX_INT32, as_real, check_count, check_duration, check_max_attempts
 from fulltext_jobs.errors import InvalidInput
 
-__all__ = ["DEFAULT_RETRY", "RetryPolicy"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_RETRY", "RetryPolicy"]
+
+#: How many attempts a job gets by default, wherever attempts are bounded:
+#: the retry policy, `rescue_expired`, the audit and the command line.
+DEFAULT_MAX_ATTEMPTS: Final = 5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,7 +49,7 @@ class RetryPolicy:
     that is not a number from 0 to 1.
     """
 
-    max_attempts: int = 5
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     base_delay: timedelta = timedelta(seconds=30)
     max_delay: timedelta = timedelta(minutes=30)
     jitter: float = 0.5

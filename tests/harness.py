@@ -44,6 +44,7 @@ from fulltext_jobs import (
 from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.domain import DEFAULT_LEASE, DEFAULT_SWEEP_INTERVAL, DestinationStats
 from fulltext_jobs.rate_limit import RateTokens
+from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS
 from fulltext_jobs.schema import tables_for
 
 #: A database on the PostgreSQL server where tests may create and drop their own.
@@ -300,11 +301,13 @@ class BlockingAsyncRepository(Repository):
     def heartbeat(self, job: FullText) -> datetime:
         return run_async(self.repo.heartbeat(job))
 
-    def rescue_expired(self, destination: str | None = None, *, max_attempts: int = 3) -> int:
+    def rescue_expired(
+        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ) -> int:
         return run_async(self.repo.rescue_expired(destination, max_attempts=max_attempts))
 
     def rescue_expired_jobs(
-        self, destination: str | None = None, *, max_attempts: int = 3
+        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
     ) -> list[uuid.UUID]:
         return run_async(self.repo.rescue_expired_jobs(destination, max_attempts=max_attempts))
 
