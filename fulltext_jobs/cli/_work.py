@@ -9,7 +9,7 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     # `fulltext_jobs`) when `work` runs, not at start-up.
     from fulltext_jobs.sql import SqlAlchemyRepository
     from fulltext_jobs.worker import Handler
+
+
+#: The most running jobs the hint after an idle stop counts.
+HINT_LIMIT: Final = 1000
 
 
 def load_handler(spec: str) -> Handler:
@@ -250,14 +254,15 @@ def work(
 def _hint_running(repo: SqlAlchemyRepository, destination: str) -> None:
     """After an idle stop: jobs still `running` are another worker's (this
     one released what it held), alive or dead. Say so, and how a dead
-    worker's jobs come back, since an idle stop reads as "all done"."""
-    (row,) = repo.stats(destination, unqueued=False) or (None,)
-    running = 0 if row is None else row.counts[JobStatus.RUNNING]
+    worker's jobs come back, since an idle stop reads as "all done". The
+    look is a page of running jobs (the running-jobs index), not a count of
+    every job of the destination."""
+    running = len(repo.list_jobs(destination, statuses=[JobStatus.RUNNING], limit=HINT_LIMIT))
     if running:
         logging.getLogger("fulltext_jobs.cli").warning(
-            "%d jobs of %s are still running, held by other workers; if a worker died, "
+            "%s jobs of %s are still running, held by other workers; if a worker died, "
             "`fulltext-jobs rescue %s` returns its jobs once their lease has run out",
-            running,
+            f"{running}" if running < HINT_LIMIT else f"at least {running}",
             destination,
             destination,
         )
