@@ -55,8 +55,10 @@ if TYPE_CHECKING:
     from fulltext_jobs.memory import InMemoryRepository
     from fulltext_jobs.metrics import WorkerMetrics
     from fulltext_jobs.migrate import adopt, current_revision, downgrade, head_revision, upgrade
+    from fulltext_jobs.port import ReadyListener
     from fulltext_jobs.rate_limit import RateTokens
-    from fulltext_jobs.repository import AsyncRepository, ReadyListener, Repository
+    from fulltext_jobs.repository import Repository
+    from fulltext_jobs.repository_async import AsyncRepository
     from fulltext_jobs.retry import RetryPolicy
     from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
     from fulltext_jobs.sql_async import AsyncSqlAlchemyRepository
@@ -163,10 +165,10 @@ _HOMES: Final = {
     "downgrade": "fulltext_jobs.migrate",
     "head_revision": "fulltext_jobs.migrate",
     "upgrade": "fulltext_jobs.migrate",
+    "ReadyListener": "fulltext_jobs.port",
     "RateTokens": "fulltext_jobs.rate_limit",
-    "AsyncRepository": "fulltext_jobs.repository",
-    "ReadyListener": "fulltext_jobs.repository",
     "Repository": "fulltext_jobs.repository",
+    "AsyncRepository": "fulltext_jobs.repository_async",
     "RetryPolicy": "fulltext_jobs.retry",
     "ItemSource": "fulltext_jobs.sql",
     "SqlAlchemyRepository": "fulltext_jobs.sql",

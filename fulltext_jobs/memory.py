@@ -36,8 +36,9 @@ from fulltext_jobs.domain import (
     stored_form,
 )
 from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs, StaleJob
+from fulltext_jobs.port import Hold, ReadyListener, hold_copy
 from fulltext_jobs.rate_limit import RateTokens, take, wait_for_next
-from fulltext_jobs.repository import Hold, ReadyListener, Repository, hold_copy
+from fulltext_jobs.repository import Repository
 
 __all__ = ["InMemoryRepository"]
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from fulltext_jobs._lazy import IfImported
 from fulltext_jobs.engine import store_error
 from fulltext_jobs.errors import StoreError
-from fulltext_jobs.repository import ReadyListener
+from fulltext_jobs.port import ReadyListener
 
 if TYPE_CHECKING:
     import psycopg

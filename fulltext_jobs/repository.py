@@ -8,8 +8,10 @@ goes through this port.) The port's public methods check every argument, once,
 and then call the adapter's protected implementation (`_get_fulltext`,
 ...) with clean values: bad input raises `InvalidInput` before any adapter
 code runs, so it writes nothing, and no two adapters can answer it
-differently. The rules are the `check_*` functions of
-`fulltext_jobs.checks`:
+differently. The checks of each operation are written once, in
+`fulltext_jobs.port`, for this port and the asyncio one (`AsyncRepository`,
+at home in `fulltext_jobs.repository_async` and importable from here). The
+rules are the `check_*` functions of `fulltext_jobs.checks`:
 
 - text (destinations, item ids) is a non-empty `str` within its length
   limit, with no NUL byte, that encodes as UTF-8 (no lone surrogates);
@@ -34,16 +36,9 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import (
-    AbstractAsyncContextManager,
-    AbstractContextManager,
-    asynccontextmanager,
-    contextmanager,
-)
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import NamedTuple, Self
 
 from fulltext_jobs.audit import (
     DEFAULT_CLOCK_TOLERANCE,
@@ -52,156 +47,46 @@ from fulltext_jobs.audit import (
     AuditProblem,
     AuditSettings,
 )
-from fulltext_jobs.checks import (
-    MAX_LISTED,
-    check_claim_size,
-    check_count,
-    check_destination,
-    check_duration,
-    check_flag,
-    check_held,
-    check_item_id,
-    check_item_ids,
-    check_job,
-    check_job_id,
-    check_jobs,
-    check_limit,
-    check_max_attempts,
-    check_optional_destination,
-    check_progress,
-    check_retry_statuses,
-    check_statuses,
-    job_list,
+from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus
+from fulltext_jobs.port import (
+    AsyncHold,
+    Hold,
+    ReadyListener,
+    audit_args,
+    cannot_hold,
+    claim_ready_args,
+    count_unqueued_args,
+    create_job_for_unqueued_args,
+    enqueue_new_args,
+    enqueue_unqueued_args,
+    get_fulltext_args,
+    get_ready_job_args,
+    handed_out,
+    has_destination_args,
+    heartbeat_args,
+    held_outcomes,
+    hold_copy,
+    hold_ready_args,
+    list_jobs_args,
+    listen_args,
+    moved_on,
+    moved_on_but,
+    next_due_args,
+    release_unleased_args,
+    rescue_expired_jobs_args,
+    retry_args,
+    save_fulltext_args,
+    save_many_args,
+    stats_args,
+    take_rate_tokens_args,
 )
-from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus, utc
-from fulltext_jobs.errors import InvalidInput, NotSupported, StaleJobs
-from fulltext_jobs.rate_limit import MAX_BURST, RateTokens, check_burst, check_rate
+from fulltext_jobs.rate_limit import RateTokens
+from fulltext_jobs.repository_async import AsyncRepository
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
 
-__all__ = ["AsyncRepository", "ReadyListener", "Repository"]
-
-
-class Hold(NamedTuple):
-    """What an adapter's `_hold_ready` yields: the held jobs, as `running`
-    copies (`hold_copy`), and how to write the caller's outcomes inside
-    the held transaction.
-
-    `write(checked, finished_as_held)` takes the checked copies (stored
-    form) and returns the ids refused by the compare-and-swap.
-    `finished_as_held` says that every one of them was finished and
-    nothing else was changed from how it was handed out (`started`,
-    `attempts`, `last_error`; no `not_before`): the common outcome, which
-    an adapter may write with less than every column."""
-
-    jobs: list[FullText]
-    write: Callable[[list[FullText], bool], set[uuid.UUID]]
-
-
-def hold_copy(job: FullText, now: datetime) -> FullText:
-    """The ready job `job`, as `hold_ready` hands it out: `running` from
-    `now`, with its attempt counted, but no claim token and no lease (the
-    transaction is the claim) and its stored `version` (nothing has been
-    written)."""
-    held = job.copy()
-    held.start(now)
-    held.attempts += 1
-    return held
-
-
-class _HandedOut(NamedTuple):
-    """A job as `hold_ready` handed it out: the values that must come back
-    (its id, item and destination), and those a plain finish leaves alone.
-    Kept apart from the caller's copy, which the caller may change."""
-
-    id: uuid.UUID
-    item_id: str
-    destination: str
-    started: datetime | None
-    attempts: int
-    last_error: str | None
-    version: int
-
-    @classmethod
-    def of(cls, job: FullText) -> _HandedOut:
-        return cls(
-            job.id,
-            job.item_id,
-            job.destination,
-            job.started,
-            job.attempts,
-            job.last_error,
-            job.version,
-        )
-
-    def same_job(self, stored: FullText) -> bool:
-        """Whether `stored` (a checked copy) is still this job: same id,
-        item and destination."""
-        return (
-            stored.id == self.id
-            and stored.item_id == self.item_id
-            and stored.destination == self.destination
-        )
-
-    def plain_finish(self, job: FullText) -> FullText | None:
-        """`job`'s stored form if it was finished and nothing else changed:
-        every other field still the very object handed out (which `check_job`
-        would pass as it is), token, lease and delay none, and a finish
-        time in UTC (`utc` raises `InvalidInput` for a bad one). Else None:
-        the job is checked field by field. The common outcome, told with
-        identity tests only, as a batch has a hundred."""
-        finished = job.finished
-        if (
-            job.status is JobStatus.FINISHED
-            and finished is not None
-            and job.id is self.id
-            and job.item_id is self.item_id
-            and job.destination is self.destination
-            and job.started is self.started
-            and job.attempts is self.attempts
-            and job.last_error is self.last_error
-            and job.version is self.version
-            and job.claim_token is None
-            and job.lease_expires is None
-            and job.not_before is None
-            and utc(finished) is finished
-        ):
-            return job.copy()
-        return None
-
-
-class ReadyListener(abc.ABC):
-    """Tells a waiting worker that jobs of one destination have become ready.
-
-    A wake-up is a hint, not a hand-over: the job may already be claimed by
-    someone else, so the caller claims to find out. A listener is for one
-    thread at a time.
-    """
-
-    @abc.abstractmethod
-    def wait(self, timeout: float) -> bool:
-        """Block until a job of the destination has become ready since the
-        listener was opened or `wait` last returned True, or until `timeout`
-        seconds have passed; return whether one did.
-
-        Raises `StoreError` (retryable) if the connection it listens on was
-        lost; the next call listens again, and returns True at once, since
-        jobs may have become ready unseen.
-        """
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Stop listening and let go of what the listener holds. Idempotent."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+# The port's names, and what an adapter's `_hold_ready` needs (at home in
+# `fulltext_jobs.port`), importable from here.
+__all__ = ["AsyncHold", "AsyncRepository", "Hold", "ReadyListener", "Repository", "hold_copy"]
 
 
 class Repository(abc.ABC):
@@ -213,7 +98,7 @@ class Repository(abc.ABC):
         Raises `JobNotFound` if there is none and `InvalidInput` if `job_id`
         is not a UUID (or its string form).
         """
-        return self._get_fulltext(check_job_id(job_id))
+        return self._get_fulltext(get_fulltext_args(job_id))
 
     def save_fulltext(self, job: FullText) -> None:
         """Store `job`: a compare-and-swap on its `version`.
@@ -236,7 +121,7 @@ class Repository(abc.ABC):
         job has an unknown status, a bad item id or destination, or a naive
         timestamp. Either way nothing is written.
         """
-        checked = check_job(job)
+        checked = save_fulltext_args(job)
         self._save_fulltext(checked)
         job.version = checked.version + 1
 
@@ -259,7 +144,7 @@ class Repository(abc.ABC):
         `destination` (or there are no eligible items), and `InvalidInput` for
         a bad destination.
         """
-        return self._create_job_for_unqueued(check_destination(destination))
+        return self._create_job_for_unqueued(create_job_for_unqueued_args(destination))
 
     def get_ready_job(self, destination: str) -> FullText:
         """Claim the oldest `ready` job for `destination`: mark it `running`,
@@ -271,7 +156,7 @@ class Repository(abc.ABC):
         `destination`, and `InvalidInput` for a bad destination or if the
         clock's reading is not a time to write (nothing is claimed then).
         """
-        return self._get_ready_job(check_destination(destination))
+        return self._get_ready_job(get_ready_job_args(destination))
 
     def enqueue_unqueued(
         self,
@@ -295,11 +180,8 @@ class Repository(abc.ABC):
         not a whole number from 1 to 2**31 - 1, or a `progress` that is not
         callable.
         """
-        return self._enqueue_unqueued(
-            check_destination(destination),
-            limit=check_limit(limit),
-            progress=check_progress(progress),
-        )
+        destination, limit, progress = enqueue_unqueued_args(destination, limit, progress)
+        return self._enqueue_unqueued(destination, limit=limit, progress=progress)
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         """Claim up to `n` of the oldest `ready` jobs of `destination` at once,
@@ -310,7 +192,9 @@ class Repository(abc.ABC):
         for a bad destination or an `n` that is not a whole number from 1 to
         10,000, or if the clock's reading is not a time to write.
         """
-        return self._claim_ready(check_destination(destination), check_claim_size(n))
+        # Unpacked into names, not passed with `*`: the cheaper call on a hot path.
+        destination, n = claim_ready_args(destination, n)
+        return self._claim_ready(destination, n)
 
     def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
         """Store many jobs at once, each as `save_fulltext` would: all of them
@@ -330,8 +214,8 @@ class Repository(abc.ABC):
         were. `DuplicateJob` and `InvalidInput` still save nothing: they
         are errors in the batch, not news about other writers.
         """
-        originals, checked = checked_batch(jobs)
-        if check_flag(atomic, "atomic"):
+        originals, checked, atomic = save_many_args(jobs, atomic)
+        if atomic:
             if checked:
                 self._save_many(checked)
             moved_on(originals)
@@ -387,30 +271,11 @@ class Repository(abc.ABC):
         hold a transaction (on PostgreSQL, an engine in autocommit);
         `StoreError` if the store fails (nothing is written).
         """
-        destination, n = check_destination(destination), check_claim_size(n)
+        destination, n = hold_ready_args(destination, n)
         with self._hold_ready(destination, n) as hold:
-            # What each job was handed out as, by position: its id, item and
-            # destination must come back unchanged. The ids handed out are
-            # distinct, and so are the (item, destination) pairs, so the
-            # jobs written are distinct too.
-            handed = [_HandedOut.of(job) for job in hold.jobs]
+            handed = handed_out(hold.jobs)
             yield list(hold.jobs)
-            # The caller's copies that left `running`, and their stored forms.
-            moved: list[FullText] = []
-            checked: list[FullText] = []
-            finished_as_held = True
-            for job, out in zip(hold.jobs, handed, strict=True):
-                if job.status is JobStatus.RUNNING:
-                    continue
-                stored = out.plain_finish(job)
-                if stored is None:
-                    finished_as_held = False
-                    stored = check_job(job)
-                    if not out.same_job(stored):
-                        msg = f"job {job.id} is not one hold_ready handed out, as it was handed out"
-                        raise InvalidInput(msg)
-                moved.append(job)
-                checked.append(stored)
+            moved, checked, finished_as_held = held_outcomes(hold.jobs, handed)
             # The copies hold no token, as the row holds none: the
             # compare-and-swap finds the row's own.
             refused = hold.write(checked, finished_as_held) if checked else set()
@@ -424,11 +289,7 @@ class Repository(abc.ABC):
         """As `hold_ready`: a context manager that opens a transaction, holds
         the jobs and yields them with their writer, commits on a clean exit
         and rolls back on an exception. The base class cannot hold one."""
-        msg = (
-            f"{type(self).__name__} cannot hold jobs in a transaction; "
-            "use claim_ready and save_many (the leased mode)"
-        )
-        raise NotSupported(msg)
+        raise cannot_hold(self)
 
     def enqueue_new(
         self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
@@ -457,10 +318,7 @@ class Repository(abc.ABC):
         destination or a `sweep_interval` that is not a timedelta from 0 to
         3,650 days.
         """
-        return self._enqueue_new(
-            check_destination(destination),
-            check_duration(sweep_interval, "sweep_interval", zero=True),
-        )
+        return self._enqueue_new(*enqueue_new_args(destination, sweep_interval))
 
     def has_destination(self, destination: str) -> bool:
         """Whether `destination` has any job: the check that a destination
@@ -471,7 +329,7 @@ class Repository(abc.ABC):
 
         Raises `InvalidInput` for a bad destination.
         """
-        return self._has_destination(check_destination(destination))
+        return self._has_destination(has_destination_args(destination))
 
     def count_unqueued(self, destination: str) -> int:
         """How many eligible items have no job for `destination`.
@@ -480,7 +338,7 @@ class Repository(abc.ABC):
         in the items (seconds at ten million; see docs/scaling.md).
         Raises `InvalidInput` for a bad destination.
         """
-        return self._count_unqueued(check_destination(destination))
+        return self._count_unqueued(count_unqueued_args(destination))
 
     def stats(
         self, destination: str | None = None, *, unqueued: bool = True
@@ -495,9 +353,7 @@ class Repository(abc.ABC):
         None. Raises `InvalidInput` for a bad destination or an `unqueued`
         that is not a bool.
         """
-        return self._stats(
-            check_optional_destination(destination), check_flag(unqueued, "unqueued")
-        )
+        return self._stats(*stats_args(destination, unqueued))
 
     def heartbeat(self, job: FullText) -> datetime:
         """Extend the lease of a job the caller has claimed to now plus the
@@ -512,7 +368,7 @@ class Repository(abc.ABC):
         UUID or None, or if the clock's reading is not a time to write;
         either way nothing changes.
         """
-        lease = self._heartbeat(check_held(job))
+        lease = self._heartbeat(heartbeat_args(job))
         job.lease_expires = lease
         return lease
 
@@ -543,11 +399,7 @@ class Repository(abc.ABC):
     ) -> list[uuid.UUID]:
         """As `rescue_expired`, but return the ids of the jobs rescued, in
         order: for an operator's record of what a repair changed."""
-        return sorted(
-            self._rescue_expired(
-                check_optional_destination(destination), check_max_attempts(max_attempts)
-            )
-        )
+        return sorted(self._rescue_expired(*rescue_expired_jobs_args(destination, max_attempts)))
 
     def retry(
         self,
@@ -570,11 +422,7 @@ class Repository(abc.ABC):
         id, for `item_ids` given as one str, or for a status other than
         failed and skipped.
         """
-        return self._retry(
-            check_destination(destination),
-            check_retry_statuses(statuses),
-            None if item_ids is None else frozenset(check_item_ids(item_ids)),
-        )
+        return self._retry(*retry_args(destination, statuses, item_ids))
 
     def list_jobs(
         self,
@@ -594,12 +442,7 @@ class Repository(abc.ABC):
         `statuses` that is empty, one str, or names an unknown status, and
         for a `limit` that is not a whole number from 1 to 10,000.
         """
-        return self._list_jobs(
-            check_destination(destination),
-            check_statuses(statuses),
-            check_count(limit, "limit", MAX_LISTED),
-            None if after is None else check_item_id(after),
-        )
+        return self._list_jobs(*list_jobs_args(destination, statuses, limit, after))
 
     @abc.abstractmethod
     def _list_jobs(
@@ -624,7 +467,7 @@ class Repository(abc.ABC):
         `InvalidInput` for a bad destination or a clock reading that is
         not a time.
         """
-        return self._next_due(check_destination(destination))
+        return self._next_due(next_due_args(destination))
 
     def take_rate_tokens(
         self, destination: str, rate: float, n: int = 1, *, burst: int = 1
@@ -648,12 +491,7 @@ class Repository(abc.ABC):
         100,000 a second, an `n` or `burst` that is not a whole number from
         1 to 10,000, or a clock reading that is not a time.
         """
-        return self._take_rate_tokens(
-            check_destination(destination),
-            check_rate(rate),
-            check_count(n, "n", MAX_BURST),
-            check_burst(burst),
-        )
+        return self._take_rate_tokens(*take_rate_tokens_args(destination, rate, n, burst))
 
     @abc.abstractmethod
     def _next_due(self, destination: str) -> datetime | None:
@@ -663,6 +501,8 @@ class Repository(abc.ABC):
     def _take_rate_tokens(self, destination: str, rate: float, n: int, burst: int) -> RateTokens:
         """As `take_rate_tokens`."""
 
+    # --- waiting for work -------------------------------------
+
     def listen(self, destination: str) -> ReadyListener | None:
         """A listener that wakes when jobs of `destination` become ready, or
         None if this store cannot announce it (then callers poll).
@@ -670,7 +510,11 @@ class Repository(abc.ABC):
         The base class returns None. Raises `InvalidInput` for a bad
         destination, and `StoreError` if the store cannot be reached.
         """
-        return self._listen(check_destination(destination))
+        return self._listen(listen_args(destination))
+
+    def _listen(self, destination: str) -> ReadyListener | None:  # noqa: ARG002 - for adapters
+        """As `listen`; the base class cannot announce, so None."""
+        return None
 
     # --- audit ---------------------------------------------------
 
@@ -698,13 +542,7 @@ class Repository(abc.ABC):
         reading that is not a time.
         """
         return self._audit(
-            check_optional_destination(destination),
-            AuditSettings.checked(
-                rescue_interval=rescue_interval,
-                clock_tolerance=clock_tolerance,
-                max_attempts=max_attempts,
-                examples=examples,
-            ),
+            *audit_args(destination, rescue_interval, clock_tolerance, max_attempts, examples)
         )
 
     def release_unleased(
@@ -722,9 +560,7 @@ class Repository(abc.ABC):
         unknown). Raises `InvalidInput` for a bad destination or an
         `older_than` that is not a timedelta above 0, at most 3,650 days.
         """
-        return self._release_unleased(
-            check_duration(older_than, "older_than"), check_optional_destination(destination)
-        )
+        return self._release_unleased(*release_unleased_args(older_than, destination))
 
     @abc.abstractmethod
     def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
@@ -733,10 +569,6 @@ class Repository(abc.ABC):
     @abc.abstractmethod
     def _release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         """As `release_unleased`."""
-
-    def _listen(self, destination: str) -> ReadyListener | None:  # noqa: ARG002 - for adapters
-        """As `listen`; the base class cannot announce, so None."""
-        return None
 
     # --- what each adapter implements, given checked arguments ------------
 
@@ -809,328 +641,3 @@ class Repository(abc.ABC):
         self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
     ) -> int:
         """As `retry`, with the statuses as a set and the item ids, if any, as one."""
-
-
-class AsyncRepository(abc.ABC):
-    """The port for asyncio apps: the operations of `Repository`, each a
-    coroutine, with the same promises and the same errors."""
-
-    async def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
-        """As `Repository.get_fulltext`."""
-        return await self._get_fulltext(check_job_id(job_id))
-
-    async def save_fulltext(self, job: FullText) -> None:
-        """As `Repository.save_fulltext`."""
-        checked = check_job(job)
-        await self._save_fulltext(checked)
-        job.version = checked.version + 1
-
-    async def create_job_for_unqueued(self, destination: str) -> FullText:
-        """As `Repository.create_job_for_unqueued`."""
-        return await self._create_job_for_unqueued(check_destination(destination))
-
-    async def get_ready_job(self, destination: str) -> FullText:
-        """As `Repository.get_ready_job`."""
-        return await self._get_ready_job(check_destination(destination))
-
-    async def enqueue_unqueued(
-        self,
-        destination: str,
-        *,
-        limit: int | None = None,
-        progress: Callable[[int], object] | None = None,
-    ) -> int:
-        """As `Repository.enqueue_unqueued`; `progress` is a plain function."""
-        return await self._enqueue_unqueued(
-            check_destination(destination),
-            limit=check_limit(limit),
-            progress=check_progress(progress),
-        )
-
-    async def claim_ready(self, destination: str, n: int) -> list[FullText]:
-        """As `Repository.claim_ready`."""
-        return await self._claim_ready(check_destination(destination), check_claim_size(n))
-
-    async def save_many(self, jobs: Iterable[FullText], *, atomic: bool = True) -> None:
-        """As `Repository.save_many`."""
-        originals, checked = checked_batch(jobs)
-        if check_flag(atomic, "atomic"):
-            if checked:
-                await self._save_many(checked)
-            moved_on(originals)
-            return
-        refused = await self._save_each(checked) if checked else set()
-        moved_on_but(originals, refused)
-
-    @asynccontextmanager
-    async def hold_ready(self, destination: str, n: int) -> AsyncIterator[list[FullText]]:
-        """As `Repository.hold_ready`, as an async context manager
-        (`async with repo.hold_ready(d, n) as jobs:`)."""
-        destination, n = check_destination(destination), check_claim_size(n)
-        async with self._hold_ready(destination, n) as jobs:
-            yield jobs
-
-    def _hold_ready(
-        self,
-        destination: str,  # noqa: ARG002 - for adapters
-        n: int,  # noqa: ARG002 - for adapters
-    ) -> AbstractAsyncContextManager[list[FullText]]:
-        """As `hold_ready`, checks made; the base class cannot hold jobs."""
-        msg = (
-            f"{type(self).__name__} cannot hold jobs in a transaction; "
-            "use claim_ready and save_many (the leased mode)"
-        )
-        raise NotSupported(msg)
-
-    async def enqueue_new(
-        self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
-    ) -> int:
-        """As `Repository.enqueue_new`."""
-        return await self._enqueue_new(
-            check_destination(destination),
-            check_duration(sweep_interval, "sweep_interval", zero=True),
-        )
-
-    async def has_destination(self, destination: str) -> bool:
-        """As `Repository.has_destination`."""
-        return await self._has_destination(check_destination(destination))
-
-    async def count_unqueued(self, destination: str) -> int:
-        """As `Repository.count_unqueued`."""
-        return await self._count_unqueued(check_destination(destination))
-
-    async def stats(
-        self, destination: str | None = None, *, unqueued: bool = True
-    ) -> list[DestinationStats]:
-        """As `Repository.stats`."""
-        return await self._stats(
-            check_optional_destination(destination), check_flag(unqueued, "unqueued")
-        )
-
-    async def heartbeat(self, job: FullText) -> datetime:
-        """As `Repository.heartbeat`."""
-        lease = await self._heartbeat(check_held(job))
-        job.lease_expires = lease
-        return lease
-
-    async def rescue_expired(
-        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    ) -> int:
-        """As `Repository.rescue_expired`."""
-        return len(await self.rescue_expired_jobs(destination, max_attempts=max_attempts))
-
-    async def rescue_expired_jobs(
-        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    ) -> list[uuid.UUID]:
-        """As `Repository.rescue_expired_jobs`."""
-        return sorted(
-            await self._rescue_expired(
-                check_optional_destination(destination), check_max_attempts(max_attempts)
-            )
-        )
-
-    async def retry(
-        self,
-        destination: str,
-        *,
-        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
-        item_ids: Iterable[str] | None = None,
-    ) -> int:
-        """As `Repository.retry`."""
-        return await self._retry(
-            check_destination(destination),
-            check_retry_statuses(statuses),
-            None if item_ids is None else frozenset(check_item_ids(item_ids)),
-        )
-
-    # --- audit ---------------------------------------------------
-
-    async def audit(
-        self,
-        destination: str | None = None,
-        *,
-        rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL,
-        clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
-        max_attempts: int = DEFAULT_RETRY.max_attempts,
-        examples: int = DEFAULT_EXAMPLES,
-    ) -> list[AuditProblem]:
-        """As `Repository.audit`."""
-        return await self._audit(
-            check_optional_destination(destination),
-            AuditSettings.checked(
-                rescue_interval=rescue_interval,
-                clock_tolerance=clock_tolerance,
-                max_attempts=max_attempts,
-                examples=examples,
-            ),
-        )
-
-    async def release_unleased(
-        self, older_than: timedelta, destination: str | None = None
-    ) -> list[uuid.UUID]:
-        """As `Repository.release_unleased`."""
-        return await self._release_unleased(
-            check_duration(older_than, "older_than"), check_optional_destination(destination)
-        )
-
-    @abc.abstractmethod
-    async def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
-        """As `Repository._audit`."""
-
-    @abc.abstractmethod
-    async def _release_unleased(
-        self, older_than: timedelta, destination: str | None
-    ) -> list[uuid.UUID]:
-        """As `Repository._release_unleased`."""
-
-    async def list_jobs(
-        self,
-        destination: str,
-        *,
-        statuses: Iterable[JobStatus | str] | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> list[FullText]:
-        """As `Repository.list_jobs`."""
-        return await self._list_jobs(
-            check_destination(destination),
-            check_statuses(statuses),
-            check_count(limit, "limit", MAX_LISTED),
-            None if after is None else check_item_id(after),
-        )
-
-    @abc.abstractmethod
-    async def _list_jobs(
-        self,
-        destination: str,
-        statuses: frozenset[JobStatus] | None,
-        limit: int,
-        after: str | None,
-    ) -> list[FullText]:
-        """As `Repository._list_jobs`."""
-
-    # --- delays and rate limits -------------------------------------
-
-    async def next_due(self, destination: str) -> datetime | None:
-        """As `Repository.next_due`."""
-        return await self._next_due(check_destination(destination))
-
-    async def take_rate_tokens(
-        self, destination: str, rate: float, n: int = 1, *, burst: int = 1
-    ) -> RateTokens:
-        """As `Repository.take_rate_tokens`."""
-        return await self._take_rate_tokens(
-            check_destination(destination),
-            check_rate(rate),
-            check_count(n, "n", MAX_BURST),
-            check_burst(burst),
-        )
-
-    @abc.abstractmethod
-    async def _next_due(self, destination: str) -> datetime | None:
-        """As `Repository._next_due`."""
-
-    @abc.abstractmethod
-    async def _take_rate_tokens(
-        self, destination: str, rate: float, n: int, burst: int
-    ) -> RateTokens:
-        """As `Repository._take_rate_tokens`."""
-
-    # --- what the adapter implements, given checked arguments --------------
-
-    @abc.abstractmethod
-    async def _get_fulltext(self, job_id: uuid.UUID) -> FullText:
-        """As `Repository._get_fulltext`."""
-
-    @abc.abstractmethod
-    async def _save_fulltext(self, job: FullText) -> None:
-        """As `Repository._save_fulltext`."""
-
-    @abc.abstractmethod
-    async def _create_job_for_unqueued(self, destination: str) -> FullText:
-        """As `Repository._create_job_for_unqueued`."""
-
-    @abc.abstractmethod
-    async def _get_ready_job(self, destination: str) -> FullText:
-        """As `Repository._get_ready_job`."""
-
-    @abc.abstractmethod
-    async def _enqueue_unqueued(
-        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
-    ) -> int:
-        """As `Repository._enqueue_unqueued`."""
-
-    @abc.abstractmethod
-    async def _claim_ready(self, destination: str, n: int) -> list[FullText]:
-        """As `Repository._claim_ready`."""
-
-    @abc.abstractmethod
-    async def _save_many(self, jobs: list[FullText]) -> None:
-        """As `Repository._save_many`."""
-
-    @abc.abstractmethod
-    async def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
-        """As `Repository._save_each`."""
-
-    @abc.abstractmethod
-    async def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
-        """As `Repository._enqueue_new`."""
-
-    @abc.abstractmethod
-    async def _has_destination(self, destination: str) -> bool:
-        """As `Repository._has_destination`."""
-
-    @abc.abstractmethod
-    async def _count_unqueued(self, destination: str) -> int:
-        """As `Repository._count_unqueued`."""
-
-    @abc.abstractmethod
-    async def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
-        """As `Repository._stats`."""
-
-    @abc.abstractmethod
-    async def _heartbeat(self, job: FullText) -> datetime:
-        """As `Repository._heartbeat`."""
-
-    @abc.abstractmethod
-    async def _rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
-        """As `Repository._rescue_expired`."""
-
-    @abc.abstractmethod
-    async def _retry(
-        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
-    ) -> int:
-        """As `Repository._retry`."""
-
-
-def checked_batch(jobs: object) -> tuple[list[FullText], list[FullText]]:
-    """The jobs of a `save_many` call as given, and their checked copies."""
-    originals = job_list(jobs)
-    return originals, check_jobs(originals)
-
-
-def moved_on(jobs: list[FullText]) -> None:
-    """After a save of all of `jobs`, each copy is at the stored version."""
-    for job in jobs:
-        job.version += 1
-
-
-def moved_on_but(jobs: list[FullText], refused: set[uuid.UUID]) -> None:
-    """After a save of each of `jobs` on its own: the saved copies are at
-    the stored version; raise `StaleJobs` naming the refused ones, if any."""
-    if not refused:
-        # The common case, without hashing every id.
-        for job in jobs:
-            job.version += 1
-        return
-    for job in jobs:
-        if job.id not in refused:
-            job.version += 1
-    if refused:
-        ids = [job.id for job in jobs if job.id in refused]
-        msg = (
-            f"{len(ids)} of {len(jobs)} jobs have changed since they were read (or lost "
-            f"their claims) and were not saved: {', '.join(map(str, ids[:5]))}"
-            f"{', ...' if len(ids) > 5 else ''}; the others were saved"
-        )
-        raise StaleJobs(msg, refused=ids)

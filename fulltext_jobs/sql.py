@@ -53,8 +53,9 @@ from fulltext_jobs.errors import (
 )
 from fulltext_jobs.migrate import UPGRADE_ADVICE, SchemaState, check_schema
 from fulltext_jobs.notifications import PostgresReadyListener
+from fulltext_jobs.port import Hold, ReadyListener, hold_copy
 from fulltext_jobs.rate_limit import RateTokens, wait_for_next
-from fulltext_jobs.repository import Hold, ReadyListener, Repository, hold_copy
+from fulltext_jobs.repository import Repository
 from fulltext_jobs.schema import SUPPORTED_DIALECTS, tables_for
 from fulltext_jobs.statements import (
     ItemSource,

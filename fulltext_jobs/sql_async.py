@@ -26,8 +26,9 @@ from fulltext_jobs.checks import check_batch_size, check_item_ids
 from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
 from fulltext_jobs.engine import require_asyncio
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.port import AsyncHold
 from fulltext_jobs.rate_limit import RateTokens
-from fulltext_jobs.repository import AsyncRepository
+from fulltext_jobs.repository_async import AsyncRepository
 from fulltext_jobs.sql import SqlAlchemyRepository, check_same_kind
 from fulltext_jobs.statements import ItemSource
 
@@ -154,18 +155,23 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         await self._call(lambda repo: repo._save_many(jobs))  # noqa: SLF001
 
     @asynccontextmanager
-    async def _hold_ready(self, destination: str, n: int) -> AsyncIterator[list[FullText]]:
-        # The sync adapter's block, entered and left in two greenlets of
-        # SQLAlchemy's bridge: its transaction stays open on the connection
-        # in between, while the caller's block awaits.
+    async def _hold_ready(self, destination: str, n: int) -> AsyncIterator[AsyncHold]:
+        # The sync adapter's own hold (the port has checked the arguments,
+        # and checks the copies on the way out), entered, written and left
+        # in greenlets of SQLAlchemy's bridge: its transaction stays open on
+        # the connection in between, while the caller's block awaits.
         from sqlalchemy.util import greenlet_spawn  # noqa: PLC0415 - needs greenlet: see require_asyncio
 
         session = self._session
         sync = self._sync if session is None else self._sync.in_session(session.sync_session)
-        held = sync.hold_ready(destination, n)
-        jobs = await greenlet_spawn(held.__enter__)
+        held = sync._hold_ready(destination, n)  # noqa: SLF001
+        hold = await greenlet_spawn(held.__enter__)
+
+        async def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
+            return await greenlet_spawn(hold.write, checked, finished_as_held)
+
         try:
-            yield jobs
+            yield AsyncHold(hold.jobs, write)
         except BaseException as exc:
             if not await greenlet_spawn(held.__exit__, type(exc), exc, exc.__traceback__):
                 raise

@@ -143,7 +143,7 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
 
 def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
     """The ready job in a raw driver row of `Statements.hold_ready` as
-    `hold_ready` hands it out (see `fulltext_jobs.repository.hold_copy`):
+    `hold_ready` hands it out (see `fulltext_jobs.port.hold_copy`):
     `running` from `now`, its attempt counted, no token, lease or delay,
     at its stored version. Built in one step: a batch builds a hundred."""
     return FullText(

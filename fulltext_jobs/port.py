@@ -1,0 +1,388 @@
+"""What the two ports share, so that they cannot drift apart.
+
+`Repository` (`fulltext_jobs.repository`) and `AsyncRepository`
+(`fulltext_jobs.repository_async`) promise the same operations, one
+blocking and one a coroutine. Each public method of either is a line around
+this module's checks of its arguments and the adapter's protected method:
+
+- `<operation>_args`: one per operation, the checks of `fulltext_jobs.checks`
+  in the order a call bad in two ways reports, returning the clean values
+  the adapter's `_<operation>` takes (the rules are listed in
+  `fulltext_jobs.repository`'s docstring). Where an operation has a single
+  check, its entry is that check itself, not a function around it, so the
+  per-job hot paths (`get_ready_job`, `save_fulltext`, `heartbeat`) pay no
+  extra call for sharing it.
+- the bookkeeping after a save: `moved_on`, `moved_on_but`;
+- `hold_ready`'s pieces: what an adapter yields (`Hold`, `AsyncHold`),
+  how it makes the copies it hands out (`hold_copy`), the error of a port
+  that cannot hold (`cannot_hold`), and the check, on leaving the block,
+  that every copy is still a job handed out (`handed_out`,
+  `held_outcomes`), which both ports run whatever the adapter;
+- `ReadyListener`, what `listen` returns.
+
+The defaults stay in the public methods' signatures, where a reader and
+`help()` find them; tests/test_port.py holds the two ports' signatures
+equal.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import NamedTuple, Self
+
+from fulltext_jobs.audit import AuditSettings
+from fulltext_jobs.checks import (
+    MAX_LISTED,
+    check_claim_size,
+    check_count,
+    check_destination,
+    check_duration,
+    check_flag,
+    check_held,
+    check_item_id,
+    check_item_ids,
+    check_job,
+    check_job_id,
+    check_jobs,
+    check_limit,
+    check_max_attempts,
+    check_optional_destination,
+    check_progress,
+    check_retry_statuses,
+    check_statuses,
+    job_list,
+)
+from fulltext_jobs.domain import FullText, JobStatus, utc
+from fulltext_jobs.errors import InvalidInput, NotSupported, StaleJobs
+from fulltext_jobs.rate_limit import MAX_BURST, check_burst, check_rate
+
+__all__ = [
+    "AsyncHold",
+    "Hold",
+    "ReadyListener",
+    "cannot_hold",
+    "handed_out",
+    "held_outcomes",
+    "hold_copy",
+    "moved_on",
+    "moved_on_but",
+]
+
+# --- each operation's arguments, checked --------------------------------------
+
+# One check each: the check is the entry (see the module's docstring).
+get_fulltext_args = check_job_id
+save_fulltext_args = check_job
+create_job_for_unqueued_args = check_destination
+get_ready_job_args = check_destination
+has_destination_args = check_destination
+count_unqueued_args = check_destination
+next_due_args = check_destination
+listen_args = check_destination
+heartbeat_args = check_held
+
+
+def enqueue_unqueued_args(
+    destination: str, limit: int | None, progress: Callable[[int], object] | None
+) -> tuple[str, int | None, Callable[[int], object] | None]:
+    return check_destination(destination), check_limit(limit), check_progress(progress)
+
+
+def claim_ready_args(destination: str, n: int) -> tuple[str, int]:
+    return check_destination(destination), check_claim_size(n)
+
+
+# `hold_ready` chooses its jobs as `claim_ready` does, from the same arguments.
+hold_ready_args = claim_ready_args
+
+
+def save_many_args(
+    jobs: Iterable[FullText],
+    atomic: bool,  # noqa: FBT001 - the port's call
+) -> tuple[list[FullText], list[FullText], bool]:
+    """The jobs as given (whose versions move on), their checked copies
+    (what the adapter stores), and `atomic`."""
+    originals = job_list(jobs)
+    return originals, check_jobs(originals), check_flag(atomic, "atomic")
+
+
+def enqueue_new_args(destination: str, sweep_interval: timedelta) -> tuple[str, timedelta]:
+    return (
+        check_destination(destination),
+        check_duration(sweep_interval, "sweep_interval", zero=True),
+    )
+
+
+def stats_args(destination: str | None, unqueued: bool) -> tuple[str | None, bool]:  # noqa: FBT001 - the port's call
+    return check_optional_destination(destination), check_flag(unqueued, "unqueued")
+
+
+def rescue_expired_jobs_args(destination: str | None, max_attempts: int) -> tuple[str | None, int]:
+    return check_optional_destination(destination), check_max_attempts(max_attempts)
+
+
+def retry_args(
+    destination: str, statuses: Iterable[JobStatus | str], item_ids: Iterable[str] | None
+) -> tuple[str, frozenset[JobStatus], frozenset[str] | None]:
+    return (
+        check_destination(destination),
+        check_retry_statuses(statuses),
+        None if item_ids is None else frozenset(check_item_ids(item_ids)),
+    )
+
+
+def list_jobs_args(
+    destination: str, statuses: Iterable[JobStatus | str] | None, limit: int, after: str | None
+) -> tuple[str, frozenset[JobStatus] | None, int, str | None]:
+    return (
+        check_destination(destination),
+        check_statuses(statuses),
+        check_count(limit, "limit", MAX_LISTED),
+        None if after is None else check_item_id(after),
+    )
+
+
+def take_rate_tokens_args(
+    destination: str, rate: float, n: int, burst: int
+) -> tuple[str, float, int, int]:
+    return (
+        check_destination(destination),
+        check_rate(rate),
+        check_count(n, "n", MAX_BURST),
+        check_burst(burst),
+    )
+
+
+def audit_args(
+    destination: str | None,
+    rescue_interval: timedelta,
+    clock_tolerance: timedelta,
+    max_attempts: int,
+    examples: int,
+) -> tuple[str | None, AuditSettings]:
+    return check_optional_destination(destination), AuditSettings.checked(
+        rescue_interval=rescue_interval,
+        clock_tolerance=clock_tolerance,
+        max_attempts=max_attempts,
+        examples=examples,
+    )
+
+
+def release_unleased_args(
+    older_than: timedelta, destination: str | None
+) -> tuple[timedelta, str | None]:
+    return check_duration(older_than, "older_than"), check_optional_destination(destination)
+
+
+# --- after a save ----------------------------------------------------------------
+
+
+def moved_on(jobs: list[FullText]) -> None:
+    """After a save of all of `jobs`, each copy is at the stored version."""
+    for job in jobs:
+        job.version += 1
+
+
+def moved_on_but(jobs: list[FullText], refused: set[uuid.UUID]) -> None:
+    """After a save of each of `jobs` on its own: the saved copies are at
+    the stored version; raise `StaleJobs` naming the refused ones, if any."""
+    if not refused:
+        # The common case, without hashing every id.
+        for job in jobs:
+            job.version += 1
+        return
+    for job in jobs:
+        if job.id not in refused:
+            job.version += 1
+    if refused:
+        ids = [job.id for job in jobs if job.id in refused]
+        msg = (
+            f"{len(ids)} of {len(jobs)} jobs have changed since they were read (or lost "
+            f"their claims) and were not saved: {', '.join(map(str, ids[:5]))}"
+            f"{', ...' if len(ids) > 5 else ''}; the others were saved"
+        )
+        raise StaleJobs(msg, refused=ids)
+
+
+# --- hold_ready ------------------------------------------------------------------
+
+
+class Hold(NamedTuple):
+    """What an adapter's `_hold_ready` yields: the held jobs, as `running`
+    copies (`hold_copy`), and how to write the caller's outcomes inside
+    the held transaction.
+
+    `write(checked, finished_as_held)` takes the checked copies (stored
+    form) and returns the ids refused by the compare-and-swap.
+    `finished_as_held` says that every one of them was finished and
+    nothing else was changed from how it was handed out (`started`,
+    `attempts`, `last_error`; no `not_before`): the common outcome, which
+    an adapter may write with less than every column."""
+
+    jobs: list[FullText]
+    write: Callable[[list[FullText], bool], set[uuid.UUID]]
+
+
+class AsyncHold(NamedTuple):
+    """What an `AsyncRepository` adapter's `_hold_ready` yields: as `Hold`,
+    with a `write` that is awaited."""
+
+    jobs: list[FullText]
+    write: Callable[[list[FullText], bool], Awaitable[set[uuid.UUID]]]
+
+
+def hold_copy(job: FullText, now: datetime) -> FullText:
+    """The ready job `job`, as `hold_ready` hands it out: `running` from
+    `now`, with its attempt counted, but no claim token and no lease (the
+    transaction is the claim) and its stored `version` (nothing has been
+    written)."""
+    held = job.copy()
+    held.start(now)
+    held.attempts += 1
+    return held
+
+
+class _HandedOut(NamedTuple):
+    """A job as `hold_ready` handed it out: the values that must come back
+    (its id, item and destination), and those a plain finish leaves alone.
+    Kept apart from the caller's copy, which the caller may change."""
+
+    id: uuid.UUID
+    item_id: str
+    destination: str
+    started: datetime | None
+    attempts: int
+    last_error: str | None
+    version: int
+
+    @classmethod
+    def of(cls, job: FullText) -> _HandedOut:
+        return cls(
+            job.id,
+            job.item_id,
+            job.destination,
+            job.started,
+            job.attempts,
+            job.last_error,
+            job.version,
+        )
+
+    def same_job(self, stored: FullText) -> bool:
+        """Whether `stored` (a checked copy) is still this job: same id,
+        item and destination."""
+        return (
+            stored.id == self.id
+            and stored.item_id == self.item_id
+            and stored.destination == self.destination
+        )
+
+    def plain_finish(self, job: FullText) -> FullText | None:
+        """`job`'s stored form if it was finished and nothing else changed:
+        every other field still the very object handed out (which `check_job`
+        would pass as it is), token, lease and delay none, and a finish
+        time in UTC (`utc` raises `InvalidInput` for a bad one). Else None:
+        the job is checked field by field. The common outcome, told with
+        identity tests only, as a batch has a hundred."""
+        finished = job.finished
+        if (
+            job.status is JobStatus.FINISHED
+            and finished is not None
+            and job.id is self.id
+            and job.item_id is self.item_id
+            and job.destination is self.destination
+            and job.started is self.started
+            and job.attempts is self.attempts
+            and job.last_error is self.last_error
+            and job.version is self.version
+            and job.claim_token is None
+            and job.lease_expires is None
+            and job.not_before is None
+            and utc(finished) is finished
+        ):
+            return job.copy()
+        return None
+
+
+def cannot_hold(repo: object) -> NotSupported:
+    """The error of either port's own `_hold_ready`, which an adapter
+    without transactions keeps."""
+    msg = (
+        f"{type(repo).__name__} cannot hold jobs in a transaction; "
+        "use claim_ready and save_many (the leased mode)"
+    )
+    return NotSupported(msg)
+
+
+def handed_out(jobs: list[FullText]) -> list[_HandedOut]:
+    """What each held job was handed out as, by position, before the caller
+    may change its copy: its id, item and destination must come back
+    unchanged. The ids handed out are distinct, and so are the (item,
+    destination) pairs, so the jobs written are distinct too."""
+    return [_HandedOut.of(job) for job in jobs]
+
+
+def held_outcomes(
+    jobs: list[FullText], handed: list[_HandedOut]
+) -> tuple[list[FullText], list[FullText], bool]:
+    """On leaving a `hold_ready` block: the caller's copies that left
+    `running`, their stored forms, and whether every one is a plain finish
+    (`Hold.write`'s `finished_as_held`). Raises `InvalidInput` if a copy is
+    no longer a valid job, or not the one handed out at its place."""
+    moved: list[FullText] = []
+    checked: list[FullText] = []
+    finished_as_held = True
+    for job, out in zip(jobs, handed, strict=True):
+        if job.status is JobStatus.RUNNING:
+            continue
+        stored = out.plain_finish(job)
+        if stored is None:
+            finished_as_held = False
+            stored = check_job(job)
+            if not out.same_job(stored):
+                msg = f"job {job.id} is not one hold_ready handed out, as it was handed out"
+                raise InvalidInput(msg)
+        moved.append(job)
+        checked.append(stored)
+    return moved, checked, finished_as_held
+
+
+# --- listen ----------------------------------------------------------------------
+
+
+class ReadyListener(abc.ABC):
+    """Tells a waiting worker that jobs of one destination have become ready.
+
+    A wake-up is a hint, not a hand-over: the job may already be claimed by
+    someone else, so the caller claims to find out. A listener is for one
+    thread at a time.
+    """
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Block until a job of the destination has become ready since the
+        listener was opened or `wait` last returned True, or until `timeout`
+        seconds have passed; return whether one did.
+
+        Raises `StoreError` (retryable) if the connection it listens on was
+        lost; the next call listens again, and returns True at once, since
+        jobs may have become ready unseen.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop listening and let go of what the listener holds. Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
