@@ -1,0 +1,47 @@
+"""The SQL that matters, in one place: every statement the SQLAlchemy
+adapter runs, each with a comment on why it is correct under concurrency
+and what keeps its cost flat.
+
+`Statements` binds the declared tables, the item source and the dialect, so
+each statement reads as SQL with no plumbing around it. The statements of a
+fixed shape are built once, with named parameters (`:dest`, `:now`,
+...), because building a statement costs more Python time than running a
+claim costs the server.
+"""
+
+from __future__ import annotations
+
+from fulltext_jobs.statements.base import ORIGINAL_CREATOR_LOCK
+from fulltext_jobs.statements.claims import ClaimStatements
+from fulltext_jobs.statements.enqueue import EnqueueStatements
+from fulltext_jobs.statements.items import ItemSource
+from fulltext_jobs.statements.jobs import JobStatements
+from fulltext_jobs.statements.reads import ReadStatements
+from fulltext_jobs.statements.rows import (
+    compile_for_driver,
+    held_arrays,
+    held_from_values,
+    job_arrays,
+    job_from_values,
+    job_row,
+    to_job,
+)
+
+__all__ = [
+    "ORIGINAL_CREATOR_LOCK",
+    "ItemSource",
+    "Statements",
+    "compile_for_driver",
+    "held_arrays",
+    "held_from_values",
+    "job_arrays",
+    "job_from_values",
+    "job_row",
+    "to_job",
+]
+
+
+class Statements(JobStatements, EnqueueStatements, ClaimStatements, ReadStatements):
+    """The adapter's statements for one set of tables, item source and
+    dialect: every part's, in one object (the adapter asks it for each
+    statement by name)."""
