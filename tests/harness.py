@@ -46,6 +46,7 @@ from fulltext_jobs.domain import DEFAULT_LEASE, DEFAULT_SWEEP_INTERVAL, Destinat
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS
 from fulltext_jobs.schema import tables_for
+from fulltext_jobs.testing import FakeClock  # noqa: F401 - the tests take it from here
 
 #: A database on the PostgreSQL server where tests may create and drop their own.
 ADMIN_URL = os.environ.get(
@@ -148,20 +149,6 @@ class Monotonic:
         self.now = 0.0
 
     def __call__(self) -> float:
-        return self.now
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
         return self.now
 
 
