@@ -69,8 +69,10 @@ import sqlalchemy as sa
 
 import fulltext_jobs
 from fulltext_jobs import DEFAULT_LEASE, FullText, NoJobs, SqlAlchemyRepository, Worker
-from fulltext_jobs.schema import tables_for
-from fulltext_jobs.statements import ItemSource, Statements, compile_for_driver
+from fulltext_jobs.sql.compiled import compile_for_driver
+from fulltext_jobs.sql.items import ItemSource
+from fulltext_jobs.sql.schema import tables_for
+from fulltext_jobs.sql.statements import Statements
 
 ADMIN_URL = os.environ.get(
     "FULLTEXT_JOBS_BENCH_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

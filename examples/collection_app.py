@@ -32,7 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, foreign, mapped_col
 
 import fulltext_jobs
 from fulltext_jobs import ItemSource, JobsError, NoJobs, SqlAlchemyRepository
-from fulltext_jobs.orm import FullTextRecord
+from fulltext_jobs.sql.orm import FullTextRecord
 
 DESTINATION = "language-detection"
 

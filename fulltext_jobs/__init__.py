@@ -27,13 +27,6 @@ if TYPE_CHECKING:
         FullText,
         JobStatus,
     )
-    from fulltext_jobs.engine import (
-        DATABASE_URL_ENV,
-        DEFAULT_DATABASE_URL,
-        configure_sqlite,
-        create_async_engine,
-        create_engine,
-    )
     from fulltext_jobs.errors import (
         AllQueued,
         DemoRefused,
@@ -54,14 +47,22 @@ if TYPE_CHECKING:
     )
     from fulltext_jobs.memory import InMemoryRepository
     from fulltext_jobs.metrics import WorkerMetrics
-    from fulltext_jobs.migrate import adopt, current_revision, downgrade, head_revision, upgrade
     from fulltext_jobs.port import ReadyListener
     from fulltext_jobs.rate_limit import RateTokens
     from fulltext_jobs.repository import Repository
     from fulltext_jobs.repository_async import AsyncRepository
     from fulltext_jobs.retry import RetryPolicy
-    from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
-    from fulltext_jobs.sql_async import AsyncSqlAlchemyRepository
+    from fulltext_jobs.sql.engine import (
+        DATABASE_URL_ENV,
+        DEFAULT_DATABASE_URL,
+        configure_sqlite,
+        create_async_engine,
+        create_engine,
+    )
+    from fulltext_jobs.sql.items import ItemSource
+    from fulltext_jobs.sql.migrate import adopt, current_revision, downgrade, head_revision, upgrade
+    from fulltext_jobs.sql.repository import SqlAlchemyRepository
+    from fulltext_jobs.sql.repository_async import AsyncSqlAlchemyRepository
     from fulltext_jobs.worker import FailJob, Handler, SkipJob, Worker, WorkerStats
 
 __all__ = [
@@ -139,9 +140,9 @@ _HOMES: Final = {
     "TRANSITIONS": "fulltext_jobs.domain",
     "DATABASE_URL_ENV": "fulltext_jobs._defaults",
     "DEFAULT_DATABASE_URL": "fulltext_jobs._defaults",
-    "configure_sqlite": "fulltext_jobs.engine",
-    "create_async_engine": "fulltext_jobs.engine",
-    "create_engine": "fulltext_jobs.engine",
+    "configure_sqlite": "fulltext_jobs.sql.engine",
+    "create_async_engine": "fulltext_jobs.sql.engine",
+    "create_engine": "fulltext_jobs.sql.engine",
     "AllQueued": "fulltext_jobs.errors",
     "DemoRefused": "fulltext_jobs.errors",
     "DuplicateJob": "fulltext_jobs.errors",
@@ -160,19 +161,19 @@ _HOMES: Final = {
     "StoreError": "fulltext_jobs.errors",
     "InMemoryRepository": "fulltext_jobs.memory",
     "WorkerMetrics": "fulltext_jobs.metrics",
-    "adopt": "fulltext_jobs.migrate",
-    "current_revision": "fulltext_jobs.migrate",
-    "downgrade": "fulltext_jobs.migrate",
-    "head_revision": "fulltext_jobs.migrate",
-    "upgrade": "fulltext_jobs.migrate",
+    "adopt": "fulltext_jobs.sql.migrate",
+    "current_revision": "fulltext_jobs.sql.migrate",
+    "downgrade": "fulltext_jobs.sql.migrate",
+    "head_revision": "fulltext_jobs.sql.migrate",
+    "upgrade": "fulltext_jobs.sql.migrate",
     "ReadyListener": "fulltext_jobs.port",
     "RateTokens": "fulltext_jobs.rate_limit",
     "Repository": "fulltext_jobs.repository",
     "AsyncRepository": "fulltext_jobs.repository_async",
     "RetryPolicy": "fulltext_jobs.retry",
-    "ItemSource": "fulltext_jobs.sql",
-    "SqlAlchemyRepository": "fulltext_jobs.sql",
-    "AsyncSqlAlchemyRepository": "fulltext_jobs.sql_async",
+    "ItemSource": "fulltext_jobs.sql.items",
+    "SqlAlchemyRepository": "fulltext_jobs.sql.repository",
+    "AsyncSqlAlchemyRepository": "fulltext_jobs.sql.repository_async",
     "FailJob": "fulltext_jobs.worker",
     "Handler": "fulltext_jobs.worker",
     "SkipJob": "fulltext_jobs.worker",

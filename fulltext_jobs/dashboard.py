@@ -59,7 +59,7 @@ from fulltext_jobs.audit import AuditCheck
 from fulltext_jobs.domain import JobStatus, utc
 from fulltext_jobs.errors import InvalidInput, JobsError, MissingDependency
 from fulltext_jobs.metrics import LedgerCollector, LedgerReading
-from fulltext_jobs.overview import (
+from fulltext_jobs.sql.overview import (
     DEFAULT_FAILURES,
     DEFAULT_MINUTES,
     DestinationOverview,

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
-    from fulltext_jobs.overview import Overview
+    from fulltext_jobs.sql.overview import Overview
 
 __all__ = [
     "METRICS_EXTRA_ADVICE",

@@ -14,8 +14,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from fulltext_jobs.engine import DATABASE_URL_ENV, create_engine, parse_url
-from fulltext_jobs.schema import VERSION_TABLE, tables_for
+from fulltext_jobs.sql.engine import DATABASE_URL_ENV, create_engine, parse_url
+from fulltext_jobs.sql.schema import VERSION_TABLE, tables_for
 
 config = context.config
 if config.config_file_name is not None:

@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from browser import chromium  # noqa: E402 - after the path is set
 
 import fulltext_jobs  # noqa: E402
-from fulltext_jobs import SqlAlchemyRepository, demo  # noqa: E402
+from fulltext_jobs import SqlAlchemyRepository  # noqa: E402
+from fulltext_jobs.cli import _demo_app as demo  # noqa: E402
 
 ERRORS = (
     "TimeoutError: the language service did not answer within 30 s",

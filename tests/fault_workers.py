@@ -23,7 +23,7 @@ from sqlalchemy import event
 import fulltext_jobs
 from fulltext_jobs import FullText, JobStatus, LostClaim, NoJobs, SqlAlchemyRepository
 from fulltext_jobs.domain import utc
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql.schema import tables_for
 
 DESTINATION = "faults"
 

@@ -45,7 +45,7 @@ from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.domain import DEFAULT_LEASE, DEFAULT_SWEEP_INTERVAL, DestinationStats
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.testing import FakeClock  # noqa: F401 - the tests take it from here
 
 #: A database on the PostgreSQL server where tests may create and drop their own.

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from fulltext_jobs import cli, migrate
+from fulltext_jobs import cli
+from fulltext_jobs.sql import migrate
 
 if __name__ == "__main__":
     migrate.SCHEMA_REVISION = sys.argv[1]

@@ -30,8 +30,8 @@ from fulltext_jobs import (
     SqlAlchemyRepository,
 )
 from fulltext_jobs.cli import app
-from fulltext_jobs.schema import SCHEMA_REVISION
-from fulltext_jobs.schema_audit import schema_problems
+from fulltext_jobs.sql.schema import SCHEMA_REVISION
+from fulltext_jobs.sql.schema_audit import schema_problems
 
 pytestmark = pytest.mark.postgresql
 

@@ -21,8 +21,8 @@ from fulltext_jobs import AuditCheck, InMemoryRepository, InvalidInput, JobStatu
 from fulltext_jobs.audit import UNLEASED_ERROR
 from fulltext_jobs.cli import app, parse_duration
 from fulltext_jobs.domain import utc
-from fulltext_jobs.schema import VERSION_TABLE, tables_for
-from fulltext_jobs.schema_audit import schema_problems
+from fulltext_jobs.sql.schema import VERSION_TABLE, tables_for
+from fulltext_jobs.sql.schema_audit import schema_problems
 
 DEST = "lang"
 

@@ -22,7 +22,7 @@ from harness import SqliteTemplate, reset_database
 
 import fulltext_jobs
 from fulltext_jobs import FullText, JobStatus, SqlAlchemyRepository
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql.schema import tables_for
 
 #: Every process must have reported and ended by then.
 DEADLINE_SECONDS = 120

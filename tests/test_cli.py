@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 import fulltext_jobs
-from fulltext_jobs import JobStatus, SqlAlchemyRepository, demo
+from fulltext_jobs import JobStatus, SqlAlchemyRepository
+from fulltext_jobs.cli import _demo_app as demo
 from fulltext_jobs.cli import app
 from fulltext_jobs.domain import utc
 

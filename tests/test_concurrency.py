@@ -39,7 +39,7 @@ from fulltext_jobs import (
     StoreError,
 )
 from fulltext_jobs.domain import utc
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql.schema import tables_for
 
 WORKERS = 4
 ITEM_IDS = [f"item-{n:04}" for n in range(500)]

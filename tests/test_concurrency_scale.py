@@ -15,7 +15,7 @@ from harness import reset_database
 from scale_workers import DESTINATION, mixed_worker
 
 from fulltext_jobs import SqlAlchemyRepository
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql.schema import tables_for
 
 DEADLINE_SECONDS = 300
 

@@ -1,4 +1,4 @@
-"""The dashboard: its reads (`fulltext_jobs.overview`) on SQLite and
+"""The dashboard: its reads (`fulltext_jobs.sql.overview`) on SQLite and
 PostgreSQL, the application served by uvicorn in a thread (the page, the
 jobs pages, `/metrics` parsed by prometheus_client's own parser), and
 `fulltext-jobs dashboard` as a process on a demo database.
@@ -28,7 +28,7 @@ import fulltext_jobs
 from fulltext_jobs import AuditCheck, JobStatus, SqlAlchemyRepository
 from fulltext_jobs.dashboard import Snapshots, create_app
 from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated
-from fulltext_jobs.overview import (
+from fulltext_jobs.sql.overview import (
     RATE_MIN_SECONDS,
     Rate,
     RetryWait,
@@ -37,7 +37,7 @@ from fulltext_jobs.overview import (
     read_only_engine,
     read_overview,
 )
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql.schema import tables_for
 
 NOW = datetime(2026, 11, 28, 12, 30, 20, tzinfo=UTC)
 CLAIMED = NOW - timedelta(minutes=5)

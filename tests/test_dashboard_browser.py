@@ -26,7 +26,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 import fulltext_jobs
-from fulltext_jobs import FullText, RetryPolicy, SqlAlchemyRepository, Worker, demo
+from fulltext_jobs import FullText, RetryPolicy, SqlAlchemyRepository, Worker
+from fulltext_jobs.cli import _demo_app as demo
 
 pytestmark = pytest.mark.slow
 

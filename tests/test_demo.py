@@ -22,7 +22,8 @@ from harness import APP_METADATA, check_postgres_reachable, postgres_database
 from typer.testing import CliRunner
 
 import fulltext_jobs
-from fulltext_jobs import DemoRefused, JobStatus, SqlAlchemyRepository, demo
+from fulltext_jobs import DemoRefused, JobStatus, SqlAlchemyRepository
+from fulltext_jobs.cli import _demo_app as demo
 from fulltext_jobs.cli import app
 from fulltext_jobs.domain import utc
 

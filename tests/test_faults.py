@@ -57,7 +57,7 @@ from fulltext_jobs import (
     StoreError,
 )
 from fulltext_jobs.domain import RESCUED_ERROR, lease_expired_error, utc
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql.schema import tables_for
 
 #: The lease of the workers that get killed.
 SHORT_LEASE_SECONDS = 1.0

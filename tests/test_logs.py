@@ -16,7 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 import fulltext_jobs
-from fulltext_jobs import SqlAlchemyRepository, demo
+from fulltext_jobs import SqlAlchemyRepository
+from fulltext_jobs.cli import _demo_app as demo
 from fulltext_jobs.cli import app
 from fulltext_jobs.logs import JsonFormatter, context_fields, log_context
 

@@ -28,9 +28,9 @@ from alembic.script import ScriptDirectory
 
 import fulltext_jobs
 from fulltext_jobs import InvalidInput, JobStatus, SqlAlchemyRepository, StaleJob, StoreError
-from fulltext_jobs.engine import DATABASE_URL_ENV
-from fulltext_jobs.migrate import migrations_dir
-from fulltext_jobs.schema import (
+from fulltext_jobs.sql.engine import DATABASE_URL_ENV
+from fulltext_jobs.sql.migrate import migrations_dir
+from fulltext_jobs.sql.schema import (
     JOBS_SCHEMA,
     SCHEMA_REVISION,
     STATUS_VALUES,
@@ -648,7 +648,7 @@ import sys
 from pathlib import Path
 
 import fulltext_jobs
-from fulltext_jobs.migrate import migrations_dir
+from fulltext_jobs.sql.migrate import migrations_dir
 
 site = Path(sys.argv[1]).resolve()
 assert Path(fulltext_jobs.__file__).resolve().is_relative_to(site), fulltext_jobs.__file__

@@ -28,7 +28,7 @@ from fulltext_jobs import (
     StoreError,
     Worker,
 )
-from fulltext_jobs.notifications import READY_CHANNEL
+from fulltext_jobs.sql.notifications import READY_CHANNEL
 
 #: Long enough for a notification that is coming; also the test's bound.
 ARRIVES_SECONDS = 10.0

@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, foreign, mapped_col
 
 import fulltext_jobs
 from fulltext_jobs import JobStatus, SqlAlchemyRepository
-from fulltext_jobs.orm import FullTextRecord, ItemRecord, include_name, include_object
+from fulltext_jobs.sql.orm import FullTextRecord, ItemRecord, include_name, include_object
 
 
 class AppBase(DeclarativeBase):

@@ -16,8 +16,8 @@ from harness import Backend, FakeClock, sql_backend
 
 from fulltext_jobs import InMemoryRepository, ItemSource, SqlAlchemyRepository, Worker
 from fulltext_jobs.errors import InvalidInput
-from fulltext_jobs.schema import tables_for
-from fulltext_jobs.statements import Statements
+from fulltext_jobs.sql.schema import tables_for
+from fulltext_jobs.sql.statements import Statements
 
 HOUR = timedelta(hours=1)
 

@@ -28,7 +28,7 @@ from alembic.config import Config
 
 import fulltext_jobs
 from fulltext_jobs import JobStatus, SqlAlchemyRepository
-from fulltext_jobs.migrate import migrations_dir
+from fulltext_jobs.sql.migrate import migrations_dir
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
 

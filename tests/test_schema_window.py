@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 import fulltext_jobs
 from fulltext_jobs import AllQueued, SchemaNotMigrated, SchemaTooNew, SqlAlchemyRepository
-from fulltext_jobs.migrate import migrations_dir
-from fulltext_jobs.schema import SCHEMA_REVISION, VERSION_TABLE, WINDOW_TABLE, tables_for
+from fulltext_jobs.sql.migrate import migrations_dir
+from fulltext_jobs.sql.schema import SCHEMA_REVISION, VERSION_TABLE, WINDOW_TABLE, tables_for
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])

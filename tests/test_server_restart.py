@@ -50,7 +50,7 @@ from sqlalchemy.pool import NullPool
 
 import fulltext_jobs
 from fulltext_jobs import SqlAlchemyRepository
-from fulltext_jobs.notifications import READY_CHANNEL
+from fulltext_jobs.sql.notifications import READY_CHANNEL
 
 #: Where PostgreSQL's server binaries are.
 PG_BIN = Path(os.environ.get("FULLTEXT_JOBS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))

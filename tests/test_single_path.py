@@ -26,7 +26,7 @@ from fulltext_jobs import (
     LostClaim,
     SqlAlchemyRepository,
 )
-from fulltext_jobs.schema import tables_for
+from fulltext_jobs.sql.schema import tables_for
 
 pytestmark = pytest.mark.postgresql
 

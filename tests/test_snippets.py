@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from harness import check_postgres_reachable, postgres_database
 from snippet_names import DESTINATION, SUPPLIED
 
-from fulltext_jobs.engine import DATABASE_URL_ENV
+from fulltext_jobs.sql.engine import DATABASE_URL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent

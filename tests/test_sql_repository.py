@@ -25,7 +25,7 @@ from fulltext_jobs import (
     SqlAlchemyRepository,
     StoreError,
 )
-from fulltext_jobs.schema import SCHEMA_REVISION
+from fulltext_jobs.sql.schema import SCHEMA_REVISION
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -293,7 +293,7 @@ def test_a_terminated_connection_gives_a_retryable_error_then_recovers(
 def test_an_idle_connection_is_tested_and_replaced_before_use(
     postgres_url: str, clean_postgres_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(fulltext_jobs.engine, "IDLE_PING_SECONDS", 0.0)
+    monkeypatch.setattr(fulltext_jobs.sql.engine, "IDLE_PING_SECONDS", 0.0)
     engine = fulltext_jobs.create_engine(postgres_url, pool_size=1, max_overflow=0)
     try:
         repo = SqlAlchemyRepository(engine)

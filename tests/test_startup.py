@@ -44,7 +44,7 @@ NEVER_AT_START = (
     "psycopg",
     "fulltext_jobs.worker",
     "fulltext_jobs.dashboard",
-    "fulltext_jobs.demo",
+    "fulltext_jobs.cli._demo_app",
     "fulltext_jobs.testing",
     "pytest",
 )
@@ -85,7 +85,7 @@ def test_stats_on_sqlite_imports_sqlalchemy_core_only(tmp_path: Path):
     env = {"PATH": "/usr/bin:/bin", fulltext_jobs.DATABASE_URL_ENV: url}
     modules = imported("stats", env=env)
     assert found(modules, NEVER_AT_START) == []
-    assert {"sqlalchemy", "fulltext_jobs.sql"} <= modules
+    assert {"sqlalchemy", "fulltext_jobs.sql.repository"} <= modules
 
 
 def test_the_package_imports_nothing_costly():
@@ -136,10 +136,10 @@ def test_star_import_and_from_import_work():
     namespace: dict[str, object] = {}
     exec("from fulltext_jobs import *", namespace)  # noqa: S102 - our own constant code
     assert set(fulltext_jobs.__all__) <= set(namespace)
-    from fulltext_jobs import Worker, demo  # noqa: PLC0415 - the import is the test
+    from fulltext_jobs import Worker, sql  # noqa: PLC0415 - the import is the test
 
     assert Worker is fulltext_jobs.Worker
-    assert isinstance(demo, types.ModuleType)  # a submodule still imports as one
+    assert isinstance(sql, types.ModuleType)  # a submodule still imports as one
 
 
 def test_an_unknown_name_is_an_attribute_error():

@@ -12,7 +12,7 @@ from alembic import context
 from models import Base  # the app's declarative models
 
 import fulltext_jobs
-from fulltext_jobs.orm import include_name, include_object
+from fulltext_jobs.sql.orm import include_name, include_object
 
 config = context.config
 

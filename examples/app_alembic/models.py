@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
 
-from fulltext_jobs.orm import FullTextRecord
+from fulltext_jobs.sql.orm import FullTextRecord
 
 
 class Base(DeclarativeBase):

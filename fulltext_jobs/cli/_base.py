@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     # Imported where used: `--help` must not pay for SQLAlchemy.
     from sqlalchemy.engine import Engine
 
-    from fulltext_jobs.sql import SqlAlchemyRepository
+    from fulltext_jobs.sql.repository import SqlAlchemyRepository
 
 #: What the command line advises for a database that is not migrated.
 CLI_UPGRADE_ADVICE: Final = "run `fulltext-jobs migrate upgrade` against it"
@@ -190,7 +190,7 @@ class State:
         destination is found to have jobs (see `known_destination`); with
         `reachable`, only once a first call has found the database up and
         migrated."""
-        from fulltext_jobs.sql import SqlAlchemyRepository  # noqa: PLC0415 - not at start-up
+        from fulltext_jobs.sql.repository import SqlAlchemyRepository  # noqa: PLC0415 - not at start-up
 
         repo = SqlAlchemyRepository(self.engine(), lease=lease)
         if known is not None:
@@ -211,7 +211,7 @@ def check_sqlite_file(url: str, *, creates: bool) -> None:
     command `creates` the database, whose file does not: SQLite would create
     an empty file, and the command would then fail on an unmigrated database
     (or, for a typo, leave a stray file). Other URLs pass."""
-    from fulltext_jobs.engine import parse_url  # noqa: PLC0415 - not at start-up
+    from fulltext_jobs.sql.engine import parse_url  # noqa: PLC0415 - not at start-up
 
     parsed = parse_url(url)
     database = parsed.database
@@ -297,8 +297,7 @@ def one_line(exc: BaseException) -> str:
     """The exception's message on one line."""
     if isinstance(exc, SchemaNotMigrated):
         # Imported here: only a database that is not migrated needs them.
-        from fulltext_jobs.migrate import ADOPT_ADVICE  # noqa: PLC0415
-        from fulltext_jobs.sql import UPGRADE_ADVICE  # noqa: PLC0415
+        from fulltext_jobs.sql.migrate import ADOPT_ADVICE, UPGRADE_ADVICE  # noqa: PLC0415
 
         text = str(exc)
         if ADOPT_ADVICE in text:
@@ -357,7 +356,7 @@ def announce_database(state: State) -> None:
     so, since forgetting the environment variable is the usual way to fill
     the wrong database. A URL that cannot be parsed is left to the command,
     which reports it."""
-    from fulltext_jobs.engine import parse_url  # noqa: PLC0415 - not at start-up
+    from fulltext_jobs.sql.engine import parse_url  # noqa: PLC0415 - not at start-up
 
     try:
         shown = parse_url(state.url).render_as_string(hide_password=True)

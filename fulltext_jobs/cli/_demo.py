@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
     from sqlalchemy.engine import Engine
 
-    from fulltext_jobs import demo as demo_module
+    from fulltext_jobs.cli import _demo_app as demo_module
 
 
 def _demo_json(engine: Engine, report: demo_module.DemoReport) -> dict[str, object]:
@@ -41,7 +41,7 @@ def _demo_json(engine: Engine, report: demo_module.DemoReport) -> dict[str, obje
 
 
 def _print_demo(engine: Engine, report: demo_module.DemoReport) -> None:
-    from fulltext_jobs import demo as demo_module  # noqa: PLC0415 - not at start-up
+    from fulltext_jobs.cli import _demo_app as demo_module  # noqa: PLC0415 - not at start-up
 
     out = stdout_console()
     out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
@@ -79,7 +79,7 @@ def demo(ctx: typer.Context, as_json: JsonOption = False, database_url: UrlOptio
     nothing, a database that holds items, jobs or tables it did not create."""
     from rich.progress import MofNCompleteColumn  # noqa: PLC0415 - not at start-up
 
-    from fulltext_jobs import demo as demo_module  # noqa: PLC0415 - not at start-up
+    from fulltext_jobs.cli import _demo_app as demo_module  # noqa: PLC0415 - not at start-up
 
     with boundary(ctx, _demo_url(ctx, database_url), creates=True, writes=True) as state:
         engine = state.engine()

@@ -26,7 +26,7 @@ from fulltext_jobs.cli._output import print_result, progress_bar, stderr_console
 from fulltext_jobs.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from fulltext_jobs.sql import SqlAlchemyRepository
+    from fulltext_jobs.sql.repository import SqlAlchemyRepository
 
 
 @contextmanager

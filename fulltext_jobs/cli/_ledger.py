@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from fulltext_jobs.audit import AuditProblem
-    from fulltext_jobs.schema_audit import SchemaProblem
+    from fulltext_jobs.sql.schema_audit import SchemaProblem
 
 
 def stats(
@@ -265,8 +265,8 @@ def audit(
 def _schema_problems(engine: Engine) -> list[SchemaProblem]:
     import sqlalchemy as sa  # noqa: PLC0415 - not at start-up
 
-    from fulltext_jobs.engine import store_error  # noqa: PLC0415
-    from fulltext_jobs.schema_audit import schema_problems  # noqa: PLC0415
+    from fulltext_jobs.sql.engine import store_error  # noqa: PLC0415
+    from fulltext_jobs.sql.schema_audit import schema_problems  # noqa: PLC0415
 
     try:
         with engine.connect() as connection:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
 
     from fulltext_jobs.audit import AuditProblem
-    from fulltext_jobs.schema_audit import SchemaProblem
+    from fulltext_jobs.sql.schema_audit import SchemaProblem
     from fulltext_jobs.worker import WorkerStats
 
 #: The columns of the stats table, in order, after the destination.

@@ -116,7 +116,7 @@ def dashboard(
         require_dashboard,
         serve,
     )
-    from fulltext_jobs.overview import read_only_engine, read_overview  # noqa: PLC0415
+    from fulltext_jobs.sql.overview import read_only_engine, read_overview  # noqa: PLC0415
 
     with boundary(ctx, database_url) as state:
         require_dashboard()

@@ -32,7 +32,7 @@ from fulltext_jobs.retry import DEFAULT_RETRY
 if TYPE_CHECKING:
     # Only for annotations: the worker and the adapter are imported (through
     # `fulltext_jobs`) when `work` runs, not at start-up.
-    from fulltext_jobs.sql import SqlAlchemyRepository
+    from fulltext_jobs.sql.repository import SqlAlchemyRepository
     from fulltext_jobs.worker import Handler
 
 

@@ -2,7 +2,7 @@
 schemas, our `items` shared the main database with any app table of that
 name (an app's `items` collided with it); on PostgreSQL it becomes
 `jobs.fulltext_items` too, so that both dialects have one table name and
-one declaration (the read models of `fulltext_jobs.orm` map it).
+one declaration (the read models of `fulltext_jobs.sql.orm` map it).
 
 A contract revision: code built for earlier revisions names the old table,
 so it cannot use a database at this one. Its rows move with it (a rename);

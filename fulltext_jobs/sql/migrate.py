@@ -20,9 +20,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from fulltext_jobs._defaults import ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
 from fulltext_jobs._logs import quiet_info
-from fulltext_jobs.engine import create_engine, store_error
 from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated, SchemaTooNew
-from fulltext_jobs.schema import (
+from fulltext_jobs.sql.engine import create_engine, store_error
+from fulltext_jobs.sql.schema import (
     JOBS_SCHEMA,
     SCHEMA_REVISION,
     VERSION_TABLE,
@@ -65,7 +65,7 @@ LIBRARY_ADVICE = "upgrade fulltext-jobs (`pip install -U fulltext-jobs`), not th
 def migrations_dir() -> Path:
     """The folder of alembic's `env.py` and `versions/`: inside the installed
     package, or in the checkout this package was imported from."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the package's folder
     for candidate in (here / "_migrations", here.parent / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate

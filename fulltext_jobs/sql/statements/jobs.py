@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from fulltext_jobs.statements.base import StatementsBase
+from fulltext_jobs.sql.statements.base import StatementsBase
 
 
 class JobStatements(StatementsBase):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.domain import JobStatus
-from fulltext_jobs.statements.base import ORIGINAL_CREATOR_LOCK, StatementsBase
+from fulltext_jobs.sql.statements.base import ORIGINAL_CREATOR_LOCK, StatementsBase
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql as pg

@@ -26,7 +26,7 @@ from typing import Final
 import sqlalchemy as sa
 
 from fulltext_jobs.errors import SchemaNotMigrated, SchemaTooNew
-from fulltext_jobs.migrate import check_schema
+from fulltext_jobs.sql.migrate import check_schema
 
 __all__ = ["EXPECTED_POSTGRESQL", "EXPECTED_SQLITE", "SchemaProblem", "schema_problems"]
 

@@ -11,7 +11,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.domain import RESCUED_ERROR, JobStatus
 from fulltext_jobs.rate_limit import TOLERANCE_SECONDS
-from fulltext_jobs.statements.base import StatementsBase
+from fulltext_jobs.sql.statements.base import StatementsBase
 
 
 class ClaimStatements(StatementsBase):

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from fulltext_jobs.schema import Tables
-from fulltext_jobs.statements.items import ItemSource
+from fulltext_jobs.sql.items import ItemSource
+from fulltext_jobs.sql.schema import Tables
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql as pg

@@ -11,34 +11,13 @@ claim costs the server.
 
 from __future__ import annotations
 
-from fulltext_jobs.statements.base import ORIGINAL_CREATOR_LOCK
-from fulltext_jobs.statements.claims import ClaimStatements
-from fulltext_jobs.statements.enqueue import EnqueueStatements
-from fulltext_jobs.statements.items import ItemSource
-from fulltext_jobs.statements.jobs import JobStatements
-from fulltext_jobs.statements.reads import ReadStatements
-from fulltext_jobs.statements.rows import (
-    compile_for_driver,
-    held_arrays,
-    held_from_values,
-    job_arrays,
-    job_from_values,
-    job_row,
-    to_job,
-)
+from fulltext_jobs.sql.statements.base import ORIGINAL_CREATOR_LOCK
+from fulltext_jobs.sql.statements.claims import ClaimStatements
+from fulltext_jobs.sql.statements.enqueue import EnqueueStatements
+from fulltext_jobs.sql.statements.jobs import JobStatements
+from fulltext_jobs.sql.statements.reads import ReadStatements
 
-__all__ = [
-    "ORIGINAL_CREATOR_LOCK",
-    "ItemSource",
-    "Statements",
-    "compile_for_driver",
-    "held_arrays",
-    "held_from_values",
-    "job_arrays",
-    "job_from_values",
-    "job_row",
-    "to_job",
-]
+__all__ = ["ORIGINAL_CREATOR_LOCK", "Statements"]
 
 
 class Statements(JobStatements, EnqueueStatements, ClaimStatements, ReadStatements):

@@ -1,34 +1,13 @@
-"""Between rows and jobs: the driver-level compiler of a statement, the
-mappers of rows to `FullText`, and the parameters of the writes."""
+"""Between rows and jobs: the mappers of rows to `FullText`, and the
+parameters of the writes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
-from sqlalchemy.sql.compiler import SQLCompiler
+from typing import Any
 
 from fulltext_jobs.domain import FullText, JobStatus
-
-
-def compile_for_driver(
-    statement: sa.ClauseElement, dialect: Dialect, column_keys: Sequence[str] = ()
-) -> tuple[str, dict[str, Any]]:
-    """The SQL of `statement` as `dialect`'s driver takes it, and the values
-    of the parameters the statement fixes itself (LIMIT 1, ...); the caller
-    supplies the others by name."""
-    compiled = cast(
-        "SQLCompiler", statement.compile(dialect=dialect, column_keys=list(column_keys))
-    )
-    fixed = {
-        compiled.bind_names[bind]: bind.effective_value
-        for bind in compiled.binds.values()
-        if not bind.required
-    }
-    return str(compiled), fixed
 
 
 def job_from_values(values: tuple[Any, ...]) -> FullText:
@@ -77,7 +56,7 @@ def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
 def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with the columns
     """The job in a row selected or returned with `Statements.job_columns`,
     or in anything else with the job table's columns as attributes (the read
-    model `fulltext_jobs.orm.FullTextRecord`)."""
+    model `fulltext_jobs.sql.orm.FullTextRecord`)."""
     return FullText(
         id=row.id,
         item_id=row.item_id,

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.audit import AUDIT_TERMINAL, UNLEASED_ERROR, AuditCheck
-from fulltext_jobs.statements.base import StatementsBase
+from fulltext_jobs.sql.statements.base import StatementsBase
 
 
 class ReadStatements(StatementsBase):

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from fulltext_jobs._lazy import IfImported
-from fulltext_jobs.engine import store_error
 from fulltext_jobs.errors import StoreError
 from fulltext_jobs.port import ReadyListener
+from fulltext_jobs.sql.engine import store_error
 
 if TYPE_CHECKING:
     import psycopg

@@ -59,10 +59,11 @@ from sqlalchemy.engine import Engine
 import fulltext_jobs
 from fulltext_jobs._defaults import DEFAULT_DEMO_URL
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
-from fulltext_jobs.engine import store_error
 from fulltext_jobs.errors import DemoRefused, InvalidInput
-from fulltext_jobs.schema import SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
-from fulltext_jobs.sql import ItemSource, SqlAlchemyRepository
+from fulltext_jobs.sql.engine import store_error
+from fulltext_jobs.sql.items import ItemSource
+from fulltext_jobs.sql.repository import SqlAlchemyRepository
+from fulltext_jobs.sql.schema import SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
 from fulltext_jobs.worker import SkipJob, Worker
 
 __all__ = [

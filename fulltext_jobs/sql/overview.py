@@ -41,11 +41,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from fulltext_jobs.audit import DEFAULT_RESCUE_INTERVAL, STUCK_CHECKS, AuditCheck
 from fulltext_jobs.checks import check_destination
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, utc
-from fulltext_jobs.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url, store_error
 from fulltext_jobs.errors import InvalidInput
-from fulltext_jobs.migrate import check_schema
-from fulltext_jobs.schema import UTCDateTime, tables_for
-from fulltext_jobs.statements import ItemSource, Statements, to_job
+from fulltext_jobs.sql.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url, store_error
+from fulltext_jobs.sql.items import ItemSource
+from fulltext_jobs.sql.migrate import check_schema
+from fulltext_jobs.sql.rows import to_job
+from fulltext_jobs.sql.schema import UTCDateTime, tables_for
+from fulltext_jobs.sql.statements import Statements
 
 __all__ = [
     "DestinationOverview",
