@@ -80,7 +80,7 @@ def main() -> None:
         print(f"audit(): median {statistics.median(times):.2f} s of {args.repeat}")
         for problem in problems:
             print(f"  found {problem.check.value}: {problem.count}")
-        statements = repo._sql  # noqa: SLF001 - the adapter's own statements, timed one by one
+        statements = repo._ops.statements  # noqa: SLF001 - the adapter's own statements, timed one by one
         now = fulltext_jobs.domain.utc()
         settings = AuditSettings()
         binds = {

@@ -317,8 +317,8 @@ class FullText:
 
     def copy(self) -> FullText:
         """A copy of the job, field for field: what `dataclasses.replace(job)`
-        makes, at a third of its cost (a worker copies every job it
-        handles)."""
+        makes, for less work (a worker copies every job it handles; see
+        docs/benchmarks.md, "Why the hot path is written as it is")."""
         return FullText(
             self.id,
             self.item_id,

@@ -1,5 +1,5 @@
-"""An import path kept for code written against 0.1.0: the declared tables, whose home
-is `fulltext_jobs.sql.schema`."""
+"""An import path kept for code written against 0.1.0: the declared tables,
+whose home is `fulltext_jobs.sql.schema`."""
 
 from fulltext_jobs.sql.schema import (
     JOBS_SCHEMA,

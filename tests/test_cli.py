@@ -265,7 +265,7 @@ def test_rescue(runner, url, repo):
     assert run_json(runner, url, "rescue", "d") == {"destination": "d", "rescued": 0}
     # A claim made an hour ago, whose worker died: its lease has run out.
     past = utc() - timedelta(hours=1)
-    SqlAlchemyRepository(repo._engine, clock=lambda: past).get_ready_job("d")
+    SqlAlchemyRepository(repo._ops.engine, clock=lambda: past).get_ready_job("d")
     assert counts(repo, "d")["running"] == 2
     assert "rescued 1 expired jobs" in run(runner, url, "rescue", "--max-attempts", "3").stdout
     assert counts(repo, "d") == counts(repo, "d") | {"running": 1, "ready": 2}

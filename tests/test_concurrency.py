@@ -275,7 +275,7 @@ def test_creating_for_one_destination_does_not_wait_for_another(
         repository_with(postgres_url, PATIENT) as repo,
         repository_with(postgres_url, IMPATIENT) as impatient,
     ):
-        sql = repo._sql
+        sql = repo._ops.statements
         with small_postgres.connect() as holder:
             transaction = holder.begin()
             try:
@@ -367,7 +367,7 @@ def test_claiming_for_one_destination_does_not_wait_for_a_held_claim(
     assert setup.enqueue_unqueued("a") == 10
     assert setup.enqueue_unqueued("b") == 10
     with repository_with(postgres_url, PATIENT) as repo:
-        sql = repo._sql
+        sql = repo._ops.statements
         with small_postgres.connect() as holder:
             transaction = holder.begin()
             try:

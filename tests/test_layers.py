@@ -12,6 +12,7 @@ the rule is about what a module depends on, not when it loads.
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,34 @@ def test_the_rule_names_only_modules_that_exist():
     """A module renamed or moved must take its place in the rule with it."""
     assert MODULES.keys() >= KEPT_PATHS | READERS | set(DATABASE_ROOTS)
     assert all(any(within(module, (root,)) for module in MODULES) for root in INNER)
+
+
+#: Names code written against 0.1.0 imports from the kept paths, each with
+#: the home it now lives in.
+OLD_IMPORTS = {
+    ("fulltext_jobs.sql", "SqlAlchemyRepository"): "fulltext_jobs.sql.repository",
+    ("fulltext_jobs.sql", "ItemSource"): "fulltext_jobs.sql.items",
+    ("fulltext_jobs.sql", "UPGRADE_ADVICE"): "fulltext_jobs.sql.migrate",
+    ("fulltext_jobs.sql_async", "AsyncSqlAlchemyRepository"): "fulltext_jobs.sql.repository_async",
+    ("fulltext_jobs.engine", "create_engine"): "fulltext_jobs.sql.engine",
+    ("fulltext_jobs.engine", "store_error"): "fulltext_jobs.sql.errors",
+    ("fulltext_jobs.engine", "is_retryable"): "fulltext_jobs.sql.errors",
+    ("fulltext_jobs.schema", "tables_for"): "fulltext_jobs.sql.schema",
+    ("fulltext_jobs.orm", "include_object"): "fulltext_jobs.sql.orm",
+    ("fulltext_jobs.orm", "FullTextRecord"): "fulltext_jobs.sql.orm",
+    ("fulltext_jobs.statements", "Statements"): "fulltext_jobs.sql.statements",
+    ("fulltext_jobs.statements", "ItemSource"): "fulltext_jobs.sql.items",
+    ("fulltext_jobs.statements", "compile_for_driver"): "fulltext_jobs.sql.compiled",
+    ("fulltext_jobs.statements", "to_job"): "fulltext_jobs.sql.rows",
+}
+
+
+@pytest.mark.parametrize(("old", "home"), sorted(OLD_IMPORTS.items()))
+def test_an_import_path_of_0_1_0_gives_the_name_from_its_new_home(
+    old: tuple[str, str], home: str
+) -> None:
+    module, name = old
+    assert getattr(importlib.import_module(module), name) is getattr(
+        importlib.import_module(home), name
+    )
+    assert name in importlib.import_module(module).__all__

@@ -41,7 +41,7 @@ from fulltext_jobs import (
     StoreError,
     Worker,
 )
-from fulltext_jobs.sql.engine import is_retryable, store_error
+from fulltext_jobs.sql.errors import is_retryable, store_error
 
 DEST = "outages"
 
@@ -300,11 +300,13 @@ def test_the_apps_own_integrity_error_from_the_flush_stays_the_apps(app_engine: 
 def test_a_sqlite_lease_shorter_than_twice_the_busy_timeout_is_warned_about(
     sqlite_engine: sa.Engine, caplog: pytest.LogCaptureFixture, lease_seconds: int, warned: bool
 ):
-    caplog.set_level(logging.WARNING, logger="fulltext_jobs.sql.repository")
+    caplog.set_level(logging.WARNING, logger="fulltext_jobs.sql.transactions")
     repo = SqlAlchemyRepository(sqlite_engine, lease=timedelta(seconds=lease_seconds))
     repo.stats(DEST)
     repo.stats(DEST)  # once per repository, at its first call
-    messages = [r.getMessage() for r in caplog.records if r.name == "fulltext_jobs.sql.repository"]
+    messages = [
+        r.getMessage() for r in caplog.records if r.name == "fulltext_jobs.sql.transactions"
+    ]
     if warned:
         assert len(messages) == 1
         assert "busy timeout is 60 s" in messages[0]
@@ -321,9 +323,9 @@ def test_the_lease_rule_follows_a_busy_timeout_the_app_set(
         dbapi_connection.execute("PRAGMA busy_timeout = 2000")
 
     sqlite_engine.dispose()
-    caplog.set_level(logging.WARNING, logger="fulltext_jobs.sql.repository")
+    caplog.set_level(logging.WARNING, logger="fulltext_jobs.sql.transactions")
     SqlAlchemyRepository(sqlite_engine, lease=timedelta(seconds=5)).stats(DEST)
-    assert not [r for r in caplog.records if r.name == "fulltext_jobs.sql.repository"]
+    assert not [r for r in caplog.records if r.name == "fulltext_jobs.sql.transactions"]
 
 
 # --- The worker -------------------------------------------------------------------------

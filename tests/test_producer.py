@@ -122,7 +122,7 @@ def test_has_destination_reads_the_ready_index_first(clean_postgres_engine: sa.E
     repo = SqlAlchemyRepository(clean_postgres_engine)
     repo.add_items([f"item-{n}" for n in range(50)])
     repo.enqueue_unqueued("lang")
-    statement = repo._sql.has_destination.params(dest="lang")
+    statement = repo._ops.statements.has_destination.params(dest="lang")
     sql_text = str(
         statement.compile(
             dialect=clean_postgres_engine.dialect, compile_kwargs={"literal_binds": True}

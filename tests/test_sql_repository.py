@@ -416,9 +416,8 @@ def test_a_pooled_connection_the_driver_knows_closed_is_a_retryable_store_error(
         repo = SqlAlchemyRepository(engine)
         repo.add_items(["a"])
         repo.enqueue_unqueued("d")
-        autocommit = repo._autocommit_engine
-        assert autocommit is not None
-        with autocommit.connect() as connection:
+        # The engine's pool, which the repository's autocommit calls share.
+        with engine.connect() as connection:
             pooled = connection.connection.dbapi_connection
         assert pooled is not None
         pooled.close()  # back in the pool, closed under it

@@ -60,7 +60,7 @@ import fulltext_jobs
 from fulltext_jobs._defaults import DEFAULT_DEMO_URL
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
 from fulltext_jobs.errors import DemoRefused, InvalidInput
-from fulltext_jobs.sql.engine import store_error
+from fulltext_jobs.sql.errors import translated
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.repository import SqlAlchemyRepository
 from fulltext_jobs.sql.schema import SUPPORTED_DIALECTS, VERSION_TABLE, tables_for
@@ -299,11 +299,8 @@ def check_database(engine: Engine) -> None:
     if engine.dialect.name not in SUPPORTED_DIALECTS:
         msg = f"fulltext-jobs supports PostgreSQL and SQLite, not {engine.dialect.name}"
         raise InvalidInput(msg)
-    try:
-        with engine.connect() as connection:
-            found = _foreign(connection)
-    except sa.exc.SQLAlchemyError as exc:
-        raise store_error(exc, "checking the database for the demo") from exc
+    with translated("checking the database for the demo"), engine.connect() as connection:
+        found = _foreign(connection)
     if found:
         demo_file = sa.make_url(DEFAULT_DEMO_URL).database
         msg = (

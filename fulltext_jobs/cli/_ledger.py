@@ -263,16 +263,12 @@ def audit(
 
 
 def _schema_problems(engine: Engine) -> list[SchemaProblem]:
-    import sqlalchemy as sa  # noqa: PLC0415 - not at start-up
 
-    from fulltext_jobs.sql.engine import store_error  # noqa: PLC0415
+    from fulltext_jobs.sql.errors import translated  # noqa: PLC0415
     from fulltext_jobs.sql.schema_audit import schema_problems  # noqa: PLC0415
 
-    try:
-        with engine.connect() as connection:
-            return schema_problems(connection)
-    except sa.exc.SQLAlchemyError as exc:
-        raise store_error(exc, "audit") from exc
+    with translated("audit"), engine.connect() as connection:
+        return schema_problems(connection)
 
 
 def _print_audit(

@@ -54,17 +54,9 @@ _CURSOR: Final = "fulltext_jobs_cursor"
 
 
 class Compiled:
-    """A statement compiled once, run straight on the DBAPI cursor.
-
-    SQLAlchemy's execution layer (events, parameter and result processing,
-    the compiled cache) costs more Python time than a claim costs the
-    server: for the two calls a worker makes per job, going to the cursor
-    directly is worth about a third more jobs per second (see
-    docs/benchmarks.md). The SQL is still the one SQLAlchemy compiles from
-    `Statements`; driver errors are wrapped in SQLAlchemy's exception
-    classes, so that they are translated in one place, as for every other
-    call; and a lost connection discards the pool, as SQLAlchemy does.
-    """
+    """A statement compiled once, run straight on the DBAPI cursor (see the
+    module's docstring). A driver error is raised as it is, after a lost
+    connection has discarded the pool, as SQLAlchemy does."""
 
     def __init__(
         self,
@@ -122,7 +114,8 @@ class Compiled:
             # unlike `description`, builds no column objects.
             row: tuple[Any, ...] | None = cursor.fetchone()
         except psycopg.Error as exc:
-            raise self._wrapped(pooled, exc, params) from exc
+            self._drop_if_lost(pooled, exc)
+            raise
         finally:
             if switched and pooled.dbapi_connection is not None:
                 try:
@@ -143,14 +136,15 @@ class Compiled:
         if dbapi_connection is None:  # pragma: no cover - the connection was just checked out
             msg = "the connection has been invalidated"
             raise sa.exc.ResourceClosedError(msg)
-        cursor = self._cursor(connection, dbapi_connection, params)
+        cursor = self._cursor(connection, dbapi_connection)
         try:
             cursor.execute(self.sql, {**self.defaults, **params})
             rows: list[tuple[Any, ...]] = []
             if cursor.description:
                 rows = cursor.fetchmany(1) if first else cursor.fetchall()
         except psycopg.Error as exc:
-            raise self._wrapped(connection, exc, params) from exc
+            self._drop_if_lost(connection, exc)
+            raise
         finally:
             cursor.close()
         return rows
@@ -159,27 +153,25 @@ class Compiled:
         self,
         connection: sa.Connection,
         dbapi_connection: Any,  # noqa: ANN401 - the driver's connection
-        params: dict[str, Any] | list[dict[str, Any]],
     ) -> Any:  # noqa: ANN401 - the driver's cursor
         """A cursor; a connection the driver already knows to be closed
-        raises here, wrapped like any error of the statement."""
+        raises here, as for any error of the statement."""
         try:
             return dbapi_connection.cursor()
         except psycopg.Error as exc:
-            raise self._wrapped(connection, exc, params) from exc
+            self._drop_if_lost(connection, exc)
+            raise
 
-    def _wrapped(
-        self,
-        connection: sa.Connection | PoolProxiedConnection,
-        exc: psycopg.Error,
-        params: dict[str, Any] | list[dict[str, Any]],
-    ) -> sa.exc.StatementError:
-        """The driver error as SQLAlchemy's. If the connection was lost (only
-        if it says so: a lock or statement timeout is an OperationalError
-        too, on a healthy connection), it is invalidated and the pool's idle
-        connections are discarded: whatever killed one (a server restart, a
-        network cut) killed them too, and the next call must not meet them.
-        `connection` is a SQLAlchemy Connection or the pool's own."""
+    def _drop_if_lost(
+        self, connection: sa.Connection | PoolProxiedConnection, exc: psycopg.Error
+    ) -> None:
+        """If `exc` left the connection lost (only if the connection says
+        so: a lock or statement timeout is an OperationalError too, on a
+        healthy connection), invalidate it and discard the pool's idle
+        connections: whatever killed one (a server restart, a network cut)
+        killed them too, and the next call must not meet them. `connection`
+        is a SQLAlchemy Connection or the pool's own. The error itself is
+        the caller's to raise, and `translated`'s to classify."""
         pooled = connection.connection if isinstance(connection, sa.Connection) else connection
         dbapi_connection = pooled.dbapi_connection
         lost = bool(getattr(dbapi_connection, "closed", False)) or bool(
@@ -200,9 +192,6 @@ class Compiled:
                 # The pool's connection is invalid now; the Connection
                 # around it learns so here.
                 connection.invalidate(exc)
-        return sa.exc.DBAPIError.instance(
-            self.sql, params, exc, psycopg.Error, connection_invalidated=lost
-        )
 
     def run_many(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> list[bool]:
         """Execute once per row of parameters, pipelined (one round trip);
@@ -211,7 +200,7 @@ class Compiled:
         if dbapi_connection is None:  # pragma: no cover - the connection was just checked out
             msg = "the connection has been invalidated"
             raise sa.exc.ResourceClosedError(msg)
-        cursor = self._cursor(connection, dbapi_connection, rows)
+        cursor = self._cursor(connection, dbapi_connection)
         if not isinstance(cursor, psycopg.Cursor):  # pragma: no cover - PostgreSQL is psycopg
             msg = f"expected a psycopg cursor, not {type(cursor).__name__}"
             raise TypeError(msg)
@@ -223,7 +212,8 @@ class Compiled:
                 if not cursor.nextset():
                     return returned
         except psycopg.Error as exc:
-            raise self._wrapped(connection, exc, rows) from exc
+            self._drop_if_lost(connection, exc)
+            raise
         finally:
             cursor.close()
 

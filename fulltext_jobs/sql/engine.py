@@ -23,7 +23,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from fulltext_jobs._defaults import DATABASE_URL_ENV, DEFAULT_DATABASE_URL
 from fulltext_jobs._lazy import IfImported
-from fulltext_jobs.errors import InvalidInput, MissingDependency, StoreError
+from fulltext_jobs.errors import InvalidInput, MissingDependency
 from fulltext_jobs.sql.schema import JOBS_SCHEMA
 
 if TYPE_CHECKING:
@@ -42,12 +42,10 @@ __all__ = [
     "configure_sqlite",
     "create_async_engine",
     "create_engine",
-    "is_retryable",
     "parse_url",
     "ping_idle_connections",
     "quiet_lost_pipelines",
     "require_asyncio",
-    "store_error",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 60_000
@@ -57,14 +55,6 @@ ASYNC_EXTRA_ADVICE: Final = "pip install 'fulltext-jobs[async]'"
 
 #: A pooled PostgreSQL connection idle this long is tested before use.
 IDLE_PING_SECONDS: Final = 5.0
-
-# SQLSTATEs after which the same call may succeed: connection exceptions
-# (class 08), the server shutting down or restarting (57P01 to 57P03), a
-# serialization failure, a deadlock, a lock wait that timed out (as
-# SQLite's "database is locked"), and a server with no connection slot left.
-_RETRYABLE_SQLSTATES: Final = frozenset(
-    {"57P01", "57P02", "57P03", "40001", "40P01", "55P03", "53300"}
-)
 
 
 def parse_url(url: str | URL) -> URL:
@@ -300,81 +290,3 @@ def configure_sqlite(engine: Engine) -> None:
     # `fulltext_jobs.sql.orm`) live in the main database.
     engine.update_execution_options(schema_translate_map={JOBS_SCHEMA: None})
     engine.dispose()
-
-
-# --- Driver errors as the port's ----------------------------------------------
-#
-# One place decides what a driver or SQLAlchemy error means to a caller: the
-# adapters, the listener and the migrations all call `store_error`, and the
-# rule for "the same call may succeed if made again" is `is_retryable`.
-
-# psycopg reports a failed connection attempt with no SQLSTATE, only the
-# server's (or libpq's) message. These ones refuse us for good: retrying
-# cannot help, and a worker should stop and say so. Any other failure to
-# connect is taken to pass: a server that is away, starting, stopping or
-# full. The list names refusals rather than passing states because the
-# mistake costs less that way: a refusal it misses (say, in a server
-# language other than English) makes a worker retry, logging each attempt,
-# where a passing state it missed would stop a worker during a restart.
-_REFUSALS_FOR_GOOD: Final = (
-    "authentication failed",  # password, SCRAM, ident, peer, ...
-    "no password supplied",
-    "does not exist",  # the database or the role
-    "no pg_hba.conf entry",
-    "pg_hba.conf rejects connection",
-    "is not permitted to log in",
-    "permission denied for database",
-)
-
-
-def _fails_for_good(message: str) -> bool:
-    """Whether a failed connection attempt's message names a refusal that
-    will not pass by itself (see `_REFUSALS_FOR_GOOD`)."""
-    return any(refusal in message for refusal in _REFUSALS_FOR_GOOD)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether the call that raised `exc` (a SQLAlchemy or driver error) may
-    succeed if made again: a lost connection, a server that is away,
-    restarting or full, a serialization failure, a deadlock, a lock wait that
-    timed out, a pool with no connection to spare. Not: a refusal for good
-    (wrong password, unknown database or role), bad SQL, a constraint."""
-    if isinstance(exc, sa.exc.TimeoutError | sa.exc.DisconnectionError):
-        # The pool had no connection to spare within its timeout, or threw
-        # away a dead one: both pass.
-        return True
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    driver = _driver_error(exc)
-    sqlstate = getattr(driver, "sqlstate", None)
-    if isinstance(sqlstate, str):
-        return sqlstate.startswith("08") or sqlstate in _RETRYABLE_SQLSTATES
-    if isinstance(driver, psycopg.OperationalError):
-        # No SQLSTATE: the client never got an answer to a statement
-        # (refused, reset, timed out), or a connection attempt failed.
-        return not _fails_for_good(str(driver))
-    # SQLite: a lock held past the busy timeout.
-    return "database is locked" in str(driver) or "database is busy" in str(driver)
-
-
-def _driver_error(exc: BaseException) -> BaseException:
-    """The driver's exception behind a SQLAlchemy one, or `exc` itself."""
-    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
-        return exc.orig
-    return exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def store_error(exc: BaseException, action: str) -> StoreError:
-    """Translate an error raised while doing `action` (a SQLAlchemy error,
-    or the driver's own, which some paths let through: a new connection
-    refused, a listener's connection lost) into a `StoreError`, classified
-    by `is_retryable`."""
-    retryable = is_retryable(exc)
-    detail = _first_line(_driver_error(exc))
-    advice = " (retryable: the same call may succeed if made again)" if retryable else ""
-    return StoreError(f"{action} failed: {detail}{advice}", retryable=retryable)

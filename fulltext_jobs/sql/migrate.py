@@ -21,7 +21,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 from fulltext_jobs._defaults import ORIGINAL_ELIGIBLE, ORIGINAL_ITEMS_TABLE
 from fulltext_jobs._logs import quiet_info
 from fulltext_jobs.errors import InvalidInput, SchemaNotMigrated, SchemaTooNew
-from fulltext_jobs.sql.engine import create_engine, store_error
+from fulltext_jobs.sql.engine import create_engine
+from fulltext_jobs.sql.errors import translated
 from fulltext_jobs.sql.schema import (
     JOBS_SCHEMA,
     SCHEMA_REVISION,
@@ -269,7 +270,11 @@ def _run(target: Target, action: str, revision: str) -> None:
     from alembic.util import CommandError  # noqa: PLC0415
 
     try:
-        with _connection(target) as connection, _keeping_an_outer_alembic_context():
+        with (
+            translated(action),
+            _connection(target) as connection,
+            _keeping_an_outer_alembic_context(),
+        ):
             if action == "upgrade" and _made_by_original_leaving_no_transaction(connection):
                 msg = (
                     "the database was made by the Go original (jobs.fulltext without "
@@ -280,8 +285,6 @@ def _run(target: Target, action: str, revision: str) -> None:
     except CommandError as exc:
         msg = f"cannot {action} to {revision!r}: {exc}"
         raise InvalidInput(msg) from exc
-    except sa.exc.SQLAlchemyError as exc:
-        raise store_error(exc, action) from exc
 
 
 def upgrade(target: Target, revision: str = "head") -> None:
@@ -308,11 +311,8 @@ def downgrade(target: Target, revision: str = "base") -> None:
 def current_revision(target: Target) -> str | None:
     """The revision the database at `target` is at, or None if fulltext-jobs'
     migrations have never run there."""
-    try:
-        with _connection(target) as connection:
-            return _revision_of(connection)
-    except sa.exc.SQLAlchemyError as exc:
-        raise store_error(exc, "current_revision") from exc
+    with translated("current_revision"), _connection(target) as connection:
+        return _revision_of(connection)
 
 
 def head_revision() -> str:
@@ -383,7 +383,7 @@ def adopt(
     from alembic.util import CommandError  # noqa: PLC0415
 
     try:
-        with _connection(target) as connection:
+        with translated("adopt"), _connection(target) as connection:
             before = _revision_of(connection)
             if before is not None:
                 command.upgrade(_config(connection), "head")
@@ -401,8 +401,6 @@ def adopt(
     except CommandError as exc:
         msg = f"cannot adopt the database: {exc}"
         raise InvalidInput(msg) from exc
-    except sa.exc.SQLAlchemyError as exc:
-        raise store_error(exc, "adopt") from exc
 
 
 def _check_item_source(connection: Connection, items_table: str, eligible: str) -> None:

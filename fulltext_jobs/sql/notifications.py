@@ -19,13 +19,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from fulltext_jobs._lazy import IfImported
-from fulltext_jobs.errors import StoreError
 from fulltext_jobs.port import ReadyListener
-from fulltext_jobs.sql.engine import store_error
+from fulltext_jobs.sql.errors import translated
 
 if TYPE_CHECKING:
     import psycopg
@@ -70,19 +68,20 @@ class PostgresReadyListener(ReadyListener):
                 self._connection = self._listen()
                 return True
             connection = self._connection
-            try:
-                # At least one look, even with no time left: a notification
-                # may already be waiting.
-                while True:
-                    left = max(0.0, deadline - time.monotonic())
-                    for notification in connection.notifies(timeout=left, stop_after=1):
-                        if notification.payload == self._destination:
-                            return True
-                    if time.monotonic() >= deadline:
-                        break
-            except psycopg.Error as exc:
-                self._discard()
-                raise self._failed(exc) from exc
+            with self._translated():
+                try:
+                    # At least one look, even with no time left: a
+                    # notification may already be waiting.
+                    while True:
+                        left = max(0.0, deadline - time.monotonic())
+                        for notification in connection.notifies(timeout=left, stop_after=1):
+                            if notification.payload == self._destination:
+                                return True
+                        if time.monotonic() >= deadline:
+                            break
+                except psycopg.Error:
+                    self._discard()
+                    raise
         return False
 
     def close(self) -> None:
@@ -91,12 +90,10 @@ class PostgresReadyListener(ReadyListener):
             self._discard()
 
     def _listen(self) -> psycopg.Connection[Any]:
-        try:
+        with self._translated():
             # A new connection that fails raises the driver's own error
             # here (SQLAlchemy wraps only what runs on a Connection).
             fairy = self._engine.raw_connection()
-        except (sa.exc.SQLAlchemyError, psycopg.Error) as exc:
-            raise self._failed(exc) from exc
         # Out of the pool for good: it waits in autocommit for as long as
         # the listener lives, and its close really closes it.
         fairy.detach()
@@ -105,19 +102,20 @@ class PostgresReadyListener(ReadyListener):
             fairy.close()
             msg = f"expected a psycopg connection, not {type(connection).__name__}"
             raise TypeError(msg)
-        try:
-            connection.rollback()
-            connection.autocommit = True
-            connection.execute(f"LISTEN {READY_CHANNEL}")
-        except psycopg.Error as exc:
-            connection.close()
-            raise self._failed(exc) from exc
+        with self._translated():
+            try:
+                connection.rollback()
+                connection.autocommit = True
+                connection.execute(f"LISTEN {READY_CHANNEL}")
+            except psycopg.Error:
+                connection.close()
+                raise
         return connection
 
-    def _failed(self, exc: sa.exc.SQLAlchemyError | psycopg.Error) -> StoreError:
-        """The error as a `StoreError`: retryable (the next wait listens
-        again) unless the server refuses this connection for good."""
-        return store_error(exc, f"listening for ready jobs of {self._destination!r}")
+    def _translated(self) -> translated:
+        """Errors as a `StoreError`: retryable (the next wait listens again)
+        unless the server refuses this connection for good."""
+        return translated(f"listening for ready jobs of {self._destination!r}")
 
     def _discard(self) -> None:
         connection, self._connection = self._connection, None

@@ -42,7 +42,8 @@ from fulltext_jobs.audit import DEFAULT_RESCUE_INTERVAL, STUCK_CHECKS, AuditChec
 from fulltext_jobs.checks import check_destination
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, utc
 from fulltext_jobs.errors import InvalidInput
-from fulltext_jobs.sql.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url, store_error
+from fulltext_jobs.sql.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url
+from fulltext_jobs.sql.errors import translated
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.migrate import check_schema
 from fulltext_jobs.sql.rows import to_job
@@ -266,59 +267,54 @@ def read_overview(
     first = taken.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     tables = tables_for(engine.dialect.name)
     sql = Statements(tables, ItemSource(tables.items), engine.dialect.name)
-    try:
-        with engine.connect() as connection:
-            # Every time: the database may be migrated under a long-lived dashboard.
-            check_schema(connection, engine.url.render_as_string(hide_password=True))
-            counts: dict[str, dict[str, int]] = {}
-            for name, status, count in connection.execute(sql.count_by_status(None)):
-                counts.setdefault(name, {})[status] = count
-            ended, first_ended = _ended_per_minute(connection, first)
-            stuck = _stuck(connection, sql, taken)
-            delayed = _delayed(connection, taken)
-            rows = []
-            for name in sorted(counts):
-                held = tuple(
-                    ended.get((name, first + timedelta(minutes=n)))
-                    or Minute(first + timedelta(minutes=n))
-                    for n in range(minutes)
+    with translated("read the overview"), engine.connect() as connection:
+        # Every time: the database may be migrated under a long-lived dashboard.
+        check_schema(connection, engine.url.render_as_string(hide_password=True))
+        counts: dict[str, dict[str, int]] = {}
+        for name, status, count in connection.execute(sql.count_by_status(None)):
+            counts.setdefault(name, {})[status] = count
+        ended, first_ended = _ended_per_minute(connection, first)
+        stuck = _stuck(connection, sql, taken)
+        delayed = _delayed(connection, taken)
+        rows = []
+        for name in sorted(counts):
+            held = tuple(
+                ended.get((name, first + timedelta(minutes=n)))
+                or Minute(first + timedelta(minutes=n))
+                for n in range(minutes)
+            )
+            waiting, next_due = delayed.get(name, (0, None))
+            rows.append(
+                DestinationOverview(
+                    stats=DestinationStats.of(
+                        name,
+                        counts[name],
+                        connection.execute(sql.count_unqueued(name)).scalar_one()
+                        if unqueued
+                        else None,
+                    ),
+                    minutes=held,
+                    oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
+                    next_ready=_next_due(connection, name, taken),
+                    failures=tuple(
+                        _top(connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures)
+                    ),
+                    waiting_for_retry=RetryWait(
+                        count=waiting,
+                        next_due=next_due,
+                        latest=tuple(_latest_delayed(connection, name, taken, failures))
+                        if waiting
+                        else (),
+                    ),
+                    rate=rate_of(
+                        sum(m.done + m.failed for m in held),
+                        first_ended.get(name),
+                        first,
+                        taken,
+                    ),
+                    stuck=stuck.get(name, {}),
                 )
-                waiting, next_due = delayed.get(name, (0, None))
-                rows.append(
-                    DestinationOverview(
-                        stats=DestinationStats.of(
-                            name,
-                            counts[name],
-                            connection.execute(sql.count_unqueued(name)).scalar_one()
-                            if unqueued
-                            else None,
-                        ),
-                        minutes=held,
-                        oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
-                        next_ready=_next_due(connection, name, taken),
-                        failures=tuple(
-                            _top(
-                                connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures
-                            )
-                        ),
-                        waiting_for_retry=RetryWait(
-                            count=waiting,
-                            next_due=next_due,
-                            latest=tuple(_latest_delayed(connection, name, taken, failures))
-                            if waiting
-                            else (),
-                        ),
-                        rate=rate_of(
-                            sum(m.done + m.failed for m in held),
-                            first_ended.get(name),
-                            first,
-                            taken,
-                        ),
-                        stuck=stuck.get(name, {}),
-                    )
-                )
-    except sa.exc.SQLAlchemyError as exc:
-        raise store_error(exc, "read the overview") from exc
+            )
     return Overview(taken=taken, destinations=tuple(rows))
 
 
@@ -356,13 +352,11 @@ def list_jobs(
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         msg = f"limit must be a positive whole number, not {limit!r}"
         raise InvalidInput(msg)
-    try:
+    with translated("list jobs"):
         if isinstance(bind, Engine):
             with bind.connect() as connection:
                 return _top(connection, destination, status, ("-seq",), limit, before=before)
         return _top(bind, destination, status, ("-seq",), limit, before=before)
-    except sa.exc.SQLAlchemyError as exc:
-        raise store_error(exc, "list jobs") from exc
 
 
 def _job_columns(bind: Engine | Connection) -> Sequence[sa.ColumnElement[Any]]:

@@ -1,13 +1,13 @@
 """The asyncio adapter: `AsyncRepository` on SQLAlchemy's asyncio extension,
 with psycopg 3's async mode on PostgreSQL and aiosqlite on SQLite.
 
-It runs the SQLAlchemy adapter's own code, the way SQLAlchemy's asyncio
-extension runs its own synchronous core: in a greenlet, whose every wait on
-the database becomes an `await` on the async driver. So both adapters share
-one implementation of every statement, transaction and error translation,
-and the contract suite holds them to the same behaviour; only psycopg's
-cursor-level hot path is left out, since the async driver sits behind
-SQLAlchemy's adaptation.
+It runs the SQLAlchemy adapter's own operations (`SqlOperations`), the way
+SQLAlchemy's asyncio extension runs its own synchronous core: in a
+greenlet, whose every wait on the database becomes an `await` on the async
+driver. So both adapters share one implementation of every statement,
+transaction and error translation, and the contract suite holds them to the
+same behaviour; only psycopg's cursor-level hot path is left out, since the
+async driver sits behind SQLAlchemy's adaptation.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.repository_async import AsyncRepository
 from fulltext_jobs.sql.engine import require_asyncio
 from fulltext_jobs.sql.items import ItemSource
-from fulltext_jobs.sql.repository import SqlAlchemyRepository, check_same_kind
+from fulltext_jobs.sql.operations import SqlOperations
+from fulltext_jobs.sql.transactions import check_same_kind
 
 if TYPE_CHECKING:
     # SQLAlchemy's asyncio extension needs greenlet (the `async` extra); it is
@@ -83,7 +84,7 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
             )
             raise InvalidInput(msg)
         self._engine = bind
-        self._sync = SqlAlchemyRepository(
+        self._ops = SqlOperations(
             bind.sync_engine,
             items=items,
             clock=clock,
@@ -103,18 +104,18 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         """
         check_same_kind(_session_engine(session).sync_engine, self._engine.sync_engine)
         joined = AsyncSqlAlchemyRepository.__new__(AsyncSqlAlchemyRepository)
-        joined._engine, joined._sync, joined._session = self._engine, self._sync, session  # noqa: SLF001 - a new instance of this very class
+        joined._engine, joined._ops, joined._session = self._engine, self._ops, session  # noqa: SLF001 - a new instance of this very class
         return joined
 
-    async def _call(self, operation: Callable[[SqlAlchemyRepository], _T]) -> _T:
+    async def _call(self, operation: Callable[[SqlOperations], _T]) -> _T:
         from sqlalchemy.util import greenlet_spawn  # noqa: PLC0415 - needs greenlet: see require_asyncio
 
         session = self._session
         if session is None:
-            return await greenlet_spawn(operation, self._sync)
+            return await greenlet_spawn(operation, self._ops)
 
         def in_session(sync_session: Session) -> _T:
-            return operation(self._sync.in_session(sync_session))
+            return operation(self._ops.in_session(sync_session))
 
         return await session.run_sync(in_session)
 
@@ -124,47 +125,47 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         # the same error.
         check_batch_size(batch_size)
         ids = check_item_ids(item_ids)  # before the hop: a generator is read here
-        return await self._call(lambda repo: repo.add_items(ids, batch_size=batch_size))
+        return await self._call(lambda ops: ops.add_items(ids, batch_size))
 
-    # The port has checked every argument; each call runs the sync
-    # adapter's own implementation of it.
+    # The port has checked every argument; each call runs the operation of
+    # `SqlOperations` (`fulltext_jobs.sql.operations`).
 
     async def _get_fulltext(self, job_id: uuid.UUID) -> FullText:
-        return await self._call(lambda repo: repo._get_fulltext(job_id))  # noqa: SLF001
+        return await self._call(lambda ops: ops.get_fulltext(job_id))
 
     async def _save_fulltext(self, job: FullText) -> None:
-        await self._call(lambda repo: repo._save_fulltext(job))  # noqa: SLF001
+        await self._call(lambda ops: ops.save_fulltext(job))
 
     async def _create_job_for_unqueued(self, destination: str) -> FullText:
-        return await self._call(lambda repo: repo._create_job_for_unqueued(destination))  # noqa: SLF001
+        return await self._call(lambda ops: ops.create_job_for_unqueued(destination))
 
     async def _get_ready_job(self, destination: str) -> FullText:
-        return await self._call(lambda repo: repo._get_ready_job(destination))  # noqa: SLF001
+        return await self._call(lambda ops: ops.get_ready_job(destination))
 
     async def _enqueue_unqueued(
         self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
     ) -> int:
         return await self._call(
-            lambda repo: repo._enqueue_unqueued(destination, limit=limit, progress=progress)  # noqa: SLF001
+            lambda ops: ops.enqueue_unqueued(destination, limit=limit, progress=progress)
         )
 
     async def _claim_ready(self, destination: str, n: int) -> list[FullText]:
-        return await self._call(lambda repo: repo._claim_ready(destination, n))  # noqa: SLF001
+        return await self._call(lambda ops: ops.claim_ready(destination, n))
 
     async def _save_many(self, jobs: list[FullText]) -> None:
-        await self._call(lambda repo: repo._save_many(jobs))  # noqa: SLF001
+        await self._call(lambda ops: ops.save_many(jobs))
 
     @asynccontextmanager
     async def _hold_ready(self, destination: str, n: int) -> AsyncIterator[AsyncHold]:
-        # The sync adapter's own hold (the port has checked the arguments,
+        # The operations' own hold (the port has checked the arguments,
         # and checks the copies on the way out), entered, written and left
         # in greenlets of SQLAlchemy's bridge: its transaction stays open on
         # the connection in between, while the caller's block awaits.
         from sqlalchemy.util import greenlet_spawn  # noqa: PLC0415 - needs greenlet: see require_asyncio
 
         session = self._session
-        sync = self._sync if session is None else self._sync.in_session(session.sync_session)
-        held = sync._hold_ready(destination, n)  # noqa: SLF001
+        ops = self._ops if session is None else self._ops.in_session(session.sync_session)
+        held = ops.hold_ready(destination, n)
         hold = await greenlet_spawn(held.__enter__)
 
         async def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
@@ -179,19 +180,19 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
             await greenlet_spawn(held.__exit__, None, None, None)
 
     async def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
-        return await self._call(lambda repo: repo._save_each(jobs))  # noqa: SLF001
+        return await self._call(lambda ops: ops.save_each(jobs))
 
     async def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
-        return await self._call(lambda repo: repo._enqueue_new(destination, sweep_interval))  # noqa: SLF001
+        return await self._call(lambda ops: ops.enqueue_new(destination, sweep_interval))
 
     async def _has_destination(self, destination: str) -> bool:
-        return await self._call(lambda repo: repo._has_destination(destination))  # noqa: SLF001
+        return await self._call(lambda ops: ops.has_destination(destination))
 
     async def _count_unqueued(self, destination: str) -> int:
-        return await self._call(lambda repo: repo._count_unqueued(destination))  # noqa: SLF001
+        return await self._call(lambda ops: ops.count_unqueued(destination))
 
     async def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
-        return await self._call(lambda repo: repo._stats(destination, unqueued))  # noqa: SLF001
+        return await self._call(lambda ops: ops.stats(destination, unqueued))
 
     async def _list_jobs(
         self,
@@ -200,40 +201,34 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         limit: int,
         after: str | None,
     ) -> list[FullText]:
-        return await self._call(
-            lambda repo: repo._list_jobs(destination, statuses, limit, after)  # noqa: SLF001
-        )
+        return await self._call(lambda ops: ops.list_jobs(destination, statuses, limit, after))
 
     async def _next_due(self, destination: str) -> datetime | None:
-        return await self._call(lambda repo: repo._next_due(destination))  # noqa: SLF001
+        return await self._call(lambda ops: ops.next_due(destination))
 
     async def _take_rate_tokens(
         self, destination: str, rate: float, n: int, burst: int
     ) -> RateTokens:
-        return await self._call(
-            lambda repo: repo._take_rate_tokens(destination, rate, n, burst)  # noqa: SLF001
-        )
+        return await self._call(lambda ops: ops.take_rate_tokens(destination, rate, n, burst))
 
     async def _heartbeat(self, job: FullText) -> datetime:
-        return await self._call(lambda repo: repo._heartbeat(job))  # noqa: SLF001
+        return await self._call(lambda ops: ops.heartbeat(job))
 
     async def _rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
-        return await self._call(lambda repo: repo._rescue_expired(destination, max_attempts))  # noqa: SLF001
+        return await self._call(lambda ops: ops.rescue_expired(destination, max_attempts))
 
     async def _retry(
         self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
     ) -> int:
-        return await self._call(lambda repo: repo._retry(destination, statuses, item_ids))  # noqa: SLF001
+        return await self._call(lambda ops: ops.retry(destination, statuses, item_ids))
 
     async def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
-        return await self._call(lambda repo: repo._audit(destination, settings))  # noqa: SLF001
+        return await self._call(lambda ops: ops.audit(destination, settings))
 
     async def _release_unleased(
         self, older_than: timedelta, destination: str | None
     ) -> list[uuid.UUID]:
-        return await self._call(
-            lambda repo: repo._release_unleased(older_than, destination)  # noqa: SLF001
-        )
+        return await self._call(lambda ops: ops.release_unleased(older_than, destination))
 
 
 def _session_engine(session: object) -> AsyncEngine:

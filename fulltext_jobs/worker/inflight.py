@@ -176,9 +176,10 @@ def record(held: Held, verdict: Verdict) -> None:
     and record it as the outcome to save; called under the run's lock, so
     that the shutdown copies the job either before (to release it) or
     after (to save it), never halfway."""
-    # In place rather than on a copy: one object less a job keeps a batch's
-    # young objects below the garbage collector's threshold, and the claimed
-    # state is not needed once the handler ended (see `Held.job`).
+    # In place rather than on a copy: the claimed state is not needed once
+    # the handler ended (see `Held.job`), and every object a job makes
+    # costs the garbage collector (docs/benchmarks.md, "Why the hot path is
+    # written as it is").
     settle(held.job, verdict)
     if held.stage is Stage.TAKEN:
         # Released at shutdown while the handler ran: its save is refused,
@@ -200,8 +201,8 @@ def to_save(
     a handler it released, which is offered to be refused. In a batch with
     a claim found lost, a job whose handler never started is dropped:
     forgotten if its own claim was found lost, else released."""
-    # Two lists rather than a list of pairs: fewer objects a batch keeps
-    # the young generation of the garbage collector below its threshold.
+    # Two lists rather than a list of pairs: fewer objects a batch (see
+    # docs/benchmarks.md, "Why the hot path is written as it is").
     entries: list[Held] = []
     outcomes: list[FullText] = []
     dropped = 0

@@ -89,8 +89,8 @@ class ClaimStatements(StatementsBase):
         InitPlan run once), which it can only probe the primary key with:
         joined to the CTE (`UPDATE ... FROM picked`), the planner, which
         sees 100 picked rows, chose a hash join over a sequential scan of
-        the whole table, and a claim of 100 cost 13 ms at 20,000 jobs and
-        grew with the table (see docs/benchmarks.md). SQLite runs the IN
+        the whole table, and the claim's cost grew with the table (see
+        docs/benchmarks.md, "Why the hot path is written as it is"). SQLite runs the IN
         subquery once, under the transaction's write lock.
         """
         ft = self.tables.fulltext

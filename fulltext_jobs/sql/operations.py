@@ -1,0 +1,618 @@
+"""The SQLAlchemy adapter's operations: what each operation of the port
+does in SQL, on arguments the port has checked.
+
+`SqlAlchemyRepository` and `AsyncSqlAlchemyRepository` both run these, the
+second from asyncio in SQLAlchemy's greenlet bridge; each call reaches the
+database through `Transactions`. The statements themselves, with why each
+is safe under concurrency, are in `fulltext_jobs.sql.statements`.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from fulltext_jobs.audit import AuditCheck, AuditProblem, AuditSettings, sort_problems
+from fulltext_jobs.checks import check_batch_size, check_clock, check_lease, read_clock
+from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
+from fulltext_jobs.errors import (
+    AllQueued,
+    InvalidInput,
+    JobNotFound,
+    LostClaim,
+    NoJobs,
+    NotSupported,
+    StaleJob,
+    StoreError,
+)
+from fulltext_jobs.port import Hold, ReadyListener, hold_copy
+from fulltext_jobs.rate_limit import RateTokens, wait_for_next
+from fulltext_jobs.sql.compiled import HotPath
+from fulltext_jobs.sql.engine import configure_sqlite
+from fulltext_jobs.sql.items import ItemSource
+from fulltext_jobs.sql.notifications import PostgresReadyListener
+from fulltext_jobs.sql.rows import (
+    held_arrays,
+    held_from_values,
+    job_arrays,
+    job_from_values,
+    job_row,
+    to_job,
+)
+from fulltext_jobs.sql.schema import SUPPORTED_DIALECTS, tables_for
+from fulltext_jobs.sql.statements import Statements
+from fulltext_jobs.sql.transactions import Transactions, in_autocommit
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+__all__ = ["SqlOperations"]
+
+_BATCH_DUPLICATE: Final = "one of the jobs would be a second job for its item and destination"
+
+# A caller that loses the race for an item tries again; each lost race means
+# another caller won, so this bound is only reached if something is wrong.
+_MAX_CREATE_ATTEMPTS: Final = 1000
+
+
+class SqlOperations:
+    """Every operation of the port on one engine (see
+    `SqlAlchemyRepository` for the arguments, which this checks in the
+    same order and with the same errors), on checked arguments.
+
+    Raises `InvalidInput` for an engine that is neither PostgreSQL nor
+    SQLite, a `clock` that is not callable, a `lease` that is not a
+    timedelta above zero and at most `MAX_LEASE`, an `enqueue_batch_size`
+    outside 1 to `MAX_BATCH_SIZE`, or a `mixed_fleet` that is not a bool or
+    None.
+    """
+
+    def __init__(  # noqa: PLR0913 - the repository's settings, passed on
+        self,
+        engine: Engine,
+        *,
+        items: ItemSource | sa.FromClause | sa.Select[Any] | type[Any] | None,
+        clock: Callable[[], datetime] | None,
+        lease: timedelta,
+        enqueue_batch_size: int,
+        mixed_fleet: bool | None,
+        session: Session | None = None,
+    ) -> None:
+        if engine.dialect.name not in SUPPORTED_DIALECTS:
+            msg = f"fulltext-jobs supports PostgreSQL and SQLite, not {engine.dialect.name}"
+            raise InvalidInput(msg)
+        configure_sqlite(engine)
+        self._engine = engine
+        tables = tables_for(engine.dialect.name)
+        if items is None:
+            items = ItemSource(tables.items)
+        self._items = items if isinstance(items, ItemSource) else ItemSource(items)
+        self._owns_items = self._items.from_clause is tables.items
+        self._sql = Statements(tables, self._items, engine.dialect.name)
+        # The hot path drives psycopg's own cursor; an asyncio engine's
+        # driver is psycopg's async one, behind SQLAlchemy's adaptation.
+        self._hot = (
+            HotPath(self._sql, engine)
+            if engine.dialect.name == "postgresql" and not engine.dialect.is_async
+            else None
+        )
+        self._clock = check_clock(clock)
+        # The rate limit's bucket reads the server's clock on PostgreSQL,
+        # unless a clock was given (see `take_rate_tokens`).
+        self._server_clock = clock is None and engine.dialect.name == "postgresql"
+        self._enqueue_batch_size = check_batch_size(enqueue_batch_size)
+        self._lease = check_lease(lease)
+        if mixed_fleet is not None and not isinstance(mixed_fleet, bool):
+            msg = f"mixed_fleet must be True, False or None, not {mixed_fleet!r}"
+            raise InvalidInput(msg)
+        self._tx = Transactions(
+            engine,
+            lease=self._lease,
+            creator_lock=self._sql.original_creator_lock,
+            mixed_fleet=mixed_fleet,
+            session=session,
+        )
+
+    @property
+    def engine(self) -> Engine:
+        """The engine every call runs on."""
+        return self._engine
+
+    @property
+    def statements(self) -> Statements:
+        """The statements the operations run."""
+        return self._sql
+
+    def in_session(self, session: Session) -> SqlOperations:
+        """These operations in the caller's `session` (see
+        `SqlAlchemyRepository.in_session`): a cheap copy that shares
+        everything but the transaction. Raises `InvalidInput` if `session`
+        is not a Session bound to an engine of this database kind."""
+        joined = copy.copy(self)
+        joined._tx = self._tx.in_session(session)  # noqa: SLF001 - a copy of this very class
+        return joined
+
+    def add_items(self, ids: list[str], batch_size: int) -> int:
+        """Add checked `ids` to the default items table, `batch_size` a
+        transaction (see `SqlAlchemyRepository.add_items`)."""
+        if not self._owns_items:
+            msg = "add_items fills the default items table; this repository reads the app's own"
+            raise InvalidInput(msg)
+        if self._engine.dialect.name == "postgresql" and self._tx.schema_state().adopted:
+            msg = (
+                "add_items fills the default items table, which on a database adopted from "
+                "the Go original is a view of the original's items: add items there"
+            )
+            raise InvalidInput(msg)
+        added = 0
+        for start in range(0, len(ids), batch_size):
+            rows = [{"id": item_id} for item_id in ids[start : start + batch_size]]
+            with self._tx.connection("add_items") as connection:
+                added += len(connection.execute(self._sql.add_items(), rows).all())
+        return added
+
+    def get_fulltext(self, key: uuid.UUID) -> FullText:
+        with self._tx.connection("get_fulltext", single_statement=True) as connection:
+            row = connection.execute(self._sql.select_job, {"id": key}).one_or_none()
+        if row is None:
+            raise JobNotFound(f"no job has id {key}")
+        return to_job(row)
+
+    def save_fulltext(self, stored: FullText) -> None:
+        if self._hot is not None and not self._tx.joined:
+            # The single-job loop's finish: one statement, run alone.
+            hot = self._hot.update_job if stored.version else self._hot.insert_job
+            wrote = self._tx.run_alone(
+                hot, job_row(stored), "save_fulltext", duplicate=_duplicate_message(stored)
+            )
+            if wrote is None:
+                raise StaleJob(_stale_message(stored))
+            return
+        with self._tx.connection(
+            "save_fulltext", single_statement=True, duplicate=_duplicate_message(stored)
+        ) as connection:
+            written = self._save_rows(connection, [stored])
+        if not written:
+            raise StaleJob(_stale_message(stored))
+
+    def save_many(self, checked: list[FullText]) -> None:
+        with self._tx.connection("save_many", duplicate=_BATCH_DUPLICATE) as connection:
+            # Each row is the compare-and-swap of save_fulltext; the
+            # transaction makes them all or nothing.
+            written = self._save_rows(connection, checked)
+            if len(written) != len(checked):
+                # Leaving the block with an exception rolls every row back.
+                raise StaleJob(
+                    f"{len(checked) - len(written)} of the jobs have changed since they were "
+                    "read (or lost their claims); nothing was saved"
+                )
+
+    def save_each(self, checked: list[FullText]) -> set[uuid.UUID]:
+        # On PostgreSQL a batch of stored jobs is one statement, which
+        # needs no transaction of its own.
+        one_statement = self._sql.postgresql and all(job.version for job in checked)
+        with self._tx.connection(
+            "save_many", single_statement=one_statement, duplicate=_BATCH_DUPLICATE
+        ) as connection:
+            written = self._save_rows(connection, checked)
+        return {job.id for job in checked} - written
+
+    def _save_rows(self, connection: sa.Connection, jobs: list[FullText]) -> set[uuid.UUID]:
+        """Run each job's save (`insert_job` for a job never stored, else
+        `update_job`); return the ids of the jobs that wrote their row.
+
+        On PostgreSQL, a batch of stored jobs is one `update_jobs`
+        statement; a batch of new ones is one pipeline of `insert_job`."""
+        inserts = [job.version == 0 for job in jobs]
+        if self._sql.postgresql and len(jobs) > 1 and not any(inserts):
+            arrays = job_arrays(jobs)
+            if self._hot is not None:
+                return {row[0] for row in self._hot.update_jobs.run_all(connection, arrays)}
+            return set(connection.execute(self._sql.update_jobs, arrays).scalars())
+        rows = [job_row(job) for job in jobs]
+        if self._hot is not None and all(inserts):
+            # One kind of statement: pipelined, in one round trip.
+            returned = self._hot.insert_job.run_many(connection, rows)
+            return {job.id for job, row in zip(jobs, returned, strict=True) if row}
+        written = set()
+        for job, insert, row in zip(jobs, inserts, rows, strict=True):
+            if self._hot is not None:
+                hot = self._hot.insert_job if insert else self._hot.update_job
+                wrote = hot.run(connection, row) is not None
+            else:
+                statement = self._sql.insert_job if insert else self._sql.update_job
+                wrote = connection.execute(statement, row).first() is not None
+            if wrote:
+                written.add(job.id)
+        return written
+
+    def heartbeat(self, job: FullText) -> datetime:
+        lease_until = read_clock(self._clock, self._lease) + self._lease
+        with self._tx.connection("heartbeat", single_statement=True) as connection:
+            extended: datetime | None = connection.execute(
+                self._sql.heartbeat,
+                {"job_id": job.id, "token": job.claim_token, "lease_until": lease_until},
+            ).scalar_one_or_none()
+        if extended is None:
+            raise LostClaim(f"job {job.id} is no longer held by this claim")
+        return extended
+
+    def rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
+        now = read_clock(self._clock, self._lease)
+        with self._tx.connection("rescue_expired", single_statement=True) as connection:
+            return list(
+                connection.execute(
+                    self._sql.rescue_expired(destination),
+                    {"now": now, "max_attempts": max_attempts},
+                ).scalars()
+            )
+
+    def retry(
+        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
+    ) -> int:
+        chosen = sorted(status.value for status in statuses)
+        only = None if item_ids is None else sorted(item_ids)
+        with self._tx.connection("retry", single_statement=True) as connection:
+            return connection.execute(self._sql.retry(destination, chosen, only)).rowcount
+
+    def create_job_for_unqueued(self, destination: str) -> FullText:
+        sql = self._sql
+        with self._tx.connection("create_job_for_unqueued") as connection:
+            self._tx.lock_out_original_creators(connection)
+            params = {"dest": destination}
+            watermark = connection.execute(sql.lock_cursor, params).scalar_one()
+            for _ in range(_MAX_CREATE_ATTEMPTS):
+                item_id = connection.execute(
+                    sql.find_unqueued_above, {**params, "after": watermark}
+                ).scalar_one_or_none()
+                if item_id is None:
+                    # Items that arrived below the watermark, or became
+                    # eligible late: found by one scan from the start.
+                    item_id = connection.execute(sql.find_unqueued, params).scalar_one_or_none()
+                if item_id is None:
+                    raise AllQueued(f"every eligible item has a job for {destination!r}")
+                # Built directly: the id comes from the app's table, which
+                # this library does not police; the database still enforces
+                # one job per pair.
+                job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination, version=1)
+                inserted = connection.execute(
+                    sql.insert_if_unqueued, {**params, "new_id": job.id, "new_item_id": item_id}
+                ).scalar_one_or_none()
+                if item_id > watermark:
+                    connection.execute(sql.move_cursor, {**params, "new_item_id": item_id})
+                    watermark = item_id
+                if inserted is not None:
+                    return job
+                # Another path (enqueue_unqueued, save_fulltext) queued this
+                # item since the search read it: look again.
+        raise StoreError(
+            f"create_job_for_unqueued lost {_MAX_CREATE_ATTEMPTS} races in a row "
+            "(retryable: the same call may succeed if made again)",
+            retryable=True,
+        )
+
+    def enqueue_unqueued(
+        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+    ) -> int:
+        created = 0
+        after: str | None = None
+        while limit is None or created < limit:
+            with self._tx.connection("enqueue_unqueued") as connection:
+                self._tx.lock_out_original_creators(connection)
+                upper = connection.execute(
+                    self._sql.batch_upper_bound(after, self._enqueue_batch_size)
+                ).scalar_one_or_none()
+                skip_queued = connection.execute(
+                    self._sql.any_queued(destination, after, upper)
+                ).scalar_one()
+                remaining = None if limit is None else limit - created
+                batch = connection.execute(
+                    self._sql.enqueue_batch(
+                        destination, after, upper, remaining, skip_queued=skip_queued
+                    )
+                ).rowcount
+            created += batch
+            if progress is not None:
+                progress(batch)
+            if upper is None:
+                break
+            after = upper
+        return created
+
+    def enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+        now = read_clock(self._clock, self._lease)
+        sequenced = self._sequenced()
+        key = self._sql.producer_key(sequenced=sequenced)
+        params = {"dest": destination}
+        created = 0
+        while True:
+            # Each batch in a transaction of its own, holding the producer's
+            # row, so that producers of one destination take turns; an idle
+            # call is this one transaction: the lock and one index probe.
+            with self._tx.connection("enqueue_new") as connection:
+                self._tx.lock_out_original_creators(connection)
+                row = connection.execute(self._sql.lock_producer, params).one()
+                if row.swept_at is None or row.swept_at + sweep_interval <= now:
+                    break  # a sweep is due (it also takes what is new)
+                watermark = (row.item_seq or 0) if sequenced else row.item_id
+                upper, found = connection.execute(
+                    self._sql.new_items(key, watermark, self._enqueue_batch_size)
+                ).one()
+                if not found:
+                    return created
+                created += connection.execute(
+                    self._sql.enqueue_batch(
+                        destination, watermark, upper, None, skip_queued=False, key=key
+                    )
+                ).rowcount
+                connection.execute(
+                    self._sql.move_producer(sequenced=sequenced, swept=False),
+                    {**params, "upper": upper},
+                )
+            if found < self._enqueue_batch_size:
+                return created
+        return self._sweep(destination, key, now, sequenced=sequenced)
+
+    def _sweep(
+        self, destination: str, key: sa.ColumnElement[Any], now: datetime, *, sequenced: bool
+    ) -> int:
+        """The producer's full sweep: every unqueued eligible item, then the
+        watermark moved to the largest key there was before the sweep began
+        (an item added meanwhile is past it, and found next time).
+
+        The producer's row is not held through the sweep, which runs in
+        batches of their own: two producers that find a sweep due at the
+        same moment both sweep, which costs time only (the inserts pass
+        over each other's jobs)."""
+        with self._tx.connection("enqueue_new") as connection:
+            top = connection.execute(self._sql.top_key(key)).scalar_one_or_none()
+        created = self.enqueue_unqueued(destination, limit=None, progress=None)
+        with self._tx.connection("enqueue_new") as connection:
+            connection.execute(self._sql.lock_producer, {"dest": destination})
+            connection.execute(
+                self._sql.move_producer(sequenced=sequenced, swept=True),
+                {
+                    "dest": destination,
+                    "upper": (0 if sequenced else "") if top is None else top,
+                    "now": now,
+                },
+            )
+        return created
+
+    def _sequenced(self) -> bool:
+        """Whether the producer's watermark can be over the items' insertion
+        order: the default items table, except the view an adopted database
+        has in its place."""
+        if not self._owns_items:
+            return False
+        return self._engine.dialect.name != "postgresql" or not self._tx.schema_state().adopted
+
+    def has_destination(self, destination: str) -> bool:
+        with self._tx.connection("has_destination", single_statement=True) as connection:
+            return bool(
+                connection.execute(self._sql.has_destination, {"dest": destination}).scalar_one()
+            )
+
+    def get_ready_job(self, destination: str) -> FullText:
+        now = read_clock(self._clock, self._lease)
+        params = {
+            "dest": destination,
+            "now": now,
+            "token": uuid.uuid4(),
+            "lease_until": now + self._lease,
+        }
+        if self._hot is not None and not self._tx.joined:
+            values = self._tx.run_alone(self._hot.claim_one, params, "get_ready_job")
+            job = None if values is None else job_from_values(values)
+        else:
+            with self._tx.connection("get_ready_job", single_statement=True) as connection:
+                if self._hot is None:
+                    row = connection.execute(self._sql.claim_one, params).one_or_none()
+                    job = None if row is None else to_job(row)
+                else:
+                    values = self._hot.claim_one.run(connection, params)
+                    job = None if values is None else job_from_values(values)
+        if job is None:
+            raise NoJobs(f"no job is ready for {destination!r}")
+        return job
+
+    def claim_ready(self, destination: str, n: int) -> list[FullText]:
+        now = read_clock(self._clock, self._lease)
+        params = {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease}
+        with self._tx.connection("claim_ready", single_statement=True) as connection:
+            if self._hot is not None:
+                values = self._hot.claim_many.run_all(connection, params)
+                # RETURNING keeps no order: `seq`, after the job's columns.
+                values.sort(key=operator.itemgetter(len(self._sql.job_columns)))
+                return [job_from_values(row) for row in values]
+            rows = connection.execute(self._sql.claim_many, params).all()
+        return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
+
+    @contextmanager
+    def hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
+        now = read_clock(self._clock, self._lease)
+        params = {"dest": destination, "n": n, "now": now}
+        with self._tx.connection("hold_ready", duplicate=_BATCH_DUPLICATE) as connection:
+            if in_autocommit(connection):
+                msg = (
+                    "hold_ready needs a transaction to hold its jobs, and this engine runs "
+                    "in autocommit (isolation_level='AUTOCOMMIT'), where the row locks would "
+                    "end with the statement and another worker could take the same jobs: "
+                    "use an engine without it, or the leased mode (claim_ready)"
+                )
+                raise NotSupported(msg)
+            if self._hot is not None:
+                rows = self._hot.hold_ready.run_all(connection, params)
+                jobs = [held_from_values(row, now) for row in rows]
+            else:
+                found = connection.execute(self._sql.hold_ready, params)
+                jobs = [hold_copy(to_job(row), now) for row in found]
+
+            def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
+                written = self._write_held(connection, checked, now if finished_as_held else None)
+                # Each job's row is written at most once, so a full count
+                # means none was refused (the common case, told without
+                # hashing a hundred ids).
+                if len(written) == len(checked):
+                    return set()
+                return {job.id for job in checked} - set(written)
+
+            # The caller's block runs here, inside the transaction; leaving
+            # it with an exception rolls the transaction back.
+            yield Hold(jobs, write)
+
+    def _write_held(
+        self, connection: sa.Connection, jobs: list[FullText], finished_from: datetime | None
+    ) -> Collection[uuid.UUID]:
+        """Write the outcomes of held jobs; return the ids written, each
+        once. On PostgreSQL one statement (the port has checked that each
+        job is still the held one: same item and destination): `finish_held`
+        when every job is a plain finish of a hold from `finished_from`,
+        else `write_held`."""
+        if self._hot is None:
+            return self._save_rows(connection, jobs)
+        if finished_from is not None:
+            params = {
+                "job_id": [job.id for job in jobs],
+                "read_version": [job.version for job in jobs],
+                "finished": [job.finished for job in jobs],
+                "started": finished_from,
+            }
+            rows = self._hot.finish_held.run_all(connection, params)
+        else:
+            rows = self._hot.write_held.run_all(connection, held_arrays(jobs))
+        return [row[0] for row in rows]
+
+    def list_jobs(
+        self,
+        destination: str,
+        statuses: frozenset[JobStatus] | None,
+        limit: int,
+        after: str | None,
+    ) -> list[FullText]:
+        chosen = None if statuses is None else sorted(status.value for status in statuses)
+        query = self._sql.list_jobs(destination, chosen, limit, after)
+        with self._tx.connection("list_jobs") as connection:
+            return [to_job(row) for row in connection.execute(query)]
+
+    # --- delays and rate limits -------------------------------------
+
+    def next_due(self, destination: str) -> datetime | None:
+        now = read_clock(self._clock, self._lease)
+        with self._tx.connection("next_due", single_statement=True) as connection:
+            due: datetime | None = connection.execute(
+                self._sql.next_due, {"dest": destination, "now": now}
+            ).scalar_one()
+        return due
+
+    def take_rate_tokens(self, destination: str, rate: float, n: int, burst: int) -> RateTokens:
+        # On PostgreSQL, the server's clock unless the repository was given
+        # one (tests): see `Statements.take_rate_tokens`.
+        now = None if self._server_clock else read_clock(self._clock, self._lease).timestamp()
+        params = {"dest": destination, "now": now, "interval": 1 / rate, "burst": burst, "n": n}
+        with self._tx.connection("take_rate_tokens", single_statement=True) as connection:
+            if self._hot is None:
+                row = tuple(connection.execute(self._sql.take_rate_tokens, params).one())
+            else:
+                # A take precedes every claim of a limited worker: the
+                # claim's own path, straight to the cursor.
+                row = self._hot.take_rate_tokens.run(connection, params) or ()
+            tat, granted, judged_at = row
+        return RateTokens(granted, wait_for_next(tat, judged_at, rate, burst))
+
+    def listen(self, destination: str) -> ReadyListener | None:
+        """On PostgreSQL, a listener on a connection of its own (see
+        `fulltext_jobs.sql.notifications`); on SQLite, which cannot notify, None."""
+        if self._engine.dialect.name != "postgresql":
+            return None
+        return PostgresReadyListener(self._engine, destination)
+
+    # --- audit ---------------------------------------------------
+
+    def audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
+        now = read_clock(self._clock, self._lease)
+        binds = {
+            "now": now,
+            "stale_before": now - settings.rescue_interval,
+            "future_after": now + settings.clock_tolerance,
+            "max_attempts": settings.max_attempts,
+        }
+        problems = []
+        # One transaction; on PostgreSQL (READ COMMITTED) each query still
+        # sees the ledger as it is when that query runs, so a busy ledger's
+        # examples may differ slightly from its counts. On SQLite the
+        # transaction is BEGIN IMMEDIATE, as for `stats`: writers wait for
+        # the audit (see docs/benchmarks.md for its cost).
+        with self._tx.connection("audit") as connection:
+            for check, condition in self._sql.audit_conditions().items():
+                counts = connection.execute(
+                    self._sql.audit_counts(condition, destination), binds
+                ).all()
+                for name, count, oldest in counts:
+                    examples = connection.execute(
+                        self._sql.audit_examples(condition),
+                        {**binds, "destination": name, "examples": settings.examples},
+                    ).scalars()
+                    problems.append(
+                        AuditProblem(
+                            destination=name,
+                            check=check,
+                            count=count,
+                            examples=tuple(examples),
+                            oldest_started=(
+                                oldest if check is AuditCheck.RUNNING_WITHOUT_LEASE else None
+                            ),
+                        )
+                    )
+        return sort_problems(problems)
+
+    def release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
+        now = read_clock(self._clock, self._lease)
+        with self._tx.connection("release_unleased") as connection:
+            released = connection.execute(
+                self._sql.release_unleased(destination), {"started_before": now - older_than}
+            ).scalars()
+            return sorted(released)
+
+    def count_unqueued(self, destination: str) -> int:
+        with self._tx.connection("count_unqueued", single_statement=True) as connection:
+            return connection.execute(self._sql.count_unqueued(destination)).scalar_one()
+
+    def stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
+        # One transaction, so the counts and the unqueued figures agree.
+        with self._tx.connection("stats", single_statement=not unqueued) as connection:
+            counts: dict[str, dict[str, int]] = {}
+            for name, status, count in connection.execute(self._sql.count_by_status(destination)):
+                counts.setdefault(name, {})[status] = count
+            names = [destination] if destination is not None else sorted(counts)
+            return [
+                DestinationStats.of(
+                    name,
+                    counts.get(name, {}),
+                    connection.execute(self._sql.count_unqueued(name)).scalar_one()
+                    if unqueued
+                    else None,
+                )
+                for name in names
+            ]
+
+
+def _duplicate_message(job: FullText) -> str:
+    return f"a job already exists for item {job.item_id!r} and destination {job.destination!r}"
+
+
+def _stale_message(job: FullText) -> str:
+    if job.version == 0:
+        return f"job {job.id} exists already: a new job cannot replace it; nothing was saved"
+    return (
+        f"job {job.id} has changed since this copy was read at version {job.version} "
+        "(or its claim was lost); nothing was saved"
+    )
