@@ -643,7 +643,7 @@ class SqlAlchemyRepository(Repository):
         now = read_clock(self._clock, self._lease)
         binds = {
             "now": now,
-            "stale_before": now - settings.rescue_interval,
+            "stale_before": now - settings.rescue_after,
             "future_after": now + settings.clock_tolerance,
             "max_attempts": settings.max_attempts,
         }

@@ -249,7 +249,7 @@ def audit(
                         fixed["rescued"] = [str(job_id) for job_id in rescued]
                 problems = repo.audit(
                     destination,
-                    rescue_interval=interval,
+                    rescue_after=interval,
                     clock_tolerance=tolerance,
                     max_attempts=max_attempts,
                     examples=examples,
