@@ -495,13 +495,47 @@ def test_cli_rescue_and_text_output(runner: CliRunner, sqlite_template: Any) -> 
         ["--rescue"],
         ["--running-without-lease-older-than", "1h"],
         ["--fix", "--running-without-lease-older-than", "an hour"],
+        ["--rescue-after", "5"],
         ["--rescue-interval", "5"],
+        ["--rescue-after", "10m", "--rescue-interval", "10m"],
     ],
 )
 def test_cli_usage_errors_exit_2(runner: CliRunner, sqlite_template: Any, args: list[str]) -> None:
     url = sqlite_template.fresh_url()
     result = runner.invoke(app, ["--database-url", url, "audit", *args])
     assert result.exit_code == 2, (result.stdout, result.stderr)
+
+
+def test_cli_rescue_interval_is_the_old_name_of_rescue_after(
+    runner: CliRunner, sqlite_template: Any
+) -> None:
+    url = sqlite_template.fresh_url()
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = fulltext_jobs.SqlAlchemyRepository(engine)
+        repo.add_items(["a"])
+        repo.enqueue_unqueued(DEST)
+        repo.get_ready_job(DEST)
+        fulltext = tables_for("sqlite").fulltext
+        with engine.begin() as connection:
+            connection.execute(sa.update(fulltext).values(lease_expires=utc() - timedelta(hours=2)))
+    finally:
+        engine.dispose()
+    audit = ["--database-url", url, "audit", "--json"]
+    assert runner.invoke(app, audit).exit_code == 1
+    new = runner.invoke(app, [*audit, "--rescue-after", "3h"])
+    assert (new.exit_code, new.stderr) == (0, ""), (new.stdout, new.stderr)
+    old = runner.invoke(app, [*audit, "--rescue-interval", "3h"])
+    assert old.exit_code == 0, (old.stdout, old.stderr)
+    assert old.stdout == new.stdout
+    assert old.stderr.startswith("warning: --rescue-interval is deprecated; use --rescue-after")
+    assert runner.invoke(app, [*audit, "--rescue-interval", "1h"]).exit_code == 1
+    both = runner.invoke(app, [*audit, "--rescue-after", "3h", "--rescue-interval", "3h"])
+    assert both.exit_code == 2
+    assert "give --rescue-after only" in " ".join(both.stderr.replace("│", " ").split())
+    shown = runner.invoke(app, ["audit", "--help"], env={"COLUMNS": "200"})
+    assert "--rescue-after" in shown.stdout
+    assert "--rescue-interval" not in shown.stdout
 
 
 def test_cli_errors_exit_2(runner: CliRunner, tmp_path: Any, sqlite_template: Any) -> None:
