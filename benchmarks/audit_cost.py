@@ -85,7 +85,7 @@ def main() -> None:
         settings = AuditSettings()
         binds = {
             "now": now,
-            "stale_before": now - settings.rescue_interval,
+            "stale_before": now - settings.rescue_after,
             "future_after": now + settings.clock_tolerance,
             "max_attempts": settings.max_attempts,
         }

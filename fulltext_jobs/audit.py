@@ -30,7 +30,7 @@ __all__ = [
     "AUDIT_TERMINAL",
     "DEFAULT_CLOCK_TOLERANCE",
     "DEFAULT_EXAMPLES",
-    "DEFAULT_RESCUE_INTERVAL",
+    "DEFAULT_RESCUE_AFTER",
     "MAX_EXAMPLES",
     "STUCK_CHECKS",
     "UNLEASED_ERROR",
@@ -50,7 +50,7 @@ class AuditCheck(StrEnum):
     #: `running` with no lease: claimed by the Go original or by hand; no
     #: rescue will ever return it.
     RUNNING_WITHOUT_LEASE = "running_without_lease"
-    #: `running` with a lease that ran out more than a rescue interval ago:
+    #: `running` with a lease that ran out more than `rescue_after` ago:
     #: nothing is rescuing this ledger.
     LEASE_EXPIRED_UNRESCUED = "lease_expired_unrescued"
     #: the job's item is gone from the item source, or no longer eligible.
@@ -80,9 +80,10 @@ STUCK_CHECKS: Final = (AuditCheck.RUNNING_WITHOUT_LEASE, AuditCheck.LEASE_EXPIRE
 #: How many example job ids a finding carries, unless told otherwise.
 DEFAULT_EXAMPLES: Final = 5
 MAX_EXAMPLES: Final = 1000
-#: The worker's default `rescue_interval` is 60 s; five minutes past the
-#: lease leaves room for a rescuer that runs late.
-DEFAULT_RESCUE_INTERVAL: Final = timedelta(minutes=5)
+#: How long after its lease ran out a running job counts as not rescued.
+#: A worker rescues every `Worker(rescue_interval=)` seconds (60 by default); five minutes
+#: past the lease leaves room for a rescuer that runs late.
+DEFAULT_RESCUE_AFTER: Final = timedelta(minutes=5)
 #: How far a writer's clock may run ahead of the auditor's.
 DEFAULT_CLOCK_TOLERANCE: Final = timedelta(minutes=5)
 #: The statuses whose jobs this library always gives a `finished`.
@@ -107,7 +108,7 @@ class AuditProblem:
 class AuditSettings:
     """What an audit compares against, checked (see `Repository.audit`)."""
 
-    rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL
+    rescue_after: timedelta = DEFAULT_RESCUE_AFTER
     clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE
     max_attempts: int = DEFAULT_RETRY.max_attempts
     examples: int = DEFAULT_EXAMPLES
@@ -116,14 +117,14 @@ class AuditSettings:
     def checked(
         cls,
         *,
-        rescue_interval: object,
+        rescue_after: object,
         clock_tolerance: object,
         max_attempts: object,
         examples: object,
     ) -> AuditSettings:
         """The settings, or `InvalidInput` for any that is out of range."""
         return cls(
-            rescue_interval=check_duration(rescue_interval, "rescue_interval", zero=True),
+            rescue_after=check_duration(rescue_after, "rescue_after", zero=True),
             clock_tolerance=check_duration(clock_tolerance, "clock_tolerance", zero=True),
             max_attempts=check_max_attempts(max_attempts),
             examples=check_count(examples, "examples", MAX_EXAMPLES),
@@ -143,7 +144,7 @@ def _problems(job: FullText, settings: AuditSettings, now: datetime) -> list[Aud
     if (
         running
         and job.lease_expires is not None
-        and job.lease_expires < now - settings.rescue_interval
+        and job.lease_expires < now - settings.rescue_after
     ):
         found.append(AuditCheck.LEASE_EXPIRED_UNRESCUED)
     if job.started is not None and job.finished is not None and job.finished < job.started:

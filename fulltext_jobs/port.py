@@ -18,7 +18,9 @@ this module's checks of its arguments and the adapter's protected method:
   that cannot hold (`cannot_hold`), and the check, on leaving the block,
   that every copy is still a job handed out (`handed_out`,
   `held_outcomes`), which both ports run whatever the adapter;
-- `ReadyListener`, what `listen` returns.
+- `ReadyListener`, what `listen` returns;
+- `renamed_keyword`, which keeps a parameter's old name working, for a
+  while, as a deprecated alias of its new one, in both ports alike.
 
 The defaults stay in the public methods' signatures, where a reader and
 `help()` find them; tests/test_port.py holds the two ports' signatures
@@ -28,11 +30,14 @@ equal.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, ParamSpec, Self, TypeVar, cast
 
 from fulltext_jobs.audit import AuditSettings
 from fulltext_jobs.checks import (
@@ -70,6 +75,7 @@ __all__ = [
     "hold_copy",
     "moved_on",
     "moved_on_but",
+    "renamed_keyword",
 ]
 
 # --- each operation's arguments, checked --------------------------------------
@@ -159,13 +165,13 @@ def take_rate_tokens_args(
 
 def audit_args(
     destination: str | None,
-    rescue_interval: timedelta,
+    rescue_after: timedelta,
     clock_tolerance: timedelta,
     max_attempts: int,
     examples: int,
 ) -> tuple[str | None, AuditSettings]:
     return check_optional_destination(destination), AuditSettings.checked(
-        rescue_interval=rescue_interval,
+        rescue_after=rescue_after,
         clock_tolerance=clock_tolerance,
         max_attempts=max_attempts,
         examples=examples,
@@ -176,6 +182,62 @@ def release_unleased_args(
     older_than: timedelta, destination: str | None
 ) -> tuple[timedelta, str | None]:
     return check_duration(older_than, "older_than"), check_optional_destination(destination)
+
+
+# --- a parameter's old name ------------------------------------------------------
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def renamed_keyword(old: str, new: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """A method's keyword parameter `new` may still be given by its old
+    name, `old`: with a `DeprecationWarning`, then exactly as `new`. Both
+    at once raise `InvalidInput`. The method keeps its signature, its
+    docstring and its kind (a coroutine function stays one, and warns and
+    raises when awaited, as its checks do); the wrapper records the
+    renaming in `__renamed_keywords__` (old name to new), which
+    tests/test_port.py holds equal in both ports."""
+
+    def decorate(method: Callable[_P, _R]) -> Callable[_P, _R]:
+        name = method.__name__
+        if inspect.iscoroutinefunction(method):
+            coroutine_function = cast("Callable[_P, Awaitable[object]]", method)
+
+            @functools.wraps(method)
+            async def awaited(*args: _P.args, **kwargs: _P.kwargs) -> object:
+                return await coroutine_function(*args, **_renamed(kwargs, old, new, name))
+
+            wrapper = cast("Callable[_P, _R]", awaited)
+        else:
+
+            @functools.wraps(method)
+            def called(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+                return method(*args, **_renamed(kwargs, old, new, name))
+
+            wrapper = called
+        renamed = {**getattr(method, "__renamed_keywords__", {}), old: new}
+        wrapper.__renamed_keywords__ = renamed  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _renamed(kwargs: dict[str, Any], old: str, new: str, method: str) -> dict[str, Any]:
+    """`kwargs` with `old` given as `new` (see `renamed_keyword`)."""
+    if old not in kwargs:
+        return kwargs
+    if new in kwargs:
+        msg = f"{method}: {old} is the old name of {new}; give {new} only"
+        raise InvalidInput(msg)
+    # 1 is this function, 2 the wrapper, 3 the caller of the method.
+    warnings.warn(
+        f"{method}({old}=) is deprecated: use {method}({new}=), which means the same",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    kwargs[new] = kwargs.pop(old)
+    return kwargs
 
 
 # --- after a save ----------------------------------------------------------------

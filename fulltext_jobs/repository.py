@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from fulltext_jobs.audit import (
     DEFAULT_CLOCK_TOLERANCE,
     DEFAULT_EXAMPLES,
-    DEFAULT_RESCUE_INTERVAL,
+    DEFAULT_RESCUE_AFTER,
     AuditProblem,
     AuditSettings,
 )
@@ -73,6 +73,7 @@ from fulltext_jobs.port import (
     moved_on_but,
     next_due_args,
     release_unleased_args,
+    renamed_keyword,
     rescue_expired_jobs_args,
     retry_args,
     save_fulltext_args,
@@ -518,11 +519,12 @@ class Repository(abc.ABC):
 
     # --- audit ---------------------------------------------------
 
+    @renamed_keyword("rescue_interval", "rescue_after")
     def audit(
         self,
         destination: str | None = None,
         *,
-        rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL,
+        rescue_after: timedelta = DEFAULT_RESCUE_AFTER,
         clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
         max_attempts: int = DEFAULT_RETRY.max_attempts,
         examples: int = DEFAULT_EXAMPLES,
@@ -532,7 +534,7 @@ class Repository(abc.ABC):
         destination and `AuditCheck` found, sorted by destination then
         check; an empty list when the ledger is clean. Changes nothing.
 
-        `rescue_interval`: how long after its lease ran out a running job
+        `rescue_after`: how long after its lease ran out a running job
         counts as unrescued; `clock_tolerance`: how far in the future a
         `started` may be; `max_attempts`: the largest in use (more attempts
         are reported); `examples`: how many job ids a finding carries.
@@ -540,9 +542,14 @@ class Repository(abc.ABC):
         not a timedelta from 0 to 3,650 days, a `max_attempts` or
         `examples` out of range (1 to 2**31 - 1, 1 to 1,000), or a clock
         reading that is not a time.
+
+        Deprecated: `rescue_interval=` is the old name of `rescue_after=`
+        (a worker's `rescue_interval` is how often it rescues, in seconds).
+        It still works, with a `DeprecationWarning`; giving both raises
+        `InvalidInput`.
         """
         return self._audit(
-            *audit_args(destination, rescue_interval, clock_tolerance, max_attempts, examples)
+            *audit_args(destination, rescue_after, clock_tolerance, max_attempts, examples)
         )
 
     def release_unleased(

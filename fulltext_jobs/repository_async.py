@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from fulltext_jobs.audit import (
     DEFAULT_CLOCK_TOLERANCE,
     DEFAULT_EXAMPLES,
-    DEFAULT_RESCUE_INTERVAL,
+    DEFAULT_RESCUE_AFTER,
     AuditProblem,
     AuditSettings,
 )
@@ -44,6 +44,7 @@ from fulltext_jobs.port import (
     moved_on_but,
     next_due_args,
     release_unleased_args,
+    renamed_keyword,
     rescue_expired_jobs_args,
     retry_args,
     save_fulltext_args,
@@ -240,18 +241,19 @@ class AsyncRepository(abc.ABC):
 
     # --- audit ---------------------------------------------------
 
+    @renamed_keyword("rescue_interval", "rescue_after")
     async def audit(
         self,
         destination: str | None = None,
         *,
-        rescue_interval: timedelta = DEFAULT_RESCUE_INTERVAL,
+        rescue_after: timedelta = DEFAULT_RESCUE_AFTER,
         clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
         max_attempts: int = DEFAULT_RETRY.max_attempts,
         examples: int = DEFAULT_EXAMPLES,
     ) -> list[AuditProblem]:
         """As `Repository.audit`."""
         return await self._audit(
-            *audit_args(destination, rescue_interval, clock_tolerance, max_attempts, examples)
+            *audit_args(destination, rescue_after, clock_tolerance, max_attempts, examples)
         )
 
     async def release_unleased(

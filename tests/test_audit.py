@@ -6,6 +6,7 @@ nothing on every adapter, and the repair touches only what it names.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import datetime, timedelta
@@ -17,8 +18,15 @@ from harness import Backend, memory_backend
 from typer.testing import CliRunner
 
 import fulltext_jobs
-from fulltext_jobs import AuditCheck, InMemoryRepository, InvalidInput, JobStatus
-from fulltext_jobs.audit import UNLEASED_ERROR
+from fulltext_jobs import (
+    AsyncRepository,
+    AuditCheck,
+    AuditProblem,
+    InMemoryRepository,
+    InvalidInput,
+    JobStatus,
+)
+from fulltext_jobs.audit import UNLEASED_ERROR, AuditSettings
 from fulltext_jobs.cli import app, parse_duration
 from fulltext_jobs.domain import utc
 from fulltext_jobs.sql.schema import VERSION_TABLE, tables_for
@@ -274,9 +282,9 @@ def test_examples_are_capped_and_settings_matter() -> None:
         {"max_attempts": 0},
         {"examples": 0},
         {"examples": 1001},
-        {"rescue_interval": -timedelta(seconds=1)},
+        {"rescue_after": -timedelta(seconds=1)},
         {"clock_tolerance": 5},
-        {"rescue_interval": timedelta(days=4000)},
+        {"rescue_after": timedelta(days=4000)},
     ],
 )
 def test_audit_checks_its_settings(settings: dict[str, Any]) -> None:
@@ -308,9 +316,68 @@ def test_bad_timestamps_on_a_fixed_clock() -> None:
         (AuditCheck.LEASE_EXPIRED_UNRESCUED, (b.id,)),
         (AuditCheck.STARTED_IN_FUTURE, (a.id,)),
     ]
-    assert (
-        repo.audit(rescue_interval=timedelta(minutes=10), clock_tolerance=timedelta(hours=1)) == []
-    )
+    assert repo.audit(rescue_after=timedelta(minutes=10), clock_tolerance=timedelta(hours=1)) == []
+
+
+# --- rescue_interval, the old name of rescue_after ---------------------------------
+
+
+def lease_expired_6_minutes_ago() -> tuple[InMemoryRepository, AsyncInMemory]:
+    """A ledger on a fixed clock with one running job whose lease ran out
+    6 minutes ago (reported by default, not with `rescue_after` of 10), and
+    an async port over it."""
+    start = datetime(2026, 11, 28, 12, 0, tzinfo=NOW.tzinfo)
+    repo = InMemoryRepository(["a"], clock=lambda: start)
+    repo.enqueue_unqueued(DEST)
+    job = repo.get_ready_job(DEST)
+    repo._jobs[job.id].lease_expires = start - timedelta(minutes=6)
+    assert len(repo.audit()) == 1
+    return repo, AsyncInMemory(repo)
+
+
+class AsyncInMemory(AsyncRepository):
+    """The async port over an in-memory repository: only its audit."""
+
+    def __init__(self, repo: InMemoryRepository) -> None:
+        self.repo = repo
+
+    async def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
+        return self.repo._audit(destination, settings)
+
+
+AsyncInMemory.__abstractmethods__ = frozenset()  # type: ignore[attr-defined]
+
+
+def test_rescue_interval_still_works_with_a_deprecation_warning() -> None:
+    repo, async_repo = lease_expired_6_minutes_ago()
+    late = timedelta(minutes=10)
+    with pytest.warns(DeprecationWarning, match=r"rescue_after=") as warned:
+        assert repo.audit(rescue_interval=late) == []
+    # The warning points at the caller, not at the library.
+    assert [w.filename for w in warned] == [__file__]
+
+    async def audit_the_old_way() -> list[AuditProblem]:
+        return await async_repo.audit(rescue_interval=late)
+
+    with pytest.warns(DeprecationWarning, match=r"rescue_after=") as warned:
+        assert asyncio.run(audit_the_old_way()) == []
+    assert [w.filename for w in warned] == [__file__]
+    # Checked as rescue_after is, under the new name.
+    with (
+        pytest.warns(DeprecationWarning, match=r"rescue_after="),
+        pytest.raises(InvalidInput, match="rescue_after"),
+    ):
+        repo.audit(rescue_interval=-late)
+
+
+def test_rescue_interval_and_rescue_after_together_are_refused() -> None:
+    repo, async_repo = lease_expired_6_minutes_ago()
+    both = {"rescue_after": timedelta(minutes=10), "rescue_interval": timedelta(minutes=10)}
+    with pytest.raises(InvalidInput, match="rescue_interval is the old name of rescue_after"):
+        repo.audit(**both)
+    coroutine = async_repo.audit(**both)  # refused when awaited, as every check is
+    with pytest.raises(InvalidInput, match="rescue_interval is the old name of rescue_after"):
+        asyncio.run(coroutine)
 
 
 # --- the command line ------------------------------------------------------------
@@ -428,13 +495,47 @@ def test_cli_rescue_and_text_output(runner: CliRunner, sqlite_template: Any) -> 
         ["--rescue"],
         ["--running-without-lease-older-than", "1h"],
         ["--fix", "--running-without-lease-older-than", "an hour"],
+        ["--rescue-after", "5"],
         ["--rescue-interval", "5"],
+        ["--rescue-after", "10m", "--rescue-interval", "10m"],
     ],
 )
 def test_cli_usage_errors_exit_2(runner: CliRunner, sqlite_template: Any, args: list[str]) -> None:
     url = sqlite_template.fresh_url()
     result = runner.invoke(app, ["--database-url", url, "audit", *args])
     assert result.exit_code == 2, (result.stdout, result.stderr)
+
+
+def test_cli_rescue_interval_is_the_old_name_of_rescue_after(
+    runner: CliRunner, sqlite_template: Any
+) -> None:
+    url = sqlite_template.fresh_url()
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        repo = fulltext_jobs.SqlAlchemyRepository(engine)
+        repo.add_items(["a"])
+        repo.enqueue_unqueued(DEST)
+        repo.get_ready_job(DEST)
+        fulltext = tables_for("sqlite").fulltext
+        with engine.begin() as connection:
+            connection.execute(sa.update(fulltext).values(lease_expires=utc() - timedelta(hours=2)))
+    finally:
+        engine.dispose()
+    audit = ["--database-url", url, "audit", "--json"]
+    assert runner.invoke(app, audit).exit_code == 1
+    new = runner.invoke(app, [*audit, "--rescue-after", "3h"])
+    assert (new.exit_code, new.stderr) == (0, ""), (new.stdout, new.stderr)
+    old = runner.invoke(app, [*audit, "--rescue-interval", "3h"])
+    assert old.exit_code == 0, (old.stdout, old.stderr)
+    assert old.stdout == new.stdout
+    assert old.stderr.startswith("warning: --rescue-interval is deprecated; use --rescue-after")
+    assert runner.invoke(app, [*audit, "--rescue-interval", "1h"]).exit_code == 1
+    both = runner.invoke(app, [*audit, "--rescue-after", "3h", "--rescue-interval", "3h"])
+    assert both.exit_code == 2
+    assert "give --rescue-after only" in " ".join(both.stderr.replace("│", " ").split())
+    shown = runner.invoke(app, ["audit", "--help"], env={"COLUMNS": "200"})
+    assert "--rescue-after" in shown.stdout
+    assert "--rescue-interval" not in shown.stdout
 
 
 def test_cli_errors_exit_2(runner: CliRunner, tmp_path: Any, sqlite_template: Any) -> None:

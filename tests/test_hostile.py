@@ -25,6 +25,7 @@ import math
 import typing
 import unicodedata
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -460,6 +461,14 @@ def _hold(repo: Repository, destination: Any, n: Any) -> None:
         pass
 
 
+def _deprecated(call: Callable[[], object]) -> object:
+    """`call`, which uses an old name: its `DeprecationWarning` is the
+    point of test_audit.py, not of this one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return call()
+
+
 def _job_with(job: FullText, field: str, value: object) -> FullText:
     changed = job.copy()
     object.__setattr__(changed, field, value)
@@ -511,7 +520,10 @@ PORT_CALLS: dict[str, Callable[[Repository, FullText, Any], object]] = {
     "take_rate_tokens(n)": lambda r, _j, v: r.take_rate_tokens("d", 1.0, v),
     "take_rate_tokens(burst)": lambda r, _j, v: r.take_rate_tokens("d", 1.0, burst=v),
     "audit(destination)": lambda r, _j, v: r.audit(v),
-    "audit(rescue_interval)": lambda r, _j, v: r.audit(rescue_interval=v),
+    "audit(rescue_after)": lambda r, _j, v: r.audit(rescue_after=v),
+    "audit(rescue_interval), its old name": lambda r, _j, v: _deprecated(
+        lambda: r.audit(rescue_interval=v)
+    ),
     "audit(clock_tolerance)": lambda r, _j, v: r.audit(clock_tolerance=v),
     "audit(max_attempts)": lambda r, _j, v: r.audit(max_attempts=v),
     "audit(examples)": lambda r, _j, v: r.audit(examples=v),

@@ -3,7 +3,8 @@ of `Repository`, with the same parameters (names, kinds, defaults,
 annotations), as coroutines (an async context manager where the sync port
 gives a context manager), and both run each operation's checks from the one
 place they are written, `fulltext_jobs.port`. An operation added to one
-port and not the other, or a default changed in one, fails here.
+port and not the other, or a default changed in one, fails here; so does
+the old name of a parameter (`port.renamed_keyword`) kept in one only.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ def test_both_ports_have_the_same_operations():
 def test_an_operation_takes_the_same_parameters_in_both_ports(name: str):
     sync, async_ = {**SYNC, **SYNC_IMPL}[name], {**ASYNC, **ASYNC_IMPL}[name]
     assert parameters(async_) == parameters(sync)
+
+
+@pytest.mark.parametrize("name", sorted(SYNC))
+def test_an_operation_keeps_the_same_old_names_in_both_ports(name: str):
+    """A renamed parameter's old name (`port.renamed_keyword`), which the
+    signatures do not show, is kept in both or in neither."""
+    sync, async_ = SYNC[name], ASYNC[name]
+    assert getattr(async_, "__renamed_keywords__", {}) == getattr(sync, "__renamed_keywords__", {})
 
 
 @pytest.mark.parametrize("name", sorted(SYNC))

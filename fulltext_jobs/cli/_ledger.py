@@ -174,13 +174,19 @@ def audit(
         int,
         typer.Option(min=1, help="The largest max_attempts in use; more attempts are reported."),
     ] = DEFAULT_RETRY.max_attempts,
-    rescue_interval: Annotated[
+    rescue_after: Annotated[
         str,
         typer.Option(
             metavar="DURATION",
             help="Report running jobs whose lease ran out longer ago than this.",
         ),
     ] = "5m",
+    rescue_interval: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION", hidden=True, help="Deprecated: the old name of --rescue-after."
+        ),
+    ] = None,
     clock_tolerance: Annotated[
         str,
         typer.Option(
@@ -216,7 +222,9 @@ def audit(
     older than --running-without-lease-older-than, and expired leases with
     --rescue. Everything else is reported only.
     """
-    interval = parse_duration(rescue_interval)
+    if rescue_interval is not None:
+        rescue_after = _old_rescue_interval(ctx, rescue_interval)
+    after = parse_duration(rescue_after)
     tolerance = parse_duration(clock_tolerance)
     older_than = (
         None
@@ -249,7 +257,7 @@ def audit(
                         fixed["rescued"] = [str(job_id) for job_id in rescued]
                 problems = repo.audit(
                     destination,
-                    rescue_interval=interval,
+                    rescue_after=after,
                     clock_tolerance=tolerance,
                     max_attempts=max_attempts,
                     examples=examples,
@@ -260,6 +268,21 @@ def audit(
         raise typer.Exit(2) from exc
     if problems or schema:
         raise typer.Exit(1)
+
+
+def _old_rescue_interval(ctx: typer.Context, value: str) -> str:
+    """`--rescue-interval`, the old name of `--rescue-after` (a worker's
+    `--rescue-interval` is how often it rescues): still read, with a
+    warning, unless `--rescue-after` is given too."""
+    source = ctx.get_parameter_source("rescue_after")
+    if getattr(source, "name", None) != "DEFAULT":
+        msg = "--rescue-interval is the old name of --rescue-after; give --rescue-after only"
+        raise typer.BadParameter(msg)
+    typer.echo(
+        "warning: --rescue-interval is deprecated; use --rescue-after, which means the same",
+        err=True,
+    )
+    return value
 
 
 def _schema_problems(engine: Engine) -> list[SchemaProblem]:

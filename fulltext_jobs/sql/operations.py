@@ -541,7 +541,7 @@ class SqlOperations:
         now = read_clock(self._clock, self._lease)
         binds = {
             "now": now,
-            "stale_before": now - settings.rescue_interval,
+            "stale_before": now - settings.rescue_after,
             "future_after": now + settings.clock_tolerance,
             "max_attempts": settings.max_attempts,
         }

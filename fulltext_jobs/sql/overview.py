@@ -38,7 +38,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from fulltext_jobs.audit import DEFAULT_RESCUE_INTERVAL, STUCK_CHECKS, AuditCheck
+from fulltext_jobs.audit import DEFAULT_RESCUE_AFTER, STUCK_CHECKS, AuditCheck
 from fulltext_jobs.checks import check_destination
 from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, utc
 from fulltext_jobs.errors import InvalidInput
@@ -322,12 +322,12 @@ def _stuck(
     connection: Connection, sql: Statements, now: datetime
 ) -> dict[str, dict[AuditCheck, int]]:
     """Per destination, the counts of `STUCK_CHECKS` above zero, judged at
-    `now` with the audit's default rescue interval."""
+    `now` with the audit's default `rescue_after`."""
     conditions = sql.audit_conditions()
     found: dict[str, dict[AuditCheck, int]] = {}
     for check in STUCK_CHECKS:
         query = sql.audit_counts(conditions[check], None)
-        binds = {"stale_before": now - DEFAULT_RESCUE_INTERVAL}
+        binds = {"stale_before": now - DEFAULT_RESCUE_AFTER}
         for name, count, _oldest in connection.execute(query, binds):
             found.setdefault(name, {})[check] = count
     return found
