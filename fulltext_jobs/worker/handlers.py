@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import dataclasses
 import enum
 import inspect
 import logging
@@ -135,7 +134,7 @@ class HandlerRunner:
         Python cannot stop: past the timeout it is left to run (a daemon),
         and whatever it then returns or raises is dropped, never saved or
         counted; the job's outcome is the timeout's."""
-        copy = dataclasses.replace(job)
+        copy = job.copy()
         if inspect.iscoroutinefunction(self._handler):
             try:
                 _thread_loop().run_until_complete(asyncio.wait_for(self._handler(copy), timeout))
