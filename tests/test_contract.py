@@ -41,7 +41,7 @@ def contract_backend_of(backend: Backend) -> ContractBackend:
     if isinstance(repo, InMemoryRepository):
         build = InMemoryRepository
     elif isinstance(repo, BlockingAsyncRepository):
-        build = partial(AsyncSqlAlchemyRepository, repo.repo._ops.engine)
+        build = partial(AsyncSqlAlchemyRepository, repo.repo._engine)
     else:
         build = partial(SqlAlchemyRepository, backend.engine)
     return ContractBackend(

@@ -35,6 +35,9 @@ pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
 TESTS = Path(__file__).resolve().parent
 DEST = "rolling"
 
+#: How many jobs `feed_until_each_ran` keeps ready.
+FEED = 4
+
 EXPAND = '''
 """Test revision: a nullable column old code ignores (expand-only)."""
 import sqlalchemy as sa
@@ -197,6 +200,25 @@ def wait_for(repo: SqlAlchemyRepository, workers: Workers, count: int) -> None:
         time.sleep(0.1)
 
 
+def feed_until_each_ran(
+    repo: SqlAlchemyRepository, workers: Workers, names: tuple[str, ...], *, up_to: int
+) -> int:
+    """Keep a few jobs ready, and no more, until each worker of `names` has
+    run one; return how many jobs were queued (at most `up_to`)."""
+    queued = 0
+    deadline = time.monotonic() + 120
+    while not all(workers.ran(name) > 0 for name in names):
+        workers.alive()
+        assert time.monotonic() < deadline, {name: workers.ran(name) for name in names}
+        assert queued < up_to, f"{up_to} jobs ran before every new worker ran one"
+        [row] = repo.stats(DEST)
+        ready = row.counts[JobStatus.READY]
+        if ready < FEED:
+            queued += repo.enqueue_unqueued(DEST, limit=min(FEED - ready, up_to - queued))
+        time.sleep(0.05)
+    return queued
+
+
 def runs_per_job(logs: Path) -> Counter[str]:
     return Counter(
         line for path in logs.glob("*.log") for line in path.read_text().splitlines() if line
@@ -213,7 +235,7 @@ def test_rolling_upgrade_and_downgrade_keep_old_workers_working(
     repo = SqlAlchemyRepository(engine)
     try:
         repo.add_items(f"item-{n:04}" for n in range(600))
-        repo.enqueue_unqueued(DEST, limit=400)
+        enqueued = repo.enqueue_unqueued(DEST, limit=200)
         workers.start("old-1")
         workers.start("old-2")
         wait_for(repo, workers, 50)
@@ -222,11 +244,14 @@ def test_rolling_upgrade_and_downgrade_keep_old_workers_working(
         migrate_to(test_migrations, url, "9001")
         assert fulltext_jobs.current_revision(url) == "9001"
         # Step 2: new workers start, and an old one started now works too.
+        # The running workers would drain what is queued before a new
+        # process is up, so the rest comes a few jobs at a time until each
+        # new one has run some.
         workers.start("new-1", new_revision="9001")
         workers.start("old-3")
+        enqueued += feed_until_each_ran(repo, workers, ("new-1", "old-3"), up_to=400 - enqueued)
+        repo.enqueue_unqueued(DEST, limit=400 - enqueued)
         wait_for(repo, workers, 400)
-        assert workers.ran("new-1") > 0
-        assert workers.ran("old-3") > 0
 
         # Roll back: new workers stopped, the database back by one revision.
         workers.stop("new-1")
