@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import sqlalchemy as sa
 
 from fulltext_jobs._lazy import IfImported
+from fulltext_jobs.domain import FullText
 from fulltext_jobs.errors import DuplicateJob, StoreError
 
 if TYPE_CHECKING:
@@ -122,10 +123,23 @@ def _is_pair_violation(exc: BaseException) -> bool:
     return "UNIQUE constraint failed" in message and "item_id" in message
 
 
+def _duplicate_message(duplicate: str | FullText) -> str:
+    """What `DuplicateJob` says: `duplicate` itself, or, for a job, its
+    pair (built only when a clash happens: a save names its job on every
+    call)."""
+    if isinstance(duplicate, str):
+        return duplicate
+    return (
+        f"a job already exists for item {duplicate.item_id!r} "
+        f"and destination {duplicate.destination!r}"
+    )
+
+
 class translated:  # noqa: N801 - used as a block: `with translated(...)`
     """`with translated(action):` the block's SQLAlchemy and driver errors
     raised as the port's: with `duplicate` given, a clash on (item_id,
-    destination) is `DuplicateJob(duplicate)`; any other is the
+    destination) is a `DuplicateJob` saying `duplicate` (a message, or a
+    job whose pair it names); any other is the
     `StoreError` of `store_error`. With `apps_own`, the block runs the
     app's own writes (the flush of its session before a call joins it):
     their errors are the app's (a constraint of its own table, bad data)
@@ -140,7 +154,7 @@ class translated:  # noqa: N801 - used as a block: `with translated(...)`
     __slots__ = ("_action", "_apps_own", "_duplicate")
 
     def __init__(
-        self, action: str, *, duplicate: str | None = None, apps_own: bool = False
+        self, action: str, *, duplicate: str | FullText | None = None, apps_own: bool = False
     ) -> None:
         self._action = action
         self._duplicate = duplicate
@@ -165,5 +179,5 @@ class translated:  # noqa: N801 - used as a block: `with translated(...)`
             return False
         if self._duplicate is not None and _is_pair_violation(exc):
             # The clash is the whole story: the driver's text adds nothing.
-            raise DuplicateJob(self._duplicate) from None
+            raise DuplicateJob(_duplicate_message(self._duplicate)) from None
         raise store_error(exc, self._action) from exc

@@ -170,14 +170,12 @@ class SqlOperations:
         if self._hot is not None and not self._tx.joined:
             # The single-job loop's finish: one statement, run alone.
             hot = self._hot.update_job if stored.version else self._hot.insert_job
-            wrote = self._tx.run_alone(
-                hot, job_row(stored), "save_fulltext", duplicate=_duplicate_message(stored)
-            )
+            wrote = self._tx.run_alone(hot, job_row(stored), "save_fulltext", duplicate=stored)
             if wrote is None:
                 raise StaleJob(_stale_message(stored))
             return
         with self._tx.connection(
-            "save_fulltext", single_statement=True, duplicate=_duplicate_message(stored)
+            "save_fulltext", single_statement=True, duplicate=stored
         ) as connection:
             written = self._save_rows(connection, [stored])
         if not written:
@@ -603,10 +601,6 @@ class SqlOperations:
                 )
                 for name in names
             ]
-
-
-def _duplicate_message(job: FullText) -> str:
-    return f"a job already exists for item {job.item_id!r} and destination {job.destination!r}"
 
 
 def _stale_message(job: FullText) -> str:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from fulltext_jobs._lazy import if_imported
+from fulltext_jobs.domain import FullText
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.sql.compiled import Compiled
 from fulltext_jobs.sql.errors import translated
@@ -97,7 +98,11 @@ class Transactions:
 
     @contextmanager
     def connection(
-        self, action: str, *, single_statement: bool = False, duplicate: str | None = None
+        self,
+        action: str,
+        *,
+        single_statement: bool = False,
+        duplicate: str | FullText | None = None,
     ) -> Iterator[sa.Connection]:
         """A connection in a transaction that commits on leaving and rolls
         back on an exception (`single_statement`: in autocommit where that
@@ -124,7 +129,12 @@ class Transactions:
                     yield connection
 
     def run_alone(
-        self, hot: Compiled, params: dict[str, Any], action: str, *, duplicate: str | None = None
+        self,
+        hot: Compiled,
+        params: dict[str, Any],
+        action: str,
+        *,
+        duplicate: str | FullText | None = None,
     ) -> tuple[Any, ...] | None:
         """Run one of the hot path's statements as a call of its own, in
         autocommit, on a connection of the engine's pool; return its first
