@@ -84,7 +84,7 @@ class StorageContract(ContractFixtures):
         first = FullText.new("item", "lang")
         backend.repo.save_fulltext(first)
         second = FullText.new("item", "lang")
-        with pytest.raises(DuplicateJob):
+        with pytest.raises(DuplicateJob, match=r"'item'.*'lang'"):  # it names the pair
             backend.repo.save_fulltext(second)
         with pytest.raises(JobNotFound):
             backend.repo.get_fulltext(second.id)
@@ -97,7 +97,7 @@ class StorageContract(ContractFixtures):
         mover = FullText.new("b", "lang")
         backend.repo.save_fulltext(taken)
         backend.repo.save_fulltext(mover)
-        with pytest.raises(DuplicateJob):
+        with pytest.raises(DuplicateJob, match=r"'a'.*'lang'"):
             backend.repo.save_fulltext(replace(mover, item_id="a"))
         assert backend.repo.get_fulltext(mover.id) == mover
 
