@@ -40,9 +40,6 @@ j. peers       the batch drain (20,000 no-op jobs, batch 100) against the
                (benchmarks/.peers-venv, made with pip when missing, never
                with --quick; see benchmarks/peers.py); without it its rows
                are left out, and the table says why.
-m. vacuum      a drain of 200,000 jobs in each claim mode, with and without a
-               REPEATABLE READ transaction holding vacuum back (see
-               benchmarks/vacuum.py).
 """
 
 from __future__ import annotations
@@ -1292,7 +1289,6 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "rate": __import__("rate_limit").bench_rate_limit,  # h. benchmarks/rate_limit.py
     "peers": bench_peers,
     "scale": lambda bench, args: __import__("scale").bench_scale(bench, args),
-    "vacuum": lambda bench, args: __import__("vacuum").bench_vacuum(bench, args),
 }
 
 
@@ -1319,9 +1315,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--wake-poll", type=float, default=5.0, help="the worker's poll (s)")
     parser.add_argument("--wake-samples", type=int, default=100)
     parser.add_argument("--wake-poll-samples", type=int, default=12)
-    parser.add_argument(
-        "--vacuum-jobs", type=int, default=200_000, help="jobs per drain of the vacuum table"
-    )
     parser.add_argument("--peer-jobs", type=int, default=20_000, help="jobs per peers run")
     parser.add_argument("--peer-runs", type=int, default=3, help="rounds of the peers table")
     parser.add_argument(
@@ -1341,7 +1334,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.wake_poll, args.wake_samples, args.wake_poll_samples = 0.5, 5, 3
         args.delayed = (100,)
         args.peer_jobs, args.peer_runs = 1_000, 1
-        args.vacuum_jobs = 2_000
     return args
 
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -37,7 +37,6 @@ from fulltext_jobs.port import Hold, ReadyListener, hold_copy
 from fulltext_jobs.rate_limit import RateTokens, wait_for_next
 from fulltext_jobs.sql.compiled import HotPath
 from fulltext_jobs.sql.engine import configure_sqlite
-from fulltext_jobs.sql.floors import FROM_START, PAST_END, ClaimFloors
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.notifications import PostgresReadyListener
 from fulltext_jobs.sql.rows import (
@@ -56,8 +55,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = ["SqlOperations"]
-
-_Claimed = TypeVar("_Claimed")
 
 _BATCH_DUPLICATE: Final = "one of the jobs would be a second job for its item and destination"
 
@@ -116,8 +113,6 @@ class SqlOperations:
         if mixed_fleet is not None and not isinstance(mixed_fleet, bool):
             msg = f"mixed_fleet must be True, False or None, not {mixed_fleet!r}"
             raise InvalidInput(msg)
-        # Shared by the copies `in_session` makes: a hint, good for all.
-        self._floors = ClaimFloors() if self._sql.postgresql else None
         self._tx = Transactions(
             engine,
             lease=self._lease,
@@ -412,66 +407,32 @@ class SqlOperations:
             "token": uuid.uuid4(),
             "lease_until": now + self._lease,
         }
-        job = self._from_floor(destination, params, self._claim_one)
-        if job is None:
-            raise NoJobs(f"no job is ready for {destination!r}")
-        return job
-
-    def _claim_one(self, params: dict[str, Any]) -> tuple[FullText | None, int | None]:
-        """Run `claim_one` on `params`: the job claimed and its `seq`, or
-        (None, None)."""
         if self._hot is not None and not self._tx.joined:
             values = self._tx.run_alone(self._hot.claim_one, params, "get_ready_job")
+            job = None if values is None else job_from_values(values)
         else:
             with self._tx.connection("get_ready_job", single_statement=True) as connection:
                 if self._hot is None:
                     row = connection.execute(self._sql.claim_one, params).one_or_none()
-                    return (None, None) if row is None else (to_job(row), row.seq)
-                values = self._hot.claim_one.run(connection, params)
-        return (None, None) if values is None else (job_from_values(values), values[-1])
+                    job = None if row is None else to_job(row)
+                else:
+                    values = self._hot.claim_one.run(connection, params)
+                    job = None if values is None else job_from_values(values)
+        if job is None:
+            raise NoJobs(f"no job is ready for {destination!r}")
+        return job
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         now = read_clock(self._clock, self._lease)
         params = {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease}
-        return self._from_floor(destination, params, self._claim_many)
-
-    def _claim_many(self, params: dict[str, Any]) -> tuple[list[FullText], int | None]:
-        """Run `claim_many` on `params`: the jobs claimed, oldest first, and
-        the newest one's `seq` (None if none)."""
         with self._tx.connection("claim_ready", single_statement=True) as connection:
             if self._hot is not None:
                 values = self._hot.claim_many.run_all(connection, params)
                 # RETURNING keeps no order: `seq`, after the job's columns.
-                values.sort(key=operator.itemgetter(-1))
-                jobs = [job_from_values(row) for row in values]
-                return jobs, values[-1][-1] if values else None
-            rows = sorted(connection.execute(self._sql.claim_many, params), key=_by_seq)
-        return [to_job(row) for row in rows], rows[-1].seq if rows else None
-
-    def _from_floor(
-        self,
-        destination: str,
-        params: dict[str, Any],
-        claim: Callable[[dict[str, Any]], tuple[_Claimed, int | None]],
-    ) -> _Claimed:
-        """What `claim` (one of the claims' runs, on `params`) takes, read
-        from `destination`'s claim floor on PostgreSQL (see
-        `fulltext_jobs.sql.floors`): if nothing is found there, the queue
-        below the floor is read too, so that a claim comes back empty only
-        when no job in the whole queue is due."""
-        floors = self._floors
-        if floors is None:
-            return claim(params)[0]
-        start = floors.start(destination)
-        began = floors.now()
-        params["from_seq"], params["below_seq"] = start, PAST_END
-        found, newest = claim(params)
-        if newest is None and start != FROM_START:
-            params["from_seq"], params["below_seq"] = FROM_START, start
-            found, newest = claim(params)
-            start = FROM_START
-        floors.claimed(destination, start, newest, began)
-        return found
+                values.sort(key=operator.itemgetter(len(self._sql.job_columns)))
+                return [job_from_values(row) for row in values]
+            rows = connection.execute(self._sql.claim_many, params).all()
+        return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
 
     @contextmanager
     def hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
@@ -486,17 +447,12 @@ class SqlOperations:
                     "use an engine without it, or the leased mode (claim_ready)"
                 )
                 raise NotSupported(msg)
-
-            def hold(params: dict[str, Any]) -> tuple[list[FullText], int | None]:
-                if self._hot is not None:
-                    rows = self._hot.hold_ready.run_all(connection, params)
-                    held = [held_from_values(row, now) for row in rows]
-                    return held, rows[-1][-1] if rows else None
-                found = connection.execute(self._sql.hold_ready, params).all()
-                held = [hold_copy(to_job(row), now) for row in found]
-                return held, found[-1].seq if found else None
-
-            jobs = self._from_floor(destination, params, hold)
+            if self._hot is not None:
+                rows = self._hot.hold_ready.run_all(connection, params)
+                jobs = [held_from_values(row, now) for row in rows]
+            else:
+                found = connection.execute(self._sql.hold_ready, params)
+                jobs = [hold_copy(to_job(row), now) for row in found]
 
             def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
                 written = self._write_held(connection, checked, now if finished_as_held else None)
@@ -645,9 +601,6 @@ class SqlOperations:
                 )
                 for name in names
             ]
-
-
-_by_seq = operator.attrgetter("seq")
 
 
 def _stale_message(job: FullText) -> str:

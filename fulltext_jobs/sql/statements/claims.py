@@ -21,23 +21,10 @@ class ClaimStatements(StatementsBase):
     # --- claims --------------------------------------------------------------
 
     def _oldest_ready(self, n: sa.BindParameter[int] | int) -> sa.Select[Any]:
-        """The ids of the `n` oldest due ready jobs of `:dest`; on
-        PostgreSQL only those with `:from_seq <= seq < :below_seq` (the
-        claim floor of `fulltext_jobs.sql.floors`, where the ready index's
-        scan starts and ends)."""
         ft = self.tables.fulltext
-        in_range = (
-            (
-                ft.c.seq >= sa.bindparam("from_seq", type_=sa.BigInteger),
-                ft.c.seq < sa.bindparam("below_seq", type_=sa.BigInteger),
-            )
-            if self.postgresql
-            else ()
-        )
         return (
             sa.select(ft.c.id)
             .where(
-                *in_range,
                 ft.c.destination == sa.bindparam("dest"),
                 # A literal, not a parameter: a prepared statement's generic
                 # plan can use the partial index `WHERE status = 'ready'` only
@@ -58,7 +45,7 @@ class ClaimStatements(StatementsBase):
     def claim_one(self) -> sa.Update:
         """Mark the oldest ready job of `:dest` running, with `started`
         set to `:now`, claim token `:token` and lease `:lease_until`, count an
-        attempt, and return it (with `seq`, after the job's columns).
+        attempt, and return it.
 
         One statement, one round trip. The id is chosen by a scalar
         subquery, which PostgreSQL runs once (an InitPlan), so exactly one row
@@ -84,7 +71,7 @@ class ClaimStatements(StatementsBase):
                 not_before=None,
                 version=ft.c.version + 1,
             )
-            .returning(*self.job_columns, ft.c.seq)
+            .returning(*self.job_columns)
         )
 
     @functools.cached_property
@@ -128,14 +115,14 @@ class ClaimStatements(StatementsBase):
     @functools.cached_property
     def hold_ready(self) -> sa.Select[Any]:
         """The `:n` oldest due ready jobs of `:dest` (as `claim_many` chooses
-        them), oldest first, with `seq` after the job's columns, row-locked
-        until the transaction ends: the claim of `Repository.hold_ready`,
-        which writes nothing. `SKIP LOCKED` passes over the rows other
-        holders and claimers have locked; a locked row that has meanwhile
-        stopped being ready is re-checked and skipped. SQLite ignores `FOR UPDATE`: there the
+        them), oldest first, row-locked until the transaction ends: the
+        claim of `Repository.hold_ready`, which writes nothing. `SKIP
+        LOCKED` passes over the rows other holders and claimers have
+        locked; a locked row that has meanwhile stopped being ready is
+        re-checked and skipped. SQLite ignores `FOR UPDATE`: there the
         transaction's `BEGIN IMMEDIATE` holds the only write lock."""
         oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer))
-        stmt = oldest.with_only_columns(*self.job_columns, self.tables.fulltext.c.seq)
+        stmt = oldest.with_only_columns(*self.job_columns)
         return stmt.with_for_update(skip_locked=True) if self.postgresql else stmt
 
     @functools.cached_property
