@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         StaleJobs,
         StoreError,
     )
+    from fulltext_jobs.health import HealthCheck, HealthThresholds, QueueHealth
     from fulltext_jobs.memory import InMemoryRepository
     from fulltext_jobs.metrics import WorkerMetrics
     from fulltext_jobs.port import ReadyListener
@@ -87,6 +88,8 @@ __all__ = [
     "FailJob",
     "FullText",
     "Handler",
+    "HealthCheck",
+    "HealthThresholds",
     "InMemoryRepository",
     "InvalidInput",
     "InvalidTransition",
@@ -98,6 +101,7 @@ __all__ = [
     "MissingDependency",
     "NoJobs",
     "NotSupported",
+    "QueueHealth",
     "RateTokens",
     "ReadyListener",
     "Repository",
@@ -159,6 +163,9 @@ _HOMES: Final = {
     "StaleJob": "fulltext_jobs.errors",
     "StaleJobs": "fulltext_jobs.errors",
     "StoreError": "fulltext_jobs.errors",
+    "HealthCheck": "fulltext_jobs.health",
+    "HealthThresholds": "fulltext_jobs.health",
+    "QueueHealth": "fulltext_jobs.health",
     "InMemoryRepository": "fulltext_jobs.memory",
     "WorkerMetrics": "fulltext_jobs.metrics",
     "adopt": "fulltext_jobs.sql.migrate",

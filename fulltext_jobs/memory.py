@@ -36,6 +36,7 @@ from fulltext_jobs.domain import (
     stored_form,
 )
 from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs, StaleJob
+from fulltext_jobs.health import DelayedAhead, QueueHealth, delayed_ahead_of
 from fulltext_jobs.port import Hold, ReadyListener, hold_copy
 from fulltext_jobs.rate_limit import RateTokens, take, wait_for_next
 from fulltext_jobs.repository import Repository
@@ -475,6 +476,29 @@ class InMemoryRepository(Repository):
             self._seq[job.id] = next(self._next_seq)
         self._jobs[job.id] = job
         self._by_pair[job.item_id, job.destination] = job.id
+
+    # --- queue health ----------------------------------------------
+
+    def _queue_health(self, destination: str | None) -> QueueHealth:
+        now = read_clock(self._clock, self._lease)
+        with self._lock:
+            ready: dict[str, list[FullText]] = {}
+            for job in self._jobs.values():
+                if job.status is JobStatus.READY and destination in (None, job.destination):
+                    ready.setdefault(job.destination, []).append(job)
+            delayed = []
+            for name in sorted(ready):
+                jobs = sorted(ready[name], key=lambda job: self._seq[job.id])
+                due = [job.not_before is None or job.not_before <= now for job in jobs]
+                if not all(due):
+                    delayed.append(DelayedAhead(name, due.count(False), delayed_ahead_of(due)))
+        return QueueHealth(
+            store="memory",
+            horizon=None,
+            table=None,
+            delayed=tuple(delayed),
+            notes=("in memory: not applicable: no transactions hold anything back, no table",),
+        )
 
     # --- audit ---------------------------------------------------
 

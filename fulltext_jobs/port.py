@@ -89,6 +89,7 @@ has_destination_args = check_destination
 count_unqueued_args = check_destination
 next_due_args = check_destination
 listen_args = check_destination
+queue_health_args = check_optional_destination
 heartbeat_args = check_held
 
 

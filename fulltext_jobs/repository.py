@@ -48,6 +48,7 @@ from fulltext_jobs.audit import (
     AuditSettings,
 )
 from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus
+from fulltext_jobs.health import QueueHealth, not_reported
 from fulltext_jobs.port import (
     AsyncHold,
     Hold,
@@ -72,6 +73,7 @@ from fulltext_jobs.port import (
     moved_on,
     moved_on_but,
     next_due_args,
+    queue_health_args,
     release_unleased_args,
     renamed_keyword,
     rescue_expired_jobs_args,
@@ -568,6 +570,27 @@ class Repository(abc.ABC):
         `older_than` that is not a timedelta above 0, at most 3,650 days.
         """
         return self._release_unleased(*release_unleased_args(older_than, destination))
+
+    def queue_health(self, destination: str | None = None) -> QueueHealth:
+        """Read what slows or stalls the queue without any job being wrong
+        (see `fulltext_jobs.health`): on PostgreSQL, what holds vacuum back
+        (open and prepared transactions, replication slots, standbys'
+        feedback) and the jobs table's live and dead rows with its last
+        (auto)vacuum and (auto)analyze; everywhere, per destination (of
+        `destination`, or of all), the ready jobs waiting for a retry and
+        how many of them come before the first due one. What does not apply
+        to the store is None, and `notes` says why. Changes nothing; judge
+        it with `QueueHealth.warnings`.
+
+        The base class reports nothing (`horizon`, `table` None, no
+        destinations). Raises `InvalidInput` for a bad destination, and
+        `StoreError` if the store cannot be read.
+        """
+        return self._queue_health(queue_health_args(destination))
+
+    def _queue_health(self, destination: str | None) -> QueueHealth:  # noqa: ARG002 - for adapters
+        """As `queue_health`; the base class reports nothing."""
+        return not_reported(type(self).__name__)
 
     @abc.abstractmethod
     def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:

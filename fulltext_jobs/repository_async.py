@@ -21,6 +21,7 @@ from fulltext_jobs.audit import (
     AuditSettings,
 )
 from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus
+from fulltext_jobs.health import QueueHealth, not_reported
 from fulltext_jobs.port import (
     AsyncHold,
     ReadyListener,
@@ -43,6 +44,7 @@ from fulltext_jobs.port import (
     moved_on,
     moved_on_but,
     next_due_args,
+    queue_health_args,
     release_unleased_args,
     renamed_keyword,
     rescue_expired_jobs_args,
@@ -261,6 +263,14 @@ class AsyncRepository(abc.ABC):
     ) -> list[uuid.UUID]:
         """As `Repository.release_unleased`."""
         return await self._release_unleased(*release_unleased_args(older_than, destination))
+
+    async def queue_health(self, destination: str | None = None) -> QueueHealth:
+        """As `Repository.queue_health`."""
+        return await self._queue_health(queue_health_args(destination))
+
+    async def _queue_health(self, destination: str | None) -> QueueHealth:  # noqa: ARG002 - for adapters
+        """As `Repository._queue_health`; the base class reports nothing."""
+        return not_reported(type(self).__name__)
 
     @abc.abstractmethod
     async def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:

@@ -43,6 +43,7 @@ from fulltext_jobs import (
 )
 from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.domain import DEFAULT_LEASE, DEFAULT_SWEEP_INTERVAL, DestinationStats
+from fulltext_jobs.health import QueueHealth
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS
 from fulltext_jobs.sql.schema import tables_for
@@ -315,6 +316,9 @@ class BlockingAsyncRepository(Repository):
     ) -> list[uuid.UUID]:
         return run_async(self.repo.release_unleased(older_than, destination))
 
+    def queue_health(self, destination: str | None = None) -> QueueHealth:
+        return run_async(self.repo.queue_health(destination))
+
     def list_jobs(
         self,
         destination: str,
@@ -345,6 +349,7 @@ class BlockingAsyncRepository(Repository):
     _get_fulltext = _save_fulltext = _create_job_for_unqueued = _get_ready_job = _never_called
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
+    _queue_health = _never_called
     _list_jobs = _next_due = _take_rate_tokens = _never_called
     _enqueue_new = _has_destination = _save_each = _never_called
 

@@ -57,6 +57,7 @@ INNER = (
     "fulltext_jobs.retry",
     "fulltext_jobs.rate_limit",
     "fulltext_jobs.audit",
+    "fulltext_jobs.health",
     "fulltext_jobs.logs",
     "fulltext_jobs.worker",
     "fulltext_jobs.testing",

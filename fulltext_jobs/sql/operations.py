@@ -54,6 +54,8 @@ from fulltext_jobs.sql.transactions import Transactions, in_autocommit
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from fulltext_jobs.health import QueueHealth
+
 __all__ = ["SqlOperations"]
 
 _BATCH_DUPLICATE: Final = "one of the jobs would be a second job for its item and destination"
@@ -571,6 +573,15 @@ class SqlOperations:
                         )
                     )
         return sort_problems(problems)
+
+    def queue_health(self, destination: str | None) -> QueueHealth:
+        # Imported here: the dashboard's read model it stands on is no part
+        # of a worker's claims and saves.
+        from fulltext_jobs.sql.health import read_queue_health  # noqa: PLC0415
+
+        now = read_clock(self._clock, self._lease)
+        with self._tx.connection("queue_health") as connection:
+            return read_queue_health(connection, now, destination)
 
     def release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)

@@ -57,7 +57,10 @@ __all__ = [
     "Overview",
     "Rate",
     "RetryWait",
+    "delayed_jobs",
+    "has_status",
     "list_jobs",
+    "next_due",
     "rate_of",
     "read_only_engine",
     "read_overview",
@@ -275,7 +278,7 @@ def read_overview(
             counts.setdefault(name, {})[status] = count
         ended, first_ended = _ended_per_minute(connection, first)
         stuck = _stuck(connection, sql, taken)
-        delayed = _delayed(connection, taken)
+        delayed = delayed_jobs(connection, taken)
         rows = []
         for name in sorted(counts):
             held = tuple(
@@ -283,7 +286,7 @@ def read_overview(
                 or Minute(first + timedelta(minutes=n))
                 for n in range(minutes)
             )
-            waiting, next_due = delayed.get(name, (0, None))
+            waiting, retry_due = delayed.get(name, (0, None))
             rows.append(
                 DestinationOverview(
                     stats=DestinationStats.of(
@@ -295,13 +298,13 @@ def read_overview(
                     ),
                     minutes=held,
                     oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
-                    next_ready=_next_due(connection, name, taken),
+                    next_ready=next_due(connection, name, taken),
                     failures=tuple(
                         _top(connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures)
                     ),
                     waiting_for_retry=RetryWait(
                         count=waiting,
-                        next_due=next_due,
+                        next_due=retry_due,
                         latest=tuple(_latest_delayed(connection, name, taken, failures))
                         if waiting
                         else (),
@@ -381,7 +384,7 @@ def _top(  # noqa: PLR0913 - the parts of one query
     ft = tables_for(connection.dialect.name).fulltext
     query = (
         sa.select(*_job_columns(connection))
-        .where(ft.c.destination == destination, _is(ft, status), *where)
+        .where(ft.c.destination == destination, has_status(ft, status), *where)
         .order_by(*(ft.c[key[1:]].desc() if key.startswith("-") else ft.c[key] for key in order))
         .limit(limit)
     )
@@ -390,7 +393,7 @@ def _top(  # noqa: PLR0913 - the parts of one query
     return [JobRow(job=to_job(row), seq=row.seq) for row in connection.execute(query)]
 
 
-def _is(ft: sa.Table, status: JobStatus) -> sa.ColumnElement[bool]:
+def has_status(ft: sa.Table, status: JobStatus) -> sa.ColumnElement[bool]:
     """`status = 'value'` with the value written into the SQL: a bound
     parameter would keep the partial indexes (`WHERE status = 'ready'`,
     `'running'`) from serving the query in SQLite's plans and in
@@ -405,7 +408,7 @@ def _first(connection: Connection, destination: str, status: JobStatus, by: str)
     return found[0] if found else None
 
 
-def _next_due(connection: Connection, destination: str, now: datetime) -> JobRow | None:
+def next_due(connection: Connection, destination: str, now: datetime) -> JobRow | None:
     """The ready job of `destination` a claim at `now` would take: the
     first by `seq` that is due. Read along the ready index in `seq` order,
     as the claim does: each job waiting for a retry ahead of it costs a row."""
@@ -415,14 +418,14 @@ def _next_due(connection: Connection, destination: str, now: datetime) -> JobRow
     return found[0] if found else None
 
 
-def _delayed(connection: Connection, now: datetime) -> dict[str, tuple[int, datetime]]:
+def delayed_jobs(connection: Connection, now: datetime) -> dict[str, tuple[int, datetime]]:
     """Per destination with any, how many ready jobs are not due at `now`
     (waiting for a retry) and the earliest `not_before` among them. Reads
     the ready jobs only, along their partial index."""
     ft = tables_for(connection.dialect.name).fulltext
     query = (
         sa.select(ft.c.destination, sa.func.count(), sa.func.min(ft.c.not_before))
-        .where(_is(ft, JobStatus.READY), ft.c.not_before > now)
+        .where(has_status(ft, JobStatus.READY), ft.c.not_before > now)
         .group_by(ft.c.destination)
     )
     return {name: (count, due) for name, count, due in connection.execute(query)}

@@ -26,6 +26,7 @@ from fulltext_jobs.audit import AuditProblem, AuditSettings
 from fulltext_jobs.checks import check_batch_size, check_item_ids
 from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.health import QueueHealth
 from fulltext_jobs.port import Hold, ReadyListener
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.repository import Repository
@@ -232,6 +233,9 @@ class SqlAlchemyRepository(Repository):
 
     def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
         return self._ops.audit(destination, settings)
+
+    def _queue_health(self, destination: str | None) -> QueueHealth:
+        return self._ops.queue_health(destination)
 
     def _release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         return self._ops.release_unleased(older_than, destination)

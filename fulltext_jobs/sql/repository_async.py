@@ -25,6 +25,7 @@ from fulltext_jobs.audit import AuditProblem, AuditSettings
 from fulltext_jobs.checks import check_batch_size, check_item_ids
 from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.health import QueueHealth
 from fulltext_jobs.port import AsyncHold
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.repository_async import AsyncRepository
@@ -224,6 +225,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
 
     async def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
         return await self._call(lambda ops: ops.audit(destination, settings))
+
+    async def _queue_health(self, destination: str | None) -> QueueHealth:
+        return await self._call(lambda ops: ops.queue_health(destination))
 
     async def _release_unleased(
         self, older_than: timedelta, destination: str | None
