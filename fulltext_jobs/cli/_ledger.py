@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
-from fulltext_jobs.checks import MAX_LEASE, MAX_LISTED
+from fulltext_jobs.checks import MAX_INT32, MAX_LEASE, MAX_LISTED
 from fulltext_jobs.cli._base import (
     DestinationArgument,
     JsonOption,
@@ -21,6 +21,7 @@ from fulltext_jobs.cli._output import (
     audit_json,
     audit_lines,
     emit_json,
+    health_line,
     job_json,
     jobs_table,
     print_result,
@@ -29,6 +30,14 @@ from fulltext_jobs.cli._output import (
     stdout_console,
 )
 from fulltext_jobs.domain import JobStatus
+from fulltext_jobs.health import (
+    DEAD_ROWS_FRACTION,
+    DEAD_ROWS_WARNING,
+    DELAYED_AHEAD_COUNTED,
+    DELAYED_AHEAD_WARNING,
+    XMIN_AGE_WARNING,
+    HealthThresholds,
+)
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 if TYPE_CHECKING:
@@ -36,6 +45,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from fulltext_jobs.audit import AuditProblem
+    from fulltext_jobs.health import HealthWarning, QueueHealth
     from fulltext_jobs.sql.schema_audit import SchemaProblem
 
 
@@ -212,11 +222,57 @@ def audit(
         bool,
         typer.Option("--rescue", help="With --fix: rescue expired leases, as `rescue` does."),
     ] = False,
+    transaction_age: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="Warn of a transaction (or prepared one) open longer than this (PostgreSQL).",
+        ),
+    ] = "5m",
+    xmin_age: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=MAX_INT32,
+            help="Warn of a replication slot, a standby's feedback or an unseen session "
+            "holding an xmin older than this many transactions (PostgreSQL).",
+        ),
+    ] = XMIN_AGE_WARNING,
+    dead_rows: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=MAX_INT32,
+            help="Warn of more dead rows in the jobs table than this and than "
+            "--dead-fraction of its live rows (PostgreSQL).",
+        ),
+    ] = DEAD_ROWS_WARNING,
+    dead_fraction: Annotated[
+        float,
+        typer.Option(min=0.0, max=1000.0, help="See --dead-rows."),
+    ] = DEAD_ROWS_FRACTION,
+    vacuum_age: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION",
+            help="Warn when dead rows are past autovacuum's trigger and the jobs table was "
+            "not vacuumed for longer than this (PostgreSQL).",
+        ),
+    ] = "1h",
+    delayed_ahead: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=DELAYED_AHEAD_COUNTED - 1,
+            help="Warn of more jobs waiting for a retry ahead of a destination's first due job.",
+        ),
+    ] = DELAYED_AHEAD_WARNING,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
-    """Check the ledger's invariants (of DESTINATION, or of all) and print
-    what is wrong. Exit status: 0 clean, 1 something reported, 2 an error.
+    """Check the ledger's invariants (of DESTINATION, or of all) and the
+    queue's health, and print what is wrong. Exit status: 0 clean, 1
+    something reported (a problem or a warning), 2 an error.
 
     With --fix, first repair what is safe and named: lease-less running jobs
     older than --running-without-lease-older-than, and expired leases with
@@ -226,6 +282,14 @@ def audit(
         rescue_after = _old_rescue_interval(ctx, rescue_interval)
     after = parse_duration(rescue_after)
     tolerance = parse_duration(clock_tolerance)
+    thresholds = HealthThresholds(
+        transaction_age=parse_duration(transaction_age),
+        xmin_age=xmin_age,
+        dead_rows=dead_rows,
+        dead_fraction=dead_fraction,
+        vacuum_age=parse_duration(vacuum_age),
+        delayed_ahead=delayed_ahead,
+    )
     older_than = (
         None
         if running_without_lease_older_than is None
@@ -238,6 +302,8 @@ def audit(
         msg = "--fix needs --running-without-lease-older-than DURATION or --rescue"
         raise typer.BadParameter(msg)
     problems: list[AuditProblem] = []
+    health: QueueHealth | None = None
+    warnings: list[HealthWarning] = []
     fixed: dict[str, object] | None = None
     try:
         with boundary(ctx, database_url, writes=fix) as state:
@@ -262,11 +328,13 @@ def audit(
                     max_attempts=max_attempts,
                     examples=examples,
                 )
-            _print_audit(problems, fixed, schema, as_json=as_json)
+                health = repo.queue_health(destination)
+            warnings = [] if health is None else health.warnings(thresholds)
+            _print_audit(problems, fixed, schema, health, warnings, as_json=as_json)
     except typer.Exit as exc:
         # An error, reported by `boundary`; 1 means "something reported" here.
         raise typer.Exit(2) from exc
-    if problems or schema:
+    if problems or schema or warnings:
         raise typer.Exit(1)
 
 
@@ -298,11 +366,13 @@ def _print_audit(
     problems: list[AuditProblem],
     fixed: dict[str, object] | None,
     schema: list[SchemaProblem],
+    health: QueueHealth | None,
+    warnings: list[HealthWarning],
     *,
     as_json: bool,
 ) -> None:
     if as_json:
-        emit_json(audit_json(problems, fixed, schema))
+        emit_json(audit_json(problems, fixed, schema, health, warnings))
         return
     if fixed is not None:
         released = fixed.get("running_without_lease")
@@ -319,5 +389,8 @@ def _print_audit(
         f"schema: {p.kind} {p.name}: {p.problem}" + (f" ({p.found})" if p.found else "")
         for p in schema
     ]
-    for line in lines + audit_lines(problems) or ["clean: no problems found"]:
+    warned = [f"warning: {w.check.value}: {w.message}" for w in warnings]
+    for line in [*lines, *audit_lines(problems), *warned] or ["clean: no problems found"]:
         typer.echo(line)
+    if health is not None:
+        typer.echo(health_line(health))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import typer
@@ -20,6 +20,7 @@ from fulltext_jobs.domain import (
     FullText,
     JobStatus,
 )
+from fulltext_jobs.health import span_text
 
 if TYPE_CHECKING:
     # Imported where used: `--help` and the commands without a progress bar
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
 
     from fulltext_jobs.audit import AuditProblem
+    from fulltext_jobs.health import HealthWarning, QueueHealth
     from fulltext_jobs.sql.schema_audit import SchemaProblem
     from fulltext_jobs.worker import WorkerStats
 
@@ -201,11 +203,13 @@ def audit_json(
     problems: list[AuditProblem],
     fixed: dict[str, object] | None,
     schema: list[SchemaProblem] | None = None,
+    health: QueueHealth | None = None,
+    warnings: Sequence[HealthWarning] = (),
 ) -> dict[str, object]:
     """The stable JSON of `fulltext-jobs audit` (documented in docs/cli.md)."""
     schema = schema or []
     return {
-        "clean": not problems and not schema,
+        "clean": not problems and not schema and not warnings,
         "problems": [
             {
                 "destination": problem.destination,
@@ -220,7 +224,103 @@ def audit_json(
         ],
         "schema": [dataclasses.asdict(problem) for problem in schema],
         "fixed": fixed,
+        "warnings": [
+            {
+                "check": warning.check.value,
+                "destination": warning.destination,
+                "value": warning.value,
+                "threshold": warning.threshold,
+                "message": warning.message,
+            }
+            for warning in warnings
+        ],
+        "health": None if health is None else health_json(health),
     }
+
+
+def health_json(health: QueueHealth) -> dict[str, object]:
+    """A queue health reading as `audit --json` gives it (docs/cli.md):
+    spans in seconds, times in ISO 8601, None where not applicable."""
+    oldest = health.oldest_transaction
+    table = health.table
+    return {
+        "store": health.store,
+        "oldest_transaction_seconds": _seconds(None if oldest is None else oldest.age),
+        "horizon": None
+        if health.horizon is None
+        else [
+            {
+                "kind": holder.kind.value,
+                "name": holder.name,
+                "age_seconds": _seconds(holder.age),
+                "xmin_age": holder.xmin_age,
+                "state": holder.state,
+                "application": holder.application,
+            }
+            for holder in health.horizon
+        ],
+        "unseen_sessions": health.unseen_sessions,
+        "table": None
+        if table is None
+        else {
+            "live_rows": table.live_rows,
+            "dead_rows": table.dead_rows,
+            "last_vacuum": _when(table.last_vacuum),
+            "last_autovacuum": _when(table.last_autovacuum),
+            "last_analyze": _when(table.last_analyze),
+            "last_autoanalyze": _when(table.last_autoanalyze),
+            "since_vacuum_seconds": _seconds(table.since_vacuum),
+            "autovacuum_trigger": table.autovacuum_trigger,
+        },
+        "delayed": [
+            {
+                "destination": row.destination,
+                "delayed": row.delayed,
+                "ahead": row.ahead,
+                "capped": row.capped,
+            }
+            for row in health.delayed
+        ],
+        "notes": list(health.notes),
+    }
+
+
+def health_line(health: QueueHealth) -> str:
+    """The queue health reading in one line of `audit`'s text: the oldest
+    transaction, the jobs table's rows and last autovacuum, and the delayed
+    jobs ahead of due ones; `n/a` where not applicable."""
+    if health.horizon is None:
+        transaction = "n/a"
+    else:
+        oldest = health.oldest_transaction
+        transaction = (
+            "none open"
+            if oldest is None or oldest.age is None
+            else f"{span_text(oldest.age.total_seconds())} ({oldest.name})"
+        )
+    table = health.table
+    if table is None:
+        rows = "n/a"
+    elif table.dead_rows is None:
+        rows = f"{table.live_rows:,} live, dead n/a"
+    else:
+        vacuumed = table.last_autovacuum
+        rows = f"{table.live_rows or 0:,} live, {table.dead_rows:,} dead, last autovacuum " + (
+            "never" if vacuumed is None else f"{_to_the_second(vacuumed)} UTC"
+        )
+    ahead = ", ".join(
+        f"{row.destination} {row.ahead:,}{'+' if row.capped else ''}"
+        for row in health.delayed
+        if row.ahead
+    )
+    return (
+        f"health: oldest transaction {transaction}; jobs table {rows}; "
+        f"delayed ahead of due {ahead or 'none'}"
+    )
+
+
+def _seconds(span: timedelta | None) -> float | None:
+    return None if span is None else span.total_seconds()
 
 
 def audit_lines(problems: list[AuditProblem]) -> list[str]:
