@@ -3,13 +3,15 @@ where each destination stands, and `/metrics` for Prometheus.
 
 Routes (all relative, so the page works under a proxy's path prefix):
 
-- `/`: the page. Per destination: counts by status (each linking to the
-  jobs in it), unqueued items, a progress bar, jobs ended per minute over
-  the last minutes as a small chart and the rate they make, the oldest
-  running job, the ready jobs split into those due and those waiting for a
-  retry (and when the next is due), the next due job and how long it has
-  been waiting, the latest jobs waiting for a retry and the latest failures,
-  each with its `last_error`.
+- `/`: the page. A queue health panel (`fulltext_jobs.health`: what holds
+  vacuum back, the jobs table's rows and vacuums, delayed jobs ahead of
+  due ones, and `audit`'s warnings at its defaults). Per destination:
+  counts by status (each linking to the jobs in it), unqueued items, a
+  progress bar, jobs ended per minute over the last minutes as a small
+  chart and the rate they make, the oldest running job, the ready jobs
+  split into those due and those waiting for a retry (and when the next is
+  due), the next due job and how long it has been waiting, the latest jobs
+  waiting for a retry and the latest failures, each with its `last_error`.
 - `/overview`: the page's changing part alone, which the page fetches every
   `refresh` seconds to replace its own (a dozen lines of inline script; with
   scripts off, the page reloads itself instead).
@@ -58,7 +60,9 @@ from fulltext_jobs._defaults import DEFAULT_REFRESH
 from fulltext_jobs.audit import AuditCheck
 from fulltext_jobs.domain import JobStatus, utc
 from fulltext_jobs.errors import InvalidInput, JobsError, MissingDependency
+from fulltext_jobs.health import HolderKind, QueueHealth, span_text
 from fulltext_jobs.metrics import LedgerCollector, LedgerReading
+from fulltext_jobs.sql.health import read_health
 from fulltext_jobs.sql.overview import (
     DEFAULT_FAILURES,
     DEFAULT_MINUTES,
@@ -176,6 +180,7 @@ class Snapshots:
                     failures=self._failures,
                     unqueued=self._unqueued,
                 )
+                health = read_health(self.engine, overview)
             except JobsError as exc:
                 self._error = " ".join(str(exc).split())
                 _log.warning("dashboard: cannot read the ledger: %s", self._error)
@@ -183,7 +188,7 @@ class Snapshots:
             else:
                 self._error = None
                 self._reading = LedgerReading(
-                    overview=overview, ready_waiting=self._waiting(overview)
+                    overview=overview, ready_waiting=self._waiting(overview), health=health
                 )
             self._read_at = time.monotonic()
             return self._reading
@@ -320,6 +325,8 @@ main { padding: 1em 1.5em; display: grid; gap: 1em;
   border: 1px solid var(--ready); }
 body.stale #stale { display: block; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 1em; }
+section.health { grid-column: 1 / -1; }
+section.health[data-health="warn"] { border-color: var(--failed); }
 h2 { margin: 0 0 .5em; font-size: 1.15em; display: flex; justify-content: space-between; }
 h2 .pct { color: var(--muted); font-weight: normal; }
 h3 { font-size: 1em; margin: 1em 0 .3em; }
@@ -409,16 +416,7 @@ def _clock(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _duration(seconds: float) -> str:
-    """`seconds` as `2h 5m`, `3m 12s` or `42s`."""
-    whole = max(0, int(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
+_duration: Final = span_text
 
 
 def _ago(moment: datetime | None, now: datetime) -> str:
@@ -442,6 +440,8 @@ def _overview(reading: LedgerReading) -> str:
             f"{_clock(overview.taken)}</time>.</p>"
         )
     ]
+    if reading.health is not None:
+        parts.append(_health(reading.health))
     if not overview.destinations:
         parts.append(
             '<p class="stamp">No jobs yet: <code>fulltext-jobs enqueue DESTINATION</code> '
@@ -452,6 +452,64 @@ def _overview(reading: LedgerReading) -> str:
         for row in overview.destinations
     )
     return "\n".join(parts)
+
+
+def _health(health: QueueHealth) -> str:
+    """The queue health panel: what holds vacuum back, the jobs table's rows
+    and (auto)vacuums, the delayed jobs ahead of due ones, and the warnings
+    `fulltext-jobs audit` would give at its default thresholds."""
+    warnings = health.warnings()
+    oldest = health.oldest_transaction
+    if health.horizon is None:
+        transaction = '<dd class="muted" data-health="transaction">not applicable</dd>'
+    elif oldest is None or oldest.age is None:
+        transaction = '<dd data-health="transaction">none open</dd>'
+    else:
+        state = f", {_e(oldest.state)}" if oldest.state else ""
+        transaction = (
+            f'<dd data-health="transaction">{_duration(oldest.age.total_seconds())} '
+            f'<span class="muted">({_e(oldest.name)}{state})</span></dd>'
+        )
+    others = [h for h in health.horizon or () if h.kind is not HolderKind.TRANSACTION]
+    holders = "".join(
+        f'<dd data-health="holder">{h.kind.value} <span class="mono">{_e(h.name)}</span>'
+        f"{'' if h.xmin_age is None else f', xmin {h.xmin_age:,} transactions old'}</dd>"
+        for h in others
+    )
+    table = health.table
+    if table is None or table.dead_rows is None:
+        live = "" if table is None or table.live_rows is None else f"{table.live_rows:,} live; "
+        rows = f'<dd class="muted" data-health="table">{live}dead rows, vacuum: n/a</dd>'
+    else:
+        rows = (
+            f'<dd data-health="table">{table.live_rows or 0:,} live, '
+            f'<span data-health="dead">{table.dead_rows:,}</span> dead rows; '
+            f"autovacuum {_when(table.last_autovacuum)}, vacuum {_when(table.last_vacuum)}, "
+            f"autoanalyze {_when(table.last_autoanalyze)}</dd>"
+        )
+    ahead = ", ".join(
+        f'<span data-delayed-ahead="{_e(row.destination)}">{_e(row.destination)}: '
+        f"{row.ahead:,}{'+' if row.capped else ''}</span>"
+        for row in health.delayed
+        if row.ahead
+    )
+    flagged = "".join(f'<li data-warning="{w.check.value}">{_e(w.message)}</li>' for w in warnings)
+    state = "warn" if warnings else "ok"
+    flagged = f'<ul class="error">{flagged}</ul>' if flagged else ""
+    holders = f"<dt>also holding vacuum</dt>{holders}" if holders else ""
+    return (
+        f'<section class="health" data-health="{state}"><h2><span>Queue health</span>'
+        f'<span class="pct">{len(warnings)} warnings</span></h2>{flagged}'
+        f"<dl><dt>oldest transaction</dt>{transaction}{holders}"
+        f"<dt>jobs table</dt>{rows}"
+        f'<dt>delayed ahead of due</dt><dd data-health="ahead">{ahead or "none"}</dd></dl>'
+        "</section>"
+    )
+
+
+def _when(moment: datetime | None) -> str:
+    """When `moment` was, to a person: its UTC time, or `never`."""
+    return "never" if moment is None else _clock(moment)
 
 
 def _destination(row: DestinationOverview, now: datetime, waiting: float | None) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import ModuleType
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 from fulltext_jobs.audit import STUCK_CHECKS
 from fulltext_jobs.domain import JobStatus
 from fulltext_jobs.errors import InvalidInput, MissingDependency
+from fulltext_jobs.health import HealthCheck, QueueHealth
 
 if TYPE_CHECKING:
     # Only for annotations: prometheus_client comes with an extra.
@@ -150,11 +152,13 @@ class WorkerMetrics:
 @dataclasses.dataclass(frozen=True, slots=True)
 class LedgerReading:
     """What the ledger's gauges report: an overview (None if it could not
-    be read), and per destination how long its next due ready job has been
-    waiting, in seconds (see `fulltext_jobs.dashboard.Snapshots`)."""
+    be read), per destination how long its next due ready job has been
+    waiting, in seconds (see `fulltext_jobs.dashboard.Snapshots`), and the
+    queue's health read with it (None with no overview)."""
 
     overview: Overview | None
     ready_waiting: Mapping[str, float]
+    health: QueueHealth | None = None
 
 
 class LedgerCollector:
@@ -179,6 +183,27 @@ class LedgerCollector:
       `lease_expired_unrescued`; 0 when none);
     - `fulltext_jobs_ledger_up`: 1 if the ledger could be read, else 0 (and
       no other gauge).
+
+    The queue's health (`fulltext_jobs.health`), each only where it applies
+    to the database (absent on SQLite unless said):
+
+    - `fulltext_jobs_oldest_transaction_seconds`: since the oldest open or
+      prepared transaction of the database began (0 when none is open);
+    - `fulltext_jobs_horizon_xmin_age`: transactions since the oldest `xmin`
+      anything holds (sessions, prepared transactions, slots, standbys'
+      feedback; 0 when nothing holds one);
+    - `fulltext_jobs_table_live_rows`, `fulltext_jobs_table_dead_rows`: the
+      jobs table's rows by the database's statistics (live rows on SQLite
+      too);
+    - `fulltext_jobs_table_last_vacuum_timestamp_seconds`,
+      `fulltext_jobs_table_last_autovacuum_timestamp_seconds`,
+      `fulltext_jobs_table_last_autoanalyze_timestamp_seconds`: when each
+      last ran on the jobs table, in Unix time (0: never);
+    - `fulltext_jobs_delayed_ahead{destination}`: jobs waiting for a retry
+      ahead of the destination's first due job (every backend);
+    - `fulltext_jobs_health_warnings{check}`: how many warnings of each
+      `HealthCheck` `fulltext-jobs audit` would give at its default
+      thresholds (every backend).
     """
 
     def __init__(self, read: Callable[[], LedgerReading]) -> None:
@@ -237,3 +262,68 @@ class LedgerCollector:
                 0.0 if started is None else max(0.0, (overview.taken - started).total_seconds()),
             )
         yield from (jobs, unqueued, ready, retry, running, stuck)
+        if reading.health is not None:
+            yield from _health_gauges(core, reading.health, overview)
+
+
+def _health_gauges(core: ModuleType, health: QueueHealth, overview: Overview) -> Iterator[Metric]:
+    """The queue health's gauges (see `LedgerCollector`)."""
+    if health.horizon is not None:
+        oldest = health.oldest_transaction
+        yield _gauge(
+            core,
+            "fulltext_jobs_oldest_transaction_seconds",
+            "Seconds since the oldest open or prepared transaction of the database began.",
+            0.0 if oldest is None or oldest.age is None else oldest.age.total_seconds(),
+        )
+        yield _gauge(
+            core,
+            "fulltext_jobs_horizon_xmin_age",
+            "Transactions since the oldest xmin held back by a session, a prepared"
+            " transaction, a replication slot or a standby.",
+            max((h.xmin_age for h in health.horizon if h.xmin_age is not None), default=0),
+        )
+    table = health.table
+    if table is not None and table.live_rows is not None:
+        yield _gauge(
+            core, "fulltext_jobs_table_live_rows", "Live rows of the jobs table.", table.live_rows
+        )
+    if table is not None and table.dead_rows is not None:
+        yield _gauge(
+            core, "fulltext_jobs_table_dead_rows", "Dead rows of the jobs table.", table.dead_rows
+        )
+        for name, moment in (
+            ("vacuum", table.last_vacuum),
+            ("autovacuum", table.last_autovacuum),
+            ("autoanalyze", table.last_autoanalyze),
+        ):
+            yield _gauge(
+                core,
+                f"fulltext_jobs_table_last_{name}_timestamp_seconds",
+                f"When the last {name} of the jobs table ran, in Unix time (0: never).",
+                0.0 if moment is None else moment.timestamp(),
+            )
+    ahead = core.GaugeMetricFamily(
+        "fulltext_jobs_delayed_ahead",
+        "Jobs waiting for a retry ahead of the destination's first due job.",
+        labels=["destination"],
+    )
+    counted = {row.destination: row.ahead for row in health.delayed}
+    for row in overview.destinations:
+        ahead.add_metric([row.destination], counted.get(row.destination, 0))
+    yield ahead
+    warnings = core.GaugeMetricFamily(
+        "fulltext_jobs_health_warnings",
+        "Queue health warnings at fulltext-jobs audit's default thresholds, by check.",
+        labels=["check"],
+    )
+    found = Counter(warning.check for warning in health.warnings())
+    for check in HealthCheck:
+        warnings.add_metric([check.value], found[check])
+    yield warnings
+
+
+def _gauge(core: ModuleType, name: str, text: str, value: float) -> Metric:
+    gauge = core.GaugeMetricFamily(name, text)
+    gauge.add_metric([], value)
+    return gauge
