@@ -130,6 +130,12 @@ def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browse
         assert "demo-word-count" in (text_of(browser, "main") or "")
         assert cell(browser, "demo-word-count", "finished") == "192"
         assert cell(browser, "demo-word-count", "skipped") == "8"
+        # The queue health panel, above the destinations: on SQLite, what
+        # does not apply says so.
+        health = text_of(browser, "section.health") or ""
+        assert "Queue health" in health
+        assert "oldest transaction" in health
+        assert "not applicable" in health
         browser.execute_script("window.notReloaded = true;")
 
         # More work arrives: the page shows it ready, then done, by itself.

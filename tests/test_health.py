@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from harness import Backend, fetch, served
+from harness import Backend, fetch, prepare_database, served
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
@@ -383,44 +383,54 @@ def test_the_audit_command_warns_of_it_and_exits_1(
 
 
 @pytest.mark.postgresql
-def test_dead_rows_and_a_vacuum_show(clean_postgres_engine: sa.Engine):
-    engine = clean_postgres_engine
-    repo = fulltext_jobs.SqlAlchemyRepository(engine)
-    repo.add_items([f"d{n}" for n in range(200)])
-    repo.enqueue_unqueued(DEST)
-    before = repo.queue_health().table
-    assert before is not None
-    assert before.dead_rows is not None
-    with engine.connect() as connection:
-        connection.exec_driver_sql(
-            "UPDATE jobs.fulltext SET last_error = 'x' WHERE destination = %(d)s", {"d": DEST}
+def test_dead_rows_and_a_vacuum_show(fresh_postgres_url: str):
+    """On a database of its own, whose counters start at zero: 200 jobs
+    inserted, then each updated once, make 200 live and 200 dead rows; a
+    vacuum removes the dead ones and is dated."""
+    engine = prepare_database(fresh_postgres_url)
+    try:
+        with engine.begin() as connection:
+            # Where autovacuum runs, it must not vacuum them first.
+            connection.exec_driver_sql("ALTER TABLE jobs.fulltext SET (autovacuum_enabled = false)")
+        repo = fulltext_jobs.SqlAlchemyRepository(engine)
+        repo.add_items([f"d{n}" for n in range(200)])
+        repo.enqueue_unqueued(DEST)
+        with engine.connect() as connection:
+            connection.exec_driver_sql(
+                "UPDATE jobs.fulltext SET last_error = 'x' WHERE destination = %(d)s", {"d": DEST}
+            )
+            connection.commit()
+            # This backend's counters reach the shared statistics when it is next idle.
+            connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+            connection.commit()
+        health = wait_for(
+            repo.queue_health,
+            lambda h: h.table is not None and (h.table.dead_rows, h.table.live_rows) == (200, 200),
         )
-        connection.commit()
-        # This backend's counters reach the shared statistics when it is next idle.
-        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        connection.commit()
-    health = wait_for(
-        repo.queue_health,
-        lambda h: h.table is not None and (h.table.dead_rows or 0) >= before.dead_rows + 200,
-    )
-    assert health.table is not None
-    assert health.table.dead_rows is not None
-    assert health.table.dead_rows >= before.dead_rows + 200
-    assert (health.table.live_rows or 0) >= 200
-    warned = checks(health, HealthThresholds(dead_rows=100, dead_fraction=0.1))
-    assert HealthCheck.DEAD_ROWS in warned
+        assert health.table is not None
+        assert health.table.dead_rows == 200
+        assert health.table.live_rows == 200
+        assert health.table.last_vacuum is None
+        assert health.table.since_vacuum is None
+        assert health.table.autovacuum_trigger is None  # off for this table
+        warned = checks(health, HealthThresholds(dead_rows=199, dead_fraction=0.99))
+        assert HealthCheck.DEAD_ROWS in warned
+        assert HealthCheck.DEAD_ROWS not in checks(health, HealthThresholds(dead_rows=200))
 
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql("VACUUM jobs.fulltext")
-        connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-    vacuumed = wait_for(
-        repo.queue_health, lambda h: h.table is not None and h.table.last_vacuum is not None
-    )
-    assert vacuumed.table is not None
-    assert vacuumed.table.last_vacuum is not None
-    assert vacuumed.table.last_vacuum > utc() - timedelta(minutes=1)
-    assert vacuumed.table.since_vacuum is not None
-    assert vacuumed.table.since_vacuum < timedelta(minutes=1)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM jobs.fulltext")
+            connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+        vacuumed = wait_for(
+            repo.queue_health, lambda h: h.table is not None and h.table.last_vacuum is not None
+        )
+        assert vacuumed.table is not None
+        assert vacuumed.table.last_vacuum is not None
+        assert vacuumed.table.last_vacuum > utc() - timedelta(minutes=1)
+        assert vacuumed.table.since_vacuum is not None
+        assert vacuumed.table.since_vacuum < timedelta(minutes=1)
+        assert vacuumed.table.dead_rows == 0  # nothing held them
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgresql
