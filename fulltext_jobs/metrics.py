@@ -326,4 +326,5 @@ def _health_gauges(core: ModuleType, health: QueueHealth, overview: Overview) ->
 def _gauge(core: ModuleType, name: str, text: str, value: float) -> Metric:
     gauge = core.GaugeMetricFamily(name, text)
     gauge.add_metric([], value)
-    return gauge
+    made: Metric = gauge
+    return made

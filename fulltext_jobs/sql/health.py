@@ -199,7 +199,7 @@ def _ahead(connection: Connection, destination: str, first_due: int | None) -> i
 
 
 def _holder(row: sa.Row[Any]) -> HorizonHolder:
-    kind, name, age, xmin_age, state, application = row
+    kind, name, age, xmin_age, state, application = tuple(row)
     return HorizonHolder(
         kind=HolderKind(str(kind)),
         name=str(name),
