@@ -8,8 +8,10 @@ Three things, each invisible from the jobs themselves:
 - **What holds vacuum back** (PostgreSQL). Any open transaction of the
   database, a prepared transaction, a replication slot's or a standby's
   `xmin` keeps every row version written since it began: the dead rows of
-  every job claimed and finished since then stay, and each claim walks past
-  their index entries. These are the horizon's holders (`HorizonHolder`).
+  every job claimed and finished since then stay, the table and its indexes
+  grow, and every read from the oldest ready job (a claim's look-back, a
+  new process's first claim; see docs/scaling.md) walks past their index
+  entries. These are the horizon's holders (`HorizonHolder`).
 - **The jobs table's live and dead rows, and its last (auto)vacuum and
   (auto)analyze** (PostgreSQL; SQLite counts live rows only: it keeps no
   old row versions for a vacuum to remove).
@@ -92,9 +94,9 @@ DEAD_ROWS_FRACTION: Final = 0.2
 VACUUM_AGE_WARNING: Final = timedelta(hours=1)
 
 #: More delayed jobs than this ahead of a destination's first due job are
-#: warned of: a claim reads the ready jobs in enqueue order, and the delayed
-#: ones ahead are read and passed over by every claim (docs/benchmarks.md
-#: measures the cost).
+#: warned of: a claim that reads the ready jobs from the oldest (every claim
+#: on SQLite; on PostgreSQL a process's first claim and its look-backs)
+#: reads and passes over each of them (docs/benchmarks.md measures the cost).
 DELAYED_AHEAD_WARNING: Final = 10_000
 
 #: At most this many delayed jobs ahead are counted, so a reading stays
@@ -333,7 +335,7 @@ def health_warnings(health: QueueHealth, thresholds: HealthThresholds) -> list[H
             row.ahead,
             thresholds.delayed_ahead,
             f"{row.ahead:,}{'+' if row.capped else ''} delayed jobs of {row.destination!r} "
-            "come before its first due job: every claim reads them",
+            "come before its first due job: claims that read from the oldest pass over them",
         )
         for row in health.delayed
         if row.ahead > thresholds.delayed_ahead
