@@ -9,9 +9,8 @@ Three things, each invisible from the jobs themselves:
   database, a prepared transaction, a replication slot's or a standby's
   `xmin` keeps every row version written since it began: the dead rows of
   every job claimed and finished since then stay, the table and its indexes
-  grow, and every read from the oldest ready job (a claim's look-back, a
-  new process's first claim; see docs/scaling.md) walks past their index
-  entries. These are the horizon's holders (`HorizonHolder`).
+  grow, and a claim that reads the ready jobs from the oldest walks past
+  their index entries. These are the horizon's holders (`HorizonHolder`).
 - **The jobs table's live and dead rows, and its last (auto)vacuum and
   (auto)analyze** (PostgreSQL; SQLite counts live rows only: it keeps no
   old row versions for a vacuum to remove).
@@ -94,9 +93,8 @@ DEAD_ROWS_FRACTION: Final = 0.2
 VACUUM_AGE_WARNING: Final = timedelta(hours=1)
 
 #: More delayed jobs than this ahead of a destination's first due job are
-#: warned of: a claim that reads the ready jobs from the oldest (every claim
-#: on SQLite; on PostgreSQL a process's first claim and its look-backs)
-#: reads and passes over each of them (docs/benchmarks.md measures the cost).
+#: warned of: a claim that reads the ready jobs from the oldest reads and
+#: passes over each of them (docs/benchmarks.md measures the cost).
 DELAYED_AHEAD_WARNING: Final = 10_000
 
 #: At most this many delayed jobs ahead are counted, so a reading stays
