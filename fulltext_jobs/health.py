@@ -81,9 +81,9 @@ DEAD_ROWS_WARNING: Final = 100_000
 
 #: ... and above this fraction of the live rows. PostgreSQL's default
 #: autovacuum trigger is a fifth of the table (`autovacuum_vacuum_scale_factor`
-#: 0.2) and the ledger's table is tuned to vacuum sooner (docs/scaling.md), so
-#: a table a fifth dead is past its trigger: vacuum is not running, or it
-#: runs and cannot remove them (something holds the horizon).
+#: 0.2), and per-table settings for the jobs table only lower it, so a table
+#: a fifth dead is at or past its trigger: vacuum is not running, or it runs
+#: and cannot remove them (something holds the horizon).
 DEAD_ROWS_FRACTION: Final = 0.2
 
 #: Dead rows past autovacuum's own trigger for the table, with no vacuum
