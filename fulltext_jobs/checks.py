@@ -9,8 +9,10 @@ makes a checked copy of a `FullText`), so this module imports the domain and
 the domain never imports it as it loads. The checks the entity itself makes
 stay in the domain, with the limits they enforce: `check_item_id` and
 `check_destination` (`FullText.new` calls them; `MAX_ITEM_ID_LENGTH`,
-`MAX_DESTINATION_LENGTH`), and `utc` and `clean_error`, which its methods call
-(`MIN_TIMESTAMP`, `MAX_TIMESTAMP`, `MAX_ERROR_LENGTH`). A lazy import in
+`MAX_DESTINATION_LENGTH`), `utc` and `clean_error`, which its methods call
+(`MIN_TIMESTAMP`, `MAX_TIMESTAMP`, `MAX_ERROR_LENGTH`), and `MAX_ATTEMPTS`,
+which `FullText.attempt` holds (`check_job` and every adapter's claim hold
+the same bound, imported from here). A lazy import in
 `FullText.new` instead would cost a look-up for every job made. The two text
 checks are imported here, so that every `check_*` function can be imported
 from this module. Most names here can also be imported from the domain (its
@@ -25,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Final, cast
 
 from fulltext_jobs.domain import (
+    MAX_ATTEMPTS,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
     RETRYABLE_STATUSES,
@@ -38,6 +41,7 @@ from fulltext_jobs.domain import (
 from fulltext_jobs.errors import InvalidInput
 
 __all__ = [
+    "MAX_ATTEMPTS",
     "MAX_BATCH_SIZE",
     "MAX_CLAIM",
     "MAX_INT32",
@@ -68,8 +72,10 @@ __all__ = [
     "read_clock",
 ]
 
-#: The largest value of a 32-bit signed integer column (`attempts`,
-#: `version`): the bound of every count the stores compare with them.
+#: The largest value of a 32-bit signed integer column (`version`, and
+#: `attempts`, whose bound `MAX_ATTEMPTS` is in the domain with the other
+#: limits the entity itself enforces): the bound of every count the stores
+#: compare with them.
 MAX_INT32: Final = 2**31 - 1
 #: The most jobs one `claim_ready` call may claim.
 MAX_CLAIM: Final = 10_000
@@ -232,9 +238,9 @@ def check_lease(lease: object) -> timedelta:
 
 
 def check_max_attempts(max_attempts: object) -> int:
-    """`max_attempts` if it is a whole number from 1 to `MAX_INT32`; raise
+    """`max_attempts` if it is a whole number from 1 to `MAX_ATTEMPTS`; raise
     `InvalidInput` otherwise."""
-    return check_count(max_attempts, "max_attempts", MAX_INT32)
+    return check_count(max_attempts, "max_attempts", MAX_ATTEMPTS)
 
 
 def check_clock(clock: object) -> Callable[[], datetime]:
@@ -335,9 +341,9 @@ def check_job(job: object) -> FullText:
         msg = f"job id {job.id!r} is not a UUID"
         raise InvalidInput(msg)
     attempts = job.attempts
-    if attempts.__class__ is not int or not 0 <= attempts <= MAX_INT32:
+    if attempts.__class__ is not int or not 0 <= attempts <= MAX_ATTEMPTS:
         # Only now the message: formatting the id costs more than the check.
-        check_count(attempts, f"job {job.id}'s attempts", MAX_INT32, minimum=0)
+        check_count(attempts, f"job {job.id}'s attempts", MAX_ATTEMPTS, minimum=0)
     if job.last_error is not None and not isinstance(job.last_error, str):
         msg = f"job {job.id} has last_error {job.last_error!r}, not a str"
         raise InvalidInput(msg)

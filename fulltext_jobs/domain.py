@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIONS",
+    "ATTEMPTS_EXHAUSTED_ERROR",
     "DEFAULT_SWEEP_INTERVAL",
+    "MAX_ATTEMPTS",
     "MAX_BATCH_SIZE",
     "MAX_CLAIM",
     "MAX_DESTINATION_LENGTH",
@@ -113,6 +115,12 @@ MAX_ITEM_ID_LENGTH: Final = 500
 MAX_DESTINATION_LENGTH: Final = 100
 #: The longest `last_error` kept, in characters; longer ones are cut.
 MAX_ERROR_LENGTH: Final = 4000
+#: The most attempts a job may count: the largest value of the stores'
+#: 32-bit `attempts` column, so that counting one more can never overflow
+#: it. `FullText.attempt` refuses to pass it, `check_job` to store more, and
+#: a claim of a job already at it fails the job (`ATTEMPTS_EXHAUSTED_ERROR`)
+#: instead of handing it out, on every adapter.
+MAX_ATTEMPTS: Final = 2**31 - 1
 
 
 class JobStatus(StrEnum):
@@ -354,6 +362,15 @@ class FullText:
         target = self._move(Action.START)
         self.started, self.status, self.not_before = utc(now), target, None
 
+    def attempt(self) -> None:
+        """Count one more attempt (a claim's). Raises `InvalidTransition`,
+        and counts nothing, for a job already at `MAX_ATTEMPTS`: a claim
+        fails such a job instead (`ATTEMPTS_EXHAUSTED_ERROR`)."""
+        if self.attempts >= MAX_ATTEMPTS:
+            msg = f"job {self.id} has used all {MAX_ATTEMPTS} attempts a job may count"
+            raise InvalidTransition(msg)
+        self.attempts += 1
+
     def finish(self, now: datetime | None = None) -> None:
         """running to finished; sets `finished`."""
         target = self._move(Action.FINISH)
@@ -468,6 +485,14 @@ def lease_expired_error(attempts: int) -> str:
 #: stopped, hung or lost the store before it saved the job. A fixed text
 #: (not the lease's time), so that every store writes the same words.
 RESCUED_ERROR: Final = "rescued: its lease ran out before its worker saved it"
+
+
+#: The `last_error` of a job that a claim found at `MAX_ATTEMPTS` and failed
+#: rather than hand out (another attempt could not be counted). A fixed
+#: text, so that every store writes the same words.
+ATTEMPTS_EXHAUSTED_ERROR: Final = (
+    f"failed by a claim: it had used all {MAX_ATTEMPTS} attempts a job may count"
+)
 
 
 def stored_form(job: FullText) -> FullText:

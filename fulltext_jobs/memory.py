@@ -27,7 +27,9 @@ from fulltext_jobs.checks import (
     read_clock,
 )
 from fulltext_jobs.domain import (
+    ATTEMPTS_EXHAUSTED_ERROR,
     DEFAULT_LEASE,
+    MAX_ATTEMPTS,
     RESCUED_ERROR,
     DestinationStats,
     FullText,
@@ -331,8 +333,9 @@ class InMemoryRepository(Repository):
     @contextmanager
     def _hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
         now = read_clock(self._clock, self._lease)
+        failed: list[FullText] = []
         with self._lock:
-            jobs = [hold_copy(job, now) for job in self._due(destination, now)[:n]]
+            jobs = [hold_copy(job, now) for job in self._take_due(destination, now, n, failed)]
             # The ids as held: the caller may change its copies' ids.
             held = [job.id for job in jobs]
             self._held.update(held)
@@ -344,6 +347,12 @@ class InMemoryRepository(Repository):
 
         try:
             yield Hold(jobs, write)
+        except BaseException:
+            # The SQL adapter fails them in the hold's transaction, which
+            # the block's exception rolls back.
+            with self._lock:
+                self._jobs.update((job.id, job) for job in failed)
+            raise
         finally:
             with self._lock:
                 self._held.difference_update(held)
@@ -420,14 +429,36 @@ class InMemoryRepository(Repository):
         # The clock is read, and checked, before anything changes.
         now = read_clock(self._clock, self._lease)
         with self._lock:
-            ready = self._due(destination, now)[:n]
+            ready = self._take_due(destination, now, n)
             for job in ready:
                 job.start(now)
-                job.attempts += 1
+                job.attempt()
                 job.claim_token = uuid.uuid4()
                 job.lease_expires = now + self._lease
                 job.version += 1
             return [replace(job) for job in ready]
+
+    def _take_due(
+        self, destination: str, now: datetime, n: int, failed: list[FullText] | None = None
+    ) -> list[FullText]:
+        """The `n` oldest stored jobs of `destination` due at `now` that a
+        claim may hand out; a job among them already at `MAX_ATTEMPTS` is
+        failed (`ATTEMPTS_EXHAUSTED_ERROR`) and the next one taken in its
+        place, as the SQL adapter's claims do; `failed` gets a copy of each
+        such job as it was. Called under the lock."""
+        taken = []
+        for job in self._due(destination, now):
+            if len(taken) == n:
+                break
+            if job.attempts < MAX_ATTEMPTS:
+                taken.append(job)
+                continue
+            if failed is not None:
+                failed.append(replace(job))
+            job.status, job.finished, job.not_before = JobStatus.FAILED, now, None
+            job.last_error = ATTEMPTS_EXHAUSTED_ERROR
+            job.version += 1
+        return taken
 
     def _due(self, destination: str, now: datetime) -> list[FullText]:
         """The stored ready jobs of `destination` due at `now` and not held
@@ -521,7 +552,8 @@ class InMemoryRepository(Repository):
                 ):
                     job.last_error = UNLEASED_ERROR
                     job.status, job.started, job.claim_token = JobStatus.READY, None, None
-                    job.attempts += 1
+                    # The lost claim counts, up to the bound (see `MAX_ATTEMPTS`).
+                    job.attempts = min(job.attempts + 1, MAX_ATTEMPTS)
                     job.version += 1
                     self._announcements.announce(job.destination)
                     released.append(job.id)

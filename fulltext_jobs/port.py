@@ -302,10 +302,11 @@ def hold_copy(job: FullText, now: datetime) -> FullText:
     """The ready job `job`, as `hold_ready` hands it out: `running` from
     `now`, with its attempt counted, but no claim token and no lease (the
     transaction is the claim) and its stored `version` (nothing has been
-    written)."""
+    written). Raises `InvalidTransition` for a job at `MAX_ATTEMPTS`, which
+    an adapter fails instead of holding it (`ATTEMPTS_EXHAUSTED_ERROR`)."""
     held = job.copy()
     held.start(now)
-    held.attempts += 1
+    held.attempt()
     return held
 
 

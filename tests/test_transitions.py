@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from fulltext_jobs import (
     ACTIONS,
+    MAX_ATTEMPTS,
     TRANSITIONS,
     Action,
     FullText,
@@ -24,6 +25,7 @@ from fulltext_jobs import (
     InvalidTransition,
     JobStatus,
 )
+from fulltext_jobs.checks import MAX_INT32
 
 S = JobStatus
 
@@ -288,6 +290,24 @@ def test_only_a_retry_changes_the_attempts(job, attempts, now):
         if copy.can(action):
             copy.apply(action, now)
             assert copy.attempts == (0 if action is Action.RETRY else attempts)
+
+
+@given(job=jobs, attempts=st.integers(0, 1000) | st.integers(MAX_ATTEMPTS - 3, MAX_ATTEMPTS))
+def test_an_attempt_counts_one_up_to_the_bound_and_never_past_it(job, attempts):
+    job.attempts = attempts
+    before = replace(job)
+    if attempts < MAX_ATTEMPTS:
+        job.attempt()
+        assert job == replace(before, attempts=attempts + 1)
+        return
+    with pytest.raises(InvalidTransition, match=str(MAX_ATTEMPTS)):
+        job.attempt()
+    assert job == before
+
+
+def test_the_bound_on_attempts_is_the_stores_32_bit_column():
+    # One more attempt than the bound could not be stored.
+    assert MAX_ATTEMPTS == MAX_INT32 == 2**31 - 1
 
 
 @pytest.mark.parametrize("status", [S.READY, S.RUNNING])

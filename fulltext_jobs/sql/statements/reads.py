@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.audit import AUDIT_TERMINAL, UNLEASED_ERROR, AuditCheck
+from fulltext_jobs.domain import MAX_ATTEMPTS
 from fulltext_jobs.sql.statements.base import StatementsBase
 
 
@@ -149,7 +150,10 @@ class ReadStatements(StatementsBase):
             status=sa.cast(sa.literal_column("'ready'"), ft.c.status.type),
             started=None,
             claim_token=None,
-            attempts=ft.c.attempts + 1,
+            # The lost claim counts, up to the bound (see `MAX_ATTEMPTS`).
+            attempts=sa.case(
+                (ft.c.attempts < MAX_ATTEMPTS, ft.c.attempts + 1), else_=ft.c.attempts
+            ),
             last_error=UNLEASED_ERROR,
             version=ft.c.version + 1,
         ).returning(ft.c.id)
