@@ -38,6 +38,7 @@ from fulltext_jobs.sql.schema import (
     WINDOW_TABLE,
     tables_for,
 )
+from fulltext_jobs.sql.schema_audit import schema_problems
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,7 @@ TABLES_AT = {
         WINDOW_TABLE,
     },
 }
+TABLES_AT["0011"] = TABLES_AT["0010"]
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
 
@@ -397,6 +399,9 @@ def test_alembic_command_line_writes_the_sql_offline():
         "CREATE TABLE jobs.fulltext",
         "CREATE TABLE jobs.enqueue_cursor",
         "CREATE INDEX fulltext_ready_idx ON jobs.fulltext",
+        # 0011's, outside the transaction, after committing the revisions before it.
+        "COMMIT;\n\nCREATE INDEX CONCURRENTLY IF NOT EXISTS fulltext_due_idx ON jobs.fulltext",
+        "ALTER TABLE jobs.fulltext SET (autovacuum_vacuum_scale_factor = 0.02",
     ):
         assert statement in done.stdout
 
@@ -649,6 +654,7 @@ from pathlib import Path
 
 import fulltext_jobs
 from fulltext_jobs.sql.migrate import migrations_dir
+from fulltext_jobs.sql.schema_audit import schema_problems
 
 site = Path(sys.argv[1]).resolve()
 assert Path(fulltext_jobs.__file__).resolve().is_relative_to(site), fulltext_jobs.__file__
@@ -788,3 +794,42 @@ def test_0010_rewrites_no_table_and_the_items_already_there_are_swept(fresh_post
         with engine.connect() as connection:
             sequence = "SELECT to_regclass('jobs.fulltext_items_seq_seq')"
             assert connection.exec_driver_sql(sequence).scalar_one() is None
+
+
+AUTOVACUUM_OPTIONS = "SELECT reloptions FROM pg_class WHERE oid = 'jobs.fulltext'::regclass"
+INDEX_VALID = "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%(name)s)"
+
+
+@pytest.mark.postgresql
+def test_0011_builds_its_indexes_outside_the_transaction_and_rebuilds_an_invalid_one(
+    fresh_postgres_url: str,
+):
+    fulltext_jobs.upgrade(fresh_postgres_url, "0010")
+    dsn = libpq_url(fresh_postgres_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO jobs.fulltext (id, item_id, destination, status) VALUES "
+            "(gen_random_uuid(), 'a', 'd', 'ready'), (gen_random_uuid(), 'b', 'd', 'ready')"
+        )
+        # An interrupted concurrent build leaves an invalid index of the name.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "CREATE UNIQUE INDEX CONCURRENTLY fulltext_due_idx ON jobs.fulltext (destination)"
+            )
+        assert conn.execute(INDEX_VALID, {"name": "jobs.fulltext_due_idx"}).fetchone() == (False,)
+    fulltext_jobs.upgrade(fresh_postgres_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for name in ("fulltext_due_idx", "fulltext_delayed_idx", "fulltext_ready_idx"):
+            assert conn.execute(INDEX_VALID, {"name": f"jobs.{name}"}).fetchone() == (True,)
+        (options,) = conn.execute(AUTOVACUUM_OPTIONS).fetchone() or (None,)
+        assert "autovacuum_vacuum_scale_factor=0.02" in options
+        assert "fillfactor=90" in options
+    with opened(fresh_postgres_url) as engine:
+        with engine.connect() as connection:
+            assert schema_problems(connection) == []
+        fulltext_jobs.downgrade(engine, "0010")
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql(AUTOVACUUM_OPTIONS).scalar_one() is None
+            for name in ("fulltext_due_idx", "fulltext_delayed_idx"):
+                found = connection.exec_driver_sql(f"SELECT to_regclass('jobs.{name}')")
+                assert found.scalar_one() is None

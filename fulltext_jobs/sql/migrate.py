@@ -99,17 +99,29 @@ def _config(connection: Connection | None = None) -> Config:
     config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
     if connection is not None:
         config.attributes["connection"] = connection
+        # Revision 0011 builds its indexes outside any transaction
+        # (CREATE INDEX CONCURRENTLY) unless the revisions run in one the
+        # caller began, which the caller asked to be one transaction.
+        config.attributes[_IN_CALLERS_TRANSACTION] = connection.in_transaction()
     return config
 
 
+#: The attribute through which revision 0011 learns that it runs in a
+#: transaction the caller began (see `_config`).
+_IN_CALLERS_TRANSACTION = "fulltext_jobs_in_callers_transaction"
+
+
 @contextmanager
-def _connection(target: Target) -> Iterator[Connection]:
+def _connection(target: Target, *, begin: bool = True) -> Iterator[Connection]:
+    """A connection to `target`: the caller's own, as it is, or one of an
+    engine, in a transaction that commits at the end (with `begin`) or in
+    none (alembic then begins and commits its own)."""
     if isinstance(target, Connection):
         yield target
         return
     engine = target if isinstance(target, Engine) else create_engine(target)
     try:
-        with engine.begin() as connection:
+        with engine.begin() if begin else engine.connect() as connection:
             yield connection
     finally:
         if engine is not target:
@@ -272,7 +284,7 @@ def _run(target: Target, action: str, revision: str) -> None:
     try:
         with (
             translated(action),
-            _connection(target) as connection,
+            _connection(target, begin=False) as connection,
             _keeping_an_outer_alembic_context(),
         ):
             if action == "upgrade" and _made_by_original_leaving_no_transaction(connection):
@@ -289,7 +301,16 @@ def _run(target: Target, action: str, revision: str) -> None:
 
 def upgrade(target: Target, revision: str = "head") -> None:
     """Migrate the database at `target` (a URL, an Engine or a Connection) up
-    to `revision`, in one transaction.
+    to `revision`, in one transaction, but for one step on PostgreSQL:
+    revision 0011 builds its two indexes with `CREATE INDEX CONCURRENTLY`
+    (which blocks no claim or save while it reads the jobs table), which
+    PostgreSQL runs only outside a transaction; so the revisions before it
+    are committed first, and 0011's own changes and those after it in a
+    second transaction. If that build is interrupted, the database stays at
+    the revision before 0011 and upgrading again finishes it. On a
+    Connection the caller has begun a transaction on, everything runs in
+    that transaction (the indexes built plainly, blocking writes to the
+    jobs table while they are built), and commits or rolls back with it.
 
     Raises `InvalidInput` for a bad URL or target, or a revision that is
     not a str naming a known one,

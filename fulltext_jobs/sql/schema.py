@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0010"
+SCHEMA_REVISION: Final = "0011"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -152,17 +152,35 @@ def tables_for(dialect_name: str) -> Tables:
         # like the lease; a trigger counts the writes of other writers.
         sa.Column("version", sa.Integer, nullable=False, server_default="1"),
         # Delayed readiness (0008): a ready job is not claimed before it (a
-        # retry after a backoff). In no index: the claim reads the ready
-        # index in `seq` order and tests it on the rows it visits.
+        # retry after a backoff). The ready jobs are indexed apart by it
+        # (0011): due ones by `seq`, delayed ones by when they come due.
         sa.Column("not_before", UTCDateTime),
         sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
         schema=schema,
     )
+    # Every ready job: how the code of revisions 0006 to 0010, still in the
+    # window, claims. A later contract revision drops it.
     sa.Index(
         "fulltext_ready_idx",
         fulltext.c.destination,
         fulltext.c.seq,
         **where(fulltext.c.status == "ready"),
+    )
+    # The ready jobs as the claims read them (0011): the due queue in `seq`
+    # order, and the delayed jobs in the order they come due, so that a
+    # claim reads no delayed job that is not yet due.
+    sa.Index(
+        "fulltext_due_idx",
+        fulltext.c.destination,
+        fulltext.c.seq,
+        **where(sa.and_(fulltext.c.status == "ready", fulltext.c.not_before.is_(None))),
+    )
+    sa.Index(
+        "fulltext_delayed_idx",
+        fulltext.c.destination,
+        fulltext.c.not_before,
+        fulltext.c.seq,
+        **where(sa.and_(fulltext.c.status == "ready", fulltext.c.not_before.is_not(None))),
     )
     # Jobs a retry returns to ready (0010): `retry DEST` and the look at a
     # destination's failures read it instead of every job. Claims and

@@ -54,6 +54,15 @@ EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
         "CREATE INDEX fulltext_ready_idx ON jobs.fulltext USING btree (destination, seq) "
         "WHERE (status = 'ready'::job_statuses)"
     ),
+    ("index", "fulltext_due_idx"): (
+        "CREATE INDEX fulltext_due_idx ON jobs.fulltext USING btree (destination, seq) "
+        "WHERE ((status = 'ready'::job_statuses) AND (not_before IS NULL))"
+    ),
+    ("index", "fulltext_delayed_idx"): (
+        "CREATE INDEX fulltext_delayed_idx ON jobs.fulltext USING btree "
+        "(destination, not_before, seq) "
+        "WHERE ((status = 'ready'::job_statuses) AND (not_before IS NOT NULL))"
+    ),
     ("index", "fulltext_running_idx"): (
         "CREATE INDEX fulltext_running_idx ON jobs.fulltext USING btree (destination) "
         "WHERE (status = 'running'::job_statuses)"
@@ -86,6 +95,14 @@ EXPECTED_SQLITE: Final[dict[tuple[str, str], str]] = {
     ("constraint", UNIQUE_PAIR): "UNIQUE (item_id, destination)",
     ("index", "fulltext_ready_idx"): (
         "CREATE INDEX fulltext_ready_idx ON fulltext (destination, seq) WHERE status = 'ready'"
+    ),
+    ("index", "fulltext_due_idx"): (
+        "CREATE INDEX fulltext_due_idx ON fulltext (destination, seq) "
+        "WHERE status = 'ready' AND not_before IS NULL"
+    ),
+    ("index", "fulltext_delayed_idx"): (
+        "CREATE INDEX fulltext_delayed_idx ON fulltext (destination, not_before, seq) "
+        "WHERE status = 'ready' AND not_before IS NOT NULL"
     ),
     ("index", "fulltext_running_idx"): (
         "CREATE INDEX fulltext_running_idx ON fulltext (destination) WHERE status = 'running'"
