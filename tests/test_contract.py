@@ -21,6 +21,7 @@ from harness import (
 from fulltext_jobs import AsyncSqlAlchemyRepository, InMemoryRepository, SqlAlchemyRepository
 from fulltext_jobs.testing import (
     AppSource,
+    AttemptsBoundContract,
     BatchContract,
     Capabilities,
     ClaimContract,
@@ -89,6 +90,10 @@ class TestListJobsContract(ListJobsContract):
 
 
 class TestClaimContract(ClaimContract):
+    pass
+
+
+class TestAttemptsBoundContract(AttemptsBoundContract):
     pass
 
 

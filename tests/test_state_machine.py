@@ -92,7 +92,12 @@ from fulltext_jobs import (
     StaleJob,
     StaleJobs,
 )
-from fulltext_jobs.domain import RESCUED_ERROR, lease_expired_error
+from fulltext_jobs.domain import (
+    ATTEMPTS_EXHAUSTED_ERROR,
+    MAX_ATTEMPTS,
+    RESCUED_ERROR,
+    lease_expired_error,
+)
 from fulltext_jobs.rate_limit import take as take_tokens
 
 S = JobStatus
@@ -595,6 +600,24 @@ class AdaptersAgree(RuleBasedStateMachine):
         )
         return [key for _, key in ready[:n]]
 
+    def take_due(self, destination: str, n: int) -> list[Key]:
+        """`due_ready`, as a claim or a hold takes it: a job at
+        `MAX_ATTEMPTS` among them, whose attempt no store can count, is
+        failed, and the next one taken in its place."""
+        taken: list[Key] = []
+        for key in self.due_ready(destination, len(self.ledger)):
+            if len(taken) == n:
+                break
+            job = self.ledger[key]
+            if job.attempts < MAX_ATTEMPTS:
+                taken.append(key)
+                continue
+            event("claim: a job at the bound failed")
+            job.status, job.finished, job.not_before = S.FAILED, self.now, None
+            job.last_error = ATTEMPTS_EXHAUSTED_ERROR
+            job.version += 1
+        return taken
+
     def claim(self, destination: str, n: int, outcomes: dict[str, Any]) -> list[Handle]:
         """Claim the `n` oldest ready jobs of `destination` in the model, and
         learn from `outcomes` (each adapter's claimed jobs, oldest first)
@@ -602,7 +625,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         returns a count, not jobs). Return the workers' handles, oldest
         first.
         """
-        keys = self.due_ready(destination, n)
+        keys = self.take_due(destination, n)
         delayed = sum(
             1
             for key, job in self.ledger.items()
@@ -700,8 +723,10 @@ class AdaptersAgree(RuleBasedStateMachine):
         # raised, nothing is.
         destination = key[1]
         self.now += delta
-        keys = self.due_ready(destination, n)
-        before = {held: replace(self.ledger[held]) for held in keys}
+        # Everything as it was, for a block that rolls back: the jobs held,
+        # and any the hold failed at the bound.
+        before = {key: replace(job) for key, job in self.ledger.items()}
+        keys = self.take_due(destination, n)
         for held in keys:
             # As handed out: started, the attempt counted; nothing stored.
             job = self.ledger[held]
@@ -1096,15 +1121,19 @@ class AdaptersAgree(RuleBasedStateMachine):
         destination=destinations,
         path=st.lists(st.sampled_from(Action), max_size=3),
         delta=deltas,
+        attempts=st.just(0) | st.integers(MAX_ATTEMPTS - 2, MAX_ATTEMPTS),
     )
     def save_new_job(
-        self, item: str, destination: str, path: list[Action], delta: timedelta
+        self, item: str, destination: str, path: list[Action], delta: timedelta, attempts: int
     ) -> Any:
         # A brand-new job (the same uuid everywhere), perhaps moved on
         # before it is first stored; its item need not be eligible. Started
         # this way, it runs without a claim (as the original's workers did).
+        # Its attempts may be near the bound (a job imported or edited by
+        # hand), which the claims must not overflow.
         self.now += delta
         job = FullText.new(item, destination)
+        job.attempts = attempts
         for action in path:
             if job.can(action):
                 job.apply(action, self.now)
@@ -1120,7 +1149,9 @@ class AdaptersAgree(RuleBasedStateMachine):
             assert outcomes == self.everywhere((DuplicateJob.__name__, JobNotFound.__name__))
             return multiple()
         assert outcomes == self.everywhere((None, view(replace(job, version=1))))
-        self.ledger[key] = ModelJob(job.status, next(self.seq), job.started, job.finished)
+        self.ledger[key] = ModelJob(
+            job.status, next(self.seq), job.started, job.finished, attempts=attempts
+        )
         for name in self.names:
             self.ids[name][key] = job.id
         return key

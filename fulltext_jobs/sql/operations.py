@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from fulltext_jobs.audit import AuditCheck, AuditProblem, AuditSettings, sort_problems
 from fulltext_jobs.checks import check_batch_size, check_clock, check_lease, read_clock
-from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import MAX_ATTEMPTS, DestinationStats, FullText, JobStatus
 from fulltext_jobs.errors import (
     AllQueued,
     InvalidInput,
@@ -40,6 +40,7 @@ from fulltext_jobs.sql.engine import configure_sqlite
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.notifications import PostgresReadyListener
 from fulltext_jobs.sql.rows import (
+    at_max_attempts,
     held_arrays,
     held_from_values,
     job_arrays,
@@ -409,24 +410,45 @@ class SqlOperations:
             "token": uuid.uuid4(),
             "lease_until": now + self._lease,
         }
+        while True:
+            job = self._claim_one(params)
+            if job is None:
+                raise NoJobs(f"no job is ready for {destination!r}")
+            if job.status is JobStatus.RUNNING:
+                return job
+            # The claim failed a job at MAX_ATTEMPTS (see `claim_one`):
+            # the next one.
+
+    def _claim_one(self, params: dict[str, Any]) -> FullText | None:
+        """The job `claim_one` returns (claimed, or failed at
+        `MAX_ATTEMPTS`), or None if none is ready."""
         if self._hot is not None and not self._tx.joined:
             values = self._tx.run_alone(self._hot.claim_one, params, "get_ready_job")
-            job = None if values is None else job_from_values(values)
-        else:
-            with self._tx.connection("get_ready_job", single_statement=True) as connection:
-                if self._hot is None:
-                    row = connection.execute(self._sql.claim_one, params).one_or_none()
-                    job = None if row is None else to_job(row)
-                else:
-                    values = self._hot.claim_one.run(connection, params)
-                    job = None if values is None else job_from_values(values)
-        if job is None:
-            raise NoJobs(f"no job is ready for {destination!r}")
-        return job
+            return None if values is None else job_from_values(values)
+        with self._tx.connection("get_ready_job", single_statement=True) as connection:
+            if self._hot is None:
+                row = connection.execute(self._sql.claim_one, params).one_or_none()
+                return None if row is None else to_job(row)
+            values = self._hot.claim_one.run(connection, params)
+            return None if values is None else job_from_values(values)
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         now = read_clock(self._clock, self._lease)
         params = {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease}
+        claimed: list[FullText] = []
+        while True:
+            jobs = self._claim_many(params)
+            running = [job for job in jobs if job.status is JobStatus.RUNNING]
+            claimed += running
+            if len(running) == len(jobs) or len(claimed) == n:
+                return claimed
+            # The claim failed jobs at MAX_ATTEMPTS (see `claim_many`):
+            # as many again, after the ones claimed.
+            params["n"] = n - len(claimed)
+
+    def _claim_many(self, params: dict[str, Any]) -> list[FullText]:
+        """The jobs `claim_many` returns (claimed, or failed at
+        `MAX_ATTEMPTS`), oldest first."""
         with self._tx.connection("claim_ready", single_statement=True) as connection:
             if self._hot is not None:
                 values = self._hot.claim_many.run_all(connection, params)
@@ -449,12 +471,7 @@ class SqlOperations:
                     "use an engine without it, or the leased mode (claim_ready)"
                 )
                 raise NotSupported(msg)
-            if self._hot is not None:
-                rows = self._hot.hold_ready.run_all(connection, params)
-                jobs = [held_from_values(row, now) for row in rows]
-            else:
-                found = connection.execute(self._sql.hold_ready, params)
-                jobs = [hold_copy(to_job(row), now) for row in found]
+            jobs = self._held(connection, params, now)
 
             def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
                 written = self._write_held(connection, checked, now if finished_as_held else None)
@@ -468,6 +485,27 @@ class SqlOperations:
             # The caller's block runs here, inside the transaction; leaving
             # it with an exception rolls the transaction back.
             yield Hold(jobs, write)
+
+    def _held(
+        self, connection: sa.Connection, params: dict[str, Any], now: datetime
+    ) -> list[FullText]:
+        """The jobs `hold_ready` holds, as it hands them out. A job at
+        `MAX_ATTEMPTS` among them, whose attempt could not be counted, is
+        failed in the hold's transaction (`fail_exhausted`), and the jobs
+        read again: the ones already held (locked by this transaction, and
+        still ready) and the next in the failed one's place."""
+        while True:
+            if self._hot is not None:
+                rows = self._hot.hold_ready.run_all(connection, params)
+                exhausted = [row[0] for row in rows if at_max_attempts(row)]
+                if not exhausted:
+                    return [held_from_values(row, now) for row in rows]
+            else:
+                found = [to_job(row) for row in connection.execute(self._sql.hold_ready, params)]
+                exhausted = [job.id for job in found if job.attempts >= MAX_ATTEMPTS]
+                if not exhausted:
+                    return [hold_copy(job, now) for job in found]
+            connection.execute(self._sql.fail_exhausted, {"ids": exhausted, "now": now})
 
     def _write_held(
         self, connection: sa.Connection, jobs: list[FullText], finished_from: datetime | None

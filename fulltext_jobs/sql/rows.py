@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fulltext_jobs.domain import FullText, JobStatus
+from fulltext_jobs.domain import MAX_ATTEMPTS, FullText, JobStatus
 
 
 def job_from_values(values: tuple[Any, ...]) -> FullText:
@@ -51,6 +51,13 @@ def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
         values[11],
         None,
     )
+
+
+def at_max_attempts(values: tuple[Any, ...]) -> bool:
+    """Whether the job in a raw driver row of `Statements.job_columns` is
+    at `MAX_ATTEMPTS`: a claim fails it rather than hand it out."""
+    attempts: int = values[6]
+    return attempts >= MAX_ATTEMPTS
 
 
 def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with the columns

@@ -30,6 +30,7 @@ from fulltext_jobs.testing.backend import (  # noqa: E402 - after the rewrite is
 from fulltext_jobs.testing.contract import (  # noqa: E402 - as above
     CLOCK_START,
     CLOCKED_LEASE,
+    AttemptsBoundContract,
     BatchContract,
     ClaimContract,
     CompareAndSwapContract,
@@ -46,6 +47,7 @@ __all__ = [
     "CLOCKED_LEASE",
     "CLOCK_START",
     "AppSource",
+    "AttemptsBoundContract",
     "BatchContract",
     "Capabilities",
     "ClaimContract",

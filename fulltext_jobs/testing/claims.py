@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 import pytest
 
@@ -21,7 +22,7 @@ from fulltext_jobs import (
     StaleJob,
     StaleJobs,
 )
-from fulltext_jobs.domain import RESCUED_ERROR
+from fulltext_jobs.domain import ATTEMPTS_EXHAUSTED_ERROR, MAX_ATTEMPTS, RESCUED_ERROR
 from fulltext_jobs.testing._fixtures import ContractFixtures, Hostile, job_in
 from fulltext_jobs.testing.backend import ContractBackend, FakeClock
 
@@ -84,6 +85,76 @@ class ClaimContract(ContractFixtures):
         # Due again, it keeps its place in the queue (oldest first).
         clocked.repo.save_fulltext(FullText.new("d", "lang"))
         assert [job.item_id for job in clocked.repo.claim_ready("lang", 5)] == ["a", "d"]
+
+    @staticmethod
+    def queued_with_delays(
+        backend: ContractBackend, clock: FakeClock, delays: dict[str, timedelta | None]
+    ) -> None:
+        """Store a ready job per item of `delays`, in its order, each
+        delayed from the clock's moment by its value (None: due)."""
+        jobs = []
+        for item_id, delay in delays.items():
+            job = FullText.new(item_id, "lang")
+            job.not_before = None if delay is None else clock.now + delay
+            jobs.append(job)
+        backend.repo.save_many(jobs)
+
+    #: Due jobs (a, c, e, g) and delayed ones that come due out of their
+    #: enqueue order (b after d) or not at all (f) within a minute.
+    INTERLEAVED: ClassVar[dict[str, timedelta | None]] = {
+        "a": None,
+        "b": timedelta(seconds=20),
+        "c": None,
+        "d": timedelta(seconds=10),
+        "e": None,
+        "f": timedelta(hours=1),
+        "g": None,
+    }
+
+    def test_delayed_jobs_that_came_due_keep_their_place_among_due_ones(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        self.queued_with_delays(clocked, clock, self.INTERLEAVED)
+        clock.advance(seconds=15)
+        # d is due, b not yet.
+        assert [clocked.repo.get_ready_job("lang").item_id for _ in range(3)] == ["a", "c", "d"]
+        clock.advance(seconds=45)
+        assert [job.item_id for job in clocked.repo.claim_ready("lang", 2)] == ["b", "e"]
+        assert [job.item_id for job in clocked.repo.claim_ready("lang", 5)] == ["g"]
+        # f is not due for an hour: never handed out before.
+        assert clocked.repo.claim_ready("lang", 5) == []
+        with pytest.raises(NoJobs):
+            clocked.repo.get_ready_job("lang")
+        assert clocked.repo.next_due("lang") == clock.now + timedelta(minutes=59)
+
+    def test_one_batch_claim_interleaves_due_and_delayed_jobs_by_enqueue_order(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        self.queued_with_delays(clocked, clock, self.INTERLEAVED)
+        clock.advance(minutes=1)
+        claimed = clocked.repo.claim_ready("lang", 10)
+        assert [job.item_id for job in claimed] == list("abcdeg")
+        assert {job.not_before for job in claimed} == {None}
+
+    @pytest.mark.parametrize("spread", [0, 1], ids=["due-together", "due-in-order"])
+    def test_many_delayed_jobs_that_came_due_are_all_claimed_in_enqueue_order(
+        self, clocked: ContractBackend, clock: FakeClock, spread: int
+    ) -> None:
+        # More of them than a store may look ahead at in one claim (the SQL
+        # adapter's look-ahead is 100), behind them due jobs and one that
+        # stays delayed.
+        delays: dict[str, timedelta | None] = {
+            f"d{n:03}": timedelta(seconds=1 + n * spread) for n in range(250)
+        }
+        delays |= {"later": timedelta(days=1), "x": None, "y": None}
+        self.queued_with_delays(clocked, clock, delays)
+        assert [job.item_id for job in clocked.repo.claim_ready("lang", 5)] == ["x", "y"]
+        clock.advance(minutes=5)
+        order = [clocked.repo.get_ready_job("lang").item_id for _ in range(3)]
+        while batch := clocked.repo.claim_ready("lang", 7):
+            order += [job.item_id for job in batch]
+        assert order == [f"d{n:03}" for n in range(250)]
+        assert clocked.repo.next_due("lang") == clock.now + timedelta(days=1) - timedelta(minutes=5)
 
     def test_retry_clears_a_delay(self, clocked: ContractBackend, clock: FakeClock) -> None:
         job = self.claimed(clocked)
@@ -458,6 +529,82 @@ class ClaimContract(ContractFixtures):
         with pytest.raises(DuplicateJob):
             clocked.repo.save_many([stale, FullText.new("b", "lang")])
         assert clocked.repo.get_fulltext(job.id).status is JobStatus.SKIPPED
+
+
+class AttemptsBoundContract(ContractFixtures):
+    """A job at `MAX_ATTEMPTS`, whose next attempt no store could count, is
+    failed by the claim that finds it, which hands out the next job."""
+
+    @staticmethod
+    def poisoned(backend: ContractBackend, items: str = "pab", poison: str = "p") -> None:
+        jobs = [FullText.new(item_id, "lang") for item_id in items]
+        for job in jobs:
+            if job.item_id in poison:
+                job.attempts = MAX_ATTEMPTS
+        backend.repo.save_many(jobs)
+
+    @staticmethod
+    def assert_failed_by_the_claim(
+        backend: ContractBackend, item_id: str, clock: FakeClock
+    ) -> None:
+        (stored,) = [job for job in backend.repo.list_jobs("lang") if job.item_id == item_id]
+        assert (stored.status, stored.attempts, stored.finished) == (
+            JobStatus.FAILED,
+            MAX_ATTEMPTS,
+            clock.now,
+        )
+        assert stored.last_error == ATTEMPTS_EXHAUSTED_ERROR
+        assert (stored.claim_token, stored.lease_expires, stored.not_before) == (None, None, None)
+
+    def test_get_ready_job_fails_a_job_at_the_bound_and_hands_out_the_next(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        self.poisoned(clocked)
+        job = clocked.repo.get_ready_job("lang")
+        assert (job.item_id, job.attempts, job.status) == ("a", 1, JobStatus.RUNNING)
+        self.assert_failed_by_the_claim(clocked, "p", clock)
+        assert clocked.repo.get_ready_job("lang").item_id == "b"
+
+    def test_get_ready_job_with_only_jobs_at_the_bound_fails_them_all(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        self.poisoned(clocked, "pq", poison="pq")
+        with pytest.raises(NoJobs):
+            clocked.repo.get_ready_job("lang")
+        for item_id in "pq":
+            self.assert_failed_by_the_claim(clocked, item_id, clock)
+
+    @pytest.mark.parametrize("n", [1, 2, 5])
+    def test_claim_ready_fails_jobs_at_the_bound_and_hands_out_the_next(
+        self, clocked: ContractBackend, clock: FakeClock, n: int
+    ) -> None:
+        self.poisoned(clocked, "paqbc", poison="pq")
+        claimed = clocked.repo.claim_ready("lang", n)
+        assert [job.item_id for job in claimed] == list("abc")[:n]
+        assert {job.status for job in claimed} == {JobStatus.RUNNING}
+        for item_id in "pq":
+            self.assert_failed_by_the_claim(clocked, item_id, clock)
+
+    def test_a_job_one_below_the_bound_is_claimed_once_more_then_failed(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        job = FullText.new("p", "lang")
+        job.attempts = MAX_ATTEMPTS - 1
+        clocked.repo.save_fulltext(job)
+        last = clocked.repo.get_ready_job("lang")
+        assert last.attempts == MAX_ATTEMPTS
+        last.release(clock.now)
+        clocked.repo.save_fulltext(last)
+        assert clocked.repo.claim_ready("lang", 3) == []
+        self.assert_failed_by_the_claim(clocked, "p", clock)
+
+    def test_a_job_past_the_bound_is_refused(self, backend: ContractBackend) -> None:
+        job = FullText.new("p", "lang")
+        job.attempts = MAX_ATTEMPTS + 1
+        with pytest.raises(InvalidInput):
+            backend.repo.save_fulltext(job)
+        with pytest.raises(JobNotFound):
+            backend.repo.get_fulltext(job.id)
 
 
 class CompareAndSwapContract(ContractFixtures):

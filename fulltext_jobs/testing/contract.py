@@ -2,7 +2,8 @@
 
 `RepositoryContract` is the whole suite; `StorageContract`, `BatchContract`,
 `ProducerContract`, `ListJobsContract`, `ClaimContract`,
-`CompareAndSwapContract`, `HostileInputContract` and `HoldContract` are its
+`AttemptsBoundContract`, `CompareAndSwapContract`, `HostileInputContract`
+and `HoldContract` are its
 parts. Subclass one in a test module (its name starting with `Test`) and
 provide a `contract_backend` fixture that takes the suite's
 `contract_settings` and returns a `ContractBackend`:
@@ -23,7 +24,11 @@ from __future__ import annotations
 
 from fulltext_jobs.testing._fixtures import CLOCK_START, CLOCKED_LEASE, ContractFixtures
 from fulltext_jobs.testing.batches import BatchContract
-from fulltext_jobs.testing.claims import ClaimContract, CompareAndSwapContract
+from fulltext_jobs.testing.claims import (
+    AttemptsBoundContract,
+    ClaimContract,
+    CompareAndSwapContract,
+)
 from fulltext_jobs.testing.hold import HoldContract
 from fulltext_jobs.testing.hostile import HostileInputContract
 from fulltext_jobs.testing.producer import ListJobsContract, ProducerContract
@@ -32,6 +37,7 @@ from fulltext_jobs.testing.storage import StorageContract
 __all__ = [
     "CLOCKED_LEASE",
     "CLOCK_START",
+    "AttemptsBoundContract",
     "BatchContract",
     "ClaimContract",
     "CompareAndSwapContract",
@@ -51,6 +57,7 @@ class RepositoryContract(
     ProducerContract,
     ListJobsContract,
     ClaimContract,
+    AttemptsBoundContract,
     CompareAndSwapContract,
     HostileInputContract,
     HoldContract,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from fulltext_jobs import (
     InvalidInput,
     JobStatus,
 )
+from fulltext_jobs.domain import ATTEMPTS_EXHAUSTED_ERROR, MAX_ATTEMPTS
 from fulltext_jobs.testing._fixtures import BAD_DESTINATIONS, ContractFixtures, Hostile
 from fulltext_jobs.testing.backend import ContractBackend, FakeClock
 
@@ -219,6 +221,64 @@ class HoldContract(ContractFixtures):
             assert [job.id for job in held] == [later.id, due.id]
 
     @pytest.mark.parametrize("bad_n", [0, -3, None, 2.0, 10_001])
+    def test_delayed_jobs_that_came_due_are_held_in_their_place_among_due_ones(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        delays = {"a": None, "b": 20, "c": None, "d": 10, "e": None, "f": 3600}
+        jobs = []
+        for item_id, delay in delays.items():
+            job = FullText.new(item_id, "lang")
+            job.not_before = None if delay is None else clock.now + timedelta(seconds=delay)
+            jobs.append(job)
+        clocked.repo.save_many(jobs)
+        clock.advance(seconds=15)
+        with clocked.repo.hold_ready("lang", 3) as held:
+            assert [job.item_id for job in held] == ["a", "c", "d"]
+            for job in held:
+                job.finish(clock.now)
+        clock.advance(seconds=45)
+        with clocked.repo.hold_ready("lang", 10) as held:
+            # f is not due for an hour.
+            assert [job.item_id for job in held] == ["b", "e"]
+
+    def test_a_job_at_the_bound_is_failed_and_the_next_one_held(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        jobs = self.queued(clocked, "pab")
+        poison = replace(jobs[0], attempts=MAX_ATTEMPTS, version=1)
+        clocked.repo.save_fulltext(poison)
+        with clocked.repo.hold_ready("lang", 1) as held:
+            assert [(job.item_id, job.attempts) for job in held] == [("a", 1)]
+            held[0].finish(clock.now)
+        stored = clocked.repo.get_fulltext(poison.id)
+        assert (stored.status, stored.attempts, stored.finished) == (
+            JobStatus.FAILED,
+            MAX_ATTEMPTS,
+            clock.now,
+        )
+        assert stored.last_error == ATTEMPTS_EXHAUSTED_ERROR
+        assert clocked.repo.get_fulltext(jobs[1].id).status is JobStatus.FINISHED
+        with clocked.repo.hold_ready("lang", 5) as held:
+            assert [job.item_id for job in held] == ["b"]
+
+    def test_a_block_that_raises_rolls_back_the_failing_of_a_job_at_the_bound_too(
+        self, clocked: ContractBackend
+    ) -> None:
+        jobs = self.queued(clocked, "pa")
+        poison = replace(jobs[0], attempts=MAX_ATTEMPTS, version=1)
+        clocked.repo.save_fulltext(poison)
+
+        def broken_block() -> None:
+            with clocked.repo.hold_ready("lang", 2) as held:
+                assert [job.item_id for job in held] == ["a"]
+                raise RuntimeError("the handler broke")
+
+        with pytest.raises(RuntimeError):
+            broken_block()
+        assert clocked.repo.get_fulltext(poison.id) == poison
+        assert [job.item_id for job in clocked.repo.claim_ready("lang", 2)] == ["a"]
+        assert clocked.repo.get_fulltext(poison.id).last_error == ATTEMPTS_EXHAUSTED_ERROR
+
     def test_a_bad_n_is_refused_and_holds_nothing(
         self, backend: ContractBackend, bad_n: Hostile
     ) -> None:

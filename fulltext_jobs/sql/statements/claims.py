@@ -4,14 +4,20 @@ rescues, retries)."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
-from fulltext_jobs.domain import RESCUED_ERROR, JobStatus
+from fulltext_jobs.domain import ATTEMPTS_EXHAUSTED_ERROR, MAX_ATTEMPTS, RESCUED_ERROR, JobStatus
 from fulltext_jobs.rate_limit import TOLERANCE_SECONDS
 from fulltext_jobs.sql.statements.base import StatementsBase
+
+#: How many of the delayed jobs that have come due a claim looks at (a batch
+#: claim of more looks at as many as it claims), among which it finds the
+#: oldest by `seq` (see `ClaimStatements._oldest_ready`). Each costs the
+#: claim one primary-key probe while that many have come due.
+COME_DUE_LOOK_AHEAD: Final = 100
 
 
 class ClaimStatements(StatementsBase):
@@ -20,66 +26,144 @@ class ClaimStatements(StatementsBase):
 
     # --- claims --------------------------------------------------------------
 
-    def _oldest_ready(self, n: sa.BindParameter[int] | int) -> sa.Select[Any]:
+    def _ready(self) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        """`:dest`'s ready jobs. The status is a literal, not a parameter: a
+        prepared statement's generic plan can use a partial index `WHERE
+        status = 'ready' ...` only if the query says 'ready' itself."""
         ft = self.tables.fulltext
-        return (
+        return ft.c.destination == sa.bindparam("dest"), ft.c.status == sa.literal_column("'ready'")
+
+    def _oldest_ready(
+        self, n: sa.BindParameter[int] | int, columns: tuple[sa.Column[Any], ...]
+    ) -> sa.Select[Any]:
+        """`columns` (and `seq`) of the `n` oldest ready jobs of `:dest`
+        due at `:now`, in `seq` order; on PostgreSQL each row locked
+        (`FOR UPDATE SKIP LOCKED`) as it is read.
+
+        Two queues, each read along its own partial index, merged by `seq`:
+        the due jobs (`not_before` null, `fulltext_due_idx`) in `seq`
+        order, and the delayed ones that have come due (`fulltext_delayed_idx`,
+        by `not_before`): the `_look_ahead(n)` that came due first, of which the
+        oldest by `seq` compete with the due ones. So a claim reads no
+        delayed job that is not yet due, however many wait ahead of the due
+        ones, and a delayed job that has come due keeps its place among
+        the due ones (of more than the look-ahead come due at once, the later
+        ones wait for the earlier to be claimed). Each branch reads at most
+        `n` rows; on PostgreSQL the merge (a Merge Append under the LIMIT)
+        pulls, and so locks, a row only when it needs it: the rows picked
+        and at most the head of the other branch. A locked row is re-checked
+        when locked (it may have stopped being ready, or due).
+        """
+        ft = self.tables.fulltext
+        now = sa.bindparam("now", type_=ft.c.not_before.type)
+        ready = self._ready()
+        came_due = (
             sa.select(ft.c.id)
-            .where(
-                ft.c.destination == sa.bindparam("dest"),
-                # A literal, not a parameter: a prepared statement's generic
-                # plan can use the partial index `WHERE status = 'ready'` only
-                # if the query says 'ready' itself.
-                ft.c.status == sa.literal_column("'ready'"),
-                # Jobs delayed past `:now` (a retry after a backoff) are
-                # passed over. Tested on the rows the index scan visits, in
-                # `seq` order: while no job is delayed, every row passes and
-                # the plan and its cost are those of the plain claim; each
-                # delayed job ahead of the first due one costs one row more.
-                sa.or_(ft.c.not_before.is_(None), ft.c.not_before <= sa.bindparam("now")),
-            )
-            .order_by(ft.c.seq)
-            .limit(n)
+            .where(*ready, ft.c.not_before.is_not(None), ft.c.not_before <= now)
+            .order_by(ft.c.not_before, ft.c.seq)
+            .limit(self._look_ahead(n))
+            .scalar_subquery()
         )
+        # The ids of the look-ahead as one array (an InitPlan, run once):
+        # the branch then probes the primary key for them, and sorts a
+        # bounded set by `seq`.
+        among = (
+            ft.c.id == sa.any_(sa.func.array(came_due))
+            if self.postgresql
+            else ft.c.id.in_(came_due)
+        )
+
+        def queue(*conditions: ColumnElement[bool]) -> sa.Subquery:
+            branch = (
+                sa.select(*columns, ft.c.seq).where(*ready, *conditions).order_by(ft.c.seq).limit(n)
+            )
+            if self.postgresql:
+                branch = branch.with_for_update(skip_locked=True)
+            # A subquery each: SQLite takes no ORDER BY or LIMIT in a
+            # compound's members.
+            return branch.subquery()
+
+        due = queue(ft.c.not_before.is_(None))
+        delayed = queue(among, ft.c.not_before <= now)
+        merged = sa.union_all(sa.select(due), sa.select(delayed)).subquery("ready_jobs")
+        return sa.select(merged).order_by(merged.c.seq).limit(n)
+
+    def _look_ahead(self, n: sa.BindParameter[int] | int) -> sa.ColumnElement[int] | int:
+        """How many of the delayed jobs that have come due a claim of `n`
+        looks at: `COME_DUE_LOOK_AHEAD`, or `n` if more."""
+        if isinstance(n, int):
+            return max(n, COME_DUE_LOOK_AHEAD)
+        # SQLite's many-argument max() is a scalar function.
+        greatest = getattr(sa.func, "greatest" if self.postgresql else "max")
+        return greatest(n, COME_DUE_LOOK_AHEAD, type_=sa.Integer)
+
+    def _claimed_values(self, token: ColumnElement[Any]) -> dict[str, Any]:
+        """The SET of a claim: the job running from `:now` under `token`
+        with lease `:lease_until`, its attempt counted; or, for a job
+        already at `MAX_ATTEMPTS` (whose attempt the column could not
+        count), failed at `:now` with `ATTEMPTS_EXHAUSTED_ERROR`, which the
+        caller does not hand out. The version moves on either way."""
+        ft = self.tables.fulltext
+        exhausted = ft.c.attempts >= MAX_ATTEMPTS
+        now = sa.bindparam("now", type_=ft.c.started.type)
+
+        def unless_exhausted(claimed: Any, failed: Any) -> ColumnElement[Any]:  # noqa: ANN401 - any column's value
+            return sa.case((exhausted, failed), else_=claimed)
+
+        return {
+            # Cast: a CASE of plain strings is text, which PostgreSQL will
+            # not put in an enum column.
+            "status": unless_exhausted(
+                sa.cast(sa.literal_column("'running'"), ft.c.status.type),
+                sa.cast(sa.literal_column("'failed'"), ft.c.status.type),
+            ),
+            "started": unless_exhausted(now, ft.c.started),
+            "finished": unless_exhausted(ft.c.finished, now),
+            "attempts": unless_exhausted(ft.c.attempts + 1, ft.c.attempts),
+            "claim_token": unless_exhausted(token, sa.null()),
+            "lease_expires": unless_exhausted(
+                sa.bindparam("lease_until", type_=ft.c.lease_expires.type), sa.null()
+            ),
+            "last_error": unless_exhausted(ft.c.last_error, sa.literal(ATTEMPTS_EXHAUSTED_ERROR)),
+            "not_before": None,
+            "version": ft.c.version + 1,
+        }
 
     @functools.cached_property
     def claim_one(self) -> sa.Update:
-        """Mark the oldest ready job of `:dest` running, with `started`
-        set to `:now`, claim token `:token` and lease `:lease_until`, count an
-        attempt, and return it.
+        """Mark the oldest ready job of `:dest` due at `:now` running, with
+        `started` set to `:now`, claim token `:token` and lease
+        `:lease_until`, count an attempt, and return it; a job already at
+        `MAX_ATTEMPTS` is failed instead (see `_claimed_values`), and
+        returned so, for the caller to claim again.
 
         One statement, one round trip. The id is chosen by a scalar
         subquery, which PostgreSQL runs once (an InitPlan), so exactly one row
         is updated; `FOR UPDATE SKIP LOCKED` makes concurrent claimers pass
         over a row another is taking rather than wait for it or take it too (a
         locked row that has meanwhile stopped being ready is re-checked and
-        skipped). The partial index on ready jobs, ordered by `seq`, keeps the
-        cost flat however many finished jobs there are. SQLite ignores
+        skipped). The partial indexes of ready jobs keep the cost flat
+        however many finished or delayed jobs there are. SQLite ignores
         `FOR UPDATE`; there the transaction's `BEGIN IMMEDIATE` holds the
         only write lock.
         """
         ft = self.tables.fulltext
-        oldest = self._oldest_ready(1).with_for_update(skip_locked=True)
+        oldest = self._oldest_ready(1, (ft.c.id,))
         return (
             sa.update(ft)
-            .where(ft.c.id == oldest.scalar_subquery())
-            .values(
-                status=JobStatus.RUNNING.value,
-                started=sa.bindparam("now"),
-                attempts=ft.c.attempts + 1,
-                claim_token=sa.bindparam("token", type_=sa.Uuid),
-                lease_expires=sa.bindparam("lease_until"),
-                not_before=None,
-                version=ft.c.version + 1,
-            )
+            .where(ft.c.id == _ids(oldest).scalar_subquery())
+            .values(self._claimed_values(sa.bindparam("token", type_=sa.Uuid)))
             .returning(*self.job_columns)
         )
 
     @functools.cached_property
     def claim_many(self) -> sa.Update:
-        """Mark the `:n` oldest ready jobs of `:dest` running, with
-        `started` set to `:now`, a fresh claim token each and lease
+        """Mark the `:n` oldest ready jobs of `:dest` due at `:now` running,
+        with `started` set to `:now`, a fresh claim token each and lease
         `:lease_until`, count an attempt, and return them (with `seq`, to
-        sort them: RETURNING keeps no order).
+        sort them: RETURNING keeps no order); a job already at
+        `MAX_ATTEMPTS` is failed instead (see `_claimed_values`), and
+        returned so, for the caller to leave out.
 
         On PostgreSQL the locking SELECT sits in a CTE, which is never
         inlined: written as `WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP
@@ -94,22 +178,14 @@ class ClaimStatements(StatementsBase):
         subquery once, under the transaction's write lock.
         """
         ft = self.tables.fulltext
-        oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer))
-        stmt = sa.update(ft).values(
-            status=JobStatus.RUNNING.value,
-            started=sa.bindparam("now"),
-            attempts=ft.c.attempts + 1,
-            claim_token=self._new_uuid(),  # one per row: it is volatile
-            lease_expires=sa.bindparam("lease_until"),
-            not_before=None,
-            version=ft.c.version + 1,
-        )
+        oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer), (ft.c.id,))
+        stmt = sa.update(ft).values(self._claimed_values(self._new_uuid()))  # one per row: volatile
         if self.postgresql:
-            picked = oldest.with_for_update(skip_locked=True).cte("picked")
+            picked = _ids(oldest).cte("picked")
             ids = sa.func.array(sa.select(picked.c.id).scalar_subquery())
             stmt = stmt.where(ft.c.id == sa.any_(ids))
         else:
-            stmt = stmt.where(ft.c.id.in_(oldest.scalar_subquery()))
+            stmt = stmt.where(ft.c.id.in_(_ids(oldest).scalar_subquery()))
         return stmt.returning(*self.job_columns, ft.c.seq)
 
     @functools.cached_property
@@ -119,11 +195,39 @@ class ClaimStatements(StatementsBase):
         claim of `Repository.hold_ready`, which writes nothing. `SKIP
         LOCKED` passes over the rows other holders and claimers have
         locked; a locked row that has meanwhile stopped being ready is
-        re-checked and skipped. SQLite ignores `FOR UPDATE`: there the
-        transaction's `BEGIN IMMEDIATE` holds the only write lock."""
-        oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer))
-        stmt = oldest.with_only_columns(*self.job_columns)
-        return stmt.with_for_update(skip_locked=True) if self.postgresql else stmt
+        re-checked and skipped. The columns are read from the locked rows
+        themselves. SQLite ignores `FOR UPDATE`: there the transaction's
+        `BEGIN IMMEDIATE` holds the only write lock. A job at
+        `MAX_ATTEMPTS` among them is the caller's to fail
+        (`fail_exhausted`) before it holds the others."""
+        oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer), self.job_columns)
+        return oldest.with_only_columns(
+            *(oldest.selected_columns[c.name] for c in self.job_columns)
+        )
+
+    @functools.cached_property
+    def fail_exhausted(self) -> sa.Update:
+        """Fail the ready jobs `:ids`, which a `hold_ready` found at
+        `MAX_ATTEMPTS`, at `:now` with `ATTEMPTS_EXHAUSTED_ERROR` (as a
+        claim does, `_claimed_values`), in the hold's transaction, which
+        has them locked. Returns their ids."""
+        ft = self.tables.fulltext
+        return (
+            sa.update(ft)
+            .where(
+                ft.c.id.in_(sa.bindparam("ids", expanding=True)),
+                ft.c.status == sa.literal_column("'ready'"),
+                ft.c.attempts >= MAX_ATTEMPTS,
+            )
+            .values(
+                status=JobStatus.FAILED.value,
+                finished=sa.bindparam("now"),
+                last_error=ATTEMPTS_EXHAUSTED_ERROR,
+                not_before=None,
+                version=ft.c.version + 1,
+            )
+            .returning(ft.c.id)
+        )
 
     @functools.cached_property
     def write_held(self) -> sa.TextClause:
@@ -183,18 +287,25 @@ class ClaimStatements(StatementsBase):
         `not_before` among them, `:now` for one not delayed, or NULL if none
         is ready.
 
-        Read along the partial index of ready jobs; a worker asks only after
-        a claim came back empty, when the ready jobs are the delayed ones
-        (and any another claimer is taking), the rows that claim just passed
-        over. No row is locked.
+        Two index probes: the first entry of the due jobs' index, and the
+        first of the delayed jobs' index, which is in `not_before` order.
+        No row is locked.
         """
         ft = self.tables.fulltext
-        now = sa.bindparam("now", type_=ft.c.not_before.type)
-        due = sa.func.coalesce(ft.c.not_before, now, type_=ft.c.not_before.type)
-        return sa.select(sa.func.min(due, type_=ft.c.not_before.type)).where(
-            ft.c.destination == sa.bindparam("dest"),
-            ft.c.status == sa.literal_column("'ready'"),
+        moment = ft.c.not_before.type
+        now = sa.bindparam("now", type_=moment)
+        due = sa.select(ft.c.id).where(*self._ready(), ft.c.not_before.is_(None)).limit(1)
+        first_delayed = sa.select(sa.func.min(ft.c.not_before, type_=moment)).where(
+            *self._ready(), ft.c.not_before.is_not(None)
         )
+        earliest = first_delayed.scalar_subquery()
+        # The earlier of the two: `:now` for a due job, unless a delayed
+        # job came due before it.
+        earlier = sa.case(
+            (sa.and_(sa.exists(due), sa.or_(earliest.is_(None), earliest > now)), now),
+            else_=earliest,
+        )
+        return sa.select(sa.type_coerce(earlier, moment))
 
     # --- rate limits ------------------------------------------------
 
@@ -339,3 +450,8 @@ class ClaimStatements(StatementsBase):
             not_before=None,
             version=ft.c.version + 1,
         ).execution_options(preserve_rowcount=True)
+
+
+def _ids(oldest: sa.Select[Any]) -> sa.Select[Any]:
+    """The ids alone of `_oldest_ready`'s jobs, in its order and limit."""
+    return oldest.with_only_columns(oldest.selected_columns.id)

@@ -1,0 +1,109 @@
+"""The plans of the claims: each reads the due jobs' and the delayed jobs'
+partial indexes, never the ready jobs' index nor the whole table, and sorts
+no more than a bounded set, however many delayed jobs wait ahead of the due
+ones (docs/scaling.md, "Claims behind delayed jobs").
+
+On PostgreSQL the plans are PostgreSQL's own choice on a ledger with its
+statistics (no planner setting forced); the row locks are taken inside
+each branch, below the merge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from fulltext_jobs import SqlAlchemyRepository
+from fulltext_jobs.sql.compiled import compile_for_driver
+
+#: Delayed jobs not due for a day, ahead of as many due ones, and a few
+#: delayed ones that came due.
+DELAYED, DUE, CAME_DUE = 20_000, 20_000, 150
+
+CLAIMS = ("claim_one", "claim_many", "hold_ready", "next_due")
+
+
+def fill(engine: sa.Engine) -> datetime:
+    """The ledger of the plans; returns its moment."""
+    now = datetime.now(UTC)
+    postgresql = engine.dialect.name == "postgresql"
+    table = "jobs.fulltext" if postgresql else "fulltext"
+    rows = (
+        "SELECT gen_random_uuid(), :prefix || g, 'd', 'ready', CAST(:later AS timestamptz) "
+        "FROM generate_series(1, :n) g"
+        if postgresql
+        else "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < :n) "
+        "SELECT lower(hex(randomblob(16))), :prefix || x, 'd', 'ready', :later FROM g"
+    )
+    insert = f"INSERT INTO {table} (id, item_id, destination, status, not_before) {rows}"  # noqa: S608 - our table names
+
+    def moment(delta: timedelta) -> str:
+        at = now + delta
+        return at.isoformat() if postgresql else f"{at.replace(tzinfo=None):%Y-%m-%d %H:%M:%S.%f}"
+
+    with engine.begin() as connection:
+        for prefix, n, later in (
+            ("came-due-", CAME_DUE, moment(-timedelta(minutes=1))),
+            ("later-", DELAYED, moment(timedelta(days=1))),
+            ("due-", DUE, None),
+        ):
+            connection.execute(sa.text(insert), {"prefix": prefix, "n": n, "later": later})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"VACUUM ANALYZE {table}" if postgresql else "ANALYZE")
+    return now
+
+
+def params(now: datetime) -> dict[str, Any]:
+    return {"dest": "d", "now": now, "n": 100, "lease_until": now, "token": None}
+
+
+@pytest.mark.postgresql
+def test_postgresql_claims_read_the_two_indexes_and_lock_below_the_merge(
+    clean_postgres_engine: sa.Engine,
+):
+    now = fill(clean_postgres_engine)
+    statements = SqlAlchemyRepository(clean_postgres_engine)._ops.statements
+    with clean_postgres_engine.connect() as connection:
+        for name in CLAIMS:
+            sql, fixed = compile_for_driver(getattr(statements, name), connection.dialect)
+            plan = "\n".join(
+                connection.exec_driver_sql(
+                    f"EXPLAIN (COSTS OFF) {sql}", {**fixed, **params(now)}
+                ).scalars()
+            )
+            assert "fulltext_due_idx" in plan, (name, plan)
+            assert "fulltext_delayed_idx" in plan, (name, plan)
+            assert "fulltext_ready_idx" not in plan, (name, plan)
+            assert "Seq Scan" not in plan, (name, plan)
+            if name != "next_due":
+                # The branches merged in `seq` order, each locking its rows
+                # as the merge pulls them; the one sort is of the delayed
+                # jobs that came due, a bounded set.
+                assert "Merge Append" in plan, (name, plan)
+                assert plan.count("LockRows") == 2, (name, plan)
+                assert plan.count("Sort") <= 1, (name, plan)
+
+
+def test_sqlite_claims_read_the_two_indexes(sqlite_engine: sa.Engine):
+    now = fill(sqlite_engine)
+    statements = SqlAlchemyRepository(sqlite_engine)._ops.statements
+    with sqlite_engine.connect() as connection:
+        for name in CLAIMS:
+            statement = getattr(statements, name)
+            compiled = statement.compile(dialect=connection.dialect)
+            values = compiled.construct_params(params(now))
+            processors = compiled._bind_processors
+            args = [
+                processors[key](values[key]) if key in processors else values[key]
+                for key in compiled.positiontup or ()
+            ]
+            plan = "\n".join(
+                str(row[-1])
+                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", tuple(args))
+            )
+            assert "fulltext_due_idx" in plan, (name, plan)
+            assert "fulltext_delayed_idx" in plan, (name, plan)
+            assert "fulltext_ready_idx" not in plan, (name, plan)
+            assert "SCAN fulltext\n" not in f"{plan}\n", (name, plan)
