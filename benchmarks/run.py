@@ -40,6 +40,8 @@ j. peers       the batch drain (20,000 no-op jobs, batch 100) against the
                (benchmarks/.peers-venv, made with pip when missing, never
                with --quick; see benchmarks/peers.py); without it its rows
                are left out, and the table says why.
+l. delayed     get_ready_job and claim_ready(100) behind --delayed jobs not yet
+               due against behind none, PostgreSQL and SQLite (delayed.py).
 """
 
 from __future__ import annotations
@@ -424,8 +426,8 @@ def bench_create(bench: Bench, args: argparse.Namespace) -> Table:
 # --- c. claim --------------------------------------------------------------
 
 
-def claim_latency(bench: Bench, finished: int, runs: int, calls: int, *, delayed: int = 0) -> float:
-    bench.ready_jobs(runs * calls + 10, finished=finished, delayed=delayed)
+def claim_latency(bench: Bench, finished: int, runs: int, calls: int) -> float:
+    bench.ready_jobs(runs * calls + 10, finished=finished)
     repo = bench.repo()
     repo.get_ready_job(DESTINATION)  # warm-up: connection, schema check, prepared statement
     return median_latency(lambda: repo.get_ready_job(DESTINATION), runs, calls)
@@ -445,17 +447,7 @@ def bench_claim(bench: Bench, args: argparse.Namespace) -> Table:
         "<= 1.5",
         verdict(ratio <= 1.5),
     )
-    # Delayed jobs (retries waiting out a backoff) sit in the ready index
-    # ahead of the due ones: each claim steps over them.
-    for delayed in args.delayed:
-        cost = claim_latency(bench, 0, args.runs, args.calls * 4, delayed=delayed)
-        table.add(f"{delayed:,} delayed jobs ahead", ms(cost), f"{cost / empty:.2f} x empty")
-    table.notes.append(
-        f"Medians of {args.runs} runs of {args.calls * 4} claims each. The delayed jobs are "
-        "ready jobs not due for a day, enqueued before the due ones: the worst case, since "
-        "the claim reads the ready index in enqueue order and passes over each of them; "
-        "with no delayed job the claim is the plain one (the empty-ledger figure)."
-    )
+    table.notes.append(f"Medians of {args.runs} runs of {args.calls * 4} claims each.")
     return table
 
 
@@ -1289,6 +1281,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "rate": __import__("rate_limit").bench_rate_limit,  # h. benchmarks/rate_limit.py
     "peers": bench_peers,
     "scale": lambda bench, args: __import__("scale").bench_scale(bench, args),
+    "delayed": __import__("delayed").bench_delayed,  # l. benchmarks/delayed.py
 }
 
 
@@ -1305,13 +1298,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--original-sizes", type=int, nargs=2, default=(10_000, 20_000), metavar=("N1", "N2")
     )
-    parser.add_argument(
-        "--delayed",
-        type=int,
-        nargs="*",
-        default=(100, 1_000, 10_000),
-        help="delayed jobs ahead of the due ones, for the claim benchmark",
-    )
+    parser.add_argument("--delayed", type=int, default=100_000, help="delayed jobs, for l.")
     parser.add_argument("--wake-poll", type=float, default=5.0, help="the worker's poll (s)")
     parser.add_argument("--wake-samples", type=int, default=100)
     parser.add_argument("--wake-poll-samples", type=int, default=12)
@@ -1332,7 +1319,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.memory_jobs, args.original_sizes = 12_000, (300, 600)
         args.create_sizes = (2_000, 20_000)
         args.wake_poll, args.wake_samples, args.wake_poll_samples = 0.5, 5, 3
-        args.delayed = (100,)
+        args.delayed = 2_000
         args.peer_jobs, args.peer_runs = 1_000, 1
     return args
 

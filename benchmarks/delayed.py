@@ -1,0 +1,122 @@
+"""Claims behind delayed jobs: benchmark `delayed` of benchmarks/run.py.
+
+    python benchmarks/run.py --only delayed                 # 100,000 delayed
+    python benchmarks/run.py --only delayed --delayed 10000
+
+After an upstream outage, many jobs wait out a retry's backoff (ready, with
+`not_before` in the future) ahead of the due ones in enqueue order. This
+times `get_ready_job` and `claim_ready(100)` with `--delayed` such jobs
+ahead of as many due ones, against the same claims with none delayed, in
+the same run, on PostgreSQL and on SQLite: a claim should cost the same
+(docs/scaling.md, "Claims behind delayed jobs").
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+import fulltext_jobs
+from fulltext_jobs import SqlAlchemyRepository
+
+if TYPE_CHECKING:
+    from run import Bench, Table
+
+#: The batch a batch claim takes.
+BATCH = 100
+#: The most a claim behind delayed jobs may cost, against one behind none.
+TARGET = 1.2
+
+
+def sqlite_jobs(engine: sa.Engine, destination: str, due: int, delayed: int) -> None:
+    """An empty SQLite ledger but for `delayed` ready jobs not due for a
+    day, then `due` ready ones (the same rows `Bench.ready_jobs` makes on
+    PostgreSQL)."""
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
+    insert = (
+        "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < :n) "
+        "INSERT INTO fulltext (id, item_id, destination, status, not_before) "
+        "SELECT lower(hex(randomblob(16))), :prefix || x, :dest, 'ready', :later FROM g"
+    )
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM fulltext")
+        for prefix, n, not_before in (("later-", delayed, later), ("todo-", due, None)):
+            if n:
+                connection.execute(
+                    sa.text(insert),
+                    {
+                        "n": n,
+                        "prefix": prefix,
+                        "dest": destination,
+                        "later": None
+                        if not_before is None
+                        else f"{not_before:%Y-%m-%d %H:%M:%S.%f}",
+                    },
+                )
+        connection.exec_driver_sql("ANALYZE")
+
+
+def bench_delayed(bench: Bench, args: argparse.Namespace) -> Table:
+    """Claim latency behind `args.delayed` delayed jobs against behind none."""
+    # run.py is the script that imports this module: import it when called.
+    from run import DESTINATION, Table, median_latency, ms, verdict  # noqa: PLC0415
+
+    runs, calls, n = args.runs, args.calls * 4, args.delayed
+    # As many due jobs as delayed ones, and at least as many as the claims take.
+    due = max(n, runs * calls * (BATCH + 1) + BATCH + 1)
+    table = Table("l. Claims behind delayed jobs")
+
+    def latencies(repo: SqlAlchemyRepository, fill: Callable[[int], None]) -> dict[str, float]:
+        """Each claim's median latency behind `fill(delayed)`: none, then `n`."""
+        found = {}
+        for delayed in (0, n):
+            fill(delayed)
+            repo.get_ready_job(DESTINATION)  # warm-up: connection, schema check, statements
+            found["get_ready_job", delayed] = median_latency(
+                lambda: repo.get_ready_job(DESTINATION), runs, calls
+            )
+            found[f"claim_ready({BATCH})", delayed] = median_latency(
+                lambda: repo.claim_ready(DESTINATION, BATCH), runs, calls
+            )
+        return found
+
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{Path(folder) / 'delayed.db'}"
+        fulltext_jobs.upgrade(url)
+        engine = fulltext_jobs.create_engine(url)
+        try:
+            stores = {
+                "PostgreSQL": latencies(
+                    bench.repo(), lambda delayed: bench.ready_jobs(due, delayed=delayed)
+                ),
+                "SQLite": latencies(
+                    SqlAlchemyRepository(engine),
+                    lambda delayed: sqlite_jobs(engine, DESTINATION, due, delayed),
+                ),
+            }
+        finally:
+            engine.dispose()
+    for store, found in stores.items():
+        for claim in ("get_ready_job", f"claim_ready({BATCH})"):
+            none, behind = found[claim, 0], found[claim, n]
+            ratio = behind / none
+            table.add(f"{store}: {claim}, none delayed", ms(none))
+            table.add(
+                f"{store}: {claim}, {n:,} delayed ahead",
+                ms(behind),
+                f"{ratio:.2f} x none",
+                f"<= {TARGET}",
+                verdict(ratio <= TARGET),
+            )
+    table.notes.append(
+        f"Medians of {runs} runs of {calls} claims each, behind {n:,} ready jobs not due "
+        f"for a day that were enqueued before {due:,} due ones, and behind none (the same "
+        "due jobs); each store filled afresh for each case."
+    )
+    return table
