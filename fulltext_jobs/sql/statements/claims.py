@@ -41,51 +41,54 @@ class ClaimStatements(StatementsBase):
         (`FOR UPDATE SKIP LOCKED`) as it is read.
 
         Two queues, each read along its own partial index, merged by `seq`:
-        the due jobs (`not_before` null, `fulltext_due_idx`) in `seq`
-        order, and the delayed ones that have come due (`fulltext_delayed_idx`,
-        by `not_before`): the `_look_ahead(n)` that came due first, of which the
-        oldest by `seq` compete with the due ones. So a claim reads no
+        the due jobs (`not_before` null, `fulltext_due_idx`) in `seq` order,
+        and the delayed ones that have come due (`fulltext_delayed_idx`, by
+        `not_before`): the `_look_ahead(n)` that came due first, of which
+        the oldest by `seq` compete with the due ones. So a claim reads no
         delayed job that is not yet due, however many wait ahead of the due
-        ones, and a delayed job that has come due keeps its place among
-        the due ones (of more than the look-ahead come due at once, the later
+        ones, and a delayed job that has come due keeps its place among the
+        due ones (of more than the look-ahead come due at once, the later
         ones wait for the earlier to be claimed). Each branch reads at most
-        `n` rows; on PostgreSQL the merge (a Merge Append under the LIMIT)
-        pulls, and so locks, a row only when it needs it: the rows picked
-        and at most the head of the other branch. A locked row is re-checked
-        when locked (it may have stopped being ready, or due).
+        `n` rows, or the look-ahead; on PostgreSQL the merge (a Merge
+        Append under the LIMIT) pulls, and so locks, a row only when it
+        needs it: the rows picked and at most the head of the other branch.
+        A locked row is re-checked when locked (it may have stopped being
+        ready, or due).
         """
         ft = self.tables.fulltext
         now = sa.bindparam("now", type_=ft.c.not_before.type)
         ready = self._ready()
         came_due = (
-            sa.select(ft.c.id)
+            sa.select(*columns, ft.c.seq)
             .where(*ready, ft.c.not_before.is_not(None), ft.c.not_before <= now)
             .order_by(ft.c.not_before, ft.c.seq)
             .limit(self._look_ahead(n))
-            .scalar_subquery()
         )
-        # The ids of the look-ahead as one array (an InitPlan, run once):
-        # the branch then probes the primary key for them, and sorts a
-        # bounded set by `seq`.
-        among = (
-            ft.c.id == sa.any_(sa.func.array(came_due))
-            if self.postgresql
-            else ft.c.id.in_(came_due)
+        due = (
+            sa.select(*columns, ft.c.seq)
+            .where(*ready, ft.c.not_before.is_(None))
+            .order_by(ft.c.seq)
+            .limit(n)
         )
-
-        def queue(*conditions: ColumnElement[bool]) -> sa.Subquery:
-            branch = (
-                sa.select(*columns, ft.c.seq).where(*ready, *conditions).order_by(ft.c.seq).limit(n)
+        if self.postgresql:
+            # The look-ahead's ids as one array (an InitPlan, run once),
+            # whose rows the branch probes by primary key, sorts (a bounded
+            # set) and locks in `seq` order: a lock taken in the look-ahead
+            # itself would lock, in `not_before` order, rows the claim does
+            # not take.
+            ids = sa.func.array(came_due.with_only_columns(ft.c.id).scalar_subquery())
+            came_due = (
+                sa.select(*columns, ft.c.seq)
+                .where(ft.c.id == sa.any_(ids), *ready, ft.c.not_before <= now)
+                .order_by(ft.c.seq)
+                .limit(n)
+                .with_for_update(skip_locked=True)
             )
-            if self.postgresql:
-                branch = branch.with_for_update(skip_locked=True)
-            # A subquery each: SQLite takes no ORDER BY or LIMIT in a
-            # compound's members.
-            return branch.subquery()
-
-        due = queue(ft.c.not_before.is_(None))
-        delayed = queue(among, ft.c.not_before <= now)
-        merged = sa.union_all(sa.select(due), sa.select(delayed)).subquery("ready_jobs")
+            due = due.with_for_update(skip_locked=True)
+        # Each branch a subquery: SQLite takes no ORDER BY or LIMIT in a
+        # compound's members.
+        branches = [sa.select(branch.subquery()) for branch in (due, came_due)]
+        merged = sa.union_all(*branches).subquery("ready_jobs")
         return sa.select(merged).order_by(merged.c.seq).limit(n)
 
     def _look_ahead(self, n: sa.BindParameter[int] | int) -> sa.ColumnElement[int] | int:
