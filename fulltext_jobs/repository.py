@@ -154,6 +154,12 @@ class Repository(abc.ABC):
         set `started`, a fresh `claim_token` and `lease_expires` (now plus
         the repository's lease), count an attempt, and return it.
 
+        The oldest is by enqueue order, among the jobs not delayed and those
+        whose `not_before` has passed (a delayed job that came due keeps its
+        place). A job whose `attempts` are already at `MAX_ATTEMPTS` is not
+        handed out: the claim fails it (`last_error` is
+        `ATTEMPTS_EXHAUSTED_ERROR`) and claims the next one instead.
+
         Safe under any number of concurrent callers: each job is handed to
         exactly one of them. Raises `NoJobs` when no job is ready for
         `destination`, and `InvalidInput` for a bad destination or if the
@@ -188,7 +194,8 @@ class Repository(abc.ABC):
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         """Claim up to `n` of the oldest `ready` jobs of `destination` at once,
-        as `get_ready_job` claims one, and return them oldest first.
+        as `get_ready_job` claims one (failing, in place of handing them out,
+        the jobs already at `MAX_ATTEMPTS`), and return them oldest first.
 
         Returns an empty list when none is ready. Safe under concurrent
         callers: each job goes to exactly one of them. Raises `InvalidInput`
@@ -240,7 +247,9 @@ class Repository(abc.ABC):
 
         The jobs come oldest first as `running` copies (`started` set, the
         attempt counted, no claim token or lease), chosen as `claim_ready`
-        chooses, but nothing is written: the claim is the rows' locks
+        chooses (a job already at `MAX_ATTEMPTS` is failed in the block's
+        transaction, and the next one held instead), but nothing else is
+        written: the claim is the rows' locks
         (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so other claimers pass
         them over and no lease, heartbeat or claim token is needed. Move each copy
         through the state machine (`finish`, `fail`, `skip`, or `release`,
