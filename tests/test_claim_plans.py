@@ -37,7 +37,7 @@ def fill(engine: sa.Engine) -> datetime:
         else "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < :n) "
         "SELECT lower(hex(randomblob(16))), :prefix || x, 'd', 'ready', :later FROM g"
     )
-    insert = f"INSERT INTO {table} (id, item_id, destination, status, not_before) {rows}"  # noqa: S608 - our table names
+    insert = f"INSERT INTO {table} (id, item_id, destination, status, not_before) {rows}"
 
     def moment(delta: timedelta) -> str:
         at = now + delta
