@@ -48,12 +48,18 @@ class ClaimStatements(StatementsBase):
         delayed job that is not yet due, however many wait ahead of the due
         ones, and a delayed job that has come due keeps its place among the
         due ones (of more than the look-ahead come due at once, the later
-        ones wait for the earlier to be claimed). Each branch reads at most
-        `n` rows, or the look-ahead; on PostgreSQL the merge (a Merge
-        Append under the LIMIT) pulls, and so locks, a row only when it
-        needs it: the rows picked and at most the head of the other branch.
-        A locked row is re-checked when locked (it may have stopped being
-        ready, or due).
+        ones wait for the earlier to be claimed).
+
+        Each branch reads, and on PostgreSQL locks (`SKIP LOCKED` passing
+        over the rows others hold), at most `n` rows; the merge keeps the
+        `n` oldest. PostgreSQL sorts the two branches' rows rather than
+        merge them lazily (it does not for locking branches), so a claim
+        that takes delayed jobs also locks as many of the next due jobs,
+        which it does not take: until its statement ends, or for
+        `hold_ready` its transaction, other claimers pass over them and take
+        the ones after. No job is lost or claimed twice; the order bends by
+        that many jobs. A locked row is re-checked when locked (it may have
+        stopped being ready, or due).
         """
         ft = self.tables.fulltext
         now = sa.bindparam("now", type_=ft.c.not_before.type)
@@ -297,7 +303,15 @@ class ClaimStatements(StatementsBase):
         ft = self.tables.fulltext
         moment = ft.c.not_before.type
         now = sa.bindparam("now", type_=moment)
-        due = sa.select(ft.c.id).where(*self._ready(), ft.c.not_before.is_(None)).limit(1)
+        # In `seq` order, not EXISTS: PostgreSQL may answer an EXISTS by a
+        # sequential scan, which reads every finished job first.
+        due = (
+            sa.select(ft.c.seq)
+            .where(*self._ready(), ft.c.not_before.is_(None))
+            .order_by(ft.c.seq)
+            .limit(1)
+            .scalar_subquery()
+        )
         first_delayed = sa.select(sa.func.min(ft.c.not_before, type_=moment)).where(
             *self._ready(), ft.c.not_before.is_not(None)
         )
@@ -305,7 +319,7 @@ class ClaimStatements(StatementsBase):
         # The earlier of the two: `:now` for a due job, unless a delayed
         # job came due before it.
         earlier = sa.case(
-            (sa.and_(sa.exists(due), sa.or_(earliest.is_(None), earliest > now)), now),
+            (sa.and_(due.is_not(None), sa.or_(earliest.is_(None), earliest > now)), now),
             else_=earliest,
         )
         return sa.select(sa.type_coerce(earlier, moment))
