@@ -114,13 +114,16 @@ _IN_CALLERS_TRANSACTION = "fulltext_jobs_in_callers_transaction"
 @contextmanager
 def _connection(target: Target, *, begin: bool = True) -> Iterator[Connection]:
     """A connection to `target`: the caller's own, as it is, or one of an
-    engine, in a transaction that commits at the end (with `begin`) or in
-    none (alembic then begins and commits its own)."""
+    engine, in a transaction that commits at the end; without `begin`, on
+    PostgreSQL in none (alembic then begins and commits its own, which a
+    revision may end early: see `upgrade`). SQLite's DDL is not
+    transactional to alembic, which would begin none of its own."""
     if isinstance(target, Connection):
         yield target
         return
     engine = target if isinstance(target, Engine) else create_engine(target)
     try:
+        begin = begin or engine.dialect.name != "postgresql"
         with engine.begin() if begin else engine.connect() as connection:
             yield connection
     finally:
