@@ -1150,7 +1150,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             return multiple()
         assert outcomes == self.everywhere((None, view(replace(job, version=1))))
         self.ledger[key] = ModelJob(
-            job.status, next(self.seq), job.started, job.finished, attempts=attempts
+            job.status, next(self.seq), job.started, job.finished, attempts=job.attempts
         )
         for name in self.names:
             self.ids[name][key] = job.id
