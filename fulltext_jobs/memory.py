@@ -446,7 +446,7 @@ class InMemoryRepository(Repository):
         failed (`ATTEMPTS_EXHAUSTED_ERROR`) and the next one taken in its
         place, as the SQL adapter's claims do; `failed` gets a copy of each
         such job as it was. Called under the lock."""
-        taken = []
+        taken: list[FullText] = []
         for job in self._due(destination, now):
             if len(taken) == n:
                 break

@@ -104,7 +104,8 @@ class ClaimStatements(StatementsBase):
             return max(n, COME_DUE_LOOK_AHEAD)
         # SQLite's many-argument max() is a scalar function.
         greatest = getattr(sa.func, "greatest" if self.postgresql else "max")
-        return greatest(n, COME_DUE_LOOK_AHEAD, type_=sa.Integer)
+        larger: sa.ColumnElement[int] = greatest(n, COME_DUE_LOOK_AHEAD, type_=sa.Integer)
+        return larger
 
     def _claimed_values(self, token: ColumnElement[Any]) -> dict[str, Any]:
         """The SET of a claim: the job running from `:now` under `token`
