@@ -93,8 +93,10 @@ DEAD_ROWS_FRACTION: Final = 0.2
 VACUUM_AGE_WARNING: Final = timedelta(hours=1)
 
 #: More delayed jobs than this ahead of a destination's first due job are
-#: warned of: a claim that reads the ready jobs from the oldest reads and
-#: passes over each of them (docs/benchmarks.md measures the cost).
+#: warned of: a backlog of retries, after an outage. Claims since revision
+#: 0011 read none of them until it comes due; the claims of older code,
+#: which the schema window still admits, read and pass over each of them
+#: (docs/benchmarks.md, table l., measures both).
 DELAYED_AHEAD_WARNING: Final = 10_000
 
 #: At most this many delayed jobs ahead are counted, so a reading stays
