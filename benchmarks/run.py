@@ -42,6 +42,8 @@ j. peers       the batch drain (20,000 no-op jobs, batch 100) against the
                are left out, and the table says why.
 l. delayed     get_ready_job and claim_ready(100) behind --delayed jobs not yet
                due against behind none, PostgreSQL and SQLite (delayed.py).
+m. vacuum      a drain of 200,000 jobs in each claim mode, with and without a
+               REPEATABLE READ transaction holding vacuum back (vacuum.py).
 """
 
 from __future__ import annotations
@@ -1282,6 +1284,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "peers": bench_peers,
     "scale": lambda bench, args: __import__("scale").bench_scale(bench, args),
     "delayed": __import__("delayed").bench_delayed,  # l. benchmarks/delayed.py
+    "vacuum": lambda bench, args: __import__("vacuum").bench_vacuum(bench, args),  # m.
 }
 
 
@@ -1302,6 +1305,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--wake-poll", type=float, default=5.0, help="the worker's poll (s)")
     parser.add_argument("--wake-samples", type=int, default=100)
     parser.add_argument("--wake-poll-samples", type=int, default=12)
+    parser.add_argument(
+        "--vacuum-jobs", type=int, default=200_000, help="jobs per drain of the vacuum table"
+    )
     parser.add_argument("--peer-jobs", type=int, default=20_000, help="jobs per peers run")
     parser.add_argument("--peer-runs", type=int, default=3, help="rounds of the peers table")
     parser.add_argument(
@@ -1321,6 +1327,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.wake_poll, args.wake_samples, args.wake_poll_samples = 0.5, 5, 3
         args.delayed = 2_000
         args.peer_jobs, args.peer_runs = 1_000, 1
+        args.vacuum_jobs = 2_000
     return args
 
 

@@ -9,8 +9,9 @@ Three things, each invisible from the jobs themselves:
   database, a prepared transaction, a replication slot's or a standby's
   `xmin` keeps every row version written since it began: the dead rows of
   every job claimed and finished since then stay, the table and its indexes
-  grow, and a claim that reads the ready jobs from the oldest walks past
-  their index entries. These are the horizon's holders (`HorizonHolder`).
+  grow, and a claim that reads the due jobs from the oldest (a process's
+  first claim, a look-back, code before the claim floors) walks past their
+  index entries. These are the horizon's holders (`HorizonHolder`).
 - **The jobs table's live and dead rows, and its last (auto)vacuum and
   (auto)analyze** (PostgreSQL; SQLite counts live rows only: it keeps no
   old row versions for a vacuum to remove).

@@ -46,6 +46,7 @@ from fulltext_jobs.domain import DEFAULT_LEASE, DEFAULT_SWEEP_INTERVAL, Destinat
 from fulltext_jobs.health import QueueHealth
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS
+from fulltext_jobs.sql.floors import floors_of
 from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.testing import FakeClock  # noqa: F401 - the tests take it from here
 
@@ -402,6 +403,9 @@ def reset_database(engine: sa.Engine) -> None:
                 "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, "
                 "jobs.fulltext_rate_limit, app_items RESTART IDENTITY"
             )
+            # The identity starts again below the claim floors this process
+            # keeps for the engine (a ledger's own writes never do that).
+            floors_of(engine).forget(None)
         else:
             for table in (
                 tables.fulltext,

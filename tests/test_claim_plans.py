@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from fulltext_jobs import SqlAlchemyRepository
 from fulltext_jobs.sql.compiled import compile_for_driver
+from fulltext_jobs.sql.floors import FROM_START, PAST_END
 
 #: Delayed jobs not due for a day, ahead of as many due ones, and a few
 #: delayed ones that came due.
@@ -56,7 +57,17 @@ def fill(engine: sa.Engine) -> datetime:
 
 
 def params(now: datetime) -> dict[str, Any]:
-    return {"dest": "d", "now": now, "n": 100, "lease_until": now, "token": None}
+    """The claims' parameters, the claim floor's range (PostgreSQL) the
+    whole queue."""
+    return {
+        "dest": "d",
+        "now": now,
+        "n": 100,
+        "lease_until": now,
+        "token": None,
+        "from_seq": FROM_START,
+        "below_seq": PAST_END,
+    }
 
 
 @pytest.mark.postgresql

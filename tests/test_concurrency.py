@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from concurrency_workers import DESTINATION, process_worker, thread_worker
-from harness import SqliteTemplate, reset_database, sql_backend
+from harness import Monotonic, SqliteTemplate, reset_database, sql_backend
 
 import fulltext_jobs
 from fulltext_jobs import (
@@ -39,6 +39,7 @@ from fulltext_jobs import (
     StoreError,
 )
 from fulltext_jobs.domain import utc
+from fulltext_jobs.sql.floors import FROM_START, LOOKBACK_SECONDS, PAST_END, ClaimFloors
 from fulltext_jobs.sql.schema import tables_for
 
 WORKERS = 4
@@ -368,12 +369,21 @@ def test_claiming_for_one_destination_does_not_wait_for_a_held_claim(
     assert setup.enqueue_unqueued("b") == 10
     with repository_with(postgres_url, PATIENT) as repo:
         sql = repo._ops.statements
+        clock = Monotonic()
+        repo._ops._floors = ClaimFloors(clock)  # the claim floors' clock, moved by hand
         with small_postgres.connect() as holder:
             transaction = holder.begin()
             try:
                 held = holder.execute(
                     sql.claim_one,
-                    {"dest": "a", "now": utc(), "token": uuid.uuid4(), "lease_until": utc()},
+                    {
+                        "dest": "a",
+                        "now": utc(),
+                        "token": uuid.uuid4(),
+                        "lease_until": utc(),
+                        "from_seq": FROM_START,
+                        "below_seq": PAST_END,
+                    },
                 ).one()
                 assert held.item_id == ITEM_IDS[0]
 
@@ -385,8 +395,10 @@ def test_claiming_for_one_destination_does_not_wait_for_a_held_claim(
                 print(f"\nclaim of 'b' beside an open claim of 'a': {seconds * 1000:.1f} ms")
             finally:
                 transaction.rollback()
-        # Rolled back: the held job is ready again, and is the next claimed.
+        # Rolled back: the held job is ready again, behind this process's
+        # claim floor, and is the first claimed at the next look-back.
         assert repo.get_fulltext(held.id).status is JobStatus.READY
+        clock.now += LOOKBACK_SECONDS
         assert repo.get_ready_job("a").id == held.id
         stats = {entry.destination: entry for entry in repo.stats()}
         assert stats["a"].counts[JobStatus.RUNNING] == 2

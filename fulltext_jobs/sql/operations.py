@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 import operator
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -37,6 +37,7 @@ from fulltext_jobs.port import Hold, ReadyListener, hold_copy
 from fulltext_jobs.rate_limit import RateTokens, wait_for_next
 from fulltext_jobs.sql.compiled import HotPath
 from fulltext_jobs.sql.engine import configure_sqlite
+from fulltext_jobs.sql.floors import FROM_START, PAST_END, floors_of
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.notifications import PostgresReadyListener
 from fulltext_jobs.sql.rows import (
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from fulltext_jobs.health import QueueHealth
 
 __all__ = ["SqlOperations"]
+
+_Claimed = TypeVar("_Claimed")
 
 _BATCH_DUPLICATE: Final = "one of the jobs would be a second job for its item and destination"
 
@@ -116,6 +119,8 @@ class SqlOperations:
         if mixed_fleet is not None and not isinstance(mixed_fleet, bool):
             msg = f"mixed_fleet must be True, False or None, not {mixed_fleet!r}"
             raise InvalidInput(msg)
+        # Shared by every repository on this engine: a hint, good for all.
+        self._floors = floors_of(engine) if self._sql.postgresql else None
         self._tx = Transactions(
             engine,
             lease=self._lease,
@@ -176,13 +181,13 @@ class SqlOperations:
             wrote = self._tx.run_alone(hot, job_row(stored), "save_fulltext", duplicate=stored)
             if wrote is None:
                 raise StaleJob(_stale_message(stored))
-            return
-        with self._tx.connection(
-            "save_fulltext", single_statement=True, duplicate=stored
-        ) as connection:
-            written = self._save_rows(connection, [stored])
-        if not written:
-            raise StaleJob(_stale_message(stored))
+        else:
+            with self._tx.connection(
+                "save_fulltext", single_statement=True, duplicate=stored
+            ) as connection:
+                if not self._save_rows(connection, [stored]):
+                    raise StaleJob(_stale_message(stored))
+        self._returning_to_ready((stored,))
 
     def save_many(self, checked: list[FullText]) -> None:
         with self._tx.connection("save_many", duplicate=_BATCH_DUPLICATE) as connection:
@@ -195,6 +200,7 @@ class SqlOperations:
                     f"{len(checked) - len(written)} of the jobs have changed since they were "
                     "read (or lost their claims); nothing was saved"
                 )
+        self._returning_to_ready(checked)
 
     def save_each(self, checked: list[FullText]) -> set[uuid.UUID]:
         # On PostgreSQL a batch of stored jobs is one statement, which
@@ -204,7 +210,25 @@ class SqlOperations:
             "save_many", single_statement=one_statement, duplicate=_BATCH_DUPLICATE
         ) as connection:
             written = self._save_rows(connection, checked)
+        self._returning_to_ready(checked)
         return {job.id for job in checked} - written
+
+    def _returning_to_ready(self, jobs: Iterable[FullText]) -> None:
+        """Drop the claim floor of each destination where a stored job was
+        just saved back to ready and due at once: behind the floor, where
+        this process's next claim would not look (`ClaimFloors.forget`).
+        Called after the write commits, so that no claim of another thread
+        sets a floor past the job before it is ready."""
+        if self._floors is not None:
+            for job in jobs:
+                if job.status is JobStatus.READY and job.not_before is None and job.version:
+                    self._floors.forget(job.destination)
+
+    def _forget_floor(self, destination: str | None, changed: int = 1) -> None:
+        """Drop `destination`'s claim floor (every one's, for None) if
+        `changed` jobs were just made ready behind it."""
+        if self._floors is not None and changed:
+            self._floors.forget(destination)
 
     def _save_rows(self, connection: sa.Connection, jobs: list[FullText]) -> set[uuid.UUID]:
         """Run each job's save (`insert_job` for a job never stored, else
@@ -249,12 +273,14 @@ class SqlOperations:
     def rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)
         with self._tx.connection("rescue_expired", single_statement=True) as connection:
-            return list(
+            rescued = list(
                 connection.execute(
                     self._sql.rescue_expired(destination),
                     {"now": now, "max_attempts": max_attempts},
                 ).scalars()
             )
+        self._forget_floor(destination, len(rescued))
+        return rescued
 
     def retry(
         self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
@@ -262,7 +288,9 @@ class SqlOperations:
         chosen = sorted(status.value for status in statuses)
         only = None if item_ids is None else sorted(item_ids)
         with self._tx.connection("retry", single_statement=True) as connection:
-            return connection.execute(self._sql.retry(destination, chosen, only)).rowcount
+            retried = connection.execute(self._sql.retry(destination, chosen, only)).rowcount
+        self._forget_floor(destination, retried)
+        return retried
 
     def create_job_for_unqueued(self, destination: str) -> FullText:
         sql = self._sql
@@ -411,7 +439,7 @@ class SqlOperations:
             "lease_until": now + self._lease,
         }
         while True:
-            job = self._claim_one(params)
+            job = self._from_floor(destination, params, self._claim_one)
             if job is None:
                 raise NoJobs(f"no job is ready for {destination!r}")
             if job.status is JobStatus.RUNNING:
@@ -419,25 +447,25 @@ class SqlOperations:
             # The claim failed a job at MAX_ATTEMPTS (see `claim_one`):
             # the next one.
 
-    def _claim_one(self, params: dict[str, Any]) -> FullText | None:
+    def _claim_one(self, params: dict[str, Any]) -> tuple[FullText | None, int | None]:
         """The job `claim_one` returns (claimed, or failed at
-        `MAX_ATTEMPTS`), or None if none is ready."""
+        `MAX_ATTEMPTS`) and its `seq`, or (None, None) if none is ready."""
         if self._hot is not None and not self._tx.joined:
             values = self._tx.run_alone(self._hot.claim_one, params, "get_ready_job")
-            return None if values is None else job_from_values(values)
-        with self._tx.connection("get_ready_job", single_statement=True) as connection:
-            if self._hot is None:
-                row = connection.execute(self._sql.claim_one, params).one_or_none()
-                return None if row is None else to_job(row)
-            values = self._hot.claim_one.run(connection, params)
-            return None if values is None else job_from_values(values)
+        else:
+            with self._tx.connection("get_ready_job", single_statement=True) as connection:
+                if self._hot is None:
+                    row = connection.execute(self._sql.claim_one, params).one_or_none()
+                    return (None, None) if row is None else (to_job(row), row.seq)
+                values = self._hot.claim_one.run(connection, params)
+        return (None, None) if values is None else (job_from_values(values), values[-1])
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         now = read_clock(self._clock, self._lease)
         params = {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease}
         claimed: list[FullText] = []
         while True:
-            jobs = self._claim_many(params)
+            jobs = self._from_floor(destination, params, self._claim_many)
             running = [job for job in jobs if job.status is JobStatus.RUNNING]
             claimed += running
             if len(running) == len(jobs) or len(claimed) == n:
@@ -446,65 +474,114 @@ class SqlOperations:
             # as many again, after the ones claimed.
             params["n"] = n - len(claimed)
 
-    def _claim_many(self, params: dict[str, Any]) -> list[FullText]:
+    def _claim_many(self, params: dict[str, Any]) -> tuple[list[FullText], int | None]:
         """The jobs `claim_many` returns (claimed, or failed at
-        `MAX_ATTEMPTS`), oldest first."""
+        `MAX_ATTEMPTS`), oldest first, and the newest one's `seq` (None if
+        none)."""
         with self._tx.connection("claim_ready", single_statement=True) as connection:
             if self._hot is not None:
                 values = self._hot.claim_many.run_all(connection, params)
                 # RETURNING keeps no order: `seq`, after the job's columns.
-                values.sort(key=operator.itemgetter(len(self._sql.job_columns)))
-                return [job_from_values(row) for row in values]
-            rows = connection.execute(self._sql.claim_many, params).all()
-        return [to_job(row) for row in sorted(rows, key=lambda row: row.seq)]
+                values.sort(key=operator.itemgetter(-1))
+                return [job_from_values(row) for row in values], values[-1][-1] if values else None
+            rows = sorted(connection.execute(self._sql.claim_many, params), key=_by_seq)
+        return [to_job(row) for row in rows], rows[-1].seq if rows else None
+
+    def _from_floor(
+        self,
+        destination: str,
+        params: dict[str, Any],
+        claim: Callable[[dict[str, Any]], tuple[_Claimed, int | None]],
+    ) -> _Claimed:
+        """What `claim` (one of the claims' runs, on `params`) takes, read
+        from `destination`'s claim floor on PostgreSQL (see
+        `fulltext_jobs.sql.floors`): if nothing is found there, the queue
+        below the floor is read too, so that a claim comes back empty only
+        when no job in the whole queue is due. In a caller's session the
+        claim reads from the start: the caller's commit or rollback, which
+        this process does not see, decides whether the claim stands."""
+        floors = self._floors
+        if floors is None or self._tx.joined:
+            if floors is not None:
+                params["from_seq"], params["below_seq"] = FROM_START, PAST_END
+            return claim(params)[0]
+        start = floors.start(destination)
+        began = floors.now()
+        params["from_seq"], params["below_seq"] = start, PAST_END
+        found, newest = claim(params)
+        if newest is None and start != FROM_START:
+            params["from_seq"], params["below_seq"] = FROM_START, start
+            found, newest = claim(params)
+            start = FROM_START
+        floors.claimed(destination, start, newest, began)
+        return found
 
     @contextmanager
     def hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
         now = read_clock(self._clock, self._lease)
         params = {"dest": destination, "n": n, "now": now}
-        with self._tx.connection("hold_ready", duplicate=_BATCH_DUPLICATE) as connection:
-            if in_autocommit(connection):
-                msg = (
-                    "hold_ready needs a transaction to hold its jobs, and this engine runs "
-                    "in autocommit (isolation_level='AUTOCOMMIT'), where the row locks would "
-                    "end with the statement and another worker could take the same jobs: "
-                    "use an engine without it, or the leased mode (claim_ready)"
+        jobs: list[FullText] = []
+        written = 0
+        committed = False
+        try:
+            with self._tx.connection("hold_ready", duplicate=_BATCH_DUPLICATE) as connection:
+                if in_autocommit(connection):
+                    msg = (
+                        "hold_ready needs a transaction to hold its jobs, and this engine runs "
+                        "in autocommit (isolation_level='AUTOCOMMIT'), where the row locks "
+                        "would end with the statement and another worker could take the same "
+                        "jobs: use an engine without it, or the leased mode (claim_ready)"
+                    )
+                    raise NotSupported(msg)
+                jobs = self._from_floor(
+                    destination, params, lambda params: self._held(connection, params, now)
                 )
-                raise NotSupported(msg)
-            jobs = self._held(connection, params, now)
 
-            def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
-                written = self._write_held(connection, checked, now if finished_as_held else None)
-                # Each job's row is written at most once, so a full count
-                # means none was refused (the common case, told without
-                # hashing a hundred ids).
-                if len(written) == len(checked):
-                    return set()
-                return {job.id for job in checked} - set(written)
+                def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
+                    nonlocal written
+                    done = self._write_held(connection, checked, now if finished_as_held else None)
+                    written = len(done)
+                    # Each job's row is written at most once, so a full count
+                    # means none was refused (the common case, told without
+                    # hashing a hundred ids).
+                    if len(done) == len(checked):
+                        return set()
+                    return {job.id for job in checked} - set(done)
 
-            # The caller's block runs here, inside the transaction; leaving
-            # it with an exception rolls the transaction back.
-            yield Hold(jobs, write)
+                # The caller's block runs here, inside the transaction;
+                # leaving it with an exception rolls the transaction back.
+                yield Hold(jobs, write)
+            committed = True
+        finally:
+            # Jobs held and not written (rolled back, or left by a stopping
+            # caller) are ready again, behind the floor.
+            if not committed or written < len(jobs):
+                self._forget_floor(destination, len(jobs))
+            elif written:
+                self._returning_to_ready(jobs)
 
     def _held(
         self, connection: sa.Connection, params: dict[str, Any], now: datetime
-    ) -> list[FullText]:
-        """The jobs `hold_ready` holds, as it hands them out. A job at
-        `MAX_ATTEMPTS` among them, whose attempt could not be counted, is
-        failed in the hold's transaction (`fail_exhausted`), and the jobs
-        read again: the ones already held (locked by this transaction, and
-        still ready) and the next in the failed one's place."""
+    ) -> tuple[list[FullText], int | None]:
+        """The jobs `hold_ready` holds, as it hands them out, and the newest
+        one's `seq` (None if none). A job at `MAX_ATTEMPTS` among them,
+        whose attempt could not be counted, is failed in the hold's
+        transaction (`fail_exhausted`), and the jobs read again: the ones
+        already held (locked by this transaction, and still ready) and the
+        next in the failed one's place."""
         while True:
             if self._hot is not None:
                 rows = self._hot.hold_ready.run_all(connection, params)
                 exhausted = [row[0] for row in rows if at_max_attempts(row)]
                 if not exhausted:
-                    return [held_from_values(row, now) for row in rows]
+                    held = [held_from_values(row, now) for row in rows]
+                    return held, rows[-1][-1] if rows else None
             else:
-                found = [to_job(row) for row in connection.execute(self._sql.hold_ready, params)]
-                exhausted = [job.id for job in found if job.attempts >= MAX_ATTEMPTS]
+                found = connection.execute(self._sql.hold_ready, params).all()
+                exhausted = [row.id for row in found if row.attempts >= MAX_ATTEMPTS]
                 if not exhausted:
-                    return [hold_copy(job, now) for job in found]
+                    held = [hold_copy(to_job(row), now) for row in found]
+                    return held, found[-1].seq if found else None
             connection.execute(self._sql.fail_exhausted, {"ids": exhausted, "now": now})
 
     def _write_held(
@@ -624,10 +701,13 @@ class SqlOperations:
     def release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)
         with self._tx.connection("release_unleased") as connection:
-            released = connection.execute(
-                self._sql.release_unleased(destination), {"started_before": now - older_than}
-            ).scalars()
-            return sorted(released)
+            released = sorted(
+                connection.execute(
+                    self._sql.release_unleased(destination), {"started_before": now - older_than}
+                ).scalars()
+            )
+        self._forget_floor(destination, len(released))
+        return released
 
     def count_unqueued(self, destination: str) -> int:
         with self._tx.connection("count_unqueued", single_statement=True) as connection:
@@ -650,6 +730,9 @@ class SqlOperations:
                 )
                 for name in names
             ]
+
+
+_by_seq = operator.attrgetter("seq")
 
 
 def _stale_message(job: FullText) -> str:

@@ -72,7 +72,7 @@ class ClaimStatements(StatementsBase):
         )
         due = (
             sa.select(*columns, ft.c.seq)
-            .where(*ready, ft.c.not_before.is_(None))
+            .where(*ready, ft.c.not_before.is_(None), *self._from_floor())
             .order_by(ft.c.seq)
             .limit(n)
         )
@@ -96,6 +96,19 @@ class ClaimStatements(StatementsBase):
         branches = [sa.select(branch.subquery()) for branch in (due, came_due)]
         merged = sa.union_all(*branches).subquery("ready_jobs")
         return sa.select(merged).order_by(merged.c.seq).limit(n)
+
+    def _from_floor(self) -> tuple[ColumnElement[bool], ...]:
+        """On PostgreSQL, the due jobs with `:from_seq <= seq < :below_seq`:
+        the claim floor of `fulltext_jobs.sql.floors`, where the due index's
+        scan starts (and, reading behind the floor, ends). SQLite keeps no
+        dead index entries to pass over: it reads from the start."""
+        if not self.postgresql:
+            return ()
+        seq = self.tables.fulltext.c.seq
+        return (
+            seq >= sa.bindparam("from_seq", type_=sa.BigInteger),
+            seq < sa.bindparam("below_seq", type_=sa.BigInteger),
+        )
 
     def _look_ahead(self, n: sa.BindParameter[int] | int) -> sa.ColumnElement[int] | int:
         """How many of the delayed jobs that have come due a claim of `n`
@@ -143,9 +156,10 @@ class ClaimStatements(StatementsBase):
     def claim_one(self) -> sa.Update:
         """Mark the oldest ready job of `:dest` due at `:now` running, with
         `started` set to `:now`, claim token `:token` and lease
-        `:lease_until`, count an attempt, and return it; a job already at
-        `MAX_ATTEMPTS` is failed instead (see `_claimed_values`), and
-        returned so, for the caller to claim again.
+        `:lease_until`, count an attempt, and return it (with `seq`, after
+        the job's columns); a job already at `MAX_ATTEMPTS` is failed
+        instead (see `_claimed_values`), and returned so, for the caller to
+        claim again.
 
         One statement, one round trip. The id is chosen by a scalar
         subquery, which PostgreSQL runs once (an InitPlan), so exactly one row
@@ -163,7 +177,7 @@ class ClaimStatements(StatementsBase):
             sa.update(ft)
             .where(ft.c.id == _ids(oldest).scalar_subquery())
             .values(self._claimed_values(sa.bindparam("token", type_=sa.Uuid)))
-            .returning(*self.job_columns)
+            .returning(*self.job_columns, ft.c.seq)
         )
 
     @functools.cached_property
@@ -201,18 +215,19 @@ class ClaimStatements(StatementsBase):
     @functools.cached_property
     def hold_ready(self) -> sa.Select[Any]:
         """The `:n` oldest due ready jobs of `:dest` (as `claim_many` chooses
-        them), oldest first, row-locked until the transaction ends: the
-        claim of `Repository.hold_ready`, which writes nothing. `SKIP
-        LOCKED` passes over the rows other holders and claimers have
-        locked; a locked row that has meanwhile stopped being ready is
-        re-checked and skipped. The columns are read from the locked rows
+        them), oldest first, with `seq` after the job's columns, row-locked
+        until the transaction ends: the claim of `Repository.hold_ready`,
+        which writes nothing. `SKIP LOCKED` passes over the rows other
+        holders and claimers have locked; a locked row that has meanwhile
+        stopped being ready is re-checked and skipped. The columns are read from the locked rows
         themselves. SQLite ignores `FOR UPDATE`: there the transaction's
         `BEGIN IMMEDIATE` holds the only write lock. A job at
         `MAX_ATTEMPTS` among them is the caller's to fail
         (`fail_exhausted`) before it holds the others."""
         oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer), self.job_columns)
         return oldest.with_only_columns(
-            *(oldest.selected_columns[c.name] for c in self.job_columns)
+            *(oldest.selected_columns[c.name] for c in self.job_columns),
+            oldest.selected_columns["seq"],
         )
 
     @functools.cached_property
