@@ -10,48 +10,40 @@ is safe under concurrency, are in `fulltext_jobs.sql.statements`.
 from __future__ import annotations
 
 import copy
-import operator
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from fulltext_jobs.audit import AuditCheck, AuditProblem, AuditSettings, sort_problems
 from fulltext_jobs.checks import check_batch_size, check_clock, check_lease, read_clock
-from fulltext_jobs.domain import MAX_ATTEMPTS, DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
 from fulltext_jobs.errors import (
     AllQueued,
     InvalidInput,
     JobNotFound,
     LostClaim,
-    NoJobs,
-    NotSupported,
     StaleJob,
     StoreError,
 )
-from fulltext_jobs.port import Hold, ReadyListener, hold_copy
-from fulltext_jobs.rate_limit import RateTokens, wait_for_next
+from fulltext_jobs.port import ReadyListener
+from fulltext_jobs.sql.claiming import BATCH_DUPLICATE, ClaimOperations
 from fulltext_jobs.sql.compiled import HotPath
 from fulltext_jobs.sql.engine import configure_sqlite
-from fulltext_jobs.sql.floors import FROM_START, PAST_END, floors_of
+from fulltext_jobs.sql.floors import floors_of
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.notifications import PostgresReadyListener
 from fulltext_jobs.sql.rows import (
-    at_max_attempts,
-    held_arrays,
-    held_from_values,
     job_arrays,
-    job_from_values,
     job_row,
     to_job,
 )
 from fulltext_jobs.sql.schema import SUPPORTED_DIALECTS, tables_for
 from fulltext_jobs.sql.statements import Statements
-from fulltext_jobs.sql.transactions import Transactions, in_autocommit
+from fulltext_jobs.sql.transactions import Transactions
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -60,16 +52,13 @@ if TYPE_CHECKING:
 
 __all__ = ["SqlOperations"]
 
-_Claimed = TypeVar("_Claimed")
-
-_BATCH_DUPLICATE: Final = "one of the jobs would be a second job for its item and destination"
 
 # A caller that loses the race for an item tries again; each lost race means
 # another caller won, so this bound is only reached if something is wrong.
 _MAX_CREATE_ATTEMPTS: Final = 1000
 
 
-class SqlOperations:
+class SqlOperations(ClaimOperations):
     """Every operation of the port on one engine (see
     `SqlAlchemyRepository` for the arguments, which this checks in the
     same order and with the same errors), on checked arguments.
@@ -190,7 +179,7 @@ class SqlOperations:
         self._returning_to_ready((stored,))
 
     def save_many(self, checked: list[FullText]) -> None:
-        with self._tx.connection("save_many", duplicate=_BATCH_DUPLICATE) as connection:
+        with self._tx.connection("save_many", duplicate=BATCH_DUPLICATE) as connection:
             # Each row is the compare-and-swap of save_fulltext; the
             # transaction makes them all or nothing.
             written = self._save_rows(connection, checked)
@@ -207,28 +196,11 @@ class SqlOperations:
         # needs no transaction of its own.
         one_statement = self._sql.postgresql and all(job.version for job in checked)
         with self._tx.connection(
-            "save_many", single_statement=one_statement, duplicate=_BATCH_DUPLICATE
+            "save_many", single_statement=one_statement, duplicate=BATCH_DUPLICATE
         ) as connection:
             written = self._save_rows(connection, checked)
         self._returning_to_ready(checked)
         return {job.id for job in checked} - written
-
-    def _returning_to_ready(self, jobs: Iterable[FullText]) -> None:
-        """Drop the claim floor of each destination where a stored job was
-        just saved back to ready and due at once: behind the floor, where
-        this process's next claim would not look (`ClaimFloors.forget`).
-        Called after the write commits, so that no claim of another thread
-        sets a floor past the job before it is ready."""
-        if self._floors is not None:
-            for job in jobs:
-                if job.status is JobStatus.READY and job.not_before is None and job.version:
-                    self._floors.forget(job.destination)
-
-    def _forget_floor(self, destination: str | None, changed: int = 1) -> None:
-        """Drop `destination`'s claim floor (every one's, for None) if
-        `changed` jobs were just made ready behind it."""
-        if self._floors is not None and changed:
-            self._floors.forget(destination)
 
     def _save_rows(self, connection: sa.Connection, jobs: list[FullText]) -> set[uuid.UUID]:
         """Run each job's save (`insert_job` for a job never stored, else
@@ -430,182 +402,6 @@ class SqlOperations:
                 connection.execute(self._sql.has_destination, {"dest": destination}).scalar_one()
             )
 
-    def get_ready_job(self, destination: str) -> FullText:
-        now = read_clock(self._clock, self._lease)
-        params = {
-            "dest": destination,
-            "now": now,
-            "token": uuid.uuid4(),
-            "lease_until": now + self._lease,
-        }
-        while True:
-            job = self._from_floor(destination, params, self._claim_one)
-            if job is None:
-                raise NoJobs(f"no job is ready for {destination!r}")
-            if job.status is JobStatus.RUNNING:
-                return job
-            # The claim failed a job at MAX_ATTEMPTS (see `claim_one`):
-            # the next one.
-
-    def _claim_one(self, params: dict[str, Any]) -> tuple[FullText | None, int | None]:
-        """The job `claim_one` returns (claimed, or failed at
-        `MAX_ATTEMPTS`) and its `seq`, or (None, None) if none is ready."""
-        if self._hot is not None and not self._tx.joined:
-            values = self._tx.run_alone(self._hot.claim_one, params, "get_ready_job")
-        else:
-            with self._tx.connection("get_ready_job", single_statement=True) as connection:
-                if self._hot is None:
-                    row = connection.execute(self._sql.claim_one, params).one_or_none()
-                    return (None, None) if row is None else (to_job(row), row.seq)
-                values = self._hot.claim_one.run(connection, params)
-        return (None, None) if values is None else (job_from_values(values), values[-1])
-
-    def claim_ready(self, destination: str, n: int) -> list[FullText]:
-        now = read_clock(self._clock, self._lease)
-        params = {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease}
-        claimed: list[FullText] = []
-        while True:
-            jobs = self._from_floor(destination, params, self._claim_many)
-            running = [job for job in jobs if job.status is JobStatus.RUNNING]
-            claimed += running
-            if len(running) == len(jobs) or len(claimed) == n:
-                return claimed
-            # The claim failed jobs at MAX_ATTEMPTS (see `claim_many`):
-            # as many again, after the ones claimed.
-            params["n"] = n - len(claimed)
-
-    def _claim_many(self, params: dict[str, Any]) -> tuple[list[FullText], int | None]:
-        """The jobs `claim_many` returns (claimed, or failed at
-        `MAX_ATTEMPTS`), oldest first, and the newest one's `seq` (None if
-        none)."""
-        with self._tx.connection("claim_ready", single_statement=True) as connection:
-            if self._hot is not None:
-                values = self._hot.claim_many.run_all(connection, params)
-                # RETURNING keeps no order: `seq`, after the job's columns.
-                values.sort(key=operator.itemgetter(-1))
-                return [job_from_values(row) for row in values], values[-1][-1] if values else None
-            rows = sorted(connection.execute(self._sql.claim_many, params), key=_by_seq)
-        return [to_job(row) for row in rows], rows[-1].seq if rows else None
-
-    def _from_floor(
-        self,
-        destination: str,
-        params: dict[str, Any],
-        claim: Callable[[dict[str, Any]], tuple[_Claimed, int | None]],
-    ) -> _Claimed:
-        """What `claim` (one of the claims' runs, on `params`) takes, read
-        from `destination`'s claim floor on PostgreSQL (see
-        `fulltext_jobs.sql.floors`): if nothing is found there, the queue
-        below the floor is read too, so that a claim comes back empty only
-        when no job in the whole queue is due. In a caller's session the
-        claim reads from the start: the caller's commit or rollback, which
-        this process does not see, decides whether the claim stands."""
-        floors = self._floors
-        if floors is None or self._tx.joined:
-            if floors is not None:
-                params["from_seq"], params["below_seq"] = FROM_START, PAST_END
-            return claim(params)[0]
-        start = floors.start(destination)
-        began = floors.now()
-        params["from_seq"], params["below_seq"] = start, PAST_END
-        found, newest = claim(params)
-        if newest is None and start != FROM_START:
-            params["from_seq"], params["below_seq"] = FROM_START, start
-            found, newest = claim(params)
-            start = FROM_START
-        floors.claimed(destination, start, newest, began)
-        return found
-
-    @contextmanager
-    def hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
-        now = read_clock(self._clock, self._lease)
-        params = {"dest": destination, "n": n, "now": now}
-        jobs: list[FullText] = []
-        written = 0
-        committed = False
-        try:
-            with self._tx.connection("hold_ready", duplicate=_BATCH_DUPLICATE) as connection:
-                if in_autocommit(connection):
-                    msg = (
-                        "hold_ready needs a transaction to hold its jobs, and this engine runs "
-                        "in autocommit (isolation_level='AUTOCOMMIT'), where the row locks "
-                        "would end with the statement and another worker could take the same "
-                        "jobs: use an engine without it, or the leased mode (claim_ready)"
-                    )
-                    raise NotSupported(msg)
-                jobs = self._from_floor(
-                    destination, params, lambda params: self._held(connection, params, now)
-                )
-
-                def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
-                    nonlocal written
-                    done = self._write_held(connection, checked, now if finished_as_held else None)
-                    written = len(done)
-                    # Each job's row is written at most once, so a full count
-                    # means none was refused (the common case, told without
-                    # hashing a hundred ids).
-                    if len(done) == len(checked):
-                        return set()
-                    return {job.id for job in checked} - set(done)
-
-                # The caller's block runs here, inside the transaction;
-                # leaving it with an exception rolls the transaction back.
-                yield Hold(jobs, write)
-            committed = True
-        finally:
-            # Jobs held and not written (rolled back, or left by a stopping
-            # caller) are ready again, behind the floor.
-            if not committed or written < len(jobs):
-                self._forget_floor(destination, len(jobs))
-            elif written:
-                self._returning_to_ready(jobs)
-
-    def _held(
-        self, connection: sa.Connection, params: dict[str, Any], now: datetime
-    ) -> tuple[list[FullText], int | None]:
-        """The jobs `hold_ready` holds, as it hands them out, and the newest
-        one's `seq` (None if none). A job at `MAX_ATTEMPTS` among them,
-        whose attempt could not be counted, is failed in the hold's
-        transaction (`fail_exhausted`), and the jobs read again: the ones
-        already held (locked by this transaction, and still ready) and the
-        next in the failed one's place."""
-        while True:
-            if self._hot is not None:
-                rows = self._hot.hold_ready.run_all(connection, params)
-                exhausted = [row[0] for row in rows if at_max_attempts(row)]
-                if not exhausted:
-                    held = [held_from_values(row, now) for row in rows]
-                    return held, rows[-1][-1] if rows else None
-            else:
-                found = connection.execute(self._sql.hold_ready, params).all()
-                exhausted = [row.id for row in found if row.attempts >= MAX_ATTEMPTS]
-                if not exhausted:
-                    held = [hold_copy(to_job(row), now) for row in found]
-                    return held, found[-1].seq if found else None
-            connection.execute(self._sql.fail_exhausted, {"ids": exhausted, "now": now})
-
-    def _write_held(
-        self, connection: sa.Connection, jobs: list[FullText], finished_from: datetime | None
-    ) -> Collection[uuid.UUID]:
-        """Write the outcomes of held jobs; return the ids written, each
-        once. On PostgreSQL one statement (the port has checked that each
-        job is still the held one: same item and destination): `finish_held`
-        when every job is a plain finish of a hold from `finished_from`,
-        else `write_held`."""
-        if self._hot is None:
-            return self._save_rows(connection, jobs)
-        if finished_from is not None:
-            params = {
-                "job_id": [job.id for job in jobs],
-                "read_version": [job.version for job in jobs],
-                "finished": [job.finished for job in jobs],
-                "started": finished_from,
-            }
-            rows = self._hot.finish_held.run_all(connection, params)
-        else:
-            rows = self._hot.write_held.run_all(connection, held_arrays(jobs))
-        return [row[0] for row in rows]
-
     def list_jobs(
         self,
         destination: str,
@@ -617,31 +413,6 @@ class SqlOperations:
         query = self._sql.list_jobs(destination, chosen, limit, after)
         with self._tx.connection("list_jobs") as connection:
             return [to_job(row) for row in connection.execute(query)]
-
-    # --- delays and rate limits -------------------------------------
-
-    def next_due(self, destination: str) -> datetime | None:
-        now = read_clock(self._clock, self._lease)
-        with self._tx.connection("next_due", single_statement=True) as connection:
-            due: datetime | None = connection.execute(
-                self._sql.next_due, {"dest": destination, "now": now}
-            ).scalar_one()
-        return due
-
-    def take_rate_tokens(self, destination: str, rate: float, n: int, burst: int) -> RateTokens:
-        # On PostgreSQL, the server's clock unless the repository was given
-        # one (tests): see `Statements.take_rate_tokens`.
-        now = None if self._server_clock else read_clock(self._clock, self._lease).timestamp()
-        params = {"dest": destination, "now": now, "interval": 1 / rate, "burst": burst, "n": n}
-        with self._tx.connection("take_rate_tokens", single_statement=True) as connection:
-            if self._hot is None:
-                row = tuple(connection.execute(self._sql.take_rate_tokens, params).one())
-            else:
-                # A take precedes every claim of a limited worker: the
-                # claim's own path, straight to the cursor.
-                row = self._hot.take_rate_tokens.run(connection, params) or ()
-            tat, granted, judged_at = row
-        return RateTokens(granted, wait_for_next(tat, judged_at, rate, burst))
 
     def listen(self, destination: str) -> ReadyListener | None:
         """On PostgreSQL, a listener on a connection of its own (see
@@ -730,9 +501,6 @@ class SqlOperations:
                 )
                 for name in names
             ]
-
-
-_by_seq = operator.attrgetter("seq")
 
 
 def _stale_message(job: FullText) -> str:
