@@ -74,6 +74,7 @@ import sqlalchemy as sa
 import fulltext_jobs
 from fulltext_jobs import DEFAULT_LEASE, FullText, NoJobs, SqlAlchemyRepository, Worker
 from fulltext_jobs.sql.compiled import compile_for_driver
+from fulltext_jobs.sql.floors import FROM_START, PAST_END
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.sql.statements import Statements
@@ -486,13 +487,17 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                         "now": now,
                         "token": token,
                         "lease_until": now + DEFAULT_LEASE,
+                        # The whole queue: no claim floor (a fresh table
+                        # holds no dead entries for one to pass over).
+                        "from_seq": FROM_START,
+                        "below_seq": PAST_END,
                     },
                 )
                 claimed = cursor.fetchone()
                 if claimed is None:
                     break
                 (job_id, item_id, destination, started, _, _, attempts, _, _, error, _, version) = (
-                    claimed
+                    claimed[:12]
                 )
                 connection.execute(
                     save,
@@ -1329,6 +1334,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.peer_jobs, args.peer_runs = 1_000, 1
         args.vacuum_jobs = 2_000
     return args
+
+
+def report(text: str, markdown: str | None) -> None:
+    """Print `text`, and append it to the file `markdown` if given."""
+    print(text)
+    if markdown:
+        with Path(markdown).open("a", encoding="utf-8") as out:
+            out.write(f"\n{text}")
 
 
 @contextmanager

@@ -384,10 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = ["", "| API | processes | jobs/s |", "| --- | ---: | ---: |"]
             lines += [f"| {mode} | {p} | {rate:,.0f} |" for mode, p, rate in rows]
             text += "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        with Path(args.markdown).open("a", encoding="utf-8") as out:
-            out.write(f"\n{text}")
+    from run import report  # noqa: PLC0415
+
+    report(text, args.markdown)
     return 0
 
 

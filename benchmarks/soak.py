@@ -1,0 +1,208 @@
+"""A soak run: steady enqueue and drain at a fixed rate on PostgreSQL, for
+many minutes, with what a deployment runs beside the workers.
+
+    python benchmarks/soak.py --minutes 30            # the figures of docs/benchmarks.md
+    python benchmarks/soak.py --minutes 0.5 --quick   # checks that it runs
+
+In a database of its own (as `run.py` makes it, dropped at the end):
+
+- a feeder adds `--rate` new items a second to the items table;
+- `--workers` worker processes (`Worker(produce=True)`, batches of 50,
+  LISTEN/NOTIFY on) queue the new items themselves (the producer's
+  watermark) and work them with a no-op handler;
+- the dashboard (`fulltext-jobs dashboard`) is read once a second, as a
+  browser left open would.
+
+Each minute (`--interval`) it reports the workers' `claim_ready` latency (50th, 95th and
+99th percentiles), the jobs finished, the ready jobs left, the jobs table's
+size with its indexes, and its live and dead rows with the autovacuums so
+far. A soak is flat if the latencies, the backlog and the dead rows stay
+level while the table grows by the jobs added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import fulltext_jobs
+from fulltext_jobs import FullText, SqlAlchemyRepository, Worker
+
+DESTINATION = "soak"
+HERE = Path(__file__).resolve().parent
+CLI = Path(sys.executable).with_name("fulltext-jobs")
+
+
+def noop(job: FullText) -> None:
+    """The handler: does nothing."""
+    del job
+
+
+def feeder(url: str, rate: int, seconds: float) -> None:
+    """Add `rate` items a second for `seconds`."""
+    repo = SqlAlchemyRepository(fulltext_jobs.create_engine(url))
+    start = time.monotonic()
+    second = 0
+    while second < seconds:
+        repo.add_items([f"soak/{second:07}/{i:05}" for i in range(rate)])
+        second += 1
+        time.sleep(max(0.0, start + second - time.monotonic()))
+
+
+def worker(url: str, seconds: float, interval: float, results: Any) -> None:  # noqa: ANN401 - a multiprocessing queue
+    """Run a producing Worker for `seconds`; put each claim's interval (its
+    number) and latency (seconds) on `results`, then None."""
+    repo = SqlAlchemyRepository(fulltext_jobs.create_engine(url))
+    start = time.monotonic()
+    timings: list[tuple[int, float]] = []
+    claim = repo.claim_ready
+
+    def timed_claim(destination: str, n: int) -> list[FullText]:
+        began = time.monotonic()
+        jobs = claim(destination, n)
+        timings.append((int((began - start) // interval), time.monotonic() - began))
+        return jobs
+
+    repo.claim_ready = timed_claim  # type: ignore[method-assign]
+    # An idle worker's producer looks for new items each time it polls: a
+    # poll of at most 2 s keeps the queue fed steadily (the default backs
+    # off to 30 s, which feeds it in bursts).
+    run = Worker(repo, DESTINATION, noop, batch_size=50, produce=True, max_poll_interval=2.0)
+    threading.Timer(seconds, run.stop).start()
+    run.run(install_signal_handlers=False)
+    results.put(timings)
+    results.put(None)
+
+
+def read_dashboard(url: str, seconds: float, errors: list[str]) -> None:
+    """Serve the dashboard and read its page once a second for `seconds`."""
+    process = subprocess.Popen(
+        [str(CLI), "--database-url", url, "dashboard", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline() if process.stdout is not None else ""
+        found = re.search(r"http://\S+/", first)
+        if found is None:
+            errors.append("the dashboard printed no address")
+            return
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            with urllib.request.urlopen(found.group(0), timeout=10) as page:  # noqa: S310 - our own local server
+                page.read()
+            time.sleep(1.0)
+    except OSError as error:
+        errors.append(f"the dashboard: {error}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+TABLE_SQL = """
+SELECT pg_total_relation_size('jobs.fulltext'), pg_indexes_size('jobs.fulltext'),
+       n_live_tup, n_dead_tup, autovacuum_count,
+       (SELECT count(*) FROM jobs.fulltext WHERE destination = %(dest)s AND status = 'ready'),
+       (SELECT count(*) FROM jobs.fulltext WHERE destination = %(dest)s AND status = 'finished')
+FROM pg_stat_user_tables WHERE relid = 'jobs.fulltext'::regclass
+"""
+
+
+HEADER = (
+    "| at (s) | claims | claim p50 | p95 | p99 | finished (total) | ready "
+    "| table with indexes | indexes | live rows | dead rows | autovacuums |"
+)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def soak(args: argparse.Namespace) -> str:
+    """Run the soak; return its table as Markdown."""
+    from run import bench_database  # noqa: PLC0415 - run.py sits beside this file
+
+    seconds = args.minutes * 60
+    interval = args.interval
+    with bench_database() as bench:
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        procs = [context.Process(target=feeder, args=(bench.sa_url, args.rate, seconds))]
+        procs += [
+            context.Process(target=worker, args=(bench.sa_url, seconds, interval, results))
+            for _ in range(args.workers)
+        ]
+        for proc in procs:
+            proc.start()
+        errors: list[str] = []
+        reader = threading.Thread(target=read_dashboard, args=(bench.sa_url, seconds, errors))
+        reader.start()
+        samples: list[tuple[Any, ...]] = []
+        start = time.monotonic()
+        while len(samples) * interval < seconds:
+            time.sleep(max(0.0, start + (len(samples) + 1) * interval - time.monotonic()))
+            samples.append(bench.sql(TABLE_SQL, dest=DESTINATION)[0])
+            print(f"{len(samples) * interval:.0f} s: {samples[-1]}", flush=True)
+        timings: list[tuple[int, float]] = []
+        for _ in range(args.workers):
+            while (batch := results.get(timeout=120)) is not None:
+                timings += batch
+        for proc in procs:
+            proc.join(timeout=60)
+        reader.join(timeout=60)
+        if errors:
+            raise RuntimeError("; ".join(errors))
+    lines = [
+        f"### Soak: {args.minutes:g} minutes at {args.rate:,} items/s, {args.workers} workers",
+        "",
+        HEADER,
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for index, (size, indexes, live, dead, vacuums, ready, finished) in enumerate(samples):
+        claims = [seconds for at, seconds in timings if at == index]
+        p50, p95, p99 = (
+            (statistics.median(claims), percentile(claims, 0.95), percentile(claims, 0.99))
+            if claims
+            else (float("nan"),) * 3
+        )
+        lines.append(
+            f"| {(index + 1) * interval:g} | {len(claims):,} | {p50 * 1000:.2f} ms | "
+            f"{p95 * 1000:.2f} ms | {p99 * 1000:.2f} ms | {finished:,} | {ready:,} | "
+            f"{size / 2**20:.1f} MB | "
+            f"{indexes / 2**20:.1f} MB | {live:,} | {dead:,} | {vacuums} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    sys.path.insert(0, str(HERE))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--rate", type=int, default=300, help="new items a second")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--interval", type=float, default=60.0, help="seconds a row")
+    parser.add_argument("--quick", action="store_true", help="a small rate, to check it runs")
+    parser.add_argument("--markdown", help="append the table to this file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rate, args.workers, args.interval = 20, 1, 10.0
+    from run import report  # noqa: PLC0415 - run.py sits beside this file
+
+    report(soak(args), args.markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
