@@ -149,6 +149,7 @@ def soak(args: argparse.Namespace) -> str:
         errors: list[str] = []
         reader = threading.Thread(target=read_dashboard, args=(bench.sa_url, seconds, errors))
         reader.start()
+        autovacuum = bench.sql("SHOW autovacuum")[0][0]
         samples: list[tuple[Any, ...]] = []
         start = time.monotonic()
         while len(samples) * interval < seconds:
@@ -164,8 +165,12 @@ def soak(args: argparse.Namespace) -> str:
         reader.join(timeout=60)
         if errors:
             raise RuntimeError("; ".join(errors))
+    title = (
+        f"### Soak: {args.minutes:g} minutes at {args.rate:,} items/s, {args.workers} workers "
+        f"(the server's autovacuum: {autovacuum})"
+    )
     lines = [
-        f"### Soak: {args.minutes:g} minutes at {args.rate:,} items/s, {args.workers} workers",
+        title,
         "",
         HEADER,
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
