@@ -43,6 +43,15 @@ def test_the_first_claim_reads_from_the_start_and_the_next_from_past_what_it_too
     assert floors.start("lang") == 100
 
 
+def test_a_claim_from_a_floor_that_took_only_older_delayed_jobs_keeps_the_floor():
+    floors = ClaimFloors(Monotonic())
+    floors.claimed("lang", FROM_START, 41, began=0.0)
+    floors.claimed("lang", 42, 5, began=0.0)  # a delayed job enqueued long ago came due
+    assert floors.start("lang") == 42
+    floors.claimed("lang", FROM_START, 5, began=0.0)  # read from the start: the floor follows
+    assert floors.start("lang") == 6
+
+
 def test_a_claim_that_took_nothing_keeps_the_floor():
     clock = Monotonic()
     floors = ClaimFloors(clock)

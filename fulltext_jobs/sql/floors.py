@@ -88,9 +88,16 @@ class ClaimFloors:
     def claimed(self, destination: str, start: int, newest: int | None, began: float) -> None:
         """Record a claim of `destination` that read from `start` and took
         jobs up to `seq` `newest` (None: none), having begun at `began` on
-        this object's clock (`now`)."""
+        this object's clock (`now`).
+
+        The floor moves to just past `newest`, but never below `start`: the
+        jobs below `start` that a claim from a floor takes are delayed jobs
+        that came due (read through their own index, whatever the floor),
+        which say nothing of the due jobs there; following them down would
+        make every claim of a retry backlog walk again what the floor had
+        passed."""
         if newest is not None:
-            self._floors[destination] = newest + 1
+            self._floors[destination] = max(start, newest + 1)
         if start == FROM_START:
             now = self._monotonic()
             wait = max(LOOKBACK_SECONDS, (now - began) / LOOKBACK_SHARE)
