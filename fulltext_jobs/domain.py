@@ -56,6 +56,8 @@ __all__ = [
     "ACTIONS",
     "ATTEMPTS_EXHAUSTED_ERROR",
     "DEFAULT_SWEEP_INTERVAL",
+    "HOLDER_DIED_ERROR",
+    "HOLDER_DIED_FAILED",
     "MAX_ATTEMPTS",
     "MAX_BATCH_SIZE",
     "MAX_CLAIM",
@@ -95,6 +97,7 @@ __all__ = [
     "check_retry_statuses",
     "check_statuses",
     "clean_error",
+    "holder_died_error",
     "job_list",
     "lease_expired_error",
     "read_clock",
@@ -485,6 +488,26 @@ def lease_expired_error(attempts: int) -> str:
 #: stopped, hung or lost the store before it saved the job. A fixed text
 #: (not the lease's time), so that every store writes the same words.
 RESCUED_ERROR: Final = "rescued: its lease ran out before its worker saved it"
+
+
+#: The `last_error` of a job whose holder in the transaction mode
+#: (`hold_ready`) died before writing it, as `rescue_expired` records it
+#: with the attempt counted (PostgreSQL).
+HOLDER_DIED_ERROR: Final = "rescued: its holder died in the transaction mode before writing it"
+
+
+#: The `last_error` of a job that rescue fails for good because its holders
+#: in the transaction mode kept dying, with `{}` for its attempts (see
+#: `holder_died_error`; the SQL adapter fills it in the database).
+HOLDER_DIED_FAILED: Final = (
+    "its holder died in the transaction mode; {} attempt(s), max_attempts reached"
+)
+
+
+def holder_died_error(attempts: int) -> str:
+    """The `last_error` of a job that rescue fails for good because its
+    holders in the transaction mode kept dying."""
+    return HOLDER_DIED_FAILED.format(attempts)
 
 
 #: The `last_error` of a job that a claim found at `MAX_ATTEMPTS` and failed

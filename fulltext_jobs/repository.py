@@ -262,10 +262,14 @@ class Repository(abc.ABC):
 
         On an exception inside the block, or if the process dies or its
         connection is lost, the transaction rolls back: every job is `ready`
-        as before, its attempt not counted, and other workers take it. So a
-        handler that kills its process is retried forever: use the leased
-        mode (`claim_ready`, a `Worker` without `in_transaction`) for
-        handlers that may crash the process or run long. The transaction
+        as before, its attempt not counted, and other workers take it. On
+        PostgreSQL (outside a caller's session) the hold is recorded beside
+        its transaction, so that `rescue_expired` later counts an attempt
+        for a holder that died (not for an exception in the block), and
+        fails the job at its `max_attempts`; on SQLite a handler that kills
+        its process is retried forever. Use the leased mode (`claim_ready`,
+        a `Worker` without `in_transaction`) for handlers that run long,
+        and on SQLite for handlers that may crash the process. The transaction
         stays open for the whole block: keep the block short (on PostgreSQL
         a long-open transaction holds back vacuum for the whole database; on
         SQLite the block holds the database's write lock, and every other
@@ -395,7 +399,12 @@ class Repository(abc.ABC):
         `failed` with that reason in
         `last_error` (`lease_expired_error`). Either way its attempt stays
         counted. Their claims end, so their workers' late saves raise
-        `LostClaim`. Returns how many jobs were rescued.
+        `LostClaim`. On PostgreSQL it also counts an attempt for each
+        holder in the transaction mode (`hold_ready`) that died with its
+        jobs held (`HOLDER_DIED_ERROR`, or failed with
+        `holder_died_error` at `max_attempts`): those jobs are ready again
+        already, and are counted among those rescued. Returns how many
+        jobs were rescued.
 
         A job is rescued only if, at that moment, it is still running with an
         expired lease: a job finished meanwhile is never touched. Jobs

@@ -7,6 +7,7 @@ result, and an exception in it is the finding.
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 import uuid
@@ -110,3 +111,25 @@ def drain_in_transaction(  # noqa: PLR0917 - a spawned process's arguments
     _drain_and_report(
         url, barrier, results, on_job=block, batch_size=batch_size, in_transaction=True
     )
+
+
+#: The exit status of a worker whose handler killed its process.
+DIED = 3
+
+
+def work_until_the_poison(url: str, poison: str) -> None:
+    """A `Worker` in transaction mode with its defaults, whose handler
+    kills the process (`os._exit`, no cleanup, as a segfault would) on the
+    job of item `poison` and finishes every other; it exits 0 once no job
+    is ready."""
+
+    def handler(job: FullText) -> None:
+        if job.item_id == poison:
+            os._exit(DIED)
+
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        worker = Worker(SqlAlchemyRepository(engine), DESTINATION, handler, in_transaction=True)
+        worker.run(until_idle=True, install_signal_handlers=False)
+    finally:
+        engine.dispose()

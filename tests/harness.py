@@ -401,7 +401,7 @@ def reset_database(engine: sa.Engine) -> None:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(
                 "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, "
-                "jobs.fulltext_rate_limit, app_items RESTART IDENTITY"
+                "jobs.fulltext_rate_limit, jobs.fulltext_holds, app_items RESTART IDENTITY"
             )
             # The identity starts again below the claim floors this process
             # keeps for the engine (a ledger's own writes never do that).

@@ -62,6 +62,10 @@ TABLES_AT = {
     },
 }
 TABLES_AT["0011"] = TABLES_AT["0010"]
+TABLES_AT["0012"] = TABLES_AT["0011"] | {"fulltext_holds"}
+
+#: The tables PostgreSQL alone has (the transaction mode's hold records).
+POSTGRESQL_ONLY = frozenset({"fulltext_holds"})
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
 
@@ -159,7 +163,10 @@ def assert_at(url: str, revision: str) -> None:
     """The database at `url` is migrated to `revision`, with its tables."""
     assert fulltext_jobs.current_revision(url) == revision
     with opened(url) as engine:
-        assert ledger_tables(engine) == TABLES_AT[revision]
+        expected = TABLES_AT[revision]
+        if engine.dialect.name != "postgresql":
+            expected = expected - POSTGRESQL_ONLY
+        assert ledger_tables(engine) == expected
         assert version_rows(engine) == [revision]
         indexes = {
             index["name"]

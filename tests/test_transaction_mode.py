@@ -7,6 +7,7 @@ the others take it."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import queue
@@ -16,12 +17,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from batch_workers import DESTINATION, drain_in_transaction
+import sqlalchemy as sa
+from batch_workers import DESTINATION, DIED, drain_in_transaction, work_until_the_poison
 from harness import reset_database
+from sqlalchemy.orm import Session
 from test_batch_path import DEADLINE_SECONDS, join_or_kill, queued, stored
 
 import fulltext_jobs
 from fulltext_jobs import (
+    AsyncSqlAlchemyRepository,
     FailJob,
     FullText,
     InMemoryRepository,
@@ -33,6 +37,7 @@ from fulltext_jobs import (
     SqlAlchemyRepository,
     Worker,
 )
+from fulltext_jobs.domain import HOLDER_DIED_ERROR, holder_died_error
 from fulltext_jobs.repository import AsyncRepository, Repository
 
 
@@ -41,6 +46,12 @@ def memory_jobs(n: int) -> tuple[InMemoryRepository, list[FullText]]:
     jobs = [FullText.new(f"item-{i:03}", DESTINATION) for i in range(n)]
     repo.save_many(jobs)
     return repo, jobs
+
+
+def hold_records(engine: sa.Engine) -> list[Any]:
+    """The transaction mode's hold records (PostgreSQL)."""
+    with engine.connect() as connection:
+        return list(connection.exec_driver_sql("SELECT * FROM jobs.fulltext_holds"))
 
 
 def test_a_worker_in_transaction_mode_writes_each_job_once():
@@ -164,6 +175,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_finishes_nothing_twice(
     finished = sum(report["stats"].finished for report in reports)
     # The victim committed its first batch (50 jobs) before it died.
     assert finished == len(ids) - 50
+    # Its second batch's record outlived it; the survivors did those jobs,
+    # so a rescue counts no death, and deletes the record.
+    assert len(hold_records(postgres_engine)) == 1
+    assert SqlAlchemyRepository(postgres_engine).rescue_expired(DESTINATION) == 0
+    assert hold_records(postgres_engine) == []
 
 
 def test_a_repository_that_cannot_hold_a_transaction_says_so():
@@ -223,3 +239,134 @@ def test_the_rate_limit_caps_each_held_batch():
     # Tokens are taken before each batch is held: never more than the burst.
     assert asked
     assert max(asked) <= 3
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_a_job_whose_holders_keep_dying_fails_after_max_attempts(
+    postgres_url: str, postgres_engine: Any
+):
+    # Before the hold records (0012) every death rolled back the attempt,
+    # and the job was handed out again for ever.
+    reset_database(postgres_engine)
+    first, poison, last = queued(postgres_engine, 3)
+    repo = SqlAlchemyRepository(postgres_engine)
+    context = multiprocessing.get_context("spawn")
+
+    def run_a_worker() -> int | None:
+        process = context.Process(target=work_until_the_poison, args=(postgres_url, "item-00001"))
+        process.start()
+        join_or_kill([process])
+        return process.exitcode
+
+    # Two holders die before any rescue: both deaths are counted at once.
+    assert [run_a_worker(), run_a_worker()] == [DIED, DIED]
+    assert repo.get_fulltext(first).status is JobStatus.FINISHED
+    assert repo.get_fulltext(poison).attempts == 0  # rolled back, not yet counted
+    assert len(hold_records(postgres_engine)) == 2
+    assert repo.rescue_expired_jobs(DESTINATION, max_attempts=3) == [poison]
+    counted = repo.get_fulltext(poison)
+    assert (counted.status, counted.attempts, counted.last_error) == (
+        JobStatus.READY,
+        2,
+        HOLDER_DIED_ERROR,
+    )
+    # Settled: a second rescue counts nothing again.
+    assert hold_records(postgres_engine) == []
+    assert repo.rescue_expired(DESTINATION, max_attempts=3) == 0
+
+    # The third death uses up max_attempts: failed, with the reason.
+    assert run_a_worker() == DIED
+    assert repo.rescue_expired_jobs(DESTINATION, max_attempts=3) == [poison]
+    failed = repo.get_fulltext(poison)
+    assert (failed.status, failed.attempts, failed.last_error) == (
+        JobStatus.FAILED,
+        3,
+        holder_died_error(3),
+    )
+    assert failed.finished is not None
+    # The next worker is not handed it, and drains the rest.
+    assert run_a_worker() == 0
+    assert {job.status for job in (repo.get_fulltext(first), repo.get_fulltext(last))} == {
+        JobStatus.FINISHED
+    }
+    assert hold_records(postgres_engine) == []
+
+
+@pytest.mark.postgresql
+def test_a_live_hold_is_no_death_and_its_record_goes_with_its_commit(postgres_engine: Any):
+    reset_database(postgres_engine)
+    ids = queued(postgres_engine, 3)
+    repo = SqlAlchemyRepository(postgres_engine)
+    with repo.hold_ready(DESTINATION, 2) as jobs:
+        (record,) = hold_records(postgres_engine)
+        assert (record.destination, record.job_ids, record.versions) == (
+            DESTINATION,
+            ids[:2],
+            [1, 1],
+        )
+        # The rows are locked by this open hold: the rescue passes them over
+        # and keeps the record.
+        assert repo.rescue_expired(DESTINATION, max_attempts=1) == 0
+        assert len(hold_records(postgres_engine)) == 1
+        jobs[0].finish()  # the other is left running: not written
+    assert hold_records(postgres_engine) == []
+    assert repo.rescue_expired(DESTINATION, max_attempts=1) == 0
+    assert [repo.get_fulltext(job_id).attempts for job_id in ids] == [1, 0, 0]
+
+
+@pytest.mark.postgresql
+def test_a_hold_whose_block_raises_is_no_death(postgres_engine: Any):
+    reset_database(postgres_engine)
+    (job_id,) = queued(postgres_engine, 1)
+    repo = SqlAlchemyRepository(postgres_engine)
+
+    def finish_and_fail() -> None:
+        with repo.hold_ready(DESTINATION, 1) as jobs:
+            jobs[0].finish()
+            raise OSError("the caller's own")
+
+    with pytest.raises(OSError, match="the caller's own"):
+        finish_and_fail()
+    assert hold_records(postgres_engine) == []
+    assert repo.rescue_expired(DESTINATION, max_attempts=1) == 0
+    job = repo.get_fulltext(job_id)
+    assert (job.status, job.attempts) == (JobStatus.READY, 0)
+
+
+@pytest.mark.postgresql
+def test_a_hold_in_a_callers_session_leaves_no_record(postgres_engine: Any):
+    # The caller's own rollback would look like a death.
+    reset_database(postgres_engine)
+    queued(postgres_engine, 1)
+    repo = SqlAlchemyRepository(postgres_engine)
+    with (
+        Session(postgres_engine) as session,
+        repo.in_session(session).hold_ready(DESTINATION, 1) as jobs,
+    ):
+        assert len(jobs) == 1
+        assert hold_records(postgres_engine) == []
+        session.rollback()
+
+
+@pytest.mark.postgresql
+def test_an_async_hold_is_recorded_and_erased_as_a_sync_one(
+    postgres_url: str, postgres_engine: Any
+):
+    reset_database(postgres_engine)
+    (job_id,) = queued(postgres_engine, 1)
+
+    async def hold_and_finish() -> list[Any]:
+        engine = fulltext_jobs.create_async_engine(postgres_url)
+        try:
+            async with AsyncSqlAlchemyRepository(engine).hold_ready(DESTINATION, 1) as jobs:
+                records = hold_records(postgres_engine)
+                jobs[0].finish()
+            return records
+        finally:
+            await engine.dispose()
+
+    (record,) = asyncio.run(hold_and_finish())
+    assert record.job_ids == [job_id]
+    assert hold_records(postgres_engine) == []
+    assert SqlAlchemyRepository(postgres_engine).get_fulltext(job_id).status is JobStatus.FINISHED

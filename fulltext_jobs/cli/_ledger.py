@@ -146,7 +146,8 @@ def rescue(
     database_url: UrlOption = None,
 ) -> None:
     """Give back running jobs whose lease ran out (their worker died), saying
-    so in their last error; print how many."""
+    so in their last error, and count the attempts of jobs whose holder in
+    the transaction mode died (PostgreSQL); print how many."""
     with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository(known=destination)
         count = repo.rescue_expired(destination, max_attempts=max_attempts)

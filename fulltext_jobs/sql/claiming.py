@@ -12,6 +12,7 @@ that makes jobs ready behind a floor drops it (`_returning_to_ready`,
 
 from __future__ import annotations
 
+import logging
 import operator
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 
 from fulltext_jobs.checks import read_clock
 from fulltext_jobs.domain import MAX_ATTEMPTS, FullText, JobStatus
-from fulltext_jobs.errors import NoJobs, NotSupported
+from fulltext_jobs.errors import NoJobs, NotSupported, StoreError
 from fulltext_jobs.port import Hold, hold_copy
 from fulltext_jobs.rate_limit import RateTokens, wait_for_next
 from fulltext_jobs.sql.compiled import HotPath
@@ -46,6 +47,8 @@ _Claimed = TypeVar("_Claimed")
 BATCH_DUPLICATE: Final = "one of the jobs would be a second job for its item and destination"
 
 _by_seq = operator.attrgetter("seq")
+
+_log = logging.getLogger(__name__)
 
 
 class ClaimOperations:
@@ -173,6 +176,7 @@ class ClaimOperations:
                 jobs = self._from_floor(
                     destination, params, lambda params: self._held(connection, params, now)
                 )
+                hold_id = self._record_hold(destination, jobs, now)
 
                 def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
                     nonlocal written
@@ -187,7 +191,14 @@ class ClaimOperations:
 
                 # The caller's block runs here, inside the transaction;
                 # leaving it with an exception rolls the transaction back.
-                yield Hold(jobs, write)
+                try:
+                    yield Hold(jobs, write)
+                except BaseException:
+                    self._erase_hold_aside(hold_id)
+                    raise
+                if hold_id is not None:
+                    # Gone exactly when the writes commit.
+                    connection.execute(self._sql.erase_hold, {"hold_id": hold_id})
             committed = True
         finally:
             # Jobs held and not written (rolled back, or left by a stopping
@@ -196,6 +207,42 @@ class ClaimOperations:
                 self._forget_floor(destination, len(jobs))
             elif written:
                 self._returning_to_ready(jobs)
+
+    def _record_hold(
+        self, destination: str, jobs: list[FullText], now: datetime
+    ) -> uuid.UUID | None:
+        """Record the hold of `jobs` (`Statements.record_hold`) on a second
+        connection, in autocommit, where the hold's rollback cannot erase
+        it, so that a holder that dies is counted; return the record's id.
+        None where nothing is recorded: no job held, SQLite (see migration
+        0012), or a caller's session, whose own rollback would look like a
+        death."""
+        if not jobs or self._sql.tables.holds is None or self._tx.joined:
+            return None
+        hold_id = uuid.uuid4()
+        params = {
+            "hold_id": hold_id,
+            "dest": destination,
+            "job_ids": [job.id for job in jobs],
+            "versions": [job.version for job in jobs],
+            "now": now,
+        }
+        with self._tx.connection("hold_ready", single_statement=True) as aside:
+            aside.execute(self._sql.record_hold, params)
+        return hold_id
+
+    def _erase_hold_aside(self, hold_id: uuid.UUID | None) -> None:
+        """Erase the record of a hold whose block raised, before its
+        transaction rolls back and frees its rows: an error is no death.
+        If the erase fails too (the database is gone), the record stays and
+        a rescue counts the hold as a death, as it would a lost connection."""
+        if hold_id is None:
+            return
+        try:
+            with self._tx.connection("hold_ready", single_statement=True) as aside:
+                aside.execute(self._sql.erase_hold, {"hold_id": hold_id})
+        except StoreError as exc:
+            _log.warning("could not erase the record of hold %s: %s", hold_id, exc)
 
     def _held(
         self, connection: sa.Connection, params: dict[str, Any], now: datetime

@@ -20,7 +20,13 @@ from sqlalchemy.engine import Engine
 
 from fulltext_jobs.audit import AuditCheck, AuditProblem, AuditSettings, sort_problems
 from fulltext_jobs.checks import check_batch_size, check_clock, check_lease, read_clock
-from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import (
+    HOLDER_DIED_ERROR,
+    HOLDER_DIED_FAILED,
+    DestinationStats,
+    FullText,
+    JobStatus,
+)
 from fulltext_jobs.errors import (
     AllQueued,
     InvalidInput,
@@ -244,13 +250,21 @@ class SqlOperations(ClaimOperations):
 
     def rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)
+        params = {"now": now, "max_attempts": max_attempts}
         with self._tx.connection("rescue_expired", single_statement=True) as connection:
             rescued = list(
-                connection.execute(
-                    self._sql.rescue_expired(destination),
-                    {"now": now, "max_attempts": max_attempts},
-                ).scalars()
+                connection.execute(self._sql.rescue_expired(destination), params).scalars()
             )
+        if self._sql.tables.holds is not None:
+            # The transaction mode's dead holders (see migration 0012): each
+            # death counts an attempt, as an expired lease does.
+            params |= {
+                "dest": destination,
+                "rescued": HOLDER_DIED_ERROR,
+                "failed": HOLDER_DIED_FAILED,
+            }
+            with self._tx.connection("rescue_expired", single_statement=True) as connection:
+                rescued += connection.execute(self._sql.rescue_dead_holds, params).scalars()
         self._forget_floor(destination, len(rescued))
         return rescued
 

@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0011"
+SCHEMA_REVISION: Final = "0012"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -95,6 +95,8 @@ class Tables:
     enqueue_cursor: sa.Table
     schema_window: sa.Table
     rate_limit: sa.Table
+    #: PostgreSQL only (None on SQLite).
+    holds: sa.Table | None
 
 
 def status_type() -> sa.Enum:
@@ -251,6 +253,24 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("granted", sa.Integer, nullable=False),
         schema=schema,
     )
+    # The transaction mode's holds, while they are held (0012; see
+    # `Statements.record_hold`): a row left behind with its jobs unlocked
+    # and unchanged is a holder that died. PostgreSQL only: on SQLite the
+    # hold's write lock keeps every other connection from writing the row.
+    holds = (
+        sa.Table(
+            "fulltext_holds",
+            metadata,
+            sa.Column("id", sa.Uuid, primary_key=True),
+            sa.Column("destination", sa.Text, nullable=False),
+            sa.Column("job_ids", sa.ARRAY(sa.Uuid), nullable=False),
+            sa.Column("versions", sa.ARRAY(sa.Integer), nullable=False),
+            sa.Column("held_at", UTCDateTime, nullable=False),
+            schema=schema,
+        )
+        if postgresql
+        else None
+    )
     # Which library code can use a database at each revision (0005).
     schema_window = sa.Table(
         WINDOW_TABLE,
@@ -266,4 +286,5 @@ def tables_for(dialect_name: str) -> Tables:
         enqueue_cursor=enqueue_cursor,
         schema_window=schema_window,
         rate_limit=rate_limit,
+        holds=holds,
     )

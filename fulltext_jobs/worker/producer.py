@@ -84,7 +84,11 @@ class Producer:
         )
         run.count("rescued", rescued)
         if rescued:
-            _log.warning("%s: rescued %d job(s) whose lease ran out", self._destination, rescued)
+            _log.warning(
+                "%s: rescued %d job(s) whose lease ran out or whose holder died",
+                self._destination,
+                rescued,
+            )
         return rescued
 
     def loop(self, run: Run) -> None:
