@@ -156,14 +156,15 @@ def median(values: Sequence[float]) -> float:
 
 
 class Bench:
-    """A database of the benchmark's own, migrated; dropped on close."""
+    """A database of the benchmark's own on the server of `admin_url`,
+    migrated; dropped on close."""
 
-    def __init__(self) -> None:
+    def __init__(self, admin_url: str = ADMIN_URL) -> None:
         self.name = f"ftj_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        self.admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with self.admin.connect() as connection:
             connection.exec_driver_sql(f'CREATE DATABASE "{self.name}"')
-        self.url = sa.make_url(ADMIN_URL).set(database=self.name)
+        self.url = sa.make_url(admin_url).set(database=self.name)
         self.sa_url = self.url.render_as_string(hide_password=False)
         self.dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         fulltext_jobs.upgrade(self.sa_url)
@@ -1345,8 +1346,8 @@ def report(text: str, markdown: str | None) -> None:
 
 
 @contextmanager
-def bench_database() -> Iterator[Bench]:
-    bench = Bench()
+def bench_database(admin_url: str = ADMIN_URL) -> Iterator[Bench]:
+    bench = Bench(admin_url)
     try:
         yield bench
     finally:

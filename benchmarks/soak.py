@@ -2,7 +2,16 @@
 many minutes, with what a deployment runs beside the workers.
 
     python benchmarks/soak.py --minutes 30            # the figures of docs/benchmarks.md
+    python benchmarks/soak.py --minutes 30 --private-server   # autovacuum on
     python benchmarks/soak.py --minutes 0.5 --quick   # checks that it runs
+
+By default it runs on the server of `FULLTEXT_JOBS_BENCH_ADMIN_URL` (the
+local one, as `run.py` does). With `--private-server` it runs on a
+PostgreSQL server of its own instead, with the server's default settings
+(autovacuum on) but for `log_autovacuum_min_duration = 0`, which only logs
+each autovacuum: made with `initdb` in a temporary folder, started on a
+free port, and stopped and deleted at the end however the run ends
+(tests/private_server.py; `--server-log FILE` keeps its log).
 
 In a database of its own (as `run.py` makes it, dropped at the end):
 
@@ -16,8 +25,13 @@ In a database of its own (as `run.py` makes it, dropped at the end):
 Each minute (`--interval`) it reports the workers' `claim_ready` latency (50th, 95th and
 99th percentiles), the jobs finished, the ready jobs left, the jobs table's
 size with its indexes, and its live and dead rows with the autovacuums so
-far. A soak is flat if the latencies, the backlog and the dead rows stay
-level while the table grows by the jobs added.
+far; then the share of claims that found nothing ("empty": such a claim
+from a floor reads the due index behind the floor too) and their median,
+and the index pages that each scan of the due jobs' index
+(`fulltext_due_idx`) read in the interval. A soak is flat if the
+latencies, the backlog and the dead rows stay level while the table grows
+by the jobs added. Its title gives the server's `autovacuum` setting and
+the jobs table's storage options (revision 0011's autovacuum settings).
 """
 
 from __future__ import annotations
@@ -25,13 +39,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +56,7 @@ from fulltext_jobs import FullText, SqlAlchemyRepository, Worker
 
 DESTINATION = "soak"
 HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent / "tests"
 CLI = Path(sys.executable).with_name("fulltext-jobs")
 
 
@@ -59,18 +76,24 @@ def feeder(url: str, rate: int, seconds: float) -> None:
         time.sleep(max(0.0, start + second - time.monotonic()))
 
 
+#: A claim's interval (its number), latency (seconds), and whether it
+#: found nothing.
+Timing = tuple[int, float, bool]
+
+
 def worker(url: str, seconds: float, interval: float, results: Any) -> None:  # noqa: ANN401 - a multiprocessing queue
-    """Run a producing Worker for `seconds`; put each claim's interval (its
-    number) and latency (seconds) on `results`, then None."""
+    """Run a producing Worker for `seconds`; put each claim's `Timing` on
+    `results`, then None."""
     repo = SqlAlchemyRepository(fulltext_jobs.create_engine(url))
     start = time.monotonic()
-    timings: list[tuple[int, float]] = []
+    timings: list[Timing] = []
     claim = repo.claim_ready
 
     def timed_claim(destination: str, n: int) -> list[FullText]:
         began = time.monotonic()
         jobs = claim(destination, n)
-        timings.append((int((began - start) // interval), time.monotonic() - began))
+        at = int((began - start) // interval)
+        timings.append((at, time.monotonic() - began, not jobs))
         return jobs
 
     repo.claim_ready = timed_claim  # type: ignore[method-assign]
@@ -114,14 +137,29 @@ TABLE_SQL = """
 SELECT pg_total_relation_size('jobs.fulltext'), pg_indexes_size('jobs.fulltext'),
        n_live_tup, n_dead_tup, autovacuum_count,
        (SELECT count(*) FROM jobs.fulltext WHERE destination = %(dest)s AND status = 'ready'),
-       (SELECT count(*) FROM jobs.fulltext WHERE destination = %(dest)s AND status = 'finished')
+       (SELECT count(*) FROM jobs.fulltext WHERE destination = %(dest)s AND status = 'finished'),
+       (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = %(due)s::regclass),
+       (SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes
+        WHERE indexrelid = %(due)s::regclass)
 FROM pg_stat_user_tables WHERE relid = 'jobs.fulltext'::regclass
 """
 
+#: The index of the due jobs, which claims read from their floor.
+DUE_INDEX = "jobs.fulltext_due_idx"
+
+SETTINGS_SQL = """
+SELECT current_setting('autovacuum'), current_setting('server_version'),
+       coalesce(array_to_string(reloptions, ', '), 'none')
+FROM pg_class WHERE oid = 'jobs.fulltext'::regclass
+"""
+
+#: Only logs: each autovacuum's work, in the private server's log.
+PRIVATE_SETTINGS = ("log_autovacuum_min_duration=0",)
 
 HEADER = (
     "| at (s) | claims | claim p50 | p95 | p99 | finished (total) | ready "
-    "| table with indexes | indexes | live rows | dead rows | autovacuums |"
+    "| table with indexes | indexes | live rows | dead rows | autovacuums "
+    "| empty | empty p50 | due index pages a scan |"
 )
 
 
@@ -130,13 +168,36 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+@contextmanager
+def admin_url(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """The URL of a database the soak can make its own in, and what server
+    that is: the shared one (`run.ADMIN_URL`), or with `--private-server`
+    a new one, removed when the block ends."""
+    from run import ADMIN_URL  # noqa: PLC0415 - run.py sits beside this file
+
+    if not args.private_server:
+        yield ADMIN_URL, f"the server at {ADMIN_URL.split('@')[-1]}"
+        return
+    sys.path.insert(0, str(TESTS))
+    from private_server import private_postgres  # noqa: PLC0415 - tests/ holds it
+
+    with private_postgres("ftj-soak-", settings=PRIVATE_SETTINGS) as server:
+        print(f"private server: {server.base} on port {server.port}", flush=True)
+        try:
+            yield server.url(), "a private server (initdb's defaults)"
+        finally:
+            if args.server_log:
+                Path(args.server_log).write_text(server.log.read_text(errors="replace"))
+            print(f"private server stopped and removed: {server.base}", flush=True)
+
+
 def soak(args: argparse.Namespace) -> str:
     """Run the soak; return its table as Markdown."""
     from run import bench_database  # noqa: PLC0415 - run.py sits beside this file
 
     seconds = args.minutes * 60
     interval = args.interval
-    with bench_database() as bench:
+    with admin_url(args) as (url, server), bench_database(url) as bench:
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
         procs = [context.Process(target=feeder, args=(bench.sa_url, args.rate, seconds))]
@@ -149,14 +210,20 @@ def soak(args: argparse.Namespace) -> str:
         errors: list[str] = []
         reader = threading.Thread(target=read_dashboard, args=(bench.sa_url, seconds, errors))
         reader.start()
-        autovacuum = bench.sql("SHOW autovacuum")[0][0]
+        autovacuum, version, reloptions = bench.sql(SETTINGS_SQL)[0]
+        print(
+            f"{server}, PostgreSQL {version}: autovacuum {autovacuum}; "
+            f"jobs.fulltext's options: {reloptions}",
+            flush=True,
+        )
+        baseline = bench.sql(TABLE_SQL, dest=DESTINATION, due=DUE_INDEX)[0]
         samples: list[tuple[Any, ...]] = []
         start = time.monotonic()
         while len(samples) * interval < seconds:
             time.sleep(max(0.0, start + (len(samples) + 1) * interval - time.monotonic()))
-            samples.append(bench.sql(TABLE_SQL, dest=DESTINATION)[0])
+            samples.append(bench.sql(TABLE_SQL, dest=DESTINATION, due=DUE_INDEX)[0])
             print(f"{len(samples) * interval:.0f} s: {samples[-1]}", flush=True)
-        timings: list[tuple[int, float]] = []
+        timings: list[Timing] = []
         for _ in range(args.workers):
             while (batch := results.get(timeout=120)) is not None:
                 timings += batch
@@ -167,32 +234,39 @@ def soak(args: argparse.Namespace) -> str:
             raise RuntimeError("; ".join(errors))
     title = (
         f"### Soak: {args.minutes:g} minutes at {args.rate:,} items/s, {args.workers} workers "
-        f"(the server's autovacuum: {autovacuum})"
+        f"on {server} (autovacuum: {autovacuum}; jobs.fulltext: {reloptions})"
     )
-    lines = [
-        title,
-        "",
-        HEADER,
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for index, (size, indexes, live, dead, vacuums, ready, finished) in enumerate(samples):
-        claims = [seconds for at, seconds in timings if at == index]
+    lines = [title, "", HEADER, "|" + " ---: |" * (HEADER.count("|") - 1)]
+    for index, sample in enumerate(samples):
+        size, indexes, live, dead, vacuums, ready, finished, scans, pages = sample
+        before = samples[index - 1] if index else baseline
+        claims = [seconds for at, seconds, _ in timings if at == index]
+        empty = [seconds for at, seconds, nothing in timings if at == index and nothing]
         p50, p95, p99 = (
             (statistics.median(claims), percentile(claims, 0.95), percentile(claims, 0.99))
             if claims
             else (float("nan"),) * 3
         )
+        empty_p50 = statistics.median(empty) if empty else float("nan")
+        share = len(empty) / len(claims) if claims else float("nan")
+        per_scan = (pages - before[-1]) / max(1, scans - before[-2])
         lines.append(
             f"| {(index + 1) * interval:g} | {len(claims):,} | {p50 * 1000:.2f} ms | "
             f"{p95 * 1000:.2f} ms | {p99 * 1000:.2f} ms | {finished:,} | {ready:,} | "
             f"{size / 2**20:.1f} MB | "
-            f"{indexes / 2**20:.1f} MB | {live:,} | {dead:,} | {vacuums} |"
+            f"{indexes / 2**20:.1f} MB | {live:,} | {dead:,} | {vacuums} | "
+            f"{share:.0%} | {empty_p50 * 1000:.2f} ms | {per_scan:,.1f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
+    from run import stop  # noqa: PLC0415 - run.py sits beside this file
+
+    # SIGTERM unwinds like Ctrl-C: the database is dropped, and a private
+    # server stopped and removed.
+    signal.signal(signal.SIGTERM, stop)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=int, default=300, help="new items a second")
@@ -200,6 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=60.0, help="seconds a row")
     parser.add_argument("--quick", action="store_true", help="a small rate, to check it runs")
     parser.add_argument("--markdown", help="append the table to this file")
+    parser.add_argument(
+        "--private-server",
+        action="store_true",
+        help="run on a PostgreSQL server of its own (initdb, default settings: autovacuum "
+        "on), removed at the end",
+    )
+    parser.add_argument("--server-log", help="with --private-server: keep its log in this file")
     args = parser.parse_args(argv)
     if args.quick:
         args.rate, args.workers, args.interval = 20, 1, 10.0

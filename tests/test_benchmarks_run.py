@@ -5,11 +5,14 @@ Only that it runs and checks its targets is tested here, never the figures
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from private_server import missing_binaries
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 
@@ -56,3 +59,41 @@ def test_the_soak_runs_briefly_and_reports_each_interval(tmp_path: Path, postgre
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert int(cells[1].replace(",", "")) > 0, row
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_soak_runs_on_a_private_server_with_autovacuum_and_removes_it(tmp_path: Path):
+    missing = missing_binaries()
+    if missing is not None:
+        pytest.fail(missing)
+    markdown = tmp_path / "soak.md"
+    options = ("--minutes", "0.5", "--quick", "--private-server", "--markdown", str(markdown))
+    done = subprocess.run(
+        [sys.executable, str(SOAK), *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    found = re.search(r"private server: (\S+) on port (\d+)", done.stdout)
+    assert found is not None, done.stdout
+    base, port = Path(found[1]), int(found[2])
+    # The title says which server, its autovacuum, and the table's settings.
+    text = markdown.read_text()
+    assert "on a private server" in text
+    assert "(autovacuum: on; jobs.fulltext: " in text
+    assert "autovacuum_vacuum_scale_factor=0.02" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| 10", "| 20", "| 30"]
+    # The server is gone: its folder, its processes, its port.
+    assert not base.exists()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # a process that ended meanwhile
+        assert str(base) not in command, f"left running: {command}"
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", port))

@@ -27,14 +27,10 @@ however the test ends. The test fails, never skips, without PostgreSQL 15.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -43,17 +39,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import private_server
 import pytest
 import sqlalchemy as sa
+from private_server import PrivatePostgres, missing_binaries
 from restart_workers import DESTINATION
 from sqlalchemy.pool import NullPool
 
 import fulltext_jobs
 from fulltext_jobs import SqlAlchemyRepository
 from fulltext_jobs.sql.notifications import READY_CHANNEL
-
-#: Where PostgreSQL's server binaries are.
-PG_BIN = Path(os.environ.get("FULLTEXT_JOBS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 JOBS = 2_400
 
@@ -72,8 +67,6 @@ RESTART_AT, CRASH_AT, TERMINATE_AT = 600, 1_200, 1_800
 #: The bound of each wait: for progress, for the listeners, for an exit.
 WAIT_SECONDS = 60.0
 
-PG_CTL_TIMEOUT_SECONDS = 60
-
 #: Lines that must not be in a worker's log: tracebacks, and the noise
 #: operators met after restarts.
 NOISE = (
@@ -88,136 +81,23 @@ NOISE = (
 # --- The private server ----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class PrivatePostgres:
-    """A PostgreSQL instance of this module's own, run as the `postgres`
-    user when the tests run as root (initdb and postgres refuse root)."""
-
-    base: Path
-    port: int = 0
-
-    @property
-    def data(self) -> Path:
-        return self.base / "data"
-
-    @property
-    def log(self) -> Path:
-        return self.base / "server.log"
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
-        as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        return subprocess.run(
-            [*as_postgres, str(PG_BIN / program), *args],
-            cwd=self.base,
-            capture_output=True,
-            text=True,
-            timeout=PG_CTL_TIMEOUT_SECONDS,
-            check=False,
-        )
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
-
-    def check(self, result: subprocess.CompletedProcess[str], what: str) -> None:
-        if result.returncode != 0:
-            pytest.fail(
-                f"{what} failed ({result.returncode}):\n{result.stdout}{result.stderr}\n"
-                f"server log:\n{self.log_tail()}"
-            )
-
-    def initdb(self) -> None:
-        self.check(
-            self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"),
-            "initdb",
-        )
-
-    def try_start(self) -> subprocess.CompletedProcess[str]:
-        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
-        return self.run(
-            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w",
-            "-t", str(PG_CTL_TIMEOUT_SECONDS), "start",
-        )  # fmt: skip
-
-    def start(self) -> None:
-        self.check(self.try_start(), f"pg_ctl start on port {self.port}")
-
-    def stop(self, mode: str = "fast") -> subprocess.CompletedProcess[str]:
-        return self.run(
-            "pg_ctl", "-D", str(self.data), "-m", mode, "-w",
-            "-t", str(PG_CTL_TIMEOUT_SECONDS), "stop",
-        )  # fmt: skip
-
-    def restart(self, mode: str = "fast") -> None:
-        self.check(
-            self.run(
-                "pg_ctl", "-D", str(self.data), "-m", mode, "-w",
-                "-t", str(PG_CTL_TIMEOUT_SECONDS), "-l", str(self.log), "restart",
-            ),
-            f"pg_ctl -m {mode} restart",
-        )  # fmt: skip
-
-    def running(self) -> bool:
-        return (self.data / "postmaster.pid").exists()
-
-    def kill_postmaster(self) -> None:
-        """Last resort: the postmaster this fixture started, by its pid."""
-        try:
-            pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
-            os.kill(pid, 9)
-        except (OSError, ValueError, IndexError):
-            pass
-
-
 def require_postgres_binaries() -> None:
     """Fail (never skip) with a clear message if the binaries are missing."""
-    if not (PG_BIN / "initdb").is_file() or not (PG_BIN / "pg_ctl").is_file():
+    missing = missing_binaries()
+    if missing is not None:
         pytest.fail(
-            f"PostgreSQL 15's initdb and pg_ctl are not in {PG_BIN}: install "
-            "postgresql-15 (apt-get install postgresql-15) or point "
-            "FULLTEXT_JOBS_TEST_PG_BIN at the folder that has them. The restart "
-            "test starts and restarts a server of its own and cannot run without them."
+            f"{missing} The restart test starts and restarts a server of its own "
+            "and cannot run without them."
         )
 
 
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PrivatePostgres]:
-    """A fresh PostgreSQL 15 instance on a free port, stopped and deleted at
-    the end of the module."""
+    """A fresh PostgreSQL 15 instance on a free port (fsync off: nothing
+    here needs it), stopped and deleted at the end of the module."""
     require_postgres_binaries()
-    base = Path(tempfile.mkdtemp(prefix="ftj-restart-"))
-    server = PrivatePostgres(base)
-    try:
-        if os.geteuid() == 0:
-            shutil.chown(base, user="postgres", group="postgres")
-        server.initdb()
-        for _ in range(5):
-            server.port = _free_port()
-            started = server.try_start()
-            if started.returncode == 0:
-                break
-        else:
-            server.check(started, "pg_ctl start")
+    with private_server.private_postgres("ftj-restart-", settings=("fsync=off",)) as server:
         yield server
-    finally:
-        if server.running():
-            stopped = server.stop("fast")
-            if stopped.returncode != 0 and server.running():
-                server.stop("immediate")
-            if server.running():
-                server.kill_postmaster()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
