@@ -40,60 +40,45 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 
-from fulltext_jobs.audit import (
-    DEFAULT_CLOCK_TOLERANCE,
-    DEFAULT_EXAMPLES,
-    DEFAULT_RESCUE_AFTER,
-    AuditProblem,
-    AuditSettings,
-)
-from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus
-from fulltext_jobs.health import QueueHealth, not_reported
+from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, FullText
 from fulltext_jobs.port import (
     AsyncHold,
     Hold,
     ReadyListener,
-    audit_args,
     cannot_hold,
     claim_ready_args,
-    count_unqueued_args,
     create_job_for_unqueued_args,
     enqueue_new_args,
     enqueue_unqueued_args,
     get_fulltext_args,
     get_ready_job_args,
     handed_out,
-    has_destination_args,
     heartbeat_args,
     held_outcomes,
     hold_copy,
     hold_ready_args,
-    list_jobs_args,
     listen_args,
     moved_on,
     moved_on_but,
     next_due_args,
-    queue_health_args,
-    release_unleased_args,
-    renamed_keyword,
-    rescue_expired_jobs_args,
-    retry_args,
     save_fulltext_args,
     save_many_args,
-    stats_args,
     take_rate_tokens_args,
 )
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.repository_async import AsyncRepository
-from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
+from fulltext_jobs.upkeep import Upkeep
 
 # The port's names, and what an adapter's `_hold_ready` needs (at home in
 # `fulltext_jobs.port`), importable from here.
 __all__ = ["AsyncHold", "AsyncRepository", "Hold", "ReadyListener", "Repository", "hold_copy"]
 
 
-class Repository(abc.ABC):
-    """A ledger of full-text jobs: at most one job per (item, destination)."""
+class Repository(Upkeep, abc.ABC):
+    """A ledger of full-text jobs: at most one job per (item, destination).
+
+    The workers' operations are here; the operators' (looking at the
+    ledger, repairing it) are its part `fulltext_jobs.upkeep.Upkeep`."""
 
     def get_fulltext(self, job_id: uuid.UUID | str) -> FullText:
         """Return the job with this id, as a copy the caller may change.
@@ -336,41 +321,6 @@ class Repository(abc.ABC):
         """
         return self._enqueue_new(*enqueue_new_args(destination, sweep_interval))
 
-    def has_destination(self, destination: str) -> bool:
-        """Whether `destination` has any job: the check that a destination
-        exists, without counting anything. On the SQL stores a destination
-        with ready or running jobs costs an index probe; one whose jobs are
-        all finished, failed or skipped, a scan up to its first job; one
-        with no job at all (a typo), a scan of every job.
-
-        Raises `InvalidInput` for a bad destination.
-        """
-        return self._has_destination(has_destination_args(destination))
-
-    def count_unqueued(self, destination: str) -> int:
-        """How many eligible items have no job for `destination`.
-
-        It reads every eligible item and probes the jobs for each: linear
-        in the items (seconds at ten million; see docs/scaling.md).
-        Raises `InvalidInput` for a bad destination.
-        """
-        return self._count_unqueued(count_unqueued_args(destination))
-
-    def stats(
-        self, destination: str | None = None, *, unqueued: bool = True
-    ) -> list[DestinationStats]:
-        """Jobs per status and unqueued items, for `destination` or, if None,
-        for every destination that has jobs, sorted by name.
-
-        The counts by status read the destination's jobs (every job, for
-        all destinations); the unqueued figure reads every eligible item as
-        well (`count_unqueued`), which is the larger cost on a big ledger.
-        With `unqueued=False` it is not counted, and each `unqueued` is
-        None. Raises `InvalidInput` for a bad destination or an `unqueued`
-        that is not a bool.
-        """
-        return self._stats(*stats_args(destination, unqueued))
-
     def heartbeat(self, job: FullText) -> datetime:
         """Extend the lease of a job the caller has claimed to now plus the
         repository's lease; set it on `job` and return it.
@@ -387,93 +337,6 @@ class Repository(abc.ABC):
         lease = self._heartbeat(heartbeat_args(job))
         job.lease_expires = lease
         return lease
-
-    def rescue_expired(
-        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    ) -> int:
-        """Give back the `running` jobs whose lease has run out (of
-        `destination`, or of all): each returns to `ready`, saying why in
-        `last_error` ("rescued: its lease ran out before its worker saved
-        it", `fulltext_jobs.domain.RESCUED_ERROR`), or, once it has had
-        `max_attempts` attempts (by default the retry policy's, 5), goes to
-        `failed` with that reason in
-        `last_error` (`lease_expired_error`). Either way its attempt stays
-        counted. Their claims end, so their workers' late saves raise
-        `LostClaim`. On PostgreSQL it also counts an attempt for each
-        holder in the transaction mode (`hold_ready`) that died with its
-        jobs held (`HOLDER_DIED_ERROR`, or failed with
-        `holder_died_error` at `max_attempts`): those jobs are ready again
-        already, and are counted among those rescued. Returns how many
-        jobs were rescued.
-
-        A job is rescued only if, at that moment, it is still running with an
-        expired lease: a job finished meanwhile is never touched. Jobs
-        without a lease (claimed by the original Go code) are left alone.
-        Raises `InvalidInput` for a bad destination, a `max_attempts` that is
-        not a whole number from 1 to 2**31 - 1, or a clock reading that is
-        not a time to write.
-        """
-        return len(self.rescue_expired_jobs(destination, max_attempts=max_attempts))
-
-    def rescue_expired_jobs(
-        self, destination: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    ) -> list[uuid.UUID]:
-        """As `rescue_expired`, but return the ids of the jobs rescued, in
-        order: for an operator's record of what a repair changed."""
-        return sorted(self._rescue_expired(*rescue_expired_jobs_args(destination, max_attempts)))
-
-    def retry(
-        self,
-        destination: str,
-        *,
-        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED, JobStatus.SKIPPED),
-        item_ids: Iterable[str] | None = None,
-    ) -> int:
-        """Return the `destination`'s jobs in `statuses` (failed, skipped or
-        both), or only those of `item_ids`, to `ready`, as `FullText.retry`
-        does: `started`, `finished` and `not_before` cleared, `attempts`
-        set to 0 (a fresh budget: a worker gives each its retries with
-        backoff again), `last_error` kept (why it failed stays readable)
-        and the place in the queue kept; each `version` moves on. Returns
-        how many.
-
-        This replaces the original's retry, which deleted the rows and lost
-        their history (a row it queued again started from no attempts, as
-        these do). Raises `InvalidInput` for a bad destination or item
-        id, for `item_ids` given as one str, or for a status other than
-        failed and skipped.
-        """
-        return self._retry(*retry_args(destination, statuses, item_ids))
-
-    def list_jobs(
-        self,
-        destination: str,
-        *,
-        statuses: Iterable[JobStatus | str] | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> list[FullText]:
-        """A page of `destination`'s jobs (those in `statuses`, if given), in
-        item id order: at most `limit`, and only those whose item id is
-        above `after`. Pass the last job's `item_id` as `after` for the next
-        page (keyset pages: stable while jobs change, whatever the ledger's
-        size); an empty list is the end.
-
-        Raises `InvalidInput` for a bad destination or item id, for
-        `statuses` that is empty, one str, or names an unknown status, and
-        for a `limit` that is not a whole number from 1 to 10,000.
-        """
-        return self._list_jobs(*list_jobs_args(destination, statuses, limit, after))
-
-    @abc.abstractmethod
-    def _list_jobs(
-        self,
-        destination: str,
-        statuses: frozenset[JobStatus] | None,
-        limit: int,
-        after: str | None,
-    ) -> list[FullText]:
-        """As `list_jobs`, with the statuses, if any, as a set."""
 
     # --- delays and rate limits -------------------------------------
 
@@ -537,87 +400,6 @@ class Repository(abc.ABC):
         """As `listen`; the base class cannot announce, so None."""
         return None
 
-    # --- audit ---------------------------------------------------
-
-    @renamed_keyword("rescue_interval", "rescue_after")
-    def audit(
-        self,
-        destination: str | None = None,
-        *,
-        rescue_after: timedelta = DEFAULT_RESCUE_AFTER,
-        clock_tolerance: timedelta = DEFAULT_CLOCK_TOLERANCE,
-        max_attempts: int = DEFAULT_RETRY.max_attempts,
-        examples: int = DEFAULT_EXAMPLES,
-    ) -> list[AuditProblem]:
-        """Check the jobs (of `destination`, or of all) against the ledger's
-        invariants and return what is wrong, one `AuditProblem` per
-        destination and `AuditCheck` found, sorted by destination then
-        check; an empty list when the ledger is clean. Changes nothing.
-
-        `rescue_after`: how long after its lease ran out a running job
-        counts as unrescued; `clock_tolerance`: how far in the future a
-        `started` may be; `max_attempts`: the largest in use (more attempts
-        are reported); `examples`: how many job ids a finding carries.
-        Raises `InvalidInput` for a bad destination, a duration that is
-        not a timedelta from 0 to 3,650 days, a `max_attempts` or
-        `examples` out of range (1 to 2**31 - 1, 1 to 1,000), or a clock
-        reading that is not a time.
-
-        Deprecated: `rescue_interval=` is the old name of `rescue_after=`
-        (a worker's `rescue_interval` is how often it rescues, in seconds).
-        It still works, with a `DeprecationWarning`; giving both raises
-        `InvalidInput`.
-        """
-        return self._audit(
-            *audit_args(destination, rescue_after, clock_tolerance, max_attempts, examples)
-        )
-
-    def release_unleased(
-        self, older_than: timedelta, destination: str | None = None
-    ) -> list[uuid.UUID]:
-        """Return to `ready` the `running` jobs (of `destination`, or of
-        all) that have no lease and a `started` more than `older_than` ago
-        (as the Go original's claim leaves a job whose worker died): each
-        counts an attempt, gets the reason in `last_error`, and moves its
-        `version` on. Returns their ids.
-
-        The condition is judged in the statement that writes, on each job
-        as it is then: a job finished, released or given a lease meanwhile
-        is left alone, and so is one with no `started` (its age is
-        unknown). Raises `InvalidInput` for a bad destination or an
-        `older_than` that is not a timedelta above 0, at most 3,650 days.
-        """
-        return self._release_unleased(*release_unleased_args(older_than, destination))
-
-    def queue_health(self, destination: str | None = None) -> QueueHealth:
-        """Read what slows or stalls the queue without any job being wrong
-        (see `fulltext_jobs.health`): on PostgreSQL, what holds vacuum back
-        (open and prepared transactions, replication slots, standbys'
-        feedback) and the jobs table's live and dead rows with its last
-        (auto)vacuum and (auto)analyze; everywhere, per destination (of
-        `destination`, or of all), the ready jobs waiting for a retry and
-        how many of them come before the first due one. What does not apply
-        to the store is None, and `notes` says why. Changes nothing; judge
-        it with `QueueHealth.warnings`.
-
-        The base class reports nothing (`horizon`, `table` None, no
-        destinations). Raises `InvalidInput` for a bad destination, and
-        `StoreError` if the store cannot be read.
-        """
-        return self._queue_health(queue_health_args(destination))
-
-    def _queue_health(self, destination: str | None) -> QueueHealth:  # noqa: ARG002 - for adapters
-        """As `queue_health`; the base class reports nothing."""
-        return not_reported(type(self).__name__)
-
-    @abc.abstractmethod
-    def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
-        """As `audit`, with the settings checked."""
-
-    @abc.abstractmethod
-    def _release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
-        """As `release_unleased`."""
-
     # --- what each adapter implements, given checked arguments ------------
 
     @abc.abstractmethod
@@ -664,28 +446,6 @@ class Repository(abc.ABC):
         """As `enqueue_new`."""
 
     @abc.abstractmethod
-    def _has_destination(self, destination: str) -> bool:
-        """As `has_destination`."""
-
-    @abc.abstractmethod
-    def _count_unqueued(self, destination: str) -> int:
-        """As `count_unqueued`."""
-
-    @abc.abstractmethod
-    def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
-        """As `stats`."""
-
-    @abc.abstractmethod
     def _heartbeat(self, job: FullText) -> datetime:
         """Extend the lease of `job` (`LostClaim` if not held) and return it;
         the port sets it on the caller's job."""
-
-    @abc.abstractmethod
-    def _rescue_expired(self, destination: str | None, max_attempts: int) -> list[uuid.UUID]:
-        """As `rescue_expired_jobs`, in any order."""
-
-    @abc.abstractmethod
-    def _retry(
-        self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
-    ) -> int:
-        """As `retry`, with the statuses as a set and the item ids, if any, as one."""
