@@ -65,6 +65,8 @@ __all__ = [
     "check_limit",
     "check_max_attempts",
     "check_optional_destination",
+    "check_pause",
+    "check_pause_ends_after",
     "check_progress",
     "check_retry_statuses",
     "check_statuses",
@@ -241,6 +243,32 @@ def check_max_attempts(max_attempts: object) -> int:
     """`max_attempts` if it is a whole number from 1 to `MAX_ATTEMPTS`; raise
     `InvalidInput` otherwise."""
     return check_count(max_attempts, "max_attempts", MAX_ATTEMPTS)
+
+
+def check_pause(until: object, reason: object) -> tuple[datetime | None, str | None]:
+    """A pause's end and reason, made canonical: `until` None (until
+    resumed) or an aware datetime in the stores' range, as UTC; `reason`
+    None or a str, kept as `last_error` is (`clean_error`). Raises
+    `InvalidInput` otherwise. Whether `until` is still ahead is the
+    adapter's to judge, on its clock (`check_pause_ends_after`)."""
+    if until is not None and not isinstance(until, datetime):
+        msg = f"until must be an aware datetime or None, not {until!r}"
+        raise InvalidInput(msg)
+    if reason is not None and not isinstance(reason, str):
+        msg = f"reason must be a str or None, not {reason!r}"
+        raise InvalidInput(msg)
+    return (
+        None if until is None else utc(until),
+        None if reason is None else clean_error(reason),
+    )
+
+
+def check_pause_ends_after(until: datetime | None, now: datetime) -> None:
+    """Raise `InvalidInput` if a pause to `until` would be over already at
+    `now` (a pause that binds nobody is a mistake worth hearing of)."""
+    if until is not None and until <= now:
+        msg = f"until ({until.isoformat()}) is not after now ({now.isoformat()})"
+        raise InvalidInput(msg)
 
 
 def check_clock(clock: object) -> Callable[[], datetime]:

@@ -73,6 +73,7 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "TRANSITIONS",
     "Action",
+    "DestinationControls",
     "DestinationStats",
     "FullText",
     "JobStatus",
@@ -466,6 +467,24 @@ class DestinationStats:
             counts={status: counts.get(status.value, 0) for status in JobStatus},
             unqueued=unqueued,
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DestinationControls:
+    """What an operator has set for one destination, which every worker of
+    the fleet obeys: a pause, from `paused_at` until `paused_until` (None:
+    until resumed), with its `pause_reason`. A destination nobody has
+    paused has all three None."""
+
+    destination: str
+    paused_at: datetime | None = None
+    paused_until: datetime | None = None
+    pause_reason: str | None = None
+
+    def paused(self, now: datetime) -> bool:
+        """Whether a pause is in force at `now`: no job of the destination
+        is handed out then."""
+        return self.paused_at is not None and (self.paused_until is None or now < self.paused_until)
 
 
 #: How long a claim lasts unless a heartbeat extends it.

@@ -24,6 +24,7 @@ from fulltext_jobs.checks import (
     check_clock,
     check_item_ids,
     check_lease,
+    check_pause_ends_after,
     read_clock,
 )
 from fulltext_jobs.domain import (
@@ -31,6 +32,7 @@ from fulltext_jobs.domain import (
     DEFAULT_LEASE,
     MAX_ATTEMPTS,
     RESCUED_ERROR,
+    DestinationControls,
     DestinationStats,
     FullText,
     JobStatus,
@@ -133,6 +135,9 @@ class InMemoryRepository(Repository):
         self._arrivals: list[str] = []
         self._produced: dict[str, int] = {}
         self._swept_at: dict[str, datetime] = {}
+        # What operators set per destination, as the SQL adapter's
+        # fulltext_controls table.
+        self._controls_of: dict[str, DestinationControls] = {}
         self.add_items(items)
 
     def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
@@ -447,6 +452,8 @@ class InMemoryRepository(Repository):
         place, as the SQL adapter's claims do; `failed` gets a copy of each
         such job as it was. Called under the lock."""
         taken: list[FullText] = []
+        if self._paused(destination, now):
+            return taken
         for job in self._due(destination, now):
             if len(taken) == n:
                 break
@@ -459,6 +466,44 @@ class InMemoryRepository(Repository):
             job.last_error = ATTEMPTS_EXHAUSTED_ERROR
             job.version += 1
         return taken
+
+    def _paused(self, destination: str, now: datetime) -> bool:
+        """Whether a pause of `destination` is in force at `now`; called
+        under the lock."""
+        controls = self._controls_of.get(destination)
+        return controls is not None and controls.paused(now)
+
+    # --- steering the fleet -------------------------------------------
+
+    def _controls(self, destination: str) -> DestinationControls:
+        with self._lock:
+            return self._controls_of.get(destination) or DestinationControls(destination)
+
+    def _list_controls(self) -> list[DestinationControls]:
+        with self._lock:
+            return [self._controls_of[name] for name in sorted(self._controls_of)]
+
+    def _pause(
+        self, destination: str, until: datetime | None, reason: str | None
+    ) -> DestinationControls:
+        now = read_clock(self._clock, self._lease)
+        check_pause_ends_after(until, now)
+        with self._lock:
+            earlier = self._controls_of.get(destination)
+            began = earlier.paused_at if earlier is not None and earlier.paused(now) else now
+            controls = DestinationControls(destination, began, until, reason)
+            self._controls_of[destination] = controls
+            return controls
+
+    def _resume(self, destination: str) -> DestinationControls:
+        with self._lock:
+            controls = DestinationControls(destination)
+            if destination in self._controls_of:
+                self._controls_of[destination] = controls
+                # Idle workers wake and claim, as PostgreSQL's notification
+                # wakes them.
+                self._announcements.announce(destination)
+            return controls
 
     def _due(self, destination: str, now: datetime) -> list[FullText]:
         """The stored ready jobs of `destination` due at `now` and not held

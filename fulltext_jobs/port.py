@@ -56,6 +56,7 @@ from fulltext_jobs.checks import (
     check_limit,
     check_max_attempts,
     check_optional_destination,
+    check_pause,
     check_progress,
     check_retry_statuses,
     check_statuses,
@@ -70,6 +71,7 @@ __all__ = [
     "Hold",
     "ReadyListener",
     "cannot_hold",
+    "cannot_steer",
     "handed_out",
     "held_outcomes",
     "hold_copy",
@@ -90,6 +92,8 @@ count_unqueued_args = check_destination
 next_due_args = check_destination
 listen_args = check_destination
 queue_health_args = check_optional_destination
+controls_args = check_destination
+resume_args = check_destination
 heartbeat_args = check_held
 
 
@@ -183,6 +187,12 @@ def release_unleased_args(
     older_than: timedelta, destination: str | None
 ) -> tuple[timedelta, str | None]:
     return check_duration(older_than, "older_than"), check_optional_destination(destination)
+
+
+def pause_args(
+    destination: str, until: datetime | None, reason: str | None
+) -> tuple[str, datetime | None, str | None]:
+    return (check_destination(destination), *check_pause(until, reason))
 
 
 # --- a parameter's old name ------------------------------------------------------
@@ -379,6 +389,12 @@ def cannot_hold(repo: object) -> NotSupported:
         "use claim_ready and save_many (the leased mode)"
     )
     return NotSupported(msg)
+
+
+def cannot_steer(repo: object) -> NotSupported:
+    """The error of either port's own `_pause` and `_resume`, which an
+    adapter that keeps no controls inherits."""
+    return NotSupported(f"{type(repo).__name__} keeps no destination controls: it cannot pause")
 
 
 def handed_out(jobs: list[FullText]) -> list[_HandedOut]:

@@ -20,14 +20,22 @@ from fulltext_jobs.audit import (
     AuditProblem,
     AuditSettings,
 )
-from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import (
+    DEFAULT_SWEEP_INTERVAL,
+    DestinationControls,
+    DestinationStats,
+    FullText,
+    JobStatus,
+)
 from fulltext_jobs.health import QueueHealth, not_reported
 from fulltext_jobs.port import (
     AsyncHold,
     ReadyListener,
     audit_args,
     cannot_hold,
+    cannot_steer,
     claim_ready_args,
+    controls_args,
     count_unqueued_args,
     create_job_for_unqueued_args,
     enqueue_new_args,
@@ -44,10 +52,12 @@ from fulltext_jobs.port import (
     moved_on,
     moved_on_but,
     next_due_args,
+    pause_args,
     queue_health_args,
     release_unleased_args,
     renamed_keyword,
     rescue_expired_jobs_args,
+    resume_args,
     retry_args,
     save_fulltext_args,
     save_many_args,
@@ -281,6 +291,47 @@ class AsyncRepository(abc.ABC):
         self, older_than: timedelta, destination: str | None
     ) -> list[uuid.UUID]:
         """As `Repository._release_unleased`."""
+
+    # --- steering the fleet ----------------------------------------------
+
+    async def controls(self, destination: str) -> DestinationControls:
+        """As `Repository.controls`."""
+        return await self._controls(controls_args(destination))
+
+    async def list_controls(self) -> list[DestinationControls]:
+        """As `Repository.list_controls`."""
+        return await self._list_controls()
+
+    async def pause(
+        self, destination: str, *, until: datetime | None = None, reason: str | None = None
+    ) -> DestinationControls:
+        """As `Repository.pause`."""
+        return await self._pause(*pause_args(destination, until, reason))
+
+    async def resume(self, destination: str) -> DestinationControls:
+        """As `Repository.resume`."""
+        return await self._resume(resume_args(destination))
+
+    async def _controls(self, destination: str) -> DestinationControls:
+        """As `Repository._controls`."""
+        return DestinationControls(destination)
+
+    async def _list_controls(self) -> list[DestinationControls]:
+        """As `Repository._list_controls`."""
+        return []
+
+    async def _pause(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        until: datetime | None,  # noqa: ARG002 - for adapters
+        reason: str | None,  # noqa: ARG002 - for adapters
+    ) -> DestinationControls:
+        """As `Repository._pause`."""
+        raise cannot_steer(self)
+
+    async def _resume(self, destination: str) -> DestinationControls:  # noqa: ARG002 - for adapters
+        """As `Repository._resume`."""
+        raise cannot_steer(self)
 
     # --- what the adapter implements, given checked arguments --------------
 

@@ -1,6 +1,7 @@
 """The port's operations for operators: looking at the ledger (what exists,
-counts, pages of jobs, the audit, the queue's health) and repairing it
-(rescues, retries, releasing the Go original's abandoned claims).
+counts, pages of jobs, the audit, the queue's health), repairing it
+(rescues, retries, releasing the Go original's abandoned claims), and
+steering the fleet (pausing and resuming a destination).
 
 `Upkeep` is a part of `Repository` (which inherits it), kept apart from the
 workers' operations (claims, saves, heartbeats) because an operator's
@@ -13,7 +14,7 @@ from __future__ import annotations
 import abc
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fulltext_jobs.audit import (
     DEFAULT_CLOCK_TOLERANCE,
@@ -22,17 +23,21 @@ from fulltext_jobs.audit import (
     AuditProblem,
     AuditSettings,
 )
-from fulltext_jobs.domain import DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import DestinationControls, DestinationStats, FullText, JobStatus
 from fulltext_jobs.health import QueueHealth, not_reported
 from fulltext_jobs.port import (
     audit_args,
+    cannot_steer,
+    controls_args,
     count_unqueued_args,
     has_destination_args,
     list_jobs_args,
+    pause_args,
     queue_health_args,
     release_unleased_args,
     renamed_keyword,
     rescue_expired_jobs_args,
+    resume_args,
     retry_args,
     stats_args,
 )
@@ -227,6 +232,49 @@ class Upkeep(abc.ABC):
         """
         return self._release_unleased(*release_unleased_args(older_than, destination))
 
+    # --- steering the fleet ----------------------------------------------
+
+    def controls(self, destination: str) -> DestinationControls:
+        """What is set for `destination` (see `DestinationControls`): all
+        None if nothing is. Changes nothing. Raises `InvalidInput` for a bad
+        destination."""
+        return self._controls(controls_args(destination))
+
+    def list_controls(self) -> list[DestinationControls]:
+        """What is set for every destination that has anything set (a pause
+        in force or over), by destination. Changes nothing."""
+        return self._list_controls()
+
+    def pause(
+        self, destination: str, *, until: datetime | None = None, reason: str | None = None
+    ) -> DestinationControls:
+        """Pause `destination` until `until` (None: until `resume`), saying
+        why in `reason`; return its controls. While the pause is in force
+        no claim of this library (`get_ready_job`, `claim_ready`,
+        `hold_ready`, a `Worker`) hands out a job of the destination, on any
+        machine: each claim reads the pause in the statement that claims,
+        so no job is handed out by a claim that begins after the pause is
+        committed. Jobs already running finish and are saved as usual. A
+        worker waits while the destination is paused, and claims again
+        when the pause ends (at `until`, or on `resume`: at once on
+        PostgreSQL, which announces it, at the next poll elsewhere).
+        Pausing a paused destination sets its end and reason anew and keeps
+        when it began. Workers of code older than this release (and the Go
+        original's) do not know of pauses, and keep claiming.
+
+        Raises `InvalidInput` for a bad destination, an `until` that is not
+        an aware datetime in range or is not after the repository clock's
+        now, or a `reason` that is not a str (it is kept as a `last_error`
+        is, cut to `MAX_ERROR_LENGTH` characters).
+        """
+        return self._pause(*pause_args(destination, until, reason))
+
+    def resume(self, destination: str) -> DestinationControls:
+        """End `destination`'s pause, if any (its workers claim again at
+        once on PostgreSQL, at their next poll elsewhere); return its
+        controls. Raises `InvalidInput` for a bad destination."""
+        return self._resume(resume_args(destination))
+
     # --- what each adapter implements, given checked arguments ------------
 
     @abc.abstractmethod
@@ -272,3 +320,29 @@ class Upkeep(abc.ABC):
     @abc.abstractmethod
     def _release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         """As `release_unleased`."""
+
+    # An adapter that cannot keep controls inherits these: nothing is set
+    # (so a `Worker` runs on it unchanged), and pausing says it cannot.
+
+    def _controls(self, destination: str) -> DestinationControls:
+        """As `controls`; the base class keeps none."""
+        return DestinationControls(destination)
+
+    def _list_controls(self) -> list[DestinationControls]:
+        """As `list_controls`, sorted by destination; the base class keeps none."""
+        return []
+
+    def _pause(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        until: datetime | None,  # noqa: ARG002 - for adapters
+        reason: str | None,  # noqa: ARG002 - for adapters
+    ) -> DestinationControls:
+        """As `pause`, with `until` and `reason` checked, and
+        `check_pause_ends_after` left to the adapter, on its clock. The base
+        class cannot pause."""
+        raise cannot_steer(self)
+
+    def _resume(self, destination: str) -> DestinationControls:  # noqa: ARG002 - for adapters
+        """As `resume`; the base class cannot pause, so cannot resume."""
+        raise cannot_steer(self)

@@ -42,7 +42,12 @@ from fulltext_jobs import (
     SqlAlchemyRepository,
 )
 from fulltext_jobs.audit import AuditProblem
-from fulltext_jobs.domain import DEFAULT_LEASE, DEFAULT_SWEEP_INTERVAL, DestinationStats
+from fulltext_jobs.domain import (
+    DEFAULT_LEASE,
+    DEFAULT_SWEEP_INTERVAL,
+    DestinationControls,
+    DestinationStats,
+)
 from fulltext_jobs.health import QueueHealth
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS
@@ -340,6 +345,20 @@ class BlockingAsyncRepository(Repository):
     ) -> RateTokens:
         return run_async(self.repo.take_rate_tokens(destination, rate, n, burst=burst))
 
+    def controls(self, destination: str) -> DestinationControls:
+        return run_async(self.repo.controls(destination))
+
+    def list_controls(self) -> list[DestinationControls]:
+        return run_async(self.repo.list_controls())
+
+    def pause(
+        self, destination: str, *, until: datetime | None = None, reason: str | None = None
+    ) -> DestinationControls:
+        return run_async(self.repo.pause(destination, until=until, reason=reason))
+
+    def resume(self, destination: str) -> DestinationControls:
+        return run_async(self.repo.resume(destination))
+
     # The public methods above bypass this (sync) port's checks on purpose:
     # they hand every argument, as given, to the async adapter, whose own
     # port must check it. So the port's protected methods are never called.
@@ -350,7 +369,7 @@ class BlockingAsyncRepository(Repository):
     _get_fulltext = _save_fulltext = _create_job_for_unqueued = _get_ready_job = _never_called
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
-    _queue_health = _never_called
+    _queue_health = _controls = _list_controls = _pause = _resume = _never_called
     _list_jobs = _next_due = _take_rate_tokens = _never_called
     _enqueue_new = _has_destination = _save_each = _never_called
 
@@ -401,7 +420,8 @@ def reset_database(engine: sa.Engine) -> None:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(
                 "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, "
-                "jobs.fulltext_rate_limit, jobs.fulltext_holds, app_items RESTART IDENTITY"
+                "jobs.fulltext_rate_limit, jobs.fulltext_holds, jobs.fulltext_controls, app_items "
+                "RESTART IDENTITY"
             )
             # The identity starts again below the claim floors this process
             # keeps for the engine (a ledger's own writes never do that).
@@ -412,6 +432,7 @@ def reset_database(engine: sa.Engine) -> None:
                 tables.items,
                 tables.enqueue_cursor,
                 tables.rate_limit,
+                tables.controls,
                 APP_ITEMS,
             ):
                 connection.execute(sa.delete(table))

@@ -28,6 +28,7 @@ from fulltext_jobs.testing import (
     CompareAndSwapContract,
     ContractBackend,
     ContractSettings,
+    ControlsContract,
     HoldContract,
     HostileInputContract,
     ListJobsContract,
@@ -106,4 +107,8 @@ class TestHostileInputContract(HostileInputContract):
 
 
 class TestHoldContract(HoldContract):
+    pass
+
+
+class TestControlsContract(ControlsContract):
     pass

@@ -85,3 +85,15 @@ class ToyRepository(Repository):
 
     def _release_unleased(self, older_than, destination):
         return self._store._release_unleased(older_than, destination)
+
+    def _controls(self, destination):
+        return self._store._controls(destination)
+
+    def _list_controls(self):
+        return self._store._list_controls()
+
+    def _pause(self, destination, until, reason):
+        return self._store._pause(destination, until, reason)
+
+    def _resume(self, destination):
+        return self._store._resume(destination)

@@ -38,6 +38,7 @@ from fulltext_jobs.errors import (
 from fulltext_jobs.port import ReadyListener
 from fulltext_jobs.sql.claiming import BATCH_DUPLICATE, ClaimOperations
 from fulltext_jobs.sql.compiled import HotPath
+from fulltext_jobs.sql.controlling import ControlOperations
 from fulltext_jobs.sql.engine import configure_sqlite
 from fulltext_jobs.sql.floors import floors_of
 from fulltext_jobs.sql.items import ItemSource
@@ -64,7 +65,7 @@ __all__ = ["SqlOperations"]
 _MAX_CREATE_ATTEMPTS: Final = 1000
 
 
-class SqlOperations(ClaimOperations):
+class SqlOperations(ClaimOperations, ControlOperations):
     """Every operation of the port on one engine (see
     `SqlAlchemyRepository` for the arguments, which this checks in the
     same order and with the same errors), on checked arguments.

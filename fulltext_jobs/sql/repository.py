@@ -24,7 +24,13 @@ from sqlalchemy.engine import Engine
 from fulltext_jobs._lazy import if_imported
 from fulltext_jobs.audit import AuditProblem, AuditSettings
 from fulltext_jobs.checks import check_batch_size, check_item_ids
-from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import (
+    DEFAULT_LEASE,
+    DestinationControls,
+    DestinationStats,
+    FullText,
+    JobStatus,
+)
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.health import QueueHealth
 from fulltext_jobs.port import Hold, ReadyListener
@@ -245,3 +251,17 @@ class SqlAlchemyRepository(Repository):
 
     def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
         return self._ops.stats(destination, unqueued)
+
+    def _controls(self, destination: str) -> DestinationControls:
+        return self._ops.controls(destination)
+
+    def _list_controls(self) -> list[DestinationControls]:
+        return self._ops.list_controls()
+
+    def _pause(
+        self, destination: str, until: datetime | None, reason: str | None
+    ) -> DestinationControls:
+        return self._ops.pause(destination, until, reason)
+
+    def _resume(self, destination: str) -> DestinationControls:
+        return self._ops.resume(destination)

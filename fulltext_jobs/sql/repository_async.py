@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 
 from fulltext_jobs.audit import AuditProblem, AuditSettings
 from fulltext_jobs.checks import check_batch_size, check_item_ids
-from fulltext_jobs.domain import DEFAULT_LEASE, DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import (
+    DEFAULT_LEASE,
+    DestinationControls,
+    DestinationStats,
+    FullText,
+    JobStatus,
+)
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.health import QueueHealth
 from fulltext_jobs.port import AsyncHold
@@ -194,6 +200,20 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
 
     async def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
         return await self._call(lambda ops: ops.stats(destination, unqueued))
+
+    async def _controls(self, destination: str) -> DestinationControls:
+        return await self._call(lambda ops: ops.controls(destination))
+
+    async def _list_controls(self) -> list[DestinationControls]:
+        return await self._call(lambda ops: ops.list_controls())
+
+    async def _pause(
+        self, destination: str, until: datetime | None, reason: str | None
+    ) -> DestinationControls:
+        return await self._call(lambda ops: ops.pause(destination, until, reason))
+
+    async def _resume(self, destination: str) -> DestinationControls:
+        return await self._call(lambda ops: ops.resume(destination))
 
     async def _list_jobs(
         self,

@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0012"
+SCHEMA_REVISION: Final = "0013"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -97,6 +97,7 @@ class Tables:
     rate_limit: sa.Table
     #: PostgreSQL only (None on SQLite).
     holds: sa.Table | None
+    controls: sa.Table
 
 
 def status_type() -> sa.Enum:
@@ -271,6 +272,18 @@ def tables_for(dialect_name: str) -> Tables:
         if postgresql
         else None
     )
+    # What an operator set for a destination (0013): a pause in force while
+    # `paused_at` is set and `paused_until` null or ahead. Every claim
+    # probes it by its primary key.
+    controls = sa.Table(
+        "fulltext_controls",
+        metadata,
+        sa.Column("destination", sa.Text, primary_key=True),
+        sa.Column("paused_at", UTCDateTime),
+        sa.Column("paused_until", UTCDateTime),
+        sa.Column("pause_reason", sa.Text),
+        schema=schema,
+    )
     # Which library code can use a database at each revision (0005).
     schema_window = sa.Table(
         WINDOW_TABLE,
@@ -287,4 +300,5 @@ def tables_for(dialect_name: str) -> Tables:
         schema_window=schema_window,
         rate_limit=rate_limit,
         holds=holds,
+        controls=controls,
     )

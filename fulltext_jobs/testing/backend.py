@@ -71,6 +71,12 @@ class Capabilities:
     id run only then; the rest of the suite adds items through
     `ContractBackend.add_items`."""
 
+    keeps_controls: bool = True
+    """The adapter keeps destination controls (`pause`, `resume`): the
+    tests of `ControlsContract` run only then. False for an adapter that
+    inherits the port's defaults (nothing set; pausing raises
+    `NotSupported`)."""
+
     takes_a_clock: bool = True
     """The repository reads the time from `ContractSettings.clock` (the
     adapters' `clock=`). The tests that move time (leases, delays, sweeps,

@@ -29,6 +29,7 @@ from fulltext_jobs.testing.claims import (
     ClaimContract,
     CompareAndSwapContract,
 )
+from fulltext_jobs.testing.controls import ControlsContract
 from fulltext_jobs.testing.hold import HoldContract
 from fulltext_jobs.testing.hostile import HostileInputContract
 from fulltext_jobs.testing.producer import ListJobsContract, ProducerContract
@@ -42,6 +43,7 @@ __all__ = [
     "ClaimContract",
     "CompareAndSwapContract",
     "ContractFixtures",
+    "ControlsContract",
     "HoldContract",
     "HostileInputContract",
     "ListJobsContract",
@@ -61,5 +63,6 @@ class RepositoryContract(
     CompareAndSwapContract,
     HostileInputContract,
     HoldContract,
+    ControlsContract,
 ):
     """The whole contract suite: every part's tests in one class."""

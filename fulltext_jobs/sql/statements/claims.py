@@ -11,7 +11,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.domain import ATTEMPTS_EXHAUSTED_ERROR, MAX_ATTEMPTS, RESCUED_ERROR, JobStatus
 from fulltext_jobs.rate_limit import TOLERANCE_SECONDS
-from fulltext_jobs.sql.statements.base import StatementsBase
+from fulltext_jobs.sql.statements.controls import ControlStatements
 
 #: How many of the delayed jobs that have come due a claim looks at (a batch
 #: claim of more looks at as many as it claims), among which it finds the
@@ -20,7 +20,7 @@ from fulltext_jobs.sql.statements.base import StatementsBase
 COME_DUE_LOOK_AHEAD: Final = 100
 
 
-class ClaimStatements(StatementsBase):
+class ClaimStatements(ControlStatements):
     """Claims, holds, the next due job, rate-limit tokens, and leases (heartbeats,
     rescues, retries)."""
 
@@ -95,7 +95,7 @@ class ClaimStatements(StatementsBase):
         # compound's members.
         branches = [sa.select(branch.subquery()) for branch in (due, came_due)]
         merged = sa.union_all(*branches).subquery("ready_jobs")
-        return sa.select(merged).order_by(merged.c.seq).limit(n)
+        return sa.select(merged).where(self._not_paused()).order_by(merged.c.seq).limit(n)
 
     def _from_floor(self) -> tuple[ColumnElement[bool], ...]:
         """On PostgreSQL, the due jobs with `:from_seq <= seq < :below_seq`:

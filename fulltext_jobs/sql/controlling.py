@@ -1,0 +1,65 @@
+"""What operators set per destination, in SQL: `controls`, `list_controls`,
+`pause` and `resume` of the SQLAlchemy adapter, on checked arguments.
+
+`ControlOperations` is a part of `SqlOperations` (which it is mixed into).
+The claims read the same table through the guard of every claim statement
+(`Statements._not_paused`), not through these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from fulltext_jobs.checks import check_pause_ends_after, read_clock
+from fulltext_jobs.domain import DestinationControls
+from fulltext_jobs.sql.statements import Statements
+from fulltext_jobs.sql.transactions import Transactions
+
+__all__ = ["ControlOperations"]
+
+
+def _controls(row: Any) -> DestinationControls:  # noqa: ANN401 - a row of the controls table
+    return DestinationControls(
+        destination=row.destination,
+        paused_at=row.paused_at,
+        paused_until=row.paused_until,
+        pause_reason=row.pause_reason,
+    )
+
+
+class ControlOperations:
+    """The controls of `SqlOperations`, which sets the attributes below."""
+
+    _tx: Transactions
+    _sql: Statements
+    _clock: Callable[[], datetime]
+    _lease: timedelta
+
+    def controls(self, destination: str) -> DestinationControls:
+        with self._tx.connection("controls", single_statement=True) as connection:
+            row = connection.execute(self._sql.read_controls, {"dest": destination}).one_or_none()
+        return DestinationControls(destination) if row is None else _controls(row)
+
+    def list_controls(self) -> list[DestinationControls]:
+        with self._tx.connection("list_controls", single_statement=True) as connection:
+            return [_controls(row) for row in connection.execute(self._sql.list_controls)]
+
+    def pause(
+        self, destination: str, until: datetime | None, reason: str | None
+    ) -> DestinationControls:
+        now = read_clock(self._clock, self._lease)
+        check_pause_ends_after(until, now)
+        params = {"dest": destination, "now": now, "until": until, "reason": reason}
+        with self._tx.connection("pause", single_statement=True) as connection:
+            return _controls(connection.execute(self._sql.pause, params).one())
+
+    def resume(self, destination: str) -> DestinationControls:
+        with self._tx.connection("resume") as connection:
+            row = connection.execute(self._sql.resume, {"dest": destination}).one_or_none()
+            if row is None:
+                return DestinationControls(destination)
+            if connection.dialect.name == "postgresql":
+                connection.execute(self._sql.announce_ready, {"dest": destination})
+        return _controls(row)

@@ -1,0 +1,88 @@
+"""What operators set per destination (`fulltext_controls`): reading it,
+pausing and resuming; and the guard every claim reads it through."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from fulltext_jobs.sql.statements.base import StatementsBase
+
+
+class ControlStatements(StatementsBase):
+    """What operators set per destination, and the claims' guard."""
+
+    def _pause_in_force(self) -> ColumnElement[bool]:
+        """A row of `fulltext_controls` whose pause is in force at `:now`."""
+        controls = self.tables.controls.c
+        now = sa.bindparam("now", type_=controls.paused_until.type)
+        return sa.and_(
+            controls.paused_at.is_not(None),
+            sa.or_(controls.paused_until.is_(None), controls.paused_until > now),
+        )
+
+    def _not_paused(self) -> ColumnElement[bool]:
+        """True unless `:dest` is paused at `:now`: the guard in every
+        claim's WHERE. Uncorrelated, so PostgreSQL runs it once, first (a
+        one-time filter: when it is false no index is read and no row
+        locked), as one probe of the table's primary key; SQLite too runs
+        it once. In the claim's own statement, so a claim that begins after
+        a pause commits hands out nothing."""
+        controls = self.tables.controls
+        paused = sa.exists().where(
+            controls.c.destination == sa.bindparam("dest"), self._pause_in_force()
+        )
+        return ~paused
+
+    @functools.cached_property
+    def read_controls(self) -> sa.Select[Any]:
+        """`:dest`'s row, if any."""
+        controls = self.tables.controls
+        return sa.select(controls).where(controls.c.destination == sa.bindparam("dest"))
+
+    @functools.cached_property
+    def list_controls(self) -> sa.Select[Any]:
+        """Every row, by destination."""
+        controls = self.tables.controls
+        return sa.select(controls).order_by(controls.c.destination)
+
+    @functools.cached_property
+    def pause(self) -> sa.Insert:
+        """Pause `:dest` from `:now` until `:until` (null: until resumed)
+        for `:reason`; a pause already in force keeps when it began.
+        Returns the row. One upsert: on PostgreSQL `ON CONFLICT DO UPDATE`
+        locks the row, so two pauses of one destination are applied one
+        after the other; on SQLite the transaction holds the write lock."""
+        controls = self.tables.controls
+        now = sa.bindparam("now", type_=controls.c.paused_at.type)
+        until = sa.bindparam("until", type_=controls.c.paused_until.type)
+        reason = sa.bindparam("reason", type_=sa.Text)
+        stmt = self._insert(controls).values(
+            destination=sa.bindparam("dest"), paused_at=now, paused_until=until, pause_reason=reason
+        )
+        began = sa.case((self._pause_in_force(), controls.c.paused_at), else_=now)
+        return stmt.on_conflict_do_update(
+            index_elements=[controls.c.destination],
+            set_={"paused_at": began, "paused_until": until, "pause_reason": reason},
+        ).returning(*controls.c)
+
+    @functools.cached_property
+    def resume(self) -> sa.Update:
+        """End `:dest`'s pause, if it has a row; returns the row."""
+        controls = self.tables.controls
+        return (
+            sa.update(controls)
+            .where(controls.c.destination == sa.bindparam("dest"))
+            .values(paused_at=None, paused_until=None, pause_reason=None)
+            .returning(*controls.c)
+        )
+
+    @functools.cached_property
+    def announce_ready(self) -> sa.TextClause:
+        """PostgreSQL: wake `:dest`'s listening workers when the transaction
+        commits, on the channel the ready notifications use (migration
+        0004), as a job that became ready would."""
+        return sa.text("SELECT pg_notify('fulltext_jobs_ready', :dest)")

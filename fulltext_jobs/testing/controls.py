@@ -1,0 +1,153 @@
+"""The contract: what operators set per destination (`pause`, `resume`,
+`controls`), and that every claim obeys it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from fulltext_jobs import FullText, InvalidInput, JobStatus, NoJobs
+from fulltext_jobs.domain import MAX_ERROR_LENGTH, DestinationControls
+from fulltext_jobs.testing._fixtures import BAD_DESTINATIONS, ContractFixtures, Hostile
+from fulltext_jobs.testing.backend import ContractBackend, FakeClock
+
+
+def keeping_controls(backend: ContractBackend) -> ContractBackend:
+    """`backend`, if its adapter keeps controls; else the test is skipped."""
+    if not backend.capabilities.keeps_controls:
+        pytest.skip("the adapter keeps no controls (Capabilities.keeps_controls)")
+    return backend
+
+
+def nothing_claimable(backend: ContractBackend, destination: str = "lang") -> None:
+    """Every claim of `destination` hands out nothing."""
+    repo = backend.repo
+    with pytest.raises(NoJobs):
+        repo.get_ready_job(destination)
+    assert repo.claim_ready(destination, 10) == []
+    with repo.hold_ready(destination, 10) as held:
+        assert held == []
+
+
+class ControlsContract(ContractFixtures):
+    """`pause`, `resume` and `controls`: a paused destination hands out no
+    job on any claim path; jobs already running finish as usual."""
+
+    @staticmethod
+    def queued(backend: ContractBackend, item_ids: str = "abc") -> list[FullText]:
+        jobs = [FullText.new(item_id, "lang") for item_id in item_ids]
+        backend.repo.save_many(jobs)
+        return jobs
+
+    def test_nothing_is_set_until_an_operator_sets_it(self, backend: ContractBackend) -> None:
+        repo = keeping_controls(backend).repo
+        assert repo.controls("lang") == DestinationControls("lang")
+        assert repo.list_controls() == []
+        # Resuming what was never paused sets nothing either.
+        assert repo.resume("lang") == DestinationControls("lang")
+        assert repo.list_controls() == []
+
+    def test_a_paused_destination_hands_out_nothing_until_resumed(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        repo = keeping_controls(clocked).repo
+        jobs = self.queued(clocked)
+        self.queued_elsewhere(clocked)
+        running = repo.get_ready_job("lang")
+        paused = repo.pause("lang", reason="the language service is down")
+        assert paused == DestinationControls(
+            "lang", clock.now, None, "the language service is down"
+        )
+        assert paused.paused(clock.now + timedelta(days=3650))
+        assert repo.controls("lang") == paused
+        assert repo.list_controls() == [paused]
+        nothing_claimable(clocked)
+        # Other destinations go on; the running job finishes as usual.
+        assert repo.get_ready_job("other").destination == "other"
+        running.finish(clock.now)
+        repo.save_fulltext(running)
+        assert repo.get_fulltext(jobs[0].id).status is JobStatus.FINISHED
+
+        clock.advance(seconds=5)
+        assert repo.resume("lang") == DestinationControls("lang")
+        assert repo.controls("lang") == DestinationControls("lang")
+        assert [job.id for job in repo.claim_ready("lang", 10)] == [jobs[1].id, jobs[2].id]
+
+    @staticmethod
+    def queued_elsewhere(backend: ContractBackend) -> None:
+        backend.repo.save_fulltext(FullText.new("a", "other"))
+
+    def test_a_pause_with_an_end_ends_by_itself(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        repo = keeping_controls(clocked).repo
+        (job,) = self.queued(clocked, "a")
+        until = clock.now + timedelta(seconds=60)
+        repo.pause("lang", until=until)
+        clock.advance(seconds=59)
+        nothing_claimable(clocked)
+        clock.advance(seconds=1)
+        assert not repo.controls("lang").paused(clock.now)
+        assert repo.get_ready_job("lang").id == job.id
+
+    def test_pausing_again_keeps_when_the_pause_began(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        repo = keeping_controls(clocked).repo
+        began = clock.now
+        repo.pause("lang", until=began + timedelta(hours=1), reason="first")
+        clock.advance(minutes=10)
+        again = repo.pause("lang", reason="second")
+        assert again == DestinationControls("lang", began, None, "second")
+        # A pause that had ended starts afresh.
+        repo.pause("other", until=clock.now + timedelta(seconds=1))
+        clock.advance(seconds=2)
+        assert repo.pause("other").paused_at == clock.now
+
+    def test_a_pause_must_end_after_now_and_a_refused_one_changes_nothing(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        repo = keeping_controls(clocked).repo
+        self.queued(clocked, "a")
+        for until in (clock.now, clock.now - timedelta(seconds=1)):
+            with pytest.raises(InvalidInput, match="not after now"):
+                repo.pause("lang", until=until)
+        assert repo.controls("lang") == DestinationControls("lang")
+        assert repo.get_ready_job("lang").item_id == "a"
+
+    def test_a_reason_is_kept_as_an_error_is(self, backend: ContractBackend) -> None:
+        repo = keeping_controls(backend).repo
+        reason = "nul\x00and" + "x" * 20_000
+        kept = repo.pause("lang", reason=reason).pause_reason
+        assert kept is not None
+        assert kept.startswith("nul\\x00and")
+        assert len(kept) == MAX_ERROR_LENGTH
+        assert repo.controls("lang").pause_reason == kept
+
+    @pytest.mark.parametrize(
+        ("until", "reason"),
+        [
+            ("tomorrow", None),
+            (1_800_000_000, None),
+            (None, 42),
+            (None, b"bytes"),
+        ],
+    )
+    def test_a_bad_pause_raises_invalid_input_and_pauses_nothing(
+        self, backend: ContractBackend, until: Hostile, reason: Hostile
+    ) -> None:
+        repo = keeping_controls(backend).repo
+        with pytest.raises(InvalidInput):
+            repo.pause("lang", until=until, reason=reason)
+        assert repo.list_controls() == []
+
+    @pytest.mark.parametrize("bad", BAD_DESTINATIONS.values(), ids=BAD_DESTINATIONS.keys())
+    def test_a_bad_destination_raises_invalid_input(
+        self, backend: ContractBackend, bad: Hostile
+    ) -> None:
+        repo = keeping_controls(backend).repo
+        for call in (repo.controls, repo.pause, repo.resume):
+            with pytest.raises(InvalidInput):
+                call(bad)
+        assert repo.list_controls() == []
