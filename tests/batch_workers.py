@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -133,3 +134,32 @@ def work_until_the_poison(url: str, poison: str) -> None:
         worker.run(until_idle=True, install_signal_handlers=False)
     finally:
         engine.dispose()
+
+
+def drain_until_stopped(  # noqa: PLR0917 - a spawned process's arguments
+    url: str, job_seconds: float, ready: Any, stop: Any, results: Any, settings: Any = None
+) -> None:
+    """A `Worker` with its defaults (and `settings`, if given) whose handler
+    takes `job_seconds`, running until `stop` is set (not until idle: it
+    waits through pauses); puts None on `ready` once it runs, then reports
+    the ids it handled, each with when (`time.time()`), and its stats."""
+    handled: list[tuple[uuid.UUID, float]] = []
+    lock = threading.Lock()
+
+    def handler(job: FullText) -> None:
+        time.sleep(job_seconds)
+        with lock:
+            handled.append((job.id, time.time()))
+
+    report: dict[str, Any] = {"handled": handled, "error": None}
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        worker = Worker(SqlAlchemyRepository(engine), DESTINATION, handler, **(settings or {}))
+        threading.Thread(target=lambda: (stop.wait(WAIT_SECONDS * 5), worker.stop())).start()
+        ready.put(None)
+        report["stats"] = worker.run(install_signal_handlers=False)
+    except Exception:  # noqa: BLE001 - reported: the test fails on it
+        report["error"] = traceback.format_exc()
+    finally:
+        engine.dispose()
+    results.put(report)

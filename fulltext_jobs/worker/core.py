@@ -15,11 +15,9 @@ is as safe as threads. A process pool inside the worker would need picklable
 handlers and an engine built in each process, and would add a second way to
 lose a job in flight; running whole workers side by side needs neither.
 
-Waiting for work: a thread whose claim came back empty sleeps, backing off
-from `poll_interval` to `max_poll_interval`, but no longer than until the
-destination's next delayed job (a retry) is due (`Repository.next_due`),
-and it wakes at once when the ready listener (see `listener`) announces
-that a job of the destination became ready (`Worker._idle`).
+Waiting for work: a thread whose claim came back empty waits as `idling`
+says (backing off, no longer than until the next retry is due or a pause
+ends, woken at once by the ready listener, see `listener`).
 
 Saving: an outcome is saved (`save_fulltext`, or for a batch `save_many(...,
 atomic=False)`: one call, each job under its own claim) only under the
@@ -68,6 +66,7 @@ from fulltext_jobs.worker.handlers import (
     settle,
 )
 from fulltext_jobs.worker.heartbeat import Heartbeat
+from fulltext_jobs.worker.idling import Idler
 from fulltext_jobs.worker.inflight import Held, Run, Stage, record, take_over, to_save, unsaved
 from fulltext_jobs.worker.listener import ReadyWatch, start_listener
 from fulltext_jobs.worker.producer import Producer, TokenWaiter
@@ -79,7 +78,7 @@ from fulltext_jobs.worker.stats import (
     check_observer,
     saved_as,
 )
-from fulltext_jobs.worker.waiting import Waiting, WaitLog, WaitReason
+from fulltext_jobs.worker.waiting import Waiting, WaitLog
 
 # The package's logger, not this module's: deployments filter and route the
 # worker's records by the name they had before the worker was a package.
@@ -87,9 +86,6 @@ _log = logging.getLogger("fulltext_jobs.worker")
 
 #: How often `run()` looks at the count its signal handlers keep.
 _TICK_SECONDS: Final = 0.05
-
-#: The shortest wait, in seconds, for a ready job that was not claimable.
-_SOON: Final = 0.01
 
 #: How long shutdown waits for the heartbeat and rescue threads to notice
 #: they should end, beyond `shutdown_timeout` (they may be in a call).
@@ -259,6 +255,7 @@ class Worker:
             if settings.produce
             else None
         )
+        self._idler = Idler(repository, destination, settings, self._producer)
         tokens = (
             None
             if settings.rate_limit is None
@@ -497,7 +494,7 @@ class Worker:
                     # The listener's first wake-up after it listens again
                     # says the server is back: claim at once.
                     start_listener(run)
-                    delay = self._idle(run, delay)
+                    delay = self._idler.idle(run, delay)
                     continue
                 if claimed:
                     run.waits.working()
@@ -505,25 +502,10 @@ class Worker:
                     continue
                 if run.halt.is_set():
                     break  # halted while waiting for a start token
-                start_listener(run)
-                made = (
-                    False
-                    if self._producer is None
-                    else self._producer.make_work(run, idle_since=time.monotonic())
-                )
-                if made:
-                    delay = poll
-                    continue
-                if run.until_idle and made is not None:
-                    due_in = self._next_due(run)
-                    if due_in is None:
-                        return
-                    # Jobs wait for their retry: idle only once they are done.
-                    delay = self._idle(run, delay, due_in)
-                    continue
-                # A delayed job (a retry) is claimed when it is due, not at
-                # the next poll: its release woke no one.
-                delay = self._idle(run, delay, self._next_due(run, soon=delay))
+                after = self._idler.after_empty(run, delay)
+                if after is None:
+                    return  # until_idle, and idle
+                delay = after
         finally:
             close_thread_loop()
             with run.lock:
@@ -531,40 +513,6 @@ class Worker:
                 last = run.loops_left == 0
             if last:
                 run.end()
-
-    def _idle(self, run: Run, delay: float, due_in: float | None = None) -> float:
-        """Wait for work: `delay` seconds, or `due_in` if a job is due
-        sooner, or until woken (`run.wakeup`: a job became ready, or the
-        run halts); return the next delay, doubled up to
-        `max_poll_interval`."""
-        self._settings.wait(run.wakeup, delay if due_in is None else min(delay, due_in))
-        return self._backoff(delay)
-
-    def _backoff(self, delay: float) -> float:
-        """The wait after one of `delay` that found nothing (or failed)."""
-        return min(delay * 2, self._settings.max_poll_interval)
-
-    def _next_due(self, run: Run, soon: float = _SOON) -> float | None:
-        """With nothing to claim: None if no job of the destination is
-        `ready`, else about how many seconds until one is due (a delayed
-        retry), or `soon` for one due already (another claimer was taking
-        it, or holds it in an uncommitted claim). A retryable error counts
-        as "not known yet": `soon`."""
-        try:
-            due = self._repository.next_due(self._destination)
-        except StoreError as exc:
-            if not exc.retryable:
-                raise
-            run.retryable("next_due", exc)
-            return soon
-        if due is None:
-            run.waits.wait(WaitReason.EMPTY)
-            return None
-        due_in = (due - utc(self._settings.clock())).total_seconds()
-        if due_in <= 0:
-            return soon
-        run.waits.wait(WaitReason.RETRY, due_in)
-        return due_in
 
     def _take_work(self, run: Run) -> int:
         """Claim jobs and work through them; return how many were claimed

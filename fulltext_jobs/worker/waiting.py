@@ -1,5 +1,6 @@
 """What a worker is waiting for, when it is not working: no job ready, jobs
-that wait for a retry (and when the next is due), or the rate limit.
+that wait for a retry (and when the next is due), the rate limit, or a
+pause of its destination (and when it ends).
 
 `WaitLog` keeps the worker's current `Waiting` (read by `Worker.waiting`,
 which the command line's live line shows) and says each change in the log:
@@ -36,16 +37,19 @@ class WaitReason(enum.StrEnum):
     EMPTY = "no job is ready"
     RETRY = "jobs wait for a retry"
     RATE_LIMIT = "the rate limit has no start token yet"
+    PAUSED = "the destination is paused"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Waiting:
     """A worker's wait: why, since when, and for a retry, when the next one
-    is due (UTC, by the worker's clock)."""
+    is due, for a pause, when it ends (UTC, by the worker's clock; None:
+    until resumed); `note`: the pause's reason, if one was given."""
 
     reason: WaitReason
     since: datetime
     due: datetime | None = None
+    note: str | None = None
 
 
 class WaitLog:
@@ -80,26 +84,40 @@ class WaitLog:
         """A claim found work: the worker is not waiting."""
         self._current = None
 
-    def wait(self, reason: WaitReason, due_in: float | None = None) -> None:
+    def wait(
+        self, reason: WaitReason, due_in: float | None = None, note: str | None = None
+    ) -> None:
         """The worker waits for `reason`; for `RETRY`, the next job is due in
-        `due_in` seconds. Logged if the reason changed, or if it has not been
-        said for `REPEAT_SECONDS`."""
+        `due_in` seconds; for `PAUSED`, the pause ends in `due_in` seconds
+        (None: when resumed), and `note` is its reason. Logged if the reason
+        changed, or if it has not been said for `REPEAT_SECONDS`."""
         now = utc(self._clock())
         due = None if due_in is None else now + timedelta(seconds=due_in)
         with self._lock:
             previous = self._current
             same = previous is not None and previous.reason is reason
             since = previous.since if previous is not None and same else now
-            self._current = Waiting(reason, since, due)
+            self._current = Waiting(reason, since, due, note)
             said = self._said.get(reason)
             moment = self._monotonic()
             if same or (said is not None and moment - said < REPEAT_SECONDS):
                 return
             self._said[reason] = moment
-        self._say(reason, due)
+        self._say(reason, due, note)
 
-    def _say(self, reason: WaitReason, due: datetime | None) -> None:
-        if reason is WaitReason.RETRY and due is not None:
+    def _say(self, reason: WaitReason, due: datetime | None, note: str | None) -> None:
+        if reason is WaitReason.PAUSED:
+            # An operator's act, which every worker of the fleet obeys: said
+            # at WARNING, so that a stalled fleet explains itself.
+            _log.warning(
+                "%s is paused %s%s; no job is claimed until then",
+                self._destination,
+                "until resumed"
+                if due is None
+                else f"until {due.strftime('%Y-%m-%d %H:%M:%S UTC')}",
+                "" if note is None else f" ({note})",
+            )
+        elif reason is WaitReason.RETRY and due is not None:
             level = logging.WARNING if self._until_idle else logging.INFO
             _log.log(
                 level,

@@ -1,0 +1,247 @@
+"""Pausing and resuming a destination, beyond the contract suite (which
+holds every adapter's claims to a pause): what a `Worker` does while its
+destination is paused, and, with real processes on PostgreSQL and SQLite,
+a pause in the middle of a drain."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from batch_workers import DESTINATION, drain_until_stopped
+from harness import FakeClock, SqliteTemplate, reset_database
+from test_batch_path import join_or_kill, queued
+
+import fulltext_jobs
+from fulltext_jobs import FullText, InMemoryRepository, JobStatus, SqlAlchemyRepository, Worker
+from fulltext_jobs.sql.schema import tables_for
+from fulltext_jobs.worker import Waiting, WaitReason, WorkerStats
+
+T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+
+def memory_queue(n: int, clock: FakeClock | None = None) -> InMemoryRepository:
+    repo = InMemoryRepository(clock=clock)
+    repo.save_many([FullText.new(f"item-{i:03}", DESTINATION) for i in range(n)])
+    return repo
+
+
+# --- the Worker, in memory ------------------------------------------------------
+
+
+def run_bounded(worker: Worker, seconds: float = 30) -> WorkerStats:
+    """`worker.run(until_idle=True)`, stopped (and the test failed) if it
+    is still running after `seconds`: a worker that does not see a pause
+    would otherwise poll it for ever."""
+    stats: list[WorkerStats] = []
+    thread = threading.Thread(
+        target=lambda: stats.append(worker.run(until_idle=True, install_signal_handlers=False))
+    )
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        worker.stop()
+        thread.join(seconds)
+        pytest.fail(f"the run did not end within {seconds} s")
+    return stats[0]
+
+
+def test_a_run_until_idle_ends_at_once_on_a_destination_paused_until_resumed(
+    caplog: pytest.LogCaptureFixture,
+):
+    repo = memory_queue(3)
+    repo.pause(DESTINATION, reason="model v2 is broken")
+    handled: list[FullText] = []
+    worker = Worker(repo, DESTINATION, handled.append, listen=False)
+    with caplog.at_level(logging.WARNING, logger="fulltext_jobs.worker"):
+        stats = run_bounded(worker)
+    assert (stats.claimed, handled) == (0, [])
+    assert f"{DESTINATION} is paused until resumed (model v2 is broken)" in caplog.text
+    assert {job.status for job in repo.list_jobs(DESTINATION)} == {JobStatus.READY}
+
+
+def test_a_worker_waits_out_a_timed_pause_and_then_drains():
+    clock = FakeClock(T0)
+    repo = memory_queue(3, clock)
+    until = T0 + timedelta(seconds=45)
+    repo.pause(DESTINATION, until=until, reason="quota")
+    waits: list[tuple[float, Waiting | None]] = []
+    worker: Worker
+
+    def wait(event: threading.Event, seconds: float) -> bool:
+        # Time passes only while the worker waits.
+        waits.append((seconds, worker.waiting))
+        clock.advance(seconds=seconds)
+        return event.is_set()
+
+    worker = Worker(
+        repo, DESTINATION, print, listen=False, clock=clock, wait=wait, max_poll_interval=30
+    )
+    stats = worker.run(until_idle=True, install_signal_handlers=False)
+    assert stats.finished == 3
+    # Backing off as an idle worker does, never past the pause's end.
+    assert [seconds for seconds, _ in waits] == [1, 2, 4, 8, 16, 14]
+    waiting = waits[0][1]
+    assert waiting is not None
+    assert (waiting.reason, waiting.due, waiting.note) == (WaitReason.PAUSED, until, "quota")
+    assert {job.started for job in repo.list_jobs(DESTINATION)} == {until}
+
+
+def test_a_resume_wakes_a_waiting_worker_at_once():
+    repo = memory_queue(2)
+    repo.pause(DESTINATION)
+    handled: list[FullText] = []
+    worker = Worker(repo, DESTINATION, handled.append, poll_interval=30, max_poll_interval=30)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while (worker.waiting is None or worker.waiting.reason is not WaitReason.PAUSED) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        assert worker.waiting is not None
+        assert worker.waiting.reason is WaitReason.PAUSED
+        resumed = time.monotonic()
+        repo.resume(DESTINATION)
+        while len(handled) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Woken by the resume, not by its 30-second poll.
+        assert len(handled) == 2
+        assert time.monotonic() - resumed < 5
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+# --- a pause in the middle of a drain, in processes --------------------------------
+
+#: Jobs of the drain, and how long each handler call takes.
+JOBS, JOB_SECONDS = 400, 0.02
+PROCESSES = 4
+#: How long the test waits for anything the workers should do.
+PATIENCE_SECONDS = 60
+
+
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgresql), "sqlite"])
+def drain(
+    request: pytest.FixtureRequest, sqlite_template: SqliteTemplate
+) -> Iterator[tuple[str, sa.Engine, dict[str, float]]]:
+    """A database with `JOBS` ready jobs: its URL, an engine, and settings
+    for the workers (on SQLite, which cannot announce a resume, a poll of
+    at most 2 s instead of the default 30 s, so that a resume is seen
+    within the test's time)."""
+    if request.param == "postgresql":
+        url = str(request.getfixturevalue("postgres_url"))
+        engine: sa.Engine = request.getfixturevalue("postgres_engine")
+        reset_database(engine)
+        settings: dict[str, float] = {}
+    else:
+        url = sqlite_template.fresh_url()
+        engine = fulltext_jobs.create_engine(url)
+        settings = {"max_poll_interval": 2.0}
+    queued(engine, JOBS)
+    yield url, engine, settings
+    if request.param == "sqlite":
+        engine.dispose()
+
+
+def started_after(engine: sa.Engine, moment: datetime) -> list[datetime]:
+    """When each job that started after `moment` started, earliest first."""
+    ft = tables_for(engine.dialect.name).fulltext
+    with engine.connect() as connection:
+        return sorted(
+            connection.execute(sa.select(ft.c.started).where(ft.c.started > moment)).scalars()
+        )
+
+
+def status_counts(engine: sa.Engine) -> dict[str, int]:
+    ft = tables_for(engine.dialect.name).fulltext
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(ft.c.status, sa.func.count()).group_by(ft.c.status))
+        return {str(status): count for status, count in rows}
+
+
+def wait_for(condition: Any, what: str) -> float:
+    """Poll `condition` until true; return the seconds it took."""
+    began = time.monotonic()
+    while not condition():
+        assert time.monotonic() - began < PATIENCE_SECONDS, f"waited too long for {what}"
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.mark.slow
+def test_a_pause_mid_drain_stops_every_start_until_resumed_and_a_timed_one_ends_by_itself(
+    drain: tuple[str, sa.Engine, dict[str, float]],
+):
+    url, engine, settings = drain
+    repo = SqlAlchemyRepository(engine)
+    context = multiprocessing.get_context("spawn")
+    ready, stop, results = context.Queue(), context.Event(), context.Queue()
+    processes = [
+        context.Process(
+            target=drain_until_stopped, args=(url, JOB_SECONDS, ready, stop, results, settings)
+        )
+        for _ in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    reports: list[dict[str, Any]] = []
+    try:
+        for _ in processes:
+            ready.get(timeout=PATIENCE_SECONDS)
+        wait_for(lambda: status_counts(engine).get("finished", 0) >= JOBS // 4, "a quarter done")
+
+        # Paused: once pause() has returned, no job starts; running ones finish.
+        repo.pause(DESTINATION, reason="upstream maintenance")
+        paused = now()
+        wait_for(lambda: status_counts(engine).get("running", 0) == 0, "running jobs to finish")
+        time.sleep(1.0)
+        assert started_after(engine, paused) == []
+        left = status_counts(engine)["ready"]
+        assert left > 0
+
+        # Resumed: every worker claims again (on PostgreSQL, woken by the
+        # resume's notification, within a second).
+        resumed = now()
+        repo.resume(DESTINATION)
+        wait_for(lambda: started_after(engine, resumed), "a start after the resume")
+        first_start = (started_after(engine, resumed)[0] - resumed).total_seconds()
+        if engine.dialect.name == "postgresql":
+            assert first_start < 1.0, first_start
+        else:
+            assert first_start < settings["max_poll_interval"] + 1.0, first_start
+
+        # A timed pause ends by itself.
+        wait_for(lambda: status_counts(engine).get("ready", 0) < left - JOBS // 8, "progress")
+        until = now() + timedelta(seconds=1.5)
+        repo.pause(DESTINATION, until=until)
+        paused = now()
+        wait_for(lambda: started_after(engine, until), "a start after the pause's end")
+        starts = started_after(engine, paused)
+        assert starts[0] >= until, (starts[0], until)
+        wait_for(lambda: status_counts(engine) == {"finished": JOBS}, "the drain to finish")
+        stop.set()
+        reports.extend(results.get(timeout=PATIENCE_SECONDS) for _ in processes)
+    finally:
+        stop.set()
+        join_or_kill(processes)
+    assert [report["error"] for report in reports] == [None] * PROCESSES
+    handled = [job_id for report in reports for job_id, _ in report["handled"]]
+    assert len(handled) == len(set(handled)) == JOBS  # each once
+    # Every worker took part after the resume: none was left asleep.
+    for report in reports:
+        assert max(at for _, at in report["handled"]) > resumed.timestamp()
