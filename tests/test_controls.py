@@ -5,6 +5,7 @@ a pause in the middle of a drain."""
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import threading
@@ -18,9 +19,11 @@ import sqlalchemy as sa
 from batch_workers import DESTINATION, drain_until_stopped
 from harness import FakeClock, SqliteTemplate, reset_database
 from test_batch_path import join_or_kill, queued
+from typer.testing import CliRunner, Result
 
 import fulltext_jobs
 from fulltext_jobs import FullText, InMemoryRepository, JobStatus, SqlAlchemyRepository, Worker
+from fulltext_jobs.cli import app
 from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.worker import Waiting, WaitReason, WorkerStats
 
@@ -245,3 +248,79 @@ def test_a_pause_mid_drain_stops_every_start_until_resumed_and_a_timed_one_ends_
     # Every worker took part after the resume: none was left asleep.
     for report in reports:
         assert max(at for _, at in report["handled"]) > resumed.timestamp()
+
+
+# --- the command line -------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_url(sqlite_template: SqliteTemplate) -> str:
+    url = sqlite_template.fresh_url()
+    engine = fulltext_jobs.create_engine(url)
+    queued(engine, 3)
+    engine.dispose()
+    return url
+
+
+def cli(url: str, *args: str) -> Result:
+    runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
+    return runner.invoke(app, ["--database-url", url, *args])
+
+
+def test_pause_and_resume_from_the_command_line_and_what_stats_and_jobs_show(cli_url: str):
+    result = cli(cli_url, "pause", DESTINATION, "--for", "1h", "--reason", "quota spent")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"'{DESTINATION}' is paused until 20")
+    assert result.stdout.rstrip().endswith(": quota spent")
+
+    (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
+    pause = row["pause"]
+    assert pause["pause_reason"] == "quota spent"
+    until = datetime.fromisoformat(pause["paused_until"])
+    assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(hours=1)
+    table = cli(cli_url, "stats").stdout
+    assert "paused" in table
+    assert "quota spent" in table
+    assert "(paused until" in cli(cli_url, "jobs", DESTINATION).stdout
+
+    resumed = json.loads(cli(cli_url, "resume", DESTINATION, "--json").stdout)
+    assert resumed == {
+        "destination": DESTINATION,
+        "paused": False,
+        "paused_at": None,
+        "paused_until": None,
+        "pause_reason": None,
+    }
+    (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
+    assert row["pause"] is None
+    assert "paused" not in cli(cli_url, "stats").stdout
+
+    result = cli(cli_url, "pause", DESTINATION, "--until", "2999-01-01T00:00Z", "--json")
+    assert json.loads(result.stdout)["paused_until"] == "2999-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--for", "1h", "--until", "2999-01-01T00:00Z"), "not both"),
+        (("--until", "2999-01-01T00:00"), "no time zone"),
+        (("--until", "tomorrow"), "not a time"),
+        (("--until", "2000-01-01T00:00Z"), "not after now"),
+        (("--for", "soon"), "not a duration"),
+    ],
+)
+def test_a_bad_pause_is_one_error_line_and_pauses_nothing(
+    cli_url: str, args: tuple[str, ...], needle: str
+):
+    result = cli(cli_url, "pause", DESTINATION, *args)
+    assert result.exit_code != 0
+    assert needle in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
+    assert row["pause"] is None
+
+
+def test_pausing_an_unknown_destination_names_the_known_ones(cli_url: str):
+    result = cli(cli_url, "pause", "langauge-detection")
+    assert result.exit_code == 1
+    assert f"known destinations: {DESTINATION}" in result.stderr

@@ -66,6 +66,7 @@ Decisions:
 from __future__ import annotations
 
 from fulltext_jobs.cli._base import CommandError, app, items_app, migrate_app
+from fulltext_jobs.cli._controls import pause, resume
 from fulltext_jobs.cli._demo import demo
 from fulltext_jobs.cli._items import enqueue, items_add
 from fulltext_jobs.cli._ledger import audit, jobs, parse_duration, rescue, retry, stats
@@ -86,7 +87,19 @@ migrate_app.command("downgrade")(migrate_downgrade)
 migrate_app.command("adopt")(migrate_adopt)
 migrate_app.command("current")(migrate_current)
 items_app.command("add")(items_add)
-for _command in (enqueue, work, stats, jobs, retry, rescue, audit, dashboard, demo):
+for _command in (
+    enqueue,
+    work,
+    stats,
+    jobs,
+    retry,
+    rescue,
+    pause,
+    resume,
+    audit,
+    dashboard,
+    demo,
+):
     app.command()(_command)
 
 

@@ -64,14 +64,16 @@ def stats(
     database_url: UrlOption = None,
 ) -> None:
     """Print jobs per status, per destination (and, with --unqueued, the
-    items not queued yet)."""
+    items not queued yet), and which destinations are paused, until when
+    and why."""
     with boundary(ctx, database_url) as state:
         repo = state.repository(known=destination)
         rows = repo.stats(destination, unqueued=unqueued)
+        paused = {controls.destination: controls for controls in repo.list_controls()}
         if as_json:
-            emit_json(stats_json(rows))
+            emit_json(stats_json(rows, paused))
         else:
-            stdout_console().print(stats_table(rows))
+            stdout_console().print(stats_table(rows, paused=paused))
 
 
 # --- jobs: a page of a destination's jobs ------------------------------------------
@@ -106,7 +108,7 @@ def jobs(
         if as_json:
             emit_json([job_json(job) for job in page])
         else:
-            stdout_console().print(jobs_table(destination, page))
+            stdout_console().print(jobs_table(destination, page, repo.controls(destination)))
 
 
 def retry(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fulltext_jobs.domain import (
+    DestinationControls,
     DestinationStats,
     FullText,
     JobStatus,
@@ -107,35 +108,105 @@ def progress_bar(console: Console, *extra: ProgressColumn, transient: bool = Tru
     )
 
 
-def stats_table(rows: Iterable[DestinationStats], title: str | None = None) -> Table:
+def stats_table(
+    rows: Iterable[DestinationStats],
+    title: str | None = None,
+    paused: Mapping[str, DestinationControls] | None = None,
+) -> Table:
     """The stats of each destination as a table: jobs per status, and the
-    eligible items that have no job yet ("-" where not counted)."""
+    eligible items that have no job yet ("-" where not counted); with
+    `paused` (the controls of destinations, by name), a last column saying
+    which are paused, until when and why, if any is."""
+    rows = list(rows)
+    now = datetime.now(UTC)
+    pauses = {name: controls for name, controls in (paused or {}).items() if controls.paused(now)}
     table = Table(title=title, **TABLE_STYLE)
     table.add_column("destination", no_wrap=True)
     for status in STATS_COLUMNS:
         table.add_column(status.value, justify="right")
     table.add_column("unqueued", justify="right")
+    if pauses:
+        table.add_column("paused", overflow="fold")
     for row in rows:
-        table.add_row(
+        cells = [
             row.destination,
             *(str(row.counts.get(status, 0)) for status in STATS_COLUMNS),
             "-" if row.unqueued is None else str(row.unqueued),
-        )
+        ]
+        if pauses:
+            controls = pauses.get(row.destination)
+            cells.append("" if controls is None else _pause_cell(controls))
+        table.add_row(*cells)
     return table
 
 
-def stats_json(rows: Iterable[DestinationStats]) -> list[dict[str, object]]:
+def _pause_cell(controls: DestinationControls) -> str:
+    """A pause in force, in a table's cell: until when, and why."""
+    until = (
+        "until resumed"
+        if controls.paused_until is None
+        else f"until {controls.paused_until.strftime('%Y-%m-%d %H:%M:%S UTC')}"
+    )
+    return until if controls.pause_reason is None else f"{until}: {controls.pause_reason}"
+
+
+def stats_json(
+    rows: Iterable[DestinationStats], paused: Mapping[str, DestinationControls] | None = None
+) -> list[dict[str, object]]:
     """The stats of each destination as JSON objects, one per destination:
     `destination`, a count per status, `unqueued` (null where not
-    counted)."""
+    counted), and `pause`: null, or the pause in force (`paused_at`,
+    `paused_until`, null until resumed, and `pause_reason`)."""
+    now = datetime.now(UTC)
+    found = paused or {}
+
+    def pause(destination: str) -> dict[str, object] | None:
+        controls = found.get(destination)
+        if controls is None or not controls.paused(now):
+            return None
+        return {
+            key: value
+            for key, value in controls_json(controls, now).items()
+            if key not in {"destination", "paused"}
+        }
+
     return [
         {
             "destination": row.destination,
             **{status.value: row.counts.get(status, 0) for status in STATS_COLUMNS},
             "unqueued": row.unqueued,
+            "pause": pause(row.destination),
         }
         for row in rows
     ]
+
+
+def controls_text(controls: DestinationControls, now: datetime | None = None) -> str:
+    """What is set for a destination, as a sentence: "'lang' is paused until
+    2026-12-06 08:00:00 UTC (reason)", or "'lang' is not paused"."""
+    moment = now or datetime.now(UTC)
+    name = repr(controls.destination)
+    if not controls.paused(moment):
+        return f"{name} is not paused"
+    return f"{name} is paused {_pause_cell(controls)}"
+
+
+def controls_json(controls: DestinationControls, now: datetime | None = None) -> dict[str, object]:
+    """What is set for a destination, as JSON: `destination`, `paused`
+    (whether a pause is in force now), `paused_at`, `paused_until` and
+    `pause_reason` (ISO 8601 times, null where not set)."""
+    moment = now or datetime.now(UTC)
+    return {
+        "destination": controls.destination,
+        "paused": controls.paused(moment),
+        "paused_at": _iso(controls.paused_at),
+        "paused_until": _iso(controls.paused_until),
+        "pause_reason": controls.pause_reason,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def worker_table(destination: str, stats: WorkerStats) -> Table:
@@ -175,9 +246,15 @@ def job_json(job: FullText) -> dict[str, object]:
     }
 
 
-def jobs_table(destination: str, jobs: Iterable[FullText]) -> Table:
-    """A page of jobs as a table, one row a job."""
-    table = Table(title=f"jobs: {destination}", **TABLE_STYLE)
+def jobs_table(
+    destination: str, jobs: Iterable[FullText], controls: DestinationControls | None = None
+) -> Table:
+    """A page of jobs as a table, one row a job; the title says if the
+    destination is paused (`controls`)."""
+    title = f"jobs: {destination}"
+    if controls is not None and controls.paused(datetime.now(UTC)):
+        title += f" (paused {_pause_cell(controls)})"
+    table = Table(title=title, **TABLE_STYLE)
     table.add_column("id", no_wrap=True)
     table.add_column("item", no_wrap=True)
     table.add_column("status", no_wrap=True)
