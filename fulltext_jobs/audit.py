@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Final
 
 from fulltext_jobs.checks import check_count, check_duration, check_max_attempts
-from fulltext_jobs.domain import FullText, JobStatus
+from fulltext_jobs.domain import DestinationControls, FullText, JobStatus
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "AuditSettings",
     "audit_jobs",
     "check_duration",
+    "paused_after",
     "sort_problems",
 ]
 
@@ -71,6 +72,10 @@ class AuditCheck(StrEnum):
     ATTEMPTS_ABOVE_MAX = "attempts_above_max"
     #: `ready` and still holding a claim token.
     READY_WITH_CLAIM_TOKEN = "ready_with_claim_token"  # noqa: S105 - a check's name
+    #: `started` after the pause in force on its destination began (by more
+    #: than the clock tolerance): claimed by code that does not know of
+    #: pauses (an older release, the Go original, an app's own SQL).
+    CLAIMED_WHILE_PAUSED = "claimed_while_paused"
 
 
 #: The checks the running-jobs index serves, cheap enough for every refresh
@@ -160,22 +165,43 @@ def _problems(job: FullText, settings: AuditSettings, now: datetime) -> list[Aud
     return found
 
 
-def audit_jobs(
+def paused_after(
+    controls: Iterable[DestinationControls], settings: AuditSettings, now: datetime
+) -> dict[str, datetime]:
+    """Per destination paused at `now`, the moment after which a job's
+    `started` is `CLAIMED_WHILE_PAUSED`: when its pause began, plus the
+    clock tolerance (a claim that read its clock just before the pause
+    committed, on a clock a little ahead, is no finding)."""
+    return {
+        found.destination: found.paused_at + settings.clock_tolerance
+        for found in controls
+        if found.paused_at is not None and found.paused(now)
+    }
+
+
+def audit_jobs(  # noqa: PLR0913 - what the rules read
     jobs: Iterable[FullText],
     eligible: frozenset[str] | set[str],
     settings: AuditSettings,
     now: datetime,
     destination: str | None,
+    *,
+    controls: Iterable[DestinationControls] = (),
 ) -> list[AuditProblem]:
     """The problems of `jobs` (of `destination`, or of all), sorted by
-    destination then check, as every adapter reports them."""
+    destination then check, as every adapter reports them; `controls`:
+    what is set per destination (for `CLAIMED_WHILE_PAUSED`)."""
     found: dict[tuple[str, AuditCheck], list[FullText]] = {}
+    pauses = paused_after(controls, settings, now)
     for job in jobs:
         if destination not in (None, job.destination):
             continue
         checks = _problems(job, settings, now)
         if job.item_id not in eligible:
             checks.append(AuditCheck.ITEM_MISSING)
+        after = pauses.get(job.destination)
+        if after is not None and job.started is not None and job.started > after:
+            checks.append(AuditCheck.CLAIMED_WHILE_PAUSED)
         for check in checks:
             found.setdefault((job.destination, check), []).append(job)
     problems = []

@@ -581,7 +581,14 @@ class InMemoryRepository(Repository):
     def _audit(self, destination: str | None, settings: AuditSettings) -> list[AuditProblem]:
         now = read_clock(self._clock, self._lease)
         with self._lock:
-            return audit_jobs(self._jobs.values(), self._item_set, settings, now, destination)
+            return audit_jobs(
+                self._jobs.values(),
+                self._item_set,
+                settings,
+                now,
+                destination,
+                controls=self._controls_of.values(),
+            )
 
     def _release_unleased(self, older_than: timedelta, destination: str | None) -> list[uuid.UUID]:
         now = read_clock(self._clock, self._lease)

@@ -10,23 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from fulltext_jobs.checks import check_pause_ends_after, read_clock
 from fulltext_jobs.domain import DestinationControls
+from fulltext_jobs.sql.rows import controls_of
 from fulltext_jobs.sql.statements import Statements
 from fulltext_jobs.sql.transactions import Transactions
 
 __all__ = ["ControlOperations"]
-
-
-def _controls(row: Any) -> DestinationControls:  # noqa: ANN401 - a row of the controls table
-    return DestinationControls(
-        destination=row.destination,
-        paused_at=row.paused_at,
-        paused_until=row.paused_until,
-        pause_reason=row.pause_reason,
-    )
 
 
 class ControlOperations:
@@ -40,11 +31,11 @@ class ControlOperations:
     def controls(self, destination: str) -> DestinationControls:
         with self._tx.connection("controls", single_statement=True) as connection:
             row = connection.execute(self._sql.read_controls, {"dest": destination}).one_or_none()
-        return DestinationControls(destination) if row is None else _controls(row)
+        return DestinationControls(destination) if row is None else controls_of(row)
 
     def list_controls(self) -> list[DestinationControls]:
         with self._tx.connection("list_controls", single_statement=True) as connection:
-            return [_controls(row) for row in connection.execute(self._sql.list_controls)]
+            return [controls_of(row) for row in connection.execute(self._sql.list_controls)]
 
     def pause(
         self, destination: str, until: datetime | None, reason: str | None
@@ -53,7 +44,7 @@ class ControlOperations:
         check_pause_ends_after(until, now)
         params = {"dest": destination, "now": now, "until": until, "reason": reason}
         with self._tx.connection("pause", single_statement=True) as connection:
-            return _controls(connection.execute(self._sql.pause, params).one())
+            return controls_of(connection.execute(self._sql.pause, params).one())
 
     def resume(self, destination: str) -> DestinationControls:
         with self._tx.connection("resume") as connection:
@@ -62,4 +53,4 @@ class ControlOperations:
                 return DestinationControls(destination)
             if connection.dialect.name == "postgresql":
                 connection.execute(self._sql.announce_ready, {"dest": destination})
-        return _controls(row)
+        return controls_of(row)

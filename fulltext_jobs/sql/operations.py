@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from fulltext_jobs.audit import AuditCheck, AuditProblem, AuditSettings, sort_problems
+from fulltext_jobs.audit import (
+    AuditCheck,
+    AuditProblem,
+    AuditSettings,
+    paused_after,
+    sort_problems,
+)
 from fulltext_jobs.checks import check_batch_size, check_clock, check_lease, read_clock
 from fulltext_jobs.domain import (
     HOLDER_DIED_ERROR,
@@ -44,6 +50,7 @@ from fulltext_jobs.sql.floors import floors_of
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.notifications import PostgresReadyListener
 from fulltext_jobs.sql.rows import (
+    controls_of,
     job_arrays,
     job_row,
     to_job,
@@ -445,6 +452,7 @@ class SqlOperations(ClaimOperations, ControlOperations):
             "stale_before": now - settings.rescue_after,
             "future_after": now + settings.clock_tolerance,
             "max_attempts": settings.max_attempts,
+            "examples": settings.examples,
         }
         problems = []
         # One transaction; on PostgreSQL (READ COMMITTED) each query still
@@ -454,26 +462,47 @@ class SqlOperations(ClaimOperations, ControlOperations):
         # the audit (see docs/benchmarks.md for its cost).
         with self._tx.connection("audit") as connection:
             for check, condition in self._sql.audit_conditions().items():
-                counts = connection.execute(
-                    self._sql.audit_counts(condition, destination), binds
-                ).all()
-                for name, count, oldest in counts:
-                    examples = connection.execute(
-                        self._sql.audit_examples(condition),
-                        {**binds, "destination": name, "examples": settings.examples},
-                    ).scalars()
-                    problems.append(
-                        AuditProblem(
-                            destination=name,
-                            check=check,
-                            count=count,
-                            examples=tuple(examples),
-                            oldest_started=(
-                                oldest if check is AuditCheck.RUNNING_WITHOUT_LEASE else None
-                            ),
-                        )
+                problems += self._audit_check(connection, check, condition, destination, binds)
+            # Claims while paused: per destination paused now, the jobs
+            # started since its pause began.
+            controls = [controls_of(row) for row in connection.execute(self._sql.list_controls)]
+            for name, after in paused_after(controls, settings, now).items():
+                if destination in (None, name):
+                    problems += self._audit_check(
+                        connection,
+                        AuditCheck.CLAIMED_WHILE_PAUSED,
+                        self._sql.started_after,
+                        name,
+                        {**binds, "after": after},
                     )
         return sort_problems(problems)
+
+    def _audit_check(
+        self,
+        connection: sa.Connection,
+        check: AuditCheck,
+        condition: sa.ColumnElement[bool],
+        destination: str | None,
+        binds: dict[str, Any],
+    ) -> list[AuditProblem]:
+        """The findings of `check` (jobs meeting `condition`, of
+        `destination` or of all) per destination, each with its examples."""
+        problems = []
+        counts = connection.execute(self._sql.audit_counts(condition, destination), binds).all()
+        for name, count, oldest in counts:
+            examples = connection.execute(
+                self._sql.audit_examples(condition), {**binds, "destination": name}
+            ).scalars()
+            problems.append(
+                AuditProblem(
+                    destination=name,
+                    check=check,
+                    count=count,
+                    examples=tuple(examples),
+                    oldest_started=oldest if check is AuditCheck.RUNNING_WITHOUT_LEASE else None,
+                )
+            )
+        return problems
 
     def queue_health(self, destination: str | None) -> QueueHealth:
         # Imported here: the dashboard's read model it stands on is no part

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from fulltext_jobs.domain import MAX_ATTEMPTS, FullText, JobStatus
+from fulltext_jobs.domain import MAX_ATTEMPTS, DestinationControls, FullText, JobStatus
 
 
 def job_from_values(values: tuple[Any, ...]) -> FullText:
@@ -142,3 +142,13 @@ def held_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
         "last_error": [job.last_error for job in jobs],
         "not_before": [job.not_before for job in jobs],
     }
+
+
+def controls_of(row: Any) -> DestinationControls:  # noqa: ANN401 - a row of the controls table
+    """The `DestinationControls` in a row of `fulltext_controls`."""
+    return DestinationControls(
+        destination=row.destination,
+        paused_at=row.paused_at,
+        paused_until=row.paused_until,
+        pause_reason=row.pause_reason,
+    )

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from fulltext_jobs import FullText, InvalidInput, JobStatus, NoJobs
+from fulltext_jobs.audit import AuditCheck
 from fulltext_jobs.domain import MAX_ERROR_LENGTH, DestinationControls
 from fulltext_jobs.testing._fixtures import BAD_DESTINATIONS, ContractFixtures, Hostile
 from fulltext_jobs.testing.backend import ContractBackend, FakeClock
@@ -124,6 +125,29 @@ class ControlsContract(ContractFixtures):
         assert kept.startswith("nul\\x00and")
         assert len(kept) == MAX_ERROR_LENGTH
         assert repo.controls("lang").pause_reason == kept
+
+    def test_the_audit_reports_a_job_claimed_while_paused(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        repo = keeping_controls(clocked).repo
+        early, late = self.queued(clocked, "ab")
+        repo.pause("lang")
+        # Claimed by code that knows no pause (written as the Go original
+        # would: running, no lease), once within the clock tolerance of the
+        # pause's start, once well after it.
+        for job, minutes in ((early, 1), (late, 10)):
+            clock.advance(minutes=minutes)
+            claimed = repo.get_fulltext(job.id)
+            claimed.start(clock.now)
+            repo.save_fulltext(claimed)
+        found = [
+            (problem.destination, problem.count, problem.examples)
+            for problem in repo.audit()
+            if problem.check is AuditCheck.CLAIMED_WHILE_PAUSED
+        ]
+        assert found == [("lang", 1, (late.id,))]
+        repo.resume("lang")
+        assert AuditCheck.CLAIMED_WHILE_PAUSED not in {p.check for p in repo.audit()}
 
     @pytest.mark.parametrize(
         ("until", "reason"),

@@ -104,6 +104,14 @@ class ReadStatements(StatementsBase):
             ),
         }
 
+    @property
+    def started_after(self) -> ColumnElement[bool]:
+        """A job `started` after `:after`: claimed since its destination's
+        pause began (`AuditCheck.CLAIMED_WHILE_PAUSED`), with `:after` that
+        moment plus the clock tolerance."""
+        ft = self.tables.fulltext.c
+        return ft.started > sa.bindparam("after", type_=ft.started.type)
+
     def audit_counts(
         self, condition: ColumnElement[bool], destination: str | None
     ) -> sa.Select[Any]:
