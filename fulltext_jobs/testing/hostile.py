@@ -119,6 +119,22 @@ HOSTILE_CALLS: dict[str, Callable[..., object]] = {
         [scene.jobs["failed"], replace(scene.jobs["failed"])], atomic=False
     ),
     **{
+        f"pause-until-{name}": lambda scene, until=until: scene.repo.pause("lang", until=until)
+        for name, until in {
+            "naive": datetime(2999, 1, 1),  # noqa: DTZ001 - the point
+            "str": "2999-01-01T00:00:00Z",
+            "epoch-seconds": 32_000_000_000,
+            "past-9999-in-utc": PAST_9999_IN_UTC,
+            "year-1": datetime(1, 1, 1, tzinfo=UTC),
+            "timedelta": timedelta(hours=1),
+        }.items()
+    },
+    "pause-reason-int": lambda scene: scene.repo.pause("lang", reason=42),
+    "pause-reason-bytes": lambda scene: scene.repo.pause("lang", reason=b"why"),
+    "pause-destination-surrogate": lambda scene: scene.repo.pause(SURROGATE),
+    "resume-destination-surrogate": lambda scene: scene.repo.resume(SURROGATE),
+    "controls-destination-bytes": lambda scene: scene.repo.controls(b"lang"),
+    **{
         f"save-{name}": (
             lambda scene, change=change: scene.repo.save_fulltext(change(scene.jobs["failed"]))
         )
@@ -187,6 +203,7 @@ class HostileInputContract(ContractFixtures):
             [repo.get_fulltext(job.id) for job in jobs.values()],
             repo.stats(),
             repo.count_unqueued("lang"),
+            repo.list_controls(),
         )
 
     @pytest.mark.parametrize("call", HOSTILE_CALLS.values(), ids=HOSTILE_CALLS.keys())
@@ -212,12 +229,15 @@ class HostileInputContract(ContractFixtures):
         before = self.snapshot(clocked, jobs)
         good = clock.now
         clock.now = reading
-        for call in (
+        calls: list[Callable[[], object]] = [
             lambda: clocked.repo.get_ready_job("lang"),
             lambda: clocked.repo.claim_ready("lang", 5),
             clocked.repo.rescue_expired,
             lambda: clocked.repo.heartbeat(jobs["running"]),
-        ):
+        ]
+        if clocked.capabilities.keeps_controls:
+            calls.append(lambda: clocked.repo.pause("lang"))
+        for call in calls:
             with pytest.raises(InvalidInput, match="clock"):
                 call()
         clock.now = good
