@@ -325,6 +325,7 @@ main { padding: 1em 1.5em; display: grid; gap: 1em;
   border: 1px solid var(--ready); }
 body.stale #stale { display: block; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 1em; }
+.paused { margin: 0 0 .5em; padding: .25em .5em; background: #fff8c5; border-radius: 4px; }
 section.health { grid-column: 1 / -1; }
 section.health[data-health="warn"] { border-color: var(--failed); }
 h2 { margin: 0 0 .5em; font-size: 1.15em; display: flex; justify-content: space-between; }
@@ -534,6 +535,7 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
     return (
         f'<section class="destination" data-destination="{_e(name)}">'
         f'<h2><span>{_e(name)}</span><span class="pct">{percent:.1f}% done</span></h2>'
+        f"{_paused(row, now)}"
         f'<div class="bar" role="img" aria-label="{row.done} of {row.total} done">{bar}</div>'
         f'<table class="counts"><tr>{heads}'
         '<th class="n"><span class="key unqueued"></span>unqueued</th></tr>'
@@ -545,6 +547,20 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
         f"{_failures(name, row.failures, now)}"
         "</section>"
     )
+
+
+def _paused(row: DestinationOverview, now: datetime) -> str:
+    """A pause in force on the destination: until when, and why."""
+    controls = row.controls
+    if controls is None or not controls.paused(now):
+        return ""
+    until = (
+        "until resumed"
+        if controls.paused_until is None
+        else f"until {_clock(controls.paused_until)}"
+    )
+    why = "" if controls.pause_reason is None else f": {_e(controls.pause_reason)}"
+    return f'<p class="paused" role="status">Paused {until}{why}. No job of it starts.</p>'
 
 
 def _unqueued(row: DestinationOverview) -> str:

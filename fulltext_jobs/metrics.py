@@ -181,6 +181,10 @@ class LedgerCollector:
     - `fulltext_jobs_stuck{destination,check}`: running jobs no rescue
       returns, by audit check (`running_without_lease`,
       `lease_expired_unrescued`; 0 when none);
+    - `fulltext_jobs_paused{destination}`: 1 while an operator's pause is
+      in force on the destination (no job of it starts), else 0;
+    - `fulltext_jobs_paused_until_timestamp_seconds{destination}`: when that
+      pause ends, in Unix time (0: until resumed); only while paused;
     - `fulltext_jobs_ledger_up`: 1 if the ledger could be read, else 0 (and
       no other gauge).
 
@@ -247,7 +251,25 @@ class LedgerCollector:
             "Running jobs no rescue returns, by audit check.",
             labels=["destination", "check"],
         )
+        paused = core.GaugeMetricFamily(
+            "fulltext_jobs_paused",
+            "1 while a pause is in force on the destination: no job of it starts.",
+            labels=["destination"],
+        )
+        paused_until = core.GaugeMetricFamily(
+            "fulltext_jobs_paused_until_timestamp_seconds",
+            "When the destination's pause ends, in Unix time (0: until resumed).",
+            labels=["destination"],
+        )
         for row in overview.destinations:
+            controls = row.controls
+            in_force = controls is not None and controls.paused(overview.taken)
+            paused.add_metric([row.destination], 1 if in_force else 0)
+            if controls is not None and in_force:
+                until = controls.paused_until
+                paused_until.add_metric(
+                    [row.destination], 0 if until is None else until.timestamp()
+                )
             for check in STUCK_CHECKS:
                 stuck.add_metric([row.destination, check.value], row.stuck.get(check, 0))
             for status in JobStatus:
@@ -261,7 +283,7 @@ class LedgerCollector:
                 [row.destination],
                 0.0 if started is None else max(0.0, (overview.taken - started).total_seconds()),
             )
-        yield from (jobs, unqueued, ready, retry, running, stuck)
+        yield from (jobs, unqueued, ready, retry, running, stuck, paused, paused_until)
         if reading.health is not None:
             yield from _health_gauges(core, reading.health, overview)
 

@@ -219,6 +219,27 @@ def test_the_page_shows_every_destination(client: Client, ledger: Ledger):
     assert "https://" not in page
 
 
+def test_the_page_and_metrics_show_a_paused_destination(ledger: Ledger, reader: sa.Engine):
+    until = NOW + timedelta(hours=1)
+    ledger.repo.pause(DEST, until=until, reason="<b>upgrade</b>")
+    snapshots = Snapshots(reader, clock=lambda: NOW)
+    with served(create_app(snapshots, refresh=2, title="the ledger")) as base:
+        client = Client(base)
+        page = client.get("/").text
+        values = metric_values(client.get("/metrics").text)
+    assert "Paused until 2026-11-28 13:30:20 UTC: &lt;b&gt;upgrade&lt;/b&gt;" in page
+    assert page.count('class="paused"') == 1  # not "other"
+    assert values[("fulltext_jobs_paused", (("destination", DEST),))] == 1
+    assert values[("fulltext_jobs_paused", (("destination", "other"),))] == 0
+    assert (
+        values[("fulltext_jobs_paused_until_timestamp_seconds", (("destination", DEST),))]
+        == until.timestamp()
+    )
+    assert ("fulltext_jobs_paused_until_timestamp_seconds", (("destination", "other"),)) not in (
+        values
+    )
+
+
 def test_the_overview_fragment_is_the_pages_changing_part(client: Client):
     response = client.get("/overview")
     assert response.status == 200

@@ -40,13 +40,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from fulltext_jobs.audit import DEFAULT_RESCUE_AFTER, STUCK_CHECKS, AuditCheck
 from fulltext_jobs.checks import check_destination
-from fulltext_jobs.domain import DestinationStats, FullText, JobStatus, utc
+from fulltext_jobs.domain import DestinationControls, DestinationStats, FullText, JobStatus, utc
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.sql.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url
 from fulltext_jobs.sql.errors import translated
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.migrate import check_schema
-from fulltext_jobs.sql.rows import to_job
+from fulltext_jobs.sql.rows import controls_of, to_job
 from fulltext_jobs.sql.schema import UTCDateTime, tables_for
 from fulltext_jobs.sql.statements import Statements
 
@@ -151,6 +151,8 @@ class DestinationOverview:
     #: `Repository.audit` that the running-jobs index serves (the others read
     #: every job, too much for each refresh; run `fulltext-jobs audit`).
     stuck: dict[AuditCheck, int] = dataclasses.field(default_factory=dict)
+    #: What operators set for it (a pause), as `Repository.controls` reads it.
+    controls: DestinationControls | None = None
 
     @property
     def destination(self) -> str:
@@ -279,6 +281,10 @@ def read_overview(
         ended, first_ended = _ended_per_minute(connection, first)
         stuck = _stuck(connection, sql, taken)
         delayed = delayed_jobs(connection, taken)
+        controls = {
+            found.destination: found
+            for found in map(controls_of, connection.execute(sql.list_controls))
+        }
         rows = []
         for name in sorted(counts):
             held = tuple(
@@ -316,6 +322,7 @@ def read_overview(
                         taken,
                     ),
                     stuck=stuck.get(name, {}),
+                    controls=controls.get(name),
                 )
             )
     return Overview(taken=taken, destinations=tuple(rows))
