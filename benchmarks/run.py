@@ -492,6 +492,7 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                         # holds no dead entries for one to pass over).
                         "from_seq": FROM_START,
                         "below_seq": PAST_END,
+                        "uncapped_only": True,
                     },
                 )
                 claimed = cursor.fetchone()

@@ -47,6 +47,7 @@ __all__ = [
     "MAX_INT32",
     "MAX_LEASE",
     "MAX_LISTED",
+    "MAX_RUNNING",
     "as_real",
     "check_batch_size",
     "check_claim_size",
@@ -64,6 +65,7 @@ __all__ = [
     "check_lease",
     "check_limit",
     "check_max_attempts",
+    "check_max_running",
     "check_optional_destination",
     "check_pause",
     "check_pause_ends_after",
@@ -261,6 +263,19 @@ def check_pause(until: object, reason: object) -> tuple[datetime | None, str | N
         None if until is None else utc(until),
         None if reason is None else clean_error(reason),
     )
+
+
+#: The largest cap on a destination's running jobs (`Repository.limit`): the
+#: stores' 32-bit column.
+MAX_RUNNING: Final = 2**31 - 1
+
+
+def check_max_running(max_running: object) -> int | None:
+    """`max_running` if it is None (no cap) or a whole number from 1 to
+    `MAX_RUNNING`; raise `InvalidInput` otherwise."""
+    if max_running is None:
+        return None
+    return check_count(max_running, "max_running", MAX_RUNNING)
 
 
 def check_pause_ends_after(until: datetime | None, now: datetime) -> None:

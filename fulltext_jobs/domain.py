@@ -473,13 +473,15 @@ class DestinationStats:
 class DestinationControls:
     """What an operator has set for one destination, which every worker of
     the fleet obeys: a pause, from `paused_at` until `paused_until` (None:
-    until resumed), with its `pause_reason`. A destination nobody has
-    paused has all three None."""
+    until resumed), with its `pause_reason`; and `max_running`, a cap on
+    its jobs running at once (None: none). A destination nobody has
+    steered has all of them None."""
 
     destination: str
     paused_at: datetime | None = None
     paused_until: datetime | None = None
     pause_reason: str | None = None
+    max_running: int | None = None
 
     def paused(self, now: datetime) -> bool:
         """Whether a pause is in force at `now`: no job of the destination

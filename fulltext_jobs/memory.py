@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from fulltext_jobs.audit import UNLEASED_ERROR, AuditProblem, AuditSettings, audit_jobs
 from fulltext_jobs.checks import (
+    MAX_CLAIM,
     check_batch_size,
     check_clock,
     check_item_ids,
@@ -454,6 +455,7 @@ class InMemoryRepository(Repository):
         taken: list[FullText] = []
         if self._paused(destination, now):
             return taken
+        n = min(n, self._room_under_cap(destination))
         for job in self._due(destination, now):
             if len(taken) == n:
                 break
@@ -473,6 +475,21 @@ class InMemoryRepository(Repository):
         controls = self._controls_of.get(destination)
         return controls is not None and controls.paused(now)
 
+    def _room_under_cap(self, destination: str) -> int:
+        """How many more jobs of `destination` its cap lets start: the cap
+        less its running jobs and those held by `hold_ready` blocks (no
+        limit without a cap); called under the lock."""
+        controls = self._controls_of.get(destination)
+        if controls is None or controls.max_running is None:
+            return MAX_CLAIM
+        busy = sum(
+            1
+            for job in self._jobs.values()
+            if job.destination == destination
+            and (job.status is JobStatus.RUNNING or job.id in self._held)
+        )
+        return max(0, controls.max_running - busy)
+
     # --- steering the fleet -------------------------------------------
 
     def _controls(self, destination: str) -> DestinationControls:
@@ -489,16 +506,31 @@ class InMemoryRepository(Repository):
         now = read_clock(self._clock, self._lease)
         check_pause_ends_after(until, now)
         with self._lock:
-            earlier = self._controls_of.get(destination)
-            began = earlier.paused_at if earlier is not None and earlier.paused(now) else now
-            controls = DestinationControls(destination, began, until, reason)
+            earlier = self._controls_of.get(destination) or DestinationControls(destination)
+            began = earlier.paused_at if earlier.paused(now) else now
+            controls = replace(earlier, paused_at=began, paused_until=until, pause_reason=reason)
             self._controls_of[destination] = controls
+            return controls
+
+    def _limit(self, destination: str, max_running: int | None) -> DestinationControls:
+        with self._lock:
+            earlier = self._controls_of.get(destination) or DestinationControls(destination)
+            controls = replace(earlier, max_running=max_running)
+            self._controls_of[destination] = controls
+            # A cap raised or removed makes room: idle workers wake.
+            self._announcements.announce(destination)
             return controls
 
     def _resume(self, destination: str) -> DestinationControls:
         with self._lock:
-            controls = DestinationControls(destination)
-            if destination in self._controls_of:
+            earlier = self._controls_of.get(destination)
+            controls = replace(
+                earlier or DestinationControls(destination),
+                paused_at=None,
+                paused_until=None,
+                pause_reason=None,
+            )
+            if earlier is not None:
                 self._controls_of[destination] = controls
                 # Idle workers wake and claim, as PostgreSQL's notification
                 # wakes them.

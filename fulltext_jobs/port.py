@@ -55,6 +55,7 @@ from fulltext_jobs.checks import (
     check_jobs,
     check_limit,
     check_max_attempts,
+    check_max_running,
     check_optional_destination,
     check_pause,
     check_progress,
@@ -187,6 +188,10 @@ def release_unleased_args(
     older_than: timedelta, destination: str | None
 ) -> tuple[timedelta, str | None]:
     return check_duration(older_than, "older_than"), check_optional_destination(destination)
+
+
+def limit_args(destination: str, max_running: int | None) -> tuple[str, int | None]:
+    return check_destination(destination), check_max_running(max_running)
 
 
 def pause_args(
@@ -394,7 +399,9 @@ def cannot_hold(repo: object) -> NotSupported:
 def cannot_steer(repo: object) -> NotSupported:
     """The error of either port's own `_pause` and `_resume`, which an
     adapter that keeps no controls inherits."""
-    return NotSupported(f"{type(repo).__name__} keeps no destination controls: it cannot pause")
+    return NotSupported(
+        f"{type(repo).__name__} keeps no destination controls: it cannot pause or cap"
+    )
 
 
 def handed_out(jobs: list[FullText]) -> list[_HandedOut]:

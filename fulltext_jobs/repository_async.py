@@ -47,6 +47,7 @@ from fulltext_jobs.port import (
     heartbeat_args,
     held_outcomes,
     hold_ready_args,
+    limit_args,
     list_jobs_args,
     listen_args,
     moved_on,
@@ -302,6 +303,10 @@ class AsyncRepository(abc.ABC):
         """As `Repository.list_controls`."""
         return await self._list_controls()
 
+    async def limit(self, destination: str, *, max_running: int | None) -> DestinationControls:
+        """As `Repository.limit`."""
+        return await self._limit(*limit_args(destination, max_running))
+
     async def pause(
         self, destination: str, *, until: datetime | None = None, reason: str | None = None
     ) -> DestinationControls:
@@ -331,6 +336,14 @@ class AsyncRepository(abc.ABC):
 
     async def _resume(self, destination: str) -> DestinationControls:  # noqa: ARG002 - for adapters
         """As `Repository._resume`."""
+        raise cannot_steer(self)
+
+    async def _limit(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        max_running: int | None,  # noqa: ARG002 - for adapters
+    ) -> DestinationControls:
+        """As `Repository._limit`."""
         raise cannot_steer(self)
 
     # --- what the adapter implements, given checked arguments --------------

@@ -1,7 +1,8 @@
 """The port's operations for operators: looking at the ledger (what exists,
 counts, pages of jobs, the audit, the queue's health), repairing it
 (rescues, retries, releasing the Go original's abandoned claims), and
-steering the fleet (pausing and resuming a destination).
+steering the fleet (pausing and resuming a destination, capping its
+running jobs).
 
 `Upkeep` is a part of `Repository` (which inherits it), kept apart from the
 workers' operations (claims, saves, heartbeats) because an operator's
@@ -31,6 +32,7 @@ from fulltext_jobs.port import (
     controls_args,
     count_unqueued_args,
     has_destination_args,
+    limit_args,
     list_jobs_args,
     pause_args,
     queue_health_args,
@@ -245,6 +247,24 @@ class Upkeep(abc.ABC):
         in force or over), by destination. Changes nothing."""
         return self._list_controls()
 
+    def limit(self, destination: str, *, max_running: int | None) -> DestinationControls:
+        """Cap `destination`'s jobs running at once, across the fleet, at
+        `max_running` (None: remove the cap); return its controls. Every
+        claim of this library (`get_ready_job`, `claim_ready`, `hold_ready`,
+        a `Worker`) then hands out at most the cap less the jobs running,
+        counted in the database under a lock of the destination's row, so
+        no interleaving of claimers on any machine takes more; the jobs a
+        transaction-mode hold has in hand count as running (there, holds of
+        a capped destination take turns). A cap lowered below the jobs
+        running stops new starts until enough have ended; jobs running are
+        not stopped. Claims of code older than this release do not know of
+        caps (nor do the Go original's), and a claim that began before the
+        cap was set may still take its jobs: a cap set on a busy
+        destination binds from the next claims on. Raises `InvalidInput`
+        for a bad destination or a `max_running` that is not None or a
+        whole number from 1 to 2**31 - 1."""
+        return self._limit(*limit_args(destination, max_running))
+
     def pause(
         self, destination: str, *, until: datetime | None = None, reason: str | None = None
     ) -> DestinationControls:
@@ -345,4 +365,12 @@ class Upkeep(abc.ABC):
 
     def _resume(self, destination: str) -> DestinationControls:  # noqa: ARG002 - for adapters
         """As `resume`; the base class cannot pause, so cannot resume."""
+        raise cannot_steer(self)
+
+    def _limit(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        max_running: int | None,  # noqa: ARG002 - for adapters
+    ) -> DestinationControls:
+        """As `limit`; the base class cannot cap."""
         raise cannot_steer(self)

@@ -359,6 +359,9 @@ class BlockingAsyncRepository(Repository):
     def resume(self, destination: str) -> DestinationControls:
         return run_async(self.repo.resume(destination))
 
+    def limit(self, destination: str, *, max_running: int | None) -> DestinationControls:
+        return run_async(self.repo.limit(destination, max_running=max_running))
+
     # The public methods above bypass this (sync) port's checks on purpose:
     # they hand every argument, as given, to the async adapter, whose own
     # port must check it. So the port's protected methods are never called.
@@ -369,7 +372,7 @@ class BlockingAsyncRepository(Repository):
     _get_fulltext = _save_fulltext = _create_job_for_unqueued = _get_ready_job = _never_called
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
-    _queue_health = _controls = _list_controls = _pause = _resume = _never_called
+    _queue_health = _controls = _list_controls = _pause = _resume = _limit = _never_called
     _list_jobs = _next_due = _take_rate_tokens = _never_called
     _enqueue_new = _has_destination = _save_each = _never_called
 

@@ -129,6 +129,7 @@ def test_the_claims_index_scan_starts_at_the_floor(clean_postgres_engine: sa.Eng
             "lease_until": datetime.now(UTC),
             "from_seq": 12345,
             "below_seq": PAST_END,
+            "uncapped_only": True,
         }
         with clean_postgres_engine.connect() as connection:
             connection.exec_driver_sql("SET enable_seqscan = off")

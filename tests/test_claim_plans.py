@@ -67,6 +67,7 @@ def params(now: datetime) -> dict[str, Any]:
         "token": None,
         "from_seq": FROM_START,
         "below_seq": PAST_END,
+        "uncapped_only": True,
     }
 
 

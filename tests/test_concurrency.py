@@ -383,6 +383,7 @@ def test_claiming_for_one_destination_does_not_wait_for_a_held_claim(
                         "lease_until": utc(),
                         "from_seq": FROM_START,
                         "below_seq": PAST_END,
+                        "uncapped_only": True,
                     },
                 ).one()
                 assert held.item_id == ITEM_IDS[0]

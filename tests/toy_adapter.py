@@ -97,3 +97,6 @@ class ToyRepository(Repository):
 
     def _resume(self, destination):
         return self._store._resume(destination)
+
+    def _limit(self, destination, max_running):
+        return self._store._limit(destination, max_running)

@@ -31,6 +31,7 @@ from fulltext_jobs.sql.compiled import HotPath
 from fulltext_jobs.sql.floors import FROM_START, PAST_END, ClaimFloors
 from fulltext_jobs.sql.rows import (
     at_max_attempts,
+    controls_of,
     held_arrays,
     held_from_values,
     job_from_values,
@@ -62,6 +63,8 @@ class ClaimOperations:
     _lease: timedelta
     _server_clock: bool
     _floors: ClaimFloors | None
+    #: The destinations this process has found capped (see `_has_cap`).
+    _capped: set[str]
 
     if TYPE_CHECKING:
 
@@ -77,9 +80,16 @@ class ClaimOperations:
             "now": now,
             "token": uuid.uuid4(),
             "lease_until": now + self._lease,
+            "uncapped_only": True,
         }
         while True:
-            job = self._from_floor(destination, params, self._claim_one)
+            if destination in self._capped:
+                found = self._claim_capped(destination, {**params, "n": 1})
+                job = found[0] if found else None
+            else:
+                job = self._from_floor(destination, params, self._claim_one)
+                if job is None and self._has_cap(destination):
+                    continue  # a cap: claim again, within it
             if job is None:
                 raise NoJobs(f"no job is ready for {destination!r}")
             if job.status is JobStatus.RUNNING:
@@ -102,10 +112,21 @@ class ClaimOperations:
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         now = read_clock(self._clock, self._lease)
-        params = {"dest": destination, "n": n, "now": now, "lease_until": now + self._lease}
+        params = {
+            "dest": destination,
+            "n": n,
+            "now": now,
+            "lease_until": now + self._lease,
+            "uncapped_only": True,
+        }
         claimed: list[FullText] = []
         while True:
-            jobs = self._from_floor(destination, params, self._claim_many)
+            if destination in self._capped:
+                jobs = self._claim_capped(destination, params)
+            else:
+                jobs = self._from_floor(destination, params, self._claim_many)
+                if not jobs and self._has_cap(destination):
+                    continue  # a cap: claim again, within it
             running = [job for job in jobs if job.status is JobStatus.RUNNING]
             claimed += running
             if len(running) == len(jobs) or len(claimed) == n:
@@ -119,13 +140,74 @@ class ClaimOperations:
         `MAX_ATTEMPTS`), oldest first, and the newest one's `seq` (None if
         none)."""
         with self._tx.connection("claim_ready", single_statement=True) as connection:
-            if self._hot is not None:
-                values = self._hot.claim_many.run_all(connection, params)
-                # RETURNING keeps no order: `seq`, after the job's columns.
-                values.sort(key=operator.itemgetter(-1))
-                return [job_from_values(row) for row in values], values[-1][-1] if values else None
-            rows = sorted(connection.execute(self._sql.claim_many, params), key=_by_seq)
+            return self._claim_many_on(connection, params)
+
+    def _claim_many_on(
+        self, connection: sa.Connection, params: dict[str, Any]
+    ) -> tuple[list[FullText], int | None]:
+        """`_claim_many`, on `connection`."""
+        if self._hot is not None:
+            values = self._hot.claim_many.run_all(connection, params)
+            # RETURNING keeps no order: `seq`, after the job's columns.
+            values.sort(key=operator.itemgetter(-1))
+            return [job_from_values(row) for row in values], values[-1][-1] if values else None
+        rows = sorted(connection.execute(self._sql.claim_many, params), key=_by_seq)
         return [to_job(row) for row in rows], rows[-1].seq if rows else None
+
+    # --- claims under a cap ------------------------------------------------
+
+    def _has_cap(self, destination: str, connection: sa.Connection | None = None) -> bool:
+        """After a claim that found nothing: whether `destination` has a cap
+        (which the claim's guard, `uncapped_only`, stopped at), read on
+        `connection` if given (a hold's, whose transaction holds SQLite's
+        write lock); if so it is remembered, and this process's claims take
+        the capped path from now on. A cap removed later is found there, and
+        forgotten."""
+        params = {"dest": destination}
+        if connection is None:
+            with self._tx.connection("claim_ready", single_statement=True) as own:
+                row = own.execute(self._sql.read_controls, params).one_or_none()
+        else:
+            row = connection.execute(self._sql.read_controls, params).one_or_none()
+        if row is None or row.max_running is None:
+            return False
+        self._capped.add(destination)
+        return True
+
+    def _claim_capped(self, destination: str, params: dict[str, Any]) -> list[FullText]:
+        """Claim as `claim_many` does, within `destination`'s cap: in one
+        transaction, lock the destination's row of the controls (capped
+        claimers take turns on it), count its running jobs, and claim at
+        most the cap less them (nothing while paused). A destination found
+        to have no cap any more is forgotten, and claimed as usual."""
+        with self._tx.connection("claim_ready") as connection:
+            room = self._room_under_cap(connection, destination, params["now"])
+            if room is None:
+                self._capped.discard(destination)
+            elif room == 0:
+                return []
+            else:
+                capped = {**params, "n": min(params.get("n", 1), room), "uncapped_only": False}
+                return self._from_floor(
+                    destination, capped, lambda p: self._claim_many_on(connection, p)
+                )
+        return self._from_floor(destination, params, self._claim_many)
+
+    def _room_under_cap(
+        self, connection: sa.Connection, destination: str, now: datetime
+    ) -> int | None:
+        """In a transaction on `connection`: lock `destination`'s row of the
+        controls (`lock_controls`, until the transaction ends) and return
+        how many more of its jobs the cap lets start (0 while paused), or
+        None if it has no cap."""
+        row = connection.execute(self._sql.lock_controls, {"dest": destination}).one_or_none()
+        if row is None or row.max_running is None:
+            return None
+        if controls_of(row).paused(now):
+            return 0
+        busy: int = connection.execute(self._sql.count_busy, {"dest": destination}).scalar_one()
+        cap: int = row.max_running
+        return max(0, cap - busy)
 
     def _from_floor(
         self,
@@ -159,7 +241,7 @@ class ClaimOperations:
     @contextmanager
     def hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
         now = read_clock(self._clock, self._lease)
-        params = {"dest": destination, "n": n, "now": now}
+        params = {"dest": destination, "n": n, "now": now, "uncapped_only": True}
         jobs: list[FullText] = []
         written = 0
         committed = False
@@ -173,9 +255,7 @@ class ClaimOperations:
                         "jobs: use an engine without it, or the leased mode (claim_ready)"
                     )
                     raise NotSupported(msg)
-                jobs = self._from_floor(
-                    destination, params, lambda params: self._held(connection, params, now)
-                )
+                jobs = self._hold_within_cap(connection, destination, params)
                 hold_id = self._record_hold(destination, jobs, now)
 
                 def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: FBT001 - the port's call
@@ -207,6 +287,33 @@ class ClaimOperations:
                 self._forget_floor(destination, len(jobs))
             elif written:
                 self._returning_to_ready(jobs)
+
+    def _hold_within_cap(
+        self, connection: sa.Connection, destination: str, params: dict[str, Any]
+    ) -> list[FullText]:
+        """The jobs `hold_ready` holds, in its transaction on `connection`.
+        Under a cap, the destination's row of the controls is locked for the
+        whole hold (`_room_under_cap`): the held jobs count as running
+        while no other capped claim of the destination can count, so holds
+        of a capped destination take turns, and its leased claims wait for
+        them."""
+        now = params["now"]
+
+        def hold(held_params: dict[str, Any]) -> tuple[list[FullText], int | None]:
+            return self._held(connection, held_params, now)
+
+        if destination not in self._capped:
+            jobs = self._from_floor(destination, params, hold)
+            if jobs or not self._has_cap(destination, connection):
+                return jobs
+        room = self._room_under_cap(connection, destination, now)
+        if room is None:
+            self._capped.discard(destination)
+            return self._from_floor(destination, params, hold)
+        if room == 0:
+            return []
+        capped = {**params, "n": min(params["n"], room), "uncapped_only": False}
+        return self._from_floor(destination, capped, hold)
 
     def _record_hold(
         self, destination: str, jobs: list[FullText], now: datetime

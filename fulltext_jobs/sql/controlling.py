@@ -1,9 +1,11 @@
 """What operators set per destination, in SQL: `controls`, `list_controls`,
-`pause` and `resume` of the SQLAlchemy adapter, on checked arguments.
+`pause`, `resume` and `limit` of the SQLAlchemy adapter, on checked
+arguments.
 
 `ControlOperations` is a part of `SqlOperations` (which it is mixed into).
 The claims read the same table through the guard of every claim statement
-(`Statements._not_paused`), not through these.
+(`Statements._claim_allowed`), and the capped claims through their lock
+(`fulltext_jobs.sql.claiming`), not through these.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ class ControlOperations:
         params = {"dest": destination, "now": now, "until": until, "reason": reason}
         with self._tx.connection("pause", single_statement=True) as connection:
             return controls_of(connection.execute(self._sql.pause, params).one())
+
+    def limit(self, destination: str, max_running: int | None) -> DestinationControls:
+        params = {"dest": destination, "max_running": max_running}
+        with self._tx.connection("limit") as connection:
+            row = connection.execute(self._sql.limit, params).one()
+            if connection.dialect.name == "postgresql":
+                # A cap raised or removed makes room: waiting workers claim.
+                connection.execute(self._sql.announce_ready, {"dest": destination})
+        return controls_of(row)
 
     def resume(self, destination: str) -> DestinationControls:
         with self._tx.connection("resume") as connection:

@@ -100,6 +100,7 @@ class SqlOperations(ClaimOperations, ControlOperations):
             raise InvalidInput(msg)
         configure_sqlite(engine)
         self._engine = engine
+        self._capped: set[str] = set()
         tables = tables_for(engine.dialect.name)
         if items is None:
             items = ItemSource(tables.items)

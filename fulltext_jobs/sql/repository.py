@@ -265,3 +265,6 @@ class SqlAlchemyRepository(Repository):
 
     def _resume(self, destination: str) -> DestinationControls:
         return self._ops.resume(destination)
+
+    def _limit(self, destination: str, max_running: int | None) -> DestinationControls:
+        return self._ops.limit(destination, max_running)

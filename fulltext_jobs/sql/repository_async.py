@@ -215,6 +215,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _resume(self, destination: str) -> DestinationControls:
         return await self._call(lambda ops: ops.resume(destination))
 
+    async def _limit(self, destination: str, max_running: int | None) -> DestinationControls:
+        return await self._call(lambda ops: ops.limit(destination, max_running))
+
     async def _list_jobs(
         self,
         destination: str,

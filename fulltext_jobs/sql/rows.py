@@ -151,4 +151,5 @@ def controls_of(row: Any) -> DestinationControls:  # noqa: ANN401 - a row of the
         paused_at=row.paused_at,
         paused_until=row.paused_until,
         pause_reason=row.pause_reason,
+        max_running=row.max_running,
     )

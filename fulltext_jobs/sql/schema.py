@@ -273,8 +273,8 @@ def tables_for(dialect_name: str) -> Tables:
         else None
     )
     # What an operator set for a destination (0013): a pause in force while
-    # `paused_at` is set and `paused_until` null or ahead. Every claim
-    # probes it by its primary key.
+    # `paused_at` is set and `paused_until` null or ahead, and a cap on its
+    # running jobs. Every claim probes it by its primary key.
     controls = sa.Table(
         "fulltext_controls",
         metadata,
@@ -282,6 +282,7 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("paused_at", UTCDateTime),
         sa.Column("paused_until", UTCDateTime),
         sa.Column("pause_reason", sa.Text),
+        sa.Column("max_running", sa.Integer),
         schema=schema,
     )
     # Which library code can use a database at each revision (0005).

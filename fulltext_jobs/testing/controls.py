@@ -1,5 +1,5 @@
 """The contract: what operators set per destination (`pause`, `resume`,
-`controls`), and that every claim obeys it."""
+`limit`, `controls`), and that every claim obeys it."""
 
 from __future__ import annotations
 
@@ -149,6 +149,61 @@ class ControlsContract(ContractFixtures):
         repo.resume("lang")
         assert AuditCheck.CLAIMED_WHILE_PAUSED not in {p.check for p in repo.audit()}
 
+    def test_a_cap_bounds_every_claim_by_the_jobs_running(self, backend: ContractBackend) -> None:
+        repo = keeping_controls(backend).repo
+        self.queued(backend, "abcdefg")
+        capped = repo.limit("lang", max_running=3)
+        assert capped == DestinationControls("lang", max_running=3)
+        assert repo.controls("lang") == capped
+        assert repo.list_controls() == [capped]
+        first = repo.get_ready_job("lang")
+        assert len(repo.claim_ready("lang", 10)) == 2  # the cap less the one running
+        nothing_claimable(backend)
+        first.finish()
+        repo.save_fulltext(first)
+        assert [job.item_id for job in repo.claim_ready("lang", 10)] == ["d"]
+        # Lowered below the jobs running: nothing starts until enough end.
+        repo.limit("lang", max_running=1)
+        nothing_claimable(backend)
+        # Removed: the rest at once.
+        assert repo.limit("lang", max_running=None) == DestinationControls("lang")
+        assert [job.item_id for job in repo.claim_ready("lang", 10)] == ["e", "f", "g"]
+
+    def test_held_jobs_count_against_the_cap(self, backend: ContractBackend) -> None:
+        repo = keeping_controls(backend).repo
+        self.queued(backend, "abcde")
+        repo.limit("lang", max_running=3)
+        leased = repo.get_ready_job("lang")
+        with repo.hold_ready("lang", 10) as held:
+            assert [job.item_id for job in held] == ["b", "c"]
+            for job in held:
+                job.finish()
+        leased.finish()
+        repo.save_fulltext(leased)
+        assert [job.item_id for job in repo.claim_ready("lang", 10)] == ["d", "e"]
+
+    def test_a_pause_and_a_cap_are_kept_apart(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        repo = keeping_controls(clocked).repo
+        self.queued(clocked, "abc")
+        repo.limit("lang", max_running=2)
+        repo.pause("lang", reason="r")
+        nothing_claimable(clocked)
+        assert repo.controls("lang") == DestinationControls("lang", clock.now, None, "r", 2)
+        assert repo.resume("lang") == DestinationControls("lang", max_running=2)
+        assert len(repo.claim_ready("lang", 10)) == 2
+        assert repo.limit("lang", max_running=None) == DestinationControls("lang")
+
+    @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "3", 2**31, [2]])
+    def test_a_bad_cap_raises_invalid_input_and_caps_nothing(
+        self, backend: ContractBackend, bad: Hostile
+    ) -> None:
+        repo = keeping_controls(backend).repo
+        with pytest.raises(InvalidInput, match="max_running"):
+            repo.limit("lang", max_running=bad)
+        assert repo.list_controls() == []
+
     @pytest.mark.parametrize(
         ("until", "reason"),
         [
@@ -174,4 +229,6 @@ class ControlsContract(ContractFixtures):
         for call in (repo.controls, repo.pause, repo.resume):
             with pytest.raises(InvalidInput):
                 call(bad)
+        with pytest.raises(InvalidInput):
+            repo.limit(bad, max_running=1)
         assert repo.list_controls() == []

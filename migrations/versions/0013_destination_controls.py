@@ -1,14 +1,18 @@
 """Destination controls the fleet agrees on: a destination paused, until
-when and why (`fulltext_controls`, in schema `jobs` on PostgreSQL).
+when and why, and its cap on jobs running at once (`fulltext_controls`, in
+schema `jobs` on PostgreSQL).
 
-One row per destination an operator has paused (`fulltext-jobs pause`,
-`Repository.pause`); resuming clears its pause. Every claim of code at this
-revision or later reads the destination's row (one primary-key probe) and
-hands out nothing while a pause is in force: `paused_at` set, and
-`paused_until` null (until resumed) or still ahead.
+One row per destination an operator has paused or capped (`fulltext-jobs
+pause`, `fulltext-jobs limit`, `Repository.pause`, `Repository.limit`);
+resuming clears its pause, `limit --max-running none` its cap. Every claim
+of code at this revision or later reads the destination's row (one
+primary-key probe) and hands out nothing while a pause is in force
+(`paused_at` set, and `paused_until` null, until resumed, or still ahead);
+under a cap (`max_running`) it hands out at most the cap less the jobs
+running.
 
 An expand-only revision: code built for 0006 to 0012 never reads the table,
-so its workers keep claiming through a pause (a rolling deploy finishes
+so its workers keep claiming through a pause and past a cap (a rolling deploy finishes
 before a pause binds every worker; docs/guide-workers.md says so).
 
 Revision ID: 0013
@@ -45,6 +49,7 @@ def upgrade() -> None:
         sa.Column("paused_at", sa.DateTime(timezone=True)),
         sa.Column("paused_until", sa.DateTime(timezone=True)),
         sa.Column("pause_reason", sa.Text),
+        sa.Column("max_running", sa.Integer),
         schema="jobs" if postgresql else None,
     )
     op.bulk_insert(

@@ -95,7 +95,7 @@ class ClaimStatements(ControlStatements):
         # compound's members.
         branches = [sa.select(branch.subquery()) for branch in (due, came_due)]
         merged = sa.union_all(*branches).subquery("ready_jobs")
-        return sa.select(merged).where(self._not_paused()).order_by(merged.c.seq).limit(n)
+        return sa.select(merged).where(self._claim_allowed()).order_by(merged.c.seq).limit(n)
 
     def _from_floor(self) -> tuple[ColumnElement[bool], ...]:
         """On PostgreSQL, the due jobs with `:from_seq <= seq < :below_seq`:

@@ -1,5 +1,6 @@
 """What operators set per destination (`fulltext_controls`): reading it,
-pausing and resuming; and the guard every claim reads it through."""
+pausing, resuming and capping; the guard every claim reads it through, and
+the capped claims' lock and count."""
 
 from __future__ import annotations
 
@@ -24,18 +25,59 @@ class ControlStatements(StatementsBase):
             sa.or_(controls.paused_until.is_(None), controls.paused_until > now),
         )
 
-    def _not_paused(self) -> ColumnElement[bool]:
-        """True unless `:dest` is paused at `:now`: the guard in every
-        claim's WHERE. Uncorrelated, so PostgreSQL runs it once, first (a
-        one-time filter: when it is false no index is read and no row
-        locked), as one probe of the table's primary key; SQLite too runs
-        it once. In the claim's own statement, so a claim that begins after
-        a pause commits hands out nothing."""
+    def _claim_allowed(self) -> ColumnElement[bool]:
+        """True unless `:dest` is paused at `:now`, or, when
+        `:uncapped_only`, has a cap: the guard in every claim's WHERE.
+        Uncorrelated, so PostgreSQL runs it once, first (a one-time filter:
+        when it is false no index is read and no row locked), as one probe
+        of the table's primary key; SQLite too runs it once. In the claim's
+        own statement, so a claim that begins after a pause or a cap
+        commits hands out nothing; the caller then takes the capped path
+        (`lock_controls`, `count_busy`, and the claim again with
+        `:uncapped_only` false and its `n` within the cap)."""
         controls = self.tables.controls
-        paused = sa.exists().where(
-            controls.c.destination == sa.bindparam("dest"), self._pause_in_force()
+        capped = sa.and_(
+            controls.c.max_running.is_not(None),
+            sa.bindparam("uncapped_only", type_=sa.Boolean),
         )
-        return ~paused
+        held_back = sa.exists().where(
+            controls.c.destination == sa.bindparam("dest"),
+            sa.or_(self._pause_in_force(), capped),
+        )
+        return ~held_back
+
+    @functools.cached_property
+    def lock_controls(self) -> sa.Select[Any]:
+        """`:dest`'s row, if any, locked until the transaction ends (on
+        PostgreSQL `FOR UPDATE`; SQLite's transaction holds the write lock
+        already): the capped claimers of a destination take turns on it, so
+        each counts the running jobs after the last one's claim committed."""
+        controls = self.tables.controls
+        query = sa.select(controls).where(controls.c.destination == sa.bindparam("dest"))
+        return query.with_for_update() if self.postgresql else query
+
+    @functools.cached_property
+    def count_busy(self) -> sa.Select[Any]:
+        """How many of `:dest`'s jobs are running: along
+        `fulltext_running_idx`, so as many as run, which a cap bounds."""
+        ft = self.tables.fulltext
+        return sa.select(sa.func.count()).where(
+            ft.c.destination == sa.bindparam("dest"),
+            ft.c.status == sa.literal_column("'running'"),
+        )
+
+    @functools.cached_property
+    def limit(self) -> sa.Insert:
+        """Set `:dest`'s cap to `:max_running` (null: none); returns the row.
+        An upsert, as `pause`."""
+        controls = self.tables.controls
+        max_running = sa.bindparam("max_running", type_=sa.Integer)
+        stmt = self._insert(controls).values(
+            destination=sa.bindparam("dest"), max_running=max_running
+        )
+        return stmt.on_conflict_do_update(
+            index_elements=[controls.c.destination], set_={"max_running": max_running}
+        ).returning(*controls.c)
 
     @functools.cached_property
     def read_controls(self) -> sa.Select[Any]:
@@ -84,5 +126,6 @@ class ControlStatements(StatementsBase):
     def announce_ready(self) -> sa.TextClause:
         """PostgreSQL: wake `:dest`'s listening workers when the transaction
         commits, on the channel the ready notifications use (migration
-        0004), as a job that became ready would."""
+        0004), as a job that became ready would: a resume, or a cap raised
+        or removed."""
         return sa.text("SELECT pg_notify('fulltext_jobs_ready', :dest)")
