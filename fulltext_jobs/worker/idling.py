@@ -1,7 +1,8 @@
 """What a claim thread does when its claim came back empty: wait for work.
 
 `Idler` decides how long, and says why (`WaitLog`): while the destination
-is paused, until the pause ends or a resume wakes it; with a producer, not
+is paused, until the pause ends or a resume wakes it; at its cap, a
+`poll_interval` at a time (nothing announces a job ending); with a producer, not
 at all if producing made jobs ready; otherwise backing off from
 `poll_interval` to `max_poll_interval`, but no longer than until the
 destination's next delayed job (a retry) is due (`Repository.next_due`).
@@ -16,7 +17,7 @@ import math
 import time
 from typing import Final
 
-from fulltext_jobs.domain import utc
+from fulltext_jobs.domain import DestinationControls, utc
 from fulltext_jobs.errors import StoreError
 from fulltext_jobs.repository import Repository
 from fulltext_jobs.worker.inflight import Run
@@ -51,9 +52,9 @@ class Idler:
         the module's docstring says, and return the next delay; None when a
         run `until_idle` is over (nothing ready, nothing coming but a
         resume)."""
-        poll = self._settings.poll_interval
         start_listener(run)
-        paused_for = self._paused_for(run)
+        controls = self._controls(run)
+        paused_for = None if controls is None else self._paused_for(run, controls)
         if paused_for is not None:
             if run.until_idle and paused_for == math.inf:
                 return None  # nothing is claimable until an operator resumes
@@ -64,16 +65,34 @@ class Idler:
             else self._producer.make_work(run, idle_since=time.monotonic())
         )
         if made:
-            return poll
-        if run.until_idle and made is not None:
-            due_in = self._next_due(run)
-            if due_in is None:
-                return None
-            # Jobs wait for their retry: idle only once they are done.
-            return self.idle(run, delay, due_in)
+            return self._settings.poll_interval
+        # With `until_idle`, jobs that wait for their retry (or for room under
+        # a cap) keep the run going: it ends once none is ready.
+        ending = run.until_idle and made is not None
+        if controls is not None and controls.max_running is not None:
+            return self._at_cap(run, delay, ending=ending)
+        due_in = self._next_due(run, soon=SOON if ending else delay)
+        if ending and due_in is None:
+            return None
         # A delayed job (a retry) is claimed when it is due, not at the next
         # poll: its release woke no one.
-        return self.idle(run, delay, self._next_due(run, soon=delay))
+        return self.idle(run, delay, due_in)
+
+    def _at_cap(self, run: Run, delay: float, *, ending: bool) -> float | None:
+        """A capped destination whose claim found nothing. With jobs due the
+        cap is reached (or another claimer took them), and room is made by
+        jobs ending anywhere in the fleet, which nothing announces: look
+        again every `poll_interval`, without backing off. With none due,
+        wait as for an uncapped destination (None: the run is `ending`)."""
+        poll = self._settings.poll_interval
+        due_in = self._next_due(run, soon=0.0)
+        if due_in is None:
+            return None if ending else self.idle(run, delay)
+        if due_in == 0.0:
+            run.waits.wait(WaitReason.CAPPED)
+            due_in = None
+        self.idle(run, poll, due_in)
+        return poll
 
     def idle(self, run: Run, delay: float, due_in: float | None = None) -> float:
         """Wait for work: `delay` seconds, or `due_in` if that is sooner, or
@@ -83,17 +102,20 @@ class Idler:
         self._settings.wait(run.wakeup, delay if due_in is None else min(delay, due_in))
         return min(delay * 2, self._settings.max_poll_interval)
 
-    def _paused_for(self, run: Run) -> float | None:
-        """None unless the destination is paused, else the seconds until its
-        pause ends (`math.inf`: until resumed). A retryable error counts as
-        "not paused": the next claim asks again."""
+    def _controls(self, run: Run) -> DestinationControls | None:
+        """What is set for the destination; None if a retryable error left it
+        unknown (the next claim asks again)."""
         try:
-            controls = self._repository.controls(self._destination)
+            return self._repository.controls(self._destination)
         except StoreError as exc:
             if not exc.retryable:
                 raise
             run.retryable("controls", exc)
             return None
+
+    def _paused_for(self, run: Run, controls: DestinationControls) -> float | None:
+        """None unless the destination is paused, else the seconds until its
+        pause ends (`math.inf`: until resumed)."""
         now = utc(self._settings.clock())
         if not controls.paused(now):
             return None

@@ -38,6 +38,7 @@ class WaitReason(enum.StrEnum):
     RETRY = "jobs wait for a retry"
     RATE_LIMIT = "the rate limit has no start token yet"
     PAUSED = "the destination is paused"
+    CAPPED = "the destination's cap on running jobs is reached"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
