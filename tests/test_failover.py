@@ -48,13 +48,18 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import worker_processes as processes
-from private_server import PrivatePostgres, missing_binaries, private_postgres, private_standby
+from private_server import PrivatePostgres
+from replication import (
+    STANDBY_NAME,
+    Pair,
+    cut_off,
+    engine_on,
+    replicated_ledger,
+    scalar,
+    wait_until,
+)
 from restart_workers import DESTINATION
-from sqlalchemy.pool import NullPool
 from worker_processes import WorkerProcess
-
-import fulltext_jobs
-from fulltext_jobs import SqlAlchemyRepository
 
 JOBS = 1_500
 
@@ -74,71 +79,23 @@ DETECTION_SECONDS = 1.0
 DATABASE = "failover"
 
 
-def require_postgres_binaries() -> None:
-    if (missing := missing_binaries()) is not None:
-        pytest.fail(f"{missing} The failover tests start a primary and a standby of their own.")
-
-
-@dataclass
-class Pair:
-    primary: PrivatePostgres
-    standby: PrivatePostgres
-
-    @property
-    def multi_host_url(self) -> str:
-        return (
-            f"postgresql+psycopg://postgres@/{DATABASE}?host=127.0.0.1:{self.primary.port}"
-            f"&host=127.0.0.1:{self.standby.port}&target_session_attrs=read-write"
-        )
-
-
-def engine_on(server: PrivatePostgres, database: str = DATABASE) -> sa.Engine:
-    return sa.create_engine(server.url(database), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-
-
-def scalar(engine: sa.Engine, sql: str) -> object:
-    with engine.connect() as connection:
-        return connection.exec_driver_sql(sql).scalar_one()
-
-
 @pytest.fixture
 def pair() -> Iterator[Pair]:
     """A primary with a migrated ledger of JOBS ready jobs and the finishes
-    audit, and a streaming hot standby of it named `standby1`."""
-    require_postgres_binaries()
-    with private_postgres("ftj-failover-primary-", settings=("fsync=off",)) as primary:
-        admin = engine_on(primary, "postgres")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"CREATE DATABASE {DATABASE}")
-        fulltext_jobs.upgrade(primary.url(DATABASE))
-        engine = fulltext_jobs.create_engine(primary.url(DATABASE))
-        try:
-            with engine.begin() as connection:
-                connection.exec_driver_sql(processes.FINISHES_AUDIT)
-            repo = SqlAlchemyRepository(engine)
-            repo.add_items(f"item-{n:05}" for n in range(JOBS))
-            assert repo.enqueue_unqueued(DESTINATION) == JOBS
-        finally:
-            engine.dispose()
-        with private_standby(primary, "ftj-failover-standby-", name="standby1") as standby:
-            yield Pair(primary, standby)
+    audit, and a streaming hot standby of it."""
+    with replicated_ledger(
+        "ftj-failover-", DATABASE, DESTINATION, JOBS, setup_sql=processes.FINISHES_AUDIT
+    ) as made:
+        yield made
 
 
 def replication_state(primary: PrivatePostgres) -> str | None:
-    with engine_on(primary, "postgres").connect() as connection:
+    with engine_on(primary).connect() as connection:
         row = connection.exec_driver_sql(
-            "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby1'"
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = %(name)s",
+            {"name": STANDBY_NAME},
         ).one_or_none()
     return None if row is None else str(row[0])
-
-
-def wait_until(check: object, what: str, seconds: float = 30.0) -> None:
-    assert callable(check)
-    began = time.monotonic()
-    while not check():
-        if time.monotonic() - began > seconds:
-            pytest.fail(f"{what}: not within {seconds} s")
-        time.sleep(0.05)
 
 
 def start_workers(url: str, folder: Path) -> list[WorkerProcess]:
@@ -192,11 +149,13 @@ class Outcome:
 def fail_over(pair: Pair, folder: Path, *, synchronous: bool) -> Outcome:
     """Run the workers through a failover of `pair` (see the module's
     docstring) and collect what it left."""
-    primary_engine = engine_on(pair.primary)
-    standby_engine = engine_on(pair.standby)
+    primary_engine = engine_on(pair.primary, DATABASE)
+    standby_engine = engine_on(pair.standby, DATABASE)
     if synchronous:
-        with engine_on(pair.primary, "postgres").connect() as connection:
-            connection.exec_driver_sql("ALTER SYSTEM SET synchronous_standby_names = 'standby1'")
+        with engine_on(pair.primary).connect() as connection:
+            connection.exec_driver_sql(
+                f"ALTER SYSTEM SET synchronous_standby_names = '{STANDBY_NAME}'"
+            )
             connection.exec_driver_sql("SELECT pg_reload_conf()")
         wait_until(lambda: replication_state(pair.primary) == "sync", "a synchronous standby")
     else:
@@ -208,13 +167,7 @@ def fail_over(pair: Pair, folder: Path, *, synchronous: bool) -> Outcome:
         if not synchronous:
             # The standby stops receiving; what the primary commits from now
             # on exists there alone.
-            with standby_engine.connect() as connection:
-                connection.exec_driver_sql("ALTER SYSTEM SET primary_conninfo = ''")
-                connection.exec_driver_sql("SELECT pg_reload_conf()")
-            wait_until(
-                lambda: scalar(standby_engine, "SELECT count(*) FROM pg_stat_wal_receiver") == 0,
-                "the standby cut off",
-            )
+            cut_off(pair.standby)
             cut = finished(primary_engine)
             processes.wait_for(
                 lambda: finished(primary_engine) >= cut + LOST_AFTER_CUT, "writes after the cut",
