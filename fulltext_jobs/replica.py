@@ -17,9 +17,8 @@ received, and whether it is still receiving (a replica cut off from its
 primary can be any age). The age is the replica's clock against the
 primary's: clock skew between the two servers adds to it.
 
-Imports nothing but the standard library and the domain's helpers: the
-command line, the dashboard and `/metrics` all use it; the reading itself
-is `fulltext_jobs.sql.replica`.
+Imports nothing of SQL (the command line, the dashboard and `/metrics`
+all use it); the reading itself is `fulltext_jobs.sql.replica`.
 """
 
 from __future__ import annotations

@@ -58,6 +58,8 @@ def read_source(bind: Engine | str | URL) -> ReadSource:
     cannot be reached.
     """
     if isinstance(bind, Engine):
+        if bind.dialect.name != "postgresql":
+            return ReadSource(replica=False)
         engine = bind
     else:
         parsed = parse_url(bind)
