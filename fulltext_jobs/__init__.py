@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     # For mypy and readers; at run time each name is imported when first used
     # (`__getattr__` below).
+    from fulltext_jobs._defaults import READ_URL_ENV
     from fulltext_jobs.audit import AuditCheck, AuditProblem
     from fulltext_jobs.domain import (
         ACTIONS,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from fulltext_jobs.metrics import WorkerMetrics
     from fulltext_jobs.port import ReadyListener
     from fulltext_jobs.rate_limit import RateTokens
+    from fulltext_jobs.replica import ReadSource
     from fulltext_jobs.repository import Repository
     from fulltext_jobs.repository_async import AsyncRepository
     from fulltext_jobs.retry import RetryPolicy
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     )
     from fulltext_jobs.sql.items import ItemSource
     from fulltext_jobs.sql.migrate import adopt, current_revision, downgrade, head_revision, upgrade
+    from fulltext_jobs.sql.replica import read_source
     from fulltext_jobs.sql.repository import SqlAlchemyRepository
     from fulltext_jobs.sql.repository_async import AsyncSqlAlchemyRepository
     from fulltext_jobs.worker import FailJob, Handler, SkipJob, Worker, WorkerStats
@@ -77,6 +80,7 @@ __all__ = [
     "MAX_DESTINATION_LENGTH",
     "MAX_ERROR_LENGTH",
     "MAX_ITEM_ID_LENGTH",
+    "READ_URL_ENV",
     "TRANSITIONS",
     "Action",
     "AllQueued",
@@ -105,6 +109,7 @@ __all__ = [
     "NotSupported",
     "QueueHealth",
     "RateTokens",
+    "ReadSource",
     "ReadyListener",
     "Repository",
     "RetryPolicy",
@@ -125,6 +130,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "head_revision",
+    "read_source",
     "upgrade",
 ]
 
@@ -147,6 +153,9 @@ _HOMES: Final = {
     "TRANSITIONS": "fulltext_jobs.domain",
     "DATABASE_URL_ENV": "fulltext_jobs._defaults",
     "DEFAULT_DATABASE_URL": "fulltext_jobs._defaults",
+    "READ_URL_ENV": "fulltext_jobs._defaults",
+    "ReadSource": "fulltext_jobs.replica",
+    "read_source": "fulltext_jobs.sql.replica",
     "configure_sqlite": "fulltext_jobs.sql.engine",
     "create_async_engine": "fulltext_jobs.sql.engine",
     "create_engine": "fulltext_jobs.sql.engine",

@@ -10,6 +10,10 @@ from typing import Final
 #: The environment variable that names the database, if no URL is given.
 DATABASE_URL_ENV: Final = "FULLTEXT_JOBS_DATABASE_URL"
 
+#: The environment variable that names a replica for the commands that only
+#: read (`stats`, `jobs`, `audit` without `--fix`, `dashboard`).
+READ_URL_ENV: Final = "FULLTEXT_JOBS_READ_URL"
+
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_DATABASE_URL: Final = "sqlite:///fulltext-jobs.sqlite3"
 

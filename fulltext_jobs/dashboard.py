@@ -34,6 +34,10 @@ Decisions:
 - **One read per second at most** (`Snapshots`): every viewer and every
   Prometheus scrape share the latest overview, so ten open tabs do not
   scan the ledger ten times.
+- **A replica's figures are labelled**: each overview also asks the server
+  whether it is a replica (`fulltext_jobs.replica`); on one, the page says
+  so above every figure, with its replay lag, and `/metrics` has gauges of
+  it (`dashboard --read-url` points the dashboard at a replica).
 - **Read-only**: the engine refuses writes (`overview.read_only_engine`),
   and binds to 127.0.0.1 unless told otherwise; docs/dashboard.md says how
   to put it behind a proxy that authenticates.
@@ -75,6 +79,7 @@ from fulltext_jobs.sql.overview import (
     list_jobs,
     read_overview,
 )
+from fulltext_jobs.sql.replica import read_source
 
 if TYPE_CHECKING:
     # Only for annotations: Starlette comes with the `dashboard` extra.
@@ -181,6 +186,7 @@ class Snapshots:
                     unqueued=self._unqueued,
                 )
                 health = read_health(self.engine, overview)
+                source = read_source(self.engine)
             except JobsError as exc:
                 self._error = " ".join(str(exc).split())
                 _log.warning("dashboard: cannot read the ledger: %s", self._error)
@@ -188,7 +194,10 @@ class Snapshots:
             else:
                 self._error = None
                 self._reading = LedgerReading(
-                    overview=overview, ready_waiting=self._waiting(overview), health=health
+                    overview=overview,
+                    ready_waiting=self._waiting(overview),
+                    health=health,
+                    source=source,
                 )
             self._read_at = time.monotonic()
             return self._reading
@@ -321,6 +330,7 @@ header .title { color: #c9d1d9; font-family: ui-monospace, monospace; font-size:
 main { padding: 1em 1.5em; display: grid; gap: 1em;
   grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); }
 .stamp { grid-column: 1 / -1; color: var(--muted); margin: 0; }
+.stamp.replica { color: var(--ink); background: #fff8c5; padding: .3em .6em; }
 #stale { display: none; margin: 1em 1.5em 0; padding: .5em 1em; background: #fff1e5;
   border: 1px solid var(--ready); }
 body.stale #stale { display: block; }
@@ -441,6 +451,12 @@ def _overview(reading: LedgerReading) -> str:
             f"{_clock(overview.taken)}</time>.</p>"
         )
     ]
+    if reading.source is not None and reading.source.replica:
+        # A replica's figures lag: said above them all, on every refresh.
+        parts.append(
+            f'<p class="stamp replica" data-source="replica" role="status">'
+            f"{_e(reading.source.label())}.</p>"
+        )
     if reading.health is not None:
         parts.append(_health(reading.health))
     if not overview.destinations:

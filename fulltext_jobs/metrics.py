@@ -29,6 +29,7 @@ from fulltext_jobs.audit import STUCK_CHECKS
 from fulltext_jobs.domain import JobStatus
 from fulltext_jobs.errors import InvalidInput, MissingDependency
 from fulltext_jobs.health import HealthCheck, QueueHealth
+from fulltext_jobs.replica import ReadSource
 
 if TYPE_CHECKING:
     # Only for annotations: prometheus_client comes with an extra.
@@ -154,11 +155,13 @@ class LedgerReading:
     """What the ledger's gauges report: an overview (None if it could not
     be read), per destination how long its next due ready job has been
     waiting, in seconds (see `fulltext_jobs.dashboard.Snapshots`), and the
-    queue's health read with it (None with no overview)."""
+    queue's health read with it (None with no overview), and whether the
+    server read is a replica (None with no overview)."""
 
     overview: Overview | None
     ready_waiting: Mapping[str, float]
     health: QueueHealth | None = None
+    source: ReadSource | None = None
 
 
 class LedgerCollector:
@@ -208,6 +211,18 @@ class LedgerCollector:
     - `fulltext_jobs_health_warnings{check}`: how many warnings of each
       `HealthCheck` `fulltext-jobs audit` would give at its default
       thresholds (every backend).
+
+    Where the figures were read (`fulltext_jobs.replica`):
+
+    - `fulltext_jobs_ledger_replica`: 1 if the server read is a replica (in
+      recovery: every figure above lags its primary), else 0;
+    - on a replica, where the server tells:
+      `fulltext_jobs_ledger_replica_last_replay_age_seconds` (since the
+      last transaction it replayed was committed on the primary: grows on a
+      caught-up replica while the primary is idle),
+      `fulltext_jobs_ledger_replica_replay_pending_bytes` (WAL received and
+      not replayed yet) and `fulltext_jobs_ledger_replica_receiving` (1 while
+      it streams from a primary).
     """
 
     def __init__(self, read: Callable[[], LedgerReading]) -> None:
@@ -286,6 +301,39 @@ class LedgerCollector:
         yield from (jobs, unqueued, ready, retry, running, stuck, paused, paused_until)
         if reading.health is not None:
             yield from _health_gauges(core, reading.health, overview)
+        if reading.source is not None:
+            yield from _source_gauges(core, reading.source)
+
+
+def _source_gauges(core: ModuleType, source: ReadSource) -> Iterator[Metric]:
+    """Where the figures were read (see `LedgerCollector`)."""
+    yield _gauge(
+        core,
+        "fulltext_jobs_ledger_replica",
+        "1 if the ledger was read on a replica (its figures lag the primary).",
+        1 if source.replica else 0,
+    )
+    if source.last_replay_age is not None:
+        yield _gauge(
+            core,
+            "fulltext_jobs_ledger_replica_last_replay_age_seconds",
+            "Seconds since the last transaction the replica replayed was committed.",
+            source.last_replay_age.total_seconds(),
+        )
+    if source.replay_pending is not None:
+        yield _gauge(
+            core,
+            "fulltext_jobs_ledger_replica_replay_pending_bytes",
+            "WAL the replica received and has not replayed yet, in bytes.",
+            source.replay_pending,
+        )
+    if source.receiving is not None:
+        yield _gauge(
+            core,
+            "fulltext_jobs_ledger_replica_receiving",
+            "1 while the replica streams WAL from a primary.",
+            1 if source.receiving else 0,
+        )
 
 
 def _health_gauges(core: ModuleType, health: QueueHealth, overview: Overview) -> Iterator[Metric]:

@@ -1,9 +1,12 @@
 """A PostgreSQL server of one's own: `initdb` in a temporary folder, started
 with `pg_ctl` on a free port, stopped and deleted at the end
-(`private_postgres`).
+(`private_postgres`); and a hot standby of one (`private_standby`): a copy
+made by `pg_basebackup -R`, streaming from it, which a test can cut off
+and promote.
 
 Used by the restart test (tests/test_server_restart.py), which restarts
-and crashes it, and by the soak benchmark (`benchmarks/soak.py
+and crashes it, the failover and replica tests (tests/test_failover.py,
+tests/test_replica_reads.py), and by the soak benchmark (`benchmarks/soak.py
 --private-server`), which imports it from here (it puts tests/ on its
 path): the shared server is never touched by either.
 
@@ -137,6 +140,15 @@ class PrivatePostgres:
             f"pg_ctl -m {mode} restart",
         )  # fmt: skip
 
+    def promote(self) -> None:
+        """End a standby's recovery: it becomes a primary (waits until it is)."""
+        self.check(
+            self.run(
+                "pg_ctl", "-D", str(self.data), "-w", "-t", str(PG_CTL_TIMEOUT_SECONDS), "promote"
+            ),
+            "pg_ctl promote",
+        )
+
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
@@ -154,6 +166,39 @@ def private_postgres(prefix: str, settings: Sequence[str] = ()) -> Iterator[Priv
     """A fresh, started PostgreSQL instance in a new temporary folder (named
     `prefix`...) on a free port; stopped (fast, else immediately, else
     killed) and its folder deleted however the block ends."""
+    with _server_folder(prefix, settings) as server:
+        server.initdb()
+        _start_on_a_free_port(server)
+        yield server
+
+
+@contextmanager
+def private_standby(
+    primary: PrivatePostgres, prefix: str, name: str = "standby", settings: Sequence[str] = ()
+) -> Iterator[PrivatePostgres]:
+    """A hot standby of the running `primary`, in a new temporary folder on
+    a free port: `pg_basebackup -R` (WAL streamed during the copy), then
+    started streaming from it with `application_name` `name` (what
+    `synchronous_standby_names` names). Stopped and deleted as
+    `private_postgres` is."""
+    with _server_folder(prefix, settings) as server:
+        server.check(
+            server.run(
+                "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
+                "-D", str(server.data), "-R", "-X", "stream", "--checkpoint=fast", "--no-sync",
+                "-d", f"application_name={name}",
+            ),
+            "pg_basebackup",
+        )  # fmt: skip
+        _start_on_a_free_port(server)
+        yield server
+
+
+@contextmanager
+def _server_folder(prefix: str, settings: Sequence[str]) -> Iterator[PrivatePostgres]:
+    """A server (not started) in a new temporary folder, owned by the
+    `postgres` user under root; stopped and the folder deleted however the
+    block ends."""
     if (missing := missing_binaries()) is not None:
         raise ServerError(missing)
     base = Path(tempfile.mkdtemp(prefix=prefix))
@@ -161,14 +206,6 @@ def private_postgres(prefix: str, settings: Sequence[str] = ()) -> Iterator[Priv
     try:
         if os.geteuid() == 0:
             shutil.chown(base, user="postgres", group="postgres")
-        server.initdb()
-        for _ in range(START_ATTEMPTS):
-            server.port = free_port()
-            started = server.try_start()
-            if started.returncode == 0:
-                break
-        else:
-            server.check(started, "pg_ctl start")
         yield server
     finally:
         if server.running():
@@ -178,3 +215,12 @@ def private_postgres(prefix: str, settings: Sequence[str] = ()) -> Iterator[Priv
             if server.running():
                 server.kill_postmaster()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _start_on_a_free_port(server: PrivatePostgres) -> None:
+    for _ in range(START_ATTEMPTS):
+        server.port = free_port()
+        started = server.try_start()
+        if started.returncode == 0:
+            return
+    server.check(started, "pg_ctl start")

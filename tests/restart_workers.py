@@ -56,33 +56,47 @@ async def work_async(_job: FullText) -> None:
     await asyncio.sleep(WORK_SECONDS)
 
 
-def main(url: str, report: Path, kind: str, batch_size: int, concurrency: int) -> int:
+def configure_logs() -> None:
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
     )
+
+
+def run_worker(
+    repository: SqlAlchemyRepository, report: Path, kind: str, batch_size: int, concurrency: int
+) -> int:
+    """Run a `Worker` on `repository` until a signal stops it; write its
+    stats (or its exception) to `report`; return the exit status."""
+    worker = Worker(
+        repository,
+        DESTINATION,
+        work_async if kind == "async" else work,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        produce=True,
+        rescue_interval=RESCUE_SECONDS,
+        max_attempts=MAX_ATTEMPTS,
+    )
+    try:
+        stats = worker.run()
+    except BaseException as exc:  # noqa: BLE001 - the finding: reported, then exit 1
+        report.write_text(
+            json.dumps({"error": f"{exc!r}\n{traceback.format_exc()}", "stats": None})
+        )
+        return 1
+    report.write_text(json.dumps({"error": None, "stats": dataclasses.asdict(stats)}))
+    return 0
+
+
+def main(url: str, report: Path, kind: str, batch_size: int, concurrency: int) -> int:
+    configure_logs()
     engine = fulltext_jobs.create_engine(url)
     try:
-        worker = Worker(
-            SqlAlchemyRepository(engine, lease=LEASE),
-            DESTINATION,
-            work_async if kind == "async" else work,
-            batch_size=batch_size,
-            concurrency=concurrency,
-            produce=True,
-            rescue_interval=RESCUE_SECONDS,
-            max_attempts=MAX_ATTEMPTS,
+        return run_worker(
+            SqlAlchemyRepository(engine, lease=LEASE), report, kind, batch_size, concurrency
         )
-        try:
-            stats = worker.run()
-        except BaseException as exc:  # noqa: BLE001 - the finding: reported, then exit 1
-            report.write_text(
-                json.dumps({"error": f"{exc!r}\n{traceback.format_exc()}", "stats": None})
-            )
-            return 1
-        report.write_text(json.dumps({"error": None, "stats": dataclasses.asdict(stats)}))
-        return 0
     finally:
         engine.dispose()
 

@@ -3,7 +3,8 @@ chromedriver and selenium): the page loads, names the destinations of a
 demo database, and updates itself, without reloading, after more jobs
 finish and one fails, and after a worker gives jobs back to be retried
 later (shown as waiting for retry, with their errors, not as due); every
-resource it loads comes from the dashboard.
+resource it loads comes from the dashboard. And the page read from a hot
+standby (`--read-url`) says so, and follows what the primary does.
 
 This test never skips: without chromium it fails, saying how to install
 it (`bash scripts/test` does). Each wait is bounded.
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 from browser import INSTALL_ADVICE, binaries, chromium
 from harness import dashboard_process
+from replication import replicated_ledger
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -191,3 +193,37 @@ def test_the_page_loads_shows_the_demo_and_updates_itself(tmp_path: Path, browse
         print(f"browser part took {time.monotonic() - started:.1f} s")
         assert process.poll() is None
     engine.dispose()
+
+
+def test_the_page_read_from_a_replica_says_so_and_follows_the_primary(
+    tmp_path: Path, browser: WebDriver
+):
+    """`dashboard --read-url` on a private hot standby (tests/replication.py),
+    with a database URL where nothing listens: the page reads the standby
+    alone, says above its figures that they come from a replica and how far
+    behind it may be, and shows a job finished on the primary once the
+    standby has replayed it."""
+    nowhere = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"
+    with replicated_ledger("ftj-browser-", "browser", "replicated", 4) as pair:
+        standby = pair.standby.url(pair.database)
+        args = ("--database-url", nowhere, "--read-url", standby, "--refresh", "0.5")
+        with dashboard_process(tmp_path, *args) as (process, base):
+            browser.get(base)
+            label = wait_for_text(browser, '[data-source="replica"]', "read from a replica")
+            assert "figures lag the primary" in label
+            assert "streaming from its primary" in label
+            assert cell(browser, "replicated", "ready") == "4"
+            browser.execute_script("window.notReloaded = true;")
+            engine = fulltext_jobs.create_engine(pair.primary.url(pair.database))
+            try:
+                repo = SqlAlchemyRepository(engine)
+                job = repo.get_ready_job("replicated")
+                job.finish()
+                repo.save_fulltext(job)
+            finally:
+                engine.dispose()
+            wait_for(browser, "replicated", "finished", "1")
+            assert cell(browser, "replicated", "ready") == "3"
+            label = wait_for_text(browser, '[data-source="replica"]', "last replayed commit")
+            assert browser.execute_script("return window.notReloaded === true;")
+            assert process.poll() is None

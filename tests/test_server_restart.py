@@ -26,15 +26,10 @@ however the test ends. The test fails, never skips, without PostgreSQL 15.
 
 from __future__ import annotations
 
-import json
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,9 +37,18 @@ from typing import Any
 import private_server
 import pytest
 import sqlalchemy as sa
+import worker_processes
 from private_server import PrivatePostgres, missing_binaries
 from restart_workers import DESTINATION
 from sqlalchemy.pool import NullPool
+from worker_processes import (
+    FINISHES_AUDIT,
+    WorkerProcess,
+    check_returned_normally,
+    kill_leftovers,
+    stop_workers,
+    wait_for,
+)
 
 import fulltext_jobs
 from fulltext_jobs import SqlAlchemyRepository
@@ -63,9 +67,6 @@ CRASH_SECONDS = 5.0
 
 #: The faults after start-up, each once this many jobs are finished.
 RESTART_AT, CRASH_AT, TERMINATE_AT = 600, 1_200, 1_800
-
-#: The bound of each wait: for progress, for the listeners, for an exit.
-WAIT_SECONDS = 60.0
 
 #: Lines that must not be in a worker's log: tracebacks, and the noise
 #: operators met after restarts.
@@ -126,78 +127,14 @@ def restart_url(private_postgres: PrivatePostgres) -> str:
     return url
 
 
-#: Every move of a job to `finished`, recorded in the transaction that made it.
-FINISHES_AUDIT = """
-CREATE TABLE public.finishes (job_id uuid NOT NULL, at timestamptz NOT NULL DEFAULT now());
-CREATE FUNCTION public.record_finish() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO public.finishes (job_id) VALUES (NEW.id);
-    RETURN NULL;
-END $$;
-CREATE TRIGGER record_finish AFTER UPDATE OF status ON jobs.fulltext FOR EACH ROW
-    WHEN (NEW.status = 'finished' AND OLD.status IS DISTINCT FROM 'finished')
-    EXECUTE FUNCTION public.record_finish();
-"""
-
-
 # --- The workers -----------------------------------------------------------
-
-
-@dataclass
-class WorkerProcess:
-    """A worker process, its log (stderr) and its report file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    report: Path
-    returncode: int | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
 
 
 def start_workers(url: str, folder: Path) -> list[WorkerProcess]:
     script = Path(__file__).with_name("restart_workers.py")
-    workers = []
-    for index, (kind, batch, threads) in enumerate(WORKERS):
-        name = f"worker {index} ({kind}, batch {batch}, {threads} thread(s))"
-        log, report = folder / f"worker-{index}.log", folder / f"worker-{index}.json"
-        with log.open("wb") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, str(script), url, str(report), kind, str(batch), str(threads)],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-        workers.append(WorkerProcess(name, process, log, report))
-    return workers
-
-
-def stop_workers(workers: list[WorkerProcess]) -> None:
-    """SIGTERM each worker, wait for it (bounded), and read its report."""
-    for worker in workers:
-        if worker.process.poll() is None:
-            worker.process.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.returncode = worker.process.wait(timeout=WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()
-            pytest.fail(f"{worker.name} did not stop within {WAIT_SECONDS} s of SIGTERM")
-        if worker.report.exists():
-            worker.result = json.loads(worker.report.read_text())
-
-
-def kill_leftovers(workers: list[WorkerProcess]) -> None:
-    for worker in workers:
-        if worker.process.poll() is None:
-            worker.process.kill()
-            worker.process.wait()
+    return worker_processes.start_workers(
+        script, WORKERS, folder, lambda _index, report: [url, str(report)]
+    )
 
 
 # --- Watching the database -------------------------------------------------
@@ -231,20 +168,6 @@ def listeners(engine: sa.Engine) -> int | None:
         "AND query = %(listen)s",
         LISTENING,
     )
-
-
-def wait_for(check: Callable[[], bool], what: str, workers: list[WorkerProcess]) -> float:
-    """Wait (bounded) until `check()`; return how long it took. Fails at
-    once if a worker ended."""
-    began = time.monotonic()
-    while not check():
-        ended = [w.name for w in workers if w.process.poll() is not None]
-        if ended:
-            pytest.fail(f"{what}: {ended} ended early:\n{workers[0].log_text()[-3000:]}")
-        if time.monotonic() - began > WAIT_SECONDS:
-            pytest.fail(f"{what}: not within {WAIT_SECONDS} s")
-        time.sleep(0.05)
-    return time.monotonic() - began
 
 
 def terminate_listeners(engine: sa.Engine) -> int:
@@ -324,10 +247,7 @@ def test_default_workers_ride_out_outages_and_finish_every_job_once(
         kill_leftovers(workers)
     elapsed = time.monotonic() - began
 
-    # Each run() returned normally on SIGTERM.
-    for worker in workers:
-        assert worker.returncode == 0, f"{worker.name}: {worker.result}\n{worker.log_text()}"
-        assert worker.result["error"] is None
+    check_returned_normally(workers)
     stats = [worker.result["stats"] for worker in workers]
     totals: Counter[str] = Counter()
     for one in stats:

@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 import fulltext_jobs
+from fulltext_jobs._defaults import READ_URL_ENV
 from fulltext_jobs.cli._logging import LogFormat, configure_logging
 from fulltext_jobs.cli._output import stderr_console
 from fulltext_jobs.domain import (
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     # Imported where used: `--help` must not pay for SQLAlchemy.
     from sqlalchemy.engine import Engine
 
+    from fulltext_jobs.replica import ReadSource
     from fulltext_jobs.sql.repository import SqlAlchemyRepository
 
 #: What the command line advises for a database that is not migrated.
@@ -162,6 +164,11 @@ class State:
     `creates` is set by the commands that may create a SQLite database
     (`migrate upgrade`, `migrate adopt`, `demo`); any other command refuses a
     SQLite file that does not exist rather than leave an empty one behind.
+
+    `read_url` is a replica for the commands that only read (`--read-url`):
+    they read through `reader()`, which uses it when given and the
+    database otherwise; everything that writes uses `repository()`, always
+    the database (the primary).
     """
 
     url: str
@@ -172,6 +179,8 @@ class State:
     default_url: bool = False
     creates: bool = False
     engine_: Engine | None = None
+    read_url: str | None = None
+    read_engine_: Engine | None = None
 
     def engine(self) -> Engine:
         if self.engine_ is None:
@@ -200,10 +209,42 @@ class State:
                 repo.get_fulltext(uuid.UUID(int=0))  # the cheapest call there is
         return repo
 
+    def read_engine(self) -> Engine:
+        """The engine the read commands read through: on `read_url`, on
+        which the server refuses writes, if given; else the database's."""
+        if self.read_url is None:
+            return self.engine()
+        if self.read_engine_ is None:
+            from fulltext_jobs.sql.overview import read_only_engine  # noqa: PLC0415 - not at start-up
+
+            check_sqlite_file(self.read_url, creates=False)
+            self.read_engine_ = read_only_engine(self.read_url)
+        return self.read_engine_
+
+    def reader(self, *, known: str | None = None) -> SqlAlchemyRepository:
+        """A repository for reading, on `read_engine()`; with `known`, only
+        once that destination is found to have jobs there."""
+        from fulltext_jobs.sql.repository import SqlAlchemyRepository  # noqa: PLC0415 - not at start-up
+
+        repo = SqlAlchemyRepository(self.read_engine())
+        if known is not None:
+            known_destination(repo, known)
+        return repo
+
+    def read_source(self) -> ReadSource | None:
+        """Where the reads went, if that is worth telling beside the figures:
+        a read URL was given, or the server read is a replica. None on the
+        primary read as the database."""
+        from fulltext_jobs.sql.replica import read_source  # noqa: PLC0415 - not at start-up
+
+        source = read_source(self.read_engine())
+        return source if source.replica or self.read_url is not None else None
+
     def close(self) -> None:
-        if self.engine_ is not None:
-            self.engine_.dispose()
-            self.engine_ = None
+        for engine in (self.engine_, self.read_engine_):
+            if engine is not None:
+                engine.dispose()
+        self.engine_ = self.read_engine_ = None
 
 
 def check_sqlite_file(url: str, *, creates: bool) -> None:
@@ -242,6 +283,16 @@ def _root(
             help="The database: postgresql+psycopg://... or sqlite:///FILE.",
         ),
     ] = fulltext_jobs.DEFAULT_DATABASE_URL,
+    read_url: Annotated[
+        str | None,
+        typer.Option(
+            "--read-url",
+            envvar=READ_URL_ENV,
+            help="A replica (a hot standby) for the commands that only read: stats, jobs, "
+            "audit without --fix, dashboard. Writes always go to --database-url.",
+            show_default=False,
+        ),
+    ] = None,
     _version: Annotated[
         bool,
         typer.Option(
@@ -256,6 +307,7 @@ def _root(
     # `-v` and `--log-format` were read into the state as they were parsed.
     state = invocation(ctx)
     state.url = database_url
+    state.read_url = read_url
     source = ctx.get_parameter_source("database_url")
     state.default_url = getattr(source, "name", None) == "DEFAULT"
     configure_logging(state.verbose, state.log_format)
@@ -322,18 +374,22 @@ def boundary(
     *,
     creates: bool = False,
     writes: bool = False,
+    read_url: str | None = None,
 ) -> Iterator[State]:
     """The boundary of every command: yields the invocation's state (with the
     command's own `--database-url`, if given), turns an expected error into
     one line on stderr and exit status 1, and disposes the engine whatever
     happens. Only a command that `creates` the database may open a SQLite
     file that does not exist yet. A command that `writes` names the database
-    first (see `announce_database`)."""
+    first (see `announce_database`). A command that only reads passes its
+    own `--read-url`, if given, which wins over the global one."""
     state = invocation(ctx)
     state.creates = creates
     if database_url is not None:
         state.url = database_url
         state.default_url = False
+    if read_url is not None:
+        state.read_url = read_url
     try:
         if writes:
             announce_database(state)
@@ -371,6 +427,22 @@ def announce_database(state: State) -> None:
         typer.echo(f"database: {shown}", err=True)
 
 
+def tell_source(state: State, *, as_json: bool) -> None:
+    """Say, after a read command's figures, where they were read (see
+    `State.read_source`): a line on stdout under a table; with `--json`,
+    whose document keeps its shape, a `note:` line on stderr (a log record
+    with `--log-format json`). Nothing on the primary read as the database."""
+    source = state.read_source()
+    if source is None:
+        return
+    if not as_json:
+        typer.echo(source.label())
+    elif state.log_format is LogFormat.JSON:
+        logging.getLogger("fulltext_jobs.cli").warning("%s", source.label())
+    else:
+        typer.echo(f"note: {source.label()}", err=True)
+
+
 def known_destination(repo: SqlAlchemyRepository, destination: str) -> None:
     """Raise `CommandError` if `destination` has no jobs at all: a few index
     probes (`Repository.has_destination`). Only then, to name the known
@@ -397,6 +469,16 @@ UrlOption = Annotated[
     typer.Option(
         "--database-url",
         help="The database, as the global option; given here, it wins.",
+        show_default=False,
+    ),
+]
+
+ReadUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--read-url",
+        help=f"A replica (a hot standby) to read from, as the global option (or {READ_URL_ENV}); "
+        "given here, it wins. The figures are then labelled with its replay lag.",
         show_default=False,
     ),
 ]

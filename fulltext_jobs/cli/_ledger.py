@@ -12,10 +12,12 @@ from fulltext_jobs.checks import MAX_INT32, MAX_LEASE, MAX_LISTED
 from fulltext_jobs.cli._base import (
     DestinationArgument,
     JsonOption,
+    ReadUrlOption,
     RetryStatus,
     SomeDestination,
     UrlOption,
     boundary,
+    tell_source,
 )
 from fulltext_jobs.cli._output import (
     audit_json,
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 
     from fulltext_jobs.audit import AuditProblem
     from fulltext_jobs.health import HealthWarning, QueueHealth
+    from fulltext_jobs.replica import ReadSource
     from fulltext_jobs.sql.schema_audit import SchemaProblem
 
 
@@ -62,18 +65,21 @@ def stats(
     ] = False,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
+    read_url: ReadUrlOption = None,
 ) -> None:
     """Print jobs per status, per destination (and, with --unqueued, the
     items not queued yet), and which destinations are paused, until when
-    and why."""
-    with boundary(ctx, database_url) as state:
-        repo = state.repository(known=destination)
+    and why. With --read-url, read from that replica and say how far behind
+    it may be."""
+    with boundary(ctx, database_url, read_url=read_url) as state:
+        repo = state.reader(known=destination)
         rows = repo.stats(destination, unqueued=unqueued)
         paused = {controls.destination: controls for controls in repo.list_controls()}
         if as_json:
             emit_json(stats_json(rows, paused))
         else:
             stdout_console().print(stats_table(rows, paused=paused))
+        tell_source(state, as_json=as_json)
 
 
 # --- jobs: a page of a destination's jobs ------------------------------------------
@@ -97,18 +103,20 @@ def jobs(
     ] = None,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
+    read_url: ReadUrlOption = None,
 ) -> None:
     """Print a page of DESTINATION's jobs in item id order: id, item, status,
     attempts, last error, started, finished and not-before (a retry's
     backoff). `--status failed` lists failures with their errors; feed their
-    items to `retry --item`."""
-    with boundary(ctx, database_url) as state:
-        repo = state.repository(known=destination)
+    items to `retry --item`. With --read-url, read from that replica."""
+    with boundary(ctx, database_url, read_url=read_url) as state:
+        repo = state.reader(known=destination)
         page = repo.list_jobs(destination, statuses=status or None, limit=limit, after=after)
         if as_json:
             emit_json([job_json(job) for job in page])
         else:
             stdout_console().print(jobs_table(destination, page, repo.controls(destination)))
+        tell_source(state, as_json=as_json)
 
 
 def retry(
@@ -272,6 +280,7 @@ def audit(
     ] = DELAYED_AHEAD_WARNING,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
+    read_url: ReadUrlOption = None,
 ) -> None:
     """Check the ledger's invariants (of DESTINATION, or of all) and the
     queue's health, and print what is wrong. Exit status: 0 clean, 1
@@ -280,6 +289,10 @@ def audit(
     With --fix, first repair what is safe and named: lease-less running jobs
     older than --running-without-lease-older-than, and expired leases with
     --rescue. Everything else is reported only.
+
+    With --read-url (and without --fix) the audit reads that replica and
+    says how far behind it may be; with --fix it reads the database it
+    repairs, so that the audit after a repair sees it.
     """
     if rescue_interval is not None:
         rescue_after = _old_rescue_interval(ctx, rescue_interval)
@@ -293,29 +306,23 @@ def audit(
         vacuum_age=parse_duration(vacuum_age),
         delayed_ahead=delayed_ahead,
     )
-    older_than = (
-        None
-        if running_without_lease_older_than is None
-        else parse_duration(running_without_lease_older_than)
-    )
-    if (older_than is not None or rescue_) and not fix:
-        msg = "--running-without-lease-older-than and --rescue repair only with --fix"
-        raise typer.BadParameter(msg)
-    if fix and older_than is None and not rescue_:
-        msg = "--fix needs --running-without-lease-older-than DURATION or --rescue"
-        raise typer.BadParameter(msg)
+    older_than = _repairs(fix, running_without_lease_older_than, rescue_=rescue_)
     problems: list[AuditProblem] = []
     health: QueueHealth | None = None
     warnings: list[HealthWarning] = []
     fixed: dict[str, object] | None = None
+    source: ReadSource | None = None
     try:
-        with boundary(ctx, database_url, writes=fix) as state:
-            schema = _schema_problems(state.engine())
+        with boundary(ctx, database_url, writes=fix, read_url=read_url) as state:
+            if fix:
+                # The audit after a repair must see it: all on the primary.
+                state.read_url = None
+            schema = _schema_problems(state.read_engine())
             # Outside the window the repository would refuse the database:
             # then the revision is all there is to report.
             if not any(problem.kind == "revision" for problem in schema):
                 # A typo'd destination would otherwise pass as clean.
-                repo = state.repository(known=destination)
+                repo = state.reader(known=destination)
                 if fix:
                     fixed = {}
                     if older_than is not None:
@@ -333,12 +340,33 @@ def audit(
                 )
                 health = repo.queue_health(destination)
             warnings = [] if health is None else health.warnings(thresholds)
-            _print_audit(problems, fixed, schema, health, warnings, as_json=as_json)
+            source = state.read_source()
+            _print_audit(problems, fixed, schema, health, warnings, source, as_json=as_json)
     except typer.Exit as exc:
         # An error, reported by `boundary`; 1 means "something reported" here.
         raise typer.Exit(2) from exc
     if problems or schema or warnings:
         raise typer.Exit(1)
+
+
+def _repairs(
+    fix: bool, running_without_lease_older_than: str | None, *, rescue_: bool
+) -> timedelta | None:
+    """`--running-without-lease-older-than` as a duration, once the repair
+    options are found consistent with `--fix` (`typer.BadParameter` if
+    not)."""
+    older_than = (
+        None
+        if running_without_lease_older_than is None
+        else parse_duration(running_without_lease_older_than)
+    )
+    if (older_than is not None or rescue_) and not fix:
+        msg = "--running-without-lease-older-than and --rescue repair only with --fix"
+        raise typer.BadParameter(msg)
+    if fix and older_than is None and not rescue_:
+        msg = "--fix needs --running-without-lease-older-than DURATION or --rescue"
+        raise typer.BadParameter(msg)
+    return older_than
 
 
 def _old_rescue_interval(ctx: typer.Context, value: str) -> str:
@@ -371,23 +399,18 @@ def _print_audit(
     schema: list[SchemaProblem],
     health: QueueHealth | None,
     warnings: list[HealthWarning],
+    source: ReadSource | None,
     *,
     as_json: bool,
 ) -> None:
     if as_json:
-        emit_json(audit_json(problems, fixed, schema, health, warnings))
+        found = audit_json(problems, fixed, schema, health, warnings)
+        if source is not None:
+            found["source"] = {**source.as_json(), "label": source.label()}
+        emit_json(found)
         return
     if fixed is not None:
-        released = fixed.get("running_without_lease")
-        if isinstance(released, list):
-            typer.echo(f"returned {len(released)} running jobs without a lease to ready")
-            for job_id in released:
-                typer.echo(f"  {job_id}")
-        rescued = fixed.get("rescued")
-        if isinstance(rescued, list):
-            typer.echo(f"rescued {len(rescued)} expired jobs")
-            for job_id in rescued:
-                typer.echo(f"  {job_id}")
+        _print_fixed(fixed)
     lines = [
         f"schema: {p.kind} {p.name}: {p.problem}" + (f" ({p.found})" if p.found else "")
         for p in schema
@@ -397,3 +420,18 @@ def _print_audit(
         typer.echo(line)
     if health is not None:
         typer.echo(health_line(health))
+    if source is not None:
+        typer.echo(source.label())
+
+
+def _print_fixed(fixed: dict[str, object]) -> None:
+    released = fixed.get("running_without_lease")
+    if isinstance(released, list):
+        typer.echo(f"returned {len(released)} running jobs without a lease to ready")
+        for job_id in released:
+            typer.echo(f"  {job_id}")
+    rescued = fixed.get("rescued")
+    if isinstance(rescued, list):
+        typer.echo(f"rescued {len(rescued)} expired jobs")
+        for job_id in rescued:
+            typer.echo(f"  {job_id}")

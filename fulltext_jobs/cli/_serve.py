@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fulltext_jobs._defaults import DEFAULT_REFRESH
-from fulltext_jobs.cli._base import CommandError, UrlOption, boundary, check_sqlite_file
+from fulltext_jobs.cli._base import (
+    CommandError,
+    ReadUrlOption,
+    UrlOption,
+    boundary,
+    check_sqlite_file,
+)
 
 if TYPE_CHECKING:
     import socket
@@ -103,11 +109,13 @@ def dashboard(
         ),
     ] = False,
     database_url: UrlOption = None,
+    read_url: ReadUrlOption = None,
 ) -> None:
     """Serve a read-only web page of the ledger, per destination (counts,
     progress, throughput, the oldest running job, the latest failures), and
-    its Prometheus metrics at /metrics, until SIGINT or SIGTERM. Needs the
-    dashboard extra: pip install 'fulltext-jobs[dashboard]'."""
+    its Prometheus metrics at /metrics, until SIGINT or SIGTERM. With
+    --read-url, read that replica, saying so on the page and in /metrics.
+    Needs the dashboard extra: pip install 'fulltext-jobs[dashboard]'."""
     # Imported here: the dashboard and its reads import SQLAlchemy, which
     # `--help` and the other commands' start must not pay for.
     from fulltext_jobs.dashboard import (  # noqa: PLC0415
@@ -118,10 +126,12 @@ def dashboard(
     )
     from fulltext_jobs.sql.overview import read_only_engine, read_overview  # noqa: PLC0415
 
-    with boundary(ctx, database_url) as state:
+    with boundary(ctx, database_url, read_url=read_url) as state:
         require_dashboard()
-        check_sqlite_file(state.url, creates=False)
-        state.engine_ = engine = read_only_engine(state.url)
+        if state.read_url is None:
+            check_sqlite_file(state.url, creates=False)
+            state.engine_ = read_only_engine(state.url)
+        engine = state.read_engine()
         snapshots = Snapshots(engine, unqueued=unqueued)
         # Fail fast on a database that is down or not migrated.
         read_overview(engine)

@@ -15,6 +15,10 @@ settings. Ages are measured on the database's clock, never mixed with the
 ledger's. Statistics are read fresh: `pg_stat_clear_snapshot()` first, so a
 reading inside a long transaction does not see the snapshot of its start.
 
+On a replica (a hot standby) the horizon is the replica's own sessions, and
+the jobs table's statistics are not read: each server keeps its own, and a
+standby's are empty (`notes` says so).
+
 SQLite has one writer and no old row versions to vacuum: the horizon does
 not apply, and of the table only the live rows are counted.
 
@@ -105,6 +109,13 @@ _TABLE: Final = sa.text(
 #: How PostgreSQL spells a boolean storage option that is off.
 _OFF: Final = frozenset({"false", "f", "off", "no", "n", "0"})
 
+_REPLICA_NOTE: Final = (
+    "read from a replica: the transactions shown are the replica's own (with "
+    "hot_standby_feedback they hold the primary's vacuum back too); the jobs table's "
+    "row and vacuum statistics are each server's own and not replicated: read them on "
+    "the primary"
+)
+
 _SQLITE_NOTE: Final = (
     "SQLite: not applicable: one writer at a time and no old row versions, so no "
     "transaction holds vacuum back and there are no dead rows; live rows are counted"
@@ -158,6 +169,7 @@ def _reading(
             notes=(_SQLITE_NOTE,),
         )
     connection.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+    replica = bool(connection.execute(sa.text("SELECT pg_is_in_recovery()")).scalar_one())
     holders = sorted(
         (_holder(row) for row in connection.execute(_HOLDERS)),
         key=lambda h: (h.age or timedelta(-1), h.xmin_age or -1),
@@ -166,9 +178,10 @@ def _reading(
     return QueueHealth(
         store="postgresql",
         horizon=tuple(holders),
-        table=_table(connection),
+        table=None if replica else _table(connection),
         delayed=ahead,
         unseen_sessions=connection.execute(_UNSEEN).scalar_one(),
+        notes=(_REPLICA_NOTE,) if replica else (),
     )
 
 
