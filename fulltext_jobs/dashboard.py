@@ -336,6 +336,7 @@ main { padding: 1em 1.5em; display: grid; gap: 1em;
 body.stale #stale { display: block; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 1em; }
 .paused { margin: 0 0 .5em; padding: .25em .5em; background: #fff8c5; border-radius: 4px; }
+.cap { margin: 0 0 .5em; color: var(--muted); }
 section.health { grid-column: 1 / -1; }
 section.health[data-health="warn"] { border-color: var(--failed); }
 h2 { margin: 0 0 .5em; font-size: 1.15em; display: flex; justify-content: space-between; }
@@ -566,17 +567,25 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
 
 
 def _paused(row: DestinationOverview, now: datetime) -> str:
-    """A pause in force on the destination: until when, and why."""
+    """A pause in force on the destination (until when, and why), and its
+    cap on running jobs."""
     controls = row.controls
-    if controls is None or not controls.paused(now):
+    if controls is None:
         return ""
+    cap = (
+        ""
+        if controls.max_running is None
+        else f'<p class="cap">At most {controls.max_running} running at once.</p>'
+    )
+    if not controls.paused(now):
+        return cap
     until = (
         "until resumed"
         if controls.paused_until is None
         else f"until {_clock(controls.paused_until)}"
     )
     why = "" if controls.pause_reason is None else f": {_e(controls.pause_reason)}"
-    return f'<p class="paused" role="status">Paused {until}{why}. No job of it starts.</p>'
+    return f'<p class="paused" role="status">Paused {until}{why}. No job of it starts.</p>{cap}'
 
 
 def _unqueued(row: DestinationOverview) -> str:

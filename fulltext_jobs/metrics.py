@@ -188,6 +188,8 @@ class LedgerCollector:
       in force on the destination (no job of it starts), else 0;
     - `fulltext_jobs_paused_until_timestamp_seconds{destination}`: when that
       pause ends, in Unix time (0: until resumed); only while paused;
+    - `fulltext_jobs_max_running{destination}`: its cap on jobs running at
+      once (`fulltext-jobs limit`); only where one is set;
     - `fulltext_jobs_ledger_up`: 1 if the ledger could be read, else 0 (and
       no other gauge).
 
@@ -276,8 +278,15 @@ class LedgerCollector:
             "When the destination's pause ends, in Unix time (0: until resumed).",
             labels=["destination"],
         )
+        cap = core.GaugeMetricFamily(
+            "fulltext_jobs_max_running",
+            "The destination's cap on jobs running at once, where one is set.",
+            labels=["destination"],
+        )
         for row in overview.destinations:
             controls = row.controls
+            if controls is not None and controls.max_running is not None:
+                cap.add_metric([row.destination], controls.max_running)
             in_force = controls is not None and controls.paused(overview.taken)
             paused.add_metric([row.destination], 1 if in_force else 0)
             if controls is not None and in_force:
@@ -298,7 +307,7 @@ class LedgerCollector:
                 [row.destination],
                 0.0 if started is None else max(0.0, (overview.taken - started).total_seconds()),
             )
-        yield from (jobs, unqueued, ready, retry, running, stuck, paused, paused_until)
+        yield from (jobs, unqueued, ready, retry, running, stuck, paused, paused_until, cap)
         if reading.health is not None:
             yield from _health_gauges(core, reading.health, overview)
         if reading.source is not None:

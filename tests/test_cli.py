@@ -184,7 +184,10 @@ def test_stats_table_and_json(runner, url, repo):
     job.finish()
     repo.save_fulltext(job)
     repo.get_ready_job("alpha")
-    zero = dict.fromkeys(("ready", "running", "finished", "failed", "skipped"), 0) | {"pause": None}
+    zero = dict.fromkeys(("ready", "running", "finished", "failed", "skipped"), 0) | {
+        "max_running": None,
+        "pause": None,
+    }
     assert run_json(runner, url, "stats", "--unqueued") == [
         {"destination": "alpha", **zero, "ready": 1, "running": 1, "finished": 1, "unqueued": 1},
         {"destination": "beta", **zero, "ready": 4, "unqueued": 0},

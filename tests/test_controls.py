@@ -271,7 +271,7 @@ def test_pause_and_resume_from_the_command_line_and_what_stats_and_jobs_show(cli
     result = cli(cli_url, "pause", DESTINATION, "--for", "1h", "--reason", "quota spent")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith(f"'{DESTINATION}' is paused until 20")
-    assert result.stdout.rstrip().endswith(": quota spent")
+    assert result.stdout.rstrip().endswith(": quota spent; no cap on its running jobs")
 
     (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
     pause = row["pause"]
@@ -290,6 +290,7 @@ def test_pause_and_resume_from_the_command_line_and_what_stats_and_jobs_show(cli
         "paused_at": None,
         "paused_until": None,
         "pause_reason": None,
+        "max_running": None,
     }
     (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
     assert row["pause"] is None
@@ -318,6 +319,28 @@ def test_a_bad_pause_is_one_error_line_and_pauses_nothing(
     assert "Traceback" not in result.stdout + result.stderr
     (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
     assert row["pause"] is None
+
+
+def test_limit_from_the_command_line_and_what_stats_shows(cli_url: str):
+    result = cli(cli_url, "limit", DESTINATION, "--max-running", "8")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"'{DESTINATION}' is not paused; at most 8 of its jobs running at once"
+    )
+    (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
+    assert (row["max_running"], row["pause"]) == (8, None)
+    assert "max running" in cli(cli_url, "stats").stdout
+    removed = json.loads(
+        cli(cli_url, "limit", DESTINATION, "--max-running", "none", "--json").stdout
+    )
+    assert removed["max_running"] is None
+    (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
+    assert row["max_running"] is None
+    for bad in ("0", "-1", "2.5", "many", "2147483648"):
+        result = cli(cli_url, "limit", DESTINATION, f"--max-running={bad}")
+        assert result.exit_code != 0
+        assert "is not a whole number from 1 to" in result.stderr, result.stderr
+    assert cli(cli_url, "limit", DESTINATION).exit_code != 0  # --max-running is required
 
 
 def test_pausing_an_unknown_destination_names_the_known_ones(cli_url: str):

@@ -219,15 +219,21 @@ def test_the_page_shows_every_destination(client: Client, ledger: Ledger):
     assert "https://" not in page
 
 
-def test_the_page_and_metrics_show_a_paused_destination(ledger: Ledger, reader: sa.Engine):
+def test_the_page_and_metrics_show_a_paused_and_capped_destination(
+    ledger: Ledger, reader: sa.Engine
+):
     until = NOW + timedelta(hours=1)
     ledger.repo.pause(DEST, until=until, reason="<b>upgrade</b>")
+    ledger.repo.limit(DEST, max_running=8)
     snapshots = Snapshots(reader, clock=lambda: NOW)
     with served(create_app(snapshots, refresh=2, title="the ledger")) as base:
         client = Client(base)
         page = client.get("/").text
         values = metric_values(client.get("/metrics").text)
     assert "Paused until 2026-11-28 13:30:20 UTC: &lt;b&gt;upgrade&lt;/b&gt;" in page
+    assert "At most 8 running at once." in page
+    assert values[("fulltext_jobs_max_running", (("destination", DEST),))] == 8
+    assert ("fulltext_jobs_max_running", (("destination", "other"),)) not in values
     assert page.count('class="paused"') == 1  # not "other"
     assert values[("fulltext_jobs_paused", (("destination", DEST),))] == 1
     assert values[("fulltext_jobs_paused", (("destination", "other"),))] == 0

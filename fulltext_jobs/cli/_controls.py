@@ -1,4 +1,5 @@
-"""Steering the fleet: `pause` and `resume` a destination."""
+"""Steering the fleet: `pause` and `resume` a destination, and `limit` its
+jobs running at once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from fulltext_jobs.checks import MAX_RUNNING
 from fulltext_jobs.cli._base import DestinationArgument, JsonOption, UrlOption, boundary
 from fulltext_jobs.cli._ledger import parse_duration
 from fulltext_jobs.cli._output import controls_json, controls_text, print_result
@@ -82,4 +84,41 @@ def resume(
     with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository(known=destination)
         controls = repo.resume(destination)
+        print_result(controls_json(controls), controls_text(controls), as_json=as_json)
+
+
+def parse_max_running(text: str) -> int | None:
+    """`text` as a cap on running jobs: a whole number from 1, or `none` (no
+    cap). Raises `typer.BadParameter` otherwise."""
+    value = text.strip().lower()
+    if value == "none":
+        return None
+    if not value.isdecimal() or int(value) < 1 or int(value) > MAX_RUNNING:
+        msg = f"{text!r} is not a whole number from 1 to {MAX_RUNNING}, nor none"
+        raise typer.BadParameter(msg)
+    return int(value)
+
+
+def limit(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    max_running: Annotated[
+        str,
+        typer.Option(
+            "--max-running",
+            help="At most this many of DESTINATION's jobs running at once, across the fleet; "
+            "none removes the cap.",
+            show_default=False,
+        ),
+    ],
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Cap DESTINATION's jobs running at once, across every worker on every
+    machine (--max-running N), or remove the cap (--max-running none).
+    Jobs already running are not stopped."""
+    cap = parse_max_running(max_running)
+    with boundary(ctx, database_url, writes=True) as state:
+        repo = state.repository(known=destination)
+        controls = repo.limit(destination, max_running=cap)
         print_result(controls_json(controls), controls_text(controls), as_json=as_json)

@@ -68,17 +68,17 @@ def stats(
     read_url: ReadUrlOption = None,
 ) -> None:
     """Print jobs per status, per destination (and, with --unqueued, the
-    items not queued yet), and which destinations are paused, until when
-    and why. With --read-url, read from that replica and say how far behind
-    it may be."""
+    items not queued yet), each destination's cap on running jobs, and
+    which are paused, until when and why. With --read-url, read from that
+    replica and say how far behind it may be."""
     with boundary(ctx, database_url, read_url=read_url) as state:
         repo = state.reader(known=destination)
         rows = repo.stats(destination, unqueued=unqueued)
-        paused = {controls.destination: controls for controls in repo.list_controls()}
+        controls = {found.destination: found for found in repo.list_controls()}
         if as_json:
-            emit_json(stats_json(rows, paused))
+            emit_json(stats_json(rows, controls))
         else:
-            stdout_console().print(stats_table(rows, paused=paused))
+            stdout_console().print(stats_table(rows, controls=controls))
         tell_source(state, as_json=as_json)
 
 

@@ -111,20 +111,25 @@ def progress_bar(console: Console, *extra: ProgressColumn, transient: bool = Tru
 def stats_table(
     rows: Iterable[DestinationStats],
     title: str | None = None,
-    paused: Mapping[str, DestinationControls] | None = None,
+    controls: Mapping[str, DestinationControls] | None = None,
 ) -> Table:
     """The stats of each destination as a table: jobs per status, and the
     eligible items that have no job yet ("-" where not counted); with
-    `paused` (the controls of destinations, by name), a last column saying
-    which are paused, until when and why, if any is."""
+    `controls` (what is set per destination, by name), a column with the
+    cap on running jobs if any destination has one, and one saying which
+    are paused, until when and why, if any is."""
     rows = list(rows)
     now = datetime.now(UTC)
-    pauses = {name: controls for name, controls in (paused or {}).items() if controls.paused(now)}
+    found = controls or {}
+    pauses = {name: one for name, one in found.items() if one.paused(now)}
+    caps = {name: one.max_running for name, one in found.items() if one.max_running is not None}
     table = Table(title=title, **TABLE_STYLE)
     table.add_column("destination", no_wrap=True)
     for status in STATS_COLUMNS:
         table.add_column(status.value, justify="right")
     table.add_column("unqueued", justify="right")
+    if caps:
+        table.add_column("max running", justify="right")
     if pauses:
         table.add_column("paused", overflow="fold")
     for row in rows:
@@ -133,9 +138,12 @@ def stats_table(
             *(str(row.counts.get(status, 0)) for status in STATS_COLUMNS),
             "-" if row.unqueued is None else str(row.unqueued),
         ]
+        if caps:
+            cap = caps.get(row.destination)
+            cells.append("" if cap is None else str(cap))
         if pauses:
-            controls = pauses.get(row.destination)
-            cells.append("" if controls is None else _pause_cell(controls))
+            paused = pauses.get(row.destination)
+            cells.append("" if paused is None else _pause_cell(paused))
         table.add_row(*cells)
     return table
 
@@ -151,30 +159,36 @@ def _pause_cell(controls: DestinationControls) -> str:
 
 
 def stats_json(
-    rows: Iterable[DestinationStats], paused: Mapping[str, DestinationControls] | None = None
+    rows: Iterable[DestinationStats], controls: Mapping[str, DestinationControls] | None = None
 ) -> list[dict[str, object]]:
     """The stats of each destination as JSON objects, one per destination:
     `destination`, a count per status, `unqueued` (null where not
-    counted), and `pause`: null, or the pause in force (`paused_at`,
-    `paused_until`, null until resumed, and `pause_reason`)."""
+    counted), `max_running` (its cap, null if none) and `pause`: null, or
+    the pause in force (`paused_at`, `paused_until`, null until resumed,
+    and `pause_reason`)."""
     now = datetime.now(UTC)
-    found = paused or {}
+    found = controls or {}
 
     def pause(destination: str) -> dict[str, object] | None:
-        controls = found.get(destination)
-        if controls is None or not controls.paused(now):
+        one = found.get(destination)
+        if one is None or not one.paused(now):
             return None
         return {
-            key: value
-            for key, value in controls_json(controls, now).items()
-            if key not in {"destination", "paused"}
+            "paused_at": _iso(one.paused_at),
+            "paused_until": _iso(one.paused_until),
+            "pause_reason": one.pause_reason,
         }
+
+    def cap(destination: str) -> int | None:
+        one = found.get(destination)
+        return None if one is None else one.max_running
 
     return [
         {
             "destination": row.destination,
             **{status.value: row.counts.get(status, 0) for status in STATS_COLUMNS},
             "unqueued": row.unqueued,
+            "max_running": cap(row.destination),
             "pause": pause(row.destination),
         }
         for row in rows
@@ -183,18 +197,24 @@ def stats_json(
 
 def controls_text(controls: DestinationControls, now: datetime | None = None) -> str:
     """What is set for a destination, as a sentence: "'lang' is paused until
-    2026-12-06 08:00:00 UTC (reason)", or "'lang' is not paused"."""
+    2026-12-06 08:00:00 UTC: reason; at most 8 of its jobs running at
+    once", or "'lang' is not paused; no cap on its running jobs"."""
     moment = now or datetime.now(UTC)
     name = repr(controls.destination)
-    if not controls.paused(moment):
-        return f"{name} is not paused"
-    return f"{name} is paused {_pause_cell(controls)}"
+    paused = f"is paused {_pause_cell(controls)}" if controls.paused(moment) else "is not paused"
+    capped = (
+        "no cap on its running jobs"
+        if controls.max_running is None
+        else f"at most {controls.max_running} of its jobs running at once"
+    )
+    return f"{name} {paused}; {capped}"
 
 
 def controls_json(controls: DestinationControls, now: datetime | None = None) -> dict[str, object]:
     """What is set for a destination, as JSON: `destination`, `paused`
     (whether a pause is in force now), `paused_at`, `paused_until` and
-    `pause_reason` (ISO 8601 times, null where not set)."""
+    `pause_reason` (ISO 8601 times, null where not set), and `max_running`
+    (null: no cap)."""
     moment = now or datetime.now(UTC)
     return {
         "destination": controls.destination,
@@ -202,6 +222,7 @@ def controls_json(controls: DestinationControls, now: datetime | None = None) ->
         "paused_at": _iso(controls.paused_at),
         "paused_until": _iso(controls.paused_until),
         "pause_reason": controls.pause_reason,
+        "max_running": controls.max_running,
     }
 
 
