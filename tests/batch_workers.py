@@ -163,3 +163,42 @@ def drain_until_stopped(  # noqa: PLR0917 - a spawned process's arguments
     finally:
         engine.dispose()
     results.put(report)
+
+
+def drain_counting(  # noqa: PLR0917 - a spawned process's arguments
+    url: str,
+    job_seconds: float,
+    in_flight: Any,
+    most: Any,
+    ready: Any,
+    stop: Any,
+    results: Any,
+    settings: Any = None,
+) -> None:
+    """`drain_until_stopped`, with a handler that counts the handlers running
+    at once in every process (`in_flight`, a shared integer under its lock)
+    and keeps the most it saw in `most`."""
+
+    def handler(job: FullText) -> None:
+        del job
+        with in_flight.get_lock():
+            in_flight.value += 1
+            most.value = max(most.value, in_flight.value)
+        try:
+            time.sleep(job_seconds)
+        finally:
+            with in_flight.get_lock():
+                in_flight.value -= 1
+
+    report: dict[str, Any] = {"error": None}
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        worker = Worker(SqlAlchemyRepository(engine), DESTINATION, handler, **(settings or {}))
+        threading.Thread(target=lambda: (stop.wait(WAIT_SECONDS * 5), worker.stop())).start()
+        ready.put(None)
+        report["stats"] = worker.run(install_signal_handlers=False)
+    except Exception:  # noqa: BLE001 - reported: the test fails on it
+        report["error"] = traceback.format_exc()
+    finally:
+        engine.dispose()
+    results.put(report)

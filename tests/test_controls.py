@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from batch_workers import DESTINATION, drain_until_stopped
+from batch_workers import DESTINATION, drain_counting, drain_until_stopped
 from harness import FakeClock, SqliteTemplate, reset_database
 from test_batch_path import join_or_kill, queued
 from typer.testing import CliRunner, Result
@@ -347,3 +347,63 @@ def test_pausing_an_unknown_destination_names_the_known_ones(cli_url: str):
     result = cli(cli_url, "pause", "langauge-detection")
     assert result.exit_code == 1
     assert f"known destinations: {DESTINATION}" in result.stderr
+
+
+# --- a cap on running jobs, in processes -----------------------------------------
+
+CAP, CAPPED_JOBS, CAPPED_JOB_SECONDS = 3, 60, 0.1
+
+
+@pytest.mark.slow
+def test_four_processes_of_four_threads_never_run_more_than_the_cap(
+    drain: tuple[str, sa.Engine, dict[str, float]],
+):
+    url, engine, settings = drain
+    repo = SqlAlchemyRepository(engine)
+    ids = {job.id for job in repo.list_jobs(DESTINATION, limit=CAPPED_JOBS)}
+    # Only CAPPED_JOBS of the fixture's queue: the rest are cancelled out of
+    # the way as skipped (by hand: this test is about the cap).
+    ft = tables_for(engine.dialect.name).fulltext
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(ft).where(ft.c.id.not_in(ids)).values(status="skipped", finished=now())
+        )
+    repo.limit(DESTINATION, max_running=CAP)
+    context = multiprocessing.get_context("spawn")
+    in_flight, most = context.Value("i", 0), context.Value("i", 0)
+    ready, stop, results = context.Queue(), context.Event(), context.Queue()
+    # A short poll: at the cap a worker looks again every poll_interval.
+    worker_settings = {**settings, "concurrency": 4, "poll_interval": 0.05}
+    processes = [
+        context.Process(
+            target=drain_counting,
+            args=(url, CAPPED_JOB_SECONDS, in_flight, most, ready, stop, results, worker_settings),
+        )
+        for _ in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    reports: list[dict[str, Any]] = []
+    sampled: list[int] = []
+    try:
+        for _ in processes:
+            ready.get(timeout=PATIENCE_SECONDS)
+        began = time.monotonic()
+        while True:
+            counts = status_counts(engine)
+            sampled.append(counts.get("running", 0))
+            if counts.get("finished", 0) == CAPPED_JOBS:
+                break
+            assert time.monotonic() - began < PATIENCE_SECONDS, counts
+            time.sleep(0.005)
+        stop.set()
+        reports.extend(results.get(timeout=PATIENCE_SECONDS) for _ in processes)
+    finally:
+        stop.set()
+        join_or_kill(processes)
+    assert [report["error"] for report in reports] == [None] * PROCESSES
+    assert sum(report["stats"].finished for report in reports) == CAPPED_JOBS
+    # Never above the cap, seen from the database and by the handlers; and
+    # the cap was reached (the test would pass on a fleet that ran one job).
+    assert max(sampled) <= CAP, max(sampled)
+    assert most.value == CAP
