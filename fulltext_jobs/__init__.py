@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         MAX_ITEM_ID_LENGTH,
         TRANSITIONS,
         Action,
+        Cancellation,
         DestinationStats,
         FullText,
         JobStatus,
@@ -65,7 +66,14 @@ if TYPE_CHECKING:
     from fulltext_jobs.sql.migrate import adopt, current_revision, downgrade, head_revision, upgrade
     from fulltext_jobs.sql.repository import SqlAlchemyRepository
     from fulltext_jobs.sql.repository_async import AsyncSqlAlchemyRepository
-    from fulltext_jobs.worker import FailJob, Handler, SkipJob, Worker, WorkerStats
+    from fulltext_jobs.worker import (
+        FailJob,
+        Handler,
+        SkipJob,
+        Worker,
+        WorkerStats,
+        cancel_requested,
+    )
 
 __all__ = [
     "ACTIONS",
@@ -84,6 +92,7 @@ __all__ = [
     "AsyncSqlAlchemyRepository",
     "AuditCheck",
     "AuditProblem",
+    "Cancellation",
     "DemoRefused",
     "DestinationStats",
     "DuplicateJob",
@@ -119,6 +128,7 @@ __all__ = [
     "WorkerMetrics",
     "WorkerStats",
     "adopt",
+    "cancel_requested",
     "configure_sqlite",
     "create_async_engine",
     "create_engine",
@@ -137,6 +147,7 @@ _HOMES: Final = {
     "Action": "fulltext_jobs.domain",
     "DEFAULT_LEASE": "fulltext_jobs.domain",
     "DEFAULT_SWEEP_INTERVAL": "fulltext_jobs.domain",
+    "Cancellation": "fulltext_jobs.domain",
     "DestinationStats": "fulltext_jobs.domain",
     "FullText": "fulltext_jobs.domain",
     "JobStatus": "fulltext_jobs.domain",
@@ -189,6 +200,7 @@ _HOMES: Final = {
     "SkipJob": "fulltext_jobs.worker",
     "Worker": "fulltext_jobs.worker",
     "WorkerStats": "fulltext_jobs.worker",
+    "cancel_requested": "fulltext_jobs.worker",
 }
 
 
