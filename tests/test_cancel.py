@@ -1,21 +1,24 @@
 """Cancelling jobs: a running job's cancel reaching its `Worker` (sync and
 async handlers, in memory; from another process on PostgreSQL and SQLite),
-What every adapter promises of `cancel`
+and the command line's `cancel`. What every adapter promises of `cancel`
 itself is the contract's (`fulltext_jobs.testing.cancel`)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from cancel_workers import DESTINATION, run_one_long_job
 from harness import SqliteTemplate, reset_database
 from test_batch_path import join_or_kill, queued
+from typer.testing import CliRunner, Result
 
 import fulltext_jobs
 from fulltext_jobs import (
@@ -26,6 +29,7 @@ from fulltext_jobs import (
     Worker,
     cancel_requested,
 )
+from fulltext_jobs.cli import app
 from fulltext_jobs.worker import WorkerStats
 
 #: How long a test waits for anything a worker should do.
@@ -202,3 +206,73 @@ def test_a_cancel_from_another_process_reaches_the_worker_in_time(
     (job,) = repo.list_jobs(DESTINATION)
     assert (job.status, job.last_error) == (JobStatus.SKIPPED, "cancelled: from afar")
     assert report["stats"].skipped == 1
+
+
+# --- the command line -------------------------------------------------------------
+
+
+def cli(url: str, *args: str, stdin: str | None = None) -> Result:
+    runner = CliRunner(env={fulltext_jobs.DATABASE_URL_ENV: None})
+    return runner.invoke(app, ["--database-url", url, *args], input=stdin)
+
+
+@pytest.fixture
+def cli_url(sqlite_template: SqliteTemplate) -> str:
+    url = sqlite_template.fresh_url()
+    engine = fulltext_jobs.create_engine(url)
+    queued(engine, 5)
+    SqlAlchemyRepository(engine).get_ready_job(DESTINATION)  # item-00000 runs
+    engine.dispose()
+    return url
+
+
+def statuses(url: str) -> dict[str, Any]:
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        return {
+            job.item_id: job.status for job in SqlAlchemyRepository(engine).list_jobs(DESTINATION)
+        }
+    finally:
+        engine.dispose()
+
+
+def test_cancel_from_the_command_line_by_item_by_file_and_every_ready_job(
+    cli_url: str, tmp_path: Any
+):
+    result = cli(cli_url, "cancel", DESTINATION, "--item", "item-00000", "--item", "item-00001")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"cancelled jobs of {DESTINATION!r}: 1 ready skipped, 1 running asked to stop"
+    )
+    listed = tmp_path / "ids.txt"
+    listed.write_text("item-00002\n\nnot-a-job\n")
+    result = cli(
+        cli_url, "cancel", DESTINATION, "--items", str(listed), "--reason", "dup", "--json"
+    )
+    assert json.loads(result.stdout) == {"destination": DESTINATION, "skipped": 1, "requested": 0}
+    result = cli(cli_url, "cancel", DESTINATION, "--status", "ready", "--json")
+    assert json.loads(result.stdout)["skipped"] == 2
+    assert statuses(cli_url) == {
+        "item-00000": JobStatus.RUNNING,  # asked to stop: its worker saves it
+        **{f"item-0000{n}": JobStatus.SKIPPED for n in range(1, 5)},
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ((), "give one of --item, --items and --status"),
+        (("--item", "item-00001", "--status", "ready"), "give one of"),
+        (("--status", "running"), "'running' is not"),
+        (("--items", "/no/such/file"), "cannot read /no/such/file"),
+        (("--item", ""), "item id"),
+    ],
+)
+def test_a_bad_cancel_is_one_error_line_and_cancels_nothing(
+    cli_url: str, args: tuple[str, ...], needle: str
+):
+    result = cli(cli_url, "cancel", DESTINATION, *args)
+    assert result.exit_code != 0
+    assert needle in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert list(statuses(cli_url).values()).count(JobStatus.READY) == 4
