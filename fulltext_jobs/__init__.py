@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         MAX_ITEM_ID_LENGTH,
         TRANSITIONS,
         Action,
+        Cancellation,
         DestinationStats,
         FullText,
         JobStatus,
@@ -68,7 +69,14 @@ if TYPE_CHECKING:
     from fulltext_jobs.sql.replica import read_source
     from fulltext_jobs.sql.repository import SqlAlchemyRepository
     from fulltext_jobs.sql.repository_async import AsyncSqlAlchemyRepository
-    from fulltext_jobs.worker import FailJob, Handler, SkipJob, Worker, WorkerStats
+    from fulltext_jobs.worker import (
+        FailJob,
+        Handler,
+        SkipJob,
+        Worker,
+        WorkerStats,
+        cancel_requested,
+    )
 
 __all__ = [
     "ACTIONS",
@@ -88,6 +96,7 @@ __all__ = [
     "AsyncSqlAlchemyRepository",
     "AuditCheck",
     "AuditProblem",
+    "Cancellation",
     "DemoRefused",
     "DestinationStats",
     "DuplicateJob",
@@ -124,6 +133,7 @@ __all__ = [
     "WorkerMetrics",
     "WorkerStats",
     "adopt",
+    "cancel_requested",
     "configure_sqlite",
     "create_async_engine",
     "create_engine",
@@ -143,6 +153,7 @@ _HOMES: Final = {
     "Action": "fulltext_jobs.domain",
     "DEFAULT_LEASE": "fulltext_jobs.domain",
     "DEFAULT_SWEEP_INTERVAL": "fulltext_jobs.domain",
+    "Cancellation": "fulltext_jobs.domain",
     "DestinationStats": "fulltext_jobs.domain",
     "FullText": "fulltext_jobs.domain",
     "JobStatus": "fulltext_jobs.domain",
@@ -198,6 +209,7 @@ _HOMES: Final = {
     "SkipJob": "fulltext_jobs.worker",
     "Worker": "fulltext_jobs.worker",
     "WorkerStats": "fulltext_jobs.worker",
+    "cancel_requested": "fulltext_jobs.worker",
 }
 
 

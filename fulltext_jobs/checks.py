@@ -33,6 +33,7 @@ from fulltext_jobs.domain import (
     RETRYABLE_STATUSES,
     FullText,
     JobStatus,
+    cancelled_error,
     check_destination,
     check_item_id,
     clean_error,
@@ -50,7 +51,9 @@ __all__ = [
     "MAX_RUNNING",
     "as_real",
     "check_batch_size",
+    "check_cancel",
     "check_claim_size",
+    "check_claims",
     "check_clock",
     "check_count",
     "check_destination",
@@ -278,6 +281,27 @@ def check_max_running(max_running: object) -> int | None:
     return check_count(max_running, "max_running", MAX_RUNNING)
 
 
+def check_cancel(
+    item_ids: object, all_ready: object, reason: object
+) -> tuple[list[str] | None, str]:
+    """What a cancel chooses, made canonical: the item ids given (sorted,
+    each once), or None for every ready job (`all_ready=True`), and the
+    `last_error` the cancelled jobs get (`cancelled_error(reason)`).
+    Raises `InvalidInput` unless exactly one of `item_ids` (an iterable of
+    good item ids, not a str) and `all_ready=True` is given, for an
+    `all_ready` that is not a bool, and for a `reason` that is neither a
+    str nor None."""
+    chosen = check_flag(all_ready, "all_ready")
+    if (item_ids is None) == (not chosen):
+        msg = "give either item_ids or all_ready=True, not both nor neither"
+        raise InvalidInput(msg)
+    if reason is not None and not isinstance(reason, str):
+        msg = f"reason must be a str or None, not {reason!r}"
+        raise InvalidInput(msg)
+    only = None if item_ids is None else sorted(set(check_item_ids(item_ids)))
+    return only, cancelled_error(reason)
+
+
 def check_pause_ends_after(until: datetime | None, now: datetime) -> None:
     """Raise `InvalidInput` if a pause to `until` would be over already at
     `now` (a pause that binds nobody is a mistake worth hearing of)."""
@@ -328,6 +352,18 @@ def check_held(job: object) -> FullText:
         msg = f"job {job.id} has claim token {job.claim_token!r}, not a UUID"
         raise InvalidInput(msg)
     return job
+
+
+def check_claims(jobs: object) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """The (id, claim token) of each of `jobs` that has a claim token, in
+    order, each pair once; raise `InvalidInput` if `jobs` is not an
+    iterable of jobs or one of them is not fit for `check_held`."""
+    claims: dict[tuple[uuid.UUID, uuid.UUID], None] = {}
+    for job in job_list(jobs):
+        check_held(job)
+        if job.claim_token is not None:
+            claims[job.id, job.claim_token] = None
+    return list(claims)
 
 
 def job_list(jobs: object) -> list[FullText]:

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTIONS",
     "ATTEMPTS_EXHAUSTED_ERROR",
+    "CANCELLED_PREFIX",
     "DEFAULT_SWEEP_INTERVAL",
     "HOLDER_DIED_ERROR",
     "HOLDER_DIED_FAILED",
@@ -73,11 +74,13 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "TRANSITIONS",
     "Action",
+    "Cancellation",
     "DestinationControls",
     "DestinationStats",
     "FullText",
     "JobStatus",
     "as_real",
+    "cancelled_error",
     "check_batch_size",
     "check_claim_size",
     "check_clock",
@@ -487,6 +490,27 @@ class DestinationControls:
         """Whether a pause is in force at `now`: no job of the destination
         is handed out then."""
         return self.paused_at is not None and (self.paused_until is None or now < self.paused_until)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cancellation:
+    """What one `cancel` did: the ids of the ready jobs it skipped, and of
+    the running jobs whose workers it asked to stop (each is saved skipped
+    by its worker once it hears; see `Repository.cancel`), both sorted."""
+
+    skipped: list[uuid.UUID] = dataclasses.field(default_factory=list)
+    requested: list[uuid.UUID] = dataclasses.field(default_factory=list)
+
+
+#: The start of a cancelled job's `last_error`, before the operator's reason.
+CANCELLED_PREFIX: Final = "cancelled: "
+
+
+def cancelled_error(reason: str | None) -> str:
+    """The `last_error` of a job an operator cancelled for `reason` (None:
+    none given): one text for every adapter and for the worker, cut as any
+    `last_error` is."""
+    return clean_error(CANCELLED_PREFIX + (reason or "by an operator"))
 
 
 #: How long a claim lasts unless a heartbeat extends it.

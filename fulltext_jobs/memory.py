@@ -33,6 +33,7 @@ from fulltext_jobs.domain import (
     DEFAULT_LEASE,
     MAX_ATTEMPTS,
     RESCUED_ERROR,
+    Cancellation,
     DestinationControls,
     DestinationStats,
     FullText,
@@ -112,6 +113,12 @@ class InMemoryRepository(Repository):
     ) -> None:
         self._lock = threading.Lock()
         self._announcements = _Announcements(self._lock)
+        # Cancel requests made for running jobs, announced to their workers'
+        # listeners; and the end of a `hold_ready` block, which a cancel of
+        # held jobs waits for, as the SQL adapter's UPDATE waits for the
+        # hold's row locks.
+        self._cancel_announcements = _Announcements(self._lock)
+        self._hold_ended = threading.Condition(self._lock)
         self._clock = check_clock(clock)
         self._lease = check_lease(lease)
         self._items: list[str] = []  # sorted, like the index the SQL adapter reads
@@ -139,6 +146,9 @@ class InMemoryRepository(Repository):
         # What operators set per destination, as the SQL adapter's
         # fulltext_controls table.
         self._controls_of: dict[str, DestinationControls] = {}
+        # The cancel requests, by job: the claim asked to stop and the
+        # error to skip it with, as the SQL adapter's fulltext_cancels.
+        self._cancels: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}
         self.add_items(items)
 
     def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
@@ -362,6 +372,7 @@ class InMemoryRepository(Repository):
         finally:
             with self._lock:
                 self._held.difference_update(held)
+                self._hold_ended.notify_all()
 
     # --- delays and rate limits -------------------------------------
 
@@ -536,6 +547,65 @@ class InMemoryRepository(Repository):
                 # wakes them.
                 self._announcements.announce(destination)
             return controls
+
+    # --- cancelling -------------------------------------------------------
+
+    def _cancel(self, destination: str, item_ids: list[str] | None, error: str) -> Cancellation:
+        now = read_clock(self._clock, self._lease)
+        with self._lock:
+            chosen = self._cancel_targets(destination, item_ids)
+            # A held job is the hold's until its block ends (see __init__).
+            self._hold_ended.wait_for(lambda: self._held.isdisjoint(chosen))
+            skipped: list[uuid.UUID] = []
+            requested: list[uuid.UUID] = []
+            for job_id in chosen:
+                job = self._jobs[job_id]
+                if job.status is JobStatus.READY:
+                    job.skip(now, error=error)
+                    job.version += 1
+                    skipped.append(job_id)
+                elif job.status is JobStatus.RUNNING and job.claim_token is not None:
+                    self._cancels[job_id] = (job.claim_token, error)
+                    requested.append(job_id)
+            self._forget_stale_cancels()
+            if requested:
+                self._cancel_announcements.announce(destination)
+            return Cancellation(sorted(skipped), sorted(requested))
+
+    def _cancel_targets(self, destination: str, item_ids: list[str] | None) -> list[uuid.UUID]:
+        """The jobs a cancel looks at: those of `item_ids`, or every ready
+        one. Called under the lock."""
+        if item_ids is None:
+            return [
+                job.id
+                for job in self._jobs.values()
+                if job.destination == destination and job.status is JobStatus.READY
+            ]
+        pairs = ((item_id, destination) for item_id in item_ids)
+        return [self._by_pair[pair] for pair in pairs if pair in self._by_pair]
+
+    def _forget_stale_cancels(self) -> None:
+        """Drop the requests whose claim has ended; called under the lock."""
+        for job_id, (token, _) in list(self._cancels.items()):
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not JobStatus.RUNNING or job.claim_token != token:
+                del self._cancels[job_id]
+
+    def _take_cancel_requests(
+        self, claims: list[tuple[uuid.UUID, uuid.UUID]]
+    ) -> dict[uuid.UUID, str]:
+        with self._lock:
+            taken = {}
+            for job_id, token in claims:
+                request = self._cancels.pop(job_id, None)
+                if request is not None and request[0] == token:
+                    taken[job_id] = request[1]
+            return taken
+
+    def _listen_for_cancels(self, destination: str) -> ReadyListener:
+        """A listener woken, in this process, whenever a cancel request is
+        made for a running job of `destination`."""
+        return _MemoryReadyListener(self._cancel_announcements, destination)
 
     def _due(self, destination: str, now: datetime) -> list[FullText]:
         """The stored ready jobs of `destination` due at `now` and not held

@@ -42,7 +42,9 @@ from typing import Any, NamedTuple, ParamSpec, Self, TypeVar, cast
 from fulltext_jobs.audit import AuditSettings
 from fulltext_jobs.checks import (
     MAX_LISTED,
+    check_cancel,
     check_claim_size,
+    check_claims,
     check_count,
     check_destination,
     check_duration,
@@ -71,6 +73,7 @@ __all__ = [
     "AsyncHold",
     "Hold",
     "ReadyListener",
+    "cannot_cancel",
     "cannot_hold",
     "cannot_steer",
     "handed_out",
@@ -95,7 +98,9 @@ listen_args = check_destination
 queue_health_args = check_optional_destination
 controls_args = check_destination
 resume_args = check_destination
+listen_for_cancels_args = check_destination
 heartbeat_args = check_held
+take_cancel_requests_args = check_claims
 
 
 def enqueue_unqueued_args(
@@ -198,6 +203,15 @@ def pause_args(
     destination: str, until: datetime | None, reason: str | None
 ) -> tuple[str, datetime | None, str | None]:
     return (check_destination(destination), *check_pause(until, reason))
+
+
+def cancel_args(
+    destination: str,
+    item_ids: Iterable[str] | None,
+    all_ready: bool,  # noqa: FBT001 - the port's call
+    reason: str | None,
+) -> tuple[str, list[str] | None, str]:
+    return (check_destination(destination), *check_cancel(item_ids, all_ready, reason))
 
 
 # --- a parameter's old name ------------------------------------------------------
@@ -402,6 +416,12 @@ def cannot_steer(repo: object) -> NotSupported:
     return NotSupported(
         f"{type(repo).__name__} keeps no destination controls: it cannot pause or cap"
     )
+
+
+def cannot_cancel(repo: object) -> NotSupported:
+    """The error of either port's own `_cancel`, which an adapter that
+    cannot cancel inherits."""
+    return NotSupported(f"{type(repo).__name__} cannot cancel jobs")
 
 
 def handed_out(jobs: list[FullText]) -> list[_HandedOut]:

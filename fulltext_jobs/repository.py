@@ -58,11 +58,13 @@ from fulltext_jobs.port import (
     hold_copy,
     hold_ready_args,
     listen_args,
+    listen_for_cancels_args,
     moved_on,
     moved_on_but,
     next_due_args,
     save_fulltext_args,
     save_many_args,
+    take_cancel_requests_args,
     take_rate_tokens_args,
 )
 from fulltext_jobs.rate_limit import RateTokens
@@ -398,6 +400,46 @@ class Repository(Upkeep, abc.ABC):
 
     def _listen(self, destination: str) -> ReadyListener | None:  # noqa: ARG002 - for adapters
         """As `listen`; the base class cannot announce, so None."""
+        return None
+
+    # --- cancel requests --------------------------------------
+
+    def take_cancel_requests(self, jobs: Iterable[FullText]) -> dict[uuid.UUID, str]:
+        """The cancel requests (`cancel`) made for the claims of `jobs`
+        (those the caller holds): each job's id, with the `last_error` it
+        is to be saved `skipped` with. Each request returned is taken: it is
+        deleted from the store, with any left by an earlier claim of these
+        jobs, so a request is applied once. One statement for every 500
+        jobs; jobs with no claim token are passed over. Changes no job.
+
+        The base class keeps no requests, so returns none. Raises
+        `InvalidInput` if `jobs` is not an iterable of jobs, or for an id
+        or claim token that is not a UUID.
+        """
+        return self._take_cancel_requests(take_cancel_requests_args(jobs))
+
+    def listen_for_cancels(self, destination: str) -> ReadyListener | None:
+        """A listener that wakes when a cancel request is made for a running
+        job of `destination` (the caller then takes its requests:
+        `take_cancel_requests`), or None if this store cannot announce it
+        (then callers look at each heartbeat). On PostgreSQL, a connection
+        of its own; in memory, at once.
+
+        The base class returns None. Raises `InvalidInput` for a bad
+        destination, and `StoreError` if the store cannot be reached.
+        """
+        return self._listen_for_cancels(listen_for_cancels_args(destination))
+
+    def _take_cancel_requests(
+        self,
+        claims: list[tuple[uuid.UUID, uuid.UUID]],  # noqa: ARG002 - for adapters
+    ) -> dict[uuid.UUID, str]:
+        """As `take_cancel_requests`, for these (job id, claim token)
+        pairs; the base class keeps no requests."""
+        return {}
+
+    def _listen_for_cancels(self, destination: str) -> ReadyListener | None:  # noqa: ARG002 - for adapters
+        """As `listen_for_cancels`; the base class cannot announce, so None."""
         return None
 
     # --- what each adapter implements, given checked arguments ------------

@@ -22,6 +22,7 @@ from fulltext_jobs.audit import (
 )
 from fulltext_jobs.domain import (
     DEFAULT_SWEEP_INTERVAL,
+    Cancellation,
     DestinationControls,
     DestinationStats,
     FullText,
@@ -32,6 +33,8 @@ from fulltext_jobs.port import (
     AsyncHold,
     ReadyListener,
     audit_args,
+    cancel_args,
+    cannot_cancel,
     cannot_hold,
     cannot_steer,
     claim_ready_args,
@@ -50,6 +53,7 @@ from fulltext_jobs.port import (
     limit_args,
     list_jobs_args,
     listen_args,
+    listen_for_cancels_args,
     moved_on,
     moved_on_but,
     next_due_args,
@@ -63,6 +67,7 @@ from fulltext_jobs.port import (
     save_fulltext_args,
     save_many_args,
     stats_args,
+    take_cancel_requests_args,
     take_rate_tokens_args,
 )
 from fulltext_jobs.rate_limit import RateTokens
@@ -252,6 +257,28 @@ class AsyncRepository(abc.ABC):
         """As `Repository._listen`; the base class cannot announce, so None."""
         return None
 
+    # --- cancel requests --------------------------------------
+
+    async def take_cancel_requests(self, jobs: Iterable[FullText]) -> dict[uuid.UUID, str]:
+        """As `Repository.take_cancel_requests`."""
+        return await self._take_cancel_requests(take_cancel_requests_args(jobs))
+
+    async def listen_for_cancels(self, destination: str) -> ReadyListener | None:
+        """As `Repository.listen_for_cancels` (None from
+        `AsyncSqlAlchemyRepository`, as for `listen`)."""
+        return await self._listen_for_cancels(listen_for_cancels_args(destination))
+
+    async def _take_cancel_requests(
+        self,
+        claims: list[tuple[uuid.UUID, uuid.UUID]],  # noqa: ARG002 - for adapters
+    ) -> dict[uuid.UUID, str]:
+        """As `Repository._take_cancel_requests`."""
+        return {}
+
+    async def _listen_for_cancels(self, destination: str) -> ReadyListener | None:  # noqa: ARG002 - for adapters
+        """As `Repository._listen_for_cancels`."""
+        return None
+
     # --- audit ---------------------------------------------------
 
     @renamed_keyword("rescue_interval", "rescue_after")
@@ -316,6 +343,26 @@ class AsyncRepository(abc.ABC):
     async def resume(self, destination: str) -> DestinationControls:
         """As `Repository.resume`."""
         return await self._resume(resume_args(destination))
+
+    async def cancel(
+        self,
+        destination: str,
+        *,
+        item_ids: Iterable[str] | None = None,
+        all_ready: bool = False,
+        reason: str | None = None,
+    ) -> Cancellation:
+        """As `Repository.cancel`."""
+        return await self._cancel(*cancel_args(destination, item_ids, all_ready, reason))
+
+    async def _cancel(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        item_ids: list[str] | None,  # noqa: ARG002 - for adapters
+        error: str,  # noqa: ARG002 - for adapters
+    ) -> Cancellation:
+        """As `Repository._cancel`."""
+        raise cannot_cancel(self)
 
     async def _controls(self, destination: str) -> DestinationControls:
         """As `Repository._controls`."""

@@ -2,7 +2,7 @@
 counts, pages of jobs, the audit, the queue's health), repairing it
 (rescues, retries, releasing the Go original's abandoned claims), and
 steering the fleet (pausing and resuming a destination, capping its
-running jobs).
+running jobs, cancelling jobs).
 
 `Upkeep` is a part of `Repository` (which inherits it), kept apart from the
 workers' operations (claims, saves, heartbeats) because an operator's
@@ -24,10 +24,18 @@ from fulltext_jobs.audit import (
     AuditProblem,
     AuditSettings,
 )
-from fulltext_jobs.domain import DestinationControls, DestinationStats, FullText, JobStatus
+from fulltext_jobs.domain import (
+    Cancellation,
+    DestinationControls,
+    DestinationStats,
+    FullText,
+    JobStatus,
+)
 from fulltext_jobs.health import QueueHealth, not_reported
 from fulltext_jobs.port import (
     audit_args,
+    cancel_args,
+    cannot_cancel,
     cannot_steer,
     controls_args,
     count_unqueued_args,
@@ -295,6 +303,53 @@ class Upkeep(abc.ABC):
         controls. Raises `InvalidInput` for a bad destination."""
         return self._resume(resume_args(destination))
 
+    def cancel(
+        self,
+        destination: str,
+        *,
+        item_ids: Iterable[str] | None = None,
+        all_ready: bool = False,
+        reason: str | None = None,
+    ) -> Cancellation:
+        """Cancel jobs of `destination`: those of `item_ids`, or with
+        `all_ready=True` every ready job. Each cancelled job ends `skipped`
+        with `last_error` "cancelled: " and `reason` ("cancelled: by an
+        operator" if None; cut as any `last_error` is), and is not retried
+        by a worker. Returns what was done (`Cancellation`).
+
+        A ready job is skipped at once: its `finished` set, its `version`
+        moved on. The condition (still `ready`) is judged in the statement
+        that writes, on each job as it then is, so a job claimed a moment
+        before is not skipped but, if among `item_ids`, asked to stop as a
+        running one. A job in a transaction-mode batch (`hold_ready`) is
+        waited for: the cancel applies to it when its batch has committed,
+        if the batch left it `ready`.
+
+        A running job of `item_ids` (under a claim with a lease) is asked to
+        stop: the request is recorded in the store for that claim, and the
+        `Worker` holding the job hears it within a second on PostgreSQL
+        (which notifies), at its job's next heartbeat elsewhere; it then
+        cancels an async handler's task, tells a sync handler through
+        `fulltext_jobs.cancel_requested()`, and saves the job `skipped` with
+        the reason under its claim, whatever the handler then returned or
+        raised. A job whose handler had already ended keeps its outcome, and
+        so does one whose claim ends before its worker hears (it finished,
+        failed, or went back to `ready` for a retry: cancel it again). A job
+        held by code that does not read requests (other workers, the Go
+        original) is not stopped.
+
+        Item ids with no job, or whose job is finished, failed or skipped,
+        are passed over. Items are written in batches, each in a
+        transaction of its own: after an error, the batches before it
+        stand, and calling again does the rest.
+
+        Raises `InvalidInput` for a bad destination or item id, for
+        `item_ids` given as one str, unless exactly one of `item_ids` and
+        `all_ready=True` is given, and for a `reason` that is not a str;
+        `NotSupported` if the adapter cannot cancel.
+        """
+        return self._cancel(*cancel_args(destination, item_ids, all_ready, reason))
+
     # --- what each adapter implements, given checked arguments ------------
 
     @abc.abstractmethod
@@ -374,3 +429,14 @@ class Upkeep(abc.ABC):
     ) -> DestinationControls:
         """As `limit`; the base class cannot cap."""
         raise cannot_steer(self)
+
+    def _cancel(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        item_ids: list[str] | None,  # noqa: ARG002 - for adapters
+        error: str,  # noqa: ARG002 - for adapters
+    ) -> Cancellation:
+        """As `cancel`, on the item ids given (sorted, each once; None: every
+        ready job) with `error`, the cancelled jobs' `last_error`. The base
+        class cannot cancel."""
+        raise cannot_cancel(self)

@@ -45,6 +45,7 @@ from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
     DEFAULT_SWEEP_INTERVAL,
+    Cancellation,
     DestinationControls,
     DestinationStats,
 )
@@ -362,6 +363,21 @@ class BlockingAsyncRepository(Repository):
     def limit(self, destination: str, *, max_running: int | None) -> DestinationControls:
         return run_async(self.repo.limit(destination, max_running=max_running))
 
+    def cancel(
+        self,
+        destination: str,
+        *,
+        item_ids: Iterable[str] | None = None,
+        all_ready: bool = False,
+        reason: str | None = None,
+    ) -> Cancellation:
+        return run_async(
+            self.repo.cancel(destination, item_ids=item_ids, all_ready=all_ready, reason=reason)
+        )
+
+    def take_cancel_requests(self, jobs: Iterable[FullText]) -> dict[uuid.UUID, str]:
+        return run_async(self.repo.take_cancel_requests(jobs))
+
     # The public methods above bypass this (sync) port's checks on purpose:
     # they hand every argument, as given, to the async adapter, whose own
     # port must check it. So the port's protected methods are never called.
@@ -373,6 +389,7 @@ class BlockingAsyncRepository(Repository):
     _enqueue_unqueued = _claim_ready = _save_many = _count_unqueued = _stats = _never_called
     _heartbeat = _rescue_expired = _retry = _audit = _release_unleased = _never_called
     _queue_health = _controls = _list_controls = _pause = _resume = _limit = _never_called
+    _cancel = _take_cancel_requests = _never_called
     _list_jobs = _next_due = _take_rate_tokens = _never_called
     _enqueue_new = _has_destination = _save_each = _never_called
 
@@ -423,7 +440,8 @@ def reset_database(engine: sa.Engine) -> None:
         if engine.dialect.name == "postgresql":
             connection.exec_driver_sql(
                 "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, "
-                "jobs.fulltext_rate_limit, jobs.fulltext_holds, jobs.fulltext_controls, app_items "
+                "jobs.fulltext_rate_limit, jobs.fulltext_holds, jobs.fulltext_controls, "
+                "jobs.fulltext_cancels, app_items "
                 "RESTART IDENTITY"
             )
             # The identity starts again below the claim floors this process
@@ -436,6 +454,7 @@ def reset_database(engine: sa.Engine) -> None:
                 tables.enqueue_cursor,
                 tables.rate_limit,
                 tables.controls,
+                tables.cancels,
                 APP_ITEMS,
             ):
                 connection.execute(sa.delete(table))

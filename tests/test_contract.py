@@ -23,6 +23,7 @@ from fulltext_jobs.testing import (
     AppSource,
     AttemptsBoundContract,
     BatchContract,
+    CancelContract,
     Capabilities,
     ClaimContract,
     CompareAndSwapContract,
@@ -111,4 +112,8 @@ class TestHoldContract(HoldContract):
 
 
 class TestControlsContract(ControlsContract):
+    pass
+
+
+class TestCancelContract(CancelContract):
     pass

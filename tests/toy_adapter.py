@@ -100,3 +100,12 @@ class ToyRepository(Repository):
 
     def _limit(self, destination, max_running):
         return self._store._limit(destination, max_running)
+
+    def _cancel(self, destination, item_ids, error):
+        return self._store._cancel(destination, item_ids, error)
+
+    def _take_cancel_requests(self, claims):
+        return self._store._take_cancel_requests(claims)
+
+    def _listen_for_cancels(self, destination):
+        return self._store._listen_for_cancels(destination)

@@ -1,17 +1,20 @@
-"""Steering the fleet: `pause` and `resume` a destination, and `limit` its
-jobs running at once."""
+"""Steering the fleet: `pause` and `resume` a destination, `limit` its jobs
+running at once, `cancel` jobs."""
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
 from fulltext_jobs.checks import MAX_RUNNING
 from fulltext_jobs.cli._base import DestinationArgument, JsonOption, UrlOption, boundary
+from fulltext_jobs.cli._items import batches, item_ids, open_source
 from fulltext_jobs.cli._ledger import parse_duration
 from fulltext_jobs.cli._output import controls_json, controls_text, print_result
+from fulltext_jobs.domain import JobStatus
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -122,3 +125,73 @@ def limit(
         repo = state.repository(known=destination)
         controls = repo.limit(destination, max_running=cap)
         print_result(controls_json(controls), controls_text(controls), as_json=as_json)
+
+
+class CancelStatus(enum.StrEnum):
+    """The statuses `cancel --status` cancels every job of."""
+
+    READY = JobStatus.READY.value
+
+
+#: How many ids of an item file one `Repository.cancel` call is given: a
+#: file of millions of ids is never held in memory at once.
+CANCEL_FILE_BATCH: Final = 10_000
+
+
+def cancel(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    item: Annotated[
+        list[str] | None,
+        typer.Option("--item", help="Cancel this item's job (repeatable).", show_default=False),
+    ] = None,
+    items: Annotated[
+        str | None,
+        typer.Option(
+            "--items",
+            help="Cancel the jobs of the item ids in this file, one a line (-: stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    status: Annotated[
+        CancelStatus | None,
+        typer.Option("--status", help="Cancel every job in this status.", show_default=False),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="Why: kept in each job's last error after 'cancelled: '."),
+    ] = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Cancel jobs of DESTINATION (--item, --items or --status ready): each
+    ends skipped, with the reason, and is not retried; print how many.
+
+    A ready job is skipped at once, with 'cancelled: ' and the reason as its
+    last error; a running one is asked to stop, and its worker saves it so
+    once it hears (within a second on PostgreSQL, at the job's next
+    heartbeat on SQLite). --items is read and cancelled in batches: at a bad line the
+    command stops, and the batches before it stay cancelled."""
+    if sum(given is not None for given in (item, items, status)) != 1:
+        msg = "give one of --item, --items and --status"
+        raise typer.BadParameter(msg)
+    with boundary(ctx, database_url, writes=True) as state:
+        repo = state.repository(known=destination)
+        skipped = requested = 0
+        if items is not None:
+            with open_source(items) as (stream, _, name):
+                for batch in batches(item_ids(stream, name, lambda _: None), CANCEL_FILE_BATCH):
+                    done = repo.cancel(destination, item_ids=batch, reason=reason)
+                    skipped += len(done.skipped)
+                    requested += len(done.requested)
+        else:
+            done = repo.cancel(
+                destination, item_ids=item, all_ready=status is not None, reason=reason
+            )
+            skipped, requested = len(done.skipped), len(done.requested)
+        print_result(
+            {"destination": destination, "skipped": skipped, "requested": requested},
+            f"cancelled jobs of {destination!r}: {skipped} ready skipped, "
+            f"{requested} running asked to stop",
+            as_json=as_json,
+        )

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def _open_source(file: str) -> Iterator[tuple[BinaryIO, int | None, str]]:
+def open_source(file: str) -> Iterator[tuple[BinaryIO, int | None, str]]:
     """The stream of `file` (`-`: stdin), its size if known, and its name.
     Raises `CommandError` for a file that cannot be opened."""
     if file == "-":
@@ -53,7 +53,7 @@ class _BadLineError(CommandError):
     """A line of an item file that is not UTF-8 or not an acceptable id."""
 
 
-def _ids(stream: BinaryIO, name: str, on_line: Callable[[int], None]) -> Iterator[str]:
+def item_ids(stream: BinaryIO, name: str, on_line: Callable[[int], None]) -> Iterator[str]:
     """The item ids of `stream`, one a line, exactly as written: UTF-8, with
     only the line ending (`\\n` or `\\r\\n`) and a byte-order mark at the very
     start dropped, as Python's `utf-8-sig` codec drops it; empty lines are
@@ -80,7 +80,7 @@ def _ids(stream: BinaryIO, name: str, on_line: Callable[[int], None]) -> Iterato
         raise CommandError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
-def _batches(ids: Iterable[str], size: int) -> Iterator[list[str]]:
+def batches(ids: Iterable[str], size: int) -> Iterator[list[str]]:
     iterator = iter(ids)
     while batch := list(islice(iterator, size)):
         yield batch
@@ -112,13 +112,13 @@ def items_add(
         repo = state.repository()
         added = seen = 0
         with (
-            _open_source(file) as (stream, size, name),
+            open_source(file) as (stream, size, name),
             progress_bar(stderr_console(), TextColumn("{task.fields[ids]} ids")) as progress,
         ):
             task = progress.add_task(f"adding {name}", total=size, ids=0)
-            lines = _ids(stream, name, lambda n: progress.advance(task, n))
+            lines = item_ids(stream, name, lambda n: progress.advance(task, n))
             try:
-                for batch in _batches(lines, batch_size):
+                for batch in batches(lines, batch_size):
                     added += repo.add_items(batch, batch_size=batch_size)
                     seen += len(batch)
                     progress.update(task, ids=seen)

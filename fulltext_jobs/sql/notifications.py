@@ -8,6 +8,9 @@ connection of its own, taken from the repository's engine (same URL, same
 connect arguments) and detached from its pool, in autocommit, and waits on
 it; nothing else runs on that connection.
 
+The same listener waits on `CANCEL_CHANNEL` for cancel requests of running
+jobs (`Repository.listen_for_cancels`), which `cancel` notifies itself.
+
 A notification is a hint: if the connection is lost, notifications sent
 meanwhile are gone, so the first wait after listening again returns True
 and the worker claims to find out.
@@ -39,9 +42,10 @@ READY_CHANNEL: Final = "fulltext_jobs_ready"
 
 
 class PostgresReadyListener(ReadyListener):
-    """Waits for the notifications of one destination on a connection of its
-    own. Listening starts when it is made: a job that becomes ready after
-    that is never missed while the connection lives.
+    """Waits for the notifications of one destination on `channel` (the
+    ready jobs', by default), on a connection of its own. Listening starts
+    when it is made: a notification sent after that is never missed while
+    the connection lives.
 
     Raises `StoreError` if the server cannot be reached: retryable while
     it is away or restarting, not retryable if it refuses the connection for
@@ -49,9 +53,10 @@ class PostgresReadyListener(ReadyListener):
     the same way, after which the next `wait` listens again.
     """
 
-    def __init__(self, engine: Engine, destination: str) -> None:
+    def __init__(self, engine: Engine, destination: str, *, channel: str = READY_CHANNEL) -> None:
         self._engine = engine
         self._destination = destination
+        self._channel = channel
         self._lock = threading.Lock()
         self._connection: psycopg.Connection[Any] | None = None
         self._closed = False
@@ -106,7 +111,7 @@ class PostgresReadyListener(ReadyListener):
             try:
                 connection.rollback()
                 connection.autocommit = True
-                connection.execute(f"LISTEN {READY_CHANNEL}")
+                connection.execute(f"LISTEN {self._channel}")
             except psycopg.Error:
                 connection.close()
                 raise
@@ -115,7 +120,7 @@ class PostgresReadyListener(ReadyListener):
     def _translated(self) -> translated:
         """Errors as a `StoreError`: retryable (the next wait listens again)
         unless the server refuses this connection for good."""
-        return translated(f"listening for ready jobs of {self._destination!r}")
+        return translated(f"listening on {self._channel} for {self._destination!r}")
 
     def _discard(self) -> None:
         connection, self._connection = self._connection, None

@@ -42,6 +42,7 @@ from fulltext_jobs.errors import (
     StoreError,
 )
 from fulltext_jobs.port import ReadyListener
+from fulltext_jobs.sql.cancelling import CancelOperations
 from fulltext_jobs.sql.claiming import BATCH_DUPLICATE, ClaimOperations
 from fulltext_jobs.sql.compiled import HotPath
 from fulltext_jobs.sql.controlling import ControlOperations
@@ -72,7 +73,7 @@ __all__ = ["SqlOperations"]
 _MAX_CREATE_ATTEMPTS: Final = 1000
 
 
-class SqlOperations(ClaimOperations, ControlOperations):
+class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
     """Every operation of the port on one engine (see
     `SqlAlchemyRepository` for the arguments, which this checks in the
     same order and with the same errors), on checked arguments.

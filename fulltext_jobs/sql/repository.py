@@ -26,6 +26,7 @@ from fulltext_jobs.audit import AuditProblem, AuditSettings
 from fulltext_jobs.checks import check_batch_size, check_item_ids
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
+    Cancellation,
     DestinationControls,
     DestinationStats,
     FullText,
@@ -268,3 +269,14 @@ class SqlAlchemyRepository(Repository):
 
     def _limit(self, destination: str, max_running: int | None) -> DestinationControls:
         return self._ops.limit(destination, max_running)
+
+    def _cancel(self, destination: str, item_ids: list[str] | None, error: str) -> Cancellation:
+        return self._ops.cancel(destination, item_ids, error)
+
+    def _take_cancel_requests(
+        self, claims: list[tuple[uuid.UUID, uuid.UUID]]
+    ) -> dict[uuid.UUID, str]:
+        return self._ops.take_cancel_requests(claims)
+
+    def _listen_for_cancels(self, destination: str) -> ReadyListener | None:
+        return self._ops.listen_for_cancels(destination)

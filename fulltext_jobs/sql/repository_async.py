@@ -25,6 +25,7 @@ from fulltext_jobs.audit import AuditProblem, AuditSettings
 from fulltext_jobs.checks import check_batch_size, check_item_ids
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
+    Cancellation,
     DestinationControls,
     DestinationStats,
     FullText,
@@ -256,6 +257,16 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         self, older_than: timedelta, destination: str | None
     ) -> list[uuid.UUID]:
         return await self._call(lambda ops: ops.release_unleased(older_than, destination))
+
+    async def _cancel(
+        self, destination: str, item_ids: list[str] | None, error: str
+    ) -> Cancellation:
+        return await self._call(lambda ops: ops.cancel(destination, item_ids, error))
+
+    async def _take_cancel_requests(
+        self, claims: list[tuple[uuid.UUID, uuid.UUID]]
+    ) -> dict[uuid.UUID, str]:
+        return await self._call(lambda ops: ops.take_cancel_requests(claims))
 
 
 def _session_engine(session: object) -> AsyncEngine:

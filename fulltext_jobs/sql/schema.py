@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0013"
+SCHEMA_REVISION: Final = "0014"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -98,6 +98,7 @@ class Tables:
     #: PostgreSQL only (None on SQLite).
     holds: sa.Table | None
     controls: sa.Table
+    cancels: sa.Table
 
 
 def status_type() -> sa.Enum:
@@ -285,6 +286,19 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("max_running", sa.Integer),
         schema=schema,
     )
+    # Cancel requests for running jobs (0014): the claim asked to stop and
+    # the error to skip its job with; its worker takes the row (see
+    # `Statements.take_cancel_requests`).
+    cancels = sa.Table(
+        "fulltext_cancels",
+        metadata,
+        sa.Column("job_id", sa.Uuid, primary_key=True),
+        sa.Column("claim_token", sa.Uuid, nullable=False),
+        sa.Column("destination", sa.Text, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("requested_at", UTCDateTime, nullable=False),
+        schema=schema,
+    )
     # Which library code can use a database at each revision (0005).
     schema_window = sa.Table(
         WINDOW_TABLE,
@@ -302,4 +316,5 @@ def tables_for(dialect_name: str) -> Tables:
         rate_limit=rate_limit,
         holds=holds,
         controls=controls,
+        cancels=cancels,
     )

@@ -77,6 +77,12 @@ class Capabilities:
     inherits the port's defaults (nothing set; pausing raises
     `NotSupported`)."""
 
+    cancels: bool = True
+    """The adapter can cancel jobs (`cancel`, `take_cancel_requests`): the
+    tests of `CancelContract` run only then. False for an adapter that
+    inherits the port's defaults (cancelling raises `NotSupported`; no
+    request is ever taken)."""
+
     takes_a_clock: bool = True
     """The repository reads the time from `ContractSettings.clock` (the
     adapters' `clock=`). The tests that move time (leases, delays, sweeps,

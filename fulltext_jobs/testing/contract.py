@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from fulltext_jobs.testing._fixtures import CLOCK_START, CLOCKED_LEASE, ContractFixtures
 from fulltext_jobs.testing.batches import BatchContract
+from fulltext_jobs.testing.cancel import CancelContract
 from fulltext_jobs.testing.claims import (
     AttemptsBoundContract,
     ClaimContract,
@@ -40,6 +41,7 @@ __all__ = [
     "CLOCK_START",
     "AttemptsBoundContract",
     "BatchContract",
+    "CancelContract",
     "ClaimContract",
     "CompareAndSwapContract",
     "ContractFixtures",
@@ -64,5 +66,6 @@ class RepositoryContract(
     HostileInputContract,
     HoldContract,
     ControlsContract,
+    CancelContract,
 ):
     """The whole contract suite: every part's tests in one class."""

@@ -85,6 +85,34 @@ HOSTILE_CALLS: dict[str, Callable[..., object]] = {
     "retry-item_ids-surrogate": lambda scene: scene.repo.retry("lang", item_ids=[SURROGATE]),
     "retry-statuses-str": lambda scene: scene.repo.retry("lang", statuses="failed"),
     "retry-statuses-unhashable": lambda scene: scene.repo.retry("lang", statuses=[["failed"]]),
+    "cancel-destination-surrogate": lambda scene: scene.repo.cancel(SURROGATE, all_ready=True),
+    "cancel-destination-bytes": lambda scene: scene.repo.cancel(b"lang", all_ready=True),
+    "cancel-neither": lambda scene: scene.repo.cancel("lang"),
+    "cancel-both": lambda scene: scene.repo.cancel("lang", item_ids=["r"], all_ready=True),
+    "cancel-item_ids-str": lambda scene: scene.repo.cancel("lang", item_ids="rs"),
+    "cancel-item_ids-bytes": lambda scene: scene.repo.cancel("lang", item_ids=b"rs"),
+    "cancel-item_ids-ints": lambda scene: scene.repo.cancel("lang", item_ids=[1, 2]),
+    "cancel-item_ids-surrogate": lambda scene: scene.repo.cancel("lang", item_ids=["r", SURROGATE]),
+    "cancel-item_ids-empty-id": lambda scene: scene.repo.cancel("lang", item_ids=["r", ""]),
+    "cancel-item_ids-none-inside": lambda scene: scene.repo.cancel("lang", item_ids=["r", None]),
+    "cancel-all_ready-int": lambda scene: scene.repo.cancel("lang", all_ready=1),
+    "cancel-all_ready-str": lambda scene: scene.repo.cancel("lang", all_ready="yes"),
+    "cancel-reason-int": lambda scene: scene.repo.cancel("lang", all_ready=True, reason=42),
+    "cancel-reason-bytes": lambda scene: scene.repo.cancel("lang", item_ids=["s"], reason=b"x"),
+    "take_cancel_requests-one-job": lambda scene: scene.repo.take_cancel_requests(
+        scene.jobs["running"]
+    ),
+    "take_cancel_requests-str": lambda scene: scene.repo.take_cancel_requests("abc"),
+    "take_cancel_requests-none": lambda scene: scene.repo.take_cancel_requests(None),
+    "take_cancel_requests-not-a-job": lambda scene: scene.repo.take_cancel_requests(
+        [scene.jobs["running"], "x"]
+    ),
+    "take_cancel_requests-id-str": lambda scene: scene.repo.take_cancel_requests(
+        [replace(scene.jobs["running"], id=str(scene.jobs["running"].id))]
+    ),
+    "take_cancel_requests-token-str": lambda scene: scene.repo.take_cancel_requests(
+        [replace(scene.jobs["running"], claim_token=str(scene.jobs["running"].claim_token))]
+    ),
     "add_items-str": lambda scene: scene.add_items("abc"),
     "add_items-bytes": lambda scene: scene.add_items(b"abc"),
     "add_items-none": lambda scene: scene.add_items(None),
@@ -204,6 +232,8 @@ class HostileInputContract(ContractFixtures):
             repo.stats(),
             repo.count_unqueued("lang"),
             repo.list_controls(),
+            # No cancel request was made (taking one would find it).
+            repo.take_cancel_requests([jobs["running"]]),
         )
 
     @pytest.mark.parametrize("call", HOSTILE_CALLS.values(), ids=HOSTILE_CALLS.keys())

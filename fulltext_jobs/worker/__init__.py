@@ -36,12 +36,16 @@ with `produce=True` the producer fills the queue and rescues expired jobs
 - `waiting`: what an idle worker waits for (`Worker.waiting`), and the log
   lines that say so;
 - `signals`: SIGINT and SIGTERM: the first stops a run gracefully, the
-  second at once.
+  second at once;
+- `cancelling`: an operator's cancel of a running job: heard at its
+  heartbeat or by the cancel listener thread, and handed to its handler
+  (`cancel_requested()`, an async handler's task cancelled).
 
 The names below are the package's API; the modules' own names may change.
 """
 
 from fulltext_jobs.worker.core import Worker
+from fulltext_jobs.worker.handlers import cancel_requested
 from fulltext_jobs.worker.settings import MAX_CONCURRENCY, MAX_SECONDS
 from fulltext_jobs.worker.stats import FailJob, Handler, SkipJob, WorkerStats
 from fulltext_jobs.worker.waiting import Waiting, WaitReason
@@ -56,4 +60,5 @@ __all__ = [
     "Waiting",
     "Worker",
     "WorkerStats",
+    "cancel_requested",
 ]

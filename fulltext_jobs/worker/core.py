@@ -58,6 +58,7 @@ from fulltext_jobs.logs import context_fields, log_context
 from fulltext_jobs.repository import Repository
 from fulltext_jobs.retry import RetryPolicy
 from fulltext_jobs.worker import signals
+from fulltext_jobs.worker.cancelling import CancelWatch
 from fulltext_jobs.worker.handlers import (
     HandlerRunner,
     JobFields,
@@ -234,7 +235,8 @@ class Worker:
             clock=settings.clock,
             observer=metrics,
         )
-        self._heartbeat = Heartbeat(repository)
+        self._cancels = CancelWatch(repository, destination, settings.poll_interval)
+        self._heartbeat = Heartbeat(repository, cancels=self._cancels)
         self._saver = OutcomeSaver(
             repository,
             destination,
@@ -274,7 +276,7 @@ class Worker:
         self._destination = destination
         self._batch_size = settings.batch_size
         self._heartbeat_interval = settings.heartbeat_interval
-        self._judge: Callable[[FullText], Verdict] = runner.judge
+        self._judge: Callable[[FullText, Held | None], Verdict] = runner.judge
         self._hold = self._heartbeat.hold
         self._save_held = self._saver.save_held
         self._take_tokens: Callable[[Run], int] | None = None if tokens is None else tokens.take
@@ -396,6 +398,7 @@ class Worker:
         helpers = [self._thread(run, self._heartbeat.loop, "fulltext-jobs-heartbeat")]
         if self._settings.listen:
             run.listener = self._thread(run, self._watch.loop, "fulltext-jobs-listen")
+            run.cancel_listener = self._thread(run, self._cancels.listen, "fulltext-jobs-cancels")
         if self._producer is not None:
             helpers.append(self._thread(run, self._producer.loop, "fulltext-jobs-rescue"))
         for thread in (*helpers, *loops):
@@ -456,6 +459,8 @@ class Worker:
         # Halted: no claim thread starts the listener from now on.
         if run.listener is not None and run.listening:
             helpers = [*helpers, run.listener]
+        if run.cancel_listener is not None and run.cancel_listening:
+            helpers = [*helpers, run.cancel_listener]
         for thread in helpers:
             thread.join(_THREAD_GRACE_SECONDS)
 
@@ -568,7 +573,7 @@ class Worker:
                         break
                     token = _log_fields.set(JobFields(base, job.id))
                     try:
-                        settle(job, self._judge(job))
+                        settle(job, self._judge(job, None))
                     finally:
                         _log_fields.reset(token)
         except StaleJobs as exc:
@@ -616,7 +621,7 @@ class Worker:
             # the context, which cost a no-op job a few percent of its time.
             token = _log_fields.set(JobFields(base, entry.job.id))
             try:
-                handled = (entry, self._judge(entry.job))
+                handled = (entry, self._judge(entry.job, entry))
             finally:
                 _log_fields.reset(token)
         if handled is not None:
@@ -675,9 +680,14 @@ class OutcomeSaver:
             with run.lock:
                 run.held.discard(held)
 
-    def _released(self, job: FullText) -> FullText:
-        released = job.copy()
-        released.release(self._clock())
+    def _released(self, held: Held) -> FullText:
+        """What is saved for a job let go before its handler ended: back to
+        `ready`, or `skipped` if an operator cancelled it."""
+        released = held.job.copy()
+        if held.cancelled is None:
+            released.release(self._clock())
+        else:
+            released.skip(self._clock(), error=held.cancelled)
         return released
 
     def save_held(self, run: Run, held: list[Held]) -> None:

@@ -10,7 +10,10 @@ other exception is retried by the worker's `RetryPolicy`: the job goes back
 to `ready`, not to be claimed before a backoff has passed, until it has had
 the policy's `max_attempts` attempts, and then fails. Either way the
 exception's type and message are in `last_error`; a skip records
-`SkipJob`'s message alone, as its reason.
+`SkipJob`'s message alone, as its reason. A job an operator cancels
+while its handler runs is skipped with the cancel's reason however the
+handler ends (see `fulltext_jobs.worker.cancelling`); a handler polls
+`cancel_requested()` to hear of it.
 
 Async handlers: a handler may be a coroutine function (or return any
 awaitable). Each claim thread then runs it to completion on an event loop of
@@ -31,7 +34,9 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from fulltext_jobs.domain import MAX_TIMESTAMP, FullText, utc
 from fulltext_jobs.retry import RetryPolicy
@@ -54,6 +59,31 @@ class Ending(enum.Enum):
 # retried (RELEASE only), and the error to record (FAIL and RELEASE). A
 # tuple, not a dataclass: one is made for every job.
 Verdict = tuple[Ending, datetime, datetime | None, str | None]
+
+
+class Cancellable(Protocol):
+    """A claimed job, as a cancel reaches it (`inflight.Held`)."""
+
+    cancelled: str | None  # the last_error to skip it with, once cancelled
+    task: asyncio.Task[Any] | None  # an async handler's task, while it runs
+
+
+#: The job the current handler call runs on (None outside one): what
+#: `cancel_requested` reads. A context variable, so that it follows the
+#: handler into a thread of its own (a `timeout`) and into its task.
+current_job: ContextVar[Cancellable | None] = ContextVar("fulltext_jobs_job", default=None)
+
+
+def cancel_requested() -> bool:
+    """Whether an operator has cancelled the job the calling handler runs
+    on (`Repository.cancel`, `fulltext-jobs cancel`), as far as its worker
+    has heard: within a second on PostgreSQL, at the job's next heartbeat
+    elsewhere. A sync handler that does long work may poll it and return
+    early; the job is saved `skipped` with the cancel's reason whatever the
+    handler then returns or raises. False outside a handler called by a
+    `Worker`, and in the transaction mode (`in_transaction=True`)."""
+    job = current_job.get()
+    return job is not None and job.cancelled is not None
 
 
 class HandlerRunner:
@@ -80,18 +110,42 @@ class HandlerRunner:
         self._clock = clock
         self._metrics = observer
 
-    def judge(self, job: FullText) -> Verdict:
+    def judge(self, job: FullText, cancellable: Cancellable | None = None) -> Verdict:
         """Run the handler on a copy of `job`, and say how the job ends
-        according to how the handler ended (see `settle`)."""
+        according to how the handler ended (see `settle`); or, if
+        `cancellable` (the job as the worker holds it) is cancelled before
+        the handler ends, that the job is skipped with the cancel's error,
+        however the handler ends (not called at all if it was cancelled
+        before)."""
+        if cancellable is None:
+            return self._judge(job, None)
+        if cancellable.cancelled is not None:
+            return Ending.SKIP, self._clock(), None, cancellable.cancelled
+        token = current_job.set(cancellable)
+        try:
+            verdict = self._judge(job, cancellable)
+        except asyncio.CancelledError:
+            if cancellable.cancelled is None:
+                raise  # not a cancel of the job: not for the verdict to hide
+            verdict = Ending.SKIP, self._clock(), None, cancellable.cancelled
+        finally:
+            current_job.reset(token)
+        if cancellable.cancelled is not None:
+            return Ending.SKIP, verdict[1], None, cancellable.cancelled
+        return verdict
+
+    def _judge(self, job: FullText, cancellable: Cancellable | None) -> Verdict:
+        """As `judge`, but for a cancel (an async handler's task cancelled
+        raises `asyncio.CancelledError` from here)."""
         began = time.monotonic()
         try:
             if self._timeout is None:
                 result = self._handler(job.copy())
                 # Most handlers return None: spare them the awaitable test.
                 if result is not None and inspect.isawaitable(result):
-                    _thread_loop().run_until_complete(result)
+                    _run_on_thread_loop(result, cancellable)
             else:
-                self._call_within(job, self._timeout)
+                self._call_within(job, self._timeout, cancellable)
         except SkipJob as exc:
             _log.info("job %s (item %s) skipped: %s", job.id, job.item_id, exc)
             # The reason is the message alone: a skip is the handler's
@@ -124,7 +178,7 @@ class HandlerRunner:
             if self._metrics is not None:
                 self._metrics.observe_handler(self._destination, time.monotonic() - began)
 
-    def _call_within(self, job: FullText, timeout: float) -> None:
+    def _call_within(self, job: FullText, timeout: float, cancellable: Cancellable | None) -> None:
         """Run the handler on a copy of `job`, for at most `timeout`
         seconds; raise what it raised, or `TimeoutError` if it ran past.
 
@@ -137,7 +191,7 @@ class HandlerRunner:
         copy = job.copy()
         if inspect.iscoroutinefunction(self._handler):
             try:
-                _thread_loop().run_until_complete(asyncio.wait_for(self._handler(copy), timeout))
+                _run_on_thread_loop(asyncio.wait_for(self._handler(copy), timeout), cancellable)
             except TimeoutError:
                 raise _timed_out(timeout) from None
             return
@@ -230,6 +284,25 @@ def _thread_loop() -> asyncio.AbstractEventLoop:
     if loop is None or loop.is_closed():
         loop = _loops.loop = asyncio.new_event_loop()
     return loop
+
+
+def _run_on_thread_loop(awaitable: Awaitable[object], cancellable: Cancellable | None) -> None:
+    """Run `awaitable` to its end on this thread's loop, as a task that a
+    cancel of `cancellable` cancels (`cancelling.interrupt`)."""
+    loop = _thread_loop()
+    if cancellable is None:
+        loop.run_until_complete(awaitable)
+        return
+    task = loop.create_task(awaitable if inspect.iscoroutine(awaitable) else _awaited(awaitable))
+    cancellable.task = task
+    # Registered first, then looked at: a cancel that came between is seen
+    # here or sees the task (`interrupt`), so it is never missed.
+    if cancellable.cancelled is not None:
+        task.cancel()
+    try:
+        loop.run_until_complete(task)
+    finally:
+        cancellable.task = None
 
 
 def close_thread_loop() -> None:

@@ -7,6 +7,10 @@ A heartbeat that finds a claim lost marks the job (`Held.lost`): its
 result will be refused, and the claim thread starts no further handler of
 that batch. Leases are on the store's clock; when a heartbeat is due is on
 the worker's monotonic `clock`, which a test may replace.
+
+After each round of heartbeats, the jobs of the round are looked at for an
+operator's cancel (`cancelling.CancelWatch`), which is how a cancel reaches
+a worker whose store does not announce it (SQLite).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Final
 from fulltext_jobs.domain import FullText
 from fulltext_jobs.errors import LostClaim, StoreError
 from fulltext_jobs.repository import Repository
+from fulltext_jobs.worker.cancelling import CancelWatch
 from fulltext_jobs.worker.inflight import HELD_STAGES, Held, Run, Stage
 
 # The package's logger (see `fulltext_jobs.worker.core`).
@@ -36,9 +41,14 @@ class Heartbeat:
     they fall due (`Held.next_beat`, on `clock`)."""
 
     def __init__(
-        self, repository: Repository, *, clock: Callable[[], float] = time.monotonic
+        self,
+        repository: Repository,
+        *,
+        cancels: CancelWatch | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repository = repository
+        self._cancels = cancels
         self._clock = clock
 
     def hold(self, run: Run, jobs: list[FullText], interval: float | None) -> list[Held]:
@@ -67,6 +77,8 @@ class Heartbeat:
             entry = Held(job, every, now + every)
             first = min(first, entry.next_beat)
             held.append(entry)
+        if self._cancels is not None:
+            self._cancels.started(run)
         with run.changed:
             run.held.update(held)
             # A heartbeat thread that looks again before these fall due
@@ -93,6 +105,8 @@ class Heartbeat:
                     run.beat_wake = -math.inf
                     continue
             self.beat_all(run, due)
+            if self._cancels is not None:
+                self._cancels.check(run, due)
 
     def take_due(self, run: Run, now: float) -> tuple[list[Held], float]:
         """The held jobs whose heartbeat is due at `now`, their next one

@@ -24,6 +24,7 @@ refuses it: the release ended the claim.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import logging
@@ -31,7 +32,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from fulltext_jobs.domain import FullText
 from fulltext_jobs.errors import StoreError
@@ -77,6 +78,11 @@ class Held:
     # The heartbeat thread's own copy, whose lease it updates: made at the
     # first heartbeat, since most jobs are saved before one is due.
     beat: FullText | None = None
+    # Set when an operator's cancel of the job reached the worker before
+    # its handler ended: the last_error to skip it with (`cancelling`).
+    cancelled: str | None = None
+    # An async handler's task, while it runs, for a cancel to cancel.
+    task: asyncio.Task[Any] | None = None
 
 
 class Run:
@@ -124,6 +130,10 @@ class Run:
         # `listener.start_listener`), never once the run halts.
         self.listener: threading.Thread | None = None
         self.listening = False  # its thread was started
+        # The thread that listens for cancels of the jobs held, started
+        # when jobs are first held (`cancelling.CancelWatch.started`).
+        self.cancel_listener: threading.Thread | None = None
+        self.cancel_listening = False  # its thread was started
         self.produce_lock = threading.Lock()
         # When the last production ended (monotonic) and how many jobs it made.
         self.last_production = (-math.inf, 0)
@@ -190,10 +200,10 @@ def record(held: Held, verdict: Verdict) -> None:
 
 
 def to_save(
-    held: list[Held], released: Callable[[FullText], FullText]
+    held: list[Held], released: Callable[[Held], FullText]
 ) -> tuple[list[Held], list[FullText], int]:
     """The claim thread's side: of the jobs of one claim, those it saves
-    (moved to SAVING) and, in step, the outcomes to save (`released(job)`
+    (moved to SAVING) and, in step, the outcomes to save (`released(entry)`
     for a job whose handler never started); and how many jobs it drops.
     Called under the run's lock.
 
@@ -213,7 +223,7 @@ def to_save(
             if entry.lost:
                 continue  # another delivery owns it: nothing to save
         if entry.stage is Stage.PENDING:
-            entry.outcome = released(entry.job)
+            entry.outcome = released(entry)
             entry.stage = Stage.SAVING
             outcome = entry.outcome
         elif entry.stage is Stage.DONE and entry.outcome is not None:
@@ -238,10 +248,10 @@ def unsaved(entries: list[Held]) -> None:
 
 
 def take_over(
-    run: Run, released: Callable[[FullText], FullText], waited: float
+    run: Run, released: Callable[[Held], FullText], waited: float
 ) -> list[tuple[Held, FullText]]:
     """The shutdown's side: every job still held whose handler has not
-    ended, with `released(job)` to save, and every outcome that waits to
+    ended, with `released(entry)` to save, and every outcome that waits to
     be saved, all moved to TAKEN. A handler still running after `waited`
     seconds is named in a warning: it keeps going in its daemon thread, and
     its save will be refused."""
@@ -259,7 +269,7 @@ def take_over(
                         held.job.item_id,
                         waited,
                     )
-                taken.append((held, released(held.job)))
+                taken.append((held, released(held)))
             else:
                 continue
             held.stage = Stage.TAKEN

@@ -12,6 +12,7 @@ while the listener was reconnecting are lost, and SQLite has none.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from fulltext_jobs.errors import StoreError
@@ -58,12 +59,28 @@ def start_listener(run: Run) -> None:
 
 class ReadyWatch:
     """Listens, in `repository`, for ready jobs of `destination`, retrying
-    after a retryable error from `poll_interval` seconds, backing off."""
+    after a retryable error from `poll_interval` seconds, backing off.
 
-    def __init__(self, repository: Repository, destination: str, poll_interval: float) -> None:
+    Given `listen` and `woken`, it listens as `listen(destination)` does
+    instead (`Repository.listen_for_cancels`, say: `what` names it in the
+    logs), and calls `woken(run)` where it would wake the claim threads."""
+
+    def __init__(  # noqa: PLR0913 - what is listened for, and what a wake-up does
+        self,
+        repository: Repository,
+        destination: str,
+        poll_interval: float,
+        *,
+        listen: Callable[[str], ReadyListener | None] | None = None,
+        woken: Callable[[Run], None] | None = None,
+        what: str = "ready jobs",
+    ) -> None:
         self._repository = repository
         self._destination = destination
         self._poll_interval = poll_interval
+        self._listen = repository.listen if listen is None else listen
+        self._woken = _wake_claim_threads if woken is None else woken
+        self._what = what
 
     def loop(self, run: Run) -> None:
         """Wake the idle claim threads whenever the repository says that jobs
@@ -84,14 +101,14 @@ class ReadyWatch:
             while not run.halt.is_set():
                 try:
                     if listener is None:
-                        listener = self._repository.listen(self._destination)
+                        listener = self._listen(self._destination)
                         if listener is None:
                             return  # the store cannot notify: the claim threads poll
                         # Jobs may have become ready since the claim that
                         # found nothing and started the listener: claim again.
-                        run.wakeup.set()
+                        self._woken(run)
                     if listener.wait(slice_seconds):
-                        run.wakeup.set()
+                        self._woken(run)
                     slice_seconds = min(slice_seconds * 2, LISTEN_SLICE_SECONDS)
                     delay = self._poll_interval
                 except StoreError as exc:
@@ -103,7 +120,11 @@ class ReadyWatch:
                     run.halt.wait(delay)
                     delay = min(delay * 2, max(self._poll_interval, MAX_LISTEN_RETRY_SECONDS))
                 except Exception as exc:  # noqa: BLE001 - a listener's bug must not stop the work
-                    _log.exception("%s: the listener failed; polling only", self._destination)
+                    _log.exception(
+                        "%s: the listener for %s failed; polling only",
+                        self._destination,
+                        self._what,
+                    )
                     self._stop_listening(exc)
                     return
         finally:
@@ -113,4 +134,10 @@ class ReadyWatch:
     def _stop_listening(self, exc: Exception) -> None:
         # A warning: the worker still works. If the error stops it too (a
         # refused login), the claim thread's ERROR line says so.
-        _log.warning("%s: cannot listen for ready jobs, polling only: %s", self._destination, exc)
+        _log.warning(
+            "%s: cannot listen for %s, polling only: %s", self._destination, self._what, exc
+        )
+
+
+def _wake_claim_threads(run: Run) -> None:
+    run.wakeup.set()

@@ -12,6 +12,7 @@ claim costs the server.
 from __future__ import annotations
 
 from fulltext_jobs.sql.statements.base import ORIGINAL_CREATOR_LOCK
+from fulltext_jobs.sql.statements.cancels import CancelStatements
 from fulltext_jobs.sql.statements.claims import ClaimStatements
 from fulltext_jobs.sql.statements.enqueue import EnqueueStatements
 from fulltext_jobs.sql.statements.holds import HoldStatements
@@ -21,7 +22,14 @@ from fulltext_jobs.sql.statements.reads import ReadStatements
 __all__ = ["ORIGINAL_CREATOR_LOCK", "Statements"]
 
 
-class Statements(JobStatements, EnqueueStatements, ClaimStatements, HoldStatements, ReadStatements):
+class Statements(
+    JobStatements,
+    EnqueueStatements,
+    ClaimStatements,
+    HoldStatements,
+    ReadStatements,
+    CancelStatements,
+):
     """The adapter's statements for one set of tables, item source and
     dialect: every part's, in one object (the adapter asks it for each
     statement by name)."""
