@@ -76,6 +76,10 @@ class AuditCheck(StrEnum):
     #: than the clock tolerance): claimed by code that does not know of
     #: pauses (an older release, the Go original, an app's own SQL).
     CLAIMED_WHILE_PAUSED = "claimed_while_paused"
+    #: `running` in a destination with more jobs running than its cap (the
+    #: count is of all its running jobs): for a moment after the cap was
+    #: lowered or set, or claimed by code that does not know of caps.
+    OVER_CAP = "over_cap"
 
 
 #: The checks the running-jobs index serves, cheap enough for every refresh
@@ -192,7 +196,10 @@ def audit_jobs(  # noqa: PLR0913 - what the rules read
     destination then check, as every adapter reports them; `controls`:
     what is set per destination (for `CLAIMED_WHILE_PAUSED`)."""
     found: dict[tuple[str, AuditCheck], list[FullText]] = {}
+    controls = list(controls)
     pauses = paused_after(controls, settings, now)
+    caps = {one.destination: one.max_running for one in controls if one.max_running is not None}
+    running: dict[str, list[FullText]] = {}
     for job in jobs:
         if destination not in (None, job.destination):
             continue
@@ -202,8 +209,13 @@ def audit_jobs(  # noqa: PLR0913 - what the rules read
         after = pauses.get(job.destination)
         if after is not None and job.started is not None and job.started > after:
             checks.append(AuditCheck.CLAIMED_WHILE_PAUSED)
+        if job.status is JobStatus.RUNNING and job.destination in caps:
+            running.setdefault(job.destination, []).append(job)
         for check in checks:
             found.setdefault((job.destination, check), []).append(job)
+    for name, busy in running.items():
+        if len(busy) > caps[name]:
+            found[name, AuditCheck.OVER_CAP] = busy
     problems = []
     for (name, check), bad in found.items():
         started = [job.started for job in bad if job.started is not None]

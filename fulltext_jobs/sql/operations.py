@@ -477,6 +477,20 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
                         name,
                         {**binds, "after": after},
                     )
+            # Over its cap: more jobs running than a capped destination's cap.
+            for one in controls:
+                if one.max_running is not None and destination in (None, one.destination):
+                    problems += [
+                        found
+                        for found in self._audit_check(
+                            connection,
+                            AuditCheck.OVER_CAP,
+                            self._sql.running,
+                            one.destination,
+                            binds,
+                        )
+                        if found.count > one.max_running
+                    ]
         return sort_problems(problems)
 
     def _audit_check(

@@ -169,6 +169,20 @@ class ControlsContract(ContractFixtures):
         assert repo.limit("lang", max_running=None) == DestinationControls("lang")
         assert [job.item_id for job in repo.claim_ready("lang", 10)] == ["e", "f", "g"]
 
+    def test_the_audit_reports_a_destination_over_its_cap(self, backend: ContractBackend) -> None:
+        repo = keeping_controls(backend).repo
+        self.queued(backend, "abcd")
+        running = repo.claim_ready("lang", 3)
+        repo.limit("lang", max_running=3)
+        assert AuditCheck.OVER_CAP not in {problem.check for problem in repo.audit()}
+        repo.limit("lang", max_running=2)  # lowered below the jobs running
+        found = [
+            (problem.destination, problem.count, problem.examples)
+            for problem in repo.audit()
+            if problem.check is AuditCheck.OVER_CAP
+        ]
+        assert found == [("lang", 3, tuple(sorted(job.id for job in running)))]
+
     def test_held_jobs_count_against_the_cap(self, backend: ContractBackend) -> None:
         repo = keeping_controls(backend).repo
         self.queued(backend, "abcde")

@@ -112,6 +112,12 @@ class ReadStatements(StatementsBase):
         ft = self.tables.fulltext.c
         return ft.started > sa.bindparam("after", type_=ft.started.type)
 
+    @property
+    def running(self) -> ColumnElement[bool]:
+        """A running job (`AuditCheck.OVER_CAP` counts them, along
+        `fulltext_running_idx`)."""
+        return self.tables.fulltext.c.status == sa.literal_column("'running'")
+
     def audit_counts(
         self, condition: ColumnElement[bool], destination: str | None
     ) -> sa.Select[Any]:
