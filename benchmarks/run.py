@@ -44,6 +44,8 @@ l. delayed     get_ready_job and claim_ready(100) behind --delayed jobs not yet
                due against behind none, PostgreSQL and SQLite (delayed.py).
 m. vacuum      a drain of 200,000 jobs in each claim mode, with and without a
                REPEATABLE READ transaction holding vacuum back (vacuum.py).
+n. cap         claim_ready(100) and get_ready_job under a cap that does not
+               bind against under none, PostgreSQL and SQLite (cap.py).
 """
 
 from __future__ import annotations
@@ -1292,6 +1294,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "scale": lambda bench, args: __import__("scale").bench_scale(bench, args),
     "delayed": __import__("delayed").bench_delayed,  # l. benchmarks/delayed.py
     "vacuum": lambda bench, args: __import__("vacuum").bench_vacuum(bench, args),  # m.
+    "cap": lambda bench, args: __import__("cap").bench_cap(bench, args),  # n. benchmarks/cap.py
 }
 
 
