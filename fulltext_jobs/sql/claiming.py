@@ -143,15 +143,17 @@ class ClaimOperations:
             return self._claim_many_on(connection, params)
 
     def _claim_many_on(
-        self, connection: sa.Connection, params: dict[str, Any]
+        self, connection: sa.Connection, params: dict[str, Any], *, capped: bool = False
     ) -> tuple[list[FullText], int | None]:
-        """`_claim_many`, on `connection`."""
+        """`_claim_many`, on `connection`; with `capped`, `claim_capped`."""
         if self._hot is not None:
-            values = self._hot.claim_many.run_all(connection, params)
+            hot = self._hot.claim_capped if capped else self._hot.claim_many
+            values = hot.run_all(connection, params)
             # RETURNING keeps no order: `seq`, after the job's columns.
             values.sort(key=operator.itemgetter(-1))
             return [job_from_values(row) for row in values], values[-1][-1] if values else None
-        rows = sorted(connection.execute(self._sql.claim_many, params), key=_by_seq)
+        statement = self._sql.claim_capped if capped else self._sql.claim_many
+        rows = sorted(connection.execute(statement, params), key=_by_seq)
         return [to_job(row) for row in rows], rows[-1].seq if rows else None
 
     # --- claims under a cap ------------------------------------------------
@@ -177,37 +179,38 @@ class ClaimOperations:
     def _claim_capped(self, destination: str, params: dict[str, Any]) -> list[FullText]:
         """Claim as `claim_many` does, within `destination`'s cap: in one
         transaction, lock the destination's row of the controls (capped
-        claimers take turns on it), count its running jobs, and claim at
-        most the cap less them (nothing while paused). A destination found
-        to have no cap any more is forgotten, and claimed as usual."""
+        claimers take turns on it), then claim at most the cap less its
+        running jobs, counted by the claim itself (`claim_capped`; nothing
+        while paused). A destination found to have no cap any more is
+        forgotten, and claimed as usual."""
         with self._tx.connection("claim_ready") as connection:
-            room = self._room_under_cap(connection, destination, params["now"])
-            if room is None:
+            cap = self._lock_cap(connection, destination, params["now"])
+            if cap is None:
                 self._capped.discard(destination)
-            elif room == 0:
+            elif cap == 0:
                 return []
             else:
-                capped = {**params, "n": min(params.get("n", 1), room), "uncapped_only": False}
+                capped = {**params, "n": params.get("n", 1), "max_running": cap}
+                capped["uncapped_only"] = False
                 return self._from_floor(
-                    destination, capped, lambda p: self._claim_many_on(connection, p)
+                    destination,
+                    capped,
+                    lambda p: self._claim_many_on(connection, p, capped=True),
                 )
         return self._from_floor(destination, params, self._claim_many)
 
-    def _room_under_cap(
-        self, connection: sa.Connection, destination: str, now: datetime
-    ) -> int | None:
+    def _lock_cap(self, connection: sa.Connection, destination: str, now: datetime) -> int | None:
         """In a transaction on `connection`: lock `destination`'s row of the
         controls (`lock_controls`, until the transaction ends) and return
-        how many more of its jobs the cap lets start (0 while paused), or
-        None if it has no cap."""
+        its cap (0 while paused: nothing may start), or None if it has
+        none."""
         row = connection.execute(self._sql.lock_controls, {"dest": destination}).one_or_none()
         if row is None or row.max_running is None:
             return None
         if controls_of(row).paused(now):
             return 0
-        busy: int = connection.execute(self._sql.count_busy, {"dest": destination}).scalar_one()
         cap: int = row.max_running
-        return max(0, cap - busy)
+        return cap
 
     def _from_floor(
         self,
@@ -293,7 +296,8 @@ class ClaimOperations:
     ) -> list[FullText]:
         """The jobs `hold_ready` holds, in its transaction on `connection`.
         Under a cap, the destination's row of the controls is locked for the
-        whole hold (`_room_under_cap`): the held jobs count as running
+        whole hold (`_lock_cap`), and `hold_capped` holds within the cap:
+        the held jobs count as running
         while no other capped claim of the destination can count, so holds
         of a capped destination take turns, and its leased claims wait for
         them."""
@@ -306,13 +310,13 @@ class ClaimOperations:
             jobs = self._from_floor(destination, params, hold)
             if jobs or not self._has_cap(destination, connection):
                 return jobs
-        room = self._room_under_cap(connection, destination, now)
-        if room is None:
+        cap = self._lock_cap(connection, destination, now)
+        if cap is None:
             self._capped.discard(destination)
             return self._from_floor(destination, params, hold)
-        if room == 0:
+        if cap == 0:
             return []
-        capped = {**params, "n": min(params["n"], room), "uncapped_only": False}
+        capped = {**params, "max_running": cap, "uncapped_only": False, "capped": True}
         return self._from_floor(destination, capped, hold)
 
     def _record_hold(
@@ -361,14 +365,17 @@ class ClaimOperations:
         already held (locked by this transaction, and still ready) and the
         next in the failed one's place."""
         while True:
+            capped = params.get("capped", False)
             if self._hot is not None:
-                rows = self._hot.hold_ready.run_all(connection, params)
+                hot = self._hot.hold_capped if capped else self._hot.hold_ready
+                rows = hot.run_all(connection, params)
                 exhausted = [row[0] for row in rows if at_max_attempts(row)]
                 if not exhausted:
                     held = [held_from_values(row, now) for row in rows]
                     return held, rows[-1][-1] if rows else None
             else:
-                found = connection.execute(self._sql.hold_ready, params).all()
+                statement = self._sql.hold_capped if capped else self._sql.hold_ready
+                found = connection.execute(statement, params).all()
                 exhausted = [row.id for row in found if row.attempts >= MAX_ATTEMPTS]
                 if not exhausted:
                     held = [hold_copy(to_job(row), now) for row in found]

@@ -229,6 +229,8 @@ class HotPath:
         self.update_jobs = Compiled(sql.update_jobs, engine, binary=True)
         self.claim_many = Compiled(sql.claim_many, engine)
         self.hold_ready = Compiled(sql.hold_ready, engine)
+        self.claim_capped = Compiled(sql.claim_capped, engine)
+        self.hold_capped = Compiled(sql.hold_capped, engine)
         self.write_held = Compiled(sql.write_held, engine, binary=True)
         self.finish_held = Compiled(sql.finish_held, engine, binary=True)
         self.take_rate_tokens = Compiled(sql.take_rate_tokens, engine)

@@ -34,7 +34,7 @@ class ClaimStatements(ControlStatements):
         return ft.c.destination == sa.bindparam("dest"), ft.c.status == sa.literal_column("'ready'")
 
     def _oldest_ready(
-        self, n: sa.BindParameter[int] | int, columns: tuple[sa.Column[Any], ...]
+        self, n: ColumnElement[int] | int, columns: tuple[sa.Column[Any], ...]
     ) -> sa.Select[Any]:
         """`columns` (and `seq`) of the `n` oldest ready jobs of `:dest`
         due at `:now`, in `seq` order; on PostgreSQL each row locked
@@ -110,7 +110,7 @@ class ClaimStatements(ControlStatements):
             seq < sa.bindparam("below_seq", type_=sa.BigInteger),
         )
 
-    def _look_ahead(self, n: sa.BindParameter[int] | int) -> sa.ColumnElement[int] | int:
+    def _look_ahead(self, n: ColumnElement[int] | int) -> sa.ColumnElement[int] | int:
         """How many of the delayed jobs that have come due a claim of `n`
         looks at: `COME_DUE_LOOK_AHEAD`, or `n` if more."""
         if isinstance(n, int):
@@ -201,8 +201,47 @@ class ClaimStatements(ControlStatements):
         docs/benchmarks.md, "Why the hot path is written as it is"). SQLite runs the IN
         subquery once, under the transaction's write lock.
         """
+        return self._claim_up_to(sa.bindparam("n", type_=sa.Integer))
+
+    @functools.cached_property
+    def claim_capped(self) -> sa.Update:
+        """`claim_many`, taking no more than the cap `:max_running` less the
+        destination's running jobs (`_room_under_cap`): the claim of a
+        capped destination, run after its row of the controls is locked
+        (`lock_controls`), so that the count, made by this statement, sees
+        every claim the previous holder of the lock committed."""
+        return self._claim_up_to(self._room_under_cap())
+
+    def _room_under_cap(self) -> ColumnElement[int]:
+        """`:n`, or fewer: what `:max_running` leaves once `:dest`'s running
+        jobs are counted (along `fulltext_running_idx`), never below 0 (a
+        negative LIMIT is an error on PostgreSQL and no limit on SQLite)."""
         ft = self.tables.fulltext
-        oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer), (ft.c.id,))
+        busy = (
+            sa.select(sa.func.count())
+            .where(
+                ft.c.destination == sa.bindparam("dest"),
+                ft.c.status == sa.literal_column("'running'"),
+            )
+            .scalar_subquery()
+        )
+        greatest = getattr(sa.func, "greatest" if self.postgresql else "max")
+        least = getattr(sa.func, "least" if self.postgresql else "min")
+        room: ColumnElement[int] = greatest(
+            0,
+            least(
+                sa.bindparam("n", type_=sa.Integer),
+                sa.bindparam("max_running", type_=sa.Integer) - busy,
+                type_=sa.Integer,
+            ),
+            type_=sa.Integer,
+        )
+        return room
+
+    def _claim_up_to(self, n: ColumnElement[int]) -> sa.Update:
+        """`claim_many`'s statement, claiming `n` jobs."""
+        ft = self.tables.fulltext
+        oldest = self._oldest_ready(n, (ft.c.id,))
         stmt = sa.update(ft).values(self._claimed_values(self._new_uuid()))  # one per row: volatile
         if self.postgresql:
             picked = _ids(oldest).cte("picked")
@@ -224,7 +263,17 @@ class ClaimStatements(ControlStatements):
         `BEGIN IMMEDIATE` holds the only write lock. A job at
         `MAX_ATTEMPTS` among them is the caller's to fail
         (`fail_exhausted`) before it holds the others."""
-        oldest = self._oldest_ready(sa.bindparam("n", type_=sa.Integer), self.job_columns)
+        return self._hold_up_to(sa.bindparam("n", type_=sa.Integer))
+
+    @functools.cached_property
+    def hold_capped(self) -> sa.Select[Any]:
+        """`hold_ready`, holding no more than the cap `:max_running` less the
+        destination's running jobs, as `claim_capped`."""
+        return self._hold_up_to(self._room_under_cap())
+
+    def _hold_up_to(self, n: ColumnElement[int]) -> sa.Select[Any]:
+        """`hold_ready`'s statement, holding `n` jobs."""
+        oldest = self._oldest_ready(n, self.job_columns)
         return oldest.with_only_columns(
             *(oldest.selected_columns[c.name] for c in self.job_columns),
             oldest.selected_columns["seq"],

@@ -1,6 +1,6 @@
 """What operators set per destination (`fulltext_controls`): reading it,
 pausing, resuming and capping; the guard every claim reads it through, and
-the capped claims' lock and count."""
+the capped claims' lock."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ class ControlStatements(StatementsBase):
         of the table's primary key; SQLite too runs it once. In the claim's
         own statement, so a claim that begins after a pause or a cap
         commits hands out nothing; the caller then takes the capped path
-        (`lock_controls`, `count_busy`, and the claim again with
-        `:uncapped_only` false and its `n` within the cap)."""
+        (`lock_controls`, then `claim_capped` or `hold_capped`, with
+        `:uncapped_only` false)."""
         controls = self.tables.controls
         capped = sa.and_(
             controls.c.max_running.is_not(None),
@@ -55,16 +55,6 @@ class ControlStatements(StatementsBase):
         controls = self.tables.controls
         query = sa.select(controls).where(controls.c.destination == sa.bindparam("dest"))
         return query.with_for_update() if self.postgresql else query
-
-    @functools.cached_property
-    def count_busy(self) -> sa.Select[Any]:
-        """How many of `:dest`'s jobs are running: along
-        `fulltext_running_idx`, so as many as run, which a cap bounds."""
-        ft = self.tables.fulltext
-        return sa.select(sa.func.count()).where(
-            ft.c.destination == sa.bindparam("dest"),
-            ft.c.status == sa.literal_column("'running'"),
-        )
 
     @functools.cached_property
     def limit(self) -> sa.Insert:
