@@ -407,3 +407,32 @@ def test_four_processes_of_four_threads_never_run_more_than_the_cap(
     # the cap was reached (the test would pass on a fleet that ran one job).
     assert max(sampled) <= CAP, max(sampled)
     assert most.value == CAP
+
+
+def test_a_worker_at_the_cap_waits_a_poll_at_a_time_and_says_why():
+    repo = memory_queue(3)
+    repo.limit(DESTINATION, max_running=1)
+    release = threading.Event()
+    waits: list[tuple[float, WaitReason | None]] = []
+    worker: Worker
+
+    def handler(job: FullText) -> None:
+        del job
+        release.wait(30)
+
+    def wait(event: threading.Event, seconds: float) -> bool:
+        waiting = worker.waiting
+        waits.append((seconds, None if waiting is None else waiting.reason))
+        if len(waits) >= 3:
+            release.set()  # the running job ends: room under the cap
+        return event.wait(0.01)
+
+    worker = Worker(
+        repo, DESTINATION, handler, concurrency=2, poll_interval=0.5, listen=False, wait=wait
+    )
+    stats = run_bounded(worker)
+    assert stats.finished == 3
+    at_cap = [seconds for seconds, reason in waits if reason is WaitReason.CAPPED]
+    # A poll at a time: no backing off while the cap holds the jobs back.
+    assert at_cap
+    assert set(at_cap) == {0.5}
