@@ -268,7 +268,10 @@ class Upkeep(abc.ABC):
         not stopped. Claims of code older than this release do not know of
         caps (nor do the Go original's), and a claim that began before the
         cap was set may still take its jobs: a cap set on a busy
-        destination binds from the next claims on. Raises `InvalidInput`
+        destination binds from the next claims on. A capped claim in a
+        caller's session (`SqlAlchemyRepository.in_session`) keeps the
+        destination's row locked until the caller's transaction ends,
+        holding back its other capped claims: commit promptly. Raises `InvalidInput`
         for a bad destination or a `max_running` that is not None or a
         whole number from 1 to 2**31 - 1."""
         return self._limit(*limit_args(destination, max_running))
