@@ -43,6 +43,7 @@ the jobs table's storage options (revision 0011's autovacuum settings).
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import re
@@ -114,8 +115,9 @@ def worker(url: str, seconds: float, interval: float, results: Any) -> None:  # 
     results.put(None)
 
 
-def read_dashboard(url: str, seconds: float, errors: list[str]) -> None:
-    """Serve the dashboard and read its page once a second for `seconds`."""
+def read_dashboard(url: str, seconds: float, errors: list[str], stopped: threading.Event) -> None:
+    """Serve the dashboard and read its page once a second for `seconds`
+    (or until `stopped` is set)."""
     process = subprocess.Popen(
         [str(CLI), "--database-url", url, "dashboard", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -132,7 +134,8 @@ def read_dashboard(url: str, seconds: float, errors: list[str]) -> None:
         while time.monotonic() < end:
             with urllib.request.urlopen(found.group(0), timeout=10) as page:  # noqa: S310 - our own local server
                 page.read()
-            time.sleep(1.0)
+            if stopped.wait(1.0):
+                break
     except OSError as error:
         errors.append(f"the dashboard: {error}")
     finally:
@@ -209,52 +212,78 @@ def soak(args: argparse.Namespace) -> str:
     from run import bench_database  # noqa: PLC0415 - run.py sits beside this file
 
     seconds = args.minutes * 60
-    interval = args.interval
     with admin_url(args) as (url, server), bench_database(url) as bench:
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
         procs = [context.Process(target=feeder, args=(bench.sa_url, args.rate, seconds))]
         procs += [
-            context.Process(target=worker, args=(bench.sa_url, seconds, interval, results))
+            context.Process(target=worker, args=(bench.sa_url, seconds, args.interval, results))
             for _ in range(args.workers)
         ]
         for proc in procs:
             proc.start()
         errors: list[str] = []
-        reader = threading.Thread(target=read_dashboard, args=(bench.sa_url, seconds, errors))
-        reader.start()
-        autovacuum, version, reloptions = bench.sql(SETTINGS_SQL)[0]
-        print(
-            f"{server}, PostgreSQL {version}: autovacuum {autovacuum}; "
-            f"jobs.fulltext's options: {reloptions}",
-            flush=True,
+        stopped = threading.Event()
+        reader = threading.Thread(
+            target=read_dashboard, args=(bench.sa_url, seconds, errors, stopped)
         )
-        baseline = (*bench.sql(TABLE_SQL, dest=DESTINATION, **INDEXES)[0], 0.0)
-        samples: list[tuple[Any, ...]] = []
-        start = time.monotonic()
-        while len(samples) * interval < seconds:
-            time.sleep(max(0.0, start + (len(samples) + 1) * interval - time.monotonic()))
-            samples.append(
-                (*bench.sql(TABLE_SQL, dest=DESTINATION, **INDEXES)[0], os.getloadavg()[0])
+        reader.start()
+        try:
+            settings = bench.sql(SETTINGS_SQL)[0]
+            print(
+                f"{server}, PostgreSQL {settings[1]}: autovacuum {settings[0]}; "
+                f"jobs.fulltext's options: {settings[2]}",
+                flush=True,
             )
-            print(f"{len(samples) * interval:.0f} s: {samples[-1]}", flush=True)
-        timings: list[Timing] = []
-        for _ in range(args.workers):
-            while (batch := results.get(timeout=120)) is not None:
-                timings += batch
-        for proc in procs:
-            proc.join(timeout=60)
-        reader.join(timeout=60)
+            samples = sample_table(bench, seconds, args.interval)
+            timings: list[Timing] = []
+            for _ in range(args.workers):
+                while (batch := results.get(timeout=120)) is not None:
+                    timings += batch
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): end the processes now, before
+            # the database is dropped and a private server stopped.
+            for proc in procs:
+                proc.terminate()
+            raise
+        finally:
+            stopped.set()
+            for proc in procs:
+                proc.join(timeout=60)
+            reader.join(timeout=60)
         if errors:
             raise RuntimeError("; ".join(errors))
     title = (
         f"### Soak: {args.minutes:g} minutes at {args.rate:,} items/s, {args.workers} workers "
-        f"on {server} (autovacuum: {autovacuum}; jobs.fulltext: {reloptions})"
+        f"on {server} (autovacuum: {settings[0]}; jobs.fulltext: {settings[2]})"
     )
+    return table(title, samples, timings, args.interval)
+
+
+def sample_table(bench: Any, seconds: float, interval: float) -> list[tuple[Any, ...]]:  # noqa: ANN401 - run.Bench
+    """`TABLE_SQL` with the load average: at the start, then every
+    `interval` for `seconds`."""
+
+    def one() -> tuple[Any, ...]:
+        return (*bench.sql(TABLE_SQL, dest=DESTINATION, **INDEXES)[0], os.getloadavg()[0])
+
+    samples = [one()]
+    start = time.monotonic()
+    while (len(samples) - 1) * interval < seconds:
+        time.sleep(max(0.0, start + len(samples) * interval - time.monotonic()))
+        samples.append(one())
+        print(f"{(len(samples) - 1) * interval:.0f} s: {samples[-1]}", flush=True)
+    return samples
+
+
+def table(
+    title: str, samples: list[tuple[Any, ...]], timings: list[Timing], interval: float
+) -> str:
+    """The Markdown table: a row per interval of `samples` (the first is the
+    start) and the claims' `timings`."""
     lines = [title, "", HEADER, "|" + " ---: |" * (HEADER.count("|") - 1)]
-    for index, sample in enumerate(samples):
+    for index, (before, sample) in enumerate(itertools.pairwise(samples)):
         size, indexes, live, dead, vacuums, ready, finished = sample[:7]
-        before = samples[index - 1] if index else baseline
         claims = [seconds for at, seconds, _ in timings if at == index]
         empty = [seconds for at, seconds, nothing in timings if at == index and nothing]
         p50, p95, p99 = (
