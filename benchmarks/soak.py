@@ -12,6 +12,9 @@ PostgreSQL server of its own instead, with the server's default settings
 each autovacuum: made with `initdb` in a temporary folder, started on a
 free port, and stopped and deleted at the end however the run ends
 (tests/private_server.py; `--server-log FILE` keeps its log).
+`--setting NAME=VALUE` (repeatable) changes one of its settings: with
+`--setting autovacuum=off` it runs as the shared server of this machine
+does, for a comparison in which nothing else differs.
 
 In a database of its own (as `run.py` makes it, dropped at the end):
 
@@ -28,7 +31,10 @@ size with its indexes, and its live and dead rows with the autovacuums so
 far; then the share of claims that found nothing ("empty": such a claim
 from a floor reads the due index behind the floor too) and their median,
 and the index pages that each scan of the due jobs' index
-(`fulltext_due_idx`) read in the interval. A soak is flat if the
+(`fulltext_due_idx`) and of the ready jobs' (`fulltext_ready_idx`) read
+in the interval: dead entries that a scan walks show there; last, the
+machine's load average over the last minute (this machine is shared: a
+latency that follows it is not the soak's). A soak is flat if the
 latencies, the backlog and the dead rows stay level while the table grows
 by the jobs added. Its title gives the server's `autovacuum` setting and
 the jobs table's storage options (revision 0011's autovacuum settings).
@@ -37,7 +43,9 @@ the jobs table's storage options (revision 0011's autovacuum settings).
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
+import os
 import re
 import signal
 import statistics
@@ -107,8 +115,9 @@ def worker(url: str, seconds: float, interval: float, results: Any) -> None:  # 
     results.put(None)
 
 
-def read_dashboard(url: str, seconds: float, errors: list[str]) -> None:
-    """Serve the dashboard and read its page once a second for `seconds`."""
+def read_dashboard(url: str, seconds: float, errors: list[str], stopped: threading.Event) -> None:
+    """Serve the dashboard and read its page once a second for `seconds`
+    (or until `stopped` is set)."""
     process = subprocess.Popen(
         [str(CLI), "--database-url", url, "dashboard", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -125,7 +134,8 @@ def read_dashboard(url: str, seconds: float, errors: list[str]) -> None:
         while time.monotonic() < end:
             with urllib.request.urlopen(found.group(0), timeout=10) as page:  # noqa: S310 - our own local server
                 page.read()
-            time.sleep(1.0)
+            if stopped.wait(1.0):
+                break
     except OSError as error:
         errors.append(f"the dashboard: {error}")
     finally:
@@ -140,12 +150,16 @@ SELECT pg_total_relation_size('jobs.fulltext'), pg_indexes_size('jobs.fulltext')
        (SELECT count(*) FROM jobs.fulltext WHERE destination = %(dest)s AND status = 'finished'),
        (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = %(due)s::regclass),
        (SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes
-        WHERE indexrelid = %(due)s::regclass)
+        WHERE indexrelid = %(due)s::regclass),
+       (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = %(ready)s::regclass),
+       (SELECT idx_blks_hit + idx_blks_read FROM pg_statio_user_indexes
+        WHERE indexrelid = %(ready)s::regclass)
 FROM pg_stat_user_tables WHERE relid = 'jobs.fulltext'::regclass
 """
 
-#: The index of the due jobs, which claims read from their floor.
-DUE_INDEX = "jobs.fulltext_due_idx"
+#: The indexes whose pages a scan reads are reported: the due jobs', which
+#: claims read from their floor, and the ready jobs'.
+INDEXES = {"due": "jobs.fulltext_due_idx", "ready": "jobs.fulltext_ready_idx"}
 
 SETTINGS_SQL = """
 SELECT current_setting('autovacuum'), current_setting('server_version'),
@@ -159,7 +173,7 @@ PRIVATE_SETTINGS = ("log_autovacuum_min_duration=0",)
 HEADER = (
     "| at (s) | claims | claim p50 | p95 | p99 | finished (total) | ready "
     "| table with indexes | indexes | live rows | dead rows | autovacuums "
-    "| empty | empty p50 | due index pages a scan |"
+    "| empty | empty p50 | due index pages a scan | ready index pages a scan | load |"
 )
 
 
@@ -181,10 +195,12 @@ def admin_url(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     sys.path.insert(0, str(TESTS))
     from private_server import private_postgres  # noqa: PLC0415 - tests/ holds it
 
-    with private_postgres("ftj-soak-", settings=PRIVATE_SETTINGS) as server:
+    settings = (*PRIVATE_SETTINGS, *args.setting)
+    with private_postgres("ftj-soak-", settings=settings) as server:
         print(f"private server: {server.base} on port {server.port}", flush=True)
         try:
-            yield server.url(), "a private server (initdb's defaults)"
+            changed = f"; {', '.join(args.setting)}" if args.setting else ""
+            yield server.url(), f"a private server (initdb's defaults{changed})"
         finally:
             if args.server_log:
                 Path(args.server_log).write_text(server.log.read_text(errors="replace"))
@@ -196,50 +212,78 @@ def soak(args: argparse.Namespace) -> str:
     from run import bench_database  # noqa: PLC0415 - run.py sits beside this file
 
     seconds = args.minutes * 60
-    interval = args.interval
     with admin_url(args) as (url, server), bench_database(url) as bench:
         context = multiprocessing.get_context("spawn")
         results = context.Queue()
         procs = [context.Process(target=feeder, args=(bench.sa_url, args.rate, seconds))]
         procs += [
-            context.Process(target=worker, args=(bench.sa_url, seconds, interval, results))
+            context.Process(target=worker, args=(bench.sa_url, seconds, args.interval, results))
             for _ in range(args.workers)
         ]
         for proc in procs:
             proc.start()
         errors: list[str] = []
-        reader = threading.Thread(target=read_dashboard, args=(bench.sa_url, seconds, errors))
-        reader.start()
-        autovacuum, version, reloptions = bench.sql(SETTINGS_SQL)[0]
-        print(
-            f"{server}, PostgreSQL {version}: autovacuum {autovacuum}; "
-            f"jobs.fulltext's options: {reloptions}",
-            flush=True,
+        stopped = threading.Event()
+        reader = threading.Thread(
+            target=read_dashboard, args=(bench.sa_url, seconds, errors, stopped)
         )
-        baseline = bench.sql(TABLE_SQL, dest=DESTINATION, due=DUE_INDEX)[0]
-        samples: list[tuple[Any, ...]] = []
-        start = time.monotonic()
-        while len(samples) * interval < seconds:
-            time.sleep(max(0.0, start + (len(samples) + 1) * interval - time.monotonic()))
-            samples.append(bench.sql(TABLE_SQL, dest=DESTINATION, due=DUE_INDEX)[0])
-            print(f"{len(samples) * interval:.0f} s: {samples[-1]}", flush=True)
-        timings: list[Timing] = []
-        for _ in range(args.workers):
-            while (batch := results.get(timeout=120)) is not None:
-                timings += batch
-        for proc in procs:
-            proc.join(timeout=60)
-        reader.join(timeout=60)
+        reader.start()
+        try:
+            settings = bench.sql(SETTINGS_SQL)[0]
+            print(
+                f"{server}, PostgreSQL {settings[1]}: autovacuum {settings[0]}; "
+                f"jobs.fulltext's options: {settings[2]}",
+                flush=True,
+            )
+            samples = sample_table(bench, seconds, args.interval)
+            timings: list[Timing] = []
+            for _ in range(args.workers):
+                while (batch := results.get(timeout=120)) is not None:
+                    timings += batch
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): end the processes now, before
+            # the database is dropped and a private server stopped.
+            for proc in procs:
+                proc.terminate()
+            raise
+        finally:
+            stopped.set()
+            for proc in procs:
+                proc.join(timeout=60)
+            reader.join(timeout=60)
         if errors:
             raise RuntimeError("; ".join(errors))
     title = (
         f"### Soak: {args.minutes:g} minutes at {args.rate:,} items/s, {args.workers} workers "
-        f"on {server} (autovacuum: {autovacuum}; jobs.fulltext: {reloptions})"
+        f"on {server} (autovacuum: {settings[0]}; jobs.fulltext: {settings[2]})"
     )
+    return table(title, samples, timings, args.interval)
+
+
+def sample_table(bench: Any, seconds: float, interval: float) -> list[tuple[Any, ...]]:  # noqa: ANN401 - run.Bench
+    """`TABLE_SQL` with the load average: at the start, then every
+    `interval` for `seconds`."""
+
+    def one() -> tuple[Any, ...]:
+        return (*bench.sql(TABLE_SQL, dest=DESTINATION, **INDEXES)[0], os.getloadavg()[0])
+
+    samples = [one()]
+    start = time.monotonic()
+    while (len(samples) - 1) * interval < seconds:
+        time.sleep(max(0.0, start + len(samples) * interval - time.monotonic()))
+        samples.append(one())
+        print(f"{(len(samples) - 1) * interval:.0f} s: {samples[-1]}", flush=True)
+    return samples
+
+
+def table(
+    title: str, samples: list[tuple[Any, ...]], timings: list[Timing], interval: float
+) -> str:
+    """The Markdown table: a row per interval of `samples` (the first is the
+    start) and the claims' `timings`."""
     lines = [title, "", HEADER, "|" + " ---: |" * (HEADER.count("|") - 1)]
-    for index, sample in enumerate(samples):
-        size, indexes, live, dead, vacuums, ready, finished, scans, pages = sample
-        before = samples[index - 1] if index else baseline
+    for index, (before, sample) in enumerate(itertools.pairwise(samples)):
+        size, indexes, live, dead, vacuums, ready, finished = sample[:7]
         claims = [seconds for at, seconds, _ in timings if at == index]
         empty = [seconds for at, seconds, nothing in timings if at == index and nothing]
         p50, p95, p99 = (
@@ -249,13 +293,16 @@ def soak(args: argparse.Namespace) -> str:
         )
         empty_p50 = statistics.median(empty) if empty else float("nan")
         share = len(empty) / len(claims) if claims else float("nan")
-        per_scan = (pages - before[-1]) / max(1, scans - before[-2])
+        due_pages, ready_pages = (
+            (sample[at + 1] - before[at + 1]) / max(1, sample[at] - before[at]) for at in (7, 9)
+        )
         lines.append(
             f"| {(index + 1) * interval:g} | {len(claims):,} | {p50 * 1000:.2f} ms | "
             f"{p95 * 1000:.2f} ms | {p99 * 1000:.2f} ms | {finished:,} | {ready:,} | "
             f"{size / 2**20:.1f} MB | "
             f"{indexes / 2**20:.1f} MB | {live:,} | {dead:,} | {vacuums} | "
-            f"{share:.0%} | {empty_p50 * 1000:.2f} ms | {per_scan:,.1f} |"
+            f"{share:.0%} | {empty_p50 * 1000:.2f} ms | {due_pages:,.1f} | {ready_pages:,.1f} | "
+            f"{sample[-1]:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -281,6 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "on), removed at the end",
     )
     parser.add_argument("--server-log", help="with --private-server: keep its log in this file")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --private-server: one of its settings (e.g. autovacuum=off)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rate, args.workers, args.interval = 20, 1, 10.0
