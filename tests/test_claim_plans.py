@@ -105,6 +105,52 @@ def test_postgresql_claims_read_the_two_indexes_and_lock_below_each_limit(
                     assert "Limit" in above[-1], (name, plan)
 
 
+@pytest.mark.postgresql
+def test_on_a_drained_queue_the_claims_probe_come_due_jobs_by_primary_key(
+    clean_postgres_engine: sa.Engine,
+):
+    # Every job claimed and finished since the last vacuum: the ready
+    # jobs' indexes hold only dead entries, which a scan of them would read
+    # on every claim. The delayed jobs that came due are probed by id.
+    with clean_postgres_engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO jobs.fulltext (id, item_id, destination, status) "
+            "SELECT gen_random_uuid(), 'drained-' || g, 'd', 'ready' "
+            "FROM generate_series(1, 40000) g"
+        )
+        connection.exec_driver_sql("ANALYZE jobs.fulltext")
+        connection.exec_driver_sql(
+            "UPDATE jobs.fulltext SET status = 'finished', started = now(), finished = now()"
+        )
+    with clean_postgres_engine.connect().execution_options(
+        isolation_level="AUTOCOMMIT"
+    ) as connection:
+        connection.exec_driver_sql("ANALYZE jobs.fulltext")
+    statements = SqlAlchemyRepository(clean_postgres_engine)._ops.statements
+    now = datetime.now(UTC)
+    with clean_postgres_engine.connect() as connection:
+        for name in ("claim_one", "claim_many", "hold_ready", "claim_capped", "hold_capped"):
+            sql, fixed = compile_for_driver(getattr(statements, name), connection.dialect)
+            plan = "\n".join(
+                connection.exec_driver_sql(
+                    f"EXPLAIN (COSTS OFF) {sql}",
+                    {**fixed, **params(now), "max_running": 10},
+                ).scalars()
+            )
+            lines = plan.splitlines()
+            probes = [at for at, line in enumerate(lines) if "Index Cond: (id = ANY" in line]
+            assert probes, (name, plan)
+            for at in probes:
+                # The ids are read by the primary key (an index scan's, or
+                # a bitmap's), never filtered out of another index's scan.
+                assert "fulltext_pkey" in lines[at - 1], (name, plan)
+            assert not [line for line in lines if "Filter" in line and "id = ANY" in line], (
+                name,
+                plan,
+            )
+            assert "fulltext_ready_idx" not in plan, (name, plan)
+
+
 def test_sqlite_claims_read_the_two_indexes(sqlite_engine: sa.Engine):
     now = fill(sqlite_engine)
     statements = SqlAlchemyRepository(sqlite_engine)._ops.statements

@@ -83,9 +83,22 @@ class ClaimStatements(ControlStatements):
             # itself would lock, in `not_before` order, rows the claim does
             # not take.
             ids = sa.func.array(came_due.with_only_columns(ft.c.id).scalar_subquery())
+            # The status compared as text: a condition that implies no
+            # partial index's `status = 'ready'`, so that the primary key is
+            # the only index the probe can use. Written plainly, on a
+            # drained queue the planner scanned `fulltext_ready_idx` for the
+            # destination with `id = ANY(...)` as a filter, reading every
+            # dead entry of that index on every claim (docs/benchmarks.md,
+            # "the soak with autovacuum on").
+            still_ready = sa.cast(ft.c.status, sa.Text) == sa.literal_column("'ready'")
             came_due = (
                 sa.select(*columns, ft.c.seq)
-                .where(ft.c.id == sa.any_(ids), *ready, ft.c.not_before <= now)
+                .where(
+                    ft.c.id == sa.any_(ids),
+                    ft.c.destination == sa.bindparam("dest"),
+                    still_ready,
+                    ft.c.not_before <= now,
+                )
                 .order_by(ft.c.seq)
                 .limit(n)
                 .with_for_update(skip_locked=True)
