@@ -41,33 +41,16 @@ SOAK = RUN.with_name("soak.py")
 
 
 @pytest.mark.slow
-def test_the_soak_runs_briefly_and_reports_each_interval(tmp_path: Path, postgres_url: str):
-    del postgres_url  # only to require the server, as the benchmark does
-    markdown = tmp_path / "soak.md"
-    done = subprocess.run(
-        [sys.executable, str(SOAK), "--minutes", "0.5", "--quick", "--markdown", str(markdown)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    rows = [line for line in markdown.read_text().splitlines() if line.startswith("| ")]
-    assert [row.split(" | ")[0] for row in rows[2:]] == ["| 10", "| 20", "| 30"]
-    # Every interval saw claims, and the workers kept up with the feeder.
-    for row in rows[2:]:
-        cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert int(cells[1].replace(",", "")) > 0, row
-    assert "Traceback" not in done.stderr
-
-
-@pytest.mark.slow
-def test_the_soak_runs_on_a_private_server_with_autovacuum_and_removes_it(tmp_path: Path):
+def test_the_soak_runs_on_a_private_server_reports_each_interval_and_removes_it(
+    tmp_path: Path,
+):
     missing = missing_binaries()
     if missing is not None:
         pytest.fail(missing)
     markdown = tmp_path / "soak.md"
-    options = ("--minutes", "0.5", "--quick", "--private-server", "--markdown", str(markdown))
+    # Two intervals of 10 s: the one soak test (a private server covers the
+    # shared-server run's path too, and more).
+    options = ("--minutes", "0.34", "--quick", "--private-server", "--markdown", str(markdown))
     done = subprocess.run(
         [sys.executable, str(SOAK), *options],
         capture_output=True,
@@ -86,7 +69,11 @@ def test_the_soak_runs_on_a_private_server_with_autovacuum_and_removes_it(tmp_pa
     assert "(autovacuum: on; jobs.fulltext: " in text
     assert "autovacuum_vacuum_scale_factor=0.02" in text
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert [row.split(" | ")[0] for row in rows[2:]] == ["| 10", "| 20", "| 30"]
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| 10", "| 20"]
+    # Every interval saw claims, and the workers kept up with the feeder.
+    for row in rows[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert int(cells[1].replace(",", "")) > 0, row
     # The server is gone: its folder, its processes, its port.
     assert not base.exists()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
