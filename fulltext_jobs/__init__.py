@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from fulltext_jobs.worker import (
         FailJob,
         Handler,
+        RetryAfter,
         SkipJob,
         Worker,
         WorkerStats,
@@ -121,6 +122,7 @@ __all__ = [
     "ReadSource",
     "ReadyListener",
     "Repository",
+    "RetryAfter",
     "RetryPolicy",
     "SchemaNotMigrated",
     "SchemaTooNew",
@@ -206,6 +208,7 @@ _HOMES: Final = {
     "AsyncSqlAlchemyRepository": "fulltext_jobs.sql.repository_async",
     "FailJob": "fulltext_jobs.worker",
     "Handler": "fulltext_jobs.worker",
+    "RetryAfter": "fulltext_jobs.worker",
     "SkipJob": "fulltext_jobs.worker",
     "Worker": "fulltext_jobs.worker",
     "WorkerStats": "fulltext_jobs.worker",

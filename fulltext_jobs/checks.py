@@ -28,6 +28,7 @@ from typing import Final, cast
 
 from fulltext_jobs.domain import (
     MAX_ATTEMPTS,
+    MAX_BACKOFFS,
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
     RETRYABLE_STATUSES,
@@ -423,6 +424,9 @@ def check_job(job: object) -> FullText:
     if attempts.__class__ is not int or not 0 <= attempts <= MAX_ATTEMPTS:
         # Only now the message: formatting the id costs more than the check.
         check_count(attempts, f"job {job.id}'s attempts", MAX_ATTEMPTS, minimum=0)
+    backoffs = job.backoffs
+    if backoffs.__class__ is not int or not 0 <= backoffs <= MAX_BACKOFFS:
+        check_count(backoffs, f"job {job.id}'s backoffs", MAX_BACKOFFS, minimum=0)
     if job.last_error is not None and not isinstance(job.last_error, str):
         msg = f"job {job.id} has last_error {job.last_error!r}, not a str"
         raise InvalidInput(msg)
@@ -450,4 +454,5 @@ def check_job(job: object) -> FullText:
         None if job.last_error is None else clean_error(job.last_error),
         job.version,
         None if job.not_before is None else utc(job.not_before),
+        backoffs,
     )

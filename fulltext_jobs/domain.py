@@ -55,11 +55,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTIONS",
     "ATTEMPTS_EXHAUSTED_ERROR",
+    "BACKED_OFF_PREFIX",
     "CANCELLED_PREFIX",
     "DEFAULT_SWEEP_INTERVAL",
     "HOLDER_DIED_ERROR",
     "HOLDER_DIED_FAILED",
     "MAX_ATTEMPTS",
+    "MAX_BACKOFFS",
     "MAX_BATCH_SIZE",
     "MAX_CLAIM",
     "MAX_DESTINATION_LENGTH",
@@ -128,6 +130,9 @@ MAX_ERROR_LENGTH: Final = 4000
 #: a claim of a job already at it fails the job (`ATTEMPTS_EXHAUSTED_ERROR`)
 #: instead of handing it out, on every adapter.
 MAX_ATTEMPTS: Final = 2**31 - 1
+#: The most back-offs a job may count (`FullText.back_off`), for the same
+#: reason: the largest value of the 32-bit `backoffs` column.
+MAX_BACKOFFS: Final = 2**31 - 1
 
 
 class JobStatus(StrEnum):
@@ -294,7 +299,10 @@ class FullText:
     rescue, and nothing clears it (a `retry` keeps it, so why the job
     failed stays readable). `not_before`, set by `release(not_before=)`,
     keeps a `ready` job from being claimed before that moment (a retry after
-    a backoff); a claim or a `retry` clears it.
+    a backoff); a claim or a `retry` clears it. `backoffs` counts the
+    times the job was put back by `back_off` (its handler said the upstream
+    wants it later) without the attempt being counted; a `retry` sets it
+    back to 0.
 
     `version` is the stored job's write count as this copy last saw it: 0
     for a job never stored (`new`), then 1 on insert, and one more for
@@ -319,6 +327,7 @@ class FullText:
     last_error: str | None = None
     version: int = 0
     not_before: datetime | None = None
+    backoffs: int = 0
 
     @classmethod
     def new(cls, item_id: str, destination: str) -> FullText:
@@ -347,6 +356,7 @@ class FullText:
             self.last_error,
             self.version,
             self.not_before,
+            self.backoffs,
         )
 
     def can(self, action: Action) -> bool:
@@ -406,13 +416,16 @@ class FullText:
         *,
         not_before: datetime | None = None,
         error: str | None = None,
+        count_attempt: bool = True,
     ) -> None:
         """running to ready: the worker gives the job back; clears `started`.
 
         With `not_before`, the job may not be claimed before that moment (a
         retry after a backoff); with `error`, `last_error` records why (cut
         and escaped as for `fail`). The attempt the claim counted stays
-        counted.
+        counted, unless `count_attempt` is false: then it is given back
+        (`attempts` one less, never below 0), for a job whose handler never
+        ran or did not fail.
 
         `now` stamps nothing, but is checked like the other methods' (a naive
         datetime raises `InvalidInput`), so every method takes the same clock;
@@ -425,11 +438,29 @@ class FullText:
         self.not_before = due
         if error is not None:
             self.last_error = clean_error(error)
+        if not count_attempt:
+            self.attempts = max(self.attempts - 1, 0)
+
+    def back_off(
+        self, now: datetime | None = None, *, not_before: datetime, error: str | None = None
+    ) -> None:
+        """running to ready, as `release`, but the attempt the claim counted
+        is given back (`attempts` one less, never below 0) and `backoffs`
+        counts one more: the job is put back until `not_before` because
+        the service its handler calls asked for time (`RetryAfter`), not
+        because it failed. Raises `InvalidTransition`, and changes nothing,
+        for a job at `MAX_BACKOFFS`; the worker bounds it far lower
+        (`RetryPolicy.max_backoffs`)."""
+        if self.backoffs >= MAX_BACKOFFS:
+            msg = f"job {self.id} has backed off {MAX_BACKOFFS} times, the most a job may count"
+            raise InvalidTransition(msg)
+        self.release(now, not_before=not_before, error=error, count_attempt=False)
+        self.backoffs += 1
 
     def retry(self, now: datetime | None = None) -> None:
         """failed or skipped to ready, with a fresh budget of attempts:
         clears `started`, `finished` and `not_before`, and sets `attempts`
-        to 0; keeps `last_error`, the record of why it failed or was
+        and `backoffs` to 0; keeps `last_error`, the record of why it failed or was
         skipped. `Repository.retry` stores exactly this.
 
         `now` is checked as for `release`.
@@ -438,7 +469,7 @@ class FullText:
         utc(now)
         self.started, self.finished, self.status = None, None, target
         self.not_before = None
-        self.attempts = 0
+        self.attempts = self.backoffs = 0
 
     def apply(self, action: Action, now: datetime | None = None) -> None:
         """Do `action` by name; the same as calling its method."""
@@ -491,6 +522,13 @@ class DestinationControls:
         is handed out then."""
         return self.paused_at is not None and (self.paused_until is None or now < self.paused_until)
 
+    def outlasts(self, until: datetime | None, now: datetime) -> bool:
+        """Whether a pause in force at `now` lasts until `until` or longer
+        (`until` None: until resumed): `pause(at_least=True)` keeps it."""
+        if not self.paused(now):
+            return False
+        return self.paused_until is None or (until is not None and self.paused_until >= until)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Cancellation:
@@ -501,6 +539,11 @@ class Cancellation:
     skipped: list[uuid.UUID] = dataclasses.field(default_factory=list)
     requested: list[uuid.UUID] = dataclasses.field(default_factory=list)
 
+
+#: The start of the `last_error` of a job put back at its handler's word
+#: (`RetryAfter`): a type name, which an ordinary retry's error starts with,
+#: holds no space, so the two cannot be confused.
+BACKED_OFF_PREFIX: Final = "backed off: "
 
 #: The start of a cancelled job's `last_error`, before the operator's reason.
 CANCELLED_PREFIX: Final = "cancelled: "

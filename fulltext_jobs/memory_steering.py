@@ -98,12 +98,14 @@ class MemorySteering:
             return [self._controls_of[name] for name in sorted(self._controls_of)]
 
     def _pause(
-        self, destination: str, until: datetime | None, reason: str | None
+        self, destination: str, until: datetime | None, reason: str | None, *, at_least: bool
     ) -> DestinationControls:
         now = read_clock(self._clock, self._lease)
         check_pause_ends_after(until, now)
         with self._lock:
             earlier = self._controls_of.get(destination) or DestinationControls(destination)
+            if at_least and earlier.outlasts(until, now):
+                return earlier
             began = earlier.paused_at if earlier.paused(now) else now
             controls = replace(earlier, paused_at=began, paused_until=until, pause_reason=reason)
             self._controls_of[destination] = controls

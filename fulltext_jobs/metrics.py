@@ -64,6 +64,10 @@ WORKER_COUNTERS: Final[Mapping[str, str]] = {
     "rescued": "Expired jobs the worker's producer gave back (produce=True).",
     "dropped": "Claimed jobs not started: a heartbeat found their batch's claim lost.",
     "retried": "Jobs the worker gave back to ready to retry after a backoff (the handler raised).",
+    "backed_off": (
+        "Jobs the worker put back for later without counting the attempt "
+        "(the handler raised RetryAfter)."
+    ),
 }
 
 #: The handler-duration histogram's buckets, in seconds: from a quick

@@ -200,9 +200,11 @@ def limit_args(destination: str, max_running: int | None) -> tuple[str, int | No
 
 
 def pause_args(
-    destination: str, until: datetime | None, reason: str | None
-) -> tuple[str, datetime | None, str | None]:
-    return (check_destination(destination), *check_pause(until, reason))
+    destination: str, until: datetime | None, reason: str | None, *, at_least: bool
+) -> tuple[str, datetime | None, str | None, bool]:
+    # A pause until resumed outlasts any: with no `until`, `at_least` is moot.
+    at_least = check_flag(at_least, "at_least") and until is not None
+    return (check_destination(destination), *check_pause(until, reason), at_least)
 
 
 def cancel_args(

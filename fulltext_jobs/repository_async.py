@@ -335,10 +335,18 @@ class AsyncRepository(abc.ABC):
         return await self._limit(*limit_args(destination, max_running))
 
     async def pause(
-        self, destination: str, *, until: datetime | None = None, reason: str | None = None
+        self,
+        destination: str,
+        *,
+        until: datetime | None = None,
+        reason: str | None = None,
+        at_least: bool = False,
     ) -> DestinationControls:
         """As `Repository.pause`."""
-        return await self._pause(*pause_args(destination, until, reason))
+        destination, until, reason, at_least = pause_args(
+            destination, until, reason, at_least=at_least
+        )
+        return await self._pause(destination, until, reason, at_least=at_least)
 
     async def resume(self, destination: str) -> DestinationControls:
         """As `Repository.resume`."""
@@ -377,6 +385,8 @@ class AsyncRepository(abc.ABC):
         destination: str,  # noqa: ARG002 - for adapters
         until: datetime | None,  # noqa: ARG002 - for adapters
         reason: str | None,  # noqa: ARG002 - for adapters
+        *,
+        at_least: bool,  # noqa: ARG002 - for adapters
     ) -> DestinationControls:
         """As `Repository._pause`."""
         raise cannot_steer(self)

@@ -16,11 +16,14 @@ from typing import Final
 from fulltext_jobs.checks import MAX_INT32, as_real, check_count, check_duration, check_max_attempts
 from fulltext_jobs.errors import InvalidInput
 
-__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_RETRY", "RetryPolicy"]
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "DEFAULT_MAX_BACKOFFS", "DEFAULT_RETRY", "RetryPolicy"]
 
 #: How many attempts a job gets by default, wherever attempts are bounded:
 #: the retry policy, `rescue_expired`, the audit and the command line.
 DEFAULT_MAX_ATTEMPTS: Final = 5
+
+#: How many times a job may back off (`RetryAfter`) by default.
+DEFAULT_MAX_BACKOFFS: Final = 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,19 +46,28 @@ class RetryPolicy:
     jitter (retries after about 30 s, 1, 2 and 4 minutes: some 8 minutes in
     all before a job fails).
 
+    A handler that raises `RetryAfter` backs its job off instead: the job
+    goes back for the seconds asked without the attempt counted, at most
+    `max_backoffs` times in the job's life (until an operator retries it);
+    past that a `RetryAfter` counts as an attempt like any other exception.
+    20 by default: a service that asks for time twenty times for one item
+    is not coming back soon. 0 counts every `RetryAfter` as an attempt.
+
     Raises `InvalidInput` for a `max_attempts` that is not a whole number
-    from 1 to 2**31 - 1, delays that are not timedeltas from 0 to
-    `MAX_LEASE` (with `max_delay` not below `base_delay`), or a `jitter`
-    that is not a number from 0 to 1.
+    from 1 to 2**31 - 1, a `max_backoffs` not from 0 to 2**31 - 1, delays
+    that are not timedeltas from 0 to `MAX_LEASE` (with `max_delay` not
+    below `base_delay`), or a `jitter` that is not a number from 0 to 1.
     """
 
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     base_delay: timedelta = timedelta(seconds=30)
     max_delay: timedelta = timedelta(minutes=30)
     jitter: float = 0.5
+    max_backoffs: int = DEFAULT_MAX_BACKOFFS
 
     def __post_init__(self) -> None:
         check_max_attempts(self.max_attempts)
+        check_count(self.max_backoffs, "max_backoffs", MAX_INT32, minimum=0)
         for name in ("base_delay", "max_delay"):
             check_duration(getattr(self, name), name, zero=True)
         if self.max_delay < self.base_delay:
@@ -65,6 +77,11 @@ class RetryPolicy:
         if jitter is None or not 0 <= jitter <= 1:
             msg = f"jitter must be a number from 0 to 1, not {self.jitter!r}"
             raise InvalidInput(msg)
+
+    def backs_off(self, backoffs: int) -> bool:
+        """Whether a job that has backed off `backoffs` times may back off
+        once more (else its `RetryAfter` counts as an attempt)."""
+        return backoffs < self.max_backoffs
 
     def gives_up(self, attempts: int) -> bool:
         """Whether a job that has had `attempts` attempts fails for good.

@@ -277,7 +277,12 @@ class Upkeep(abc.ABC):
         return self._limit(*limit_args(destination, max_running))
 
     def pause(
-        self, destination: str, *, until: datetime | None = None, reason: str | None = None
+        self,
+        destination: str,
+        *,
+        until: datetime | None = None,
+        reason: str | None = None,
+        at_least: bool = False,
     ) -> DestinationControls:
         """Pause `destination` until `until` (None: until `resume`), saying
         why in `reason`; return its controls. While the pause is in force
@@ -290,15 +295,22 @@ class Upkeep(abc.ABC):
         when the pause ends (at `until`, or on `resume`: at once on
         PostgreSQL, which announces it, at the next poll elsewhere).
         Pausing a paused destination sets its end and reason anew and keeps
-        when it began. Workers of code older than this release (and the Go
-        original's) do not know of pauses, and keep claiming.
+        when it began; with `at_least=True`, a pause in force that lasts as
+        long or longer (until `until` or later, or until resumed) is kept
+        as it is, so a pause that only needs "at least this long" (a
+        handler's `RetryAfter(pause=True)`) never shortens an operator's.
+        Workers of code older than this release (and the Go original's) do
+        not know of pauses, and keep claiming.
 
         Raises `InvalidInput` for a bad destination, an `until` that is not
         an aware datetime in range or is not after the repository clock's
         now, or a `reason` that is not a str (it is kept as a `last_error`
         is, cut to `MAX_ERROR_LENGTH` characters).
         """
-        return self._pause(*pause_args(destination, until, reason))
+        destination, until, reason, at_least = pause_args(
+            destination, until, reason, at_least=at_least
+        )
+        return self._pause(destination, until, reason, at_least=at_least)
 
     def resume(self, destination: str) -> DestinationControls:
         """End `destination`'s pause, if any (its workers claim again at
@@ -415,8 +427,11 @@ class Upkeep(abc.ABC):
         destination: str,  # noqa: ARG002 - for adapters
         until: datetime | None,  # noqa: ARG002 - for adapters
         reason: str | None,  # noqa: ARG002 - for adapters
+        *,
+        at_least: bool,  # noqa: ARG002 - for adapters
     ) -> DestinationControls:
-        """As `pause`, with `until` and `reason` checked, and
+        """As `pause`, with `until` and `reason` checked (`at_least` false
+        when `until` is None), and
         `check_pause_ends_after` left to the adapter, on its clock. The base
         class cannot pause."""
         raise cannot_steer(self)

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import fulltext_jobs
-from fulltext_jobs import FullText, SqlAlchemyRepository, StaleJobs, Worker
+from fulltext_jobs import FullText, RetryAfter, SqlAlchemyRepository, StaleJobs, Worker
 
 DESTINATION = "dest"
 
@@ -136,6 +136,32 @@ def work_until_the_poison(url: str, poison: str) -> None:
         engine.dispose()
 
 
+def _run_until_stopped(  # noqa: PLR0917 - a spawned process's arguments
+    url: str,
+    handler: Callable[[FullText], None],
+    report: dict[str, Any],
+    ready: Any,
+    stop: Any,
+    results: Any,
+    settings: Any,
+) -> None:
+    """Run a `Worker` of `handler` with its defaults (and `settings`) until
+    `stop` is set; put None on `ready` once it runs, then `report`, with
+    its stats or the error that ended it, on `results`."""
+    report["error"] = None
+    engine = fulltext_jobs.create_engine(url)
+    try:
+        worker = Worker(SqlAlchemyRepository(engine), DESTINATION, handler, **(settings or {}))
+        threading.Thread(target=lambda: (stop.wait(WAIT_SECONDS * 5), worker.stop())).start()
+        ready.put(None)
+        report["stats"] = worker.run(install_signal_handlers=False)
+    except Exception:  # noqa: BLE001 - reported: the test fails on it
+        report["error"] = traceback.format_exc()
+    finally:
+        engine.dispose()
+    results.put(report)
+
+
 def drain_until_stopped(  # noqa: PLR0917 - a spawned process's arguments
     url: str, job_seconds: float, ready: Any, stop: Any, results: Any, settings: Any = None
 ) -> None:
@@ -151,18 +177,35 @@ def drain_until_stopped(  # noqa: PLR0917 - a spawned process's arguments
         with lock:
             handled.append((job.id, time.time()))
 
-    report: dict[str, Any] = {"handled": handled, "error": None}
-    engine = fulltext_jobs.create_engine(url)
-    try:
-        worker = Worker(SqlAlchemyRepository(engine), DESTINATION, handler, **(settings or {}))
-        threading.Thread(target=lambda: (stop.wait(WAIT_SECONDS * 5), worker.stop())).start()
-        ready.put(None)
-        report["stats"] = worker.run(install_signal_handlers=False)
-    except Exception:  # noqa: BLE001 - reported: the test fails on it
-        report["error"] = traceback.format_exc()
-    finally:
-        engine.dispose()
-    results.put(report)
+    _run_until_stopped(url, handler, {"handled": handled}, ready, stop, results, settings)
+
+
+def drain_backing_off(  # noqa: PLR0917 - a spawned process's arguments
+    url: str,
+    job_seconds: float,
+    upstream: tuple[str, float],
+    ready: Any,
+    stop: Any,
+    results: Any,
+    settings: Any = None,
+) -> None:
+    """`drain_until_stopped`, whose handler, on the job of item
+    `upstream[0]` that has never backed off, raises
+    `RetryAfter(upstream[1], pause=True)`: its service asks the fleet for
+    time. Each handled entry is (job id, when it began, attempts, backoffs
+    as the handler saw them)."""
+    item_id, seconds = upstream
+    handled: list[tuple[str, float, int, int]] = []
+    lock = threading.Lock()
+
+    def handler(job: FullText) -> None:
+        with lock:
+            handled.append((str(job.id), time.time(), job.attempts, job.backoffs))
+        if job.item_id == item_id and not job.backoffs:
+            raise RetryAfter(seconds, pause=True, reason="503 from upstream")
+        time.sleep(job_seconds)
+
+    _run_until_stopped(url, handler, {"handled": handled}, ready, stop, results, settings)
 
 
 def drain_counting(  # noqa: PLR0917 - a spawned process's arguments
@@ -190,15 +233,4 @@ def drain_counting(  # noqa: PLR0917 - a spawned process's arguments
             with in_flight.get_lock():
                 in_flight.value -= 1
 
-    report: dict[str, Any] = {"error": None}
-    engine = fulltext_jobs.create_engine(url)
-    try:
-        worker = Worker(SqlAlchemyRepository(engine), DESTINATION, handler, **(settings or {}))
-        threading.Thread(target=lambda: (stop.wait(WAIT_SECONDS * 5), worker.stop())).start()
-        ready.put(None)
-        report["stats"] = worker.run(install_signal_handlers=False)
-    except Exception:  # noqa: BLE001 - reported: the test fails on it
-        report["error"] = traceback.format_exc()
-    finally:
-        engine.dispose()
-    results.put(report)
+    _run_until_stopped(url, handler, {}, ready, stop, results, settings)

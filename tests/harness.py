@@ -353,9 +353,16 @@ class BlockingAsyncRepository(Repository):
         return run_async(self.repo.list_controls())
 
     def pause(
-        self, destination: str, *, until: datetime | None = None, reason: str | None = None
+        self,
+        destination: str,
+        *,
+        until: datetime | None = None,
+        reason: str | None = None,
+        at_least: bool = False,
     ) -> DestinationControls:
-        return run_async(self.repo.pause(destination, until=until, reason=reason))
+        return run_async(
+            self.repo.pause(destination, until=until, reason=reason, at_least=at_least)
+        )
 
     def resume(self, destination: str) -> DestinationControls:
         return run_async(self.repo.resume(destination))

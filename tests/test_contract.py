@@ -22,6 +22,7 @@ from fulltext_jobs import AsyncSqlAlchemyRepository, InMemoryRepository, SqlAlch
 from fulltext_jobs.testing import (
     AppSource,
     AttemptsBoundContract,
+    BackOffContract,
     BatchContract,
     CancelContract,
     Capabilities,
@@ -112,6 +113,10 @@ class TestHoldContract(HoldContract):
 
 
 class TestControlsContract(ControlsContract):
+    pass
+
+
+class TestBackOffContract(BackOffContract):
     pass
 
 

@@ -5,18 +5,19 @@ a pause in the middle of a drain."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from batch_workers import DESTINATION, drain_counting, drain_until_stopped
+from batch_workers import DESTINATION, drain_backing_off, drain_counting, drain_until_stopped
 from harness import FakeClock, SqliteTemplate, reset_database
 from test_batch_path import join_or_kill, queued
 from typer.testing import CliRunner, Result
@@ -186,26 +187,49 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+#: How the worker processes are started: afresh, not forked from pytest.
+SPAWN = multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def fleet(
+    target: Callable[..., None], *args: Any, settings: dict[str, Any]
+) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """`PROCESSES` processes, each running `target(*args, ready, stop,
+    results, settings)` (see tests/batch_workers.py), entered once every
+    one of them runs. Yields the call that stops them and returns their
+    reports, after checking that none ended in an error; leaving the block
+    stops them in any case and joins them, killing any that hangs."""
+    ready, stop, results = SPAWN.Queue(), SPAWN.Event(), SPAWN.Queue()
+    processes = [
+        SPAWN.Process(target=target, args=(*args, ready, stop, results, settings))
+        for _ in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+
+    def reports() -> list[dict[str, Any]]:
+        stop.set()
+        got = [results.get(timeout=PATIENCE_SECONDS) for _ in processes]
+        assert [report["error"] for report in got] == [None] * PROCESSES
+        return got
+
+    try:
+        for _ in processes:
+            ready.get(timeout=PATIENCE_SECONDS)
+        yield reports
+    finally:
+        stop.set()
+        join_or_kill(processes)
+
+
 @pytest.mark.slow
 def test_a_pause_mid_drain_stops_every_start_until_resumed_and_a_timed_one_ends_by_itself(
     drain: tuple[str, sa.Engine, dict[str, float]],
 ):
     url, engine, settings = drain
     repo = SqlAlchemyRepository(engine)
-    context = multiprocessing.get_context("spawn")
-    ready, stop, results = context.Queue(), context.Event(), context.Queue()
-    processes = [
-        context.Process(
-            target=drain_until_stopped, args=(url, JOB_SECONDS, ready, stop, results, settings)
-        )
-        for _ in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    reports: list[dict[str, Any]] = []
-    try:
-        for _ in processes:
-            ready.get(timeout=PATIENCE_SECONDS)
+    with fleet(drain_until_stopped, url, JOB_SECONDS, settings=settings) as stopped:
         wait_for(lambda: status_counts(engine).get("finished", 0) >= JOBS // 4, "a quarter done")
 
         # Paused: once pause() has returned, no job starts; running ones finish.
@@ -237,17 +261,60 @@ def test_a_pause_mid_drain_stops_every_start_until_resumed_and_a_timed_one_ends_
         starts = started_after(engine, paused)
         assert starts[0] >= until, (starts[0], until)
         wait_for(lambda: status_counts(engine) == {"finished": JOBS}, "the drain to finish")
-        stop.set()
-        reports.extend(results.get(timeout=PATIENCE_SECONDS) for _ in processes)
-    finally:
-        stop.set()
-        join_or_kill(processes)
-    assert [report["error"] for report in reports] == [None] * PROCESSES
+        reports = stopped()
     handled = [job_id for report in reports for job_id, _ in report["handled"]]
     assert len(handled) == len(set(handled)) == JOBS  # each once
     # Every worker took part after the resume: none was left asleep.
     for report in reports:
         assert max(at for _, at in report["handled"]) > resumed.timestamp()
+
+
+@pytest.mark.slow
+def test_a_handler_backing_off_with_a_pause_stops_every_worker_for_that_long(
+    drain: tuple[str, sa.Engine, dict[str, float]],
+):
+    """The done-when of the back-off: one handler's `RetryAfter(2,
+    pause=True)` pauses the destination, no worker of the four starts a
+    job until the pause ends, and its job runs again afterwards with its
+    attempts as they were."""
+    url, engine, settings = drain
+    repo = SqlAlchemyRepository(engine)
+    upstream = "item-00100"  # about a quarter of the way through the queue
+    with fleet(drain_backing_off, url, JOB_SECONDS, (upstream, 2.0), settings=settings) as stopped:
+        wait_for(lambda: repo.controls(DESTINATION).paused_at is not None, "the pause")
+        seen = now()  # the pause had committed by then
+        controls = repo.controls(DESTINATION)
+        assert controls.paused_until is not None
+        assert controls.pause_reason is not None
+        assert controls.pause_reason.startswith("backed off: 2 s; 503 from upstream (job ")
+        wait_for(lambda: status_counts(engine) == {"finished": JOBS}, "the drain to finish")
+        reports = stopped()
+    # No job started (claimed) from the moment the pause was seen until it ended.
+    starts = started_after(engine, seen)
+    assert starts, "nothing ran after the pause"
+    assert starts[0] >= controls.paused_until, (starts[0], controls.paused_until)
+    # The job that backed off ran again afterwards, its attempts unchanged.
+    (job,) = repo.list_jobs(DESTINATION, limit=1, after="item-00099")
+    assert job.item_id == upstream
+    assert (job.status, job.attempts, job.backoffs) == (JobStatus.FINISHED, 1, 1)
+    assert job.started is not None
+    assert job.started >= controls.paused_until
+    calls = sorted(
+        (at, attempts, backoffs)
+        for report in reports
+        for job_id, at, attempts, backoffs in report["handled"]
+        if job_id == str(job.id)
+    )
+    assert [(attempts, backoffs) for _, attempts, backoffs in calls] == [(1, 0), (1, 1)]
+    # Every worker came back after the pause, and each job ran once but that one.
+    resumed = controls.paused_until.timestamp()
+    for report in reports:
+        assert max(at for _, at, _, _ in report["handled"]) > resumed
+    handled = [job_id for report in reports for job_id, _, _, _ in report["handled"]]
+    assert len(handled) == JOBS + 1
+    assert len(set(handled)) == JOBS
+    backed_off = sum(report["stats"].backed_off for report in reports)
+    assert backed_off == 1
 
 
 # --- the command line -------------------------------------------------------------
@@ -369,25 +436,12 @@ def test_four_processes_of_four_threads_never_run_more_than_the_cap(
             sa.update(ft).where(ft.c.id.not_in(ids)).values(status="skipped", finished=now())
         )
     repo.limit(DESTINATION, max_running=CAP)
-    context = multiprocessing.get_context("spawn")
-    in_flight, most = context.Value("i", 0), context.Value("i", 0)
-    ready, stop, results = context.Queue(), context.Event(), context.Queue()
+    in_flight, most = SPAWN.Value("i", 0), SPAWN.Value("i", 0)
     # A short poll: at the cap a worker looks again every poll_interval.
     worker_settings = {**settings, "concurrency": 4, "poll_interval": 0.05}
-    processes = [
-        context.Process(
-            target=drain_counting,
-            args=(url, CAPPED_JOB_SECONDS, in_flight, most, ready, stop, results, worker_settings),
-        )
-        for _ in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    reports: list[dict[str, Any]] = []
     sampled: list[int] = []
-    try:
-        for _ in processes:
-            ready.get(timeout=PATIENCE_SECONDS)
+    args = (url, CAPPED_JOB_SECONDS, in_flight, most)
+    with fleet(drain_counting, *args, settings=worker_settings) as stopped:
         began = time.monotonic()
         while True:
             counts = status_counts(engine)
@@ -396,12 +450,7 @@ def test_four_processes_of_four_threads_never_run_more_than_the_cap(
                 break
             assert time.monotonic() - began < PATIENCE_SECONDS, counts
             time.sleep(0.005)
-        stop.set()
-        reports.extend(results.get(timeout=PATIENCE_SECONDS) for _ in processes)
-    finally:
-        stop.set()
-        join_or_kill(processes)
-    assert [report["error"] for report in reports] == [None] * PROCESSES
+        reports = stopped()
     assert sum(report["stats"].finished for report in reports) == CAPPED_JOBS
     # Never above the cap, seen from the database and by the handlers; and
     # the cap was reached (the test would pass on a fleet that ran one job).

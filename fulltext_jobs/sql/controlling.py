@@ -40,13 +40,22 @@ class ControlOperations:
             return [controls_of(row) for row in connection.execute(self._sql.list_controls)]
 
     def pause(
-        self, destination: str, until: datetime | None, reason: str | None
+        self, destination: str, until: datetime | None, reason: str | None, *, at_least: bool
     ) -> DestinationControls:
         now = read_clock(self._clock, self._lease)
         check_pause_ends_after(until, now)
-        params = {"dest": destination, "now": now, "until": until, "reason": reason}
-        with self._tx.connection("pause", single_statement=True) as connection:
-            return controls_of(connection.execute(self._sql.pause, params).one())
+        params = {
+            "dest": destination,
+            "now": now,
+            "until": until,
+            "reason": reason,
+            "at_least": at_least,
+        }
+        with self._tx.connection("pause") as connection:
+            row = connection.execute(self._sql.pause, params).one_or_none()
+            if row is None:  # `at_least`, and a pause in force outlasts it
+                row = connection.execute(self._sql.read_controls, {"dest": destination}).one()
+        return controls_of(row)
 
     def limit(self, destination: str, max_running: int | None) -> DestinationControls:
         params = {"dest": destination, "max_running": max_running}

@@ -260,9 +260,9 @@ class SqlAlchemyRepository(Repository):
         return self._ops.list_controls()
 
     def _pause(
-        self, destination: str, until: datetime | None, reason: str | None
+        self, destination: str, until: datetime | None, reason: str | None, *, at_least: bool
     ) -> DestinationControls:
-        return self._ops.pause(destination, until, reason)
+        return self._ops.pause(destination, until, reason, at_least=at_least)
 
     def _resume(self, destination: str) -> DestinationControls:
         return self._ops.resume(destination)

@@ -209,9 +209,11 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         return await self._call(lambda ops: ops.list_controls())
 
     async def _pause(
-        self, destination: str, until: datetime | None, reason: str | None
+        self, destination: str, until: datetime | None, reason: str | None, *, at_least: bool
     ) -> DestinationControls:
-        return await self._call(lambda ops: ops.pause(destination, until, reason))
+        return await self._call(
+            lambda ops: ops.pause(destination, until, reason, at_least=at_least)
+        )
 
     async def _resume(self, destination: str) -> DestinationControls:
         return await self._call(lambda ops: ops.resume(destination))

@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0014"
+SCHEMA_REVISION: Final = "0015"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -159,6 +159,9 @@ def tables_for(dialect_name: str) -> Tables:
         # retry after a backoff). The ready jobs are indexed apart by it
         # (0011): due ones by `seq`, delayed ones by when they come due.
         sa.Column("not_before", UTCDateTime),
+        # Back-offs (0015): how often the job was put back for later at its
+        # handler's word (`RetryAfter`) without an attempt counted.
+        sa.Column("backoffs", sa.Integer, nullable=False, server_default="0"),
         sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
         schema=schema,
     )
@@ -275,7 +278,8 @@ def tables_for(dialect_name: str) -> Tables:
     )
     # What an operator set for a destination (0013): a pause in force while
     # `paused_at` is set and `paused_until` null or ahead, and a cap on its
-    # running jobs. Every claim probes it by its primary key.
+    # running jobs; and (0015) the start rate its workers keep to, with its
+    # burst. Every claim probes it by its primary key.
     controls = sa.Table(
         "fulltext_controls",
         metadata,
@@ -284,6 +288,8 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("paused_until", UTCDateTime),
         sa.Column("pause_reason", sa.Text),
         sa.Column("max_running", sa.Integer),
+        sa.Column("rate", sa.Double),
+        sa.Column("rate_burst", sa.Integer),
         schema=schema,
     )
     # Cancel requests for running jobs (0014): the claim asked to stop and

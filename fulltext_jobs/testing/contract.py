@@ -2,9 +2,9 @@
 
 `RepositoryContract` is the whole suite; `StorageContract`, `BatchContract`,
 `ProducerContract`, `ListJobsContract`, `ClaimContract`,
-`AttemptsBoundContract`, `CompareAndSwapContract`, `HostileInputContract`
-and `HoldContract` are its
-parts. Subclass one in a test module (its name starting with `Test`) and
+`AttemptsBoundContract`, `CompareAndSwapContract`, `HostileInputContract`,
+`HoldContract`, `ControlsContract`, `CancelContract` and `BackOffContract`
+are its parts. Subclass one in a test module (its name starting with `Test`) and
 provide a `contract_backend` fixture that takes the suite's
 `contract_settings` and returns a `ContractBackend`:
 
@@ -23,6 +23,7 @@ its `Capabilities`.
 from __future__ import annotations
 
 from fulltext_jobs.testing._fixtures import CLOCK_START, CLOCKED_LEASE, ContractFixtures
+from fulltext_jobs.testing.backoff import BackOffContract
 from fulltext_jobs.testing.batches import BatchContract
 from fulltext_jobs.testing.cancel import CancelContract
 from fulltext_jobs.testing.claims import (
@@ -40,6 +41,7 @@ __all__ = [
     "CLOCKED_LEASE",
     "CLOCK_START",
     "AttemptsBoundContract",
+    "BackOffContract",
     "BatchContract",
     "CancelContract",
     "ClaimContract",
@@ -67,5 +69,6 @@ class RepositoryContract(
     HoldContract,
     ControlsContract,
     CancelContract,
+    BackOffContract,
 ):
     """The whole contract suite: every part's tests in one class."""

@@ -106,6 +106,32 @@ class ControlsContract(ContractFixtures):
         clock.advance(seconds=2)
         assert repo.pause("other").paused_at == clock.now
 
+    def test_an_at_least_pause_never_shortens_a_pause_in_force(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        repo = keeping_controls(clocked).repo
+        began = clock.now
+        soon, later = began + timedelta(seconds=30), began + timedelta(seconds=90)
+        # An operator's pause until resumed outlasts any.
+        operators = repo.pause("lang", reason="maintenance")
+        assert repo.pause("lang", until=soon, reason="429", at_least=True) == operators
+        assert repo.controls("lang") == operators
+        repo.resume("lang")
+        # A timed pause is kept if it lasts as long, lengthened if not.
+        repo.pause("lang", until=later, reason="first")
+        kept = repo.pause("lang", until=soon, reason="second", at_least=True)
+        assert kept == DestinationControls("lang", began, later, "first")
+        assert repo.pause("lang", until=later, reason="third", at_least=True) == kept
+        clock.advance(seconds=10)
+        longer = later + timedelta(seconds=1)
+        lengthened = repo.pause("lang", until=longer, reason="fourth", at_least=True)
+        assert lengthened == DestinationControls("lang", began, longer, "fourth")
+        # Nothing in force: it pauses, as a plain pause; with no end it is one.
+        assert repo.pause("other", until=soon, at_least=True).paused_until == soon
+        clock.advance(seconds=30)
+        assert repo.pause("other", until=later, at_least=True).paused_at == clock.now
+        assert repo.pause("other", at_least=True).paused_until is None
+
     def test_a_pause_must_end_after_now_and_a_refused_one_changes_nothing(
         self, clocked: ContractBackend, clock: FakeClock
     ) -> None:

@@ -159,6 +159,12 @@ HOSTILE_CALLS: dict[str, Callable[..., object]] = {
     },
     "pause-reason-int": lambda scene: scene.repo.pause("lang", reason=42),
     "pause-reason-bytes": lambda scene: scene.repo.pause("lang", reason=b"why"),
+    "pause-at-least-str": lambda scene: scene.repo.pause(
+        "lang", until=datetime(2999, 1, 1, tzinfo=UTC), at_least="yes"
+    ),
+    "pause-at-least-none": lambda scene: scene.repo.pause(
+        "lang", until=datetime(2999, 1, 1, tzinfo=UTC), at_least=None
+    ),
     "pause-destination-surrogate": lambda scene: scene.repo.pause(SURROGATE),
     "resume-destination-surrogate": lambda scene: scene.repo.resume(SURROGATE),
     "controls-destination-bytes": lambda scene: scene.repo.controls(b"lang"),

@@ -31,7 +31,7 @@ with `produce=True` the producer fills the queue and rescues expired jobs
 - `heartbeat`: the heartbeat thread;
 - `listener`: the ready listener thread;
 - `producer`: the producer and rescuer, and the rate limit's token waiter;
-- `stats`: `WorkerStats`, `SkipJob`, `FailJob`, `Handler`, and the
+- `stats`: `WorkerStats`, `SkipJob`, `FailJob`, `RetryAfter`, `Handler`, and the
   `WorkerObserver` protocol that metrics implement;
 - `waiting`: what an idle worker waits for (`Worker.waiting`), and the log
   lines that say so;
@@ -39,7 +39,9 @@ with `produce=True` the producer fills the queue and rescues expired jobs
   second at once;
 - `cancelling`: an operator's cancel of a running job: heard at its
   heartbeat or by the cancel listener thread, and handed to its handler
-  (`cancel_requested()`, an async handler's task cancelled).
+  (`cancel_requested()`, an async handler's task cancelled);
+- `backing_off`: a handler's `RetryAfter(pause=True)`: the destination
+  paused for as long.
 
 The names below are the package's API; the modules' own names may change.
 """
@@ -47,7 +49,7 @@ The names below are the package's API; the modules' own names may change.
 from fulltext_jobs.worker.core import Worker
 from fulltext_jobs.worker.handlers import cancel_requested
 from fulltext_jobs.worker.settings import MAX_CONCURRENCY, MAX_SECONDS
-from fulltext_jobs.worker.stats import FailJob, Handler, SkipJob, WorkerStats
+from fulltext_jobs.worker.stats import FailJob, Handler, RetryAfter, SkipJob, WorkerStats
 from fulltext_jobs.worker.waiting import Waiting, WaitReason
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "MAX_SECONDS",
     "FailJob",
     "Handler",
+    "RetryAfter",
     "SkipJob",
     "WaitReason",
     "Waiting",

@@ -58,8 +58,10 @@ from fulltext_jobs.logs import context_fields, log_context
 from fulltext_jobs.repository import Repository
 from fulltext_jobs.retry import RetryPolicy
 from fulltext_jobs.worker import signals
+from fulltext_jobs.worker.backing_off import BackOffPause
 from fulltext_jobs.worker.cancelling import CancelWatch
 from fulltext_jobs.worker.handlers import (
+    Ending,
     HandlerRunner,
     JobFields,
     Verdict,
@@ -280,6 +282,7 @@ class Worker:
         self._hold = self._heartbeat.hold
         self._save_held = self._saver.save_held
         self._take_tokens: Callable[[Run], int] | None = None if tokens is None else tokens.take
+        self._pause_for = BackOffPause(repository, destination).pause
         self._lock = threading.Lock()
         self._stopped = False
         self._running = False
@@ -553,9 +556,11 @@ class Worker:
         """Transaction mode: hold up to `batch_size` jobs (`hold_ready`),
         handle them one after another and leave the block, which writes
         each outcome once and commits; return how many were held (0:
-        nothing to claim). Once the run halts no handler is started: the
-        jobs not handled are left `running` in the block, which does not
-        write them, so they stay `ready`. Any error leaving the block rolls
+        nothing to claim). Once the run halts, or a handler backed off with
+        a pause, no handler is started: the jobs not handled are left
+        `running` in the block, which does not write them, so they stay
+        `ready`; the pause is taken once the block has committed (on SQLite
+        the block holds the write lock). Any error leaving the block rolls
         the batch back: its jobs stay `ready`, their attempts not counted."""
         n = self._batch_size
         if self._take_tokens is not None:
@@ -563,19 +568,12 @@ class Worker:
             if not n:
                 return 0
         refused: set[uuid.UUID] = set()
+        pausing: tuple[FullText, Verdict] | None = None
         try:
             with self._repository.hold_ready(self._destination, n) as jobs:
                 if jobs:
                     run.count("claimed", len(jobs))
-                base = context_fields()  # as in `_work_through`
-                for job in jobs:
-                    if run.halt.is_set():
-                        break
-                    token = _log_fields.set(JobFields(base, job.id))
-                    try:
-                        settle(job, self._judge(job, None))
-                    finally:
-                        _log_fields.reset(token)
+                    pausing = self._handle_held(run, jobs)
         except StaleJobs as exc:
             # Another writer changed a held row (which the row locks make
             # rare): those outcomes were refused, the others committed.
@@ -588,14 +586,40 @@ class Worker:
         )
         for name, count in saved.items():
             run.count(name, count)
+        if pausing is not None:
+            job, (_, _, until, error) = pausing
+            if job.id not in refused and until is not None:
+                self._pause_for(run, job, until, error)
         return len(jobs)
+
+    def _handle_held(self, run: Run, jobs: list[FullText]) -> tuple[FullText, Verdict] | None:
+        """`_work_held`'s handling of the held `jobs`, each settled in place,
+        until the run halts or a handler backs off with a pause: then that
+        job and its verdict."""
+        base = context_fields()  # as in `_work_through`
+        for job in jobs:
+            if run.halt.is_set():
+                break
+            token = _log_fields.set(JobFields(base, job.id))
+            try:
+                verdict = self._judge(job, None)
+                settle(job, verdict)
+            finally:
+                _log_fields.reset(token)
+            if verdict[0] is Ending.BACK_OFF_PAUSE:
+                return job, verdict
+        return None
 
     def _work_through(self, run: Run, jobs: list[FullText]) -> None:
         """Handle claimed jobs one after another, then save their outcomes
         together. Once the run halts no handler is started: jobs not yet
         handled are released. Once a heartbeat finds a claim of the batch
         lost no handler is started either: the batch's lease ran out, and
-        its jobs are another delivery's now (see `OutcomeSaver.save_held`)."""
+        its jobs are another delivery's now (see `OutcomeSaver.save_held`).
+        Once a handler backs off with a pause (`RetryAfter(pause=True)`),
+        the destination is paused and no handler is started: the jobs not
+        handled go back with their attempts given back, not due before the
+        pause ends."""
         run.count("claimed", len(jobs))
         # A heartbeat marks a lost claim and counts it in `run.losses`; the
         # batch is looked through only once that count has moved.
@@ -624,10 +648,27 @@ class Worker:
                 handled = (entry, self._judge(entry.job, entry))
             finally:
                 _log_fields.reset(token)
+            if handled[1][0] is Ending.BACK_OFF_PAUSE:
+                self._pause_all(run, held, *handled)
+                break
         if handled is not None:
             with run.lock:
                 record(*handled)
         self._save_held(run, held)
+
+    def _pause_all(self, run: Run, held: list[Held], entry: Held, verdict: Verdict) -> None:
+        """`entry`'s handler backed off with a pause: pause the destination
+        until its verdict's due time, and have the jobs of `held` whose
+        handlers have not started go back, their attempts given back, due
+        then (`OutcomeSaver._released`)."""
+        until, error = verdict[2], verdict[3]
+        if until is None:
+            return
+        with run.lock:
+            for other in held:
+                if other.stage is Stage.PENDING:
+                    other.back_until = until
+        self._pause_for(run, entry.job, until, error)
 
 
 class OutcomeSaver:
@@ -684,7 +725,9 @@ class OutcomeSaver:
         """What is saved for a job let go before its handler ended: back to
         `ready`, or `skipped` if an operator cancelled it."""
         released = held.job.copy()
-        if held.cancelled is None:
+        if held.back_until is not None:
+            released.release(self._clock(), not_before=held.back_until, count_attempt=False)
+        elif held.cancelled is None:
             released.release(self._clock())
         else:
             released.skip(self._clock(), error=held.cancelled)

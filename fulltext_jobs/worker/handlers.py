@@ -5,7 +5,10 @@
 a worker's threads, so both can be tried alone.
 
 How a handler's end decides the job's: returning normally finishes the
-job; raising `SkipJob` skips it; raising `FailJob` fails it at once; any
+job; raising `SkipJob` skips it; raising `FailJob` fails it at once;
+raising `RetryAfter` backs it off (back to `ready` for the seconds asked,
+its attempt not counted, at most the policy's `max_backoffs` times; with
+`pause=True` the worker pauses the destination too); any
 other exception is retried by the worker's `RetryPolicy`: the job goes back
 to `ready`, not to be claimed before a backoff has passed, until it has had
 the policy's `max_attempts` attempts, and then fails. Either way the
@@ -40,7 +43,7 @@ from typing import Any, Protocol
 
 from fulltext_jobs.domain import MAX_TIMESTAMP, FullText, utc
 from fulltext_jobs.retry import RetryPolicy
-from fulltext_jobs.worker.stats import FailJob, Handler, SkipJob, WorkerObserver
+from fulltext_jobs.worker.stats import FailJob, Handler, RetryAfter, SkipJob, WorkerObserver
 
 # The package's logger (see `fulltext_jobs.worker.core`).
 _log = logging.getLogger("fulltext_jobs.worker")
@@ -53,11 +56,14 @@ class Ending(enum.Enum):
     SKIP = enum.auto()
     FAIL = enum.auto()
     RELEASE = enum.auto()  # back to ready, to be retried
+    BACK_OFF = enum.auto()  # back to ready, its attempt not counted (`RetryAfter`)
+    BACK_OFF_PAUSE = enum.auto()  # BACK_OFF, and pause the destination as long
 
 
 # How a handled job ends, when (the worker's clock), from when it may be
-# retried (RELEASE only), and the error to record (FAIL and RELEASE). A
-# tuple, not a dataclass: one is made for every job.
+# retried (RELEASE and the BACK_OFFs), and the error to record (FAIL,
+# RELEASE, the BACK_OFFs). A tuple, not a dataclass: one is made for every
+# job.
 Verdict = tuple[Ending, datetime, datetime | None, str | None]
 
 
@@ -154,29 +160,45 @@ class HandlerRunner:
         except FailJob as exc:
             _log.warning("job %s (item %s) failed (FailJob): %s", job.id, job.item_id, exc)
             return Ending.FAIL, self._clock(), None, describe(exc)
-        except Exception as exc:  # noqa: BLE001 - any failure of the handler fails or retries the job
+        except RetryAfter as exc:
+            if not self._retry.backs_off(job.backoffs):
+                return self._retry_or_fail(job, exc, backed_off=True)
             now = self._clock()
-            if self._retry.gives_up(job.attempts):
-                _log.warning(
-                    "job %s (item %s) failed",
-                    job.id,
-                    job.item_id,
-                    exc_info=exc,
-                )
-                return Ending.FAIL, now, None, describe(exc)
-            due = _later(utc(now), self._retry.delay(job.attempts))
-            _log.warning(
-                "job %s (item %s) failed (attempt %d of %d); retrying at %s",
-                *(job.id, job.item_id, job.attempts, self._retry.max_attempts),
-                due.isoformat(),
-                exc_info=exc,
+            due = _later(utc(now), timedelta(seconds=exc.seconds))
+            _log.info(
+                "job %s (item %s) backs off for %g s%s",
+                *(job.id, job.item_id, exc.seconds),
+                "; pausing the destination as long" if exc.pause else "",
             )
-            return Ending.RELEASE, now, due, describe(exc)
+            ending = Ending.BACK_OFF_PAUSE if exc.pause else Ending.BACK_OFF
+            return ending, now, due, exc.error()
+        except Exception as exc:  # noqa: BLE001 - any failure of the handler fails or retries the job
+            return self._retry_or_fail(job, exc)
         else:
             return Ending.FINISH, self._clock(), None, None
         finally:
             if self._metrics is not None:
                 self._metrics.observe_handler(self._destination, time.monotonic() - began)
+
+    def _retry_or_fail(self, job: FullText, exc: Exception, *, backed_off: bool = False) -> Verdict:
+        """The verdict on a handler that raised `exc`, counted as an attempt:
+        retried after the policy's delay, or failed once the policy gives
+        up. `backed_off`: `exc` is a `RetryAfter` past `max_backoffs`."""
+        now = self._clock()
+        error = describe(exc)
+        if backed_off:
+            error += f" (backed off {job.backoffs} times, max_backoffs reached: an attempt)"
+        if self._retry.gives_up(job.attempts):
+            _log.warning("job %s (item %s) failed", job.id, job.item_id, exc_info=exc)
+            return Ending.FAIL, now, None, error
+        due = _later(utc(now), self._retry.delay(job.attempts))
+        _log.warning(
+            "job %s (item %s) failed (attempt %d of %d); retrying at %s",
+            *(job.id, job.item_id, job.attempts, self._retry.max_attempts),
+            due.isoformat(),
+            exc_info=exc,
+        )
+        return Ending.RELEASE, now, due, error
 
     def _call_within(self, job: FullText, timeout: float, cancellable: Cancellable | None) -> None:
         """Run the handler on a copy of `job`, for at most `timeout`
@@ -230,7 +252,8 @@ class HandlerRunner:
 
 def settle(job: FullText, verdict: Verdict) -> None:
     """End `job` as `verdict` says: finished, skipped or failed at its time,
-    or released to be retried after its due time, with its error."""
+    or released to be retried (or backed off) until its due time, with its
+    error."""
     ending, now, due, error = verdict
     if ending is Ending.FINISH:
         job.finish(now)
@@ -238,8 +261,11 @@ def settle(job: FullText, verdict: Verdict) -> None:
         job.skip(now, error=error)
     elif ending is Ending.FAIL:
         job.fail(now, error=error)
-    else:
+    elif ending is Ending.RELEASE:
         job.release(now, not_before=due, error=error)
+    else:
+        assert due is not None  # noqa: S101 - a back-off verdict always has its end
+        job.back_off(now, not_before=due, error=error)
 
 
 def describe(exc: BaseException) -> str:

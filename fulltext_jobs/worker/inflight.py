@@ -32,6 +32,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Final
 
 from fulltext_jobs.domain import FullText
@@ -83,6 +84,9 @@ class Held:
     cancelled: str | None = None
     # An async handler's task, while it runs, for a cancel to cancel.
     task: asyncio.Task[Any] | None = None
+    # Set when another job of the batch backed off with a pause before this
+    # one's handler started: it goes back, its attempt given back, due then.
+    back_until: datetime | None = None
 
 
 class Run:

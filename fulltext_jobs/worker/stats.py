@@ -1,5 +1,5 @@
 """What a worker tells its caller: the handler's signals (`SkipJob`,
-`FailJob`), the counts of a run (`WorkerStats`), and the observer that is
+`FailJob`, `RetryAfter`), the counts of a run (`WorkerStats`), and the observer that is
 told every count as it happens (`WorkerObserver`, which
 `fulltext_jobs.metrics.WorkerMetrics` implements)."""
 
@@ -9,7 +9,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Final, Protocol, runtime_checkable
 
-from fulltext_jobs.domain import FullText, JobStatus
+from fulltext_jobs.checks import as_real
+from fulltext_jobs.domain import BACKED_OFF_PREFIX, FullText, JobStatus
 from fulltext_jobs.errors import InvalidInput
 
 #: What a worker runs on each job: a function, or a coroutine function (an
@@ -29,6 +30,52 @@ class FailJob(Exception):  # noqa: N818 - reads as an instruction to the worker
     whatever attempts are left, with the message in `last_error`."""
 
 
+#: The longest back-off a handler may ask for, in seconds (a day): a longer
+#: stop is an operator's decision (`fulltext-jobs pause`).
+MAX_RETRY_AFTER: Final = 86_400.0
+
+
+class RetryAfter(Exception):  # noqa: N818 - reads as an instruction to the worker
+    """Raised by a handler: the service it calls asked for time (a 429 or
+    503 with `Retry-After`), so try this job again in `seconds`, without
+    counting the attempt. The worker puts the job back to `ready`, not to
+    be claimed for `seconds`, with its `attempts` as they were before the
+    claim and `last_error` saying why ("backed off: ..."); with
+    `pause=True` it also pauses the whole destination for `seconds`
+    (`Repository.pause(..., at_least=True)`: a longer pause in force, an
+    operator's say, is kept), so no worker of the fleet calls the service
+    in that time, and starts no more handlers of its current batch (their
+    jobs go back unchanged).
+
+    Bounded: a job backs off at most `RetryPolicy.max_backoffs` times (20
+    by default) until an operator retries it; past that a `RetryAfter`
+    counts as an attempt, as any other exception does, so a handler that
+    always backs off ends its job within `max_attempts` more claims.
+
+    Raises `InvalidInput` (inside the handler, where it counts as any
+    error) for `seconds` that is not a number above 0 and at most a day
+    (`MAX_RETRY_AFTER`), or a `reason` that is not a str.
+    """
+
+    def __init__(self, seconds: float, *, pause: bool = False, reason: str | None = None) -> None:
+        value = as_real(seconds)
+        if value is None or not 0 < value <= MAX_RETRY_AFTER:
+            msg = f"RetryAfter takes seconds above 0, at most {MAX_RETRY_AFTER:g}, not {seconds!r}"
+            raise InvalidInput(msg)
+        if reason is not None and not isinstance(reason, str):
+            msg = f"RetryAfter's reason must be a str, not {reason!r}"
+            raise InvalidInput(msg)
+        super().__init__(reason or f"retry after {value:g} s")
+        self.seconds = float(value)
+        self.pause = bool(pause)
+        self.reason = reason
+
+    def error(self) -> str:
+        """The `last_error` a job backed off for this records."""
+        why = f"; {self.reason}" if self.reason else ""
+        return f"{BACKED_OFF_PREFIX}{self.seconds:g} s{why}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class WorkerStats:
     """What a run of a worker did, job by job.
@@ -46,7 +93,9 @@ class WorkerStats:
     `enqueued` and `rescued` are the producer's (`produce=True`): jobs
     created, and expired jobs given back. `retried` counts jobs whose
     handler raised and that went back to `ready` to be retried after a
-    backoff (a job that fails for good counts as `failed`).
+    backoff (a job that fails for good counts as `failed`); `backed_off`
+    those whose handler raised `RetryAfter`, which went back to `ready`
+    without their attempt counted.
     """
 
     claimed: int = 0
@@ -61,6 +110,7 @@ class WorkerStats:
     enqueued: int = 0
     rescued: int = 0
     retried: int = 0
+    backed_off: int = 0
 
     def summary(self) -> str:
         """The counts an operator reads in the worker's stop line."""
@@ -108,7 +158,8 @@ _SAVED_AS: Final[dict[JobStatus, str]] = {
 
 def saved_as(job: FullText) -> str:
     """The counter of a saved outcome: a job back to ready with a delay is
-    retried, without one released."""
+    retried, or backed off if its last error says so, without one released."""
     if job.status is JobStatus.READY and job.not_before is not None:
-        return "retried"
+        error = job.last_error
+        return "backed_off" if error and error.startswith(BACKED_OFF_PREFIX) else "retried"
     return _SAVED_AS[job.status]

@@ -84,10 +84,12 @@ class ControlStatements(StatementsBase):
     @functools.cached_property
     def pause(self) -> sa.Insert:
         """Pause `:dest` from `:now` until `:until` (null: until resumed)
-        for `:reason`; a pause already in force keeps when it began.
-        Returns the row. One upsert: on PostgreSQL `ON CONFLICT DO UPDATE`
-        locks the row, so two pauses of one destination are applied one
-        after the other; on SQLite the transaction holds the write lock."""
+        for `:reason`; a pause already in force keeps when it began, and,
+        when `:at_least`, is left as it is if it lasts until `:until` or
+        longer (then no row is returned). Returns the row. One upsert: on
+        PostgreSQL `ON CONFLICT DO UPDATE` locks the row, so two pauses of
+        one destination are applied one after the other; on SQLite the
+        transaction holds the write lock."""
         controls = self.tables.controls
         now = sa.bindparam("now", type_=controls.c.paused_at.type)
         until = sa.bindparam("until", type_=controls.c.paused_until.type)
@@ -96,9 +98,15 @@ class ControlStatements(StatementsBase):
             destination=sa.bindparam("dest"), paused_at=now, paused_until=until, pause_reason=reason
         )
         began = sa.case((self._pause_in_force(), controls.c.paused_at), else_=now)
+        outlasts = sa.and_(
+            sa.bindparam("at_least", type_=sa.Boolean),
+            self._pause_in_force(),
+            sa.or_(controls.c.paused_until.is_(None), controls.c.paused_until >= until),
+        )
         return stmt.on_conflict_do_update(
             index_elements=[controls.c.destination],
             set_={"paused_at": began, "paused_until": until, "pause_reason": reason},
+            where=~outlasts,
         ).returning(*controls.c)
 
     @functools.cached_property
