@@ -11,7 +11,7 @@ How a job goes through a worker, and where each step is:
 - It is claimed by a claim thread (`core`: `get_ready_job`, or
   `claim_ready` when `batch_size` > 1; with `in_transaction=True`, held by
   `hold_ready` instead); under a `rate_limit`, only after a start token was
-  taken for it (`producer.TokenWaiter`). From then until it is saved, the
+  taken for it (`tokens.TokenWaiter`). From then until it is saved, the
   heartbeat thread extends its lease (`heartbeat`).
 - `handler(job)` runs, and how it ended says how the job ends: finished,
   skipped, failed, or back to `ready` to be retried (`handlers`).
@@ -30,7 +30,8 @@ with `produce=True` the producer fills the queue and rescues expired jobs
 - `inflight`: a run's shared state, and the stages of a claimed job;
 - `heartbeat`: the heartbeat thread;
 - `listener`: the ready listener thread;
-- `producer`: the producer and rescuer, and the rate limit's token waiter;
+- `producer`: the producer and rescuer;
+- `tokens`: the rate limit's token waiter;
 - `stats`: `WorkerStats`, `SkipJob`, `FailJob`, `RetryAfter`, `Handler`, and the
   `WorkerObserver` protocol that metrics implement;
 - `waiting`: what an idle worker waits for (`Worker.waiting`), and the log

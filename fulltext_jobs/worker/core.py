@@ -72,7 +72,7 @@ from fulltext_jobs.worker.heartbeat import Heartbeat
 from fulltext_jobs.worker.idling import Idler
 from fulltext_jobs.worker.inflight import Held, Run, Stage, record, take_over, to_save, unsaved
 from fulltext_jobs.worker.listener import ReadyWatch, start_listener
-from fulltext_jobs.worker.producer import Producer, TokenWaiter
+from fulltext_jobs.worker.producer import Producer
 from fulltext_jobs.worker.settings import Wait, WorkerSettings
 from fulltext_jobs.worker.stats import (
     Handler,
@@ -81,6 +81,7 @@ from fulltext_jobs.worker.stats import (
     check_observer,
     saved_as,
 )
+from fulltext_jobs.worker.tokens import TokenWaiter
 from fulltext_jobs.worker.waiting import Waiting, WaitLog
 
 # The package's logger, not this module's: deployments filter and route the
