@@ -567,8 +567,8 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
 
 
 def _paused(row: DestinationOverview, now: datetime) -> str:
-    """A pause in force on the destination (until when, and why), and its
-    cap on running jobs."""
+    """A pause in force on the destination (until when, and why), its cap
+    on running jobs and its start rate."""
     controls = row.controls
     if controls is None:
         return ""
@@ -577,6 +577,9 @@ def _paused(row: DestinationOverview, now: datetime) -> str:
         if controls.max_running is None
         else f'<p class="cap">At most {controls.max_running} running at once.</p>'
     )
+    if controls.rate is not None:
+        burst = "" if controls.rate_burst is None else f", {controls.rate_burst} at once"
+        cap += f'<p class="rate">At most {controls.rate:g} starts a second{burst}.</p>'
     if not controls.paused(now):
         return cap
     until = (

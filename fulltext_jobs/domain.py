@@ -16,7 +16,7 @@ import importlib
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Final, TypeGuard
 
 from fulltext_jobs.errors import InvalidInput, InvalidTransition
@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_SWEEP_INTERVAL",
     "HOLDER_DIED_ERROR",
     "HOLDER_DIED_FAILED",
+    "KEEP",
     "MAX_ATTEMPTS",
     "MAX_BACKOFFS",
     "MAX_BATCH_SIZE",
@@ -81,6 +82,8 @@ __all__ = [
     "DestinationStats",
     "FullText",
     "JobStatus",
+    "Keep",
+    "Limits",
     "as_real",
     "cancelled_error",
     "check_batch_size",
@@ -507,15 +510,20 @@ class DestinationStats:
 class DestinationControls:
     """What an operator has set for one destination, which every worker of
     the fleet obeys: a pause, from `paused_at` until `paused_until` (None:
-    until resumed), with its `pause_reason`; and `max_running`, a cap on
-    its jobs running at once (None: none). A destination nobody has
-    steered has all of them None."""
+    until resumed), with its `pause_reason`; `max_running`, a cap on its
+    jobs running at once (None: none); and `rate`, the job starts a second
+    its workers keep to (None: none), at most `rate_burst` at once (None:
+    a claim's worth, each worker's `batch_size`), unless a worker is given
+    its own `rate_limit`. A destination nobody has steered has all of
+    them None."""
 
     destination: str
     paused_at: datetime | None = None
     paused_until: datetime | None = None
     pause_reason: str | None = None
     max_running: int | None = None
+    rate: float | None = None
+    rate_burst: int | None = None
 
     def paused(self, now: datetime) -> bool:
         """Whether a pause is in force at `now`: no job of the destination
@@ -528,6 +536,40 @@ class DestinationControls:
         if not self.paused(now):
             return False
         return self.paused_until is None or (until is not None and self.paused_until >= until)
+
+
+class Keep(Enum):
+    """The type of `KEEP`."""
+
+    KEEP = "keep"
+
+
+#: A limit `Repository.limit` is not given: left as it is.
+KEEP: Final = Keep.KEEP
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """What one `limit` sets, checked: for each of `max_running`, `rate`
+    and `rate_burst` of `DestinationControls`, a new value (None: remove
+    it) or `KEEP` (leave it as it is)."""
+
+    max_running: int | Keep | None = KEEP
+    rate: float | Keep | None = KEEP
+    rate_burst: int | Keep | None = KEEP
+
+    def applied_to(self, controls: DestinationControls) -> DestinationControls:
+        """`controls` with these limits set."""
+        changes = {
+            name: value
+            for name, value in (
+                ("max_running", self.max_running),
+                ("rate", self.rate),
+                ("rate_burst", self.rate_burst),
+            )
+            if value is not KEEP
+        }
+        return dataclasses.replace(controls, **changes)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from fulltext_jobs.domain import (
     DestinationControls,
     FullText,
     JobStatus,
+    Limits,
 )
 from fulltext_jobs.port import ReadyListener
 
@@ -111,10 +112,10 @@ class MemorySteering:
             self._controls_of[destination] = controls
             return controls
 
-    def _limit(self, destination: str, max_running: int | None) -> DestinationControls:
+    def _limit(self, destination: str, limits: Limits) -> DestinationControls:
         with self._lock:
             earlier = self._controls_of.get(destination) or DestinationControls(destination)
-            controls = replace(earlier, max_running=max_running)
+            controls = limits.applied_to(earlier)
             self._controls_of[destination] = controls
             # A cap raised or removed makes room: idle workers wake.
             self._announcements.announce(destination)

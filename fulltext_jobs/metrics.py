@@ -194,6 +194,8 @@ class LedgerCollector:
       pause ends, in Unix time (0: until resumed); only while paused;
     - `fulltext_jobs_max_running{destination}`: its cap on jobs running at
       once (`fulltext-jobs limit`); only where one is set;
+    - `fulltext_jobs_rate_limit{destination}`: its start rate, in jobs a
+      second (`fulltext-jobs limit --rate`); only where one is set;
     - `fulltext_jobs_ledger_up`: 1 if the ledger could be read, else 0 (and
       no other gauge).
 
@@ -272,32 +274,7 @@ class LedgerCollector:
             "Running jobs no rescue returns, by audit check.",
             labels=["destination", "check"],
         )
-        paused = core.GaugeMetricFamily(
-            "fulltext_jobs_paused",
-            "1 while a pause is in force on the destination: no job of it starts.",
-            labels=["destination"],
-        )
-        paused_until = core.GaugeMetricFamily(
-            "fulltext_jobs_paused_until_timestamp_seconds",
-            "When the destination's pause ends, in Unix time (0: until resumed).",
-            labels=["destination"],
-        )
-        cap = core.GaugeMetricFamily(
-            "fulltext_jobs_max_running",
-            "The destination's cap on jobs running at once, where one is set.",
-            labels=["destination"],
-        )
         for row in overview.destinations:
-            controls = row.controls
-            if controls is not None and controls.max_running is not None:
-                cap.add_metric([row.destination], controls.max_running)
-            in_force = controls is not None and controls.paused(overview.taken)
-            paused.add_metric([row.destination], 1 if in_force else 0)
-            if controls is not None and in_force:
-                until = controls.paused_until
-                paused_until.add_metric(
-                    [row.destination], 0 if until is None else until.timestamp()
-                )
             for check in STUCK_CHECKS:
                 stuck.add_metric([row.destination, check.value], row.stuck.get(check, 0))
             for status in JobStatus:
@@ -311,11 +288,48 @@ class LedgerCollector:
                 [row.destination],
                 0.0 if started is None else max(0.0, (overview.taken - started).total_seconds()),
             )
-        yield from (jobs, unqueued, ready, retry, running, stuck, paused, paused_until, cap)
+        yield from (jobs, unqueued, ready, retry, running, stuck)
+        yield from _control_gauges(core, overview)
         if reading.health is not None:
             yield from _health_gauges(core, reading.health, overview)
         if reading.source is not None:
             yield from _source_gauges(core, reading.source)
+
+
+def _control_gauges(core: ModuleType, overview: Overview) -> Iterator[Metric]:
+    """What operators set per destination: its pause, cap and rate."""
+    paused = core.GaugeMetricFamily(
+        "fulltext_jobs_paused",
+        "1 while a pause is in force on the destination: no job of it starts.",
+        labels=["destination"],
+    )
+    paused_until = core.GaugeMetricFamily(
+        "fulltext_jobs_paused_until_timestamp_seconds",
+        "When the destination's pause ends, in Unix time (0: until resumed).",
+        labels=["destination"],
+    )
+    cap = core.GaugeMetricFamily(
+        "fulltext_jobs_max_running",
+        "The destination's cap on jobs running at once, where one is set.",
+        labels=["destination"],
+    )
+    rate = core.GaugeMetricFamily(
+        "fulltext_jobs_rate_limit",
+        "The destination's start rate, in jobs a second, where one is set.",
+        labels=["destination"],
+    )
+    for row in overview.destinations:
+        controls = row.controls
+        if controls is not None and controls.max_running is not None:
+            cap.add_metric([row.destination], controls.max_running)
+        if controls is not None and controls.rate is not None:
+            rate.add_metric([row.destination], controls.rate)
+        in_force = controls is not None and controls.paused(overview.taken)
+        paused.add_metric([row.destination], 1 if in_force else 0)
+        if controls is not None and in_force:
+            until = controls.paused_until
+            paused_until.add_metric([row.destination], 0 if until is None else until.timestamp())
+    yield from (paused, paused_until, cap, rate)
 
 
 def _source_gauges(core: ModuleType, source: ReadSource) -> Iterator[Metric]:

@@ -65,7 +65,7 @@ from fulltext_jobs.checks import (
     check_statuses,
     job_list,
 )
-from fulltext_jobs.domain import FullText, JobStatus, utc
+from fulltext_jobs.domain import KEEP, FullText, JobStatus, Keep, Limits, utc
 from fulltext_jobs.errors import InvalidInput, NotSupported, StaleJobs
 from fulltext_jobs.rate_limit import MAX_BURST, check_burst, check_rate
 
@@ -195,8 +195,20 @@ def release_unleased_args(
     return check_duration(older_than, "older_than"), check_optional_destination(destination)
 
 
-def limit_args(destination: str, max_running: int | None) -> tuple[str, int | None]:
-    return check_destination(destination), check_max_running(max_running)
+def limit_args(
+    destination: str,
+    max_running: int | Keep | None,
+    rate: float | Keep | None,
+    burst: int | Keep | None,
+) -> tuple[str, Limits]:
+    if max_running is KEEP and rate is KEEP and burst is KEEP:
+        msg = "limit needs max_running, rate or burst: nothing to set"
+        raise InvalidInput(msg)
+    return check_destination(destination), Limits(
+        max_running=max_running if max_running is KEEP else check_max_running(max_running),
+        rate=rate if rate is KEEP or rate is None else check_rate(rate),
+        rate_burst=burst if burst is KEEP or burst is None else check_burst(burst),
+    )
 
 
 def pause_args(

@@ -22,11 +22,14 @@ from fulltext_jobs.audit import (
 )
 from fulltext_jobs.domain import (
     DEFAULT_SWEEP_INTERVAL,
+    KEEP,
     Cancellation,
     DestinationControls,
     DestinationStats,
     FullText,
     JobStatus,
+    Keep,
+    Limits,
 )
 from fulltext_jobs.health import QueueHealth, not_reported
 from fulltext_jobs.port import (
@@ -330,9 +333,16 @@ class AsyncRepository(abc.ABC):
         """As `Repository.list_controls`."""
         return await self._list_controls()
 
-    async def limit(self, destination: str, *, max_running: int | None) -> DestinationControls:
+    async def limit(
+        self,
+        destination: str,
+        *,
+        max_running: int | Keep | None = KEEP,
+        rate: float | Keep | None = KEEP,
+        burst: int | Keep | None = KEEP,
+    ) -> DestinationControls:
         """As `Repository.limit`."""
-        return await self._limit(*limit_args(destination, max_running))
+        return await self._limit(*limit_args(destination, max_running, rate, burst))
 
     async def pause(
         self,
@@ -398,7 +408,7 @@ class AsyncRepository(abc.ABC):
     async def _limit(
         self,
         destination: str,  # noqa: ARG002 - for adapters
-        max_running: int | None,  # noqa: ARG002 - for adapters
+        limits: Limits,  # noqa: ARG002 - for adapters
     ) -> DestinationControls:
         """As `Repository._limit`."""
         raise cannot_steer(self)

@@ -25,11 +25,14 @@ from fulltext_jobs.audit import (
     AuditSettings,
 )
 from fulltext_jobs.domain import (
+    KEEP,
     Cancellation,
     DestinationControls,
     DestinationStats,
     FullText,
     JobStatus,
+    Keep,
+    Limits,
 )
 from fulltext_jobs.health import QueueHealth, not_reported
 from fulltext_jobs.port import (
@@ -255,9 +258,26 @@ class Upkeep(abc.ABC):
         in force or over), by destination. Changes nothing."""
         return self._list_controls()
 
-    def limit(self, destination: str, *, max_running: int | None) -> DestinationControls:
-        """Cap `destination`'s jobs running at once, across the fleet, at
-        `max_running` (None: remove the cap); return its controls. Every
+    def limit(
+        self,
+        destination: str,
+        *,
+        max_running: int | Keep | None = KEEP,
+        rate: float | Keep | None = KEEP,
+        burst: int | Keep | None = KEEP,
+    ) -> DestinationControls:
+        """Set `destination`'s limits across the fleet, each of those given
+        (None removes it; one not given is left as it is); return its
+        controls.
+
+        `rate`: at most this many job starts a second, with at most `burst`
+        at once (None: a claim's worth, each worker's `batch_size`), kept
+        by every `Worker` of the destination that is not given its own
+        `rate_limit` (which overrides it): each reads it within a second
+        of the change and takes start tokens from the destination's bucket
+        (`take_rate_tokens`). Claims outside a `Worker` do not read it.
+
+        `max_running`: cap the jobs running at once. Every
         claim of this library (`get_ready_job`, `claim_ready`, `hold_ready`,
         a `Worker`) then hands out at most the cap less the jobs running,
         counted in the database under a lock of the destination's row, so
@@ -271,10 +291,14 @@ class Upkeep(abc.ABC):
         destination binds from the next claims on. A capped claim in a
         caller's session (`SqlAlchemyRepository.in_session`) keeps the
         destination's row locked until the caller's transaction ends,
-        holding back its other capped claims: commit promptly. Raises `InvalidInput`
-        for a bad destination or a `max_running` that is not None or a
-        whole number from 1 to 2**31 - 1."""
-        return self._limit(*limit_args(destination, max_running))
+        holding back its other capped claims: commit promptly.
+
+        Raises `InvalidInput`, and sets nothing, for a bad destination, no
+        limit given, a `max_running` that is not None or a whole number
+        from 1 to 2**31 - 1, a `rate` that is not None or a number from one
+        a week to 100,000 a second, or a `burst` that is not None or a
+        whole number from 1 to 10,000."""
+        return self._limit(*limit_args(destination, max_running, rate, burst))
 
     def pause(
         self,
@@ -443,9 +467,9 @@ class Upkeep(abc.ABC):
     def _limit(
         self,
         destination: str,  # noqa: ARG002 - for adapters
-        max_running: int | None,  # noqa: ARG002 - for adapters
+        limits: Limits,  # noqa: ARG002 - for adapters
     ) -> DestinationControls:
-        """As `limit`; the base class cannot cap."""
+        """As `limit`, with the limits checked; the base class cannot cap."""
         raise cannot_steer(self)
 
     def _cancel(

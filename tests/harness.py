@@ -45,9 +45,11 @@ from fulltext_jobs.audit import AuditProblem
 from fulltext_jobs.domain import (
     DEFAULT_LEASE,
     DEFAULT_SWEEP_INTERVAL,
+    KEEP,
     Cancellation,
     DestinationControls,
     DestinationStats,
+    Keep,
 )
 from fulltext_jobs.health import QueueHealth
 from fulltext_jobs.rate_limit import RateTokens
@@ -367,8 +369,17 @@ class BlockingAsyncRepository(Repository):
     def resume(self, destination: str) -> DestinationControls:
         return run_async(self.repo.resume(destination))
 
-    def limit(self, destination: str, *, max_running: int | None) -> DestinationControls:
-        return run_async(self.repo.limit(destination, max_running=max_running))
+    def limit(
+        self,
+        destination: str,
+        *,
+        max_running: int | Keep | None = KEEP,
+        rate: float | Keep | None = KEEP,
+        burst: int | Keep | None = KEEP,
+    ) -> DestinationControls:
+        return run_async(
+            self.repo.limit(destination, max_running=max_running, rate=rate, burst=burst)
+        )
 
     def cancel(
         self,

@@ -186,6 +186,8 @@ def test_stats_table_and_json(runner, url, repo):
     repo.get_ready_job("alpha")
     zero = dict.fromkeys(("ready", "running", "finished", "failed", "skipped"), 0) | {
         "max_running": None,
+        "rate": None,
+        "rate_burst": None,
         "pause": None,
     }
     assert run_json(runner, url, "stats", "--unqueued") == [

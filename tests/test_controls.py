@@ -338,7 +338,9 @@ def test_pause_and_resume_from_the_command_line_and_what_stats_and_jobs_show(cli
     result = cli(cli_url, "pause", DESTINATION, "--for", "1h", "--reason", "quota spent")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith(f"'{DESTINATION}' is paused until 20")
-    assert result.stdout.rstrip().endswith(": quota spent; no cap on its running jobs")
+    assert result.stdout.rstrip().endswith(
+        ": quota spent; no cap on its running jobs; no start rate"
+    )
 
     (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
     pause = row["pause"]
@@ -358,6 +360,8 @@ def test_pause_and_resume_from_the_command_line_and_what_stats_and_jobs_show(cli
         "paused_until": None,
         "pause_reason": None,
         "max_running": None,
+        "rate": None,
+        "rate_burst": None,
     }
     (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
     assert row["pause"] is None
@@ -392,10 +396,33 @@ def test_limit_from_the_command_line_and_what_stats_shows(cli_url: str):
     result = cli(cli_url, "limit", DESTINATION, "--max-running", "8")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == (
-        f"'{DESTINATION}' is not paused; at most 8 of its jobs running at once"
+        f"'{DESTINATION}' is not paused; at most 8 of its jobs running at once; no start rate"
     )
     (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
     assert (row["max_running"], row["pause"]) == (8, None)
+    # One command the fleet obeys: the rate beside the cap, each kept unless given.
+    both = json.loads(
+        cli(cli_url, "limit", DESTINATION, "--rate", "20", "--burst", "5", "--json").stdout
+    )
+    assert (both["max_running"], both["rate"], both["rate_burst"]) == (8, 20.0, 5)
+    (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
+    assert (row["max_running"], row["rate"], row["rate_burst"]) == (8, 20.0, 5)
+    assert "20 starts/s, 5 at once" in cli(cli_url, "stats").stdout
+    for bad in ("0", "-1", "fast", "nan", "inf", "1e9"):
+        result = cli(cli_url, "limit", DESTINATION, f"--rate={bad}")
+        assert result.exit_code != 0
+        assert "is not a number of job starts a second" in result.stderr, result.stderr
+    for bad in ("0", "2.5", "10001"):
+        result = cli(cli_url, "limit", DESTINATION, f"--burst={bad}")
+        assert result.exit_code != 0
+        assert "is not a whole number from 1 to" in result.stderr, result.stderr
+    (row,) = json.loads(cli(cli_url, "stats", "--json").stdout)
+    assert (row["rate"], row["rate_burst"]) == (20.0, 5)  # a refused one set nothing
+    cleared = cli(cli_url, "limit", DESTINATION, "--rate", "none", "--burst", "none", "--json")
+    assert (json.loads(cleared.stdout)["rate"], json.loads(cleared.stdout)["rate_burst"]) == (
+        None,
+        None,
+    )
     assert "max running" in cli(cli_url, "stats").stdout
     removed = json.loads(
         cli(cli_url, "limit", DESTINATION, "--max-running", "none", "--json").stdout
@@ -407,7 +434,9 @@ def test_limit_from_the_command_line_and_what_stats_shows(cli_url: str):
         result = cli(cli_url, "limit", DESTINATION, f"--max-running={bad}")
         assert result.exit_code != 0
         assert "is not a whole number from 1 to" in result.stderr, result.stderr
-    assert cli(cli_url, "limit", DESTINATION).exit_code != 0  # --max-running is required
+    nothing = cli(cli_url, "limit", DESTINATION)
+    assert nothing.exit_code != 0
+    assert "give --max-running, --rate or --burst" in nothing.stderr
 
 
 def test_pausing_an_unknown_destination_names_the_known_ones(cli_url: str):

@@ -224,7 +224,7 @@ def test_the_page_and_metrics_show_a_paused_and_capped_destination(
 ):
     until = NOW + timedelta(hours=1)
     ledger.repo.pause(DEST, until=until, reason="<b>upgrade</b>")
-    ledger.repo.limit(DEST, max_running=8)
+    ledger.repo.limit(DEST, max_running=8, rate=2.5)
     snapshots = Snapshots(reader, clock=lambda: NOW)
     with served(create_app(snapshots, refresh=2, title="the ledger")) as base:
         client = Client(base)
@@ -232,7 +232,10 @@ def test_the_page_and_metrics_show_a_paused_and_capped_destination(
         values = metric_values(client.get("/metrics").text)
     assert "Paused until 2026-11-28 13:30:20 UTC: &lt;b&gt;upgrade&lt;/b&gt;" in page
     assert "At most 8 running at once." in page
+    assert "At most 2.5 starts a second." in page
     assert values[("fulltext_jobs_max_running", (("destination", DEST),))] == 8
+    assert values[("fulltext_jobs_rate_limit", (("destination", DEST),))] == 2.5
+    assert ("fulltext_jobs_rate_limit", (("destination", "other"),)) not in values
     assert ("fulltext_jobs_max_running", (("destination", "other"),)) not in values
     assert page.count('class="paused"') == 1  # not "other"
     assert values[("fulltext_jobs_paused", (("destination", DEST),))] == 1

@@ -41,6 +41,7 @@ from fulltext_jobs import (
 )
 from fulltext_jobs.cli import app
 from fulltext_jobs.rate_limit import MAX_RATE, MIN_RATE, take
+from fulltext_jobs.worker.tokens import CONTROLS_TTL
 
 DEST = "lang"
 
@@ -246,6 +247,53 @@ def test_a_limited_worker_keeps_to_its_rate(concurrency, batch_size, burst):
     # The first `burst` start at once, the rest one every 1/rate seconds.
     assert elapsed >= (jobs - effective_burst) / rate * 0.95
     assert_within_rate(log.started, rate, effective_burst, lag=0.25)
+
+
+@pytest.mark.parametrize("own_rate", [None, 400.0], ids=["destinations", "own"])
+def test_a_worker_keeps_to_its_destinations_rate_unless_given_its_own(own_rate):
+    rate, jobs = 40.0, 30
+    repo = InMemoryRepository(items=[f"i{k:03}" for k in range(jobs)])
+    repo.enqueue_unqueued(DEST)
+    repo.limit(DEST, rate=rate, burst=2)
+    log = StartLog()
+    began = time.monotonic()
+    stats = Worker(repo, DEST, log, concurrency=2, rate_limit=own_rate).run(until_idle=True)
+    elapsed = time.monotonic() - began
+    assert stats.finished == jobs
+    if own_rate is None:
+        assert elapsed >= (jobs - 2) / rate * 0.95
+        assert_within_rate(log.started, rate, 2, lag=0.25)
+    else:  # the worker's own rate overrides the destination's
+        assert_within_rate(log.started, own_rate, 1, lag=0.25)
+        assert elapsed < (jobs - 2) / rate
+
+
+def test_a_rate_set_while_a_worker_runs_reaches_it_within_a_second():
+    repo = InMemoryRepository(items=[f"i{k:03}" for k in range(400)])
+    repo.enqueue_unqueued(DEST)
+    log = StartLog()
+
+    def handler(job: FullText) -> None:
+        log(job)
+        time.sleep(0.005)  # 400 jobs take 2 s with no rate
+
+    worker = Worker(repo, DEST, handler, poll_interval=0.01, max_poll_interval=0.05)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    try:
+        while len(log.started) < 20:
+            time.sleep(0.01)
+        repo.limit(DEST, rate=10, burst=1)
+        set_at = time.time()
+        time.sleep(2.5)
+    finally:
+        worker.stop()
+        thread.join(10)
+    # Unlimited before; within CONTROLS_TTL of the change, at the new rate.
+    kept = [at for at in log.started if at >= set_at + CONTROLS_TTL]
+    assert_within_rate(kept, 10, 1, lag=0.25)
+    assert len(kept) >= 10
+    assert len(log.started) < 200
 
 
 def test_threads_and_batches_keep_to_the_rate_on_every_store(real_time: Backend):

@@ -14,7 +14,9 @@ from fulltext_jobs.cli._base import DestinationArgument, JsonOption, UrlOption, 
 from fulltext_jobs.cli._items import batches, item_ids, open_source
 from fulltext_jobs.cli._ledger import parse_duration
 from fulltext_jobs.cli._output import controls_json, controls_text, print_result
-from fulltext_jobs.domain import JobStatus
+from fulltext_jobs.domain import KEEP, JobStatus
+from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.rate_limit import MAX_BURST, check_rate
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -102,28 +104,81 @@ def parse_max_running(text: str) -> int | None:
     return int(value)
 
 
+def parse_rate(text: str) -> float | None:
+    """`text` as job starts a second: a number from one a week to
+    100,000, or `none` (no rate). Raises `typer.BadParameter` otherwise."""
+    value = text.strip().lower()
+    if value == "none":
+        return None
+    try:
+        return check_rate(float(value), "--rate")
+    except (ValueError, InvalidInput):
+        msg = f"{text!r} is not a number of job starts a second from one a week to 100000, nor none"
+        raise typer.BadParameter(msg) from None
+
+
+def parse_burst(text: str) -> int | None:
+    """`text` as the most starts at once: a whole number from 1 to
+    10,000, or `none` (a claim's worth). Raises `typer.BadParameter`
+    otherwise."""
+    value = text.strip().lower()
+    if value == "none":
+        return None
+    if not value.isdecimal() or not 1 <= int(value) <= MAX_BURST:
+        msg = f"{text!r} is not a whole number from 1 to {MAX_BURST}, nor none"
+        raise typer.BadParameter(msg)
+    return int(value)
+
+
 def limit(
     ctx: typer.Context,
     destination: DestinationArgument,
     max_running: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--max-running",
             help="At most this many of DESTINATION's jobs running at once, across the fleet; "
             "none removes the cap.",
             show_default=False,
         ),
-    ],
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            help="At most this many job starts a second, across the fleet (a worker's own "
+            "--rate-limit overrides it); none removes it.",
+            show_default=False,
+        ),
+    ] = None,
+    burst: Annotated[
+        str | None,
+        typer.Option(
+            "--burst",
+            help="At most this many starts at once under --rate; none: a claim's worth "
+            "(each worker's --batch-size).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
-    """Cap DESTINATION's jobs running at once, across every worker on every
-    machine (--max-running N), or remove the cap (--max-running none).
-    Jobs already running are not stopped."""
-    cap = parse_max_running(max_running)
+    """Set DESTINATION's limits, which every worker on every machine obeys:
+    a cap on its jobs running at once (--max-running N) and a start rate
+    (--rate R, at most --burst B at once); `none` removes one. A limit not
+    given is left as it is. Jobs already running are not stopped; workers
+    keep to a new rate within a second."""
+    if max_running is None and rate is None and burst is None:
+        msg = "give --max-running, --rate or --burst"
+        raise typer.BadParameter(msg)
+    limits = {
+        "max_running": KEEP if max_running is None else parse_max_running(max_running),
+        "rate": KEEP if rate is None else parse_rate(rate),
+        "burst": KEEP if burst is None else parse_burst(burst),
+    }
     with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository(known=destination)
-        controls = repo.limit(destination, max_running=cap)
+        controls = repo.limit(destination, **limits)  # type: ignore[arg-type]
         print_result(controls_json(controls), controls_text(controls), as_json=as_json)
 
 

@@ -116,13 +116,15 @@ def stats_table(
     """The stats of each destination as a table: jobs per status, and the
     eligible items that have no job yet ("-" where not counted); with
     `controls` (what is set per destination, by name), a column with the
-    cap on running jobs if any destination has one, and one saying which
-    are paused, until when and why, if any is."""
+    cap on running jobs if any destination has one, one with the start
+    rate if any has one, and one saying which are paused, until when and
+    why, if any is."""
     rows = list(rows)
     now = datetime.now(UTC)
     found = controls or {}
     pauses = {name: one for name, one in found.items() if one.paused(now)}
     caps = {name: one.max_running for name, one in found.items() if one.max_running is not None}
+    rates = {name: rate_cell(one) for name, one in found.items() if one.rate is not None}
     table = Table(title=title, **TABLE_STYLE)
     table.add_column("destination", no_wrap=True)
     for status in STATS_COLUMNS:
@@ -130,6 +132,8 @@ def stats_table(
     table.add_column("unqueued", justify="right")
     if caps:
         table.add_column("max running", justify="right")
+    if rates:
+        table.add_column("rate", justify="right")
     if pauses:
         table.add_column("paused", overflow="fold")
     for row in rows:
@@ -141,6 +145,8 @@ def stats_table(
         if caps:
             cap = caps.get(row.destination)
             cells.append("" if cap is None else str(cap))
+        if rates:
+            cells.append(rates.get(row.destination, ""))
         if pauses:
             paused = pauses.get(row.destination)
             cells.append("" if paused is None else _pause_cell(paused))
@@ -163,7 +169,8 @@ def stats_json(
 ) -> list[dict[str, object]]:
     """The stats of each destination as JSON objects, one per destination:
     `destination`, a count per status, `unqueued` (null where not
-    counted), `max_running` (its cap, null if none) and `pause`: null, or
+    counted), `max_running` (its cap, null if none), `rate` and
+    `rate_burst` (its start rate and burst, null if none) and `pause`: null, or
     the pause in force (`paused_at`, `paused_until`, null until resumed,
     and `pause_reason`)."""
     now = datetime.now(UTC)
@@ -179,16 +186,16 @@ def stats_json(
             "pause_reason": one.pause_reason,
         }
 
-    def cap(destination: str) -> int | None:
-        one = found.get(destination)
-        return None if one is None else one.max_running
+    def limits(destination: str) -> dict[str, object]:
+        one = found.get(destination) or DestinationControls(destination)
+        return {"max_running": one.max_running, "rate": one.rate, "rate_burst": one.rate_burst}
 
     return [
         {
             "destination": row.destination,
             **{status.value: row.counts.get(status, 0) for status in STATS_COLUMNS},
             "unqueued": row.unqueued,
-            "max_running": cap(row.destination),
+            **limits(row.destination),
             "pause": pause(row.destination),
         }
         for row in rows
@@ -207,14 +214,24 @@ def controls_text(controls: DestinationControls, now: datetime | None = None) ->
         if controls.max_running is None
         else f"at most {controls.max_running} of its jobs running at once"
     )
-    return f"{name} {paused}; {capped}"
+    rated = "no start rate" if controls.rate is None else f"at most {rate_cell(controls)}"
+    return f"{name} {paused}; {capped}; {rated}"
+
+
+def rate_cell(controls: DestinationControls) -> str:
+    """A destination's start rate, in a table's cell ("" if none): "20
+    starts/s", with ", 5 at once" if its burst is set."""
+    if controls.rate is None:
+        return ""
+    burst = "" if controls.rate_burst is None else f", {controls.rate_burst} at once"
+    return f"{controls.rate:g} starts/s{burst}"
 
 
 def controls_json(controls: DestinationControls, now: datetime | None = None) -> dict[str, object]:
     """What is set for a destination, as JSON: `destination`, `paused`
     (whether a pause is in force now), `paused_at`, `paused_until` and
-    `pause_reason` (ISO 8601 times, null where not set), and `max_running`
-    (null: no cap)."""
+    `pause_reason` (ISO 8601 times, null where not set), `max_running`
+    (null: no cap), `rate` and `rate_burst` (null: none set)."""
     moment = now or datetime.now(UTC)
     return {
         "destination": controls.destination,
@@ -223,6 +240,8 @@ def controls_json(controls: DestinationControls, now: datetime | None = None) ->
         "paused_until": _iso(controls.paused_until),
         "pause_reason": controls.pause_reason,
         "max_running": controls.max_running,
+        "rate": controls.rate,
+        "rate_burst": controls.rate_burst,
     }
 
 

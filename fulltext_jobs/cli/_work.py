@@ -150,7 +150,8 @@ def work(
         float | None,
         typer.Option(
             help="At most this many job starts a second for DESTINATION, across every "
-            "worker sharing the database (a token bucket kept in it).",
+            "worker sharing the database (a token bucket kept in it). Overrides the rate an "
+            "operator set with `limit DESTINATION --rate`, which the worker keeps to without it.",
         ),
     ] = None,
     rate_burst: Annotated[

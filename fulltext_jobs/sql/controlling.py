@@ -14,9 +14,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from fulltext_jobs.checks import check_pause_ends_after, read_clock
-from fulltext_jobs.domain import DestinationControls
+from fulltext_jobs.domain import KEEP, DestinationControls, Limits
 from fulltext_jobs.sql.rows import controls_of
 from fulltext_jobs.sql.statements import Statements
+from fulltext_jobs.sql.statements.controls import LIMITED
 from fulltext_jobs.sql.transactions import Transactions
 
 __all__ = ["ControlOperations"]
@@ -57,8 +58,12 @@ class ControlOperations:
                 row = connection.execute(self._sql.read_controls, {"dest": destination}).one()
         return controls_of(row)
 
-    def limit(self, destination: str, max_running: int | None) -> DestinationControls:
-        params = {"dest": destination, "max_running": max_running}
+    def limit(self, destination: str, limits: Limits) -> DestinationControls:
+        params: dict[str, object] = {"dest": destination}
+        for name in LIMITED:
+            value = getattr(limits, name)
+            params[name] = None if value is KEEP else value
+            params[f"keep_{name}"] = value is KEEP
         with self._tx.connection("limit") as connection:
             row = connection.execute(self._sql.limit, params).one()
             if connection.dialect.name == "postgresql":

@@ -31,6 +31,7 @@ from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
     JobStatus,
+    Limits,
 )
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.health import QueueHealth
@@ -267,8 +268,8 @@ class SqlAlchemyRepository(Repository):
     def _resume(self, destination: str) -> DestinationControls:
         return self._ops.resume(destination)
 
-    def _limit(self, destination: str, max_running: int | None) -> DestinationControls:
-        return self._ops.limit(destination, max_running)
+    def _limit(self, destination: str, limits: Limits) -> DestinationControls:
+        return self._ops.limit(destination, limits)
 
     def _cancel(self, destination: str, item_ids: list[str] | None, error: str) -> Cancellation:
         return self._ops.cancel(destination, item_ids, error)

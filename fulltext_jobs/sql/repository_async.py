@@ -30,6 +30,7 @@ from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
     JobStatus,
+    Limits,
 )
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.health import QueueHealth
@@ -218,8 +219,8 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _resume(self, destination: str) -> DestinationControls:
         return await self._call(lambda ops: ops.resume(destination))
 
-    async def _limit(self, destination: str, max_running: int | None) -> DestinationControls:
-        return await self._call(lambda ops: ops.limit(destination, max_running))
+    async def _limit(self, destination: str, limits: Limits) -> DestinationControls:
+        return await self._call(lambda ops: ops.limit(destination, limits))
 
     async def _list_jobs(
         self,

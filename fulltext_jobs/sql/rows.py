@@ -158,4 +158,6 @@ def controls_of(row: Any) -> DestinationControls:  # noqa: ANN401 - a row of the
         paused_until=row.paused_until,
         pause_reason=row.pause_reason,
         max_running=row.max_running,
+        rate=row.rate,
+        rate_burst=row.rate_burst,
     )

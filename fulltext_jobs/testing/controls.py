@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from fulltext_jobs import FullText, InvalidInput, JobStatus, NoJobs
 from fulltext_jobs.audit import AuditCheck
-from fulltext_jobs.domain import MAX_ERROR_LENGTH, DestinationControls
+from fulltext_jobs.domain import KEEP, MAX_ERROR_LENGTH, DestinationControls
 from fulltext_jobs.testing._fixtures import BAD_DESTINATIONS, ContractFixtures, Hostile
 from fulltext_jobs.testing.backend import ContractBackend, FakeClock
 
@@ -243,6 +245,35 @@ class ControlsContract(ContractFixtures):
         with pytest.raises(InvalidInput, match="max_running"):
             repo.limit("lang", max_running=bad)
         assert repo.list_controls() == []
+
+    def test_each_limit_is_set_alone_and_kept_unless_given(self, backend: ContractBackend) -> None:
+        repo = keeping_controls(backend).repo
+        assert repo.limit("lang", rate=20) == DestinationControls("lang", rate=20.0)
+        both = repo.limit("lang", max_running=8, burst=5)
+        assert both == DestinationControls("lang", max_running=8, rate=20.0, rate_burst=5)
+        assert repo.limit("lang", rate=0.5) == replace(both, rate=0.5)
+        assert repo.limit("lang", rate=None) == replace(both, rate=None)
+        assert repo.controls("lang") == replace(both, rate=None)
+        assert repo.limit("lang", max_running=None, burst=None) == DestinationControls("lang")
+        with pytest.raises(InvalidInput, match="nothing to set"):
+            repo.limit("lang")
+
+    @pytest.mark.parametrize(
+        ("rate", "burst"),
+        [
+            *((rate, KEEP) for rate in (0, -1, math.nan, math.inf, "20", True)),
+            *((KEEP, burst) for burst in (0, 1.5, 10_001, "5")),
+            (20, False),
+        ],
+    )
+    def test_a_bad_rate_raises_invalid_input_and_sets_nothing(
+        self, backend: ContractBackend, rate: Hostile, burst: Hostile
+    ) -> None:
+        repo = keeping_controls(backend).repo
+        repo.limit("lang", max_running=3)
+        with pytest.raises(InvalidInput, match=r"rate|burst"):
+            repo.limit("lang", max_running=4, rate=rate, burst=burst)
+        assert repo.list_controls() == [DestinationControls("lang", max_running=3)]
 
     @pytest.mark.parametrize(
         ("until", "reason"),

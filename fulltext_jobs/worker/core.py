@@ -130,13 +130,17 @@ class Worker:
 
     `rate_limit`: at most this many job starts a second for the destination,
     across every worker sharing the store (a token bucket kept in it; see
-    `Repository.take_rate_tokens`); None, the default, for no limit. A
+    `Repository.take_rate_tokens`). None, the default: the rate an operator
+    set for the destination (`Repository.limit(rate=, burst=)`, `fulltext-jobs
+    limit --rate`), read within a second of each change, or no limit if
+    none is set; a worker's own `rate_limit` overrides it. A
     claim takes no more jobs than the tokens it was granted, and a worker
     with none waits as long as the bucket says (a shutdown cuts the wait
     short). `rate_burst` is the most starts at once after an idle spell:
     by default one claim's worth, `batch_size` (so 1 unless batching, and
     the starts are then evenly spaced). Over any `t` seconds, at most
-    `rate_limit * t + rate_burst` jobs start.
+    `rate_limit * t + rate_burst` jobs start. Workers of one destination
+    share one bucket: give them one rate (the destination's is the way).
 
     `in_transaction=True`: the transaction mode, for short handlers
     (`Repository.hold_ready`): each claim holds its batch in an open
@@ -261,17 +265,13 @@ class Worker:
             else None
         )
         self._idler = Idler(repository, destination, settings, self._producer)
-        tokens = (
-            None
-            if settings.rate_limit is None
-            else TokenWaiter(
-                repository,
-                destination,
-                rate=settings.rate_limit,
-                burst=settings.burst,
-                batch_size=settings.batch_size,
-                wait=settings.wait,
-            )
+        tokens = TokenWaiter(
+            repository,
+            destination,
+            rate=settings.rate_limit,
+            burst=settings.burst,
+            batch_size=settings.batch_size,
+            wait=settings.wait,
         )
         # What the per-job path reads, bound here once: one look-up each,
         # as when these were the worker's own attributes and methods.
@@ -282,7 +282,7 @@ class Worker:
         self._judge: Callable[[FullText, Held | None], Verdict] = runner.judge
         self._hold = self._heartbeat.hold
         self._save_held = self._saver.save_held
-        self._take_tokens: Callable[[Run], int] | None = None if tokens is None else tokens.take
+        self._take_tokens = tokens.take
         self._pause_for = BackOffPause(repository, destination).pause
         self._lock = threading.Lock()
         self._stopped = False
@@ -541,11 +541,9 @@ class Worker:
         """Claim up to `batch_size` jobs; under a rate limit, no more than
         the start tokens granted, waiting for one if there is none (an
         empty list if the run halts meanwhile)."""
-        n = self._batch_size
-        if self._take_tokens is not None:
-            n = self._take_tokens(run)
-            if not n:
-                return []
+        n = self._take_tokens(run)
+        if not n:
+            return []
         if n == 1:
             try:
                 return [self._repository.get_ready_job(self._destination)]
@@ -563,11 +561,9 @@ class Worker:
         `ready`; the pause is taken once the block has committed (on SQLite
         the block holds the write lock). Any error leaving the block rolls
         the batch back: its jobs stay `ready`, their attempts not counted."""
-        n = self._batch_size
-        if self._take_tokens is not None:
-            n = self._take_tokens(run)
-            if not n:
-                return 0
+        n = self._take_tokens(run)
+        if not n:
+            return 0
         refused: set[uuid.UUID] = set()
         pausing: tuple[FullText, Verdict] | None = None
         try:

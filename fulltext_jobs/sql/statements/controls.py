@@ -5,12 +5,15 @@ the capped claims' lock."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from fulltext_jobs.sql.statements.base import StatementsBase
+
+#: The columns of `fulltext_controls` that `limit` sets (`Limits`' fields).
+LIMITED: Final = ("max_running", "rate", "rate_burst")
 
 
 class ControlStatements(StatementsBase):
@@ -58,15 +61,20 @@ class ControlStatements(StatementsBase):
 
     @functools.cached_property
     def limit(self) -> sa.Insert:
-        """Set `:dest`'s cap to `:max_running` (null: none); returns the row.
-        An upsert, as `pause`."""
+        """Set `:dest`'s limits (`LIMITED`): each column to its parameter
+        (null: none), unless `:keep_<column>`, which leaves it as it is (a
+        new row has it null). Returns the row. An upsert, as `pause`."""
         controls = self.tables.controls
-        max_running = sa.bindparam("max_running", type_=sa.Integer)
-        stmt = self._insert(controls).values(
-            destination=sa.bindparam("dest"), max_running=max_running
-        )
+        values = {name: sa.bindparam(name, type_=controls.c[name].type) for name in LIMITED}
+        stmt = self._insert(controls).values(destination=sa.bindparam("dest"), **values)
+        kept = {
+            name: sa.case(
+                (sa.bindparam(f"keep_{name}", type_=sa.Boolean), controls.c[name]), else_=value
+            )
+            for name, value in values.items()
+        }
         return stmt.on_conflict_do_update(
-            index_elements=[controls.c.destination], set_={"max_running": max_running}
+            index_elements=[controls.c.destination], set_=kept
         ).returning(*controls.c)
 
     @functools.cached_property
