@@ -33,6 +33,7 @@ from importlib import metadata
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
+from fulltext_jobs._defaults import OTEL_ENV
 from fulltext_jobs.errors import InvalidInput, MissingDependency
 from fulltext_jobs.metrics import WORKER_COUNTERS, LedgerReading
 
@@ -54,10 +55,6 @@ __all__ = [
 
 #: What to install for OpenTelemetry.
 OTEL_EXTRA_ADVICE: Final = "pip install 'fulltext-jobs[otel]'"
-
-#: The environment variable that turns OpenTelemetry on for `fulltext-jobs
-#: work` (as `--otel` does): 1, true or yes.
-OTEL_ENV: Final = "FULLTEXT_JOBS_OTEL"
 
 #: The instrumentation scope every tracer and meter is got under.
 INSTRUMENTATION_NAME: Final = "fulltext_jobs"

@@ -7,6 +7,7 @@ reader."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -372,3 +373,68 @@ def test_the_global_providers_are_the_default():
         until_idle=True, install_signal_handlers=False
     )
     assert stats.finished == 1
+
+
+WORK_WITH_OTEL = """
+import os, sys
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import fulltext_jobs
+from fulltext_jobs.cli import app
+
+exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+url = sys.argv[1]
+fulltext_jobs.upgrade(url)
+repo = fulltext_jobs.SqlAlchemyRepository(fulltext_jobs.create_engine(url))
+for item in ("a", "b"):
+    repo.save_fulltext(fulltext_jobs.FullText.new(item, "word-count"))
+try:
+    app(["--database-url", url, "work", "word-count", "--handler", "builtins:repr",
+         "--until-idle", *sys.argv[2:]], prog_name="fulltext-jobs")
+except SystemExit as exit:
+    assert not exit.code, exit.code
+names = sorted({span.name for span in exporter.get_finished_spans()})
+data = reader.get_metrics_data()
+finished = [
+    point.value
+    for resource in (data.resource_metrics if data else ())
+    for scope in resource.scope_metrics
+    for metric in scope.metrics
+    if metric.name == "fulltext_jobs.worker.finished"
+    for point in metric.data.data_points
+]
+print(names, finished, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("how", ["--otel", "FULLTEXT_JOBS_OTEL=1", "off"])
+def test_work_sends_through_the_global_providers_when_asked(tmp_path: Path, how: str):
+    env = {key: value for key, value in os.environ.items() if key != "FULLTEXT_JOBS_OTEL"}
+    args = ["--otel"] if how == "--otel" else []
+    if how.startswith("FULLTEXT_JOBS_OTEL"):
+        env["FULLTEXT_JOBS_OTEL"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", WORK_WITH_OTEL, f"sqlite:///{tmp_path / 'jobs.db'}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(TESTS.parent)},
+    )
+    assert done.returncode == 0, done.stderr
+    expected = (
+        "[] []"
+        if how == "off"
+        else "['process word-count', 'receive word-count', 'settle word-count'] [2]"
+    )
+    assert done.stderr.splitlines()[-1] == expected, done.stderr
