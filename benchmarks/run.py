@@ -46,6 +46,9 @@ m. vacuum      a drain of 200,000 jobs in each claim mode, with and without a
                REPEATABLE READ transaction holding vacuum back (vacuum.py).
 n. cap         claim_ready(100) and get_ready_job under a cap that does not
                bind against under none, PostgreSQL and SQLite (cap.py).
+q. tracing     a Worker's batch of 100 (claim, no-op runs, save) with
+               OpenTelemetry tracing on against off, PostgreSQL and SQLite
+               (tracing.py).
 """
 
 from __future__ import annotations
@@ -1295,6 +1298,8 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "delayed": __import__("delayed").bench_delayed,  # l. benchmarks/delayed.py
     "vacuum": lambda bench, args: __import__("vacuum").bench_vacuum(bench, args),  # m.
     "cap": lambda bench, args: __import__("cap").bench_cap(bench, args),  # n. benchmarks/cap.py
+    # q. benchmarks/tracing.py
+    "tracing": lambda bench, args: __import__("tracing").bench_tracing(bench, args),
 }
 
 
@@ -1338,6 +1343,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.delayed = 2_000
         args.peer_jobs, args.peer_runs = 1_000, 1
         args.vacuum_jobs = 2_000
+        args.tracing_jobs = 400
     return args
 
 

@@ -14,6 +14,10 @@ DATABASE_URL_ENV: Final = "FULLTEXT_JOBS_DATABASE_URL"
 #: read (`stats`, `jobs`, `audit` without `--fix`, `dashboard`).
 READ_URL_ENV: Final = "FULLTEXT_JOBS_READ_URL"
 
+#: The environment variable that turns OpenTelemetry on for `fulltext-jobs
+#: work` (as `--otel` does): 1, true or yes.
+OTEL_ENV: Final = "FULLTEXT_JOBS_OTEL"
+
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_DATABASE_URL: Final = "sqlite:///fulltext-jobs.sqlite3"
 

@@ -23,8 +23,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: Installed by the test group or the `async`, `metrics` and `dashboard`
-#: extras, never by a plain install.
+#: Installed by the test group or the `async`, `metrics`, `dashboard` and
+#: `otel` extras, never by a plain install.
 OPTIONAL = (
     "greenlet",
     "aiosqlite",
@@ -35,11 +35,13 @@ OPTIONAL = (
     "starlette",
     "uvicorn",
     "selenium",
+    "opentelemetry",
 )
 
 #: What the package says when an extra is missing.
 ASYNC_ADVICE = "the async adapter needs greenlet: pip install 'fulltext-jobs[async]'"
 METRICS_ADVICE = "metrics need prometheus_client: pip install 'fulltext-jobs[metrics]'"
+OTEL_ADVICE = "OpenTelemetry needs opentelemetry-api: pip install 'fulltext-jobs[otel]'"
 DASHBOARD_ADVICE = (
     "the dashboard needs starlette, uvicorn and prometheus_client: "
     "pip install 'fulltext-jobs[dashboard]'"
@@ -138,6 +140,7 @@ for name in fulltext_jobs.__all__:
 
 from fulltext_jobs.dashboard import require_dashboard
 from fulltext_jobs.metrics import WorkerMetrics
+from fulltext_jobs.telemetry import Telemetry
 
 for name, make in (
     ("greenlet", lambda: fulltext_jobs.create_async_engine("sqlite://")),
@@ -145,6 +148,7 @@ for name, make in (
     ("prometheus_client", WorkerMetrics),
     ("starlette", require_dashboard),
     ("uvicorn", require_dashboard),
+    ("opentelemetry", Telemetry),
 ):
     if name in blocked:
         try:
@@ -172,6 +176,8 @@ def test_the_package_imports_with_optional_dependencies_blocked(plain_venv: Path
     if "prometheus_client" in names:
         expected.append(METRICS_ADVICE)
     expected.extend(DASHBOARD_ADVICE for name in ("starlette", "uvicorn") if name in names)
+    if "opentelemetry" in names:
+        expected.append(OTEL_ADVICE)
     assert lines[:-1] == expected
 
 

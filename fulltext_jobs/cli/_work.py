@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Final
 import typer
 
 import fulltext_jobs
+from fulltext_jobs._defaults import OTEL_ENV
 from fulltext_jobs.checks import MAX_LEASE
 from fulltext_jobs.cli._base import (
     CommandError,
@@ -195,6 +196,16 @@ def work(
     metrics_host: Annotated[
         str, typer.Option(help="The address the metrics are served on.")
     ] = "127.0.0.1",
+    otel: Annotated[
+        bool,
+        typer.Option(
+            "--otel",
+            envvar=OTEL_ENV,
+            help="Send a span per handler run and the worker's counters through "
+            "OpenTelemetry's global providers (set up by the app, or by "
+            "opentelemetry-instrument from OTEL_* variables); needs the otel extra.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
@@ -213,6 +224,11 @@ def work(
 
             metrics = WorkerMetrics(prometheus_registry())
             serving = serve_metrics(metrics, destination, metrics_host, metrics_port)
+        telemetry = None
+        if otel:
+            from fulltext_jobs.telemetry import Telemetry  # noqa: PLC0415 - only with --otel
+
+            telemetry = Telemetry()
         # Fail fast on a database that is down or not migrated; once running,
         # the worker rides out outages (it backs off and tries again).
         repo = state.repository(
@@ -237,6 +253,7 @@ def work(
             rate_burst=rate_burst,
             timeout=timeout,
             metrics=metrics,
+            telemetry=telemetry,
         )
         from fulltext_jobs.cli._progress import WorkProgress  # noqa: PLC0415 - not at start-up
 

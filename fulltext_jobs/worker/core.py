@@ -49,7 +49,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, FullText, JobStatus, utc
 from fulltext_jobs.errors import JobsError, LostClaim, NoJobs, StaleJobs, StoreError
@@ -82,7 +82,11 @@ from fulltext_jobs.worker.stats import (
     saved_as,
 )
 from fulltext_jobs.worker.tokens import TokenWaiter
+from fulltext_jobs.worker.tracing import Hold, traced
 from fulltext_jobs.worker.waiting import Waiting, WaitLog
+
+if TYPE_CHECKING:
+    from fulltext_jobs.telemetry import Telemetry
 
 # The package's logger, not this module's: deployments filter and route the
 # worker's records by the name they had before the worker was a package.
@@ -166,6 +170,11 @@ class Worker:
     with its methods: `WorkerObserver`) is told every count of
     `WorkerStats` and how long each handler call took, for Prometheus.
 
+    `telemetry` (a `fulltext_jobs.telemetry.Telemetry`, the `otel` extra)
+    sends a span for each handler run, with its claim and its save, and
+    the counts and handler durations as OpenTelemetry metrics
+    (`fulltext_jobs.worker.tracing`); None, the default, sends nothing.
+
     `clock` stamps `finished` (default: the current time in UTC); `wait` is
     how the worker pauses (default `threading.Event.wait`), for tests.
 
@@ -203,6 +212,7 @@ class Worker:
         rate_burst: int | None = None,
         timeout: float | None = None,
         metrics: WorkerObserver | None = None,
+        telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] | None = None,
         wait: Wait | None = None,
     ) -> None:
@@ -229,13 +239,14 @@ class Worker:
             clock=utc if clock is None else clock,
             wait=threading.Event.wait if wait is None else wait,
         )
-        self._metrics = metrics = check_observer(metrics)
+        spans, metrics = traced(telemetry, settings.destination, check_observer(metrics))
+        self._metrics = metrics
         if metrics is not None:
             metrics.declare(settings.destination)
         repository, destination = settings.repository, settings.destination
         # The pieces of a run, each with only what it needs.
         runner = HandlerRunner(
-            settings.handler,
+            settings.handler if spans is None else spans.handler(settings.handler),
             destination=destination,
             retry=settings.policy,
             timeout=settings.timeout,
@@ -281,9 +292,18 @@ class Worker:
         self._heartbeat_interval = settings.heartbeat_interval
         self._judge: Callable[[FullText, Held | None], Verdict] = runner.judge
         self._hold = self._heartbeat.hold
-        self._save_held = self._saver.save_held
+        self._save_held: Callable[[Run, list[Held]], None] = self._saver.save_held
         self._take_tokens = tokens.take
         self._pause_for = BackOffPause(repository, destination).pause
+        self._get_ready_job = repository.get_ready_job
+        self._claim_ready = repository.claim_ready
+        self._hold_ready: Hold = repository.hold_ready
+        if spans is not None:  # each call in its span
+            self._judge = spans.judging(self._judge)
+            self._save_held = spans.saving(self._save_held)
+            self._get_ready_job = spans.claiming(self._get_ready_job)
+            self._claim_ready = spans.claiming(self._claim_ready)
+            self._hold_ready = spans.holding(self._hold_ready)
         self._lock = threading.Lock()
         self._stopped = False
         self._running = False
@@ -546,10 +566,10 @@ class Worker:
             return []
         if n == 1:
             try:
-                return [self._repository.get_ready_job(self._destination)]
+                return [self._get_ready_job(self._destination)]
             except NoJobs:
                 return []
-        return self._repository.claim_ready(self._destination, n)
+        return self._claim_ready(self._destination, n)
 
     def _work_held(self, run: Run) -> int:
         """Transaction mode: hold up to `batch_size` jobs (`hold_ready`),
@@ -567,7 +587,7 @@ class Worker:
         refused: set[uuid.UUID] = set()
         pausing: tuple[FullText, Verdict] | None = None
         try:
-            with self._repository.hold_ready(self._destination, n) as jobs:
+            with self._hold_ready(self._destination, n) as jobs:
                 if jobs:
                     run.count("claimed", len(jobs))
                     pausing = self._handle_held(run, jobs)
