@@ -23,7 +23,8 @@ with `produce=True` the producer fills the queue and rescues expired jobs
 (`producer`). The modules:
 
 - `core`: `Worker`: the run's life (run, stop, signals, shutdown), the
-  claim loops, waiting for work, and saving;
+  claim loops and waiting for work;
+- `saving`: saving the outcomes of claimed jobs under their claims;
 - `settings`: `WorkerSettings`, the checked settings of a worker;
 - `handlers`: running a handler (sync, async, within a time limit) and
   the verdict on how its job ends;
