@@ -76,7 +76,7 @@ import sqlalchemy as sa
 import fulltext_jobs
 from fulltext_jobs import DEFAULT_LEASE, FullText, NoJobs, SqlAlchemyRepository, Worker
 from fulltext_jobs.sql.compiled import compile_for_driver
-from fulltext_jobs.sql.floors import FROM_START, PAST_END
+from fulltext_jobs.sql.floors import FROM_START, PAST_END, range_params
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.sql.statements import Statements
@@ -492,8 +492,7 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                         "lease_until": now + DEFAULT_LEASE,
                         # The whole queue: no claim floor (a fresh table
                         # holds no dead entries for one to pass over).
-                        "from_seq": FROM_START,
-                        "below_seq": PAST_END,
+                        **range_params(FROM_START, PAST_END),
                         "uncapped_only": True,
                     },
                 )

@@ -28,7 +28,8 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
         lease_expires=None if lease is None else lease.astimezone(UTC),
         last_error=error,
         not_before=None if values[10] is None else values[10].astimezone(UTC),
-        version=values[11],
+        priority=values[11],
+        version=values[12],
     )
 
 
@@ -48,9 +49,17 @@ def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
         None,
         None,
         values[9],
-        values[11],
+        values[12],
         None,
+        values[11],
     )
+
+
+def claim_key(values: tuple[Any, ...]) -> tuple[int, int]:
+    """The place in the claim order of the job in a raw driver row of
+    `Statements.job_columns` followed by `seq`: (-priority, seq), smallest
+    first (see `ClaimStatements._claim_order`)."""
+    return -values[11], values[-1]
 
 
 def at_max_attempts(values: tuple[Any, ...]) -> bool:
@@ -77,6 +86,7 @@ def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with th
         last_error=row.last_error,
         version=row.version,
         not_before=row.not_before,
+        priority=row.priority,
     )
 
 
@@ -102,6 +112,7 @@ def job_row(job: FullText) -> dict[str, Any]:
         "lease_expires": job.lease_expires if running else None,
         "last_error": job.last_error,
         "not_before": job.not_before,
+        "priority": job.priority,
     }
 
 
@@ -127,6 +138,7 @@ def job_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
         ],
         "last_error": [job.last_error for job in jobs],
         "not_before": [job.not_before for job in jobs],
+        "priority": [job.priority for job in jobs],
     }
 
 

@@ -104,6 +104,7 @@ class JobStatements(StatementsBase):
             "lease_expires": "timestamptz",
             "last_error": "text",
             "not_before": "timestamptz",
+            "priority": "smallint",
         }
         arrays = ", ".join(
             f"CAST(:{name} AS {kind}[])"
