@@ -33,6 +33,7 @@ from fulltext_jobs.testing import (
     HoldContract,
     HostileInputContract,
     ListJobsContract,
+    PriorityContract,
     ProducerContract,
     StorageContract,
 )
@@ -116,4 +117,8 @@ class TestControlsContract(ControlsContract):
 
 
 class TestCancelContract(CancelContract):
+    pass
+
+
+class TestPriorityContract(PriorityContract):
     pass
