@@ -46,6 +46,9 @@ m. vacuum      a drain of 200,000 jobs in each claim mode, with and without a
                REPEATABLE READ transaction holding vacuum back (vacuum.py).
 n. cap         claim_ready(100) and get_ready_job under a cap that does not
                bind against under none, PostgreSQL and SQLite (cap.py).
+o. priorities  claim_ready(100) and get_ready_job among 200,000 ready jobs of
+               10 priority levels mixed against of one level, PostgreSQL and
+               SQLite (priorities.py).
 """
 
 from __future__ import annotations
@@ -1294,6 +1297,8 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "delayed": __import__("delayed").bench_delayed,  # l. benchmarks/delayed.py
     "vacuum": lambda bench, args: __import__("vacuum").bench_vacuum(bench, args),  # m.
     "cap": lambda bench, args: __import__("cap").bench_cap(bench, args),  # n. benchmarks/cap.py
+    # o. benchmarks/priorities.py
+    "priorities": lambda bench, args: __import__("priorities").bench_priorities(bench, args),
 }
 
 
