@@ -169,9 +169,13 @@ def test_items_add_stops_at_a_bad_line_and_says_what_was_added(runner, url, repo
 def test_enqueue_counts(runner, url, repo):
     repo.add_items(f"item-{n}" for n in range(5))
     created = run_json(runner, url, "enqueue", "d", "--limit", "2")
-    assert created == {"destination": "d", "created": 2}
+    assert created == {"destination": "d", "created": 2, "priority": 0}
     assert "created 3 jobs for 'd'" in run(runner, url, "enqueue", "d").stdout
-    assert run_json(runner, url, "enqueue", "d") == {"destination": "d", "created": 0}
+    assert run_json(runner, url, "enqueue", "d") == {
+        "destination": "d",
+        "created": 0,
+        "priority": 0,
+    }
     assert counts(repo, "d") == counts(repo, "d") | {"ready": 5, "unqueued": 0}
 
 
