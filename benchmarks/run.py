@@ -46,6 +46,9 @@ m. vacuum      a drain of 200,000 jobs in each claim mode, with and without a
                REPEATABLE READ transaction holding vacuum back (vacuum.py).
 n. cap         claim_ready(100) and get_ready_job under a cap that does not
                bind against under none, PostgreSQL and SQLite (cap.py).
+o. priorities  claim_ready(100) and get_ready_job among 200,000 ready jobs of
+               10 priority levels mixed against of one level, PostgreSQL and
+               SQLite (priorities.py).
 q. tracing     a Worker's batch of 100 (claim, no-op runs, save) with
                OpenTelemetry tracing on against off, PostgreSQL and SQLite
                (tracing.py).
@@ -79,7 +82,7 @@ import sqlalchemy as sa
 import fulltext_jobs
 from fulltext_jobs import DEFAULT_LEASE, FullText, NoJobs, SqlAlchemyRepository, Worker
 from fulltext_jobs.sql.compiled import compile_for_driver
-from fulltext_jobs.sql.floors import FROM_START, PAST_END
+from fulltext_jobs.sql.floors import FROM_START, PAST_END, range_params
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.sql.statements import Statements
@@ -495,8 +498,7 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                         "lease_until": now + DEFAULT_LEASE,
                         # The whole queue: no claim floor (a fresh table
                         # holds no dead entries for one to pass over).
-                        "from_seq": FROM_START,
-                        "below_seq": PAST_END,
+                        **range_params(FROM_START, PAST_END),
                         "uncapped_only": True,
                     },
                 )
@@ -1298,6 +1300,8 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "delayed": __import__("delayed").bench_delayed,  # l. benchmarks/delayed.py
     "vacuum": lambda bench, args: __import__("vacuum").bench_vacuum(bench, args),  # m.
     "cap": lambda bench, args: __import__("cap").bench_cap(bench, args),  # n. benchmarks/cap.py
+    # o. benchmarks/priorities.py
+    "priorities": lambda bench, args: __import__("priorities").bench_priorities(bench, args),
     # q. benchmarks/tracing.py
     "tracing": lambda bench, args: __import__("tracing").bench_tracing(bench, args),
 }

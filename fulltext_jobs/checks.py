@@ -7,9 +7,10 @@ check every argument with these before any adapter code runs (see
 Standard library and the domain only. The checks need the entity (`check_job`
 makes a checked copy of a `FullText`), so this module imports the domain and
 the domain never imports it as it loads. The checks the entity itself makes
-stay in the domain, with the limits they enforce: `check_item_id` and
-`check_destination` (`FullText.new` calls them; `MAX_ITEM_ID_LENGTH`,
-`MAX_DESTINATION_LENGTH`), `utc` and `clean_error`, which its methods call
+stay in the domain, with the limits they enforce: `check_item_id`,
+`check_destination` and `check_priority` (`FullText.new` calls them;
+`MAX_ITEM_ID_LENGTH`, `MAX_DESTINATION_LENGTH`, `MIN_PRIORITY`,
+`MAX_PRIORITY`), `utc` and `clean_error`, which its methods call
 (`MIN_TIMESTAMP`, `MAX_TIMESTAMP`, `MAX_ERROR_LENGTH`), and `MAX_ATTEMPTS`,
 which `FullText.attempt` holds (`check_job` and every adapter's claim hold
 the same bound, imported from here). A lazy import in
@@ -37,6 +38,7 @@ from fulltext_jobs.domain import (
     cancelled_error,
     check_destination,
     check_item_id,
+    check_priority,
     clean_error,
     utc,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "check_optional_destination",
     "check_pause",
     "check_pause_ends_after",
+    "check_priority",
     "check_progress",
     "check_retry_statuses",
     "check_statuses",
@@ -404,8 +407,8 @@ def check_job(job: object) -> FullText:
     """Return a normalised copy of `job` fit to store, or raise `InvalidInput`.
 
     The copy has a `JobStatus` status and UTC timestamps. An unknown status,
-    a non-UUID id, a bad item id or destination, or a naive timestamp is
-    rejected.
+    a non-UUID id, a bad item id, destination or priority, or a naive
+    timestamp is rejected.
     """
     if not isinstance(job, FullText):
         msg = f"expected a FullText, got {type(job).__name__}"
@@ -455,4 +458,5 @@ def check_job(job: object) -> FullText:
         job.version,
         None if job.not_before is None else utc(job.not_before),
         backoffs,
+        check_priority(job.priority),
     )

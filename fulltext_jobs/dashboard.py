@@ -765,6 +765,7 @@ def _jobs_page(destination: str, status: JobStatus, jobs: Iterable[JobRow], titl
     body = "".join(
         f'<tr><td class="n">{"" if row.seq is None else row.seq}</td>'
         f'<td class="mono">{_e(row.job.item_id)}</td><td class="mono">{row.job.id}</td>'
+        f'<td class="n">{row.job.priority}</td>'
         f"<td>{_ago(row.job.started, now)}</td><td>{_ago(row.job.finished, now)}</td>"
         f'<td class="n">{row.job.attempts}</td>'
         f'<td class="error">{_e(row.job.last_error or "")}</td></tr>'
@@ -778,7 +779,8 @@ def _jobs_page(destination: str, status: JobStatus, jobs: Iterable[JobRow], titl
         older = f'<p><a href="jobs?{_e(query)}">older jobs</a></p>'
     table = (
         '<table class="jobs"><tr><th class="n">seq</th><th>item</th><th>job</th>'
-        '<th>started</th><th>finished</th><th class="n">attempts</th><th>last error</th></tr>'
+        '<th class="n">priority</th><th>started</th><th>finished</th><th class="n">attempts</th>'
+        "<th>last error</th></tr>"
         f"{body}</table>{older}"
         if rows
         else f'<p class="muted">No {status.value} jobs.</p>'

@@ -71,7 +71,9 @@ __all__ = [
     "MAX_ITEM_ID_LENGTH",
     "MAX_LEASE",
     "MAX_LISTED",
+    "MAX_PRIORITY",
     "MAX_TIMESTAMP",
+    "MIN_PRIORITY",
     "MIN_TIMESTAMP",
     "RESCUED_ERROR",
     "RETRYABLE_STATUSES",
@@ -102,6 +104,7 @@ __all__ = [
     "check_limit",
     "check_max_attempts",
     "check_optional_destination",
+    "check_priority",
     "check_progress",
     "check_retry_statuses",
     "check_statuses",
@@ -136,6 +139,12 @@ MAX_ATTEMPTS: Final = 2**31 - 1
 #: The most back-offs a job may count (`FullText.back_off`), for the same
 #: reason: the largest value of the 32-bit `backoffs` column.
 MAX_BACKOFFS: Final = 2**31 - 1
+
+#: The range of a job's priority: the stores' 16-bit column, less its
+#: lowest value, so that the claim order's key (the negated priority, see
+#: migration 0016) fits the type too. Claims take the highest first.
+MIN_PRIORITY: Final = -(2**15 - 1)
+MAX_PRIORITY: Final = 2**15 - 1
 
 
 class JobStatus(StrEnum):
@@ -281,6 +290,23 @@ def check_destination(destination: object) -> str:
     return _check_text(destination, "destination", MAX_DESTINATION_LENGTH)
 
 
+def check_priority(priority: object) -> int:
+    """Return `priority` (as a plain int) if it is an int, not a bool, from
+    `MIN_PRIORITY` to `MAX_PRIORITY`; raise `InvalidInput` otherwise."""
+    if (
+        isinstance(priority, int)
+        and not isinstance(priority, bool)
+        and MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        # An int subclass (an IntEnum member) as the plain int it equals.
+        return int(priority)
+    msg = (
+        f"priority must be a whole number from {MIN_PRIORITY:,} to {MAX_PRIORITY:,}, "
+        f"not {priority!r}"
+    )
+    raise InvalidInput(msg)
+
+
 @dataclasses.dataclass(slots=True)
 class FullText:
     """A job: do the work of `destination` on the full text of `item_id`.
@@ -307,6 +333,12 @@ class FullText:
     wants it later) without the attempt being counted; a `retry` sets it
     back to 0.
 
+    `priority` orders the ready jobs of a destination for claims: the
+    highest first, then the oldest (from `MIN_PRIORITY` to `MAX_PRIORITY`;
+    0 by default). Nothing in the job's life changes it: a claim, a release
+    for a retry, a rescue and a `retry` keep it. `Repository.prioritize`
+    changes it for ready jobs.
+
     `version` is the stored job's write count as this copy last saw it: 0
     for a job never stored (`new`), then 1 on insert, and one more for
     every save, claim, rescue or retry, and for any other writer's update
@@ -331,15 +363,17 @@ class FullText:
     version: int = 0
     not_before: datetime | None = None
     backoffs: int = 0
+    priority: int = 0
 
     @classmethod
-    def new(cls, item_id: str, destination: str) -> FullText:
-        """A `ready` job with a fresh uuid4. Raises `InvalidInput` for a bad
-        item id or destination."""
+    def new(cls, item_id: str, destination: str, *, priority: int = 0) -> FullText:
+        """A `ready` job with a fresh uuid4 and `priority`. Raises
+        `InvalidInput` for a bad item id, destination or priority."""
         return cls(
             id=uuid.uuid4(),
             item_id=check_item_id(item_id),
             destination=check_destination(destination),
+            priority=check_priority(priority),
         )
 
     def copy(self) -> FullText:
@@ -360,6 +394,7 @@ class FullText:
             self.version,
             self.not_before,
             self.backoffs,
+            self.priority,
         )
 
     def can(self, action: Action) -> bool:

@@ -242,7 +242,7 @@ class InMemoryRepository(MemorySteering, Repository):
                     retried += 1
             return retried
 
-    def _create_job_for_unqueued(self, destination: str) -> FullText:
+    def _create_job_for_unqueued(self, destination: str, priority: int) -> FullText:
         with self._lock:
             watermark = self._watermark.get(destination, "")
             above = bisect.bisect_right(self._items, watermark)
@@ -250,14 +250,19 @@ class InMemoryRepository(MemorySteering, Repository):
             # SQL adapter does.
             for item_id in itertools.chain(self._items[above:], self._items[:above]):
                 if (item_id, destination) not in self._by_pair:
-                    job = replace(FullText.new(item_id, destination), version=1)
+                    job = self._new_job(item_id, destination, priority)
                     self._store(job)
                     self._watermark[destination] = max(watermark, item_id)
                     return replace(job)
         raise AllQueued(f"every eligible item has a job for {destination!r}")
 
     def _enqueue_unqueued(
-        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+        self,
+        destination: str,
+        *,
+        limit: int | None,
+        progress: Callable[[int], object] | None,
+        priority: int,
     ) -> int:
         created = 0
         with self._lock:
@@ -265,14 +270,14 @@ class InMemoryRepository(MemorySteering, Repository):
                 if created == limit:
                     break
                 if (item_id, destination) not in self._by_pair:
-                    self._store(replace(FullText.new(item_id, destination), version=1))
+                    self._store(self._new_job(item_id, destination, priority))
                     created += 1
         # One batch: all of it is done under one lock.
         if progress is not None:
             progress(created)
         return created
 
-    def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+    def _enqueue_new(self, destination: str, sweep_interval: timedelta, priority: int) -> int:
         now = read_clock(self._clock, self._lease)
         with self._lock:
             swept_at = self._swept_at.get(destination)
@@ -285,9 +290,14 @@ class InMemoryRepository(MemorySteering, Repository):
             created = 0
             for item_id in new:
                 if (item_id, destination) not in self._by_pair:
-                    self._store(replace(FullText.new(item_id, destination), version=1))
+                    self._store(self._new_job(item_id, destination, priority))
                     created += 1
             return created
+
+    @staticmethod
+    def _new_job(item_id: str, destination: str, priority: int) -> FullText:
+        """A new ready job as the store keeps it (at version 1)."""
+        return replace(FullText.new(item_id, destination), version=1, priority=priority)
 
     def _has_destination(self, destination: str) -> bool:
         with self._lock:
@@ -459,7 +469,8 @@ class InMemoryRepository(MemorySteering, Repository):
 
     def _due(self, destination: str, now: datetime) -> list[FullText]:
         """The stored ready jobs of `destination` due at `now` and not held
-        by a `hold_ready` block, oldest first; called under the lock."""
+        by a `hold_ready` block, in claim order (the highest priority first,
+        then the oldest); called under the lock."""
         return sorted(
             (
                 job
@@ -469,7 +480,7 @@ class InMemoryRepository(MemorySteering, Repository):
                 and (job.not_before is None or job.not_before <= now)
                 and job.id not in self._held
             ),
-            key=lambda job: self._seq[job.id],
+            key=lambda job: (-job.priority, self._seq[job.id]),
         )
 
     def _is_stale(self, job: FullText) -> bool:

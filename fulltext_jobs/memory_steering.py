@@ -1,5 +1,5 @@
 """The in-memory adapter's part that steers the fleet (pausing, resuming
-and capping a destination, cancelling jobs), and the announcements its
+and capping a destination, cancelling jobs, changing their priority), and the announcements its
 listeners wait on: kept apart from `InMemoryRepository`, which mixes it in,
 so that the adapter's class stays within a reader's reach. Everything here
 runs on the state the adapter keeps, under its lock."""
@@ -160,6 +160,21 @@ class MemorySteering:
             if requested:
                 self._cancel_announcements.announce(destination)
             return Cancellation(sorted(skipped), sorted(requested))
+
+    def _prioritize(self, destination: str, item_ids: list[str], priority: int) -> int:
+        with self._lock:
+            pairs = ((item_id, destination) for item_id in item_ids)
+            chosen = [self._by_pair[pair] for pair in pairs if pair in self._by_pair]
+            # A held job is the hold's until its block ends (see __init__).
+            self._hold_ended.wait_for(lambda: self._held.isdisjoint(chosen))
+            changed = 0
+            for job_id in chosen:
+                job = self._jobs[job_id]
+                if job.status is JobStatus.READY:
+                    job.priority = priority
+                    job.version += 1
+                    changed += 1
+            return changed
 
     def _cancel_targets(self, destination: str, item_ids: list[str] | None) -> list[uuid.UUID]:
         """The jobs a cancel looks at: those of `item_ids`, or every ready

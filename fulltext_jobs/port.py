@@ -60,6 +60,7 @@ from fulltext_jobs.checks import (
     check_max_running,
     check_optional_destination,
     check_pause,
+    check_priority,
     check_progress,
     check_retry_statuses,
     check_statuses,
@@ -75,6 +76,7 @@ __all__ = [
     "ReadyListener",
     "cannot_cancel",
     "cannot_hold",
+    "cannot_prioritize",
     "cannot_steer",
     "handed_out",
     "held_outcomes",
@@ -89,7 +91,6 @@ __all__ = [
 # One check each: the check is the entry (see the module's docstring).
 get_fulltext_args = check_job_id
 save_fulltext_args = check_job
-create_job_for_unqueued_args = check_destination
 get_ready_job_args = check_destination
 has_destination_args = check_destination
 count_unqueued_args = check_destination
@@ -103,10 +104,19 @@ heartbeat_args = check_held
 take_cancel_requests_args = check_claims
 
 
+def create_job_for_unqueued_args(destination: str, priority: int) -> tuple[str, int]:
+    return check_destination(destination), check_priority(priority)
+
+
 def enqueue_unqueued_args(
-    destination: str, limit: int | None, progress: Callable[[int], object] | None
-) -> tuple[str, int | None, Callable[[int], object] | None]:
-    return check_destination(destination), check_limit(limit), check_progress(progress)
+    destination: str, limit: int | None, progress: Callable[[int], object] | None, priority: int
+) -> tuple[str, int | None, Callable[[int], object] | None, int]:
+    return (
+        check_destination(destination),
+        check_limit(limit),
+        check_progress(progress),
+        check_priority(priority),
+    )
 
 
 def claim_ready_args(destination: str, n: int) -> tuple[str, int]:
@@ -127,10 +137,13 @@ def save_many_args(
     return originals, check_jobs(originals), check_flag(atomic, "atomic")
 
 
-def enqueue_new_args(destination: str, sweep_interval: timedelta) -> tuple[str, timedelta]:
+def enqueue_new_args(
+    destination: str, sweep_interval: timedelta, priority: int
+) -> tuple[str, timedelta, int]:
     return (
         check_destination(destination),
         check_duration(sweep_interval, "sweep_interval", zero=True),
+        check_priority(priority),
     )
 
 
@@ -226,6 +239,17 @@ def cancel_args(
     reason: str | None,
 ) -> tuple[str, list[str] | None, str]:
     return (check_destination(destination), *check_cancel(item_ids, all_ready, reason))
+
+
+def prioritize_args(
+    destination: str, item_ids: Iterable[str], priority: int
+) -> tuple[str, list[str], int]:
+    """The destination, the item ids (sorted, each once) and the priority."""
+    return (
+        check_destination(destination),
+        sorted(set(check_item_ids(item_ids))),
+        check_priority(priority),
+    )
 
 
 # --- a parameter's old name ------------------------------------------------------
@@ -355,12 +379,14 @@ def hold_copy(job: FullText, now: datetime) -> FullText:
 
 class _HandedOut(NamedTuple):
     """A job as `hold_ready` handed it out: the values that must come back
-    (its id, item and destination), and those a plain finish leaves alone.
-    Kept apart from the caller's copy, which the caller may change."""
+    (its id, item, destination and priority), and those a plain finish
+    leaves alone. Kept apart from the caller's copy, which the caller may
+    change."""
 
     id: uuid.UUID
     item_id: str
     destination: str
+    priority: int
     started: datetime | None
     attempts: int
     last_error: str | None
@@ -372,6 +398,7 @@ class _HandedOut(NamedTuple):
             job.id,
             job.item_id,
             job.destination,
+            job.priority,
             job.started,
             job.attempts,
             job.last_error,
@@ -380,11 +407,13 @@ class _HandedOut(NamedTuple):
 
     def same_job(self, stored: FullText) -> bool:
         """Whether `stored` (a checked copy) is still this job: same id,
-        item and destination."""
+        item, destination and priority (a held job's outcome does not
+        reorder the queue; `prioritize` does)."""
         return (
             stored.id == self.id
             and stored.item_id == self.item_id
             and stored.destination == self.destination
+            and stored.priority == self.priority
         )
 
     def plain_finish(self, job: FullText) -> FullText | None:
@@ -401,6 +430,7 @@ class _HandedOut(NamedTuple):
             and job.id is self.id
             and job.item_id is self.item_id
             and job.destination is self.destination
+            and job.priority is self.priority
             and job.started is self.started
             and job.attempts is self.attempts
             and job.last_error is self.last_error
@@ -438,10 +468,16 @@ def cannot_cancel(repo: object) -> NotSupported:
     return NotSupported(f"{type(repo).__name__} cannot cancel jobs")
 
 
+def cannot_prioritize(repo: object) -> NotSupported:
+    """The error of either port's own `_prioritize`, which an adapter that
+    cannot change priorities inherits."""
+    return NotSupported(f"{type(repo).__name__} cannot change the priority of jobs")
+
+
 def handed_out(jobs: list[FullText]) -> list[_HandedOut]:
     """What each held job was handed out as, by position, before the caller
-    may change its copy: its id, item and destination must come back
-    unchanged. The ids handed out are distinct, and so are the (item,
+    may change its copy: its id, item, destination and priority must come
+    back unchanged. The ids handed out are distinct, and so are the (item,
     destination) pairs, so the jobs written are distinct too."""
     return [_HandedOut.of(job) for job in jobs]
 

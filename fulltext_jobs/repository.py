@@ -115,9 +115,9 @@ class Repository(Upkeep, abc.ABC):
         self._save_fulltext(checked)
         job.version = checked.version + 1
 
-    def create_job_for_unqueued(self, destination: str) -> FullText:
-        """Create and return a `ready` job for one eligible item that has no
-        job for `destination`.
+    def create_job_for_unqueued(self, destination: str, *, priority: int = 0) -> FullText:
+        """Create and return a `ready` job, of `priority`, for one eligible
+        item that has no job for `destination`.
 
         Items are handed out in id order from a per-destination watermark
         (the largest id handed out so far), so a call costs the same however
@@ -132,17 +132,18 @@ class Repository(Upkeep, abc.ABC):
         creators of different destinations do not wait for each other.
         Raises `AllQueued` when every eligible item already has a job for
         `destination` (or there are no eligible items), and `InvalidInput` for
-        a bad destination.
+        a bad destination or priority (see `FullText.priority`).
         """
-        return self._create_job_for_unqueued(create_job_for_unqueued_args(destination))
+        return self._create_job_for_unqueued(*create_job_for_unqueued_args(destination, priority))
 
     def get_ready_job(self, destination: str) -> FullText:
-        """Claim the oldest `ready` job for `destination`: mark it `running`,
+        """Claim the first `ready` job for `destination`: mark it `running`,
         set `started`, a fresh `claim_token` and `lease_expires` (now plus
         the repository's lease), count an attempt, and return it.
 
-        The oldest is by enqueue order, among the jobs not delayed and those
-        whose `not_before` has passed (a delayed job that came due keeps its
+        The first is the one of highest `priority`, and among those the
+        oldest by enqueue order, among the jobs not delayed and those whose
+        `not_before` has passed (a delayed job that came due keeps its
         place). A job whose `attempts` are already at `MAX_ATTEMPTS` is not
         handed out: the claim fails it (`last_error` is
         `ATTEMPTS_EXHAUSTED_ERROR`) and claims the next one instead.
@@ -160,10 +161,11 @@ class Repository(Upkeep, abc.ABC):
         *,
         limit: int | None = None,
         progress: Callable[[int], object] | None = None,
+        priority: int = 0,
     ) -> int:
-        """Create `ready` jobs for every eligible item that has none for
-        `destination`, or for up to `limit` of them (smallest ids first), and
-        return how many were created.
+        """Create `ready` jobs, of `priority`, for every eligible item that
+        has none for `destination`, or for up to `limit` of them (smallest
+        ids first), and return how many were created.
 
         Set-based and done in batches, each committed on its own, so no
         transaction holds millions of rows; if it fails part way through, the
@@ -173,11 +175,15 @@ class Repository(Upkeep, abc.ABC):
         Safe while other callers run it or `create_job_for_unqueued`: an item
         another caller queues meanwhile is passed over, never given a second
         job. Raises `InvalidInput` for a bad destination, a `limit` that is
-        not a whole number from 1 to 2**31 - 1, or a `progress` that is not
-        callable.
+        not a whole number from 1 to 2**31 - 1, a `progress` that is not
+        callable, or a bad priority.
         """
-        destination, limit, progress = enqueue_unqueued_args(destination, limit, progress)
-        return self._enqueue_unqueued(destination, limit=limit, progress=progress)
+        destination, limit, progress, priority = enqueue_unqueued_args(
+            destination, limit, progress, priority
+        )
+        return self._enqueue_unqueued(
+            destination, limit=limit, progress=progress, priority=priority
+        )
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         """Claim up to `n` of the oldest `ready` jobs of `destination` at once,
@@ -295,9 +301,13 @@ class Repository(Upkeep, abc.ABC):
         raise cannot_hold(self)
 
     def enqueue_new(
-        self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
+        self,
+        destination: str,
+        *,
+        sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL,
+        priority: int = 0,
     ) -> int:
-        """What an idle producer runs: create `ready` jobs for the eligible
+        """What an idle producer runs: create `ready` jobs, of `priority`, for the eligible
         items that arrived since the last call for `destination`, and, once
         `sweep_interval` has passed since the last full sweep (or there has
         been none), for every eligible item without one, as
@@ -318,10 +328,10 @@ class Repository(Upkeep, abc.ABC):
 
         Safe beside other callers of itself, `enqueue_unqueued` and
         `create_job_for_unqueued`. Raises `InvalidInput` for a bad
-        destination or a `sweep_interval` that is not a timedelta from 0 to
-        3,650 days.
+        destination or priority, or a `sweep_interval` that is not a
+        timedelta from 0 to 3,650 days.
         """
-        return self._enqueue_new(*enqueue_new_args(destination, sweep_interval))
+        return self._enqueue_new(*enqueue_new_args(destination, sweep_interval, priority))
 
     def heartbeat(self, job: FullText) -> datetime:
         """Extend the lease of a job the caller has claimed to now plus the
@@ -454,7 +464,7 @@ class Repository(Upkeep, abc.ABC):
         `DuplicateJob`); the port moves the caller's version on."""
 
     @abc.abstractmethod
-    def _create_job_for_unqueued(self, destination: str) -> FullText:
+    def _create_job_for_unqueued(self, destination: str, priority: int) -> FullText:
         """As `create_job_for_unqueued`."""
 
     @abc.abstractmethod
@@ -463,7 +473,12 @@ class Repository(Upkeep, abc.ABC):
 
     @abc.abstractmethod
     def _enqueue_unqueued(
-        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+        self,
+        destination: str,
+        *,
+        limit: int | None,
+        progress: Callable[[int], object] | None,
+        priority: int,
     ) -> int:
         """As `enqueue_unqueued`."""
 
@@ -484,7 +499,7 @@ class Repository(Upkeep, abc.ABC):
         versions on."""
 
     @abc.abstractmethod
-    def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+    def _enqueue_new(self, destination: str, sweep_interval: timedelta, priority: int) -> int:
         """As `enqueue_new`."""
 
     @abc.abstractmethod

@@ -39,6 +39,7 @@ from fulltext_jobs.port import (
     cancel_args,
     cannot_cancel,
     cannot_hold,
+    cannot_prioritize,
     cannot_steer,
     claim_ready_args,
     controls_args,
@@ -61,6 +62,7 @@ from fulltext_jobs.port import (
     moved_on_but,
     next_due_args,
     pause_args,
+    prioritize_args,
     queue_health_args,
     release_unleased_args,
     renamed_keyword,
@@ -93,9 +95,11 @@ class AsyncRepository(abc.ABC):
         await self._save_fulltext(checked)
         job.version = checked.version + 1
 
-    async def create_job_for_unqueued(self, destination: str) -> FullText:
+    async def create_job_for_unqueued(self, destination: str, *, priority: int = 0) -> FullText:
         """As `Repository.create_job_for_unqueued`."""
-        return await self._create_job_for_unqueued(create_job_for_unqueued_args(destination))
+        return await self._create_job_for_unqueued(
+            *create_job_for_unqueued_args(destination, priority)
+        )
 
     async def get_ready_job(self, destination: str) -> FullText:
         """As `Repository.get_ready_job`."""
@@ -107,10 +111,15 @@ class AsyncRepository(abc.ABC):
         *,
         limit: int | None = None,
         progress: Callable[[int], object] | None = None,
+        priority: int = 0,
     ) -> int:
         """As `Repository.enqueue_unqueued`; `progress` is a plain function."""
-        destination, limit, progress = enqueue_unqueued_args(destination, limit, progress)
-        return await self._enqueue_unqueued(destination, limit=limit, progress=progress)
+        destination, limit, progress, priority = enqueue_unqueued_args(
+            destination, limit, progress, priority
+        )
+        return await self._enqueue_unqueued(
+            destination, limit=limit, progress=progress, priority=priority
+        )
 
     async def claim_ready(self, destination: str, n: int) -> list[FullText]:
         """As `Repository.claim_ready`."""
@@ -151,10 +160,14 @@ class AsyncRepository(abc.ABC):
         raise cannot_hold(self)
 
     async def enqueue_new(
-        self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
+        self,
+        destination: str,
+        *,
+        sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL,
+        priority: int = 0,
     ) -> int:
         """As `Repository.enqueue_new`."""
-        return await self._enqueue_new(*enqueue_new_args(destination, sweep_interval))
+        return await self._enqueue_new(*enqueue_new_args(destination, sweep_interval, priority))
 
     async def has_destination(self, destination: str) -> bool:
         """As `Repository.has_destination`."""
@@ -373,6 +386,19 @@ class AsyncRepository(abc.ABC):
         """As `Repository.cancel`."""
         return await self._cancel(*cancel_args(destination, item_ids, all_ready, reason))
 
+    async def prioritize(self, destination: str, *, item_ids: Iterable[str], priority: int) -> int:
+        """As `Repository.prioritize`."""
+        return await self._prioritize(*prioritize_args(destination, item_ids, priority))
+
+    async def _prioritize(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        item_ids: list[str],  # noqa: ARG002 - for adapters
+        priority: int,  # noqa: ARG002 - for adapters
+    ) -> int:
+        """As `Repository._prioritize`."""
+        raise cannot_prioritize(self)
+
     async def _cancel(
         self,
         destination: str,  # noqa: ARG002 - for adapters
@@ -424,7 +450,7 @@ class AsyncRepository(abc.ABC):
         """As `Repository._save_fulltext`."""
 
     @abc.abstractmethod
-    async def _create_job_for_unqueued(self, destination: str) -> FullText:
+    async def _create_job_for_unqueued(self, destination: str, priority: int) -> FullText:
         """As `Repository._create_job_for_unqueued`."""
 
     @abc.abstractmethod
@@ -433,7 +459,12 @@ class AsyncRepository(abc.ABC):
 
     @abc.abstractmethod
     async def _enqueue_unqueued(
-        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+        self,
+        destination: str,
+        *,
+        limit: int | None,
+        progress: Callable[[int], object] | None,
+        priority: int,
     ) -> int:
         """As `Repository._enqueue_unqueued`."""
 
@@ -450,7 +481,7 @@ class AsyncRepository(abc.ABC):
         """As `Repository._save_each`."""
 
     @abc.abstractmethod
-    async def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+    async def _enqueue_new(self, destination: str, sweep_interval: timedelta, priority: int) -> int:
         """As `Repository._enqueue_new`."""
 
     @abc.abstractmethod

@@ -39,6 +39,7 @@ from fulltext_jobs.port import (
     audit_args,
     cancel_args,
     cannot_cancel,
+    cannot_prioritize,
     cannot_steer,
     controls_args,
     count_unqueued_args,
@@ -46,6 +47,7 @@ from fulltext_jobs.port import (
     limit_args,
     list_jobs_args,
     pause_args,
+    prioritize_args,
     queue_health_args,
     release_unleased_args,
     renamed_keyword,
@@ -389,6 +391,30 @@ class Upkeep(abc.ABC):
         """
         return self._cancel(*cancel_args(destination, item_ids, all_ready, reason))
 
+    def prioritize(self, destination: str, *, item_ids: Iterable[str], priority: int) -> int:
+        """Give the ready jobs of `destination` for `item_ids` the priority
+        `priority` (claims take the highest first, then the oldest; see
+        `FullText.priority`); return how many were changed. Each changed
+        job's `version` moves on; its `not_before` (a delay) and its place
+        among the jobs of its new priority (its enqueue order) stay.
+
+        Only `ready` jobs change: the condition is judged in the statement
+        that writes, on each job as it then is, so a job claimed a moment
+        before keeps its priority (and a retry of it later keeps that one).
+        Item ids with no job, or whose job is not ready, are passed over.
+        Items are written in batches, each in a transaction of its own:
+        after an error, the batches before it stand, and calling again does
+        the rest. A job held in a transaction-mode batch (`hold_ready`) is
+        waited for. Workers on other processes see a raised priority at
+        their next look back at the queue's start (about a second; see
+        docs/scaling.md, "Claims while vacuum is held back").
+
+        Raises `InvalidInput` for a bad destination, item id or priority,
+        or for `item_ids` given as one str, with nothing changed;
+        `NotSupported` if the adapter cannot change priorities.
+        """
+        return self._prioritize(*prioritize_args(destination, item_ids, priority))
+
     # --- what each adapter implements, given checked arguments ------------
 
     @abc.abstractmethod
@@ -471,6 +497,16 @@ class Upkeep(abc.ABC):
     ) -> DestinationControls:
         """As `limit`, with the limits checked; the base class cannot cap."""
         raise cannot_steer(self)
+
+    def _prioritize(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        item_ids: list[str],  # noqa: ARG002 - for adapters
+        priority: int,  # noqa: ARG002 - for adapters
+    ) -> int:
+        """As `prioritize`, on the item ids given (sorted, each once). The
+        base class cannot change priorities."""
+        raise cannot_prioritize(self)
 
     def _cancel(
         self,

@@ -246,8 +246,8 @@ class BlockingAsyncRepository(Repository):
     def save_fulltext(self, job: FullText) -> None:
         run_async(self.repo.save_fulltext(job))
 
-    def create_job_for_unqueued(self, destination: str) -> FullText:
-        return run_async(self.repo.create_job_for_unqueued(destination))
+    def create_job_for_unqueued(self, destination: str, *, priority: int = 0) -> FullText:
+        return run_async(self.repo.create_job_for_unqueued(destination, priority=priority))
 
     def get_ready_job(self, destination: str) -> FullText:
         return run_async(self.repo.get_ready_job(destination))
@@ -258,8 +258,13 @@ class BlockingAsyncRepository(Repository):
         *,
         limit: int | None = None,
         progress: Callable[[int], object] | None = None,
+        priority: int = 0,
     ) -> int:
-        return run_async(self.repo.enqueue_unqueued(destination, limit=limit, progress=progress))
+        return run_async(
+            self.repo.enqueue_unqueued(
+                destination, limit=limit, progress=progress, priority=priority
+            )
+        )
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         return run_async(self.repo.claim_ready(destination, n))
@@ -280,9 +285,15 @@ class BlockingAsyncRepository(Repository):
             run_async(held.__aexit__(None, None, None))
 
     def enqueue_new(
-        self, destination: str, *, sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
+        self,
+        destination: str,
+        *,
+        sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL,
+        priority: int = 0,
     ) -> int:
-        return run_async(self.repo.enqueue_new(destination, sweep_interval=sweep_interval))
+        return run_async(
+            self.repo.enqueue_new(destination, sweep_interval=sweep_interval, priority=priority)
+        )
 
     def has_destination(self, destination: str) -> bool:
         return run_async(self.repo.has_destination(destination))
@@ -392,6 +403,9 @@ class BlockingAsyncRepository(Repository):
         return run_async(
             self.repo.cancel(destination, item_ids=item_ids, all_ready=all_ready, reason=reason)
         )
+
+    def prioritize(self, destination: str, *, item_ids: Iterable[str], priority: int) -> int:
+        return run_async(self.repo.prioritize(destination, item_ids=item_ids, priority=priority))
 
     def take_cancel_requests(self, jobs: Iterable[FullText]) -> dict[uuid.UUID, str]:
         return run_async(self.repo.take_cancel_requests(jobs))

@@ -31,6 +31,7 @@ def test_the_benchmarks_run_at_small_sizes(tmp_path: Path, postgres_url: str):
     assert done.returncode == 0, done.stderr
     text = markdown.read_text()
     titles = ("a. Enqueue", "b. create_job", "c. get_ready_job", "d. Claim", "e. Peak RSS")
+    titles += ("o. Claims among 10 priority levels",)
     later = (
         "f. Wake-up",
         "j. Batch throughput",

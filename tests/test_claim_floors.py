@@ -27,6 +27,7 @@ from fulltext_jobs.sql.floors import (
     LOOKBACK_SHARE,
     PAST_END,
     ClaimFloors,
+    range_params,
 )
 
 # --- The rule ----------------------------------------------------------------
@@ -36,28 +37,28 @@ def test_the_first_claim_reads_from_the_start_and_the_next_from_past_what_it_too
     clock = Monotonic()
     floors = ClaimFloors(clock)
     assert floors.start("lang") == FROM_START
-    floors.claimed("lang", FROM_START, 41, began=clock())
-    assert floors.start("lang") == 42
+    floors.claimed("lang", FROM_START, (0, 41), began=clock())
+    assert floors.start("lang") == (0, 42)
     assert floors.start("other") == FROM_START  # each destination its own
-    floors.claimed("lang", 42, 99, began=clock())
-    assert floors.start("lang") == 100
+    floors.claimed("lang", (0, 42), (0, 99), began=clock())
+    assert floors.start("lang") == (0, 100)
 
 
 def test_a_claim_from_a_floor_that_took_only_older_delayed_jobs_keeps_the_floor():
     floors = ClaimFloors(Monotonic())
-    floors.claimed("lang", FROM_START, 41, began=0.0)
-    floors.claimed("lang", 42, 5, began=0.0)  # a delayed job enqueued long ago came due
-    assert floors.start("lang") == 42
-    floors.claimed("lang", FROM_START, 5, began=0.0)  # read from the start: the floor follows
-    assert floors.start("lang") == 6
+    floors.claimed("lang", FROM_START, (0, 41), began=0.0)
+    floors.claimed("lang", (0, 42), (0, 5), began=0.0)  # a delayed job enqueued long ago came due
+    assert floors.start("lang") == (0, 42)
+    floors.claimed("lang", FROM_START, (0, 5), began=0.0)  # read from the start: the floor follows
+    assert floors.start("lang") == (0, 6)
 
 
 def test_a_claim_that_took_nothing_keeps_the_floor():
     clock = Monotonic()
     floors = ClaimFloors(clock)
-    floors.claimed("lang", FROM_START, 10, began=0.0)
-    floors.claimed("lang", 11, None, began=0.0)
-    assert floors.start("lang") == 11
+    floors.claimed("lang", FROM_START, (0, 10), began=0.0)
+    floors.claimed("lang", (0, 11), None, began=0.0)
+    assert floors.start("lang") == (0, 11)
     floors.claimed("other", FROM_START, None, began=0.0)
     assert floors.start("other") == FROM_START  # no floor yet
 
@@ -65,10 +66,12 @@ def test_a_claim_that_took_nothing_keeps_the_floor():
 def test_a_look_back_is_due_a_second_after_the_last_one_while_they_are_cheap():
     clock = Monotonic()
     floors = ClaimFloors(clock)
-    floors.claimed("lang", FROM_START, 5, began=0.0)
+    floors.claimed("lang", FROM_START, (0, 5), began=0.0)
     clock.now = LOOKBACK_SECONDS - 0.001
-    assert floors.start("lang") == 6
-    floors.claimed("lang", 6, 7, began=clock.now)  # claims from the floor move nothing else
+    assert floors.start("lang") == (0, 6)
+    floors.claimed(
+        "lang", (0, 6), (0, 7), began=clock.now
+    )  # claims from the floor move nothing else
     clock.now = LOOKBACK_SECONDS
     assert floors.start("lang") == FROM_START
 
@@ -77,11 +80,22 @@ def test_a_dear_look_back_puts_the_next_one_off_in_proportion():
     clock = Monotonic()
     floors = ClaimFloors(clock)
     clock.now = 2.0  # the look-back began at 0 and took 2 s
-    floors.claimed("lang", FROM_START, 5, began=0.0)
+    floors.claimed("lang", FROM_START, (0, 5), began=0.0)
     wait = 2.0 / LOOKBACK_SHARE
     clock.now = 2.0 + wait - 0.001
-    assert floors.start("lang") == 6
+    assert floors.start("lang") == (0, 6)
     clock.now = 2.0 + wait
+    assert floors.start("lang") == FROM_START
+
+
+def test_the_floor_orders_by_priority_then_seq_and_new_jobs_above_it_drop_it():
+    floors = ClaimFloors(Monotonic())
+    floors.claimed("lang", FROM_START, (-5, 41), began=0.0)  # priority 5, seq 41
+    assert floors.start("lang") == (-5, 42)
+    floors.enqueued("lang", 5)  # the floor's priority: after it (a larger seq)
+    floors.enqueued("lang", -3)
+    assert floors.start("lang") == (-5, 42)
+    floors.enqueued("lang", 6)  # above the floor's priority: behind it
     assert floors.start("lang") == FROM_START
 
 
@@ -127,8 +141,7 @@ def test_the_claims_index_scan_starts_at_the_floor(clean_postgres_engine: sa.Eng
             "n": 10,
             "now": datetime.now(UTC),
             "lease_until": datetime.now(UTC),
-            "from_seq": 12345,
-            "below_seq": PAST_END,
+            **range_params((0, 12345), PAST_END),
             "uncapped_only": True,
         }
         with clean_postgres_engine.connect() as connection:
@@ -138,7 +151,7 @@ def test_the_claims_index_scan_starts_at_the_floor(clean_postgres_engine: sa.Eng
             )
             connection.rollback()
         conditions = [line for line in plan.splitlines() if "Index Cond" in line]
-        assert any("seq >= " in line for line in conditions), plan
+        assert any("ROW((- priority), seq) >= " in line for line in conditions), plan
 
 
 def test_jobs_this_process_makes_ready_keep_their_place(

@@ -169,9 +169,13 @@ def test_items_add_stops_at_a_bad_line_and_says_what_was_added(runner, url, repo
 def test_enqueue_counts(runner, url, repo):
     repo.add_items(f"item-{n}" for n in range(5))
     created = run_json(runner, url, "enqueue", "d", "--limit", "2")
-    assert created == {"destination": "d", "created": 2}
+    assert created == {"destination": "d", "created": 2, "priority": 0}
     assert "created 3 jobs for 'd'" in run(runner, url, "enqueue", "d").stdout
-    assert run_json(runner, url, "enqueue", "d") == {"destination": "d", "created": 0}
+    assert run_json(runner, url, "enqueue", "d") == {
+        "destination": "d",
+        "created": 0,
+        "priority": 0,
+    }
     assert counts(repo, "d") == counts(repo, "d") | {"ready": 5, "unqueued": 0}
 
 
@@ -769,3 +773,27 @@ def test_recovery_by_retry_gives_retries_again_and_a_clean_audit(runner, request
         run(runner, url, "audit")
     finally:
         engine.dispose()
+
+
+def test_enqueue_at_a_priority_prioritize_and_see_it_in_jobs(runner, url, repo, tmp_path):
+    repo.add_items(["a", "b", "c"])
+    assert run_json(runner, url, "enqueue", "lang", "--limit", "2") == {
+        "destination": "lang",
+        "created": 2,
+        "priority": 0,
+    }
+    assert "at priority 4" in run(runner, url, "enqueue", "lang", "--priority", "4").stdout
+    ids = tmp_path / "ids.txt"
+    ids.write_text("a\nmissing\n")
+    changed = run_json(runner, url, "prioritize", "lang", "--items", str(ids), "--priority", "9")
+    assert changed == {"destination": "lang", "priority": 9, "changed": 1}
+    listed = run_json(runner, url, "jobs", "lang")
+    assert {job["item_id"]: job["priority"] for job in listed} == {"a": 9, "b": 0, "c": 4}
+    assert "priority" in run(runner, url, "jobs", "lang").stdout
+    assert [repo.get_ready_job("lang").item_id for _ in range(3)] == ["a", "c", "b"]
+    # A bad priority is the port's refusal, and changes nothing.
+    refused = runner.invoke(
+        app, ["--database-url", url, "prioritize", "lang", "--item", "b", "--priority", "40000"]
+    )
+    assert_one_line_error(refused.exit_code, refused.stdout, refused.stderr, "priority")
+    assert repo.get_fulltext(repo.list_jobs("lang")[1].id).priority == 0

@@ -39,7 +39,13 @@ from fulltext_jobs import (
     StoreError,
 )
 from fulltext_jobs.domain import utc
-from fulltext_jobs.sql.floors import FROM_START, LOOKBACK_SECONDS, PAST_END, ClaimFloors
+from fulltext_jobs.sql.floors import (
+    FROM_START,
+    LOOKBACK_SECONDS,
+    PAST_END,
+    ClaimFloors,
+    range_params,
+)
 from fulltext_jobs.sql.schema import tables_for
 
 WORKERS = 4
@@ -381,8 +387,7 @@ def test_claiming_for_one_destination_does_not_wait_for_a_held_claim(
                         "now": utc(),
                         "token": uuid.uuid4(),
                         "lease_until": utc(),
-                        "from_seq": FROM_START,
-                        "below_seq": PAST_END,
+                        **range_params(FROM_START, PAST_END),
                         "uncapped_only": True,
                     },
                 ).one()

@@ -34,6 +34,7 @@ from fulltext_jobs.testing import (
     HoldContract,
     HostileInputContract,
     ListJobsContract,
+    PriorityContract,
     ProducerContract,
     StorageContract,
 )
@@ -121,4 +122,8 @@ class TestBackOffContract(BackOffContract):
 
 
 class TestCancelContract(CancelContract):
+    pass
+
+
+class TestPriorityContract(PriorityContract):
     pass

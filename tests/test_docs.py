@@ -53,7 +53,7 @@ def test_the_api_reference_documents_every_public_name(tmp_path: Path):
     for name in fulltext_jobs.__all__:
         assert f'id="{name}"' in page, name
     # Docstrings made it in, not only names.
-    assert "Claim the oldest" in page
+    assert "Claim the first" in page
     assert "joined to the caller" in page
 
 

@@ -66,6 +66,7 @@ TABLES_AT["0012"] = TABLES_AT["0011"] | {"fulltext_holds"}
 TABLES_AT["0013"] = TABLES_AT["0012"] | {"fulltext_controls"}
 TABLES_AT["0014"] = TABLES_AT["0013"] | {"fulltext_cancels"}
 TABLES_AT["0015"] = TABLES_AT["0014"]
+TABLES_AT["0016"] = TABLES_AT["0015"]
 
 #: The tables PostgreSQL alone has (the transaction mode's hold records).
 POSTGRESQL_ONLY = frozenset({"fulltext_holds"})

@@ -434,3 +434,19 @@ def test_a_pooled_connection_the_driver_knows_closed_is_a_retryable_store_error(
         # later ast.parse (CPython 3.11.7 then fails with "AST constructor
         # recursion depth mismatch").
         gc.collect()
+
+
+def test_the_row_positions_read_by_position_follow_the_job_columns():
+    from fulltext_jobs.sql import rows  # noqa: PLC0415 - the module under test
+    from fulltext_jobs.sql.items import ItemSource  # noqa: PLC0415
+    from fulltext_jobs.sql.schema import tables_for  # noqa: PLC0415
+    from fulltext_jobs.sql.statements import Statements  # noqa: PLC0415
+
+    for dialect in ("postgresql", "sqlite"):
+        tables = tables_for(dialect)
+        columns = Statements(tables, ItemSource(tables.items), dialect).job_columns
+        named = {
+            name: columns[getattr(rows, name.upper())].name
+            for name in ("not_before", "backoffs", "priority", "version")
+        }
+        assert named == {name: name for name in named}

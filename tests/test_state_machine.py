@@ -95,6 +95,7 @@ from fulltext_jobs import (
 from fulltext_jobs.domain import (
     ATTEMPTS_EXHAUSTED_ERROR,
     MAX_ATTEMPTS,
+    MAX_PRIORITY,
     RESCUED_ERROR,
     lease_expired_error,
 )
@@ -139,6 +140,8 @@ deltas = st.timedeltas(min_value=MICROSECOND, max_value=LEASE / 2) | st.timedelt
     min_value=MICROSECOND, max_value=timedelta(days=2)
 )
 # A retry's backoff: none (due at once), within a lease, or past it.
+#: Priorities, 0 (the default) the likeliest; the highest there is too.
+priorities = st.sampled_from([0, 0, -1, 2, MAX_PRIORITY])
 delays = st.just(timedelta(0)) | st.timedeltas(min_value=MICROSECOND, max_value=2 * LEASE)
 # Less than a lease: a worker heart-beats in time.
 within_lease = st.timedeltas(min_value=timedelta(0), max_value=LEASE - MICROSECOND)
@@ -308,6 +311,7 @@ class ModelJob:
     last_error: str | None = None
     version: int = 1  # the stored row's write count: 1 on insert
     not_before: datetime | None = None  # a ready job is not claimed before it
+    priority: int = 0  # claims take the highest first, then the lowest seq
 
 
 @dataclass
@@ -369,6 +373,7 @@ def view(job: FullText) -> tuple[Any, ...]:
         job.last_error,
         job.version,
         stamp(job.not_before),
+        job.priority,
     )
 
 
@@ -472,6 +477,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             job.last_error,
             job.version,
             stamp(job.not_before),
+            job.priority,
         )
 
     def everywhere(self, expected: Any) -> dict[str, Any]:
@@ -513,16 +519,21 @@ class AdaptersAgree(RuleBasedStateMachine):
         target=jobs,
         item_ids=st.lists(items, unique=True, max_size=4),
         destination=destinations,
+        levels=st.lists(priorities, min_size=4, max_size=4),
     )
-    def seed_ready_jobs(self, item_ids: list[str], destination: str) -> Any:
-        # A few ready jobs to begin with (the same uuid everywhere), so that
-        # claims, and what follows them, come early in a run.
-        new_jobs = [FullText.new(item, destination) for item in item_ids]
+    def seed_ready_jobs(self, item_ids: list[str], destination: str, levels: list[int]) -> Any:
+        # A few ready jobs to begin with (the same uuid everywhere), of
+        # mixed priorities, so that claims, and what follows them, come
+        # early in a run and the model decides their order.
+        new_jobs = [
+            FullText.new(item, destination, priority=level)
+            for item, level in zip(item_ids, levels, strict=False)
+        ]
         for backend in self.backends:
             self.repo(backend, destination).save_many([replace(job) for job in new_jobs])
         keys = [(job.item_id, destination) for job in new_jobs]
         for key, job in zip(keys, new_jobs, strict=True):
-            self.ledger[key] = ModelJob(S.READY, next(self.seq))
+            self.ledger[key] = ModelJob(S.READY, next(self.seq), priority=job.priority)
             for name in self.names:
                 self.ids[name][key] = job.id
         return multiple(*keys)
@@ -578,7 +589,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             for name, job in outcomes.items()
         }
         assert got == self.everywhere(
-            (None, pick, destination, S.READY, None, None, 0, None, None, None, 1, None)
+            (None, pick, destination, S.READY, None, None, 0, None, None, None, 1, None, 0)
         )
         for name, job in outcomes.items():
             assert job.id not in self.ids[name].values()
@@ -588,17 +599,18 @@ class AdaptersAgree(RuleBasedStateMachine):
         return key
 
     def due_ready(self, destination: str, n: int) -> list[Key]:
-        """The `n` oldest ready jobs of `destination` that are due, oldest
-        first: what a claim or a hold takes. Jobs released for later are
-        passed over until they are due."""
+        """The `n` first ready jobs of `destination` that are due, in claim
+        order (the highest priority first, then the oldest): what a claim
+        or a hold takes. Jobs released for later are passed over until they
+        are due."""
         ready = sorted(
-            (job.seq, key)
+            (-job.priority, job.seq, key)
             for key, job in self.ledger.items()
             if key[1] == destination
             and job.status is S.READY
             and (job.not_before is None or job.not_before <= self.now)
         )
-        return [key for _, key in ready[:n]]
+        return [key for _, _, key in ready[:n]]
 
     def take_due(self, destination: str, n: int) -> list[Key]:
         """`due_ready`, as a claim or a hold takes it: a job at
@@ -1036,6 +1048,26 @@ class AdaptersAgree(RuleBasedStateMachine):
         return True
 
     # --- delays and rate limits ------------------------------
+
+    @rule(key=jobs, priority=priorities)
+    def prioritize(self, key: Key, priority: int) -> None:
+        # An operator's change of a job's priority: ready jobs only (a
+        # delayed one keeps its delay); its version moves on.
+        outcomes = {
+            backend.name: attempt(
+                lambda backend=backend: self.repo(backend, key[1]).prioritize(
+                    key[1], item_ids=[key[0]], priority=priority
+                )
+            )
+            for backend in self.backends
+        }
+        model = self.ledger[key]
+        if model.status is not S.READY:
+            assert outcomes == self.everywhere(0)
+            return
+        model.priority = priority
+        model.version += 1
+        assert outcomes == self.everywhere(1)
 
     @rule(key=jobs, delay=delays, error=errors)
     def release_for_later(self, key: Key, delay: timedelta, error: str | None) -> None:

@@ -29,14 +29,16 @@ class ToyRepository(Repository):
     def _save_fulltext(self, job):
         self._store._save_fulltext(job)
 
-    def _create_job_for_unqueued(self, destination):
-        return self._store._create_job_for_unqueued(destination)
+    def _create_job_for_unqueued(self, destination, priority):
+        return self._store._create_job_for_unqueued(destination, priority)
 
     def _get_ready_job(self, destination):
         return self._store._get_ready_job(destination)
 
-    def _enqueue_unqueued(self, destination, *, limit, progress):
-        return self._store._enqueue_unqueued(destination, limit=limit, progress=progress)
+    def _enqueue_unqueued(self, destination, *, limit, progress, priority):
+        return self._store._enqueue_unqueued(
+            destination, limit=limit, progress=progress, priority=priority
+        )
 
     def _claim_ready(self, destination, n):
         return self._store._claim_ready(destination, n)
@@ -50,8 +52,8 @@ class ToyRepository(Repository):
     def _hold_ready(self, destination, n):
         return self._store._hold_ready(destination, n)
 
-    def _enqueue_new(self, destination, sweep_interval):
-        return self._store._enqueue_new(destination, sweep_interval)
+    def _enqueue_new(self, destination, sweep_interval, priority):
+        return self._store._enqueue_new(destination, sweep_interval, priority)
 
     def _has_destination(self, destination):
         return self._store._has_destination(destination)
@@ -92,17 +94,20 @@ class ToyRepository(Repository):
     def _list_controls(self):
         return self._store._list_controls()
 
-    def _pause(self, destination, until, reason):
-        return self._store._pause(destination, until, reason)
+    def _pause(self, destination, until, reason, *, at_least):
+        return self._store._pause(destination, until, reason, at_least=at_least)
 
     def _resume(self, destination):
         return self._store._resume(destination)
 
-    def _limit(self, destination, max_running):
-        return self._store._limit(destination, max_running)
+    def _limit(self, destination, limits):
+        return self._store._limit(destination, limits)
 
     def _cancel(self, destination, item_ids, error):
         return self._store._cancel(destination, item_ids, error)
+
+    def _prioritize(self, destination, item_ids, priority):
+        return self._store._prioritize(destination, item_ids, priority)
 
     def _take_cancel_requests(self, claims):
         return self._store._take_cancel_requests(claims)

@@ -66,7 +66,7 @@ Decisions:
 from __future__ import annotations
 
 from fulltext_jobs.cli._base import CommandError, app, items_app, migrate_app
-from fulltext_jobs.cli._controls import cancel, limit, pause, resume
+from fulltext_jobs.cli._controls import cancel, limit, pause, prioritize, resume
 from fulltext_jobs.cli._demo import demo
 from fulltext_jobs.cli._items import enqueue, items_add
 from fulltext_jobs.cli._ledger import audit, jobs, parse_duration, rescue, retry, stats
@@ -98,6 +98,7 @@ for _command in (
     resume,
     limit,
     cancel,
+    prioritize,
     audit,
     dashboard,
     demo,

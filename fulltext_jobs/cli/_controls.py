@@ -250,3 +250,62 @@ def cancel(
             f"{requested} running asked to stop",
             as_json=as_json,
         )
+
+
+#: How many ids of an item file one `Repository.prioritize` call is given:
+#: a file of millions of ids is never held in memory at once.
+PRIORITIZE_FILE_BATCH: Final = 10_000
+
+
+def prioritize(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    priority: Annotated[
+        int,
+        typer.Option(
+            "--priority",
+            help="The new priority, from -32767 to 32767: claims take the highest first.",
+            show_default=False,
+        ),
+    ],
+    item: Annotated[
+        list[str] | None,
+        typer.Option("--item", help="This item's job (repeatable).", show_default=False),
+    ] = None,
+    items: Annotated[
+        str | None,
+        typer.Option(
+            "--items",
+            help="The jobs of the item ids in this file, one a line (-: stdin).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Give the ready jobs of DESTINATION for --item or --items the priority
+    --priority; print how many changed.
+
+    Claims take the highest priority first, then the oldest. Only ready jobs
+    change (a delayed one keeps its delay); running and ended ones keep
+    theirs, and a retry keeps a job's priority. Workers in other processes
+    see a raised priority within about a second on PostgreSQL. --items is
+    read and written in batches: at a bad line the command stops, and the
+    batches before it stay changed."""
+    if (item is None) == (items is None):
+        msg = "give one of --item and --items"
+        raise typer.BadParameter(msg)
+    with boundary(ctx, database_url, writes=True) as state:
+        repo = state.repository(known=destination)
+        changed = 0
+        if items is not None:
+            with open_source(items) as (stream, _, name):
+                for batch in batches(item_ids(stream, name, lambda _: None), PRIORITIZE_FILE_BATCH):
+                    changed += repo.prioritize(destination, item_ids=batch, priority=priority)
+        else:
+            changed = repo.prioritize(destination, item_ids=item or [], priority=priority)
+        print_result(
+            {"destination": destination, "priority": priority, "changed": changed},
+            f"gave {changed} ready jobs of {destination!r} priority {priority}",
+            as_json=as_json,
+        )

@@ -141,6 +141,13 @@ def enqueue(
     ctx: typer.Context,
     destination: DestinationArgument,
     limit: Annotated[int | None, typer.Option(min=1, help="Queue at most this many items.")] = None,
+    priority: Annotated[
+        int,
+        typer.Option(
+            help="The jobs' priority, from -32767 to 32767: claims take the highest first, "
+            "then the oldest."
+        ),
+    ] = 0,
     yes: Annotated[
         bool,
         typer.Option(
@@ -151,7 +158,8 @@ def enqueue(
     database_url: UrlOption = None,
 ) -> None:
     """Create a ready job of DESTINATION for every item that has none (or for
-    up to --limit of them, smallest ids first); print how many.
+    up to --limit of them, smallest ids first), of --priority; print how
+    many.
 
     A destination exists once it has jobs. Naming one that does not exist
     yet, beside others that do, asks first on a terminal (a typo would
@@ -168,11 +176,15 @@ def enqueue(
                 total = total if limit is None else min(total, limit)
             task = progress.add_task(f"enqueue {destination}", total=total)
             created = repo.enqueue_unqueued(
-                destination, limit=limit, progress=lambda n: progress.advance(task, n)
+                destination,
+                limit=limit,
+                progress=lambda n: progress.advance(task, n),
+                priority=priority,
             )
         print_result(
-            {"destination": destination, "created": created},
-            f"created {created} jobs for {destination!r}",
+            {"destination": destination, "created": created, "priority": priority},
+            f"created {created} jobs for {destination!r}"
+            + (f" at priority {priority}" if priority else ""),
             as_json=as_json,
         )
 

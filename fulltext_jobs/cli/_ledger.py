@@ -106,8 +106,8 @@ def jobs(
     read_url: ReadUrlOption = None,
 ) -> None:
     """Print a page of DESTINATION's jobs in item id order: id, item, status,
-    attempts, last error, started, finished and not-before (a retry's
-    backoff). `--status failed` lists failures with their errors; feed their
+    priority, attempts, last error, started, finished and not-before (a
+    retry's backoff). `--status failed` lists failures with their errors; feed their
     items to `retry --item`. With --read-url, read from that replica."""
     with boundary(ctx, database_url, read_url=read_url) as state:
         repo = state.reader(known=destination)

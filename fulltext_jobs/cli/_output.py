@@ -278,6 +278,7 @@ def job_json(job: FullText) -> dict[str, object]:
         "item_id": job.item_id,
         "destination": job.destination,
         "status": job.status.value,
+        "priority": job.priority,
         "attempts": job.attempts,
         "last_error": job.last_error,
         "started": _when(job.started),
@@ -298,6 +299,7 @@ def jobs_table(
     table.add_column("id", no_wrap=True)
     table.add_column("item", no_wrap=True)
     table.add_column("status", no_wrap=True)
+    table.add_column("priority", justify="right")
     table.add_column("attempts", justify="right")
     table.add_column("last error", overflow="fold")
     for name in ("started", "finished", "not before"):
@@ -307,6 +309,7 @@ def jobs_table(
             str(job.id),
             job.item_id,
             job.status.value,
+            str(job.priority),
             str(job.attempts),
             job.last_error or "",
             _to_the_second(job.started),

@@ -13,7 +13,6 @@ that makes jobs ready behind a floor drops it (`_returning_to_ready`,
 from __future__ import annotations
 
 import logging
-import operator
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -28,9 +27,10 @@ from fulltext_jobs.errors import NoJobs, NotSupported, StoreError
 from fulltext_jobs.port import Hold, hold_copy
 from fulltext_jobs.rate_limit import RateTokens, wait_for_next
 from fulltext_jobs.sql.compiled import HotPath
-from fulltext_jobs.sql.floors import FROM_START, PAST_END, ClaimFloors
+from fulltext_jobs.sql.floors import FROM_START, PAST_END, ClaimFloors, ClaimKey, range_params
 from fulltext_jobs.sql.rows import (
     at_max_attempts,
+    claim_key,
     controls_of,
     held_arrays,
     held_from_values,
@@ -47,7 +47,12 @@ _Claimed = TypeVar("_Claimed")
 #: The message of a `DuplicateJob` from a write of several jobs.
 BATCH_DUPLICATE: Final = "one of the jobs would be a second job for its item and destination"
 
-_by_seq = operator.attrgetter("seq")
+
+def _row_key(row: Any) -> ClaimKey:  # noqa: ANN401 - a Row with the job's columns and `seq`
+    """The place in the claim order of a row read with `Statements.job_columns`
+    and `seq`."""
+    return -row.priority, row.seq
+
 
 _log = logging.getLogger(__name__)
 
@@ -97,18 +102,18 @@ class ClaimOperations:
             # The claim failed a job at MAX_ATTEMPTS (see `claim_one`):
             # the next one.
 
-    def _claim_one(self, params: dict[str, Any]) -> tuple[FullText | None, int | None]:
+    def _claim_one(self, params: dict[str, Any]) -> tuple[FullText | None, ClaimKey | None]:
         """The job `claim_one` returns (claimed, or failed at
-        `MAX_ATTEMPTS`) and its `seq`, or (None, None) if none is ready."""
+        `MAX_ATTEMPTS`) and its claim key, or (None, None) if none is ready."""
         if self._hot is not None and not self._tx.joined:
             values = self._tx.run_alone(self._hot.claim_one, params, "get_ready_job")
         else:
             with self._tx.connection("get_ready_job", single_statement=True) as connection:
                 if self._hot is None:
                     row = connection.execute(self._sql.claim_one, params).one_or_none()
-                    return (None, None) if row is None else (to_job(row), row.seq)
+                    return (None, None) if row is None else (to_job(row), _row_key(row))
                 values = self._hot.claim_one.run(connection, params)
-        return (None, None) if values is None else (job_from_values(values), values[-1])
+        return (None, None) if values is None else (job_from_values(values), claim_key(values))
 
     def claim_ready(self, destination: str, n: int) -> list[FullText]:
         now = read_clock(self._clock, self._lease)
@@ -135,26 +140,29 @@ class ClaimOperations:
             # as many again, after the ones claimed.
             params["n"] = n - len(claimed)
 
-    def _claim_many(self, params: dict[str, Any]) -> tuple[list[FullText], int | None]:
+    def _claim_many(self, params: dict[str, Any]) -> tuple[list[FullText], ClaimKey | None]:
         """The jobs `claim_many` returns (claimed, or failed at
-        `MAX_ATTEMPTS`), oldest first, and the newest one's `seq` (None if
-        none)."""
+        `MAX_ATTEMPTS`), in claim order, and the last one's claim key (None
+        if none)."""
         with self._tx.connection("claim_ready", single_statement=True) as connection:
             return self._claim_many_on(connection, params)
 
     def _claim_many_on(
         self, connection: sa.Connection, params: dict[str, Any], *, capped: bool = False
-    ) -> tuple[list[FullText], int | None]:
+    ) -> tuple[list[FullText], ClaimKey | None]:
         """`_claim_many`, on `connection`; with `capped`, `claim_capped`."""
         if self._hot is not None:
             hot = self._hot.claim_capped if capped else self._hot.claim_many
             values = hot.run_all(connection, params)
-            # RETURNING keeps no order: `seq`, after the job's columns.
-            values.sort(key=operator.itemgetter(-1))
-            return [job_from_values(row) for row in values], values[-1][-1] if values else None
+            # RETURNING keeps no order: the claim order's key, from the
+            # priority and `seq` (after the job's columns).
+            values.sort(key=claim_key)
+            return [job_from_values(row) for row in values], claim_key(
+                values[-1]
+            ) if values else None
         statement = self._sql.claim_capped if capped else self._sql.claim_many
-        rows = sorted(connection.execute(statement, params), key=_by_seq)
-        return [to_job(row) for row in rows], rows[-1].seq if rows else None
+        rows = sorted(connection.execute(statement, params), key=_row_key)
+        return [to_job(row) for row in rows], _row_key(rows[-1]) if rows else None
 
     # --- claims under a cap ------------------------------------------------
 
@@ -216,7 +224,7 @@ class ClaimOperations:
         self,
         destination: str,
         params: dict[str, Any],
-        claim: Callable[[dict[str, Any]], tuple[_Claimed, int | None]],
+        claim: Callable[[dict[str, Any]], tuple[_Claimed, ClaimKey | None]],
     ) -> _Claimed:
         """What `claim` (one of the claims' runs, on `params`) takes, read
         from `destination`'s claim floor on PostgreSQL (see
@@ -228,17 +236,17 @@ class ClaimOperations:
         floors = self._floors
         if floors is None or self._tx.joined:
             if floors is not None:
-                params["from_seq"], params["below_seq"] = FROM_START, PAST_END
+                params.update(range_params(FROM_START, PAST_END))
             return claim(params)[0]
         start = floors.start(destination)
         began = floors.now()
-        params["from_seq"], params["below_seq"] = start, PAST_END
-        found, newest = claim(params)
-        if newest is None and start != FROM_START:
-            params["from_seq"], params["below_seq"] = FROM_START, start
-            found, newest = claim(params)
+        params.update(range_params(start, PAST_END))
+        found, last = claim(params)
+        if last is None and start != FROM_START:
+            params.update(range_params(FROM_START, start))
+            found, last = claim(params)
             start = FROM_START
-        floors.claimed(destination, start, newest, began)
+        floors.claimed(destination, start, last, began)
         return found
 
     @contextmanager
@@ -303,7 +311,7 @@ class ClaimOperations:
         them."""
         now = params["now"]
 
-        def hold(held_params: dict[str, Any]) -> tuple[list[FullText], int | None]:
+        def hold(held_params: dict[str, Any]) -> tuple[list[FullText], ClaimKey | None]:
             return self._held(connection, held_params, now)
 
         if destination not in self._capped:
@@ -357,9 +365,9 @@ class ClaimOperations:
 
     def _held(
         self, connection: sa.Connection, params: dict[str, Any], now: datetime
-    ) -> tuple[list[FullText], int | None]:
-        """The jobs `hold_ready` holds, as it hands them out, and the newest
-        one's `seq` (None if none). A job at `MAX_ATTEMPTS` among them,
+    ) -> tuple[list[FullText], ClaimKey | None]:
+        """The jobs `hold_ready` holds, as it hands them out (in claim
+        order), and the last one's claim key (None if none). A job at `MAX_ATTEMPTS` among them,
         whose attempt could not be counted, is failed in the hold's
         transaction (`fail_exhausted`), and the jobs read again: the ones
         already held (locked by this transaction, and still ready) and the
@@ -372,14 +380,14 @@ class ClaimOperations:
                 exhausted = [row[0] for row in rows if at_max_attempts(row)]
                 if not exhausted:
                     held = [held_from_values(row, now) for row in rows]
-                    return held, rows[-1][-1] if rows else None
+                    return held, claim_key(rows[-1]) if rows else None
             else:
                 statement = self._sql.hold_capped if capped else self._sql.hold_ready
                 found = connection.execute(statement, params).all()
                 exhausted = [row.id for row in found if row.attempts >= MAX_ATTEMPTS]
                 if not exhausted:
                     held = [hold_copy(to_job(row), now) for row in found]
-                    return held, found[-1].seq if found else None
+                    return held, _row_key(found[-1]) if found else None
             connection.execute(self._sql.fail_exhausted, {"ids": exhausted, "now": now})
 
     def _write_held(
@@ -434,13 +442,25 @@ class ClaimOperations:
     def _returning_to_ready(self, jobs: Iterable[FullText]) -> None:
         """Drop the claim floor of each destination where a stored job was
         just saved back to ready and due at once: behind the floor, where
-        this process's next claim would not look (`ClaimFloors.forget`).
-        Called after the write commits, so that no claim of another thread
-        sets a floor past the job before it is ready."""
+        this process's next claim would not look (`ClaimFloors.forget`);
+        or where a new job was just saved, ready and due, of a priority
+        above the floor's (`ClaimFloors.enqueued`). Called after the write
+        commits, so that no claim of another thread sets a floor past the
+        job before it is ready."""
         if self._floors is not None:
             for job in jobs:
-                if job.status is JobStatus.READY and job.not_before is None and job.version:
-                    self._floors.forget(job.destination)
+                if job.status is JobStatus.READY and job.not_before is None:
+                    if job.version:
+                        self._floors.forget(job.destination)
+                    else:
+                        self._floors.enqueued(job.destination, job.priority)
+
+    def _enqueued(self, destination: str, priority: int) -> None:
+        """Drop `destination`'s claim floor if new jobs of `priority` just
+        made for it sit behind it (`ClaimFloors.enqueued`). Called after the
+        jobs commit."""
+        if self._floors is not None:
+            self._floors.enqueued(destination, priority)
 
     def _forget_floor(self, destination: str | None, changed: int = 1) -> None:
         """Drop `destination`'s claim floor (every one's, for None) if

@@ -50,6 +50,7 @@ from fulltext_jobs.sql.engine import configure_sqlite
 from fulltext_jobs.sql.floors import floors_of
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.notifications import PostgresReadyListener
+from fulltext_jobs.sql.prioritizing import PriorityOperations
 from fulltext_jobs.sql.rows import (
     controls_of,
     job_arrays,
@@ -73,7 +74,7 @@ __all__ = ["SqlOperations"]
 _MAX_CREATE_ATTEMPTS: Final = 1000
 
 
-class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
+class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, PriorityOperations):
     """Every operation of the port on one engine (see
     `SqlAlchemyRepository` for the arguments, which this checks in the
     same order and with the same errors), on checked arguments.
@@ -288,7 +289,13 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
         self._forget_floor(destination, retried)
         return retried
 
-    def create_job_for_unqueued(self, destination: str) -> FullText:
+    def create_job_for_unqueued(self, destination: str, priority: int) -> FullText:
+        job = self._create_job(destination, priority)
+        self._enqueued(destination, priority)  # committed: see `_enqueued`
+        return job
+
+    def _create_job(self, destination: str, priority: int) -> FullText:
+        """`create_job_for_unqueued`'s job, made and committed."""
         sql = self._sql
         with self._tx.connection("create_job_for_unqueued") as connection:
             self._tx.lock_out_original_creators(connection)
@@ -307,9 +314,16 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
                 # Built directly: the id comes from the app's table, which
                 # this library does not police; the database still enforces
                 # one job per pair.
-                job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination, version=1)
+                job = FullText(
+                    id=uuid.uuid4(),
+                    item_id=item_id,
+                    destination=destination,
+                    version=1,
+                    priority=priority,
+                )
                 inserted = connection.execute(
-                    sql.insert_if_unqueued, {**params, "new_id": job.id, "new_item_id": item_id}
+                    sql.insert_if_unqueued,
+                    {**params, "new_id": job.id, "new_item_id": item_id, "priority": priority},
                 ).scalar_one_or_none()
                 if item_id > watermark:
                     connection.execute(sql.move_cursor, {**params, "new_item_id": item_id})
@@ -325,7 +339,12 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
         )
 
     def enqueue_unqueued(
-        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+        self,
+        destination: str,
+        *,
+        limit: int | None,
+        progress: Callable[[int], object] | None,
+        priority: int,
     ) -> int:
         created = 0
         after: str | None = None
@@ -341,9 +360,16 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
                 remaining = None if limit is None else limit - created
                 batch = connection.execute(
                     self._sql.enqueue_batch(
-                        destination, after, upper, remaining, skip_queued=skip_queued
+                        destination,
+                        after,
+                        upper,
+                        remaining,
+                        skip_queued=skip_queued,
+                        priority=priority,
                     )
                 ).rowcount
+            if batch:
+                self._enqueued(destination, priority)
             created += batch
             if progress is not None:
                 progress(batch)
@@ -352,7 +378,7 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
             after = upper
         return created
 
-    def enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
+    def enqueue_new(self, destination: str, sweep_interval: timedelta, priority: int) -> int:
         now = read_clock(self._clock, self._lease)
         sequenced = self._sequenced()
         key = self._sql.producer_key(sequenced=sequenced)
@@ -373,21 +399,36 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
                 ).one()
                 if not found:
                     return created
-                created += connection.execute(
+                batch = connection.execute(
                     self._sql.enqueue_batch(
-                        destination, watermark, upper, None, skip_queued=False, key=key
+                        destination,
+                        watermark,
+                        upper,
+                        None,
+                        skip_queued=False,
+                        key=key,
+                        priority=priority,
                     )
                 ).rowcount
                 connection.execute(
                     self._sql.move_producer(sequenced=sequenced, swept=False),
                     {**params, "upper": upper},
                 )
+            if batch:
+                self._enqueued(destination, priority)
+            created += batch
             if found < self._enqueue_batch_size:
                 return created
-        return self._sweep(destination, key, now, sequenced=sequenced)
+        return self._sweep(destination, key, now, sequenced=sequenced, priority=priority)
 
     def _sweep(
-        self, destination: str, key: sa.ColumnElement[Any], now: datetime, *, sequenced: bool
+        self,
+        destination: str,
+        key: sa.ColumnElement[Any],
+        now: datetime,
+        *,
+        sequenced: bool,
+        priority: int,
     ) -> int:
         """The producer's full sweep: every unqueued eligible item, then the
         watermark moved to the largest key there was before the sweep began
@@ -399,7 +440,7 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
         over each other's jobs)."""
         with self._tx.connection("enqueue_new") as connection:
             top = connection.execute(self._sql.top_key(key)).scalar_one_or_none()
-        created = self.enqueue_unqueued(destination, limit=None, progress=None)
+        created = self.enqueue_unqueued(destination, limit=None, progress=None, priority=priority)
         with self._tx.connection("enqueue_new") as connection:
             connection.execute(self._sql.lock_producer, {"dest": destination})
             connection.execute(

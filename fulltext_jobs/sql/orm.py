@@ -64,6 +64,7 @@ class FullTextRecord(LedgerBase):
     version: Mapped[int]
     not_before: Mapped[datetime | None]
     backoffs: Mapped[int]
+    priority: Mapped[int]
 
     def to_entity(self) -> FullText:
         """The domain `FullText` this row holds, as `get_fulltext` returns

@@ -196,16 +196,23 @@ class SqlAlchemyRepository(Repository):
     ) -> int:
         return self._ops.retry(destination, statuses, item_ids)
 
-    def _create_job_for_unqueued(self, destination: str) -> FullText:
-        return self._ops.create_job_for_unqueued(destination)
+    def _create_job_for_unqueued(self, destination: str, priority: int) -> FullText:
+        return self._ops.create_job_for_unqueued(destination, priority)
 
     def _enqueue_unqueued(
-        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+        self,
+        destination: str,
+        *,
+        limit: int | None,
+        progress: Callable[[int], object] | None,
+        priority: int,
     ) -> int:
-        return self._ops.enqueue_unqueued(destination, limit=limit, progress=progress)
+        return self._ops.enqueue_unqueued(
+            destination, limit=limit, progress=progress, priority=priority
+        )
 
-    def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
-        return self._ops.enqueue_new(destination, sweep_interval)
+    def _enqueue_new(self, destination: str, sweep_interval: timedelta, priority: int) -> int:
+        return self._ops.enqueue_new(destination, sweep_interval, priority)
 
     def _has_destination(self, destination: str) -> bool:
         return self._ops.has_destination(destination)
@@ -273,6 +280,9 @@ class SqlAlchemyRepository(Repository):
 
     def _cancel(self, destination: str, item_ids: list[str] | None, error: str) -> Cancellation:
         return self._ops.cancel(destination, item_ids, error)
+
+    def _prioritize(self, destination: str, item_ids: list[str], priority: int) -> int:
+        return self._ops.prioritize(destination, item_ids, priority)
 
     def _take_cancel_requests(
         self, claims: list[tuple[uuid.UUID, uuid.UUID]]

@@ -145,17 +145,24 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _save_fulltext(self, job: FullText) -> None:
         await self._call(lambda ops: ops.save_fulltext(job))
 
-    async def _create_job_for_unqueued(self, destination: str) -> FullText:
-        return await self._call(lambda ops: ops.create_job_for_unqueued(destination))
+    async def _create_job_for_unqueued(self, destination: str, priority: int) -> FullText:
+        return await self._call(lambda ops: ops.create_job_for_unqueued(destination, priority))
 
     async def _get_ready_job(self, destination: str) -> FullText:
         return await self._call(lambda ops: ops.get_ready_job(destination))
 
     async def _enqueue_unqueued(
-        self, destination: str, *, limit: int | None, progress: Callable[[int], object] | None
+        self,
+        destination: str,
+        *,
+        limit: int | None,
+        progress: Callable[[int], object] | None,
+        priority: int,
     ) -> int:
         return await self._call(
-            lambda ops: ops.enqueue_unqueued(destination, limit=limit, progress=progress)
+            lambda ops: ops.enqueue_unqueued(
+                destination, limit=limit, progress=progress, priority=priority
+            )
         )
 
     async def _claim_ready(self, destination: str, n: int) -> list[FullText]:
@@ -191,8 +198,8 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
         return await self._call(lambda ops: ops.save_each(jobs))
 
-    async def _enqueue_new(self, destination: str, sweep_interval: timedelta) -> int:
-        return await self._call(lambda ops: ops.enqueue_new(destination, sweep_interval))
+    async def _enqueue_new(self, destination: str, sweep_interval: timedelta, priority: int) -> int:
+        return await self._call(lambda ops: ops.enqueue_new(destination, sweep_interval, priority))
 
     async def _has_destination(self, destination: str) -> bool:
         return await self._call(lambda ops: ops.has_destination(destination))
@@ -265,6 +272,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
         self, destination: str, item_ids: list[str] | None, error: str
     ) -> Cancellation:
         return await self._call(lambda ops: ops.cancel(destination, item_ids, error))
+
+    async def _prioritize(self, destination: str, item_ids: list[str], priority: int) -> int:
+        return await self._call(lambda ops: ops.prioritize(destination, item_ids, priority))
 
     async def _take_cancel_requests(
         self, claims: list[tuple[uuid.UUID, uuid.UUID]]

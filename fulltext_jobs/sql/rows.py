@@ -9,6 +9,10 @@ from typing import Any
 
 from fulltext_jobs.domain import MAX_ATTEMPTS, DestinationControls, FullText, JobStatus
 
+#: Where `Statements.job_columns` puts the columns read by position below,
+#: after the first ten (id to last_error), which are unpacked in order.
+NOT_BEFORE, BACKOFFS, PRIORITY, VERSION = 10, 11, 12, 13
+
 
 def job_from_values(values: tuple[Any, ...]) -> FullText:
     """The job in a raw driver row of `Statements.job_columns` (timestamps
@@ -27,9 +31,10 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
         claim_token=token,
         lease_expires=None if lease is None else lease.astimezone(UTC),
         last_error=error,
-        not_before=None if values[10] is None else values[10].astimezone(UTC),
-        backoffs=values[11],
-        version=values[12],
+        not_before=None if values[NOT_BEFORE] is None else values[NOT_BEFORE].astimezone(UTC),
+        backoffs=values[BACKOFFS],
+        priority=values[PRIORITY],
+        version=values[VERSION],
     )
 
 
@@ -49,10 +54,18 @@ def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
         None,
         None,
         values[9],
-        values[12],
+        values[VERSION],
         None,
-        values[11],
+        values[BACKOFFS],
+        values[PRIORITY],
     )
+
+
+def claim_key(values: tuple[Any, ...]) -> tuple[int, int]:
+    """The place in the claim order of the job in a raw driver row of
+    `Statements.job_columns` followed by `seq`: (-priority, seq), smallest
+    first (see `ClaimStatements._claim_order`)."""
+    return -values[PRIORITY], values[-1]
 
 
 def at_max_attempts(values: tuple[Any, ...]) -> bool:
@@ -80,6 +93,7 @@ def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with th
         version=row.version,
         not_before=row.not_before,
         backoffs=row.backoffs,
+        priority=row.priority,
     )
 
 
@@ -106,6 +120,7 @@ def job_row(job: FullText) -> dict[str, Any]:
         "last_error": job.last_error,
         "not_before": job.not_before,
         "backoffs": job.backoffs,
+        "priority": job.priority,
     }
 
 
@@ -132,6 +147,7 @@ def job_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
         "last_error": [job.last_error for job in jobs],
         "not_before": [job.not_before for job in jobs],
         "backoffs": [job.backoffs for job in jobs],
+        "priority": [job.priority for job in jobs],
     }
 
 

@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0015"
+SCHEMA_REVISION: Final = "0016"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -162,6 +162,11 @@ def tables_for(dialect_name: str) -> Tables:
         # Back-offs (0015): how often the job was put back for later at its
         # handler's word (`RetryAfter`) without an attempt counted.
         sa.Column("backoffs", sa.Integer, nullable=False, server_default="0"),
+        # Priorities (0016): claims take the highest first, then the oldest.
+        # A smallint, from -32,767 to 32,767 (`fulltext_jobs.checks.
+        # check_priority`): its negation, which the claim order indexes,
+        # must fit the type too.
+        sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
         sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
         schema=schema,
     )
@@ -179,6 +184,20 @@ def tables_for(dialect_name: str) -> Tables:
     sa.Index(
         "fulltext_due_idx",
         fulltext.c.destination,
+        fulltext.c.seq,
+        **where(sa.and_(fulltext.c.status == "ready", fulltext.c.not_before.is_(None))),
+    )
+    # The due queue in claim order (0016): the highest priority first.
+    # On PostgreSQL on the negated priority, so that the claim floor, one
+    # ascending row comparison over (-priority, seq), is a range of it;
+    # SQLite, which has no floor (and whose reflection reads no expression
+    # index), on `priority DESC`. Claims read it instead of
+    # `fulltext_due_idx`, which the code of 0011 to 0014 claims through and
+    # `next_due` still probes.
+    sa.Index(
+        "fulltext_due_priority_idx",
+        fulltext.c.destination,
+        -fulltext.c.priority if postgresql else fulltext.c.priority.desc(),
         fulltext.c.seq,
         **where(sa.and_(fulltext.c.status == "ready", fulltext.c.not_before.is_(None))),
     )

@@ -83,6 +83,12 @@ class Capabilities:
     inherits the port's defaults (cancelling raises `NotSupported`; no
     request is ever taken)."""
 
+    prioritizes: bool = True
+    """The adapter can change the priority of ready jobs (`prioritize`):
+    the tests of it run only then. False for an adapter that inherits the
+    port's default (`NotSupported`); claims in priority order are asked of
+    every adapter."""
+
     takes_a_clock: bool = True
     """The repository reads the time from `ContractSettings.clock` (the
     adapters' `clock=`). The tests that move time (leases, delays, sweeps,

@@ -3,9 +3,9 @@
 `RepositoryContract` is the whole suite; `StorageContract`, `BatchContract`,
 `ProducerContract`, `ListJobsContract`, `ClaimContract`,
 `AttemptsBoundContract`, `CompareAndSwapContract`, `HostileInputContract`,
-`HoldContract`, `ControlsContract`, `CancelContract` and `BackOffContract`
-are its parts. Subclass one in a test module (its name starting with `Test`) and
-provide a `contract_backend` fixture that takes the suite's
+`HoldContract`, `ControlsContract`, `CancelContract`, `BackOffContract`
+and `PriorityContract` are its parts. Subclass one in a test module (its
+name starting with `Test`) and provide a `contract_backend` fixture that takes the suite's
 `contract_settings` and returns a `ContractBackend`:
 
     @pytest.fixture
@@ -34,6 +34,7 @@ from fulltext_jobs.testing.claims import (
 from fulltext_jobs.testing.controls import ControlsContract
 from fulltext_jobs.testing.hold import HoldContract
 from fulltext_jobs.testing.hostile import HostileInputContract
+from fulltext_jobs.testing.priorities import PriorityContract
 from fulltext_jobs.testing.producer import ListJobsContract, ProducerContract
 from fulltext_jobs.testing.storage import StorageContract
 
@@ -51,6 +52,7 @@ __all__ = [
     "HoldContract",
     "HostileInputContract",
     "ListJobsContract",
+    "PriorityContract",
     "ProducerContract",
     "RepositoryContract",
     "StorageContract",
@@ -70,5 +72,6 @@ class RepositoryContract(
     ControlsContract,
     CancelContract,
     BackOffContract,
+    PriorityContract,
 ):
     """The whole contract suite: every part's tests in one class."""

@@ -22,6 +22,16 @@ from fulltext_jobs.testing.backend import ContractBackend, FakeClock
 SURROGATE = "a\ud800b"  # a lone surrogate: a str that UTF-8 cannot encode
 HUGE = (2**31, 2**63, 10**30)
 NOT_WHOLE = (0, -1, True, 1.5, "3", None)
+#: Priorities no adapter takes: a bool, not whole, not a number, out of
+#: range at either end (the smallint's lowest value included: its negation
+#: would not fit).
+BAD_PRIORITIES = {
+    "bool": True,
+    "float": 1.5,
+    "str": "3",
+    "above": 2**15,
+    "below": -(2**15),
+}
 #: A moment that is in range in its own zone and past year 9999 in UTC.
 PAST_9999_IN_UTC = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5)))
 
@@ -147,6 +157,26 @@ HOSTILE_CALLS: dict[str, Callable[..., object]] = {
         [scene.jobs["failed"], replace(scene.jobs["failed"])], atomic=False
     ),
     **{
+        f"prioritize-priority-{name}": lambda scene, bad=bad: scene.repo.prioritize(
+            "lang", item_ids=["r"], priority=bad
+        )
+        for name, bad in BAD_PRIORITIES.items()
+    },
+    "prioritize-item_ids-str": lambda scene: scene.repo.prioritize(
+        "lang", item_ids="r", priority=1
+    ),
+    "prioritize-item_ids-surrogate": lambda scene: scene.repo.prioritize(
+        "lang", item_ids=["r", SURROGATE], priority=1
+    ),
+    # One bad priority each: the same check (`check_priority`) as above.
+    "create_job_for_unqueued-priority-bool": lambda scene: scene.repo.create_job_for_unqueued(
+        "lang", priority=True
+    ),
+    "enqueue_unqueued-priority-above": lambda scene: scene.repo.enqueue_unqueued(
+        "lang", priority=2**15
+    ),
+    "enqueue_new-priority-str": lambda scene: scene.repo.enqueue_new("lang", priority="1"),
+    **{
         f"pause-until-{name}": lambda scene, until=until: scene.repo.pause("lang", until=until)
         for name, until in {
             "naive": datetime(2999, 1, 1),  # noqa: DTZ001 - the point
@@ -186,6 +216,8 @@ HOSTILE_CALLS: dict[str, Callable[..., object]] = {
             "last_error-int": with_fields(last_error=42),
             "status-unhashable": with_fields(status=["failed"]),
             "token-str": with_fields(claim_token="not-a-uuid"),  # noqa: S106 - not a secret
+            "priority-bool": with_fields(priority=False),
+            "priority-below": with_fields(priority=-(2**15)),
         }.items()
     },
 }

@@ -17,6 +17,7 @@ from fulltext_jobs.sql.statements.claims import ClaimStatements
 from fulltext_jobs.sql.statements.enqueue import EnqueueStatements
 from fulltext_jobs.sql.statements.holds import HoldStatements
 from fulltext_jobs.sql.statements.jobs import JobStatements
+from fulltext_jobs.sql.statements.priorities import PriorityStatements
 from fulltext_jobs.sql.statements.reads import ReadStatements
 
 __all__ = ["ORIGINAL_CREATOR_LOCK", "Statements"]
@@ -29,6 +30,7 @@ class Statements(
     HoldStatements,
     ReadStatements,
     CancelStatements,
+    PriorityStatements,
 ):
     """The adapter's statements for one set of tables, item source and
     dialect: every part's, in one object (the adapter asks it for each

@@ -32,6 +32,7 @@ class StatementsBase:
             *(ft.id, ft.item_id, ft.destination, ft.started, ft.finished, ft.status),
             *(ft.attempts, ft.claim_token, ft.lease_expires, ft.last_error, ft.not_before),
             ft.backoffs,
+            ft.priority,
             ft.version,
         )
         #: The columns a save writes, besides `id` and `version`.

@@ -15,7 +15,7 @@ from fulltext_jobs.sql.statements.controls import ControlStatements
 
 #: How many of the delayed jobs that have come due a claim looks at (a batch
 #: claim of more looks at as many as it claims), among which it finds the
-#: oldest by `seq` (see `ClaimStatements._oldest_ready`). Each costs the
+#: first in claim order (see `ClaimStatements._first_ready`). Each costs the
 #: claim one primary-key probe while that many have come due.
 COME_DUE_LOOK_AHEAD: Final = 100
 
@@ -33,26 +33,28 @@ class ClaimStatements(ControlStatements):
         ft = self.tables.fulltext
         return ft.c.destination == sa.bindparam("dest"), ft.c.status == sa.literal_column("'ready'")
 
-    def _oldest_ready(
+    def _first_ready(
         self, n: ColumnElement[int] | int, columns: tuple[sa.Column[Any], ...]
     ) -> sa.Select[Any]:
-        """`columns` (and `seq`) of the `n` oldest ready jobs of `:dest`
-        due at `:now`, in `seq` order; on PostgreSQL each row locked
+        """`columns` (and `seq`) of the `n` first ready jobs of `:dest` due
+        at `:now` in claim order (`_claim_order`: the highest priority
+        first, then the oldest by `seq`); on PostgreSQL each row locked
         (`FOR UPDATE SKIP LOCKED`) as it is read.
 
-        Two queues, each read along its own partial index, merged by `seq`:
-        the due jobs (`not_before` null, `fulltext_due_idx`) in `seq` order,
-        and the delayed ones that have come due (`fulltext_delayed_idx`, by
-        `not_before`): the `_look_ahead(n)` that came due first, of which
-        the oldest by `seq` compete with the due ones. So a claim reads no
-        delayed job that is not yet due, however many wait ahead of the due
-        ones, and a delayed job that has come due keeps its place among the
-        due ones (of more than the look-ahead come due at once, the later
-        ones wait for the earlier to be claimed).
+        Two queues, each read along its own partial index, merged in claim
+        order: the due jobs (`not_before` null, `fulltext_due_priority_idx`)
+        in claim order, and the delayed ones that have come due
+        (`fulltext_delayed_idx`, by `not_before`): the `_look_ahead(n)` that
+        came due first, of which the first in claim order compete with the
+        due ones. So a claim reads no delayed job that is not yet due,
+        however many wait ahead of the due ones, and a delayed job that has
+        come due keeps its place (its priority, its `seq`) among the due
+        ones (of more than the look-ahead come due at once, the later ones
+        wait for the earlier to be claimed, whatever their priority).
 
         Each branch reads, and on PostgreSQL locks (`SKIP LOCKED` passing
         over the rows others hold), at most `n` rows; the merge keeps the
-        `n` oldest. PostgreSQL sorts the two branches' rows rather than
+        `n` first. PostgreSQL sorts the two branches' rows rather than
         merge them lazily (it does not for locking branches), so a claim
         that takes delayed jobs also locks as many of the next due jobs,
         which it does not take: until its statement ends, or for
@@ -64,22 +66,25 @@ class ClaimStatements(ControlStatements):
         ft = self.tables.fulltext
         now = sa.bindparam("now", type_=ft.c.not_before.type)
         ready = self._ready()
+        # What the merge orders by, after the columns asked for.
+        asked = {c.name for c in columns}
+        columns = (*columns, *(c for c in (ft.c.priority, ft.c.seq) if c.name not in asked))
         came_due = (
-            sa.select(*columns, ft.c.seq)
+            sa.select(*columns)
             .where(*ready, ft.c.not_before.is_not(None), ft.c.not_before <= now)
             .order_by(ft.c.not_before, ft.c.seq)
             .limit(self._look_ahead(n))
         )
         due = (
-            sa.select(*columns, ft.c.seq)
+            sa.select(*columns)
             .where(*ready, ft.c.not_before.is_(None), *self._from_floor())
-            .order_by(ft.c.seq)
+            .order_by(*self._claim_order(ft.c))
             .limit(n)
         )
         if self.postgresql:
             # The look-ahead's ids as one array (an InitPlan, run once),
             # whose rows the branch probes by primary key, sorts (a bounded
-            # set) and locks in `seq` order: a lock taken in the look-ahead
+            # set) and locks in claim order: a lock taken in the look-ahead
             # itself would lock, in `not_before` order, rows the claim does
             # not take.
             ids = sa.func.array(came_due.with_only_columns(ft.c.id).scalar_subquery())
@@ -92,14 +97,14 @@ class ClaimStatements(ControlStatements):
             # "the soak with autovacuum on").
             still_ready = sa.cast(ft.c.status, sa.Text) == sa.literal_column("'ready'")
             came_due = (
-                sa.select(*columns, ft.c.seq)
+                sa.select(*columns)
                 .where(
                     ft.c.id == sa.any_(ids),
                     ft.c.destination == sa.bindparam("dest"),
                     still_ready,
                     ft.c.not_before <= now,
                 )
-                .order_by(ft.c.seq)
+                .order_by(*self._claim_order(ft.c))
                 .limit(n)
                 .with_for_update(skip_locked=True)
             )
@@ -108,20 +113,43 @@ class ClaimStatements(ControlStatements):
         # compound's members.
         branches = [sa.select(branch.subquery()) for branch in (due, came_due)]
         merged = sa.union_all(*branches).subquery("ready_jobs")
-        return sa.select(merged).where(self._claim_allowed()).order_by(merged.c.seq).limit(n)
+        return (
+            sa.select(merged)
+            .where(self._claim_allowed())
+            .order_by(*self._claim_order(merged.c))
+            .limit(n)
+        )
+
+    def _claim_order(self, c: Any) -> tuple[ColumnElement[Any], ...]:  # noqa: ANN401 - a table's or a subquery's columns
+        """The claim order over the columns `c` (with `priority` and
+        `seq`): the highest priority first, then the oldest. On PostgreSQL
+        by the negated priority, as `fulltext_due_priority_idx` keys it
+        (migration 0016), so that the floor's row comparison
+        (`_from_floor`) is a range of the index; on SQLite by `priority
+        DESC`, as its index there is."""
+        if self.postgresql:
+            return (-c.priority, c.seq)
+        return (c.priority.desc(), c.seq)
 
     def _from_floor(self) -> tuple[ColumnElement[bool], ...]:
-        """On PostgreSQL, the due jobs with `:from_seq <= seq < :below_seq`:
-        the claim floor of `fulltext_jobs.sql.floors`, where the due index's
-        scan starts (and, reading behind the floor, ends). SQLite keeps no
-        dead index entries to pass over: it reads from the start."""
+        """On PostgreSQL, the due jobs whose claim key `(-priority, seq)`
+        is from `(:from_rank, :from_seq)` up to, not including,
+        `(:below_rank, :below_seq)`: the claim floor of
+        `fulltext_jobs.sql.floors`, where the due index's scan starts (and,
+        reading behind the floor, ends). SQLite keeps no dead index entries
+        to pass over: it reads from the start."""
         if not self.postgresql:
             return ()
-        seq = self.tables.fulltext.c.seq
-        return (
-            seq >= sa.bindparam("from_seq", type_=sa.BigInteger),
-            seq < sa.bindparam("below_seq", type_=sa.BigInteger),
-        )
+        ft = self.tables.fulltext
+        key = sa.tuple_(-ft.c.priority, ft.c.seq)
+
+        def bound(name: str) -> ColumnElement[Any]:
+            return sa.tuple_(
+                sa.bindparam(f"{name}_rank", type_=sa.Integer),
+                sa.bindparam(f"{name}_seq", type_=sa.BigInteger),
+            )
+
+        return key >= bound("from"), key < bound("below")
 
     def _look_ahead(self, n: ColumnElement[int] | int) -> sa.ColumnElement[int] | int:
         """How many of the delayed jobs that have come due a claim of `n`
@@ -167,7 +195,8 @@ class ClaimStatements(ControlStatements):
 
     @functools.cached_property
     def claim_one(self) -> sa.Update:
-        """Mark the oldest ready job of `:dest` due at `:now` running, with
+        """Mark the first ready job of `:dest` due at `:now` (in claim order:
+        the highest priority first, then the oldest) running, with
         `started` set to `:now`, claim token `:token` and lease
         `:lease_until`, count an attempt, and return it (with `seq`, after
         the job's columns); a job already at `MAX_ATTEMPTS` is failed
@@ -185,20 +214,20 @@ class ClaimStatements(ControlStatements):
         only write lock.
         """
         ft = self.tables.fulltext
-        oldest = self._oldest_ready(1, (ft.c.id,))
+        first = self._first_ready(1, (ft.c.id,))
         return (
             sa.update(ft)
-            .where(ft.c.id == _ids(oldest).scalar_subquery())
+            .where(ft.c.id == _ids(first).scalar_subquery())
             .values(self._claimed_values(sa.bindparam("token", type_=sa.Uuid)))
             .returning(*self.job_columns, ft.c.seq)
         )
 
     @functools.cached_property
     def claim_many(self) -> sa.Update:
-        """Mark the `:n` oldest ready jobs of `:dest` due at `:now` running,
-        with `started` set to `:now`, a fresh claim token each and lease
-        `:lease_until`, count an attempt, and return them (with `seq`, to
-        sort them: RETURNING keeps no order); a job already at
+        """Mark the `:n` first ready jobs of `:dest` due at `:now` (in claim
+        order) running, with `started` set to `:now`, a fresh claim token
+        each and lease `:lease_until`, count an attempt, and return them
+        (with `seq`, to sort them: RETURNING keeps no order); a job already at
         `MAX_ATTEMPTS` is failed instead (see `_claimed_values`), and
         returned so, for the caller to leave out.
 
@@ -254,20 +283,20 @@ class ClaimStatements(ControlStatements):
     def _claim_up_to(self, n: ColumnElement[int]) -> sa.Update:
         """`claim_many`'s statement, claiming `n` jobs."""
         ft = self.tables.fulltext
-        oldest = self._oldest_ready(n, (ft.c.id,))
+        first = self._first_ready(n, (ft.c.id,))
         stmt = sa.update(ft).values(self._claimed_values(self._new_uuid()))  # one per row: volatile
         if self.postgresql:
-            picked = _ids(oldest).cte("picked")
+            picked = _ids(first).cte("picked")
             ids = sa.func.array(sa.select(picked.c.id).scalar_subquery())
             stmt = stmt.where(ft.c.id == sa.any_(ids))
         else:
-            stmt = stmt.where(ft.c.id.in_(_ids(oldest).scalar_subquery()))
+            stmt = stmt.where(ft.c.id.in_(_ids(first).scalar_subquery()))
         return stmt.returning(*self.job_columns, ft.c.seq)
 
     @functools.cached_property
     def hold_ready(self) -> sa.Select[Any]:
-        """The `:n` oldest due ready jobs of `:dest` (as `claim_many` chooses
-        them), oldest first, with `seq` after the job's columns, row-locked
+        """The `:n` first due ready jobs of `:dest` (as `claim_many` chooses
+        them), in claim order, with `seq` after the job's columns, row-locked
         until the transaction ends: the claim of `Repository.hold_ready`,
         which writes nothing. `SKIP LOCKED` passes over the rows other
         holders and claimers have locked; a locked row that has meanwhile
@@ -286,10 +315,10 @@ class ClaimStatements(ControlStatements):
 
     def _hold_up_to(self, n: ColumnElement[int]) -> sa.Select[Any]:
         """`hold_ready`'s statement, holding `n` jobs."""
-        oldest = self._oldest_ready(n, self.job_columns)
-        return oldest.with_only_columns(
-            *(oldest.selected_columns[c.name] for c in self.job_columns),
-            oldest.selected_columns["seq"],
+        first = self._first_ready(n, self.job_columns)
+        return first.with_only_columns(
+            *(first.selected_columns[c.name] for c in self.job_columns),
+            first.selected_columns["seq"],
         )
 
     @functools.cached_property
@@ -549,6 +578,6 @@ class ClaimStatements(ControlStatements):
         ).execution_options(preserve_rowcount=True)
 
 
-def _ids(oldest: sa.Select[Any]) -> sa.Select[Any]:
-    """The ids alone of `_oldest_ready`'s jobs, in its order and limit."""
-    return oldest.with_only_columns(oldest.selected_columns.id)
+def _ids(first: sa.Select[Any]) -> sa.Select[Any]:
+    """The ids alone of `_first_ready`'s jobs, in its order and limit."""
+    return first.with_only_columns(first.selected_columns.id)

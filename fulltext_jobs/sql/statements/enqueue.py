@@ -91,8 +91,8 @@ class EnqueueStatements(StatementsBase):
 
     @functools.cached_property
     def insert_if_unqueued(self) -> sa.Insert:
-        """Insert a ready job (`:id`, `:new_item_id`, `:dest`) unless its
-        (item, destination) pair has one.
+        """Insert a ready job (`:new_id`, `:new_item_id`, `:dest`, of
+        priority `:priority`) unless its (item, destination) pair has one.
 
         Why this is safe under concurrency: two callers may pick the same
         item (the search takes no locks); the unique constraint lets one
@@ -108,6 +108,7 @@ class EnqueueStatements(StatementsBase):
             item_id=sa.bindparam("new_item_id"),
             destination=sa.bindparam("dest"),
             status=JobStatus.READY.value,
+            priority=sa.bindparam("priority", type_=ft.c.priority.type),
         )
         return stmt.on_conflict_do_nothing(
             index_elements=[ft.c.item_id, ft.c.destination]
@@ -144,9 +145,10 @@ class EnqueueStatements(StatementsBase):
         *,
         skip_queued: bool,
         key: ColumnElement[Any] | None = None,
+        priority: int = 0,
     ) -> sa.Insert:
         """Queue the unqueued eligible items with ids in (after, upper], at
-        most `limit` of them, smallest ids first.
+        most `limit` of them, smallest ids first, as jobs of `priority`.
 
         `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. With `skip_queued` the
         SELECT passes over items already queued (one index probe each, see
@@ -168,6 +170,7 @@ class EnqueueStatements(StatementsBase):
             item_id,
             sa.literal(destination, sa.Text),
             sa.literal(JobStatus.READY.value, ft.c.status.type),
+            sa.literal(priority, ft.c.priority.type),
         ).select_from(self.items.from_clause)
         if self.items.eligible is not None:
             query = query.where(self.items.eligible)
@@ -182,7 +185,7 @@ class EnqueueStatements(StatementsBase):
         if limit is not None:
             query = query.limit(limit)
         stmt = self._insert(ft).from_select(
-            [ft.c.id, ft.c.item_id, ft.c.destination, ft.c.status], query
+            [ft.c.id, ft.c.item_id, ft.c.destination, ft.c.status, ft.c.priority], query
         )
         # SQLAlchemy reports an INSERT's rowcount only when asked to keep it.
         return stmt.on_conflict_do_nothing(

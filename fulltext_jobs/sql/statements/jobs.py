@@ -105,6 +105,7 @@ class JobStatements(StatementsBase):
             "last_error": "text",
             "not_before": "timestamptz",
             "backoffs": "integer",
+            "priority": "smallint",
         }
         arrays = ", ".join(
             f"CAST(:{name} AS {kind}[])"
