@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-import fulltext_jobs
 from fulltext_jobs import FullText, SqlAlchemyRepository
 
 if TYPE_CHECKING:
@@ -62,7 +59,7 @@ def claim_latency(
 def bench_cap(bench: Bench, args: argparse.Namespace) -> Table:
     """Claim latency under a cap that does not bind against under none."""
     # run.py is the script that imports this module: import it when called.
-    from delayed import sqlite_jobs  # noqa: PLC0415 - a sibling benchmark's filler
+    from delayed import on_both_stores  # noqa: PLC0415 - a sibling benchmark's ledgers
     from run import DESTINATION, Table, ms, verdict  # noqa: PLC0415
 
     runs, calls = args.runs, args.calls * 4
@@ -91,19 +88,7 @@ def bench_cap(bench: Bench, args: argparse.Namespace) -> Table:
             repo.limit(DESTINATION, max_running=None)
         return {key: statistics.fmean(values) for key, values in found.items()}
 
-    with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'cap.db'}"
-        fulltext_jobs.upgrade(url)
-        engine = fulltext_jobs.create_engine(url)
-        try:
-            bench.ready_jobs(due)
-            sqlite_jobs(engine, DESTINATION, due, 0)
-            stores = {
-                "PostgreSQL": latencies(bench.repo()),
-                "SQLite": latencies(SqlAlchemyRepository(engine)),
-            }
-        finally:
-            engine.dispose()
+    stores = on_both_stores(bench, due, "cap", latencies)
     for store, found in stores.items():
         for claim in (f"claim_ready({BATCH})", "get_ready_job"):
             none, capped = found[claim, "none"], found[claim, "capped"]

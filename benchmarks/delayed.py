@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import sqlalchemy as sa
 
@@ -27,6 +27,8 @@ from fulltext_jobs import SqlAlchemyRepository
 
 if TYPE_CHECKING:
     from run import Bench, Table
+
+_T = TypeVar("_T")
 
 #: The batch a batch claim takes.
 BATCH = 100
@@ -60,6 +62,29 @@ def sqlite_jobs(engine: sa.Engine, destination: str, due: int, delayed: int) -> 
                     },
                 )
         connection.exec_driver_sql("ANALYZE")
+
+
+def on_both_stores(
+    bench: Bench, due: int, name: str, measure: Callable[[SqlAlchemyRepository], _T]
+) -> dict[str, _T]:
+    """`measure` of a ledger of `due` ready jobs of the destination, on
+    PostgreSQL (the bench's database) and on a fresh SQLite file named
+    after `name`, by store."""
+    from run import DESTINATION  # noqa: PLC0415 - the script that imports this module
+
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite:///{Path(folder) / f'{name}.db'}"
+        fulltext_jobs.upgrade(url)
+        engine = fulltext_jobs.create_engine(url)
+        try:
+            bench.ready_jobs(due)
+            sqlite_jobs(engine, DESTINATION, due, 0)
+            return {
+                "PostgreSQL": measure(bench.repo()),
+                "SQLite": measure(SqlAlchemyRepository(engine)),
+            }
+        finally:
+            engine.dispose()
 
 
 def bench_delayed(bench: Bench, args: argparse.Namespace) -> Table:

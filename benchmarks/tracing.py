@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-import fulltext_jobs
 from fulltext_jobs import FullText, SqlAlchemyRepository
 from fulltext_jobs.domain import utc
 from fulltext_jobs.telemetry import Telemetry
@@ -97,7 +94,7 @@ class Path3:
 def bench_tracing(bench: Bench, args: argparse.Namespace) -> Table:
     """The claim and the save of a batch with tracing on against off."""
     # run.py is the script that imports this module: import it when called.
-    from delayed import sqlite_jobs  # noqa: PLC0415 - a sibling benchmark's filler
+    from delayed import on_both_stores  # noqa: PLC0415 - a sibling benchmark's ledgers
     from run import DESTINATION, Table, ms, verdict  # noqa: PLC0415
 
     runs, calls = args.runs, args.calls
@@ -136,19 +133,7 @@ def bench_tracing(bench: Bench, args: argparse.Namespace) -> Table:
         }
 
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            url = f"sqlite:///{Path(folder) / 'tracing.db'}"
-            fulltext_jobs.upgrade(url)
-            engine = fulltext_jobs.create_engine(url)
-            try:
-                bench.ready_jobs(due)
-                sqlite_jobs(engine, DESTINATION, due, 0)
-                stores = {
-                    "PostgreSQL": latencies(bench.repo()),
-                    "SQLite": latencies(SqlAlchemyRepository(engine)),
-                }
-            finally:
-                engine.dispose()
+        stores = on_both_stores(bench, due, "tracing", latencies)
         tracer_provider.force_flush()
     finally:
         tracer_provider.shutdown()
