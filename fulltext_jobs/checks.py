@@ -450,4 +450,5 @@ def check_job(job: object) -> FullText:
         None if job.last_error is None else clean_error(job.last_error),
         job.version,
         None if job.not_before is None else utc(job.not_before),
+        None if job.ready_at is None else utc(job.ready_at),
     )

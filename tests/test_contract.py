@@ -34,6 +34,7 @@ from fulltext_jobs.testing import (
     HostileInputContract,
     ListJobsContract,
     ProducerContract,
+    ReadyTimeContract,
     StorageContract,
 )
 
@@ -116,4 +117,8 @@ class TestControlsContract(ControlsContract):
 
 
 class TestCancelContract(CancelContract):
+    pass
+
+
+class TestReadyTimeContract(ReadyTimeContract):
     pass

@@ -32,6 +32,7 @@ from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
     JobStatus,
+    lag_at,
 )
 from fulltext_jobs.errors import (
     AllQueued,
@@ -283,16 +284,20 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
     ) -> int:
         chosen = sorted(status.value for status in statuses)
         only = None if item_ids is None else sorted(item_ids)
+        now = read_clock(self._clock, self._lease)
         with self._tx.connection("retry", single_statement=True) as connection:
-            retried = connection.execute(self._sql.retry(destination, chosen, only)).rowcount
+            retried = connection.execute(
+                self._sql.retry(destination, chosen, only), {"now": now}
+            ).rowcount
         self._forget_floor(destination, retried)
         return retried
 
     def create_job_for_unqueued(self, destination: str) -> FullText:
         sql = self._sql
+        now = read_clock(self._clock, self._lease)
         with self._tx.connection("create_job_for_unqueued") as connection:
             self._tx.lock_out_original_creators(connection)
-            params = {"dest": destination}
+            params: dict[str, Any] = {"dest": destination, "now": now}
             watermark = connection.execute(sql.lock_cursor, params).scalar_one()
             for _ in range(_MAX_CREATE_ATTEMPTS):
                 item_id = connection.execute(
@@ -307,7 +312,13 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
                 # Built directly: the id comes from the app's table, which
                 # this library does not police; the database still enforces
                 # one job per pair.
-                job = FullText(id=uuid.uuid4(), item_id=item_id, destination=destination, version=1)
+                job = FullText(
+                    id=uuid.uuid4(),
+                    item_id=item_id,
+                    destination=destination,
+                    version=1,
+                    ready_at=now,
+                )
                 inserted = connection.execute(
                     sql.insert_if_unqueued, {**params, "new_id": job.id, "new_item_id": item_id}
                 ).scalar_one_or_none()
@@ -330,6 +341,8 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
         created = 0
         after: str | None = None
         while limit is None or created < limit:
+            # Each batch's jobs are ready from when it begins.
+            now = {"now": read_clock(self._clock, self._lease)}
             with self._tx.connection("enqueue_unqueued") as connection:
                 self._tx.lock_out_original_creators(connection)
                 upper = connection.execute(
@@ -342,7 +355,8 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
                 batch = connection.execute(
                     self._sql.enqueue_batch(
                         destination, after, upper, remaining, skip_queued=skip_queued
-                    )
+                    ),
+                    now,
                 ).rowcount
             created += batch
             if progress is not None:
@@ -376,7 +390,8 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
                 created += connection.execute(
                     self._sql.enqueue_batch(
                         destination, watermark, upper, None, skip_queued=False, key=key
-                    )
+                    ),
+                    {"now": now},
                 ).rowcount
                 connection.execute(
                     self._sql.move_producer(sequenced=sequenced, swept=False),
@@ -534,7 +549,8 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
         with self._tx.connection("release_unleased") as connection:
             released = sorted(
                 connection.execute(
-                    self._sql.release_unleased(destination), {"started_before": now - older_than}
+                    self._sql.release_unleased(destination),
+                    {"started_before": now - older_than, "now": now},
                 ).scalars()
             )
         self._forget_floor(destination, len(released))
@@ -544,7 +560,19 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
         with self._tx.connection("count_unqueued", single_statement=True) as connection:
             return connection.execute(self._sql.count_unqueued(destination)).scalar_one()
 
+    def lag(self, destination: str) -> timedelta | None:
+        now = read_clock(self._clock, self._lease)
+        with self._tx.connection("lag", single_statement=True) as connection:
+            return self._lag(connection, destination, now)
+
+    def _lag(self, connection: sa.Connection, destination: str, now: datetime) -> timedelta | None:
+        """`destination`'s lag at `now`: one probe of the ready jobs' index
+        by `ready_at` (see `Statements.oldest_ready_at`)."""
+        oldest = connection.execute(self._sql.oldest_ready_at, {"dest": destination}).scalar()
+        return lag_at(now, oldest)
+
     def stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
+        now = read_clock(self._clock, self._lease)
         # One transaction, so the counts and the unqueued figures agree.
         with self._tx.connection("stats", single_statement=not unqueued) as connection:
             counts: dict[str, dict[str, int]] = {}
@@ -558,6 +586,7 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations):
                     connection.execute(self._sql.count_unqueued(name)).scalar_one()
                     if unqueued
                     else None,
+                    self._lag(connection, name, now),
                 )
                 for name in names
             ]

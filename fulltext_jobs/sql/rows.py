@@ -28,7 +28,8 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
         lease_expires=None if lease is None else lease.astimezone(UTC),
         last_error=error,
         not_before=None if values[10] is None else values[10].astimezone(UTC),
-        version=values[11],
+        ready_at=None if values[11] is None else values[11].astimezone(UTC),
+        version=values[12],
     )
 
 
@@ -48,8 +49,9 @@ def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
         None,
         None,
         values[9],
-        values[11],
+        values[12],
         None,
+        None if values[11] is None else values[11].astimezone(UTC),
     )
 
 
@@ -77,6 +79,7 @@ def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with th
         last_error=row.last_error,
         version=row.version,
         not_before=row.not_before,
+        ready_at=row.ready_at,
     )
 
 
@@ -102,6 +105,7 @@ def job_row(job: FullText) -> dict[str, Any]:
         "lease_expires": job.lease_expires if running else None,
         "last_error": job.last_error,
         "not_before": job.not_before,
+        "ready_at": job.ready_at,
     }
 
 
@@ -127,6 +131,7 @@ def job_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
         ],
         "last_error": [job.last_error for job in jobs],
         "not_before": [job.not_before for job in jobs],
+        "ready_at": [job.ready_at for job in jobs],
     }
 
 
@@ -141,6 +146,7 @@ def held_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
         "attempts": [job.attempts for job in jobs],
         "last_error": [job.last_error for job in jobs],
         "not_before": [job.not_before for job in jobs],
+        "ready_at": [job.ready_at for job in jobs],
     }
 
 

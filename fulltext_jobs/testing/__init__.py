@@ -41,6 +41,7 @@ from fulltext_jobs.testing.contract import (  # noqa: E402 - as above
     HostileInputContract,
     ListJobsContract,
     ProducerContract,
+    ReadyTimeContract,
     RepositoryContract,
     StorageContract,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "ItemAdder",
     "ListJobsContract",
     "ProducerContract",
+    "ReadyTimeContract",
     "RepositoryContract",
     "StorageContract",
 ]

@@ -2,8 +2,8 @@
 
 `RepositoryContract` is the whole suite; `StorageContract`, `BatchContract`,
 `ProducerContract`, `ListJobsContract`, `ClaimContract`,
-`AttemptsBoundContract`, `CompareAndSwapContract`, `HostileInputContract`
-and `HoldContract` are its
+`AttemptsBoundContract`, `CompareAndSwapContract`, `HostileInputContract`,
+`HoldContract` and `ReadyTimeContract` (among others) are its
 parts. Subclass one in a test module (its name starting with `Test`) and
 provide a `contract_backend` fixture that takes the suite's
 `contract_settings` and returns a `ContractBackend`:
@@ -33,6 +33,7 @@ from fulltext_jobs.testing.claims import (
 from fulltext_jobs.testing.controls import ControlsContract
 from fulltext_jobs.testing.hold import HoldContract
 from fulltext_jobs.testing.hostile import HostileInputContract
+from fulltext_jobs.testing.lag import ReadyTimeContract
 from fulltext_jobs.testing.producer import ListJobsContract, ProducerContract
 from fulltext_jobs.testing.storage import StorageContract
 
@@ -50,6 +51,7 @@ __all__ = [
     "HostileInputContract",
     "ListJobsContract",
     "ProducerContract",
+    "ReadyTimeContract",
     "RepositoryContract",
     "StorageContract",
 ]
@@ -67,5 +69,6 @@ class RepositoryContract(
     HoldContract,
     ControlsContract,
     CancelContract,
+    ReadyTimeContract,
 ):
     """The whole contract suite: every part's tests in one class."""

@@ -31,6 +31,7 @@ class StatementsBase:
         self.job_columns = (
             *(ft.id, ft.item_id, ft.destination, ft.started, ft.finished, ft.status),
             *(ft.attempts, ft.claim_token, ft.lease_expires, ft.last_error, ft.not_before),
+            ft.ready_at,
             ft.version,
         )
         #: The columns a save writes, besides `id` and `version`.

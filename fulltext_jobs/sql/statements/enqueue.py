@@ -91,8 +91,8 @@ class EnqueueStatements(StatementsBase):
 
     @functools.cached_property
     def insert_if_unqueued(self) -> sa.Insert:
-        """Insert a ready job (`:id`, `:new_item_id`, `:dest`) unless its
-        (item, destination) pair has one.
+        """Insert a ready job (`:id`, `:new_item_id`, `:dest`), ready from
+        `:now`, unless its (item, destination) pair has one.
 
         Why this is safe under concurrency: two callers may pick the same
         item (the search takes no locks); the unique constraint lets one
@@ -108,6 +108,7 @@ class EnqueueStatements(StatementsBase):
             item_id=sa.bindparam("new_item_id"),
             destination=sa.bindparam("dest"),
             status=JobStatus.READY.value,
+            ready_at=sa.bindparam("now", type_=ft.c.ready_at.type),
         )
         return stmt.on_conflict_do_nothing(
             index_elements=[ft.c.item_id, ft.c.destination]
@@ -146,7 +147,7 @@ class EnqueueStatements(StatementsBase):
         key: ColumnElement[Any] | None = None,
     ) -> sa.Insert:
         """Queue the unqueued eligible items with ids in (after, upper], at
-        most `limit` of them, smallest ids first.
+        most `limit` of them, smallest ids first, ready from `:now`.
 
         `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. With `skip_queued` the
         SELECT passes over items already queued (one index probe each, see
@@ -168,6 +169,7 @@ class EnqueueStatements(StatementsBase):
             item_id,
             sa.literal(destination, sa.Text),
             sa.literal(JobStatus.READY.value, ft.c.status.type),
+            sa.bindparam("now", type_=ft.c.ready_at.type),
         ).select_from(self.items.from_clause)
         if self.items.eligible is not None:
             query = query.where(self.items.eligible)
@@ -182,7 +184,7 @@ class EnqueueStatements(StatementsBase):
         if limit is not None:
             query = query.limit(limit)
         stmt = self._insert(ft).from_select(
-            [ft.c.id, ft.c.item_id, ft.c.destination, ft.c.status], query
+            [ft.c.id, ft.c.item_id, ft.c.destination, ft.c.status, ft.c.ready_at], query
         )
         # SQLAlchemy reports an INSERT's rowcount only when asked to keep it.
         return stmt.on_conflict_do_nothing(

@@ -104,6 +104,7 @@ class JobStatements(StatementsBase):
             "lease_expires": "timestamptz",
             "last_error": "text",
             "not_before": "timestamptz",
+            "ready_at": "timestamptz",
         }
         arrays = ", ".join(
             f"CAST(:{name} AS {kind}[])"
