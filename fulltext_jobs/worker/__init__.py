@@ -32,7 +32,8 @@ with `produce=True` the producer fills the queue and rescues expired jobs
 - `listener`: the ready listener thread;
 - `producer`: the producer and rescuer, and the rate limit's token waiter;
 - `stats`: `WorkerStats`, `SkipJob`, `FailJob`, `Handler`, and the
-  `WorkerObserver` protocol that metrics implement;
+  `WorkerObserver` protocol that metrics implement (and `WaitObserver`,
+  told each claimed job's wait from ready to start, where they have it);
 - `waiting`: what an idle worker waits for (`Worker.waiting`), and the log
   lines that say so;
 - `signals`: SIGINT and SIGTERM: the first stops a run gracefully, the

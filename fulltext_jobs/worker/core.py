@@ -48,7 +48,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, FullText, JobStatus, utc
@@ -74,6 +74,7 @@ from fulltext_jobs.worker.producer import Producer, TokenWaiter
 from fulltext_jobs.worker.settings import Wait, WorkerSettings
 from fulltext_jobs.worker.stats import (
     Handler,
+    WaitObserver,
     WorkerObserver,
     WorkerStats,
     check_observer,
@@ -225,6 +226,7 @@ class Worker:
         self._metrics = metrics = check_observer(metrics)
         if metrics is not None:
             metrics.declare(settings.destination)
+        self._waits = metrics if isinstance(metrics, WaitObserver) else None
         repository, destination = settings.repository, settings.destination
         # The pieces of a run, each with only what it needs.
         runner = HandlerRunner(
@@ -289,6 +291,13 @@ class Worker:
     def _retry(self) -> RetryPolicy:
         """The retry policy in force (`retry` and `max_attempts` together)."""
         return self._settings.policy
+
+    def lag(self) -> timedelta | None:
+        """How long the oldest due job of the worker's destination has
+        waited: `Repository.lag` of its destination (one index probe on the
+        SQL stores), for a gauge that reads it when scraped. Raises
+        `StoreError` if the store cannot be read."""
+        return self._settings.repository.lag(self._destination)
 
     @property
     def stats(self) -> WorkerStats:
@@ -566,7 +575,7 @@ class Worker:
         try:
             with self._repository.hold_ready(self._destination, n) as jobs:
                 if jobs:
-                    run.count("claimed", len(jobs))
+                    self._claimed(run, jobs)
                 base = context_fields()  # as in `_work_through`
                 for job in jobs:
                     if run.halt.is_set():
@@ -590,13 +599,24 @@ class Worker:
             run.count(name, count)
         return len(jobs)
 
+    def _claimed(self, run: Run, jobs: list[FullText]) -> None:
+        """Count a batch claimed, and tell the metrics how long each of its
+        jobs waited: measured here, at the claim, which hands out each job's
+        `ready_at` and `started`, so that it costs the database nothing."""
+        run.count("claimed", len(jobs))
+        if self._waits is not None:
+            for job in jobs:
+                waited = job.waited()
+                if waited is not None:
+                    self._waits.observe_wait(self._destination, waited.total_seconds())
+
     def _work_through(self, run: Run, jobs: list[FullText]) -> None:
         """Handle claimed jobs one after another, then save their outcomes
         together. Once the run halts no handler is started: jobs not yet
         handled are released. Once a heartbeat finds a claim of the batch
         lost no handler is started either: the batch's lease ran out, and
         its jobs are another delivery's now (see `OutcomeSaver.save_held`)."""
-        run.count("claimed", len(jobs))
+        self._claimed(run, jobs)
         # A heartbeat marks a lost claim and counts it in `run.losses`; the
         # batch is looked through only once that count has moved.
         losses = run.losses
