@@ -46,6 +46,9 @@ m. vacuum      a drain of 200,000 jobs in each claim mode, with and without a
                REPEATABLE READ transaction holding vacuum back (vacuum.py).
 n. cap         claim_ready(100) and get_ready_job under a cap that does not
                bind against under none, PostgreSQL and SQLite (cap.py).
+p. lag         Repository.lag, stats and a /metrics scrape on a ledger of
+               --lag-jobs jobs (10 million) against one of 20,000,
+               PostgreSQL and SQLite (lag.py).
 """
 
 from __future__ import annotations
@@ -1295,6 +1298,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "delayed": __import__("delayed").bench_delayed,  # l. benchmarks/delayed.py
     "vacuum": lambda bench, args: __import__("vacuum").bench_vacuum(bench, args),  # m.
     "cap": lambda bench, args: __import__("cap").bench_cap(bench, args),  # n. benchmarks/cap.py
+    "lag": lambda bench, args: __import__("lag").bench_lag(bench, args),  # p. benchmarks/lag.py
 }
 
 
@@ -1318,6 +1322,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--vacuum-jobs", type=int, default=200_000, help="jobs per drain of the vacuum table"
     )
+    parser.add_argument(
+        "--lag-jobs", type=int, default=10_000_000, help="jobs of the large ledger of p."
+    )
+    parser.add_argument("--lag-sqlite-jobs", type=int, default=1_000_000, help="the same on SQLite")
     parser.add_argument("--peer-jobs", type=int, default=20_000, help="jobs per peers run")
     parser.add_argument("--peer-runs", type=int, default=3, help="rounds of the peers table")
     parser.add_argument(
@@ -1338,6 +1346,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.delayed = 2_000
         args.peer_jobs, args.peer_runs = 1_000, 1
         args.vacuum_jobs = 2_000
+        args.lag_jobs = args.lag_sqlite_jobs = 40_000
     return args
 
 
