@@ -845,6 +845,26 @@ def test_0011_builds_its_indexes_outside_the_transaction_and_rebuilds_an_invalid
                 assert found.scalar_one() is None
 
 
+def test_0017_on_sqlite_makes_the_jobs_ready_then_ready_from_the_upgrade(tmp_sqlite_url: str):
+    fulltext_jobs.upgrade(tmp_sqlite_url, "0014")
+    before = datetime.now(UTC).replace(tzinfo=None)
+    with opened(tmp_sqlite_url) as engine:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO fulltext (id, item_id, destination, status) VALUES "
+                "('00000000000000000000000000000001', 'a', 'lang', 'ready'), "
+                "('00000000000000000000000000000002', 'b', 'lang', 'finished')"
+            )
+        fulltext_jobs.upgrade(engine)
+        with engine.connect() as connection:
+            query = "SELECT item_id, ready_at FROM fulltext"
+            rows: dict[str, str | None] = dict(connection.exec_driver_sql(query).all())
+    assert rows["b"] is None  # unknown, and read by nothing
+    moment = rows["a"]
+    assert moment is not None
+    assert before <= datetime.fromisoformat(moment) <= datetime.now(UTC).replace(tzinfo=None)
+
+
 @pytest.mark.postgresql
 def test_0017_rewrites_no_table_and_the_originals_inserts_record_their_moment(
     fresh_postgres_url: str,

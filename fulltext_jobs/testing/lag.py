@@ -102,6 +102,16 @@ class ReadyTimeContract(ContractFixtures):
         assert (rescued.status, rescued.ready_at) == (JobStatus.READY, clock.now)
         assert repo.get_fulltext(failed.id).ready_at == clock.now
 
+    def test_a_claim_without_a_lease_released_is_ready_from_its_release(
+        self, clocked: ContractBackend, clock: FakeClock
+    ) -> None:
+        # What the Go original's claims leave: running, with no lease.
+        job = FullText.new("a", "lang", now=clock.now - timedelta(hours=2))
+        job.start(clock.now - timedelta(hours=1))
+        clocked.repo.save_fulltext(job)
+        assert clocked.repo.release_unleased(timedelta(minutes=30)) == [job.id]
+        assert clocked.repo.get_fulltext(job.id).ready_at == clock.now
+
     def test_the_lag_is_the_oldest_due_jobs_wait_exactly(
         self, clocked: ContractBackend, clock: FakeClock
     ) -> None:
