@@ -63,6 +63,7 @@ class FullTextRecord(LedgerBase):
     last_error: Mapped[str | None]
     version: Mapped[int]
     not_before: Mapped[datetime | None]
+    ready_at: Mapped[datetime | None]
 
     def to_entity(self) -> FullText:
         """The domain `FullText` this row holds, as `get_fulltext` returns
