@@ -503,9 +503,10 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                 claimed = cursor.fetchone()
                 if claimed is None:
                     break
-                (job_id, item_id, destination, started, _, _, attempts, _, _, error, _, version) = (
-                    claimed[:12]
-                )
+                (job_id, item_id, destination, started, _, _, attempts, _, _, error, _) = claimed[
+                    :11
+                ]
+                ready_at, version = claimed[11:13]
                 connection.execute(
                     save,
                     {
@@ -522,6 +523,7 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                         "lease_expires": None,
                         "last_error": error,
                         "not_before": None,
+                        "ready_at": ready_at,
                         "claim": token,
                     },
                 )
@@ -935,6 +937,7 @@ def bench_save(bench: Bench, args: argparse.Namespace) -> Table:
             "lease_expires": None,
             "last_error": None,
             "not_before": None,
+            "ready_at": stamp,
             "claim": None,
             "read_version": version,
         }
