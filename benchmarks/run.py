@@ -49,6 +49,9 @@ n. cap         claim_ready(100) and get_ready_job under a cap that does not
 o. priorities  claim_ready(100) and get_ready_job among 200,000 ready jobs of
                10 priority levels mixed against of one level, PostgreSQL and
                SQLite (priorities.py).
+p. lag         Repository.lag, stats and a /metrics scrape on a ledger of
+               --lag-jobs jobs (10 million) against one of 20,000,
+               PostgreSQL and SQLite (lag.py).
 q. tracing     a Worker's batch of 100 (claim, no-op runs, save) with
                OpenTelemetry tracing on against off, PostgreSQL and SQLite
                (tracing.py).
@@ -505,9 +508,10 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                 claimed = cursor.fetchone()
                 if claimed is None:
                     break
-                (job_id, item_id, destination, started, _, _, attempts, _, _, error, _, version) = (
-                    claimed[:12]
-                )
+                (job_id, item_id, destination, started, _, _, attempts, _, _, error, _) = claimed[
+                    :11
+                ]
+                ready_at, version = claimed[11:13]
                 connection.execute(
                     save,
                     {
@@ -524,6 +528,7 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                         "lease_expires": None,
                         "last_error": error,
                         "not_before": None,
+                        "ready_at": ready_at,
                         "claim": token,
                     },
                 )
@@ -937,6 +942,7 @@ def bench_save(bench: Bench, args: argparse.Namespace) -> Table:
             "lease_expires": None,
             "last_error": None,
             "not_before": None,
+            "ready_at": stamp,
             "claim": None,
             "read_version": version,
         }
@@ -1302,6 +1308,8 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "cap": lambda bench, args: __import__("cap").bench_cap(bench, args),  # n. benchmarks/cap.py
     # o. benchmarks/priorities.py
     "priorities": lambda bench, args: __import__("priorities").bench_priorities(bench, args),
+    # p. benchmarks/lag.py
+    "lag": lambda bench, args: __import__("lag").bench_lag(bench, args),
     # q. benchmarks/tracing.py
     "tracing": lambda bench, args: __import__("tracing").bench_tracing(bench, args),
 }
@@ -1327,6 +1335,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--vacuum-jobs", type=int, default=200_000, help="jobs per drain of the vacuum table"
     )
+    parser.add_argument(
+        "--lag-jobs", type=int, default=10_000_000, help="jobs of the large ledger of p."
+    )
+    parser.add_argument("--lag-sqlite-jobs", type=int, default=1_000_000, help="the same on SQLite")
     parser.add_argument("--peer-jobs", type=int, default=20_000, help="jobs per peers run")
     parser.add_argument("--peer-runs", type=int, default=3, help="rounds of the peers table")
     parser.add_argument(
@@ -1348,6 +1360,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.peer_jobs, args.peer_runs = 1_000, 1
         args.vacuum_jobs = 2_000
         args.tracing_jobs = 400
+        args.lag_jobs = args.lag_sqlite_jobs = 40_000
     return args
 
 

@@ -459,4 +459,5 @@ def check_job(job: object) -> FullText:
         None if job.not_before is None else utc(job.not_before),
         backoffs,
         check_priority(job.priority),
+        None if job.ready_at is None else utc(job.ready_at),
     )

@@ -51,7 +51,6 @@ import logging
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import FrameType, ModuleType
@@ -73,7 +72,6 @@ from fulltext_jobs.sql.overview import (
     DestinationOverview,
     JobRow,
     Minute,
-    Overview,
     Rate,
     RetryWait,
     list_jobs,
@@ -140,14 +138,9 @@ def require_dashboard() -> tuple[ModuleType, ModuleType]:
 
 class Snapshots:
     """The latest overview of the ledger behind `engine`, read again when
-    older than `max_age` seconds, whoever asks (one read at a time), and how
-    long each destination's next due ready job has been waiting.
-
-    The ledger records no enqueue time, so the wait is counted from the
-    first overview that found that job at the head of its queue, or from
-    its `not_before` if that is earlier (a retry has been due since then): a
-    lower bound that starts at 0 when the dashboard starts.
-    """
+    older than `max_age` seconds, whoever asks (one read at a time), and
+    each destination's lag: how long its oldest due ready job has waited,
+    from the `ready_at` the ledger records (see `Repository.lag`)."""
 
     def __init__(  # noqa: PLR0913 - each is a setting of the dashboard
         self,
@@ -169,7 +162,6 @@ class Snapshots:
         self._read_at = -float("inf")
         self._reading = LedgerReading(overview=None, ready_waiting={})
         self._error: str | None = None
-        self._heads: dict[str, tuple[uuid.UUID, datetime]] = {}
 
     def read(self) -> LedgerReading:
         """The latest reading; its `overview` is None if the ledger could not
@@ -195,7 +187,11 @@ class Snapshots:
                 self._error = None
                 self._reading = LedgerReading(
                     overview=overview,
-                    ready_waiting=self._waiting(overview),
+                    ready_waiting={
+                        row.destination: row.stats.lag.total_seconds()
+                        for row in overview.destinations
+                        if row.stats.lag is not None
+                    },
                     health=health,
                     source=source,
                 )
@@ -206,23 +202,6 @@ class Snapshots:
     def error(self) -> str | None:
         """Why the latest read failed, or None."""
         return self._error
-
-    def _waiting(self, overview: Overview) -> dict[str, float]:
-        heads: dict[str, tuple[uuid.UUID, datetime]] = {}
-        waiting: dict[str, float] = {}
-        for row in overview.destinations:
-            if row.next_ready is None:
-                continue
-            head = row.next_ready.job.id
-            seen = self._heads.get(row.destination)
-            since = seen[1] if seen and seen[0] == head else overview.taken
-            due = row.next_ready.job.not_before
-            if due is not None and due < since:
-                since = due
-            heads[row.destination] = (head, since)
-            waiting[row.destination] = (overview.taken - since).total_seconds()
-        self._heads = heads
-        return waiting
 
 
 # --- the application ----------------------------------------------------------------
@@ -700,9 +679,13 @@ def _next_retry(due: datetime | None, now: datetime) -> str:
 def _next_ready(row: JobRow | None, waiting: float | None) -> str:
     if row is None:
         return '<dt>next due</dt><dd class="muted">none due</dd>'
-    job = row.job
-    seen = "" if waiting is None else f", waiting at least {_duration(waiting)}"
-    return f'<dt>next due</dt><dd><span class="mono">{_e(job.item_id)}</span>{seen}</dd>'
+    lag = (
+        ""
+        if waiting is None
+        else f'<dt>lag</dt><dd data-lag="{waiting:.6f}">{_duration(waiting)} '
+        '<span class="muted">(the oldest due job\'s wait)</span></dd>'
+    )
+    return f'<dt>next due</dt><dd><span class="mono">{_e(row.job.item_id)}</span></dd>{lag}'
 
 
 def _waiting_for_retry(destination: str, retry: RetryWait, now: datetime) -> str:

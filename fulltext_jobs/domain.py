@@ -111,8 +111,10 @@ __all__ = [
     "clean_error",
     "holder_died_error",
     "job_list",
+    "lag_at",
     "lease_expired_error",
     "read_clock",
+    "ready_moment",
     "stored_form",
     "utc",
 ]
@@ -339,6 +341,17 @@ class FullText:
     for a retry, a rescue and a `retry` keep it. `Repository.prioritize`
     changes it for ready jobs.
 
+    `ready_at` is when the job last became ready to claim: when it was made
+    (`new`), retried, or given back (`release`, and a store's rescue of an
+    expired lease), or, for a job given back for later, the moment its
+    `not_before` lets it be claimed. It stays through the job's run, so
+    `started - ready_at` is how long the job waited for a worker (see
+    `waited`), and on a ready job it is never before its `not_before`, so
+    the oldest `ready_at` among a destination's ready jobs is its oldest due
+    job's (the lag). `ready_moment` is the rule every move to ready follows,
+    here and in the stores' own statements. None only for a job built by
+    hand without one, or stored by code that did not record it.
+
     `version` is the stored job's write count as this copy last saw it: 0
     for a job never stored (`new`), then 1 on insert, and one more for
     every save, claim, rescue or retry, and for any other writer's update
@@ -364,16 +377,21 @@ class FullText:
     not_before: datetime | None = None
     backoffs: int = 0
     priority: int = 0
+    ready_at: datetime | None = None
 
     @classmethod
-    def new(cls, item_id: str, destination: str, *, priority: int = 0) -> FullText:
-        """A `ready` job with a fresh uuid4 and `priority`. Raises
-        `InvalidInput` for a bad item id, destination or priority."""
+    def new(
+        cls, item_id: str, destination: str, *, priority: int = 0, now: datetime | None = None
+    ) -> FullText:
+        """A `ready` job with a fresh uuid4 and `priority`, ready from `now`
+        (default: the current time). Raises `InvalidInput` for a bad item
+        id, destination, priority or `now`."""
         return cls(
             id=uuid.uuid4(),
             item_id=check_item_id(item_id),
             destination=check_destination(destination),
             priority=check_priority(priority),
+            ready_at=utc(now),
         )
 
     def copy(self) -> FullText:
@@ -395,7 +413,16 @@ class FullText:
             self.not_before,
             self.backoffs,
             self.priority,
+            self.ready_at,
         )
+
+    def waited(self) -> timedelta | None:
+        """How long the job waited for a worker: from `ready_at` to `started`
+        (never below zero: clocks of different machines may disagree), or
+        None while either is unknown (a job not started)."""
+        if self.started is None or self.ready_at is None:
+            return None
+        return max(ZERO, self.started - self.ready_at)
 
     def can(self, action: Action) -> bool:
         """Whether `action` is legal from the job's current status."""
@@ -456,24 +483,26 @@ class FullText:
         error: str | None = None,
         count_attempt: bool = True,
     ) -> None:
-        """running to ready: the worker gives the job back; clears `started`.
+        """running to ready: the worker gives the job back; clears `started`
+        and sets `ready_at` (see `ready_moment`).
 
         With `not_before`, the job may not be claimed before that moment (a
         retry after a backoff); with `error`, `last_error` records why (cut
         and escaped as for `fail`). The attempt the claim counted stays
         counted, unless `count_attempt` is false: then it is given back
         (`attempts` one less, never below 0), for a job whose handler never
-        ran or did not fail.
+        ran or did not fail. A store's rescue of a job whose lease ran out is
+        this move, with the store's clock and its reason.
 
-        `now` stamps nothing, but is checked like the other methods' (a naive
-        datetime raises `InvalidInput`), so every method takes the same clock;
-        so is `not_before`.
+        `now` is checked like the other methods' (a naive datetime raises
+        `InvalidInput`), so every method takes the same clock; so is
+        `not_before`.
         """
         target = self._move(Action.RELEASE)
-        utc(now)
+        moment = utc(now)
         due = None if not_before is None else utc(not_before)
         self.started, self.status, self.lease_expires = None, target, None
-        self.not_before = due
+        self.not_before, self.ready_at = due, ready_moment(moment, due)
         if error is not None:
             self.last_error = clean_error(error)
         if not count_attempt:
@@ -497,16 +526,15 @@ class FullText:
 
     def retry(self, now: datetime | None = None) -> None:
         """failed or skipped to ready, with a fresh budget of attempts:
-        clears `started`, `finished` and `not_before`, and sets `attempts`
-        and `backoffs` to 0; keeps `last_error`, the record of why it failed or was
-        skipped. `Repository.retry` stores exactly this.
-
-        `now` is checked as for `release`.
+        clears `started`, `finished` and `not_before`, sets `attempts` and
+        `backoffs` to 0 and `ready_at` to `now` (default: the current time);
+        keeps `last_error`, the record of why it failed or was skipped.
+        `Repository.retry` stores exactly this, at the repository's clock.
         """
         target = self._move(Action.RETRY)
-        utc(now)
+        moment = utc(now)
         self.started, self.finished, self.status = None, None, target
-        self.not_before = None
+        self.not_before, self.ready_at = None, moment
         self.attempts = self.backoffs = 0
 
     def apply(self, action: Action, now: datetime | None = None) -> None:
@@ -514,15 +542,40 @@ class FullText:
         getattr(self, action.value)(now)
 
 
+#: No time at all: the least a wait or a lag can be.
+ZERO: Final = timedelta(0)
+
+
+def ready_moment(now: datetime, not_before: datetime | None) -> datetime:
+    """When a job made ready at `now` may be claimed: `now`, or its
+    `not_before` if that is later. The `ready_at` of every move to ready
+    (`FullText.new`, `release`, `retry`, and the stores' rescues), so that a
+    job given back for later does not count the wait it asked for as lag."""
+    return now if not_before is None or not_before <= now else not_before
+
+
+def lag_at(now: datetime, oldest_ready_at: datetime | None) -> timedelta | None:
+    """How long the oldest due ready job has waited at `now`, given the
+    earliest `ready_at` among its destination's ready jobs: None when
+    there is none, or when even that one is not due yet (only jobs given
+    back for later are ready, so none is due); never below zero."""
+    if oldest_ready_at is None or oldest_ready_at > now:
+        return None
+    return now - oldest_ready_at
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class DestinationStats:
-    """How far one destination has got: jobs per status, and how many
-    eligible items have no job yet (the coverage figure)."""
+    """How far one destination has got: jobs per status, how many eligible
+    items have no job yet (the coverage figure), and its lag."""
 
     destination: str
     counts: Mapping[JobStatus, int]
     #: None when not counted (`stats(unqueued=False)`).
     unqueued: int | None
+    #: How long its oldest due ready job has waited, at the store's clock
+    #: when read (see `Upkeep.lag`); None when no job is due.
+    lag: timedelta | None = None
 
     @property
     def jobs(self) -> int:
@@ -531,13 +584,18 @@ class DestinationStats:
 
     @classmethod
     def of(
-        cls, destination: str, counts: Mapping[str, int], unqueued: int | None
+        cls,
+        destination: str,
+        counts: Mapping[str, int],
+        unqueued: int | None,
+        lag: timedelta | None = None,
     ) -> DestinationStats:
         """Stats with a count for every status (zero where `counts` has none)."""
         return cls(
             destination=destination,
             counts={status: counts.get(status.value, 0) for status in JobStatus},
             unqueued=unqueued,
+            lag=lag,
         )
 
 

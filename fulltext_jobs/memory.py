@@ -36,6 +36,7 @@ from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
     JobStatus,
+    lag_at,
     lease_expired_error,
     stored_form,
 )
@@ -215,8 +216,8 @@ class InMemoryRepository(MemorySteering, Repository):
                         job.status, job.finished = JobStatus.FAILED, now
                         job.last_error = lease_expired_error(job.attempts)
                     else:
-                        job.status, job.started = JobStatus.READY, None
-                        job.last_error = RESCUED_ERROR
+                        # The entity's own move, as the SQL statement's.
+                        job.release(now, error=RESCUED_ERROR)
                         self._announcements.announce(job.destination)
                     job.claim_token = job.lease_expires = None
                     job.version += 1
@@ -226,6 +227,7 @@ class InMemoryRepository(MemorySteering, Repository):
     def _retry(
         self, destination: str, statuses: frozenset[JobStatus], item_ids: frozenset[str] | None
     ) -> int:
+        now = read_clock(self._clock, self._lease)
         with self._lock:
             retried = 0
             for job in self._jobs.values():
@@ -235,14 +237,15 @@ class InMemoryRepository(MemorySteering, Repository):
                     and (item_ids is None or job.item_id in item_ids)
                 ):
                     # The entity's own move, so that the stored retry is
-                    # the domain's (it stamps nothing: no clock to read).
-                    job.retry()
+                    # the domain's.
+                    job.retry(now)
                     job.version += 1
                     self._announcements.announce(destination)
                     retried += 1
             return retried
 
     def _create_job_for_unqueued(self, destination: str, priority: int) -> FullText:
+        now = read_clock(self._clock, self._lease)
         with self._lock:
             watermark = self._watermark.get(destination, "")
             above = bisect.bisect_right(self._items, watermark)
@@ -250,7 +253,7 @@ class InMemoryRepository(MemorySteering, Repository):
             # SQL adapter does.
             for item_id in itertools.chain(self._items[above:], self._items[:above]):
                 if (item_id, destination) not in self._by_pair:
-                    job = self._new_job(item_id, destination, priority)
+                    job = self._new_job(item_id, destination, priority, now)
                     self._store(job)
                     self._watermark[destination] = max(watermark, item_id)
                     return replace(job)
@@ -265,12 +268,13 @@ class InMemoryRepository(MemorySteering, Repository):
         priority: int,
     ) -> int:
         created = 0
+        now = read_clock(self._clock, self._lease)
         with self._lock:
             for item_id in self._items:
                 if created == limit:
                     break
                 if (item_id, destination) not in self._by_pair:
-                    self._store(self._new_job(item_id, destination, priority))
+                    self._store(self._new_job(item_id, destination, priority, now))
                     created += 1
         # One batch: all of it is done under one lock.
         if progress is not None:
@@ -290,14 +294,14 @@ class InMemoryRepository(MemorySteering, Repository):
             created = 0
             for item_id in new:
                 if (item_id, destination) not in self._by_pair:
-                    self._store(self._new_job(item_id, destination, priority))
+                    self._store(self._new_job(item_id, destination, priority, now))
                     created += 1
             return created
 
     @staticmethod
-    def _new_job(item_id: str, destination: str, priority: int) -> FullText:
-        """A new ready job as the store keeps it (at version 1)."""
-        return replace(FullText.new(item_id, destination), version=1, priority=priority)
+    def _new_job(item_id: str, destination: str, priority: int, now: datetime) -> FullText:
+        """A new ready job as the store keeps it (at version 1), ready from `now`."""
+        return replace(FullText.new(item_id, destination, priority=priority, now=now), version=1)
 
     def _has_destination(self, destination: str) -> bool:
         with self._lock:
@@ -390,7 +394,27 @@ class InMemoryRepository(MemorySteering, Repository):
         with self._lock:
             return sum((item_id, destination) not in self._by_pair for item_id in self._items)
 
+    def _lag(self, destination: str) -> timedelta | None:
+        now = read_clock(self._clock, self._lease)
+        with self._lock:
+            return lag_at(now, self._oldest_ready_at(destination))
+
+    def _oldest_ready_at(self, destination: str) -> datetime | None:
+        """The earliest `ready_at` among `destination`'s ready jobs, as the
+        SQL stores' index gives it; called under the lock."""
+        return min(
+            (
+                job.ready_at
+                for job in self._jobs.values()
+                if job.destination == destination
+                and job.status is JobStatus.READY
+                and job.ready_at is not None
+            ),
+            default=None,
+        )
+
     def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
+        now = read_clock(self._clock, self._lease)
         with self._lock:
             counts: dict[str, Counter[str]] = defaultdict(Counter)
             for job in self._jobs.values():
@@ -404,6 +428,7 @@ class InMemoryRepository(MemorySteering, Repository):
                     sum((item_id, name) not in self._by_pair for item_id in self._items)
                     if unqueued
                     else None,
+                    lag_at(now, self._oldest_ready_at(name)),
                 )
                 for name in names
             ]
@@ -565,8 +590,8 @@ class InMemoryRepository(MemorySteering, Repository):
                     and job.started is not None
                     and job.started < now - older_than
                 ):
-                    job.last_error = UNLEASED_ERROR
-                    job.status, job.started, job.claim_token = JobStatus.READY, None, None
+                    job.release(now, error=UNLEASED_ERROR)
+                    job.claim_token = None
                     # The lost claim counts, up to the bound (see `MAX_ATTEMPTS`).
                     job.attempts = min(job.attempts + 1, MAX_ATTEMPTS)
                     job.version += 1

@@ -11,8 +11,9 @@ the extra.
 Names. Worker counters are `fulltext_jobs_worker_<counter>_total`, one per
 field of `WorkerStats` (so `/metrics` and the worker's closing table count
 the same things), labelled with the destination; the handler's duration is
-the histogram `fulltext_jobs_worker_handler_seconds`. The ledger's gauges
-are listed in `LedgerCollector`.
+the histogram `fulltext_jobs_worker_handler_seconds`, and the wait of each
+job it claimed, from ready to start, `fulltext_jobs_worker_wait_seconds`.
+The ledger's gauges are listed in `LedgerCollector`.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ WORKER_COUNTERS: Final[Mapping[str, str]] = {
 #: lookup to a long download or model run.
 HANDLER_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
+#: The buckets of the wait from ready to start, in seconds: from a claim
+#: that found its job at once to a backlog of a day.
+WAIT_BUCKETS: Final = (0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400)
+
 
 def require_prometheus() -> ModuleType:
     """The `prometheus_client` module; raises `MissingDependency` naming
@@ -120,6 +125,13 @@ class WorkerMetrics:
             buckets=HANDLER_BUCKETS,
             registry=self.registry,
         )
+        self._wait_seconds = prometheus.Histogram(
+            "fulltext_jobs_worker_wait_seconds",
+            "How long each job the worker claimed had waited since it became ready.",
+            ["destination"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
 
     def declare(self, destination: str) -> None:
         """Make `destination`'s series exist (at zero) before anything
@@ -127,6 +139,7 @@ class WorkerMetrics:
         for counter in self._counters.values():
             counter.labels(destination)
         self._handler_seconds.labels(destination)
+        self._wait_seconds.labels(destination)
 
     def count(self, destination: str, name: str, n: int = 1) -> None:
         """Add `n` to the counter `name` (a `WorkerStats` field); other
@@ -138,6 +151,10 @@ class WorkerMetrics:
     def observe_handler(self, destination: str, seconds: float) -> None:
         """Record one handler call that took `seconds`."""
         self._handler_seconds.labels(destination).observe(seconds)
+
+    def observe_wait(self, destination: str, seconds: float) -> None:
+        """Record one job claimed `seconds` after it became ready."""
+        self._wait_seconds.labels(destination).observe(seconds)
 
     @contextmanager
     def serving(self, port: int, host: str = "127.0.0.1") -> Iterator[int]:
@@ -157,8 +174,8 @@ class WorkerMetrics:
 @dataclasses.dataclass(frozen=True, slots=True)
 class LedgerReading:
     """What the ledger's gauges report: an overview (None if it could not
-    be read), per destination how long its next due ready job has been
-    waiting, in seconds (see `fulltext_jobs.dashboard.Snapshots`), and the
+    be read), per destination how long its oldest due ready job has waited
+    (its lag, in seconds; none where no job is due), and the
     queue's health read with it (None with no overview), and whether the
     server read is a replica (None with no overview)."""
 
@@ -174,12 +191,11 @@ class LedgerCollector:
 
     - `fulltext_jobs_jobs{destination,status}`: jobs per status;
     - `fulltext_jobs_unqueued{destination}`: eligible items with no job yet;
-    - `fulltext_jobs_oldest_ready_seconds{destination}`: how long the next
-      due ready job (the oldest enqueued of those a claim may take now) has
-      been waiting, as far as this process has seen: the ledger records no
-      enqueue time, so this counts from when the dashboard first saw that job
-      at the head of the queue, or from its `not_before` if earlier (a lower
-      bound; 0 when none is due). A queue nobody works grows it;
+    - `fulltext_jobs_oldest_ready_seconds{destination}`: the lag, exact: how
+      long the oldest due ready job has waited since it became ready (its
+      `ready_at`, which for a job given back for later is its `not_before`;
+      0 when none is due). One index probe per destination. A queue nobody
+      works grows it;
     - `fulltext_jobs_waiting_for_retry{destination}`: ready jobs not due yet
       (`not_before` in the future: a worker gave them back to retry after a
       backoff). They are among the `ready` of `fulltext_jobs_jobs`;
@@ -255,8 +271,7 @@ class LedgerCollector:
         )
         ready = core.GaugeMetricFamily(
             "fulltext_jobs_oldest_ready_seconds",
-            "Seconds the next due ready job has been seen waiting by this dashboard"
-            " (a lower bound).",
+            "Seconds the oldest due ready job has waited since it became ready (the lag).",
             labels=["destination"],
         )
         running = core.GaugeMetricFamily(

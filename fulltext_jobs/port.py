@@ -93,6 +93,7 @@ get_fulltext_args = check_job_id
 save_fulltext_args = check_job
 get_ready_job_args = check_destination
 has_destination_args = check_destination
+lag_args = check_destination
 count_unqueued_args = check_destination
 next_due_args = check_destination
 listen_args = check_destination

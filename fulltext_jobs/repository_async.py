@@ -54,6 +54,7 @@ from fulltext_jobs.port import (
     heartbeat_args,
     held_outcomes,
     hold_ready_args,
+    lag_args,
     limit_args,
     list_jobs_args,
     listen_args,
@@ -182,6 +183,10 @@ class AsyncRepository(abc.ABC):
     ) -> list[DestinationStats]:
         """As `Repository.stats`."""
         return await self._stats(*stats_args(destination, unqueued))
+
+    async def lag(self, destination: str) -> timedelta | None:
+        """As `Repository.lag`."""
+        return await self._lag(lag_args(destination))
 
     async def heartbeat(self, job: FullText) -> datetime:
         """As `Repository.heartbeat`."""
@@ -491,6 +496,10 @@ class AsyncRepository(abc.ABC):
     @abc.abstractmethod
     async def _count_unqueued(self, destination: str) -> int:
         """As `Repository._count_unqueued`."""
+
+    @abc.abstractmethod
+    async def _lag(self, destination: str) -> timedelta | None:
+        """As `Repository._lag`."""
 
     @abc.abstractmethod
     async def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port

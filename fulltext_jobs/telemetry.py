@@ -194,9 +194,9 @@ def _meter(meter_provider: MeterProvider | None, version: str | None) -> Meter:
 def queue_lag(reading: LedgerReading) -> Mapping[str, float]:
     """Per destination, how long its oldest due ready job has waited, in
     seconds, as `reading` tells: the one figure every exporter of the lag
-    reads. Today the ledger records no ready time, so this is the
-    dashboard's lower bound (`LedgerReading.ready_waiting`, also served as
-    Prometheus' `fulltext_jobs_oldest_ready_seconds`)."""
+    reads, exact from the jobs' recorded ready time (`Repository.lag`; the
+    dashboard's `LedgerReading.ready_waiting`, also served as Prometheus'
+    `fulltext_jobs_oldest_ready_seconds`)."""
     return reading.ready_waiting
 
 

@@ -44,6 +44,7 @@ from fulltext_jobs.port import (
     controls_args,
     count_unqueued_args,
     has_destination_args,
+    lag_args,
     limit_args,
     list_jobs_args,
     pause_args,
@@ -89,8 +90,9 @@ class Upkeep(abc.ABC):
     def stats(
         self, destination: str | None = None, *, unqueued: bool = True
     ) -> list[DestinationStats]:
-        """Jobs per status and unqueued items, for `destination` or, if None,
-        for every destination that has jobs, sorted by name.
+        """Jobs per status, unqueued items and the lag (see `lag`), for
+        `destination` or, if None, for every destination that has jobs,
+        sorted by name.
 
         The counts by status read the destination's jobs (every job, for
         all destinations); the unqueued figure reads every eligible item as
@@ -100,6 +102,21 @@ class Upkeep(abc.ABC):
         that is not a bool.
         """
         return self._stats(*stats_args(destination, unqueued))
+
+    def lag(self, destination: str) -> timedelta | None:
+        """How long the oldest due `ready` job of `destination` has waited
+        to be claimed, at the repository's clock: its clock's now less that
+        job's `ready_at` (see `FullText.ready_at`: a job given back for
+        later waits from its `not_before`), never below zero; None when no
+        job of `destination` is due (or the due ones' ready times are
+        unknown: stored by code that did not record them).
+
+        On the SQL stores one probe of an index of the ready jobs by
+        `ready_at`, whatever the ledger's size: cheap enough to read on
+        every scrape. `stats` gives it for every destination at once.
+        Raises `InvalidInput` for a bad destination.
+        """
+        return self._lag(lag_args(destination))
 
     def list_jobs(
         self,
@@ -442,6 +459,10 @@ class Upkeep(abc.ABC):
     @abc.abstractmethod
     def _count_unqueued(self, destination: str) -> int:
         """As `count_unqueued`."""
+
+    @abc.abstractmethod
+    def _lag(self, destination: str) -> timedelta | None:
+        """As `lag`, on a checked destination."""
 
     @abc.abstractmethod
     def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port

@@ -306,6 +306,9 @@ class BlockingAsyncRepository(Repository):
     ) -> list[DestinationStats]:
         return run_async(self.repo.stats(destination, unqueued=unqueued))
 
+    def lag(self, destination: str) -> timedelta | None:
+        return run_async(self.repo.lag(destination))
+
     def heartbeat(self, job: FullText) -> datetime:
         return run_async(self.repo.heartbeat(job))
 
@@ -423,7 +426,7 @@ class BlockingAsyncRepository(Repository):
     _queue_health = _controls = _list_controls = _pause = _resume = _limit = _never_called
     _cancel = _take_cancel_requests = _never_called
     _list_jobs = _next_due = _take_rate_tokens = _never_called
-    _enqueue_new = _has_destination = _save_each = _never_called
+    _enqueue_new = _has_destination = _save_each = _lag = _never_called
 
 
 @contextmanager

@@ -139,7 +139,16 @@ def app_repository(engine: sa.Engine) -> SqlAlchemyRepository:
 def test_adopting_keeps_every_row_and_reaches_the_head(original):
     url, jobs = original
     assert fulltext_jobs.current_revision(url) is None
+    before = datetime.now(UTC)
     assert fulltext_jobs.adopt(url) is None  # adopted now
+    # The original recorded no ready time: its jobs are ready from the
+    # adoption (migration 0017's default, kept in the catalogue).
+    with psycopg_connect(url) as conn:
+        [(earliest, latest)] = conn.execute(
+            "SELECT min(ready_at), max(ready_at) FROM jobs.fulltext"
+        ).fetchall()
+    assert earliest == latest
+    assert before - timedelta(seconds=1) <= earliest <= datetime.now(UTC)
     assert fulltext_jobs.current_revision(url) == SCHEMA_REVISION
     assert original_rows(url) == jobs
     # Adopting again only upgrades: harmless.

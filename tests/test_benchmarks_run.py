@@ -37,6 +37,7 @@ def test_the_benchmarks_run_at_small_sizes(tmp_path: Path, postgres_url: str):
         "j. Batch throughput",
         "l. Claims behind delayed",
         "m. Draining",
+        "p. The lag at scale",
         "q. Tracing",
     )
     for title in (*titles, *later):

@@ -194,26 +194,38 @@ def test_stats_table_and_json(runner, url, repo):
         "rate_burst": None,
         "pause": None,
     }
-    assert run_json(runner, url, "stats", "--unqueued") == [
+
+    def lagging(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        # The lag, on the command's own clock: how long the jobs made just
+        # now have waited, a little.
+        for row in rows:
+            lag = row.pop("lag_seconds")
+            assert isinstance(lag, float)
+            assert 0 <= lag < 60
+        return rows
+
+    assert lagging(run_json(runner, url, "stats", "--unqueued")) == [
         {"destination": "alpha", **zero, "ready": 1, "running": 1, "finished": 1, "unqueued": 1},
         {"destination": "beta", **zero, "ready": 4, "unqueued": 0},
     ]
-    assert run_json(runner, url, "stats", "beta", "--unqueued") == [
+    assert lagging(run_json(runner, url, "stats", "beta", "--unqueued")) == [
         {"destination": "beta", **zero, "ready": 4, "unqueued": 0}
     ]
     # By default the unqueued items, which cost a read of every item, are not counted.
-    assert run_json(runner, url, "stats", "beta") == [
+    assert lagging(run_json(runner, url, "stats", "beta")) == [
         {"destination": "beta", **zero, "ready": 4, "unqueued": None}
     ]
     assert "-" in run(runner, url, "stats", "alpha").stdout.splitlines()[-1]
     table = run(runner, url, "stats", "--unqueued").stdout
     for word in ("destination", "ready", "running", "finished", "failed", "skipped", "unqueued"):
         assert word in table
+    assert "lag" in table
     lines = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:] if line.strip()}
-    assert lines == {
+    assert {name: cells[:6] for name, cells in lines.items()} == {
         "alpha": ["1", "1", "1", "0", "0", "1"],
         "beta": ["4", "0", "0", "0", "0", "0"],
     }
+    assert all(re.fullmatch(r"\d+s", cells[6]) for cells in lines.values()), lines
 
 
 def test_work_finishes_skips_and_fails_then_retry(runner, url, repo):
@@ -614,8 +626,9 @@ def test_demo_process_on_sqlite_in_the_working_directory(tmp_path):
     assert report["items_added"] == 200
     lines = {line.split()[0]: line.split()[1:] for line in second.stdout.splitlines() if line}
     assert lines["items"] == ["added:", "0"]
-    assert lines["demo-word-count"] == ["0", "0", "192", "0", "8", "0"]
-    assert lines["demo-language-detection"] == ["0", "0", "192", "0", "8", "0"]
+    # Nothing is ready, so no lag.
+    assert lines["demo-word-count"] == ["0", "0", "192", "0", "8", "0", "-"]
+    assert lines["demo-language-detection"] == ["0", "0", "192", "0", "8", "0", "-"]
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ from fulltext_jobs.testing import (
     ListJobsContract,
     PriorityContract,
     ProducerContract,
+    ReadyTimeContract,
     StorageContract,
 )
 
@@ -126,4 +127,8 @@ class TestCancelContract(CancelContract):
 
 
 class TestPriorityContract(PriorityContract):
+    pass
+
+
+class TestReadyTimeContract(ReadyTimeContract):
     pass

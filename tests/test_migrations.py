@@ -67,6 +67,7 @@ TABLES_AT["0013"] = TABLES_AT["0012"] | {"fulltext_controls"}
 TABLES_AT["0014"] = TABLES_AT["0013"] | {"fulltext_cancels"}
 TABLES_AT["0015"] = TABLES_AT["0014"]
 TABLES_AT["0016"] = TABLES_AT["0015"]
+TABLES_AT["0017"] = TABLES_AT["0016"]
 
 #: The tables PostgreSQL alone has (the transaction mode's hold records).
 POSTGRESQL_ONLY = frozenset({"fulltext_holds"})
@@ -844,3 +845,54 @@ def test_0011_builds_its_indexes_outside_the_transaction_and_rebuilds_an_invalid
             for name in ("fulltext_due_idx", "fulltext_delayed_idx"):
                 found = connection.exec_driver_sql(f"SELECT to_regclass('jobs.{name}')")
                 assert found.scalar_one() is None
+
+
+def test_0017_on_sqlite_makes_the_jobs_ready_then_ready_from_the_upgrade(tmp_sqlite_url: str):
+    fulltext_jobs.upgrade(tmp_sqlite_url, "0014")
+    before = datetime.now(UTC).replace(tzinfo=None)
+    with opened(tmp_sqlite_url) as engine:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO fulltext (id, item_id, destination, status) VALUES "
+                "('00000000000000000000000000000001', 'a', 'lang', 'ready'), "
+                "('00000000000000000000000000000002', 'b', 'lang', 'finished')"
+            )
+        fulltext_jobs.upgrade(engine)
+        with engine.connect() as connection:
+            query = "SELECT item_id, ready_at FROM fulltext"
+            rows: dict[str, str | None] = dict(connection.exec_driver_sql(query).all())
+    assert rows["b"] is None  # unknown, and read by nothing
+    moment = rows["a"]
+    assert moment is not None
+    assert before <= datetime.fromisoformat(moment) <= datetime.now(UTC).replace(tzinfo=None)
+
+
+@pytest.mark.postgresql
+def test_0017_rewrites_no_table_and_the_originals_inserts_record_their_moment(
+    fresh_postgres_url: str,
+):
+    fulltext_jobs.upgrade(fresh_postgres_url, "0014")
+    node = "SELECT pg_relation_filenode('jobs.fulltext')"
+    ready_at = "SELECT ready_at FROM jobs.fulltext WHERE id = %s"
+    before_id, after_id = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(libpq_url(fresh_postgres_url), cursor_factory=psycopg.RawCursor) as conn:
+        conn.execute(ORIGINAL_UPSERT, (before_id, "old", "lang", None, None, "ready"))
+        conn.commit()
+        before = conn.execute(node).fetchone()
+        conn.commit()
+        fulltext_jobs.upgrade(fresh_postgres_url)
+        # A volatile default would have rewritten the table (a new file).
+        assert conn.execute(node).fetchone() == before
+        [[upgraded_at]] = conn.execute(ready_at.replace("%s", "$1"), (before_id,)).fetchall()
+        conn.commit()
+        assert upgraded_at is not None  # the upgrade's moment, a lower bound
+        conn.execute(ORIGINAL_UPSERT, (after_id, "new", "lang", None, None, "ready"))
+        conn.commit()
+        [[inserted_at]] = conn.execute(ready_at.replace("%s", "$1"), (after_id,)).fetchall()
+        assert inserted_at > upgraded_at
+    with opened(fresh_postgres_url) as engine:
+        repo = SqlAlchemyRepository(engine)
+        assert repo.get_fulltext(after_id).ready_at == inserted_at
+        lag = repo.lag("lang")
+        assert lag is not None
+        assert lag >= datetime.now(UTC) - upgraded_at - timedelta(seconds=1)

@@ -133,7 +133,8 @@ def test_has_destination_reads_the_ready_index_first(clean_postgres_engine: sa.E
         plan = "\n".join(
             connection.exec_driver_sql(f"EXPLAIN (ANALYZE, COSTS OFF) {sql_text}").scalars()
         )
-    assert "fulltext_ready_idx" in plan
+    # Either index of the ready jobs alone (both lead with the destination).
+    assert "fulltext_ready_idx" in plan or "fulltext_ready_at_idx" in plan, plan
     # The OR stops at the first EXISTS that holds: the others never run.
     assert plan.count("never executed") >= 2, plan
 

@@ -447,6 +447,6 @@ def test_the_row_positions_read_by_position_follow_the_job_columns():
         columns = Statements(tables, ItemSource(tables.items), dialect).job_columns
         named = {
             name: columns[getattr(rows, name.upper())].name
-            for name in ("not_before", "backoffs", "priority", "version")
+            for name in ("not_before", "backoffs", "priority", "ready_at", "version")
         }
         assert named == {name: name for name in named}

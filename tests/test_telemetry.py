@@ -342,8 +342,8 @@ def test_bad_providers_are_refused():
 def test_the_queue_lag_is_a_gauge(sqlite_engine, collected: Collected, clock: FakeClock):
     from fulltext_jobs.dashboard import Snapshots  # noqa: PLC0415 - its module needs the SQL adapter
 
-    repo = sql_backend(sqlite_engine).repo
-    enqueue(repo, "a")
+    repo = sql_backend(sqlite_engine, clock=clock).repo
+    repo.save_fulltext(FullText.new("a", DEST, now=clock.now))  # ready from the clock's now
     snapshots = Snapshots(sqlite_engine, max_age=0, clock=clock)
     observe_ledger(snapshots.read, collected.meter_provider)
     assert collected.metrics()["fulltext_jobs.queue.oldest_ready"] == {DEST: 0.0}

@@ -8,6 +8,7 @@ import dataclasses
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,59 @@ def test_work_serves_its_metrics_while_it_runs(sqlite_template):
             process.communicate()
     assert process.returncode == 0, err
     assert '"finished": 20' in out
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["leased", "held"])
+def test_the_wait_of_each_claimed_job_is_observed_from_its_ready_time(in_transaction: bool):
+    start = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    now = [start]
+    registry = CollectorRegistry()
+    repo = InMemoryRepository(clock=lambda: now[0])
+    # Ready 90 s and 0.5 s before the claims (one given back for later: it
+    # waits from its not_before).
+    repo.save_many(
+        [
+            FullText.new("a", DEST, now=start - timedelta(seconds=90)),
+            FullText.new("b", DEST, now=start - timedelta(seconds=0.5)),
+        ]
+    )
+    worker = Worker(
+        repo,
+        DEST,
+        lambda _job: None,
+        metrics=WorkerMetrics(registry),
+        in_transaction=in_transaction,
+        batch_size=2,
+        clock=lambda: now[0],
+    )
+    assert worker.lag() == timedelta(seconds=90)
+    worker.run(until_idle=True, install_signal_handlers=False)
+    assert worker.lag() is None
+    assert value(registry, "fulltext_jobs_worker_wait_seconds_count") == 2
+    assert value(registry, "fulltext_jobs_worker_wait_seconds_sum") == 90.5
+    assert value(registry, "fulltext_jobs_worker_wait_seconds_bucket", le="1.0") == 1
+    assert value(registry, "fulltext_jobs_worker_wait_seconds_bucket", le="60.0") == 1
+    assert value(registry, "fulltext_jobs_worker_wait_seconds_bucket", le="300.0") == 2
+
+
+def test_an_observer_without_observe_wait_still_serves():
+    class Counting:
+        def __init__(self) -> None:
+            self.counts: dict[str, int] = {}
+
+        def declare(self, destination: str) -> None:
+            pass
+
+        def count(self, destination: str, name: str, n: int = 1) -> None:  # noqa: ARG002 - the protocol's
+            self.counts[name] = self.counts.get(name, 0) + n
+
+        def observe_handler(self, destination: str, seconds: float) -> None:
+            pass
+
+    observer = Counting()
+    repo = InMemoryRepository(items=["a"])
+    repo.enqueue_unqueued(DEST)
+    Worker(repo, DEST, lambda _job: None, metrics=observer).run(
+        until_idle=True, install_signal_handlers=False
+    )
+    assert observer.counts["claimed"] == 1

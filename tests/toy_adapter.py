@@ -61,6 +61,9 @@ class ToyRepository(Repository):
     def _count_unqueued(self, destination):
         return self._store._count_unqueued(destination)
 
+    def _lag(self, destination):
+        return self._store._lag(destination)
+
     def _stats(self, destination, unqueued):
         return self._store._stats(destination, unqueued)
 

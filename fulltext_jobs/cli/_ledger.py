@@ -68,8 +68,9 @@ def stats(
     read_url: ReadUrlOption = None,
 ) -> None:
     """Print jobs per status, per destination (and, with --unqueued, the
-    items not queued yet), each destination's cap on running jobs, and
-    which are paused, until when and why. With --read-url, read from that
+    items not queued yet), its lag (how long its oldest due job has
+    waited), each destination's cap on running jobs, and which are paused,
+    until when and why. With --read-url, read from that
     replica and say how far behind it may be."""
     with boundary(ctx, database_url, read_url=read_url) as state:
         repo = state.reader(known=destination)

@@ -113,8 +113,9 @@ def stats_table(
     title: str | None = None,
     controls: Mapping[str, DestinationControls] | None = None,
 ) -> Table:
-    """The stats of each destination as a table: jobs per status, and the
-    eligible items that have no job yet ("-" where not counted); with
+    """The stats of each destination as a table: jobs per status, the
+    eligible items that have no job yet ("-" where not counted), and the
+    lag (how long the oldest due job has waited; "-" when none is due); with
     `controls` (what is set per destination, by name), a column with the
     cap on running jobs if any destination has one, one with the start
     rate if any has one, and one saying which are paused, until when and
@@ -130,6 +131,7 @@ def stats_table(
     for status in STATS_COLUMNS:
         table.add_column(status.value, justify="right")
     table.add_column("unqueued", justify="right")
+    table.add_column("lag", justify="right")
     if caps:
         table.add_column("max running", justify="right")
     if rates:
@@ -141,6 +143,7 @@ def stats_table(
             row.destination,
             *(str(row.counts.get(status, 0)) for status in STATS_COLUMNS),
             "-" if row.unqueued is None else str(row.unqueued),
+            "-" if row.lag is None else span_text(row.lag.total_seconds()),
         ]
         if caps:
             cap = caps.get(row.destination)
@@ -169,8 +172,10 @@ def stats_json(
 ) -> list[dict[str, object]]:
     """The stats of each destination as JSON objects, one per destination:
     `destination`, a count per status, `unqueued` (null where not
-    counted), `max_running` (its cap, null if none), `rate` and
-    `rate_burst` (its start rate and burst, null if none) and `pause`: null, or
+    counted), `lag_seconds` (how long the oldest due job has waited, exact
+    to the microsecond; null when none is due), `max_running` (its cap,
+    null if none), `rate` and `rate_burst` (its start rate and burst, null
+    if none) and `pause`: null, or
     the pause in force (`paused_at`, `paused_until`, null until resumed,
     and `pause_reason`)."""
     now = datetime.now(UTC)
@@ -195,6 +200,7 @@ def stats_json(
             "destination": row.destination,
             **{status.value: row.counts.get(status, 0) for status in STATS_COLUMNS},
             "unqueued": row.unqueued,
+            "lag_seconds": None if row.lag is None else row.lag.total_seconds(),
             **limits(row.destination),
             "pause": pause(row.destination),
         }

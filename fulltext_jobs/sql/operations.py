@@ -32,6 +32,7 @@ from fulltext_jobs.domain import (
     DestinationStats,
     FullText,
     JobStatus,
+    lag_at,
 )
 from fulltext_jobs.errors import (
     AllQueued,
@@ -284,8 +285,11 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
     ) -> int:
         chosen = sorted(status.value for status in statuses)
         only = None if item_ids is None else sorted(item_ids)
+        now = read_clock(self._clock, self._lease)
         with self._tx.connection("retry", single_statement=True) as connection:
-            retried = connection.execute(self._sql.retry(destination, chosen, only)).rowcount
+            retried = connection.execute(
+                self._sql.retry(destination, chosen, only), {"now": now}
+            ).rowcount
         self._forget_floor(destination, retried)
         return retried
 
@@ -297,9 +301,10 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
     def _create_job(self, destination: str, priority: int) -> FullText:
         """`create_job_for_unqueued`'s job, made and committed."""
         sql = self._sql
+        now = read_clock(self._clock, self._lease)
         with self._tx.connection("create_job_for_unqueued") as connection:
             self._tx.lock_out_original_creators(connection)
-            params = {"dest": destination}
+            params: dict[str, Any] = {"dest": destination, "now": now}
             watermark = connection.execute(sql.lock_cursor, params).scalar_one()
             for _ in range(_MAX_CREATE_ATTEMPTS):
                 item_id = connection.execute(
@@ -320,6 +325,7 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
                     destination=destination,
                     version=1,
                     priority=priority,
+                    ready_at=now,
                 )
                 inserted = connection.execute(
                     sql.insert_if_unqueued,
@@ -349,6 +355,8 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
         created = 0
         after: str | None = None
         while limit is None or created < limit:
+            # Each batch's jobs are ready from when it begins.
+            now = {"now": read_clock(self._clock, self._lease)}
             with self._tx.connection("enqueue_unqueued") as connection:
                 self._tx.lock_out_original_creators(connection)
                 upper = connection.execute(
@@ -366,7 +374,8 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
                         remaining,
                         skip_queued=skip_queued,
                         priority=priority,
-                    )
+                    ),
+                    now,
                 ).rowcount
             if batch:
                 self._enqueued(destination, priority)
@@ -408,7 +417,8 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
                         skip_queued=False,
                         key=key,
                         priority=priority,
-                    )
+                    ),
+                    {"now": now},
                 ).rowcount
                 connection.execute(
                     self._sql.move_producer(sequenced=sequenced, swept=False),
@@ -575,7 +585,8 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
         with self._tx.connection("release_unleased") as connection:
             released = sorted(
                 connection.execute(
-                    self._sql.release_unleased(destination), {"started_before": now - older_than}
+                    self._sql.release_unleased(destination),
+                    {"started_before": now - older_than, "now": now},
                 ).scalars()
             )
         self._forget_floor(destination, len(released))
@@ -585,7 +596,19 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
         with self._tx.connection("count_unqueued", single_statement=True) as connection:
             return connection.execute(self._sql.count_unqueued(destination)).scalar_one()
 
+    def lag(self, destination: str) -> timedelta | None:
+        now = read_clock(self._clock, self._lease)
+        with self._tx.connection("lag", single_statement=True) as connection:
+            return self._lag(connection, destination, now)
+
+    def _lag(self, connection: sa.Connection, destination: str, now: datetime) -> timedelta | None:
+        """`destination`'s lag at `now`: one probe of the ready jobs' index
+        by `ready_at` (see `Statements.oldest_ready_at`)."""
+        oldest = connection.execute(self._sql.oldest_ready_at, {"dest": destination}).scalar()
+        return lag_at(now, oldest)
+
     def stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
+        now = read_clock(self._clock, self._lease)
         # One transaction, so the counts and the unqueued figures agree.
         with self._tx.connection("stats", single_statement=not unqueued) as connection:
             counts: dict[str, dict[str, int]] = {}
@@ -599,6 +622,7 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
                     connection.execute(self._sql.count_unqueued(name)).scalar_one()
                     if unqueued
                     else None,
+                    self._lag(connection, name, now),
                 )
                 for name in names
             ]

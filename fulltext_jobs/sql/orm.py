@@ -65,6 +65,7 @@ class FullTextRecord(LedgerBase):
     not_before: Mapped[datetime | None]
     backoffs: Mapped[int]
     priority: Mapped[int]
+    ready_at: Mapped[datetime | None]
 
     def to_entity(self) -> FullText:
         """The domain `FullText` this row holds, as `get_fulltext` returns

@@ -1,10 +1,11 @@
 """What the dashboard shows, read with SQL over the declared tables:
 per destination, the counts by status and the unqueued items (the
 figures of `Repository.stats`), jobs done per minute over the last
-minutes and the rate they make, the oldest running job, the next due ready
-job, the ready jobs waiting for a retry (how many, when the next is due,
-the latest with their `last_error`), and the latest failures with their
-`last_error`; and pages of jobs by status.
+minutes and the rate they make, the lag (the oldest due job's wait), the
+oldest running job, the next due ready job, the ready jobs waiting for a
+retry (how many, when the next is due, the latest with their
+`last_error`), and the latest failures with their `last_error`; and pages
+of jobs by status.
 
 Everything here only reads, on PostgreSQL and SQLite alike, and
 `read_only_engine` makes the database enforce that: on PostgreSQL every
@@ -17,7 +18,8 @@ What it costs: the unqueued items are counted only on request (they read
 every item, against every job: seconds at ten million); the counts, the
 minutes and the latest failures each scan the destination's jobs (no
 index serves them: `finished` and `last_error` are in none, so that the
-claim and heartbeat paths stay cheap); the oldest running job, the next
+claim and heartbeat paths stay cheap); the lag is one probe of the ready
+jobs' index by `ready_at`; the oldest running job, the next
 due ready job and the jobs waiting for a retry use the partial indexes on
 running and ready jobs, so they read the running or ready jobs, never the
 finished ones that pile up (`not_before` is in no index: the ready ones are
@@ -40,7 +42,14 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from fulltext_jobs.audit import DEFAULT_RESCUE_AFTER, STUCK_CHECKS, AuditCheck
 from fulltext_jobs.checks import check_destination
-from fulltext_jobs.domain import DestinationControls, DestinationStats, FullText, JobStatus, utc
+from fulltext_jobs.domain import (
+    DestinationControls,
+    DestinationStats,
+    FullText,
+    JobStatus,
+    lag_at,
+    utc,
+)
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.sql.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url
 from fulltext_jobs.sql.errors import translated
@@ -301,6 +310,10 @@ def read_overview(
                         connection.execute(sql.count_unqueued(name)).scalar_one()
                         if unqueued
                         else None,
+                        lag_at(
+                            taken,
+                            connection.execute(sql.oldest_ready_at, {"dest": name}).scalar(),
+                        ),
                     ),
                     minutes=held,
                     oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),

@@ -258,6 +258,9 @@ class SqlAlchemyRepository(Repository):
     def _count_unqueued(self, destination: str) -> int:
         return self._ops.count_unqueued(destination)
 
+    def _lag(self, destination: str) -> timedelta | None:
+        return self._ops.lag(destination)
+
     def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
         return self._ops.stats(destination, unqueued)
 

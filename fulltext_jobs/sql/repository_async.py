@@ -207,6 +207,9 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
     async def _count_unqueued(self, destination: str) -> int:
         return await self._call(lambda ops: ops.count_unqueued(destination))
 
+    async def _lag(self, destination: str) -> timedelta | None:
+        return await self._call(lambda ops: ops.lag(destination))
+
     async def _stats(self, destination: str | None, unqueued: bool) -> list[DestinationStats]:  # noqa: FBT001 - checked by the port
         return await self._call(lambda ops: ops.stats(destination, unqueued))
 

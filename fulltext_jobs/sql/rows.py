@@ -11,7 +11,7 @@ from fulltext_jobs.domain import MAX_ATTEMPTS, DestinationControls, FullText, Jo
 
 #: Where `Statements.job_columns` puts the columns read by position below,
 #: after the first ten (id to last_error), which are unpacked in order.
-NOT_BEFORE, BACKOFFS, PRIORITY, VERSION = 10, 11, 12, 13
+NOT_BEFORE, BACKOFFS, PRIORITY, READY_AT, VERSION = 10, 11, 12, 13, 14
 
 
 def job_from_values(values: tuple[Any, ...]) -> FullText:
@@ -34,6 +34,7 @@ def job_from_values(values: tuple[Any, ...]) -> FullText:
         not_before=None if values[NOT_BEFORE] is None else values[NOT_BEFORE].astimezone(UTC),
         backoffs=values[BACKOFFS],
         priority=values[PRIORITY],
+        ready_at=None if values[READY_AT] is None else values[READY_AT].astimezone(UTC),
         version=values[VERSION],
     )
 
@@ -58,6 +59,7 @@ def held_from_values(values: tuple[Any, ...], now: datetime) -> FullText:
         None,
         values[BACKOFFS],
         values[PRIORITY],
+        None if values[READY_AT] is None else values[READY_AT].astimezone(UTC),
     )
 
 
@@ -94,6 +96,7 @@ def to_job(row: Any) -> FullText:  # noqa: ANN401 - a Row, or any object with th
         not_before=row.not_before,
         backoffs=row.backoffs,
         priority=row.priority,
+        ready_at=row.ready_at,
     )
 
 
@@ -121,6 +124,7 @@ def job_row(job: FullText) -> dict[str, Any]:
         "not_before": job.not_before,
         "backoffs": job.backoffs,
         "priority": job.priority,
+        "ready_at": job.ready_at,
     }
 
 
@@ -148,6 +152,7 @@ def job_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
         "not_before": [job.not_before for job in jobs],
         "backoffs": [job.backoffs for job in jobs],
         "priority": [job.priority for job in jobs],
+        "ready_at": [job.ready_at for job in jobs],
     }
 
 
@@ -163,6 +168,7 @@ def held_arrays(jobs: Sequence[FullText]) -> dict[str, list[Any]]:
         "last_error": [job.last_error for job in jobs],
         "not_before": [job.not_before for job in jobs],
         "backoffs": [job.backoffs for job in jobs],
+        "ready_at": [job.ready_at for job in jobs],
     }
 
 

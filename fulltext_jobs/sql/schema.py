@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0016"
+SCHEMA_REVISION: Final = "0017"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -167,6 +167,11 @@ def tables_for(dialect_name: str) -> Tables:
         # check_priority`): its negation, which the claim order indexes,
         # must fit the type too.
         sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
+        # When the job last became ready to claim (0017; see
+        # `FullText.ready_at`). PostgreSQL's default, `now()`, is what the
+        # Go original's inserts, which name six columns, record; SQLite
+        # cannot add a column with one.
+        sa.Column("ready_at", UTCDateTime, server_default=sa.func.now() if postgresql else None),
         sa.UniqueConstraint("item_id", "destination", name="jobs_fulltext_unique"),
         schema=schema,
     )
@@ -207,6 +212,14 @@ def tables_for(dialect_name: str) -> Tables:
         fulltext.c.not_before,
         fulltext.c.seq,
         **where(sa.and_(fulltext.c.status == "ready", fulltext.c.not_before.is_not(None))),
+    )
+    # The ready jobs by when they became ready (0017): a destination's
+    # oldest is the first entry, so its lag is one probe.
+    sa.Index(
+        "fulltext_ready_at_idx",
+        fulltext.c.destination,
+        fulltext.c.ready_at,
+        **where(fulltext.c.status == "ready"),
     )
     # Jobs a retry returns to ready (0010): `retry DEST` and the look at a
     # destination's failures read it instead of every job. Claims and

@@ -43,6 +43,7 @@ from fulltext_jobs.testing.contract import (  # noqa: E402 - as above
     ListJobsContract,
     PriorityContract,
     ProducerContract,
+    ReadyTimeContract,
     RepositoryContract,
     StorageContract,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "ListJobsContract",
     "PriorityContract",
     "ProducerContract",
+    "ReadyTimeContract",
     "RepositoryContract",
     "StorageContract",
 ]

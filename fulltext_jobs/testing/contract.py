@@ -3,9 +3,10 @@
 `RepositoryContract` is the whole suite; `StorageContract`, `BatchContract`,
 `ProducerContract`, `ListJobsContract`, `ClaimContract`,
 `AttemptsBoundContract`, `CompareAndSwapContract`, `HostileInputContract`,
-`HoldContract`, `ControlsContract`, `CancelContract`, `BackOffContract`
-and `PriorityContract` are its parts. Subclass one in a test module (its
-name starting with `Test`) and provide a `contract_backend` fixture that takes the suite's
+`HoldContract`, `ControlsContract`, `CancelContract`, `BackOffContract`,
+`PriorityContract` and `ReadyTimeContract` are its parts. Subclass one in
+a test module (its name starting with `Test`) and provide a
+`contract_backend` fixture that takes the suite's
 `contract_settings` and returns a `ContractBackend`:
 
     @pytest.fixture
@@ -34,6 +35,7 @@ from fulltext_jobs.testing.claims import (
 from fulltext_jobs.testing.controls import ControlsContract
 from fulltext_jobs.testing.hold import HoldContract
 from fulltext_jobs.testing.hostile import HostileInputContract
+from fulltext_jobs.testing.lag import ReadyTimeContract
 from fulltext_jobs.testing.priorities import PriorityContract
 from fulltext_jobs.testing.producer import ListJobsContract, ProducerContract
 from fulltext_jobs.testing.storage import StorageContract
@@ -54,6 +56,7 @@ __all__ = [
     "ListJobsContract",
     "PriorityContract",
     "ProducerContract",
+    "ReadyTimeContract",
     "RepositoryContract",
     "StorageContract",
 ]
@@ -73,5 +76,6 @@ class RepositoryContract(
     CancelContract,
     BackOffContract,
     PriorityContract,
+    ReadyTimeContract,
 ):
     """The whole contract suite: every part's tests in one class."""

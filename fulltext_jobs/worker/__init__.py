@@ -34,7 +34,8 @@ with `produce=True` the producer fills the queue and rescues expired jobs
 - `producer`: the producer and rescuer;
 - `tokens`: the rate limit's token waiter;
 - `stats`: `WorkerStats`, `SkipJob`, `FailJob`, `RetryAfter`, `Handler`, and the
-  `WorkerObserver` protocol that metrics implement;
+  `WorkerObserver` protocol that metrics implement (and `WaitObserver`,
+  told each claimed job's wait from ready to start, where they have it);
 - `waiting`: what an idle worker waits for (`Worker.waiting`), and the log
   lines that say so;
 - `signals`: SIGINT and SIGTERM: the first stops a run gracefully, the

@@ -40,7 +40,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from fulltext_jobs.domain import DEFAULT_SWEEP_INTERVAL, FullText, JobStatus, utc
@@ -69,6 +69,7 @@ from fulltext_jobs.worker.saving import OutcomeSaver
 from fulltext_jobs.worker.settings import Wait, WorkerSettings
 from fulltext_jobs.worker.stats import (
     Handler,
+    WaitObserver,
     WorkerObserver,
     WorkerStats,
     check_observer,
@@ -236,6 +237,7 @@ class Worker:
         self._metrics = metrics
         if metrics is not None:
             metrics.declare(settings.destination)
+        self._waits = metrics if isinstance(metrics, WaitObserver) else None
         repository, destination = settings.repository, settings.destination
         # The pieces of a run, each with only what it needs.
         runner = HandlerRunner(
@@ -306,6 +308,13 @@ class Worker:
     def _retry(self) -> RetryPolicy:
         """The retry policy in force (`retry` and `max_attempts` together)."""
         return self._settings.policy
+
+    def lag(self) -> timedelta | None:
+        """How long the oldest due job of the worker's destination has
+        waited: `Repository.lag` of its destination (one index probe on the
+        SQL stores), for a gauge that reads it when scraped. Raises
+        `StoreError` if the store cannot be read."""
+        return self._settings.repository.lag(self._destination)
 
     @property
     def stats(self) -> WorkerStats:
@@ -582,7 +591,7 @@ class Worker:
         try:
             with self._hold_ready(self._destination, n) as jobs:
                 if jobs:
-                    run.count("claimed", len(jobs))
+                    self._claimed(run, jobs)
                     pausing = self._handle_held(run, jobs)
         except StaleJobs as exc:
             # Another writer changed a held row (which the row locks make
@@ -620,6 +629,17 @@ class Worker:
                 return job, verdict
         return None
 
+    def _claimed(self, run: Run, jobs: list[FullText]) -> None:
+        """Count a batch claimed, and tell the metrics how long each of its
+        jobs waited: measured here, at the claim, which hands out each job's
+        `ready_at` and `started`, so that it costs the database nothing."""
+        run.count("claimed", len(jobs))
+        if self._waits is not None:
+            for job in jobs:
+                waited = job.waited()
+                if waited is not None:
+                    self._waits.observe_wait(self._destination, waited.total_seconds())
+
     def _work_through(self, run: Run, jobs: list[FullText]) -> None:
         """Handle claimed jobs one after another, then save their outcomes
         together. Once the run halts no handler is started: jobs not yet
@@ -630,7 +650,7 @@ class Worker:
         the destination is paused and no handler is started: the jobs not
         handled go back with their attempts given back, not due before the
         pause ends."""
-        run.count("claimed", len(jobs))
+        self._claimed(run, jobs)
         # A heartbeat marks a lost claim and counts it in `run.losses`; the
         # batch is looked through only once that count has moved.
         losses = run.losses

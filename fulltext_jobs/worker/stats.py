@@ -137,6 +137,18 @@ class WorkerObserver(Protocol):
         """One handler call took `seconds`, whatever came of it."""
 
 
+@runtime_checkable
+class WaitObserver(Protocol):
+    """What a worker also tells, if its metrics have this method: how long
+    each job it claimed waited for a worker (`FullText.waited`: from the
+    job's `ready_at` to its claim's `started`, both on the repository's
+    clock). Apart from `WorkerObserver`, so that an observer written
+    without it still serves."""
+
+    def observe_wait(self, destination: str, seconds: float) -> None:
+        """A job of `destination` was claimed `seconds` after it became ready."""
+
+
 def check_observer(metrics: object) -> WorkerObserver | None:
     """`metrics` if it is None or has the three methods of
     `WorkerObserver`; `InvalidInput` otherwise (the worker would fail on

@@ -33,6 +33,7 @@ class StatementsBase:
             *(ft.attempts, ft.claim_token, ft.lease_expires, ft.last_error, ft.not_before),
             ft.backoffs,
             ft.priority,
+            ft.ready_at,
             ft.version,
         )
         #: The columns a save writes, besides `id` and `version`.

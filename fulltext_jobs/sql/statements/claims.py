@@ -350,7 +350,8 @@ class ClaimStatements(ControlStatements):
         """`update_jobs` for the jobs of a `hold_ready` block (PostgreSQL):
         only the columns a held job's outcome can change, one array each
         (`job_id`, `read_version`, `status`, `started`, `finished`,
-        `attempts`, `last_error`, `not_before`, `backoffs`; see `held_arrays`); the
+        `attempts`, `last_error`, `not_before`, `backoffs`, `ready_at`; see
+        `held_arrays`); the
         claim token and lease are cleared, as the row holds neither. Returns
         the ids written; the version guard stays, though the block's row
         locks leave nobody else to change the rows. Five arrays fewer than
@@ -358,7 +359,7 @@ class ClaimStatements(ControlStatements):
         return self._held_update(
             "status = CAST(v.status AS job_statuses), started = v.started, "
             "finished = v.finished, attempts = v.attempts, last_error = v.last_error, "
-            "not_before = v.not_before, backoffs = v.backoffs",
+            "not_before = v.not_before, backoffs = v.backoffs, ready_at = v.ready_at",
             {
                 "status": "text",
                 "started": "timestamptz",
@@ -367,6 +368,7 @@ class ClaimStatements(ControlStatements):
                 "last_error": "text",
                 "not_before": "timestamptz",
                 "backoffs": "integer",
+                "ready_at": "timestamptz",
             },
         )
 
@@ -550,6 +552,7 @@ class ClaimStatements(ControlStatements):
             started=sa.case((give_up, ft.c.started), else_=None),
             finished=sa.case((give_up, sa.bindparam("now")), else_=ft.c.finished),
             last_error=sa.case((give_up, failed_reason), else_=sa.literal(RESCUED_ERROR)),
+            ready_at=sa.case((give_up, ft.c.ready_at), else_=sa.bindparam("now")),
             claim_token=None,
             lease_expires=None,
             version=ft.c.version + 1,
@@ -558,8 +561,9 @@ class ClaimStatements(ControlStatements):
     def retry(self, destination: str, statuses: list[str], item_ids: list[str] | None) -> sa.Update:
         """Return `destination`'s jobs in `statuses` (of `item_ids`, if
         given) to ready as `FullText.retry` does: `started`, `finished` and
-        the delay cleared, `attempts` and `backoffs` back to 0, the last error and `seq`
-        kept; the version moved on (the library's own write, which the
+        the delay cleared, `attempts` and `backoffs` back to 0, ready from
+        `:now`, the last error and `seq` kept; the version moved on (the
+        library's own write, which the
         version trigger does not count again)."""
         ft = self.tables.fulltext
         stmt = sa.update(ft).where(ft.c.destination == destination, ft.c.status.in_(statuses))
@@ -574,6 +578,7 @@ class ClaimStatements(ControlStatements):
             claim_token=None,
             lease_expires=None,
             not_before=None,
+            ready_at=sa.bindparam("now", type_=ft.c.ready_at.type),
             version=ft.c.version + 1,
         ).execution_options(preserve_rowcount=True)
 

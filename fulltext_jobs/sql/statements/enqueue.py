@@ -92,7 +92,8 @@ class EnqueueStatements(StatementsBase):
     @functools.cached_property
     def insert_if_unqueued(self) -> sa.Insert:
         """Insert a ready job (`:new_id`, `:new_item_id`, `:dest`, of
-        priority `:priority`) unless its (item, destination) pair has one.
+        priority `:priority`), ready from `:now`, unless its (item,
+        destination) pair has one.
 
         Why this is safe under concurrency: two callers may pick the same
         item (the search takes no locks); the unique constraint lets one
@@ -109,6 +110,7 @@ class EnqueueStatements(StatementsBase):
             destination=sa.bindparam("dest"),
             status=JobStatus.READY.value,
             priority=sa.bindparam("priority", type_=ft.c.priority.type),
+            ready_at=sa.bindparam("now", type_=ft.c.ready_at.type),
         )
         return stmt.on_conflict_do_nothing(
             index_elements=[ft.c.item_id, ft.c.destination]
@@ -148,7 +150,8 @@ class EnqueueStatements(StatementsBase):
         priority: int = 0,
     ) -> sa.Insert:
         """Queue the unqueued eligible items with ids in (after, upper], at
-        most `limit` of them, smallest ids first, as jobs of `priority`.
+        most `limit` of them, smallest ids first, as jobs of `priority`,
+        ready from `:now`.
 
         `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. With `skip_queued` the
         SELECT passes over items already queued (one index probe each, see
@@ -171,6 +174,7 @@ class EnqueueStatements(StatementsBase):
             sa.literal(destination, sa.Text),
             sa.literal(JobStatus.READY.value, ft.c.status.type),
             sa.literal(priority, ft.c.priority.type),
+            sa.bindparam("now", type_=ft.c.ready_at.type),
         ).select_from(self.items.from_clause)
         if self.items.eligible is not None:
             query = query.where(self.items.eligible)
@@ -185,7 +189,8 @@ class EnqueueStatements(StatementsBase):
         if limit is not None:
             query = query.limit(limit)
         stmt = self._insert(ft).from_select(
-            [ft.c.id, ft.c.item_id, ft.c.destination, ft.c.status, ft.c.priority], query
+            [ft.c.id, ft.c.item_id, ft.c.destination, ft.c.status, ft.c.priority, ft.c.ready_at],
+            query,
         )
         # SQLAlchemy reports an INSERT's rowcount only when asked to keep it.
         return stmt.on_conflict_do_nothing(

@@ -51,6 +51,8 @@ class HoldStatements(StatementsBase):
         attempts reach `:max_attempts` at `:now` (`HOLDER_DIED_FAILED`, the
         attempts for its `{}`; else `:rescued` is its last error); delete
         the records that are settled. Returns the ids of the jobs counted.
+        A job counted stays ready from its `ready_at`: its holder's writes
+        rolled back, so to the ledger it never stopped waiting.
 
         A record is a death when its job is still `ready` at the version
         held (nothing was written since) and its row is not locked

@@ -106,6 +106,7 @@ class JobStatements(StatementsBase):
             "not_before": "timestamptz",
             "backoffs": "integer",
             "priority": "smallint",
+            "ready_at": "timestamptz",
         }
         arrays = ", ".join(
             f"CAST(:{name} AS {kind}[])"

@@ -61,6 +61,19 @@ class ReadStatements(StatementsBase):
         ]
         return sa.select(sa.or_(*probes, sa.exists().where(dest)))
 
+    @functools.cached_property
+    def oldest_ready_at(self) -> sa.Select[Any]:
+        """The earliest `ready_at` among `:dest`'s ready jobs (NULL if none
+        has one): the first entry of `fulltext_ready_at_idx` for the
+        destination, so one probe however many jobs there are. The status is
+        a literal so that the partial index serves a generic plan too. The
+        lag is read from it (see `fulltext_jobs.domain.lag_at`)."""
+        ft = self.tables.fulltext
+        return sa.select(sa.func.min(ft.c.ready_at)).where(
+            ft.c.destination == sa.bindparam("dest"),
+            ft.c.status == sa.literal_column("'ready'"),
+        )
+
     def count_by_status(self, destination: str | None) -> sa.Select[Any]:
         """Jobs per (destination, status)."""
         ft = self.tables.fulltext
@@ -146,7 +159,8 @@ class ReadStatements(StatementsBase):
 
     def release_unleased(self, destination: str | None) -> sa.Update:
         """Return running jobs with no lease and a `started` before
-        `:started_before` to ready, counting an attempt and saying why.
+        `:started_before` to ready from `:now`, counting an attempt and
+        saying why.
 
         As in `rescue_expired`, the condition is in the UPDATE itself and is
         judged on each row, locked, as it is when written: a job finished
@@ -169,5 +183,6 @@ class ReadStatements(StatementsBase):
                 (ft.c.attempts < MAX_ATTEMPTS, ft.c.attempts + 1), else_=ft.c.attempts
             ),
             last_error=UNLEASED_ERROR,
+            ready_at=sa.bindparam("now", type_=ft.c.ready_at.type),
             version=ft.c.version + 1,
         ).returning(ft.c.id)
