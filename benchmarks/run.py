@@ -87,6 +87,7 @@ from fulltext_jobs import DEFAULT_LEASE, FullText, NoJobs, SqlAlchemyRepository,
 from fulltext_jobs.sql.compiled import compile_for_driver
 from fulltext_jobs.sql.floors import FROM_START, PAST_END, range_params
 from fulltext_jobs.sql.items import ItemSource
+from fulltext_jobs.sql.rows import BACKOFFS, PRIORITY, READY_AT, VERSION
 from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.sql.statements import Statements
 
@@ -508,10 +509,9 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                 claimed = cursor.fetchone()
                 if claimed is None:
                     break
-                (job_id, item_id, destination, started, _, _, attempts, _, _, error, _) = claimed[
-                    :11
-                ]
-                ready_at, version = claimed[11:13]
+                (job_id, item_id, destination, started, _, _, attempts, _, _, error) = claimed[:10]
+                backoffs, priority = claimed[BACKOFFS], claimed[PRIORITY]
+                ready_at, version = claimed[READY_AT], claimed[VERSION]
                 connection.execute(
                     save,
                     {
@@ -528,6 +528,8 @@ def worker(mode: str, bench_url: str, dsn: str, barrier: Any, results: Any) -> N
                         "lease_expires": None,
                         "last_error": error,
                         "not_before": None,
+                        "backoffs": backoffs,
+                        "priority": priority,
                         "ready_at": ready_at,
                         "claim": token,
                     },
@@ -942,6 +944,8 @@ def bench_save(bench: Bench, args: argparse.Namespace) -> Table:
             "lease_expires": None,
             "last_error": None,
             "not_before": None,
+            "backoffs": 0,
+            "priority": 0,
             "ready_at": stamp,
             "claim": None,
             "read_version": version,
@@ -1352,7 +1356,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.create_sizes = (10_000, args.items)
     if args.quick:
-        args.runs, args.items, args.calls, args.jobs = 2, 20_000, 5, 600
+        args.runs, args.items, args.calls, args.jobs = 1, 20_000, 5, 600
         args.memory_jobs, args.original_sizes = 12_000, (300, 600)
         args.create_sizes = (2_000, 20_000)
         args.wake_poll, args.wake_samples, args.wake_poll_samples = 0.5, 5, 3

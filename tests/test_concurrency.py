@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -289,7 +290,13 @@ def test_creating_for_one_destination_does_not_wait_for_another(
                 holder.execute(sql.lock_cursor, {"dest": "a"})
                 inserted = holder.execute(
                     sql.insert_if_unqueued,
-                    {"dest": "a", "new_id": uuid.uuid4(), "new_item_id": ITEM_IDS[0]},
+                    {
+                        "dest": "a",
+                        "new_id": uuid.uuid4(),
+                        "new_item_id": ITEM_IDS[0],
+                        "priority": 0,
+                        "now": datetime.now(UTC),
+                    },
                 ).scalar_one_or_none()
                 assert inserted is not None
 
