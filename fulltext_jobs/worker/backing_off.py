@@ -17,7 +17,8 @@ from datetime import datetime
 from fulltext_jobs.domain import FullText
 from fulltext_jobs.errors import InvalidInput, NotSupported, StoreError
 from fulltext_jobs.repository import Repository
-from fulltext_jobs.worker.inflight import Run
+from fulltext_jobs.worker.handlers import Verdict
+from fulltext_jobs.worker.inflight import Held, Run, Stage
 
 _log = logging.getLogger("fulltext_jobs.worker")
 
@@ -30,6 +31,20 @@ class BackOffPause:
     def __init__(self, repository: Repository, destination: str) -> None:
         self._repository = repository
         self._destination = destination
+
+    def pause_batch(self, run: Run, held: list[Held], entry: Held, verdict: Verdict) -> None:
+        """`entry`'s handler, in a leased batch `held`, backed off with a
+        pause: have the jobs of `held` whose handlers have not started go
+        back, their attempts given back, due at the verdict's due time
+        (`OutcomeSaver._released`), and pause the destination until then."""
+        until, error = verdict[2], verdict[3]
+        if until is None:
+            return
+        with run.lock:
+            for other in held:
+                if other.stage is Stage.PENDING:
+                    other.back_until = until
+        self.pause(run, entry.job, until, error)
 
     def pause(self, run: Run, job: FullText, until: datetime, error: str | None) -> None:
         """Pause the destination until `until` for `job`'s back-off (its

@@ -289,7 +289,8 @@ class Worker:
         self._hold = self._heartbeat.hold
         self._save_held: Callable[[Run, list[Held]], None] = self._saver.save_held
         self._take_tokens = tokens.take
-        self._pause_for = BackOffPause(repository, destination).pause
+        back_off = BackOffPause(repository, destination)
+        self._pause_for, self._pause_batch = back_off.pause, back_off.pause_batch
         self._get_ready_job = repository.get_ready_job
         self._claim_ready = repository.claim_ready
         self._hold_ready: Hold = repository.hold_ready
@@ -679,23 +680,9 @@ class Worker:
             finally:
                 _log_fields.reset(token)
             if handled[1][0] is Ending.BACK_OFF_PAUSE:
-                self._pause_all(run, held, *handled)
+                self._pause_batch(run, held, *handled)
                 break
         if handled is not None:
             with run.lock:
                 record(*handled)
         self._save_held(run, held)
-
-    def _pause_all(self, run: Run, held: list[Held], entry: Held, verdict: Verdict) -> None:
-        """`entry`'s handler backed off with a pause: pause the destination
-        until its verdict's due time, and have the jobs of `held` whose
-        handlers have not started go back, their attempts given back, due
-        then (`OutcomeSaver._released`)."""
-        until, error = verdict[2], verdict[3]
-        if until is None:
-            return
-        with run.lock:
-            for other in held:
-                if other.stage is Stage.PENDING:
-                    other.back_until = until
-        self._pause_for(run, entry.job, until, error)
