@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from fulltext_jobs.health import HealthCheck, HealthThresholds, QueueHealth
     from fulltext_jobs.memory import InMemoryRepository
     from fulltext_jobs.metrics import WorkerMetrics
+    from fulltext_jobs.pipeline import Dependency
     from fulltext_jobs.port import ReadyListener
     from fulltext_jobs.rate_limit import RateTokens
     from fulltext_jobs.replica import ReadSource
@@ -99,6 +100,7 @@ __all__ = [
     "AuditProblem",
     "Cancellation",
     "DemoRefused",
+    "Dependency",
     "DestinationStats",
     "DuplicateJob",
     "FailJob",
@@ -156,6 +158,7 @@ _HOMES: Final = {
     "DEFAULT_LEASE": "fulltext_jobs.domain",
     "DEFAULT_SWEEP_INTERVAL": "fulltext_jobs.domain",
     "Cancellation": "fulltext_jobs.domain",
+    "Dependency": "fulltext_jobs.pipeline",
     "DestinationStats": "fulltext_jobs.domain",
     "FullText": "fulltext_jobs.domain",
     "JobStatus": "fulltext_jobs.domain",

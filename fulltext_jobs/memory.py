@@ -42,7 +42,9 @@ from fulltext_jobs.domain import (
 )
 from fulltext_jobs.errors import AllQueued, DuplicateJob, JobNotFound, LostClaim, NoJobs, StaleJob
 from fulltext_jobs.health import DelayedAhead, QueueHealth, delayed_ahead_of
+from fulltext_jobs.memory_pipeline import MemoryPipeline
 from fulltext_jobs.memory_steering import MemorySteering, _Announcements, _MemoryReadyListener
+from fulltext_jobs.pipeline import Dependency
 from fulltext_jobs.port import Hold, ReadyListener, hold_copy
 from fulltext_jobs.rate_limit import RateTokens, take, wait_for_next
 from fulltext_jobs.repository import Repository
@@ -50,7 +52,7 @@ from fulltext_jobs.repository import Repository
 __all__ = ["InMemoryRepository"]
 
 
-class InMemoryRepository(MemorySteering, Repository):
+class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
     """A `Repository` held in this process's memory.
 
     `items` are the ids of the eligible items; `add_items` adds more. `clock`
@@ -106,6 +108,10 @@ class InMemoryRepository(MemorySteering, Repository):
         # The cancel requests, by job: the claim asked to stop and the
         # error to skip it with, as the SQL adapter's fulltext_cancels.
         self._cancels: dict[uuid.UUID, tuple[uuid.UUID, str]] = {}
+        # Which destinations follow which, and the items an upstream job let
+        # follow since the follower's producer last looked (MemoryPipeline).
+        self._follows: dict[tuple[str, str], Dependency] = {}
+        self._unblocked: set[tuple[str, str, str]] = set()
         self.add_items(items)
 
     def add_items(self, item_ids: Iterable[str], *, batch_size: int = 10_000) -> int:
@@ -215,6 +221,7 @@ class InMemoryRepository(MemorySteering, Repository):
                     if job.attempts >= max_attempts:
                         job.status, job.finished = JobStatus.FAILED, now
                         job.last_error = lease_expired_error(job.attempts)
+                        self._unblock(job)
                     else:
                         # The entity's own move, as the SQL statement's.
                         job.release(now, error=RESCUED_ERROR)
@@ -252,7 +259,7 @@ class InMemoryRepository(MemorySteering, Repository):
             # Above the watermark first, then one scan from the start, as the
             # SQL adapter does.
             for item_id in itertools.chain(self._items[above:], self._items[:above]):
-                if (item_id, destination) not in self._by_pair:
+                if self._unqueued(item_id, destination):
                     job = self._new_job(item_id, destination, priority, now)
                     self._store(job)
                     self._watermark[destination] = max(watermark, item_id)
@@ -273,7 +280,7 @@ class InMemoryRepository(MemorySteering, Repository):
             for item_id in self._items:
                 if created == limit:
                     break
-                if (item_id, destination) not in self._by_pair:
+                if self._unqueued(item_id, destination):
                     self._store(self._new_job(item_id, destination, priority, now))
                     created += 1
         # One batch: all of it is done under one lock.
@@ -291,10 +298,15 @@ class InMemoryRepository(MemorySteering, Repository):
                 # In id order, as the SQL stores queue each batch.
                 new = sorted(self._arrivals[self._produced.get(destination, 0) :])
             self._produced[destination] = len(self._arrivals)
-            created = 0
+
+            def make(item_id: str) -> None:
+                self._store(self._new_job(item_id, destination, priority, now))
+
+            # First the items their upstreams let follow, as the SQL stores do.
+            created = self._queue_unblocked(destination, make)
             for item_id in new:
-                if (item_id, destination) not in self._by_pair:
-                    self._store(self._new_job(item_id, destination, priority, now))
+                if self._unqueued(item_id, destination):
+                    make(item_id)
                     created += 1
             return created
 
@@ -392,7 +404,7 @@ class InMemoryRepository(MemorySteering, Repository):
 
     def _count_unqueued(self, destination: str) -> int:
         with self._lock:
-            return sum((item_id, destination) not in self._by_pair for item_id in self._items)
+            return sum(self._unqueued(item_id, destination) for item_id in self._items)
 
     def _lag(self, destination: str) -> timedelta | None:
         now = read_clock(self._clock, self._lease)
@@ -425,7 +437,7 @@ class InMemoryRepository(MemorySteering, Repository):
                 DestinationStats.of(
                     name,
                     counts[name],
-                    sum((item_id, name) not in self._by_pair for item_id in self._items)
+                    sum(self._unqueued(item_id, name) for item_id in self._items)
                     if unqueued
                     else None,
                     lag_at(now, self._oldest_ready_at(name)),
@@ -540,6 +552,8 @@ class InMemoryRepository(MemorySteering, Repository):
             self._seq[job.id] = next(self._next_seq)
         self._jobs[job.id] = job
         self._by_pair[job.item_id, job.destination] = job.id
+        if previous is None or previous.status is not job.status:
+            self._unblock(job)
 
     # --- queue health ----------------------------------------------
 

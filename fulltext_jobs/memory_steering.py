@@ -87,6 +87,7 @@ class MemorySteering:
     _cancels: dict[uuid.UUID, tuple[uuid.UUID, str]]
     _cancel_announcements: _Announcements
     _hold_ended: threading.Condition
+    _unblock: Callable[[FullText], None]
 
     # --- steering the fleet -------------------------------------------
 
@@ -152,6 +153,7 @@ class MemorySteering:
                 if job.status is JobStatus.READY:
                     job.skip(now, error=error)
                     job.version += 1
+                    self._unblock(job)
                     skipped.append(job_id)
                 elif job.status is JobStatus.RUNNING and job.claim_token is not None:
                     self._cancels[job_id] = (job.claim_token, error)

@@ -68,6 +68,7 @@ from fulltext_jobs.checks import (
 )
 from fulltext_jobs.domain import KEEP, FullText, JobStatus, Keep, Limits, utc
 from fulltext_jobs.errors import InvalidInput, NotSupported, StaleJobs
+from fulltext_jobs.pipeline import check_on_statuses, check_upstreams
 from fulltext_jobs.rate_limit import MAX_BURST, check_burst, check_rate
 
 __all__ = [
@@ -251,6 +252,25 @@ def prioritize_args(
         sorted(set(check_item_ids(item_ids))),
         check_priority(priority),
     )
+
+
+def depend_args(
+    destination: str, on: str | Iterable[str], statuses: Iterable[JobStatus | str]
+) -> tuple[str, list[str], frozenset[JobStatus]]:
+    """The destination, its upstreams (sorted, each once) and the statuses
+    they must reach (see `fulltext_jobs.pipeline`)."""
+    destination = check_destination(destination)
+    return destination, check_upstreams(destination, on), check_on_statuses(statuses)
+
+
+def undepend_args(destination: str, on: str | Iterable[str] | None) -> tuple[str, list[str] | None]:
+    """The destination, and the upstreams to drop (None: all of them)."""
+    destination = check_destination(destination)
+    return destination, None if on is None else check_upstreams(destination, on)
+
+
+def dependencies_args(destination: str | None) -> str | None:
+    return check_optional_destination(destination)
 
 
 # --- a parameter's old name ------------------------------------------------------
@@ -467,6 +487,12 @@ def cannot_cancel(repo: object) -> NotSupported:
     """The error of either port's own `_cancel`, which an adapter that
     cannot cancel inherits."""
     return NotSupported(f"{type(repo).__name__} cannot cancel jobs")
+
+
+def cannot_depend(repo: object) -> NotSupported:
+    """The error of either port's own `_depend`, `_undepend` and
+    `_dependencies`, which an adapter that keeps no dependencies inherits."""
+    return NotSupported(f"{type(repo).__name__} keeps no dependencies between destinations")
 
 
 def cannot_prioritize(repo: object) -> NotSupported:

@@ -32,12 +32,14 @@ from fulltext_jobs.domain import (
     Limits,
 )
 from fulltext_jobs.health import QueueHealth, not_reported
+from fulltext_jobs.pipeline import DEFAULT_ON_STATUSES, Dependency
 from fulltext_jobs.port import (
     AsyncHold,
     ReadyListener,
     audit_args,
     cancel_args,
     cannot_cancel,
+    cannot_depend,
     cannot_hold,
     cannot_prioritize,
     cannot_steer,
@@ -45,6 +47,8 @@ from fulltext_jobs.port import (
     controls_args,
     count_unqueued_args,
     create_job_for_unqueued_args,
+    depend_args,
+    dependencies_args,
     enqueue_new_args,
     enqueue_unqueued_args,
     get_fulltext_args,
@@ -75,6 +79,7 @@ from fulltext_jobs.port import (
     stats_args,
     take_cancel_requests_args,
     take_rate_tokens_args,
+    undepend_args,
 )
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
@@ -403,6 +408,47 @@ class AsyncRepository(abc.ABC):
     ) -> int:
         """As `Repository._prioritize`."""
         raise cannot_prioritize(self)
+
+    async def depend(
+        self,
+        destination: str,
+        *,
+        on: str | Iterable[str],
+        statuses: Iterable[JobStatus | str] = DEFAULT_ON_STATUSES,
+    ) -> list[Dependency]:
+        """As `Repository.depend`."""
+        return await self._depend(*depend_args(destination, on, statuses))
+
+    async def undepend(
+        self, destination: str, *, on: str | Iterable[str] | None = None
+    ) -> list[Dependency]:
+        """As `Repository.undepend`."""
+        return await self._undepend(*undepend_args(destination, on))
+
+    async def dependencies(self, destination: str | None = None) -> list[Dependency]:
+        """As `Repository.dependencies`."""
+        return await self._dependencies(dependencies_args(destination))
+
+    async def _depend(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        upstreams: list[str],  # noqa: ARG002 - for adapters
+        statuses: frozenset[JobStatus],  # noqa: ARG002 - for adapters
+    ) -> list[Dependency]:
+        """As `Repository._depend`."""
+        raise cannot_depend(self)
+
+    async def _undepend(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        upstreams: list[str] | None,  # noqa: ARG002 - for adapters
+    ) -> list[Dependency]:
+        """As `Repository._undepend`."""
+        raise cannot_depend(self)
+
+    async def _dependencies(self, destination: str | None) -> list[Dependency]:  # noqa: ARG002 - for adapters
+        """As `Repository._dependencies`."""
+        raise cannot_depend(self)
 
     async def _cancel(
         self,

@@ -2,7 +2,8 @@
 counts, pages of jobs, the audit, the queue's health), repairing it
 (rescues, retries, releasing the Go original's abandoned claims), and
 steering the fleet (pausing and resuming a destination, capping its
-running jobs, cancelling jobs).
+running jobs, cancelling jobs, changing priorities, declaring which
+destinations follow which).
 
 `Upkeep` is a part of `Repository` (which inherits it), kept apart from the
 workers' operations (claims, saves, heartbeats) because an operator's
@@ -35,14 +36,18 @@ from fulltext_jobs.domain import (
     Limits,
 )
 from fulltext_jobs.health import QueueHealth, not_reported
+from fulltext_jobs.pipeline import DEFAULT_ON_STATUSES, Dependency
 from fulltext_jobs.port import (
     audit_args,
     cancel_args,
     cannot_cancel,
+    cannot_depend,
     cannot_prioritize,
     cannot_steer,
     controls_args,
     count_unqueued_args,
+    depend_args,
+    dependencies_args,
     has_destination_args,
     lag_args,
     limit_args,
@@ -56,6 +61,7 @@ from fulltext_jobs.port import (
     resume_args,
     retry_args,
     stats_args,
+    undepend_args,
 )
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY
 
@@ -432,6 +438,52 @@ class Upkeep(abc.ABC):
         """
         return self._prioritize(*prioritize_args(destination, item_ids, priority))
 
+    def depend(
+        self,
+        destination: str,
+        *,
+        on: str | Iterable[str],
+        statuses: Iterable[JobStatus | str] = DEFAULT_ON_STATUSES,
+    ) -> list[Dependency]:
+        """Declare that `destination` follows each destination of `on`: an
+        item gets a `destination` job only once its job of every upstream
+        has one of `statuses` (default: finished), besides the item
+        source's own eligibility. Return the destination's dependencies.
+
+        Stored in the ledger, so every producer of the fleet agrees. A
+        dependency on an upstream already declared gets the new statuses;
+        the destination's other upstreams stay. From the commit on, an
+        upstream job that reaches a named status records its item for the
+        destination in the same transaction (a trigger of the database, so
+        the Go original's writes count too), and the destination's producer
+        (`enqueue_new`, a `Worker` with `produce=True`) queues it with a
+        probe of the item, not a scan of the items. Every way of making
+        jobs (`enqueue_unqueued`, `create_job_for_unqueued`, `enqueue_new`'s
+        sweep) passes over items whose upstreams are not done: jobs made
+        before the declaration stay as they are, and the ones for items
+        already done upstream come from `enqueue_unqueued` (the backlog).
+
+        Raises `InvalidInput`, and changes nothing, for a bad destination
+        or upstream, none, the destination itself, a status that is not
+        finished, failed or skipped, or a dependency that would make a
+        cycle (the message shows it); `NotSupported` if the adapter keeps
+        no dependencies."""
+        return self._depend(*depend_args(destination, on, statuses))
+
+    def undepend(
+        self, destination: str, *, on: str | Iterable[str] | None = None
+    ) -> list[Dependency]:
+        """Drop `destination`'s dependencies on `on` (None: all of them);
+        return those left. Its items no longer wait for those upstreams.
+        Upstreams it does not follow are passed over. Raises `InvalidInput`
+        for a bad name, with nothing changed; `NotSupported` as `depend`."""
+        return self._undepend(*undepend_args(destination, on))
+
+    def dependencies(self, destination: str | None = None) -> list[Dependency]:
+        """The dependencies declared (of `destination` only, if given),
+        sorted. Changes nothing; `NotSupported` as `depend`."""
+        return self._dependencies(dependencies_args(destination))
+
     # --- what each adapter implements, given checked arguments ------------
 
     @abc.abstractmethod
@@ -528,6 +580,29 @@ class Upkeep(abc.ABC):
         """As `prioritize`, on the item ids given (sorted, each once). The
         base class cannot change priorities."""
         raise cannot_prioritize(self)
+
+    def _depend(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        upstreams: list[str],  # noqa: ARG002 - for adapters
+        statuses: frozenset[JobStatus],  # noqa: ARG002 - for adapters
+    ) -> list[Dependency]:
+        """As `depend`, with the names checked; the adapter refuses a cycle
+        (`check_acyclic`) under the lock that orders declarations. The base
+        class keeps no dependencies."""
+        raise cannot_depend(self)
+
+    def _undepend(
+        self,
+        destination: str,  # noqa: ARG002 - for adapters
+        upstreams: list[str] | None,  # noqa: ARG002 - for adapters
+    ) -> list[Dependency]:
+        """As `undepend`; the base class keeps no dependencies."""
+        raise cannot_depend(self)
+
+    def _dependencies(self, destination: str | None) -> list[Dependency]:  # noqa: ARG002 - for adapters
+        """As `dependencies`; the base class keeps no dependencies."""
+        raise cannot_depend(self)
 
     def _cancel(
         self,

@@ -48,6 +48,7 @@ READERS = frozenset({"fulltext_jobs.metrics"})
 #: module of `DATABASE_ROOTS`.
 INNER = (
     "fulltext_jobs.domain",
+    "fulltext_jobs.pipeline",
     "fulltext_jobs.checks",
     "fulltext_jobs.errors",
     "fulltext_jobs.port",

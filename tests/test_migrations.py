@@ -68,6 +68,7 @@ TABLES_AT["0014"] = TABLES_AT["0013"] | {"fulltext_cancels"}
 TABLES_AT["0015"] = TABLES_AT["0014"]
 TABLES_AT["0016"] = TABLES_AT["0015"]
 TABLES_AT["0017"] = TABLES_AT["0016"]
+TABLES_AT["0018"] = TABLES_AT["0017"] | {"fulltext_dependencies", "fulltext_unblocked"}
 
 #: The tables PostgreSQL alone has (the transaction mode's hold records).
 POSTGRESQL_ONLY = frozenset({"fulltext_holds"})

@@ -49,6 +49,7 @@ from fulltext_jobs.sql.compiled import HotPath
 from fulltext_jobs.sql.controlling import ControlOperations
 from fulltext_jobs.sql.engine import configure_sqlite
 from fulltext_jobs.sql.floors import floors_of
+from fulltext_jobs.sql.following import DependencyOperations
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.notifications import PostgresReadyListener
 from fulltext_jobs.sql.prioritizing import PriorityOperations
@@ -75,7 +76,13 @@ __all__ = ["SqlOperations"]
 _MAX_CREATE_ATTEMPTS: Final = 1000
 
 
-class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, PriorityOperations):
+class SqlOperations(
+    ClaimOperations,
+    ControlOperations,
+    CancelOperations,
+    PriorityOperations,
+    DependencyOperations,
+):
     """Every operation of the port on one engine (see
     `SqlAlchemyRepository` for the arguments, which this checks in the
     same order and with the same errors), on checked arguments.
@@ -392,7 +399,9 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
         sequenced = self._sequenced()
         key = self._sql.producer_key(sequenced=sequenced)
         params = {"dest": destination}
-        created = 0
+        # First the items the upstreams' ends let follow (none unless the
+        # destination has upstreams): a probe of an index when none wait.
+        created = self.enqueue_unblocked(destination, priority, now)
         while True:
             # Each batch in a transaction of its own, holding the producer's
             # row, so that producers of one destination take turns; an idle
@@ -429,7 +438,7 @@ class SqlOperations(ClaimOperations, ControlOperations, CancelOperations, Priori
             created += batch
             if found < self._enqueue_batch_size:
                 return created
-        return self._sweep(destination, key, now, sequenced=sequenced, priority=priority)
+        return created + self._sweep(destination, key, now, sequenced=sequenced, priority=priority)
 
     def _sweep(
         self,

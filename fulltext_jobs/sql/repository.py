@@ -35,6 +35,7 @@ from fulltext_jobs.domain import (
 )
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.health import QueueHealth
+from fulltext_jobs.pipeline import Dependency
 from fulltext_jobs.port import Hold, ReadyListener
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.repository import Repository
@@ -286,6 +287,17 @@ class SqlAlchemyRepository(Repository):
 
     def _prioritize(self, destination: str, item_ids: list[str], priority: int) -> int:
         return self._ops.prioritize(destination, item_ids, priority)
+
+    def _depend(
+        self, destination: str, upstreams: list[str], statuses: frozenset[JobStatus]
+    ) -> list[Dependency]:
+        return self._ops.depend(destination, upstreams, statuses)
+
+    def _undepend(self, destination: str, upstreams: list[str] | None) -> list[Dependency]:
+        return self._ops.undepend(destination, upstreams)
+
+    def _dependencies(self, destination: str | None) -> list[Dependency]:
+        return self._ops.dependencies(destination)
 
     def _take_cancel_requests(
         self, claims: list[tuple[uuid.UUID, uuid.UUID]]

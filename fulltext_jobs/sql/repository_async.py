@@ -34,6 +34,7 @@ from fulltext_jobs.domain import (
 )
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.health import QueueHealth
+from fulltext_jobs.pipeline import Dependency
 from fulltext_jobs.port import AsyncHold
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.repository_async import AsyncRepository
@@ -278,6 +279,17 @@ class AsyncSqlAlchemyRepository(AsyncRepository):
 
     async def _prioritize(self, destination: str, item_ids: list[str], priority: int) -> int:
         return await self._call(lambda ops: ops.prioritize(destination, item_ids, priority))
+
+    async def _depend(
+        self, destination: str, upstreams: list[str], statuses: frozenset[JobStatus]
+    ) -> list[Dependency]:
+        return await self._call(lambda ops: ops.depend(destination, upstreams, statuses))
+
+    async def _undepend(self, destination: str, upstreams: list[str] | None) -> list[Dependency]:
+        return await self._call(lambda ops: ops.undepend(destination, upstreams))
+
+    async def _dependencies(self, destination: str | None) -> list[Dependency]:
+        return await self._call(lambda ops: ops.dependencies(destination))
 
     async def _take_cancel_requests(
         self, claims: list[tuple[uuid.UUID, uuid.UUID]]

@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0017"
+SCHEMA_REVISION: Final = "0018"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -99,6 +99,8 @@ class Tables:
     holds: sa.Table | None
     controls: sa.Table
     cancels: sa.Table
+    dependencies: sa.Table
+    unblocked: sa.Table
 
 
 def status_type() -> sa.Enum:
@@ -337,6 +339,28 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("requested_at", UTCDateTime, nullable=False),
         schema=schema,
     )
+    # Which destinations follow which (0018): one row per status a
+    # destination's dependency on an upstream names. The trigger looks it up
+    # by (upstream, status) at every job's end.
+    dependencies = sa.Table(
+        "fulltext_dependencies",
+        metadata,
+        sa.Column("destination", sa.Text, primary_key=True),
+        sa.Column("upstream", sa.Text, primary_key=True),
+        sa.Column("status", status_type(), primary_key=True),
+        sa.Index("fulltext_dependencies_upstream_idx", "upstream", "status"),
+        schema=schema,
+    )
+    # The items an upstream job let follow (0018), written by the trigger in
+    # the transaction that ended the job, taken by the follower's producer.
+    unblocked = sa.Table(
+        "fulltext_unblocked",
+        metadata,
+        sa.Column("destination", sa.Text, primary_key=True),
+        sa.Column("item_id", sa.Text, primary_key=True),
+        sa.Column("upstream", sa.Text, primary_key=True),
+        schema=schema,
+    )
     # Which library code can use a database at each revision (0005).
     schema_window = sa.Table(
         WINDOW_TABLE,
@@ -355,4 +379,6 @@ def tables_for(dialect_name: str) -> Tables:
         holds=holds,
         controls=controls,
         cancels=cancels,
+        dependencies=dependencies,
+        unblocked=unblocked,
     )

@@ -87,7 +87,25 @@ EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
         "finished, status, attempts, claim_token, last_error ON jobs.fulltext FOR EACH ROW "
         "WHEN ((new.version = old.version)) EXECUTE FUNCTION jobs.fulltext_count_write()"
     ),
+    ("trigger", "fulltext_unblock_inserted"): (
+        "CREATE TRIGGER fulltext_unblock_inserted AFTER INSERT ON jobs.fulltext FOR EACH ROW "
+        "WHEN ((new.status = ANY (ARRAY['finished'::job_statuses, 'failed'::job_statuses, "
+        "'skipped'::job_statuses]))) EXECUTE FUNCTION jobs.fulltext_unblock()"
+    ),
+    ("trigger", "fulltext_unblock_updated"): (
+        "CREATE TRIGGER fulltext_unblock_updated AFTER UPDATE OF status ON jobs.fulltext "
+        "FOR EACH ROW WHEN (((new.status = ANY (ARRAY['finished'::job_statuses, "
+        "'failed'::job_statuses, 'skipped'::job_statuses])) AND "
+        "(old.status IS DISTINCT FROM new.status))) EXECUTE FUNCTION jobs.fulltext_unblock()"
+    ),
 }
+
+#: What SQLite's triggers of a job's end run (0018).
+_SQLITE_UNBLOCK: Final = (
+    "INSERT OR IGNORE INTO fulltext_unblocked (destination, item_id, upstream) "
+    "SELECT d.destination, NEW.item_id, NEW.destination FROM fulltext_dependencies AS d "
+    "WHERE d.upstream = NEW.destination AND d.status = NEW.status;"
+)
 
 #: (kind, name) -> what the migrations make on SQLite: the statement (compared
 #: after `_normalised`), or for the unique pair its columns.
@@ -121,6 +139,15 @@ EXPECTED_SQLITE: Final[dict[tuple[str, str], str]] = {
         "finished, status, attempts, claim_token, last_error ON fulltext FOR EACH ROW "
         "WHEN NEW.version = OLD.version BEGIN UPDATE fulltext SET version = OLD.version + 1 "
         "WHERE rowid = NEW.rowid; END"
+    ),
+    ("trigger", "fulltext_unblock_inserted"): (
+        "CREATE TRIGGER fulltext_unblock_inserted AFTER INSERT ON fulltext FOR EACH ROW "
+        "WHEN NEW.status IN ('finished', 'failed', 'skipped') BEGIN " + _SQLITE_UNBLOCK + " END"
+    ),
+    ("trigger", "fulltext_unblock_updated"): (
+        "CREATE TRIGGER fulltext_unblock_updated AFTER UPDATE OF status ON fulltext FOR EACH ROW "
+        "WHEN NEW.status IN ('finished', 'failed', 'skipped') AND OLD.status IS NOT NEW.status "
+        "BEGIN " + _SQLITE_UNBLOCK + " END"
     ),
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from fulltext_jobs.sql.statements.base import ORIGINAL_CREATOR_LOCK
 from fulltext_jobs.sql.statements.cancels import CancelStatements
 from fulltext_jobs.sql.statements.claims import ClaimStatements
+from fulltext_jobs.sql.statements.dependencies import DependencyStatements
 from fulltext_jobs.sql.statements.enqueue import EnqueueStatements
 from fulltext_jobs.sql.statements.holds import HoldStatements
 from fulltext_jobs.sql.statements.jobs import JobStatements
@@ -31,6 +32,7 @@ class Statements(
     ReadStatements,
     CancelStatements,
     PriorityStatements,
+    DependencyStatements,
 ):
     """The adapter's statements for one set of tables, item source and
     dialect: every part's, in one object (the adapter asks it for each

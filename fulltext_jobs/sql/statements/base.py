@@ -57,7 +57,7 @@ class StatementsBase:
         self, query: sa.Select[Any], destination: str | sa.BindParameter[str]
     ) -> sa.Select[Any]:
         """Keep the rows of `query` (over the item source) whose item has no
-        job for `destination`.
+        job for `destination` and may follow its upstreams (`_upstreams_done`).
 
         On PostgreSQL the test is a LATERAL subquery with LIMIT 1, which
         forces one index probe per item; a plain NOT EXISTS lets the planner
@@ -70,14 +70,59 @@ class StatementsBase:
             queued = sa.exists().where(
                 ft.c.item_id == self.items.id, ft.c.destination == destination
             )
-            return query.where(~queued)
+            return query.where(~queued, self._upstreams_done(destination))
         probe = (
             sa.select(sa.literal(1).label("found"))
             .where(ft.c.item_id == self.items.id, ft.c.destination == destination)
             .limit(1)
             .lateral("queued")
         )
-        return query.outerjoin(probe, sa.true()).where(probe.c.found.is_(None))
+        return query.outerjoin(probe, sa.true()).where(
+            probe.c.found.is_(None), self._upstreams_done(destination)
+        )
+
+    def _upstreams_done(self, destination: str | sa.BindParameter[str]) -> sa.ColumnElement[bool]:
+        """True for an item of the item source whose job of every upstream
+        of `destination` has a status its dependency names (see
+        `fulltext_jobs.pipeline`): no declared dependency of the destination
+        is unmet.
+
+        Read from the dependencies in the statement itself, so a producer
+        always judges by the declarations as committed. A destination with
+        none pays one probe of an index of the dependencies per item (an
+        empty one where nothing is declared); one with upstreams, besides,
+        a probe of the unique (item_id, destination) index per upstream.
+        """
+        ft = self.tables.fulltext
+        declared = self.tables.dependencies.alias("declared")
+        named = self.tables.dependencies.alias("named")
+        upstream_job = ft.alias("upstream_job")
+        # Each subquery names the one table it reads; the others are the
+        # enclosing queries' rows.
+        named_status = (
+            sa.exists()
+            .where(
+                named.c.destination == declared.c.destination,
+                named.c.upstream == declared.c.upstream,
+                named.c.status == upstream_job.c.status,
+            )
+            .correlate_except(named)
+        )
+        done = (
+            sa.exists()
+            .where(
+                upstream_job.c.item_id == self.items.id,
+                upstream_job.c.destination == declared.c.upstream,
+                named_status,
+            )
+            .correlate_except(upstream_job)
+        )
+        unmet = (
+            sa.exists()
+            .where(declared.c.destination == destination, ~done)
+            .correlate_except(declared)
+        )
+        return ~unmet
 
     def _new_uuid(self) -> ColumnElement[uuid.UUID]:
         """A random (version 4) UUID made by the database, in the form the

@@ -148,10 +148,12 @@ class EnqueueStatements(StatementsBase):
         skip_queued: bool,
         key: ColumnElement[Any] | None = None,
         priority: int = 0,
+        among: bool = False,
     ) -> sa.Insert:
         """Queue the unqueued eligible items with ids in (after, upper], at
         most `limit` of them, smallest ids first, as jobs of `priority`,
-        ready from `:now`.
+        ready from `:now`; with `among`, only those among the ids
+        `:item_ids` (a probe of the item source's id each).
 
         `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. With `skip_queued` the
         SELECT passes over items already queued (one index probe each, see
@@ -182,9 +184,15 @@ class EnqueueStatements(StatementsBase):
             query = query.where(key > after)
         if upper is not None:
             query = query.where(key <= upper)
-        # Without the probe, still a WHERE: SQLite needs one to tell the
-        # upsert's ON CONFLICT from a join's ON.
-        query = self._unqueued(query, destination) if skip_queued else query.where(sa.true())
+        if among:
+            query = query.where(item_id.in_(sa.bindparam("item_ids", expanding=True)))
+        # Without the probe of the jobs, the upstreams' still: an item with
+        # upstreams not done gets no job, queued or not.
+        query = (
+            self._unqueued(query, destination)
+            if skip_queued
+            else query.where(self._upstreams_done(destination))
+        )
         query = query.order_by(item_id)
         if limit is not None:
             query = query.limit(limit)
