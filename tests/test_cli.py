@@ -193,6 +193,8 @@ def test_stats_table_and_json(runner, url, repo):
         "rate": None,
         "rate_burst": None,
         "pause": None,
+        "upstreams": [],
+        "to_come": None,
     }
 
     def lagging(rows: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -810,3 +812,47 @@ def test_enqueue_at_a_priority_prioritize_and_see_it_in_jobs(runner, url, repo, 
     )
     assert_one_line_error(refused.exit_code, refused.stdout, refused.stderr, "priority")
     assert repo.get_fulltext(repo.list_jobs("lang")[1].id).priority == 0
+
+
+def test_depend_shows_refuses_and_undepend_drops_upstreams(runner, url, repo):
+    repo.add_items(["a", "b", "c"])
+    assert run(runner, url, "depend", "lang", "--on", "fetch").stdout == (
+        "'lang' follows fetch (finished)\n"
+    )
+    declared = run_json(
+        runner, url, "depend", "quotes", "--on", "lang", "--on-status", "finished,skipped"
+    )
+    assert declared == {
+        "destination": "quotes",
+        "upstreams": [{"upstream": "lang", "statuses": ["finished", "skipped"]}],
+    }
+    # Refusals are one line each, and change nothing: a cycle, a bad status.
+    for args, needle in (
+        (["depend", "fetch", "--on", "quotes"], "fetch -> quotes -> lang -> fetch"),
+        (["depend", "lang", "--on", "other", "--on-status", "running"], "running"),
+        (["depend", "lang", "--on", "lang"], "itself"),
+    ):
+        refused = runner.invoke(app, ["--database-url", url, *args])
+        assert_one_line_error(refused.exit_code, refused.stdout, refused.stderr, needle)
+    assert run_json(runner, url, "depend", "lang") == {
+        "destination": "lang",
+        "upstreams": [{"upstream": "fetch", "statuses": ["finished"]}],
+    }
+    assert [d.destination for d in repo.dependencies()] == ["lang", "quotes"]
+    # stats shows each follower, with no job yet, and what is to come.
+    repo.enqueue_unqueued("fetch")
+    job = repo.get_ready_job("fetch")
+    job.finish()
+    repo.save_fulltext(job)
+    rows = {row["destination"]: row for row in run_json(runner, url, "stats")}
+    assert rows["lang"]["to_come"] == 2
+    assert rows["lang"]["upstreams"] == [{"upstream": "fetch", "statuses": ["finished"]}]
+    assert rows["fetch"]["to_come"] is None
+    assert "fetch (finished); 2 to come" in run(runner, url, "stats").stdout
+    # `enqueue` is the backlog: the item done upstream, and only it.
+    assert run_json(runner, url, "enqueue", "lang")["created"] == 1
+    assert run_json(runner, url, "undepend", "quotes") == {
+        "destination": "quotes",
+        "upstreams": [],
+    }
+    assert "follows no destination" in run(runner, url, "depend", "quotes").stdout

@@ -76,6 +76,7 @@ from fulltext_jobs.cli._migrate import (
     migrate_downgrade,
     migrate_upgrade,
 )
+from fulltext_jobs.cli._pipeline import depend, undepend
 from fulltext_jobs.cli._serve import dashboard
 from fulltext_jobs.cli._work import load_handler, work
 
@@ -99,6 +100,8 @@ for _command in (
     limit,
     cancel,
     prioritize,
+    depend,
+    undepend,
     audit,
     dashboard,
     demo,

@@ -20,6 +20,7 @@ from fulltext_jobs.cli._base import (
     tell_source,
 )
 from fulltext_jobs.cli._output import (
+    Upstreams,
     audit_json,
     audit_lines,
     emit_json,
@@ -31,7 +32,7 @@ from fulltext_jobs.cli._output import (
     stats_table,
     stdout_console,
 )
-from fulltext_jobs.domain import JobStatus
+from fulltext_jobs.domain import DestinationStats, JobStatus
 from fulltext_jobs.health import (
     DEAD_ROWS_FRACTION,
     DEAD_ROWS_WARNING,
@@ -40,6 +41,7 @@ from fulltext_jobs.health import (
     XMIN_AGE_WARNING,
     HealthThresholds,
 )
+from fulltext_jobs.pipeline import waiting_on_upstreams
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 if TYPE_CHECKING:
@@ -49,7 +51,33 @@ if TYPE_CHECKING:
     from fulltext_jobs.audit import AuditProblem
     from fulltext_jobs.health import HealthWarning, QueueHealth
     from fulltext_jobs.replica import ReadSource
+    from fulltext_jobs.repository import Repository
     from fulltext_jobs.sql.schema_audit import SchemaProblem
+
+
+def followers_without_jobs(
+    repo: Repository, rows: list[DestinationStats]
+) -> list[DestinationStats]:
+    """A row of zeros for each destination that follows another and has no
+    job yet, so that `stats` shows what it waits for."""
+    known = {row.destination for row in rows}
+    followers = sorted({d.destination for d in repo.dependencies()} - known)
+    return [DestinationStats.of(name, {}, None) for name in followers]
+
+
+def upstreams_of(repo: Repository, rows: list[DestinationStats]) -> dict[str, Upstreams]:
+    """The upstreams of each destination of `rows` that has any, with how
+    many of their jobs have not ended, read from the counts of `rows` and,
+    for an upstream not among them, its own."""
+    declared = [d for d in repo.dependencies() if d.destination in {r.destination for r in rows}]
+    counted = {row.destination: row for row in rows}
+    for upstream in sorted({d.upstream for d in declared} - set(counted)):
+        counted.update((row.destination, row) for row in repo.stats(upstream, unqueued=False))
+    to_come = waiting_on_upstreams(declared, counted.values())
+    return {
+        name: Upstreams([d for d in declared if d.destination == name], count)
+        for name, count in to_come.items()
+    }
 
 
 def stats(
@@ -76,10 +104,13 @@ def stats(
         repo = state.reader(known=destination)
         rows = repo.stats(destination, unqueued=unqueued)
         controls = {found.destination: found for found in repo.list_controls()}
+        if destination is None:
+            rows += followers_without_jobs(repo, rows)
+        upstreams = upstreams_of(repo, rows)
         if as_json:
-            emit_json(stats_json(rows, controls))
+            emit_json(stats_json(rows, controls, upstreams))
         else:
-            stdout_console().print(stats_table(rows, controls=controls))
+            stdout_console().print(stats_table(rows, controls=controls, upstreams=upstreams))
         tell_source(state, as_json=as_json)
 
 

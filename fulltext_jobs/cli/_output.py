@@ -22,6 +22,7 @@ from fulltext_jobs.domain import (
     JobStatus,
 )
 from fulltext_jobs.health import span_text
+from fulltext_jobs.pipeline import Dependency
 
 if TYPE_CHECKING:
     # Imported where used: `--help` and the commands without a progress bar
@@ -112,6 +113,7 @@ def stats_table(
     rows: Iterable[DestinationStats],
     title: str | None = None,
     controls: Mapping[str, DestinationControls] | None = None,
+    upstreams: Mapping[str, Upstreams] | None = None,
 ) -> Table:
     """The stats of each destination as a table: jobs per status, the
     eligible items that have no job yet ("-" where not counted), and the
@@ -119,42 +121,43 @@ def stats_table(
     `controls` (what is set per destination, by name), a column with the
     cap on running jobs if any destination has one, one with the start
     rate if any has one, and one saying which are paused, until when and
-    why, if any is."""
+    why, if any is; with `upstreams` (by follower), a column naming each
+    one's upstreams and how many of their jobs have not ended."""
     rows = list(rows)
-    now = datetime.now(UTC)
-    found = controls or {}
-    pauses = {name: one for name, one in found.items() if one.paused(now)}
-    caps = {name: one.max_running for name, one in found.items() if one.max_running is not None}
-    rates = {name: rate_cell(one) for name, one in found.items() if one.rate is not None}
     table = Table(title=title, **TABLE_STYLE)
     table.add_column("destination", no_wrap=True)
     for status in STATS_COLUMNS:
         table.add_column(status.value, justify="right")
     table.add_column("unqueued", justify="right")
     table.add_column("lag", justify="right")
-    if caps:
-        table.add_column("max running", justify="right")
-    if rates:
-        table.add_column("rate", justify="right")
-    if pauses:
-        table.add_column("paused", overflow="fold")
+    optional = _optional_columns(controls or {}, upstreams or {})
+    for header, _ in optional:
+        words = header in {"paused", "upstreams"}
+        table.add_column(header, justify="left" if words else "right", overflow="fold")
     for row in rows:
-        cells = [
+        table.add_row(
             row.destination,
             *(str(row.counts.get(status, 0)) for status in STATS_COLUMNS),
             "-" if row.unqueued is None else str(row.unqueued),
             "-" if row.lag is None else span_text(row.lag.total_seconds()),
-        ]
-        if caps:
-            cap = caps.get(row.destination)
-            cells.append("" if cap is None else str(cap))
-        if rates:
-            cells.append(rates.get(row.destination, ""))
-        if pauses:
-            paused = pauses.get(row.destination)
-            cells.append("" if paused is None else _pause_cell(paused))
-        table.add_row(*cells)
+            *(cells.get(row.destination, "") for _, cells in optional),
+        )
     return table
+
+
+def _optional_columns(
+    controls: Mapping[str, DestinationControls], upstreams: Mapping[str, Upstreams]
+) -> list[tuple[str, dict[str, str]]]:
+    """The stats table's columns shown only if some destination has a
+    value: each header with its cells by destination."""
+    now = datetime.now(UTC)
+    columns = [
+        ("max running", {n: str(c.max_running) for n, c in controls.items() if c.max_running}),
+        ("rate", {n: rate_cell(c) for n, c in controls.items() if c.rate is not None}),
+        ("paused", {n: _pause_cell(c) for n, c in controls.items() if c.paused(now)}),
+        ("upstreams", {n: _upstreams_cell(u) for n, u in upstreams.items()}),
+    ]
+    return [(header, cells) for header, cells in columns if cells]
 
 
 def _pause_cell(controls: DestinationControls) -> str:
@@ -168,16 +171,20 @@ def _pause_cell(controls: DestinationControls) -> str:
 
 
 def stats_json(
-    rows: Iterable[DestinationStats], controls: Mapping[str, DestinationControls] | None = None
+    rows: Iterable[DestinationStats],
+    controls: Mapping[str, DestinationControls] | None = None,
+    upstreams: Mapping[str, Upstreams] | None = None,
 ) -> list[dict[str, object]]:
     """The stats of each destination as JSON objects, one per destination:
     `destination`, a count per status, `unqueued` (null where not
     counted), `lag_seconds` (how long the oldest due job has waited, exact
     to the microsecond; null when none is due), `max_running` (its cap,
     null if none), `rate` and `rate_burst` (its start rate and burst, null
-    if none) and `pause`: null, or
+    if none), `pause`: null, or
     the pause in force (`paused_at`, `paused_until`, null until resumed,
-    and `pause_reason`)."""
+    and `pause_reason`), `upstreams` (each with its `statuses`; empty if
+    none) and `to_come` (how many of the upstreams' jobs have not ended;
+    null without upstreams)."""
     now = datetime.now(UTC)
     found = controls or {}
 
@@ -203,9 +210,59 @@ def stats_json(
             "lag_seconds": None if row.lag is None else row.lag.total_seconds(),
             **limits(row.destination),
             "pause": pause(row.destination),
+            **_upstreams_json((upstreams or {}).get(row.destination)),
         }
         for row in rows
     ]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upstreams:
+    """A follower's upstreams, and how many of their jobs have not ended
+    (ready or running): the items still to come from them."""
+
+    dependencies: Sequence[Dependency]
+    to_come: int
+
+
+def _upstreams_cell(found: Upstreams) -> str:
+    return f"{_named(found.dependencies)}; {found.to_come} to come"
+
+
+def _upstreams_json(found: Upstreams | None) -> dict[str, object]:
+    if found is None:
+        return {"upstreams": [], "to_come": None}
+    return {
+        "upstreams": [_dependency_json(d) for d in found.dependencies],
+        "to_come": found.to_come,
+    }
+
+
+def _named(dependencies: Iterable[Dependency]) -> str:
+    """Upstreams as text: "fetch (finished), language (finished/skipped)"."""
+    return ", ".join(
+        f"{d.upstream} ({'/'.join(sorted(s.value for s in d.statuses))})" for d in dependencies
+    )
+
+
+def _dependency_json(dependency: Dependency) -> dict[str, object]:
+    return {
+        "upstream": dependency.upstream,
+        "statuses": sorted(s.value for s in dependency.statuses),
+    }
+
+
+def dependencies_text(destination: str, found: Sequence[Dependency]) -> str:
+    """A destination's upstreams as a sentence."""
+    if not found:
+        return f"{destination!r} follows no destination"
+    return f"{destination!r} follows {_named(found)}"
+
+
+def dependencies_json(destination: str, found: Sequence[Dependency]) -> dict[str, object]:
+    """A destination's upstreams as JSON: `destination`, and `upstreams`
+    (each `upstream` and its `statuses`)."""
+    return {"destination": destination, "upstreams": [_dependency_json(d) for d in found]}
 
 
 def controls_text(controls: DestinationControls, now: datetime | None = None) -> str:

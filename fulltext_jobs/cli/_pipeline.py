@@ -1,0 +1,82 @@
+"""Destinations that follow one another: `depend` declares (or shows) a
+destination's upstreams, `undepend` drops them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+
+from fulltext_jobs.cli._base import DestinationArgument, JsonOption, UrlOption, boundary
+from fulltext_jobs.cli._output import dependencies_json, dependencies_text, print_result
+from fulltext_jobs.pipeline import DEFAULT_ON_STATUSES, Dependency, check_on_statuses
+
+#: `--on-status`'s default: what a dependency names when nothing is named.
+DEFAULT_ON_STATUS = ",".join(sorted(s.value for s in DEFAULT_ON_STATUSES))
+
+OnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--on",
+        help="An upstream destination (repeatable: every one must be done).",
+        show_default=False,
+    ),
+]
+
+
+def depend(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    on: OnOption = None,
+    on_status: Annotated[
+        str,
+        typer.Option(
+            "--on-status",
+            help="The statuses an upstream job must end in, comma-separated "
+            "(finished, failed, skipped).",
+        ),
+    ] = DEFAULT_ON_STATUS,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Make DESTINATION follow each --on destination: an item gets a job
+    for it only once its job of every upstream has ended in one of
+    --on-status (finished by default). Without --on, print its upstreams.
+
+    Stored in the ledger, so every producer agrees; a declaration that
+    would make a cycle is refused. From then on, an upstream job's end
+    records its item, and DESTINATION's producer (`work --produce`) queues
+    it. Items done upstream before the declaration are queued by
+    `enqueue DESTINATION`. Give --on again to change an upstream's
+    statuses; `undepend` drops it."""
+    with boundary(ctx, database_url, writes=on is not None) as state:
+        repo = state.repository()
+        if on is None:
+            found = repo.dependencies(destination)
+        else:
+            found = repo.depend(destination, on=on, statuses=check_on_statuses(on_status))
+        _print(destination, found, as_json=as_json)
+
+
+def undepend(
+    ctx: typer.Context,
+    destination: DestinationArgument,
+    on: OnOption = None,
+    as_json: JsonOption = False,
+    database_url: UrlOption = None,
+) -> None:
+    """Drop DESTINATION's dependencies on each --on destination (all of
+    them without --on), and print those left: its items no longer wait
+    for those upstreams."""
+    with boundary(ctx, database_url, writes=True) as state:
+        left = state.repository().undepend(destination, on=on or None)
+        _print(destination, left, as_json=as_json)
+
+
+def _print(destination: str, found: Sequence[Dependency], *, as_json: bool) -> None:
+    print_result(
+        dependencies_json(destination, found),
+        dependencies_text(destination, found),
+        as_json=as_json,
+    )
