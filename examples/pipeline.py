@@ -182,9 +182,10 @@ def set_up(engine: sa.Engine, n_items: int) -> None:
 
 
 def drained(repos: dict[str, SqlAlchemyRepository]) -> bool:
-    """Whether no destination has a job to run or an item to queue. Read
-    in the pipeline's order, so an item moving on between two reads is
-    seen at the later one."""
+    """Whether no destination has a job to run or an item to queue. An
+    upstream job's end makes its item unqueued downstream in the same
+    commit, and items only move down the pipeline: read in its order, an
+    item that moves on between two reads is seen at the later one."""
     for destination in PIPELINE:
         # `unqueued`: eligible items, done upstream, with no job yet.
         (stats,) = repos[destination].stats(destination)
@@ -222,15 +223,11 @@ def run_pipeline(engine: sa.Engine, *, timeout: float = 60) -> dict[str, Worker]
         thread.start()
     try:
         deadline = time.monotonic() + timeout
-        # Twice in a row, a short while apart: a worker may be between a
-        # claim that found nothing and its producer's look.
-        calm = 0
-        while calm < 2 and not errors:
+        while not errors and not drained(repos):
             if time.monotonic() > deadline:
                 msg = f"the pipeline was not drained within {timeout} s"
                 raise TimeoutError(msg)
             time.sleep(0.2)
-            calm = calm + 1 if drained(repos) else 0
     finally:
         for worker in workers.values():
             worker.stop()
