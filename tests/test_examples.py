@@ -1,10 +1,16 @@
-"""The example app with its own item model runs end to end on SQLite and
-PostgreSQL: only eligible items get jobs, each is handled once, and an item
-that becomes eligible later is picked up by the next run."""
+"""The examples run end to end on SQLite and PostgreSQL.
+
+The app with its own item model: only eligible items get jobs, each is
+handled once, and an item that becomes eligible later is picked up by the
+next run. The pipeline (examples/pipeline.py, run as a user runs it): each
+destination's jobs come after the one before, and quotations only for the
+items the app found English."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -13,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from fulltext_jobs import JobStatus
+from fulltext_jobs import DATABASE_URL_ENV, JobStatus, SqlAlchemyRepository
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -77,3 +83,79 @@ def test_the_collection_app_reports_a_bad_url_in_one_line(capsys: pytest.Capture
     err = capsys.readouterr().err
     assert err.startswith("error: ")
     assert len(err.strip().splitlines()) == 1
+
+
+# --- examples/pipeline.py: fetch -> language -> quotations for English texts ---
+
+PIPELINE = EXAMPLES / "pipeline.py"
+
+
+def run_pipeline_example(cwd: Path, *args: str) -> list[str]:
+    """Run examples/pipeline.py as a user would; its output's lines."""
+    env = {key: value for key, value in os.environ.items() if key != DATABASE_URL_ENV}
+    done = subprocess.run(
+        [sys.executable, str(PIPELINE), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_the_pipeline_example_runs_quotations_for_english_texts_only(url: str, tmp_path: Path):
+    out = run_pipeline_example(tmp_path, "--database-url", url, "--items", "24")
+    assert "quotations follows language (finished)" in out
+    assert "language follows fetch (finished)" in out
+    assert "fetch: 24 jobs (24 finished)" in out
+    assert "language: 24 jobs (24 finished)" in out
+    assert "quotations: 8 jobs (8 finished)" in out
+    assert "quotations jobs: 8 of 8 English items, 0 of 16 others" in out
+    engine = sa.create_engine(url)
+    try:
+        repo = SqlAlchemyRepository(engine)
+        jobs = {
+            destination: {job.item_id: job for job in repo.list_jobs(destination, limit=1000)}
+            for destination in ("fetch", "language", "quotations")
+        }
+        with engine.connect() as connection:
+            item_ids = set(connection.scalars(sa.text("SELECT id FROM items")))
+            found = dict(
+                connection.execute(sa.text("SELECT item_id, language FROM languages")).all()
+            )
+        assert len(item_ids) == 24
+        # Every item fetched and its language detected.
+        for destination in ("fetch", "language"):
+            assert set(jobs[destination]) == item_ids, destination
+            assert {job.status for job in jobs[destination].values()} == {JobStatus.FINISHED}
+        assert set(found) == item_ids
+        # Quotations jobs for exactly the English items, each started only
+        # after its item's language job had finished, and language's after
+        # fetch's.
+        english = {item for item, language in found.items() if language == "en"}
+        assert 0 < len(english) < len(item_ids)
+        assert set(jobs["quotations"]) == english
+        for downstream, upstream in (("language", "fetch"), ("quotations", "language")):
+            for item_id, job in jobs[downstream].items():
+                before = jobs[upstream][item_id]
+                assert job.started is not None
+                assert before.finished is not None
+                assert job.started >= before.finished, (downstream, item_id)
+    finally:
+        engine.dispose()
+    # Again on the same database: nothing new to do, the same counts.
+    again = run_pipeline_example(tmp_path, "--database-url", url, "--items", "24")
+    assert "quotations worker: queued 0, finished 0, failed 0" in again
+    assert again[4:] == out[4:]  # the report, after the workers' lines
+
+
+@pytest.mark.slow
+def test_the_pipeline_example_defaults_to_a_temporary_sqlite_file(tmp_path: Path):
+    out = run_pipeline_example(tmp_path)
+    assert out[0].startswith("database: sqlite:///")
+    assert "quotations jobs: 4 of 4 English items, 0 of 8 others" in out
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
