@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 
 from fulltext_jobs.domain import FullText, JobStatus
 from fulltext_jobs.pipeline import Dependency, check_acyclic
@@ -30,6 +31,7 @@ class MemoryPipeline:
     # (destination, item id, upstream): an upstream job of the item reached
     # a status its dependency names, as fulltext_unblocked.
     _unblocked: set[tuple[str, str, str]]
+    _swept_at: dict[str, datetime]
 
     # --- declarations ---------------------------------------------------
 
@@ -47,6 +49,13 @@ class MemoryPipeline:
             for key in list(self._follows):
                 if key[0] == destination and (upstreams is None or key[1] in upstreams):
                     del self._follows[key]
+            self._unblocked = {
+                key
+                for key in self._unblocked
+                if key[0] != destination or (upstreams is not None and key[2] not in upstreams)
+            }
+            # The producer sweeps at its next call (see `Upkeep.undepend`).
+            self._swept_at.pop(destination, None)
             return self._declared(destination)
 
     def _dependencies(self, destination: str | None) -> list[Dependency]:

@@ -474,9 +474,13 @@ class Upkeep(abc.ABC):
         self, destination: str, *, on: str | Iterable[str] | None = None
     ) -> list[Dependency]:
         """Drop `destination`'s dependencies on `on` (None: all of them);
-        return those left. Its items no longer wait for those upstreams.
-        Upstreams it does not follow are passed over. Raises `InvalidInput`
-        for a bad name, with nothing changed; `NotSupported` as `depend`."""
+        return those left. Its items no longer wait for those upstreams:
+        the items those upstreams' ends recorded are forgotten, and the
+        destination's producer sweeps at its next call (`enqueue_new`), so
+        the items its watermark passed while they waited get their jobs
+        then. Upstreams it does not follow are passed over. Raises
+        `InvalidInput` for a bad name, with nothing changed; `NotSupported`
+        as `depend`."""
         return self._undepend(*undepend_args(destination, on))
 
     def dependencies(self, destination: str | None = None) -> list[Dependency]:

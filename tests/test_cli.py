@@ -9,6 +9,7 @@ Handlers live in `cli_handlers.py` beside this file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -856,3 +857,14 @@ def test_depend_shows_refuses_and_undepend_drops_upstreams(runner, url, repo):
         "upstreams": [],
     }
     assert "follows no destination" in run(runner, url, "depend", "quotes").stdout
+
+
+def test_depend_warns_of_an_upstream_with_no_jobs_naming_the_closest(runner, url, repo, caplog):
+    repo.add_items(["a"])
+    repo.enqueue_unqueued("language")
+    with caplog.at_level(logging.WARNING, logger="fulltext_jobs.cli"):
+        run(runner, url, "depend", "summaries", "--on", "langauge")
+    assert "'langauge' is a new destination" in caplog.text
+    assert "did you mean 'language'?" in caplog.text
+    # Declared all the same: a chain may be declared before its jobs exist.
+    assert [d.upstream for d in repo.dependencies("summaries")] == ["langauge"]

@@ -189,20 +189,32 @@ def enqueue(
         )
 
 
+def new_destination(
+    repo: SqlAlchemyRepository, destination: str, also_known: Iterable[str] = ()
+) -> str | None:
+    """None if `destination` has jobs, or if no destination has: nothing to
+    mistake it for. Otherwise a sentence saying it is new, naming the known
+    destinations (those with jobs, and `also_known`) and the closest one."""
+    if repo.has_destination(destination):
+        return None
+    with_jobs = {row.destination for row in repo.stats(unqueued=False)}
+    if not with_jobs:
+        return None  # the ledger's first destination: nothing to mistake it for
+    known = sorted((with_jobs | set(also_known)) - {destination})
+    close = difflib.get_close_matches(destination, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{destination!r} is a new destination (known: {', '.join(known)}){hint}"
+
+
 def _confirm_new_destination(repo: SqlAlchemyRepository, destination: str, *, ask: bool) -> None:
     """Check that queuing for `destination` is meant when it has no jobs but
     other destinations do. On a terminal (and `ask`), ask; a "no" is a
     `CommandError` and nothing is queued. Off a terminal nobody can answer
     (scripts start destinations on purpose), so it goes ahead with a
     warning that names the known destinations and the closest one."""
-    if repo.has_destination(destination):
+    text = new_destination(repo, destination)
+    if text is None:
         return
-    known = [row.destination for row in repo.stats(unqueued=False)]
-    if not known:
-        return  # the ledger's first destination: nothing to mistake it for
-    close = difflib.get_close_matches(destination, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    text = f"{destination!r} is a new destination (known: {', '.join(known)}){hint}"
     if ask and sys.stdin.isatty() and stderr_console().is_terminal:
         if not typer.confirm(f"{text} Create it", default=False, err=True):
             msg = f"nothing queued: {destination!r} has no jobs and was not created"

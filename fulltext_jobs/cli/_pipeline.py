@@ -3,17 +3,22 @@ destination's upstreams, `undepend` drops them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fulltext_jobs.cli._base import DestinationArgument, JsonOption, UrlOption, boundary
+from fulltext_jobs.cli._items import new_destination
 from fulltext_jobs.cli._output import dependencies_json, dependencies_text, print_result
 from fulltext_jobs.pipeline import DEFAULT_ON_STATUSES, Dependency, check_on_statuses
 
 #: `--on-status`'s default: what a dependency names when nothing is named.
 DEFAULT_ON_STATUS = ",".join(sorted(s.value for s in DEFAULT_ON_STATUSES))
+
+if TYPE_CHECKING:
+    from fulltext_jobs.sql.repository import SqlAlchemyRepository
 
 OnOption = Annotated[
     list[str] | None,
@@ -56,6 +61,7 @@ def depend(
             found = repo.dependencies(destination)
         else:
             found = repo.depend(destination, on=on, statuses=check_on_statuses(on_status))
+            _warn_of_new_upstreams(repo, on)
         _print(destination, found, as_json=as_json)
 
 
@@ -72,6 +78,19 @@ def undepend(
     with boundary(ctx, database_url, writes=True) as state:
         left = state.repository().undepend(destination, on=on or None)
         _print(destination, left, as_json=as_json)
+
+
+def _warn_of_new_upstreams(repo: SqlAlchemyRepository, upstreams: Sequence[str]) -> None:
+    """Warn of each upstream that has no jobs and is not itself declared
+    anywhere, naming the closest known one: a misspelt upstream would
+    hold its follower's items back for ever."""
+    declared = {name for d in repo.dependencies() for name in (d.destination, d.upstream)}
+    for upstream in sorted(set(upstreams)):
+        text = new_destination(repo, upstream, declared - set(upstreams))
+        if text is not None:
+            logging.getLogger("fulltext_jobs.cli").warning(
+                "an upstream with no jobs, whose follower's items wait until it has some: %s", text
+            )
 
 
 def _print(destination: str, found: Sequence[Dependency], *, as_json: bool) -> None:

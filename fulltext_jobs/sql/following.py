@@ -55,10 +55,12 @@ class DependencyOperations:
         with self._tx.connection("undepend") as connection:
             if upstreams is None:
                 connection.execute(self._sql.delete_all_dependencies, {"dest": destination})
+                connection.execute(self._sql.drop_all_unblocked, {"dest": destination})
             else:
-                connection.execute(
-                    self._sql.delete_dependencies, {"dest": destination, "upstreams": upstreams}
-                )
+                params = {"dest": destination, "upstreams": upstreams}
+                connection.execute(self._sql.delete_dependencies, params)
+                connection.execute(self._sql.drop_unblocked_of, params)
+            connection.execute(self._sql.sweep_next, {"dest": destination})
             return _of(_dependencies(connection.execute(self._sql.all_dependencies)), destination)
 
     def dependencies(self, destination: str | None) -> list[Dependency]:

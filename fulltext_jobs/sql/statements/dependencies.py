@@ -61,6 +61,33 @@ class DependencyStatements(StatementsBase):
         return sa.delete(deps).where(deps.c.destination == sa.bindparam("dest"))
 
     @functools.cached_property
+    def drop_unblocked_of(self) -> sa.Delete:
+        """Forget the items recorded for `:dest` by the upstreams
+        `:upstreams` (it follows them no more)."""
+        unblocked = self.tables.unblocked
+        return sa.delete(unblocked).where(
+            unblocked.c.destination == sa.bindparam("dest"),
+            unblocked.c.upstream.in_(sa.bindparam("upstreams", expanding=True)),
+        )
+
+    @functools.cached_property
+    def drop_all_unblocked(self) -> sa.Delete:
+        """Forget every item recorded for `:dest`."""
+        unblocked = self.tables.unblocked
+        return sa.delete(unblocked).where(unblocked.c.destination == sa.bindparam("dest"))
+
+    @functools.cached_property
+    def sweep_next(self) -> sa.Update:
+        """Make `:dest`'s producer sweep at its next call: items its
+        watermark passed while they waited for an upstream come then."""
+        cursor = self.tables.enqueue_cursor
+        return (
+            sa.update(cursor)
+            .where(cursor.c.destination == sa.bindparam("dest"))
+            .values(swept_at=None)
+        )
+
+    @functools.cached_property
     def take_unblocked(self) -> sa.Select[tuple[str, str]]:
         """Up to `:n` (item id, upstream) rows recorded for `:dest`, in item
         order, from the start of the primary key's range for it: a cost of
