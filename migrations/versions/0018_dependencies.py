@@ -22,7 +22,11 @@
   so that every writer is covered: the Go original's workers, which know
   nothing of dependencies, and an app's own SQL. On PostgreSQL the function
   also notifies the follower's channel (`fulltext_jobs_ready`, as 0004), so
-  its listening producers wake and queue the item at once.
+  its listening producers wake and queue the item at once. It runs as the
+  role that migrated (SECURITY DEFINER, with the catalogue's search path
+  only and every name qualified): a writer granted the jobs table and
+  nothing else of ours, the Go original's role or an app's, can still end
+  a job.
 
 An expand-only revision: code built for 0006 to 0017 never reads the
 tables. Its producers pass over no dependency (they queue an item whatever
@@ -67,7 +71,7 @@ STATUSES = ("ready", "running", "finished", "failed", "skipped")
 POSTGRESQL_UPGRADE = (
     """
 CREATE FUNCTION jobs.fulltext_unblock() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO jobs.fulltext_unblocked (destination, item_id, upstream)
     SELECT d.destination, NEW.item_id, NEW.destination
