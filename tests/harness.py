@@ -476,7 +476,8 @@ def reset_database(engine: sa.Engine) -> None:
             connection.exec_driver_sql(
                 "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, "
                 "jobs.fulltext_rate_limit, jobs.fulltext_holds, jobs.fulltext_controls, "
-                "jobs.fulltext_cancels, app_items "
+                "jobs.fulltext_cancels, jobs.fulltext_dependencies, jobs.fulltext_unblocked, "
+                "app_items "
                 "RESTART IDENTITY"
             )
             # The identity starts again below the claim floors this process
@@ -490,6 +491,8 @@ def reset_database(engine: sa.Engine) -> None:
                 tables.rate_limit,
                 tables.controls,
                 tables.cancels,
+                tables.dependencies,
+                tables.unblocked,
                 APP_ITEMS,
             ):
                 connection.execute(sa.delete(table))

@@ -111,6 +111,39 @@ def test_a_worker_finds_late_eligible_items_at_its_sweep_interval(sql: Backend):
     assert handled == ["b", "a"]
 
 
+def test_a_followers_job_is_not_ready_before_the_upstream_end_it_follows(
+    sql: Backend, clock: FakeClock
+):
+    """An upstream job that ends (stamped, then committed) after a
+    follower's `enqueue_new` began, but before it took the recorded items:
+    the follower's job is ready from a time after that end, not from the
+    call's start."""
+    sql.add_items(["x"])
+    sql.repo.depend("B", on="A")
+    sql.repo.enqueue_new("A")
+    assert sql.repo.enqueue_new("B") == 0  # its first sweep: nothing done upstream
+    (upstream,) = sql.repo.claim_ready("A", 1)
+    reads: list[datetime] = []
+
+    def follower_clock() -> datetime:
+        # The follower's first reading of its clock, and then, before it
+        # reads the items recorded, the upstream job's end a second later.
+        reads.append(clock.now)
+        if len(reads) == 1:
+            clock.advance(seconds=1)
+            upstream.finish(clock.now)
+            sql.repo.save_fulltext(upstream)
+            clock.advance(seconds=1)
+        return reads[-1]
+
+    assert sql.engine is not None
+    assert SqlAlchemyRepository(sql.engine, clock=follower_clock).enqueue_new("B") == 1
+    (follower,) = sql.repo.list_jobs("B")
+    assert upstream.finished is not None
+    assert follower.ready_at is not None
+    assert follower.ready_at >= upstream.finished, (follower.ready_at, upstream.finished)
+
+
 @pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), True, "60", 8 * 24 * 3600])
 def test_a_worker_refuses_a_bad_sweep_interval(bad):
     with pytest.raises(InvalidInput, match="sweep_interval"):

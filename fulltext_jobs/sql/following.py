@@ -10,9 +10,10 @@ that record the items are migration 0018's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from fulltext_jobs.checks import read_clock
 from fulltext_jobs.domain import JobStatus
 from fulltext_jobs.pipeline import Dependency, check_acyclic
 from fulltext_jobs.sql.statements import Statements
@@ -27,6 +28,8 @@ class DependencyOperations:
 
     _tx: Transactions
     _sql: Statements
+    _clock: Callable[[], datetime]
+    _lease: timedelta
     _enqueue_batch_size: int
     _enqueued: Callable[[str, int], None]
 
@@ -67,10 +70,14 @@ class DependencyOperations:
         with self._tx.connection("dependencies", single_statement=True) as connection:
             return _of(_dependencies(connection.execute(self._sql.all_dependencies)), destination)
 
-    def enqueue_unblocked(self, destination: str, priority: int, now: datetime) -> int:
+    def enqueue_unblocked(self, destination: str, priority: int) -> int:
         """Queue the items recorded for `destination` by its upstreams'
         ends, each that is eligible and done upstream, as jobs of
-        `priority` ready from `now`; return how many. In batches of
+        `priority`; return how many. Each batch's jobs are ready from the
+        clock read once its rows are taken, not before: an upstream job
+        stamps its end before the commit that records the item, so a
+        follower's `ready_at` is never earlier than the end it follows (a
+        time read at the start of the call could be). In batches of
         `enqueue_batch_size`, each a transaction that takes its rows,
         queues their items and deletes exactly those rows, so a crash
         between batches loses nothing and a row recorded meanwhile waits
@@ -85,6 +92,7 @@ class DependencyOperations:
                 ).all()
                 if not rows:
                     break
+                now = read_clock(self._clock, self._lease)
                 pairs = [(row.item_id, row.upstream) for row in rows]
                 batch = connection.execute(
                     self._sql.enqueue_batch(

@@ -401,7 +401,7 @@ class SqlOperations(
         params = {"dest": destination}
         # First the items the upstreams' ends let follow (none unless the
         # destination has upstreams): a probe of an index when none wait.
-        created = self.enqueue_unblocked(destination, priority, now)
+        created = self.enqueue_unblocked(destination, priority)
         while True:
             # Each batch in a transaction of its own, holding the producer's
             # row, so that producers of one destination take turns; an idle
