@@ -186,3 +186,41 @@ def recording(engine: sa.Engine) -> Iterator[list[str]]:
         yield seen
     finally:
         sa.event.remove(engine, "before_cursor_execute", before)
+
+
+@pytest.mark.parametrize("claim", ["get_ready_job", "claim_ready"])
+def test_a_claim_stamps_started_from_inside_its_transaction(
+    sql: Backend, clock: FakeClock, claim: str
+):
+    """A claim reads its clock once its transaction has begun (on SQLite,
+    after waiting for the write lock): a job an upstream's end made ready
+    while the claimer waited is not stamped as started before it was ready,
+    nor before that end."""
+    sql.add_items(["x"])
+    sql.repo.depend("B", on="A")
+    sql.repo.enqueue_new("A")
+    assert sql.repo.enqueue_new("B") == 0
+    (upstream,) = sql.repo.claim_ready("A", 1)
+    reads: list[datetime] = []
+
+    def claimer_clock() -> datetime:
+        # The claimer's first reading; then, as if it waited for the lock
+        # meanwhile, the upstream ends and the follower's job is made.
+        reads.append(clock.now)
+        if len(reads) == 1:
+            clock.advance(seconds=1)
+            upstream.finish(clock.now)
+            sql.repo.save_fulltext(upstream)
+            clock.advance(seconds=1)
+            assert sql.repo.enqueue_new("B") == 1
+            clock.advance(seconds=1)
+        return reads[-1] if len(reads) == 1 else clock.now
+
+    assert sql.engine is not None
+    claimer = SqlAlchemyRepository(sql.engine, clock=claimer_clock)
+    job = claimer.get_ready_job("B") if claim == "get_ready_job" else claimer.claim_ready("B", 1)[0]
+    (stored,) = sql.repo.list_jobs("B")
+    assert upstream.finished is not None
+    assert stored.ready_at is not None
+    assert stored.started is not None
+    assert upstream.finished <= stored.ready_at <= stored.started == job.started

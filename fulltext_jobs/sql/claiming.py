@@ -106,9 +106,11 @@ class ClaimOperations:
         """The job `claim_one` returns (claimed, or failed at
         `MAX_ATTEMPTS`) and its claim key, or (None, None) if none is ready."""
         if self._hot is not None and not self._tx.joined:
+            self._restamp(params)  # its statement is its transaction
             values = self._tx.run_alone(self._hot.claim_one, params, "get_ready_job")
         else:
             with self._tx.connection("get_ready_job", single_statement=True) as connection:
+                self._restamp(params)
                 if self._hot is None:
                     row = connection.execute(self._sql.claim_one, params).one_or_none()
                     return (None, None) if row is None else (to_job(row), _row_key(row))
@@ -145,6 +147,7 @@ class ClaimOperations:
         `MAX_ATTEMPTS`), in claim order, and the last one's claim key (None
         if none)."""
         with self._tx.connection("claim_ready", single_statement=True) as connection:
+            self._restamp(params)
             return self._claim_many_on(connection, params)
 
     def _claim_many_on(
@@ -192,6 +195,7 @@ class ClaimOperations:
         while paused). A destination found to have no cap any more is
         forgotten, and claimed as usual."""
         with self._tx.connection("claim_ready") as connection:
+            self._restamp(params)
             cap = self._lock_cap(connection, destination, params["now"])
             if cap is None:
                 self._capped.discard(destination)
@@ -206,6 +210,17 @@ class ClaimOperations:
                     lambda p: self._claim_many_on(connection, p, capped=True),
                 )
         return self._from_floor(destination, params, self._claim_many)
+
+    def _restamp(self, params: dict[str, Any]) -> None:
+        """Read the clock again for a claim's `params` (`now`, and
+        `lease_until` where the claim has one), inside its transaction: on
+        SQLite after `BEGIN IMMEDIATE` has waited for the write lock, so a
+        job made during that wait is not stamped as started before it was
+        ready (nor an upstream's end after its follower's start)."""
+        now = read_clock(self._clock, self._lease)
+        params["now"] = now
+        if "lease_until" in params:
+            params["lease_until"] = now + self._lease
 
     def _lock_cap(self, connection: sa.Connection, destination: str, now: datetime) -> int | None:
         """In a transaction on `connection`: lock `destination`'s row of the
@@ -251,13 +266,14 @@ class ClaimOperations:
 
     @contextmanager
     def hold_ready(self, destination: str, n: int) -> Iterator[Hold]:
-        now = read_clock(self._clock, self._lease)
-        params = {"dest": destination, "n": n, "now": now, "uncapped_only": True}
+        params: dict[str, Any] = {"dest": destination, "n": n, "uncapped_only": True}
         jobs: list[FullText] = []
         written = 0
         committed = False
         try:
             with self._tx.connection("hold_ready", duplicate=BATCH_DUPLICATE) as connection:
+                self._restamp(params)
+                now: datetime = params["now"]
                 if in_autocommit(connection):
                     msg = (
                         "hold_ready needs a transaction to hold its jobs, and this engine runs "

@@ -308,8 +308,10 @@ class SqlOperations(
     def _create_job(self, destination: str, priority: int) -> FullText:
         """`create_job_for_unqueued`'s job, made and committed."""
         sql = self._sql
-        now = read_clock(self._clock, self._lease)
         with self._tx.connection("create_job_for_unqueued") as connection:
+            # Read in the transaction (on SQLite, once it has the write
+            # lock): the job is not ready from before what made it eligible.
+            now = read_clock(self._clock, self._lease)
             self._tx.lock_out_original_creators(connection)
             params: dict[str, Any] = {"dest": destination, "now": now}
             watermark = connection.execute(sql.lock_cursor, params).scalar_one()
@@ -362,9 +364,11 @@ class SqlOperations(
         created = 0
         after: str | None = None
         while limit is None or created < limit:
-            # Each batch's jobs are ready from when it begins.
-            now = {"now": read_clock(self._clock, self._lease)}
             with self._tx.connection("enqueue_unqueued") as connection:
+                # Each batch's jobs are ready from when its transaction
+                # begins (on SQLite, once it has the write lock): not from
+                # before an upstream end that made one of them eligible.
+                now = {"now": read_clock(self._clock, self._lease)}
                 self._tx.lock_out_original_creators(connection)
                 upper = connection.execute(
                     self._sql.batch_upper_bound(after, self._enqueue_batch_size)
@@ -427,7 +431,7 @@ class SqlOperations(
                         key=key,
                         priority=priority,
                     ),
-                    {"now": now},
+                    {"now": read_clock(self._clock, self._lease)},  # as enqueue_unqueued's
                 ).rowcount
                 connection.execute(
                     self._sql.move_producer(sequenced=sequenced, swept=False),
