@@ -100,6 +100,10 @@ EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
     ),
 }
 
+#: Whether anyone follows a job's destination: SQLite's WHEN of 0018.
+_SQLITE_FOLLOWED: Final = (
+    "EXISTS (SELECT 1 FROM fulltext_dependencies AS d WHERE d.upstream = NEW.destination)"
+)
 #: What SQLite's triggers of a job's end run (0018).
 _SQLITE_UNBLOCK: Final = (
     "INSERT OR IGNORE INTO fulltext_unblocked (destination, item_id, upstream) "
@@ -142,12 +146,13 @@ EXPECTED_SQLITE: Final[dict[tuple[str, str], str]] = {
     ),
     ("trigger", "fulltext_unblock_inserted"): (
         "CREATE TRIGGER fulltext_unblock_inserted AFTER INSERT ON fulltext FOR EACH ROW "
-        "WHEN NEW.status IN ('finished', 'failed', 'skipped') BEGIN " + _SQLITE_UNBLOCK + " END"
+        "WHEN NEW.status IN ('finished', 'failed', 'skipped') AND " + _SQLITE_FOLLOWED + " "
+        "BEGIN " + _SQLITE_UNBLOCK + " END"
     ),
     ("trigger", "fulltext_unblock_updated"): (
         "CREATE TRIGGER fulltext_unblock_updated AFTER UPDATE OF status ON fulltext FOR EACH ROW "
         "WHEN NEW.status IN ('finished', 'failed', 'skipped') AND OLD.status IS NOT NEW.status "
-        "BEGIN " + _SQLITE_UNBLOCK + " END"
+        "AND " + _SQLITE_FOLLOWED + " BEGIN " + _SQLITE_UNBLOCK + " END"
     ),
 }
 

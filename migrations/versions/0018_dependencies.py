@@ -17,8 +17,13 @@
   server evaluates without calling the function: a job inserted in an end
   status (a save of a new job, the Go original's positional insert) and a
   status changed to one. Claims, heartbeats and enqueues of ready jobs pay
-  the WHEN clause only; a job's end pays one probe of the dependencies (an
-  empty index when nothing is declared). Triggers rather than library code
+  the WHEN clause only. On SQLite the WHEN clause also asks whether anyone
+  follows the job's destination, so an end nobody follows runs nothing; on
+  PostgreSQL, whose WHEN cannot read a table, a job's end pays one call of
+  the function and one probe of the dependencies' index (empty when
+  nothing is declared), and notifies only when it recorded an item
+  (docs/benchmarks.md, table s.: about 4% of a claim and save of 100 jobs
+  nobody follows). Triggers rather than library code
   so that every writer is covered: the Go original's workers, which know
   nothing of dependencies, and an app's own SQL. On PostgreSQL the function
   also notifies the follower's channel (`fulltext_jobs_ready`, as 0004), so
@@ -78,9 +83,11 @@ BEGIN
     FROM jobs.fulltext_dependencies AS d
     WHERE d.upstream = NEW.destination AND d.status = NEW.status
     ON CONFLICT DO NOTHING;
-    PERFORM pg_notify('fulltext_jobs_ready', d.destination)
-    FROM jobs.fulltext_dependencies AS d
-    WHERE d.upstream = NEW.destination AND d.status = NEW.status;
+    IF FOUND THEN
+        PERFORM pg_notify('fulltext_jobs_ready', d.destination)
+        FROM jobs.fulltext_dependencies AS d
+        WHERE d.upstream = NEW.destination AND d.status = NEW.status;
+    END IF;
     RETURN NULL;
 END
 $$
@@ -113,14 +120,21 @@ SQLITE_RECORD = (
     "WHERE d.upstream = NEW.destination AND d.status = NEW.status;"
 )
 
+#: SQLite's WHEN may read a table: a job of a destination nobody follows
+#: runs nothing.
+SQLITE_FOLLOWED = (
+    "EXISTS (SELECT 1 FROM fulltext_dependencies AS d WHERE d.upstream = NEW.destination)"
+)
+
 SQLITE_UPGRADE = (
     (
         "CREATE TRIGGER fulltext_unblock_inserted AFTER INSERT ON fulltext FOR EACH ROW "
-        f"WHEN NEW.status IN {ENDED} BEGIN {SQLITE_RECORD} END"
+        f"WHEN NEW.status IN {ENDED} AND {SQLITE_FOLLOWED} BEGIN {SQLITE_RECORD} END"
     ),
     (
         "CREATE TRIGGER fulltext_unblock_updated AFTER UPDATE OF status ON fulltext FOR EACH ROW "
-        f"WHEN NEW.status IN {ENDED} AND OLD.status IS NOT NEW.status BEGIN {SQLITE_RECORD} END"
+        f"WHEN NEW.status IN {ENDED} AND OLD.status IS NOT NEW.status AND {SQLITE_FOLLOWED} "
+        f"BEGIN {SQLITE_RECORD} END"
     ),
 )
 
