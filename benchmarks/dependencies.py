@@ -383,12 +383,14 @@ def bench_dependencies(bench: Bench, args: argparse.Namespace) -> Table:  # noqa
     # run.py is the script that imports this module: import it when called.
     from run import Bench, Table, ms, verdict  # noqa: PLC0415
 
-    runs, calls = args.runs, args.calls * (1 if args.quick else 2)
+    # Each step is a few milliseconds, and this machine's noise swings one
+    # round's ratio by a third: many rounds (10 of 30 steps at full size).
+    runs, calls = args.runs * (1 if args.quick else 2), args.calls * (1 if args.quick else 2)
     small_items = args.deps_small_items
     # The reserved items: every step takes one, and a warm-up one per ledger.
     reserved = runs * calls + 10
     # The plain path's ratio is a few per cent: more, shorter rounds.
-    plain_runs, plain_calls = runs * (1 if args.quick else 4), args.calls
+    plain_runs, plain_calls = args.runs * (1 if args.quick else 4), args.calls
     plain_jobs = (2 * plain_runs * (plain_calls + 3) + 4) * BATCH
     table = Table("r. Dependencies: a follower's job at scale, and the triggers' cost")
     follower: dict[str, tuple[Ledger, Ledger, dict[tuple[str, str], float]]] = {}
