@@ -8,8 +8,8 @@ in `fulltext_unblocked` for each destination that follows the upstream,
 and the follower's producer (`enqueue_new`) takes the recorded rows and
 queues their items, a probe per item. So finishing one more upstream job
 and creating its downstream job should cost the same on a ledger of
-`--deps-items` items (1 million) as on one of `SMALL` (20,000): at most
-`TARGET` times as much.
+`--deps-items` items (1 million) as on one of `--deps-small-items`
+(20,000): at most `TARGET` times as much.
 
 Each ledger has that many items; destination A has a finished job for
 every item but one in `stride` (the reserved items, about `reserved` of
@@ -66,8 +66,6 @@ from fulltext_jobs import SqlAlchemyRepository
 if TYPE_CHECKING:
     from run import Bench, Table
 
-#: The small ledger's items: the issue's baseline.
-SMALL = 20_000
 #: The most the large ledger's finish and creation may cost, against the small one's.
 TARGET = 1.2
 #: The most a plain batch may cost with the dependency triggers, against without.
@@ -384,8 +382,9 @@ def sqlite_plain_jobs(engine: sa.Engine, n: int) -> None:
 
 
 def bench_dependencies(bench: Bench, args: argparse.Namespace) -> Table:  # noqa: PLR0915
-    """The follower's job at `SMALL` and at `args.deps_items` items, and the
-    plain path with the triggers against without, PostgreSQL and SQLite."""
+    """The follower's job at `args.deps_small_items` and at `args.deps_items`
+    items, and the plain path with the triggers against without,
+    PostgreSQL and SQLite."""
     # run.py is the script that imports this module: import it when called.
     from run import Bench, Table, ms, verdict  # noqa: PLC0415
 
