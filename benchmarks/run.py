@@ -55,6 +55,11 @@ p. lag         Repository.lag, stats and a /metrics scrape on a ledger of
 q. tracing     a Worker's batch of 100 (claim, no-op runs, save) with
                OpenTelemetry tracing on against off, PostgreSQL and SQLite
                (tracing.py).
+r. dependencies  finishing an upstream job and enqueue_new making its
+               follower's job, on a ledger of --deps-items items (1 million)
+               against one of 20,000; and claim + save of a batch of 100
+               with the dependency triggers against without them,
+               PostgreSQL and SQLite (dependencies.py).
 """
 
 from __future__ import annotations
@@ -1316,6 +1321,8 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "lag": lambda bench, args: __import__("lag").bench_lag(bench, args),
     # q. benchmarks/tracing.py
     "tracing": lambda bench, args: __import__("tracing").bench_tracing(bench, args),
+    # r. benchmarks/dependencies.py
+    "dependencies": lambda bench, args: __import__("dependencies").bench_dependencies(bench, args),
 }
 
 
@@ -1343,6 +1350,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--lag-jobs", type=int, default=10_000_000, help="jobs of the large ledger of p."
     )
     parser.add_argument("--lag-sqlite-jobs", type=int, default=1_000_000, help="the same on SQLite")
+    parser.add_argument(
+        "--deps-items", type=int, default=1_000_000, help="items of the large ledger of r."
+    )
+    parser.add_argument(
+        "--deps-sqlite-items", type=int, default=1_000_000, help="the same on SQLite"
+    )
+    parser.add_argument(
+        "--deps-small-items", type=int, default=20_000, help="items of the small ledger of r."
+    )
     parser.add_argument("--peer-jobs", type=int, default=20_000, help="jobs per peers run")
     parser.add_argument("--peer-runs", type=int, default=3, help="rounds of the peers table")
     parser.add_argument(
@@ -1365,6 +1381,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.vacuum_jobs = 2_000
         args.tracing_jobs = 400
         args.lag_jobs = args.lag_sqlite_jobs = 40_000
+        args.deps_items = args.deps_sqlite_items = 20_000
+        args.deps_small_items = 2_000
     return args
 
 
