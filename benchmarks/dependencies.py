@@ -1,5 +1,5 @@
 """A follower's job at scale, and what the dependency triggers cost
-everyone: benchmark `dependencies` of benchmarks/run.py (table r., issue 27).
+everyone: benchmark `dependencies` of benchmarks/run.py (table s., issue 27).
 
     python benchmarks/run.py --only dependencies
 
@@ -397,7 +397,7 @@ def bench_dependencies(bench: Bench, args: argparse.Namespace) -> Table:  # noqa
     # The plain path's ratio is a few per cent: more, shorter rounds.
     plain_runs, plain_calls = args.runs * (1 if args.quick else 4), args.calls
     plain_jobs = (2 * plain_runs * (plain_calls + 3) + 4) * BATCH
-    table = Table("r. Dependencies: a follower's job at scale, and the triggers' cost")
+    table = Table("s. Dependencies: a follower's job at scale, and the triggers' cost")
     follower: dict[str, tuple[Ledger, Ledger, dict[tuple[str, str], float]]] = {}
     plain: dict[str, tuple[float, float]] = {}
 

@@ -55,7 +55,7 @@ p. lag         Repository.lag, stats and a /metrics scrape on a ledger of
 q. tracing     a Worker's batch of 100 (claim, no-op runs, save) with
                OpenTelemetry tracing on against off, PostgreSQL and SQLite
                (tracing.py).
-r. dependencies  finishing an upstream job and enqueue_new making its
+s. dependencies  finishing an upstream job and enqueue_new making its
                follower's job, on a ledger of --deps-items items (1 million)
                against one of 20,000; and claim + save of a batch of 100
                with the dependency triggers against without them,
@@ -1321,7 +1321,7 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "lag": lambda bench, args: __import__("lag").bench_lag(bench, args),
     # q. benchmarks/tracing.py
     "tracing": lambda bench, args: __import__("tracing").bench_tracing(bench, args),
-    # r. benchmarks/dependencies.py
+    # s. benchmarks/dependencies.py
     "dependencies": lambda bench, args: __import__("dependencies").bench_dependencies(bench, args),
 }
 
