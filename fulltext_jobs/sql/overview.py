@@ -15,11 +15,14 @@ dashboard refreshing every few seconds never takes the write lock from the
 workers (in WAL mode readers and the writer do not wait for each other).
 
 What it costs: the unqueued items are counted only on request (they read
-every item, against every job: seconds at ten million); the counts, the
-minutes and the latest failures each scan the destination's jobs (no
-index serves them: `finished` and `last_error` are in none, so that the
-claim and heartbeat paths stay cheap); the lag is one probe of the ready
-jobs' index by `ready_at`; the oldest running job, the next
+every item, against every job: seconds at ten million); the counts by
+status are read from what the database's triggers keep (migration 0018,
+`Statements.count_by_status`: the sum per destination and status plus
+the deltas not folded yet, a read-only reader cannot fold), and the jobs
+ended per minute from the index of ended jobs, the entries of the
+minutes shown only: neither grows with the ledger. The latest failures
+read the destination's failed jobs (the retryable index); the lag is one
+probe of the ready jobs' index by `ready_at`; the oldest running job, the next
 due ready job and the jobs waiting for a retry use the partial indexes on
 running and ready jobs, so they read the running or ready jobs, never the
 finished ones that pile up (`not_before` is in no index: the ready ones are
@@ -56,7 +59,7 @@ from fulltext_jobs.sql.errors import translated
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.migrate import check_schema
 from fulltext_jobs.sql.rows import controls_of, to_job
-from fulltext_jobs.sql.schema import UTCDateTime, tables_for
+from fulltext_jobs.sql.schema import ENDED, UTCDateTime, tables_for
 from fulltext_jobs.sql.statements import Statements
 
 __all__ = [
@@ -485,7 +488,9 @@ def _ended_per_minute(
         )
         .where(
             ft.c.finished >= first,
-            ft.c.status.in_([s.value for s in (*_DONE, JobStatus.FAILED)]),
+            # The index of ended jobs' own condition, as it spells it: the
+            # window's entries are read, and no other job.
+            sa.text(ENDED),
         )
         .group_by(ft.c.destination, minute, ft.c.status)
     )

@@ -4,7 +4,8 @@ and the database's revision against the compatibility window.
 
 Someone with psql can drop the unique pair (and every "exactly once"
 promise with it), a partial index (claims fall back to sequential scans) or
-a trigger (no wake-ups; uncounted writes). Nothing else notices.
+a trigger (no wake-ups; uncounted writes; jobs' counts by status that
+drift). Nothing else notices.
 
 On PostgreSQL each object is compared with the server's own rendering of
 what the migrations create (`pg_get_indexdef`, `pg_get_constraintdef`,
@@ -87,7 +88,43 @@ EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
         "finished, status, attempts, claim_token, last_error ON jobs.fulltext FOR EACH ROW "
         "WHEN ((new.version = old.version)) EXECUTE FUNCTION jobs.fulltext_count_write()"
     ),
+    # The jobs' counts by status (0018): a missing one leaves them wrong.
+    ("index", "fulltext_ended_idx"): (
+        "CREATE INDEX fulltext_ended_idx ON jobs.fulltext USING btree "
+        "(finished, destination, status) WHERE (status = ANY (ARRAY['finished'::job_statuses, "
+        "'skipped'::job_statuses, 'failed'::job_statuses]))"
+    ),
+    ("trigger", "fulltext_status_inserted"): (
+        "CREATE TRIGGER fulltext_status_inserted AFTER INSERT ON jobs.fulltext "
+        "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
+        "EXECUTE FUNCTION jobs.fulltext_status_inserted()"
+    ),
+    ("trigger", "fulltext_status_updated"): (
+        "CREATE TRIGGER fulltext_status_updated AFTER UPDATE ON jobs.fulltext "
+        "REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows FOR EACH STATEMENT "
+        "EXECUTE FUNCTION jobs.fulltext_status_updated()"
+    ),
+    ("trigger", "fulltext_status_deleted"): (
+        "CREATE TRIGGER fulltext_status_deleted AFTER DELETE ON jobs.fulltext "
+        "REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT "
+        "EXECUTE FUNCTION jobs.fulltext_status_deleted()"
+    ),
+    ("trigger", "fulltext_status_truncated"): (
+        "CREATE TRIGGER fulltext_status_truncated AFTER TRUNCATE ON jobs.fulltext "
+        "FOR EACH STATEMENT EXECUTE FUNCTION jobs.fulltext_status_truncated()"
+    ),
 }
+
+
+def _sqlite_count(sign: str, row: str) -> str:
+    """The upsert of SQLite's count triggers (0018) that adds `sign`1 to
+    the count of the job `row` (NEW or OLD)."""
+    return (
+        "INSERT INTO fulltext_status_counts (destination, status, jobs) "  # noqa: S608 - constants
+        f"VALUES ({row}.destination, {row}.status, {sign}1) "
+        f"ON CONFLICT (destination, status) DO UPDATE SET jobs = jobs {sign} 1;"
+    )
+
 
 #: (kind, name) -> what the migrations make on SQLite: the statement (compared
 #: after `_normalised`), or for the unique pair its columns.
@@ -121,6 +158,24 @@ EXPECTED_SQLITE: Final[dict[tuple[str, str], str]] = {
         "finished, status, attempts, claim_token, last_error ON fulltext FOR EACH ROW "
         "WHEN NEW.version = OLD.version BEGIN UPDATE fulltext SET version = OLD.version + 1 "
         "WHERE rowid = NEW.rowid; END"
+    ),
+    # The jobs' counts by status (0018).
+    ("index", "fulltext_ended_idx"): (
+        "CREATE INDEX fulltext_ended_idx ON fulltext (finished, destination, status) "
+        "WHERE status IN ('finished', 'skipped', 'failed')"
+    ),
+    ("trigger", "fulltext_status_inserted"): (
+        "CREATE TRIGGER fulltext_status_inserted AFTER INSERT ON fulltext FOR EACH ROW BEGIN "
+        f"{_sqlite_count('+', 'NEW')} END"
+    ),
+    ("trigger", "fulltext_status_updated"): (
+        "CREATE TRIGGER fulltext_status_updated AFTER UPDATE OF destination, status ON fulltext "
+        "FOR EACH ROW WHEN NEW.status IS NOT OLD.status OR NEW.destination IS NOT "
+        f"OLD.destination BEGIN {_sqlite_count('-', 'OLD')} {_sqlite_count('+', 'NEW')} END"
+    ),
+    ("trigger", "fulltext_status_deleted"): (
+        "CREATE TRIGGER fulltext_status_deleted AFTER DELETE ON fulltext FOR EACH ROW BEGIN "
+        f"{_sqlite_count('-', 'OLD')} END"
     ),
 }
 
