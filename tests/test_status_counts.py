@@ -320,3 +320,53 @@ def test_writers_in_several_processes_keep_the_counts_exact(store: Backend):
         assert writer.wait(timeout=120) == 0
     assert sum(counted(engine).values()) == 400
     assert_exact(store)
+
+
+@pytest.mark.postgresql
+def test_a_writer_allowed_only_the_jobs_table_is_counted(clean_postgres_engine: sa.Engine):
+    """The Go original's role, or an app's, may write the jobs table and
+    nothing else of ours: the triggers run as the role that migrated, so
+    its writes succeed and are counted, a fold included."""
+    engine = clean_postgres_engine
+    role = f"ftj_writer_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {role}")
+        connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA jobs TO {role}")
+        connection.exec_driver_sql(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON jobs.fulltext TO {role}"
+        )
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('jobs.fulltext_status_deltas', 'id'), 1020)"
+            )
+            connection.exec_driver_sql(f"SET LOCAL ROLE {role}")
+            for n in range(6):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO jobs.fulltext (id, item_id, destination, status) "
+                        "VALUES (gen_random_uuid(), :item, 'go', 'ready')"
+                    ),
+                    {"item": f"item-{n}"},
+                )
+            connection.exec_driver_sql(
+                "UPDATE jobs.fulltext SET status = 'running' WHERE item_id IN ('item-1', 'item-2')"
+            )
+            connection.exec_driver_sql("DELETE FROM jobs.fulltext WHERE item_id = 'item-3'")
+        with engine.connect() as connection:
+            folded = connection.exec_driver_sql(
+                "SELECT count(*) FROM jobs.fulltext_status_counts"
+            ).scalar_one()
+        assert folded == 1  # the writer of the delta with id 1024 folded
+        assert (
+            kept(sql_backend(engine).repo)
+            == counted(engine)
+            == {
+                ("go", "ready"): 3,
+                ("go", "running"): 2,
+            }
+        )
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP OWNED BY {role}")
+            connection.exec_driver_sql(f"DROP ROLE {role}")

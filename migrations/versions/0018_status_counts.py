@@ -121,6 +121,19 @@ BEGIN
 END
 """
 
+#: Every function runs as the role that migrated, so that a writer allowed
+#: to write the jobs table only (the Go original's role, an app's) is
+#: counted without grants on the counts' tables; with a search path of the
+#: catalog alone, as such a function must (every name it uses is
+#: qualified).
+DEFINER = "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+
+
+def _function(signature: str, body: str) -> str:
+    """The statement that makes function `jobs.<signature>` of `body`."""
+    return f"CREATE FUNCTION jobs.{signature} {DEFINER} AS $$ {body} $$"
+
+
 POSTGRESQL_UPGRADE = (
     """
 CREATE TABLE jobs.fulltext_status_counts (
@@ -138,9 +151,9 @@ CREATE TABLE jobs.fulltext_status_deltas (
     jobs bigint NOT NULL
 )
 """,
-    """
-CREATE FUNCTION jobs.fulltext_status_fold() RETURNS boolean
-LANGUAGE plpgsql AS $$
+    _function(
+        "fulltext_status_fold() RETURNS boolean",
+        """
 BEGIN
     IF pg_is_in_recovery()
         OR current_setting('transaction_read_only') = 'on'
@@ -156,31 +169,34 @@ BEGIN
     ON CONFLICT (destination, status) DO UPDATE SET jobs = counts.jobs + excluded.jobs;
     RETURN true;
 END
-$$
 """,
-    "CREATE FUNCTION jobs.fulltext_status_inserted() RETURNS trigger LANGUAGE plpgsql AS $$"  # noqa: S608 - constants
-    + _APPEND.format(changes="SELECT destination, status, 1 AS jobs FROM inserted")
-    + "$$",
-    "CREATE FUNCTION jobs.fulltext_status_updated() RETURNS trigger LANGUAGE plpgsql AS $$"  # noqa: S608 - constants
-    + _APPEND.format(
-        changes="SELECT destination, status, 1 AS jobs FROM after_rows "
-        "UNION ALL SELECT destination, status, -1 FROM before_rows"
-    )
-    + "$$",
-    "CREATE FUNCTION jobs.fulltext_status_deleted() RETURNS trigger LANGUAGE plpgsql AS $$"  # noqa: S608 - constants
-    + _APPEND.format(changes="SELECT destination, status, -1 AS jobs FROM deleted")
-    + "$$",
-    """
-CREATE FUNCTION jobs.fulltext_status_truncated() RETURNS trigger
-LANGUAGE plpgsql AS $$
+    ),
+    _function(
+        "fulltext_status_inserted() RETURNS trigger",
+        _APPEND.format(changes="SELECT destination, status, 1 AS jobs FROM inserted"),
+    ),
+    _function(
+        "fulltext_status_updated() RETURNS trigger",
+        _APPEND.format(
+            changes="SELECT destination, status, 1 AS jobs FROM after_rows "
+            "UNION ALL SELECT destination, status, -1 FROM before_rows"
+        ),
+    ),
+    _function(
+        "fulltext_status_deleted() RETURNS trigger",
+        _APPEND.format(changes="SELECT destination, status, -1 AS jobs FROM deleted"),
+    ),
+    _function(
+        "fulltext_status_truncated() RETURNS trigger",
+        """
 BEGIN
     PERFORM pg_advisory_xact_lock(1718, 18);
     DELETE FROM jobs.fulltext_status_deltas;
     DELETE FROM jobs.fulltext_status_counts;
     RETURN NULL;
 END
-$$
 """,
+    ),
     """
 CREATE TRIGGER fulltext_status_inserted AFTER INSERT ON jobs.fulltext
 REFERENCING NEW TABLE AS inserted
