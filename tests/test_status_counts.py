@@ -8,6 +8,7 @@ and upgrade again. `stats`, the dashboard and `/metrics` read them.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -370,3 +371,30 @@ def test_a_writer_allowed_only_the_jobs_table_is_counted(clean_postgres_engine: 
         with engine.begin() as connection:
             connection.exec_driver_sql(f"DROP OWNED BY {role}")
             connection.exec_driver_sql(f"DROP ROLE {role}")
+
+
+@pytest.mark.postgresql
+def test_the_baseline_run_again_puts_right_the_writes_no_trigger_counted(
+    clean_postgres_engine: sa.Engine,
+):
+    engine = clean_postgres_engine
+    path = REPO_ROOT / "migrations" / "versions" / "0018_status_counts.py"
+    spec = importlib.util.spec_from_file_location("_revision_0018", path)
+    assert spec is not None
+    assert spec.loader is not None
+    revision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(revision)
+    add = (
+        "INSERT INTO jobs.fulltext (id, item_id, destination, status) "
+        "SELECT gen_random_uuid(), 'item-' || g, 'd', 'ready' FROM generate_series(1, 5) g"
+    )
+    with engine.begin() as connection:
+        connection.exec_driver_sql(add.replace("'item-'", "'counted-'"))
+        connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        connection.exec_driver_sql(add)
+    repo = sql_backend(engine).repo
+    assert kept(repo) == {("d", "ready"): 5} != counted(engine)
+    for _ in range(2):
+        with engine.begin() as connection:
+            connection.exec_driver_sql(revision.POSTGRESQL_BASELINE)
+        assert kept(repo) == counted(engine) == {("d", "ready"): 10}
