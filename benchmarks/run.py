@@ -1321,6 +1321,8 @@ BENCHMARKS: dict[str, Callable[[Bench, argparse.Namespace], Table]] = {
     "lag": lambda bench, args: __import__("lag").bench_lag(bench, args),
     # q. benchmarks/tracing.py
     "tracing": lambda bench, args: __import__("tracing").bench_tracing(bench, args),
+    # r. benchmarks/counting.py
+    "counting": lambda bench, args: __import__("counting").bench_counting(bench, args),
     # s. benchmarks/dependencies.py
     "dependencies": lambda bench, args: __import__("dependencies").bench_dependencies(bench, args),
 }

@@ -39,6 +39,7 @@ def test_the_benchmarks_run_at_small_sizes(tmp_path: Path, postgres_url: str):
         "m. Draining",
         "p. The lag at scale",
         "q. Tracing",
+        "r. What the counts cost the writers",
         "s. Dependencies",
     )
     for title in (*titles, *later):

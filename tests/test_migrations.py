@@ -69,9 +69,11 @@ TABLES_AT["0015"] = TABLES_AT["0014"]
 TABLES_AT["0016"] = TABLES_AT["0015"]
 TABLES_AT["0017"] = TABLES_AT["0016"]
 TABLES_AT["0018"] = TABLES_AT["0017"] | {"fulltext_dependencies", "fulltext_unblocked"}
+TABLES_AT["0019"] = TABLES_AT["0018"] | {"fulltext_status_counts", "fulltext_status_deltas"}
 
-#: The tables PostgreSQL alone has (the transaction mode's hold records).
-POSTGRESQL_ONLY = frozenset({"fulltext_holds"})
+#: The tables PostgreSQL alone has (the transaction mode's hold records,
+#: the deltas of the jobs' counts).
+POSTGRESQL_ONLY = frozenset({"fulltext_holds", "fulltext_status_deltas"})
 
 VERSION_ROWS = sa.table(VERSION_TABLE, sa.column("version_num"))
 

@@ -624,6 +624,10 @@ class SqlOperations(
         now = read_clock(self._clock, self._lease)
         # One transaction, so the counts and the unqueued figures agree.
         with self._tx.connection("stats", single_statement=not unqueued) as connection:
+            if self._sql.fold_status_counts is not None:
+                # Its own statement, before the count: in autocommit a
+                # fold commits at once and holds nothing while we read.
+                connection.execute(self._sql.fold_status_counts)
             counts: dict[str, dict[str, int]] = {}
             for name, status, count in connection.execute(self._sql.count_by_status(destination)):
                 counts.setdefault(name, {})[status] = count

@@ -15,11 +15,15 @@ dashboard refreshing every few seconds never takes the write lock from the
 workers (in WAL mode readers and the writer do not wait for each other).
 
 What it costs: the unqueued items are counted only on request (they read
-every item, against every job: seconds at ten million); the counts, the
-minutes and the latest failures each scan the destination's jobs (no
-index serves them: `finished` and `last_error` are in none, so that the
-claim and heartbeat paths stay cheap); the lag is one probe of the ready
-jobs' index by `ready_at`; the oldest running job, the next
+every item, against every job: seconds at ten million); the counts by
+status are what the database's triggers keep (migration 0019,
+`Statements.count_by_status`: on PostgreSQL the sum per destination and
+status plus the deltas not folded yet, which a read-only reader leaves
+for the writers to fold), and the jobs ended per minute are read from the
+index of ended jobs, the entries of the minutes shown only: neither grows
+with the ledger. The latest failures
+read the destination's failed jobs (the retryable index); the lag is one
+probe of the ready jobs' index by `ready_at`; the oldest running job, the next
 due ready job and the jobs waiting for a retry use the partial indexes on
 running and ready jobs, so they read the running or ready jobs, never the
 finished ones that pile up (`not_before` is in no index: the ready ones are
@@ -56,7 +60,7 @@ from fulltext_jobs.sql.errors import translated
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.migrate import check_schema
 from fulltext_jobs.sql.rows import controls_of, to_job
-from fulltext_jobs.sql.schema import UTCDateTime, tables_for
+from fulltext_jobs.sql.schema import ENDED, UTCDateTime, tables_for
 from fulltext_jobs.sql.statements import Statements
 
 __all__ = [
@@ -84,6 +88,15 @@ DEFAULT_FAILURES: Final = 5
 #: The shortest span, in seconds, over which a rate is told: a worker that
 #: has just started has not shown one yet.
 RATE_MIN_SECONDS: Final = 10.0
+
+
+def _retryable(ft: sa.Table) -> sa.ColumnElement[bool]:
+    """The condition of the index of failed and skipped jobs, as it spells
+    it: put beside `status = 'failed'`, so that SQLite's planner, which does
+    not see that the one implies the other, reads that index, not every
+    job."""
+    return ft.c.status.in_([sa.literal_column(f"'{s}'") for s in ("failed", "skipped")])
+
 
 #: The statuses a job ends a run in; each stamps `finished`.
 _DONE: Final = (JobStatus.FINISHED, JobStatus.SKIPPED)
@@ -319,7 +332,14 @@ def read_overview(
                     oldest_running=_first(connection, name, JobStatus.RUNNING, "started"),
                     next_ready=next_due(connection, name, taken),
                     failures=tuple(
-                        _top(connection, name, JobStatus.FAILED, ("-finished", "-seq"), failures)
+                        _top(
+                            connection,
+                            name,
+                            JobStatus.FAILED,
+                            ("-finished", "-seq"),
+                            failures,
+                            where=(_retryable(tables.fulltext),),
+                        )
                     ),
                     waiting_for_retry=RetryWait(
                         count=waiting,
@@ -442,6 +462,11 @@ def delayed_jobs(connection: Connection, now: datetime) -> dict[str, tuple[int, 
     """Per destination with any, how many ready jobs are not due at `now`
     (waiting for a retry) and the earliest `not_before` among them. Reads
     the ready jobs only, along their partial index."""
+    if connection.dialect.name == "sqlite":
+        return {
+            name: (count, due)
+            for name, count, due in connection.execute(_SQLITE_DELAYED, {"now": now})
+        }
     ft = tables_for(connection.dialect.name).fulltext
     query = (
         sa.select(ft.c.destination, sa.func.count(), sa.func.min(ft.c.not_before))
@@ -449,6 +474,24 @@ def delayed_jobs(connection: Connection, now: datetime) -> dict[str, tuple[int, 
         .group_by(ft.c.destination)
     )
     return {name: (count, due) for name, count, due in connection.execute(query)}
+
+
+# SQLite's planner reads every ready job along `fulltext_ready_at_idx`,
+# which yields the destinations in order, rather than the delayed ones
+# along their own index, which does too: named, as SQLAlchemy cannot.
+_SQLITE_DELAYED: Final = (
+    sa.text(
+        "SELECT destination, count(*), min(not_before) "
+        "FROM fulltext INDEXED BY fulltext_delayed_idx "
+        "WHERE status = 'ready' AND not_before > :now GROUP BY destination"
+    )
+    .bindparams(sa.bindparam("now", type_=UTCDateTime()))
+    .columns(
+        sa.column("destination", sa.Text),
+        sa.column("count", sa.Integer),
+        sa.column("due", UTCDateTime()),
+    )
+)
 
 
 def _latest_delayed(
@@ -485,7 +528,9 @@ def _ended_per_minute(
         )
         .where(
             ft.c.finished >= first,
-            ft.c.status.in_([s.value for s in (*_DONE, JobStatus.FAILED)]),
+            # The index of ended jobs' own condition, as it spells it: the
+            # window's entries are read, and no other job.
+            sa.text(ENDED),
         )
         .group_by(ft.c.destination, minute, ft.c.status)
     )

@@ -43,7 +43,7 @@ __all__ = [
 #: The alembic revision these declarations correspond to. The repository
 #: accepts a database at this revision, or at a newer one whose
 #: compatibility window (`WINDOW_TABLE`) still admits code of this one.
-SCHEMA_REVISION: Final = "0018"
+SCHEMA_REVISION: Final = "0019"
 
 #: Alembic's version table for fulltext-jobs' own migrations; named so that it
 #: cannot collide with the `alembic_version` table of the app that uses us.
@@ -59,6 +59,11 @@ JOBS_SCHEMA: Final = "jobs"
 STATUS_VALUES: Final = ("ready", "running", "skipped", "failed", "finished")
 
 SUPPORTED_DIALECTS: Final = frozenset({"postgresql", "sqlite"})
+
+#: The statuses a job ends a run in, as the index of ended jobs (0019) and
+#: every query it serves spell them (the same text, so that SQLite's
+#: planner sees the index's condition in the query's).
+ENDED: Final = "status IN ('finished', 'skipped', 'failed')"
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -101,6 +106,9 @@ class Tables:
     cancels: sa.Table
     dependencies: sa.Table
     unblocked: sa.Table
+    status_counts: sa.Table
+    #: PostgreSQL only (None on SQLite).
+    status_deltas: sa.Table | None
 
 
 def status_type() -> sa.Enum:
@@ -238,6 +246,16 @@ def tables_for(dialect_name: str) -> Tables:
         fulltext.c.destination,
         **where(fulltext.c.status == "running"),
     )
+    # The ended jobs by when they ended (0019): the dashboard's jobs ended
+    # per minute read the window's entries only. A write adds one only for
+    # a job that ends.
+    sa.Index(
+        "fulltext_ended_idx",
+        fulltext.c.finished,
+        fulltext.c.destination,
+        fulltext.c.status,
+        **where(fulltext.c.status.in_(["finished", "skipped", "failed"])),
+    )
     # The default item source. Not "items": on SQLite, which has no schemas,
     # that would collide with an app's own table of that name (0006).
     # Its insertion order (0010) is the producer's watermark for new items,
@@ -361,6 +379,31 @@ def tables_for(dialect_name: str) -> Tables:
         sa.Column("upstream", sa.Text, primary_key=True),
         schema=schema,
     )
+    # The jobs per destination and status, kept by triggers (0019; see
+    # `Statements.count_by_status`): on PostgreSQL a folded sum plus the
+    # deltas each writing statement appends, so that no writer waits on
+    # another's counter row; on SQLite, one writer at a time, the sum alone.
+    status_counts = sa.Table(
+        "fulltext_status_counts",
+        metadata,
+        sa.Column("destination", sa.Text, primary_key=True),
+        sa.Column("status", status_type(), primary_key=True),
+        sa.Column("jobs", sa.BigInteger, nullable=False),
+        schema=schema,
+    )
+    status_deltas = (
+        sa.Table(
+            "fulltext_status_deltas",
+            metadata,
+            sa.Column("id", sa.BigInteger, sa.Identity(always=False), nullable=False),
+            sa.Column("destination", sa.Text, nullable=False),
+            sa.Column("status", status_type(), nullable=False),
+            sa.Column("jobs", sa.BigInteger, nullable=False),
+            schema=schema,
+        )
+        if postgresql
+        else None
+    )
     # Which library code can use a database at each revision (0005).
     schema_window = sa.Table(
         WINDOW_TABLE,
@@ -381,4 +424,6 @@ def tables_for(dialect_name: str) -> Tables:
         cancels=cancels,
         dependencies=dependencies,
         unblocked=unblocked,
+        status_counts=status_counts,
+        status_deltas=status_deltas,
     )

@@ -4,7 +4,8 @@ and the database's revision against the compatibility window.
 
 Someone with psql can drop the unique pair (and every "exactly once"
 promise with it), a partial index (claims fall back to sequential scans) or
-a trigger (no wake-ups; uncounted writes). Nothing else notices.
+a trigger (no wake-ups; uncounted writes; jobs' counts by status that
+drift). Nothing else notices.
 
 On PostgreSQL each object is compared with the server's own rendering of
 what the migrations create (`pg_get_indexdef`, `pg_get_constraintdef`,
@@ -98,6 +99,31 @@ EXPECTED_POSTGRESQL: Final[dict[tuple[str, str], str]] = {
         "'failed'::job_statuses, 'skipped'::job_statuses])) AND "
         "(old.status IS DISTINCT FROM new.status))) EXECUTE FUNCTION jobs.fulltext_unblock()"
     ),
+    # The jobs' counts by status (0019): a missing one leaves them wrong.
+    ("index", "fulltext_ended_idx"): (
+        "CREATE INDEX fulltext_ended_idx ON jobs.fulltext USING btree "
+        "(finished, destination, status) WHERE (status = ANY (ARRAY['finished'::job_statuses, "
+        "'skipped'::job_statuses, 'failed'::job_statuses]))"
+    ),
+    ("trigger", "fulltext_status_inserted"): (
+        "CREATE TRIGGER fulltext_status_inserted AFTER INSERT ON jobs.fulltext "
+        "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
+        "EXECUTE FUNCTION jobs.fulltext_status_inserted()"
+    ),
+    ("trigger", "fulltext_status_updated"): (
+        "CREATE TRIGGER fulltext_status_updated AFTER UPDATE ON jobs.fulltext "
+        "REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows FOR EACH STATEMENT "
+        "EXECUTE FUNCTION jobs.fulltext_status_updated()"
+    ),
+    ("trigger", "fulltext_status_deleted"): (
+        "CREATE TRIGGER fulltext_status_deleted AFTER DELETE ON jobs.fulltext "
+        "REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT "
+        "EXECUTE FUNCTION jobs.fulltext_status_deleted()"
+    ),
+    ("trigger", "fulltext_status_truncated"): (
+        "CREATE TRIGGER fulltext_status_truncated AFTER TRUNCATE ON jobs.fulltext "
+        "FOR EACH STATEMENT EXECUTE FUNCTION jobs.fulltext_status_truncated()"
+    ),
 }
 
 #: Whether anyone follows a job's destination: SQLite's WHEN of 0018.
@@ -110,6 +136,17 @@ _SQLITE_UNBLOCK: Final = (
     "SELECT d.destination, NEW.item_id, NEW.destination FROM fulltext_dependencies AS d "
     "WHERE d.upstream = NEW.destination AND d.status = NEW.status;"
 )
+
+
+def _sqlite_count(sign: str, row: str) -> str:
+    """The upsert of SQLite's count triggers (0019) that adds `sign`1 to
+    the count of the job `row` (NEW or OLD)."""
+    return (
+        "INSERT INTO fulltext_status_counts (destination, status, jobs) "  # noqa: S608 - constants
+        f"VALUES ({row}.destination, {row}.status, {sign}1) "
+        f"ON CONFLICT (destination, status) DO UPDATE SET jobs = jobs {sign} 1;"
+    )
+
 
 #: (kind, name) -> what the migrations make on SQLite: the statement (compared
 #: after `_normalised`), or for the unique pair its columns.
@@ -153,6 +190,24 @@ EXPECTED_SQLITE: Final[dict[tuple[str, str], str]] = {
         "CREATE TRIGGER fulltext_unblock_updated AFTER UPDATE OF status ON fulltext FOR EACH ROW "
         "WHEN NEW.status IN ('finished', 'failed', 'skipped') AND OLD.status IS NOT NEW.status "
         "AND " + _SQLITE_FOLLOWED + " BEGIN " + _SQLITE_UNBLOCK + " END"
+    ),
+    # The jobs' counts by status (0019).
+    ("index", "fulltext_ended_idx"): (
+        "CREATE INDEX fulltext_ended_idx ON fulltext (finished, destination, status) "
+        "WHERE status IN ('finished', 'skipped', 'failed')"
+    ),
+    ("trigger", "fulltext_status_inserted"): (
+        "CREATE TRIGGER fulltext_status_inserted AFTER INSERT ON fulltext FOR EACH ROW BEGIN "
+        f"{_sqlite_count('+', 'NEW')} END"
+    ),
+    ("trigger", "fulltext_status_updated"): (
+        "CREATE TRIGGER fulltext_status_updated AFTER UPDATE OF destination, status ON fulltext "
+        "FOR EACH ROW WHEN NEW.status IS NOT OLD.status OR NEW.destination IS NOT "
+        f"OLD.destination BEGIN {_sqlite_count('-', 'OLD')} {_sqlite_count('+', 'NEW')} END"
+    ),
+    ("trigger", "fulltext_status_deleted"): (
+        "CREATE TRIGGER fulltext_status_deleted AFTER DELETE ON fulltext FOR EACH ROW BEGIN "
+        f"{_sqlite_count('-', 'OLD')} END"
     ),
 }
 
