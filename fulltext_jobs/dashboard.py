@@ -315,7 +315,7 @@ main { padding: 1em 1.5em; display: grid; gap: 1em;
 body.stale #stale { display: block; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 1em; }
 .paused { margin: 0 0 .5em; padding: .25em .5em; background: #fff8c5; border-radius: 4px; }
-.cap { margin: 0 0 .5em; color: var(--muted); }
+.cap, .upstreams { margin: 0 0 .5em; color: var(--muted); }
 section.health { grid-column: 1 / -1; }
 section.health[data-health="warn"] { border-color: var(--failed); }
 h2 { margin: 0 0 .5em; font-size: 1.15em; display: flex; justify-content: space-between; }
@@ -531,7 +531,7 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
     return (
         f'<section class="destination" data-destination="{_e(name)}">'
         f'<h2><span>{_e(name)}</span><span class="pct">{percent:.1f}% done</span></h2>'
-        f"{_paused(row, now)}"
+        f"{_paused(row, now)}{_upstreams(row)}"
         f'<div class="bar" role="img" aria-label="{row.done} of {row.total} done">{bar}</div>'
         f'<table class="counts"><tr>{heads}'
         '<th class="n"><span class="key unqueued"></span>unqueued</th></tr>'
@@ -543,6 +543,17 @@ def _destination(row: DestinationOverview, now: datetime, waiting: float | None)
         f"{_failures(name, row.failures, now)}"
         "</section>"
     )
+
+
+def _upstreams(row: DestinationOverview) -> str:
+    """The destinations it follows, with their statuses, and how many of
+    their jobs have not ended: the items still to come."""
+    if not row.upstreams:
+        return ""
+    named = ", ".join(
+        f"{_e(d.upstream)} ({'/'.join(sorted(s.value for s in d.statuses))})" for d in row.upstreams
+    )
+    return f'<p class="upstreams">Follows {named}: {row.to_come or 0} to come.</p>'
 
 
 def _paused(row: DestinationOverview, now: datetime) -> str:

@@ -312,7 +312,8 @@ class LedgerCollector:
 
 
 def _control_gauges(core: ModuleType, overview: Overview) -> Iterator[Metric]:
-    """What operators set per destination: its pause, cap and rate."""
+    """What operators set per destination: its pause, cap and rate, and
+    how many jobs its upstreams have still to end."""
     paused = core.GaugeMetricFamily(
         "fulltext_jobs_paused",
         "1 while a pause is in force on the destination: no job of it starts.",
@@ -333,7 +334,14 @@ def _control_gauges(core: ModuleType, overview: Overview) -> Iterator[Metric]:
         "The destination's start rate, in jobs a second, where one is set.",
         labels=["destination"],
     )
+    to_come = core.GaugeMetricFamily(
+        "fulltext_jobs_upstream_to_come",
+        "Jobs of the destinations it follows that have not ended (ready or running).",
+        labels=["destination"],
+    )
     for row in overview.destinations:
+        if row.to_come is not None:
+            to_come.add_metric([row.destination], row.to_come)
         controls = row.controls
         if controls is not None and controls.max_running is not None:
             cap.add_metric([row.destination], controls.max_running)
@@ -344,7 +352,7 @@ def _control_gauges(core: ModuleType, overview: Overview) -> Iterator[Metric]:
         if controls is not None and in_force:
             until = controls.paused_until
             paused_until.add_metric([row.destination], 0 if until is None else until.timestamp())
-    yield from (paused, paused_until, cap, rate)
+    yield from (paused, paused_until, cap, rate, to_come)
 
 
 def _source_gauges(core: ModuleType, source: ReadSource) -> Iterator[Metric]:

@@ -609,3 +609,18 @@ def test_the_rate_is_counted_from_the_first_end_and_never_guessed(
     ended: int, first_ended: datetime | None, now: datetime, expected: Rate
 ):
     assert rate_of(ended, first_ended, START, now) == expected
+
+
+def test_the_page_and_metrics_show_a_followers_upstreams(ledger: Ledger, reader: sa.Engine):
+    # DEST has one ready job and one running: two to come for its follower,
+    # which has no job yet and is shown all the same.
+    ledger.repo.depend("summaries", on=DEST, statuses=["finished", "skipped"])
+    snapshots = Snapshots(reader, clock=lambda: NOW)
+    with served(create_app(snapshots, refresh=2, title="the ledger")) as base:
+        client = Client(base)
+        page = client.get("/").text
+        values = metric_values(client.get("/metrics").text)
+    assert 'data-destination="summaries"' in page
+    assert f"Follows {DEST} (finished/skipped): 2 to come." in page
+    assert values[("fulltext_jobs_upstream_to_come", (("destination", "summaries"),))] == 2
+    assert ("fulltext_jobs_upstream_to_come", (("destination", DEST),)) not in values

@@ -9,13 +9,13 @@ that record the items are migration 0018's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from fulltext_jobs.checks import read_clock
 from fulltext_jobs.domain import JobStatus
 from fulltext_jobs.pipeline import Dependency, check_acyclic
+from fulltext_jobs.sql.rows import dependencies_of
 from fulltext_jobs.sql.statements import Statements
 from fulltext_jobs.sql.transactions import Transactions
 
@@ -39,7 +39,7 @@ class DependencyOperations:
         with self._tx.connection("depend") as connection:
             if self._sql.postgresql:
                 connection.execute(self._sql.lock_dependencies)
-            existing = _dependencies(connection.execute(self._sql.all_dependencies))
+            existing = dependencies_of(connection.execute(self._sql.all_dependencies))
             check_acyclic(existing, destination, upstreams)
             connection.execute(
                 self._sql.delete_dependencies, {"dest": destination, "upstreams": upstreams}
@@ -52,7 +52,7 @@ class DependencyOperations:
                     for status in sorted(statuses)
                 ],
             )
-            return _of(_dependencies(connection.execute(self._sql.all_dependencies)), destination)
+            return _of(dependencies_of(connection.execute(self._sql.all_dependencies)), destination)
 
     def undepend(self, destination: str, upstreams: list[str] | None) -> list[Dependency]:
         with self._tx.connection("undepend") as connection:
@@ -64,11 +64,11 @@ class DependencyOperations:
                 connection.execute(self._sql.delete_dependencies, params)
                 connection.execute(self._sql.drop_unblocked_of, params)
             connection.execute(self._sql.sweep_next, {"dest": destination})
-            return _of(_dependencies(connection.execute(self._sql.all_dependencies)), destination)
+            return _of(dependencies_of(connection.execute(self._sql.all_dependencies)), destination)
 
     def dependencies(self, destination: str | None) -> list[Dependency]:
         with self._tx.connection("dependencies", single_statement=True) as connection:
-            return _of(_dependencies(connection.execute(self._sql.all_dependencies)), destination)
+            return _of(dependencies_of(connection.execute(self._sql.all_dependencies)), destination)
 
     def enqueue_unblocked(self, destination: str, priority: int) -> int:
         """Queue the items recorded for `destination` by its upstreams'
@@ -113,18 +113,6 @@ class DependencyOperations:
             if len(rows) < size:
                 break
         return created
-
-
-def _dependencies(rows: Iterable[Any]) -> list[Dependency]:
-    """The declarations in rows of (destination, upstream, status), one
-    `Dependency` per destination and upstream."""
-    statuses: dict[tuple[str, str], set[JobStatus]] = {}
-    for destination, upstream, status in rows:
-        statuses.setdefault((destination, upstream), set()).add(JobStatus(status))
-    return [
-        Dependency(destination, upstream, frozenset(named))
-        for (destination, upstream), named in sorted(statuses.items())
-    ]
 
 
 def _of(dependencies: list[Dependency], destination: str | None) -> list[Dependency]:

@@ -55,11 +55,12 @@ from fulltext_jobs.domain import (
     utc,
 )
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.pipeline import Dependency, waiting_on_upstreams
 from fulltext_jobs.sql.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url
 from fulltext_jobs.sql.errors import translated
 from fulltext_jobs.sql.items import ItemSource
 from fulltext_jobs.sql.migrate import check_schema
-from fulltext_jobs.sql.rows import controls_of, to_job
+from fulltext_jobs.sql.rows import controls_of, dependencies_of, to_job
 from fulltext_jobs.sql.schema import ENDED, UTCDateTime, tables_for
 from fulltext_jobs.sql.statements import Statements
 
@@ -169,6 +170,10 @@ class DestinationOverview:
     waiting_for_retry: RetryWait
     #: Jobs ended per minute lately.
     rate: Rate
+    #: The destinations it follows (`Repository.depend`), and how many of
+    #: their jobs have not ended (None when it follows none).
+    upstreams: tuple[Dependency, ...] = ()
+    to_come: int | None = None
     #: Running jobs no rescue returns, by audit check: the two checks of
     #: `Repository.audit` that the running-jobs index serves (the others read
     #: every job, too much for each refresh; run `fulltext-jobs audit`).
@@ -307,6 +312,13 @@ def read_overview(
             found.destination: found
             for found in map(controls_of, connection.execute(sql.list_controls))
         }
+        declared = dependencies_of(connection.execute(sql.all_dependencies))
+        # A follower with no job yet is shown, with what it waits for.
+        for dependency in declared:
+            counts.setdefault(dependency.destination, {})
+        to_come = waiting_on_upstreams(
+            declared, [DestinationStats.of(name, found, None) for name, found in counts.items()]
+        )
         rows = []
         for name in sorted(counts):
             held = tuple(
@@ -356,6 +368,8 @@ def read_overview(
                     ),
                     stuck=stuck.get(name, {}),
                     controls=controls.get(name),
+                    upstreams=tuple(d for d in declared if d.destination == name),
+                    to_come=to_come.get(name),
                 )
             )
     return Overview(taken=taken, destinations=tuple(rows))

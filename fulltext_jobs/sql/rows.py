@@ -3,11 +3,12 @@ parameters of the writes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from fulltext_jobs.domain import MAX_ATTEMPTS, DestinationControls, FullText, JobStatus
+from fulltext_jobs.pipeline import Dependency
 
 #: Where `Statements.job_columns` puts the columns read by position below,
 #: after the first ten (id to last_error), which are unpacked in order.
@@ -183,3 +184,15 @@ def controls_of(row: Any) -> DestinationControls:  # noqa: ANN401 - a row of the
         rate=row.rate,
         rate_burst=row.rate_burst,
     )
+
+
+def dependencies_of(rows: Iterable[Any]) -> list[Dependency]:
+    """The declarations in rows of (destination, upstream, status), one
+    `Dependency` per destination and upstream."""
+    statuses: dict[tuple[str, str], set[JobStatus]] = {}
+    for destination, upstream, status in rows:
+        statuses.setdefault((destination, upstream), set()).add(JobStatus(status))
+    return [
+        Dependency(destination, upstream, frozenset(named))
+        for (destination, upstream), named in sorted(statuses.items())
+    ]
