@@ -52,6 +52,7 @@ from fulltext_jobs.domain import (
     Keep,
 )
 from fulltext_jobs.health import QueueHealth
+from fulltext_jobs.pipeline import DEFAULT_ON_STATUSES, Dependency
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS
 from fulltext_jobs.sql.floors import floors_of
@@ -413,6 +414,23 @@ class BlockingAsyncRepository(Repository):
     def take_cancel_requests(self, jobs: Iterable[FullText]) -> dict[uuid.UUID, str]:
         return run_async(self.repo.take_cancel_requests(jobs))
 
+    def depend(
+        self,
+        destination: str,
+        *,
+        on: str | Iterable[str],
+        statuses: Iterable[JobStatus | str] = DEFAULT_ON_STATUSES,
+    ) -> list[Dependency]:
+        return run_async(self.repo.depend(destination, on=on, statuses=statuses))
+
+    def undepend(
+        self, destination: str, *, on: str | Iterable[str] | None = None
+    ) -> list[Dependency]:
+        return run_async(self.repo.undepend(destination, on=on))
+
+    def dependencies(self, destination: str | None = None) -> list[Dependency]:
+        return run_async(self.repo.dependencies(destination))
+
     # The public methods above bypass this (sync) port's checks on purpose:
     # they hand every argument, as given, to the async adapter, whose own
     # port must check it. So the port's protected methods are never called.
@@ -476,7 +494,8 @@ def reset_database(engine: sa.Engine) -> None:
             connection.exec_driver_sql(
                 "TRUNCATE jobs.fulltext, jobs.fulltext_items, jobs.enqueue_cursor, "
                 "jobs.fulltext_rate_limit, jobs.fulltext_holds, jobs.fulltext_controls, "
-                "jobs.fulltext_cancels, app_items "
+                "jobs.fulltext_cancels, jobs.fulltext_dependencies, jobs.fulltext_unblocked, "
+                "app_items "
                 "RESTART IDENTITY"
             )
             # The identity starts again below the claim floors this process
@@ -490,6 +509,8 @@ def reset_database(engine: sa.Engine) -> None:
                 tables.rate_limit,
                 tables.controls,
                 tables.cancels,
+                tables.dependencies,
+                tables.unblocked,
                 APP_ITEMS,
             ):
                 connection.execute(sa.delete(table))
