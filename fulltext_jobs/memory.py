@@ -51,6 +51,15 @@ from fulltext_jobs.repository import Repository
 
 __all__ = ["InMemoryRepository"]
 
+#: The state `InMemoryRepository._saved` keeps: jobs by id, job ids by
+#: (item, destination), enqueue order by id, and the items recorded.
+_Saved = tuple[
+    dict[uuid.UUID, FullText],
+    dict[tuple[str, str], uuid.UUID],
+    dict[uuid.UUID, int],
+    set[tuple[str, str, str]],
+]
+
 
 class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
     """A `Repository` held in this process's memory.
@@ -154,11 +163,11 @@ class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
 
     def _save_many(self, jobs: list[FullText]) -> None:
         with self._lock:
-            saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
+            saved = self._saved()
             stale = len(self._store_each(jobs, saved))
             if stale:
                 # All or nothing, as the SQL adapter's transaction is.
-                self._jobs, self._by_pair, self._seq = saved
+                self._restore(saved)
                 raise StaleJob(
                     f"{stale} of the jobs have changed since they were read (or lost their "
                     "claims); nothing was saved"
@@ -166,15 +175,13 @@ class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
 
     def _save_each(self, jobs: list[FullText]) -> set[uuid.UUID]:
         with self._lock:
-            saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
+            saved = self._saved()
             return self._store_each(jobs, saved)
 
     def _store_each(
         self,
         jobs: list[FullText],
-        saved: tuple[
-            dict[uuid.UUID, FullText], dict[tuple[str, str], uuid.UUID], dict[uuid.UUID, int]
-        ],
+        saved: _Saved,
     ) -> set[uuid.UUID]:
         """Store each job that is not stale, row by row as the SQL adapter's
         compare-and-swap runs, and return the ids of the stale ones; a clash
@@ -189,9 +196,18 @@ class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
                 self._check_pair_free(job)
                 self._store(replace(stored_form(job), version=job.version + 1))
         except DuplicateJob:
-            self._jobs, self._by_pair, self._seq = saved
+            self._restore(saved)
             raise
         return refused
+
+    def _saved(self) -> _Saved:
+        """What a write of several jobs puts back if it is refused whole:
+        the jobs, and the items their ends recorded (as the SQL adapter's
+        transaction rolls back its triggers' rows). Called under the lock."""
+        return dict(self._jobs), dict(self._by_pair), dict(self._seq), set(self._unblocked)
+
+    def _restore(self, saved: _Saved) -> None:
+        self._jobs, self._by_pair, self._seq, self._unblocked = saved
 
     def _heartbeat(self, job: FullText) -> datetime:
         lease_until = read_clock(self._clock, self._lease) + self._lease
@@ -340,7 +356,7 @@ class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
 
         def write(checked: list[FullText], finished_as_held: bool) -> set[uuid.UUID]:  # noqa: ARG001, FBT001 - the port's call
             with self._lock:
-                saved = (dict(self._jobs), dict(self._by_pair), dict(self._seq))
+                saved = self._saved()
                 return self._store_each(checked, saved)
 
         try:
@@ -351,6 +367,10 @@ class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
             with self._lock:
                 self._jobs.update((job.id, job) for job in failed)
             raise
+        else:
+            with self._lock:
+                for job in failed:
+                    self._unblock(self._jobs[job.id])
         finally:
             with self._lock:
                 self._held.difference_update(held)
@@ -464,8 +484,11 @@ class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
         """The `n` oldest stored jobs of `destination` due at `now` that a
         claim may hand out; a job among them already at `MAX_ATTEMPTS` is
         failed (`ATTEMPTS_EXHAUSTED_ERROR`) and the next one taken in its
-        place, as the SQL adapter's claims do; `failed` gets a copy of each
-        such job as it was. Called under the lock."""
+        place, as the SQL adapter's claims do; `failed` (a hold's) gets a
+        copy of each such job as it was, and the hold records its item for
+        the destinations that follow (`_unblock`) once its block ends
+        without an exception; a claim's is recorded at once. Called under
+        the lock."""
         taken: list[FullText] = []
         if self._paused(destination, now):
             return taken
@@ -481,6 +504,8 @@ class InMemoryRepository(MemorySteering, MemoryPipeline, Repository):
             job.status, job.finished, job.not_before = JobStatus.FAILED, now, None
             job.last_error = ATTEMPTS_EXHAUSTED_ERROR
             job.version += 1
+            if failed is None:
+                self._unblock(job)
         return taken
 
     def _paused(self, destination: str, now: datetime) -> bool:

@@ -52,6 +52,7 @@ from fulltext_jobs.domain import (
     Keep,
 )
 from fulltext_jobs.health import QueueHealth
+from fulltext_jobs.pipeline import DEFAULT_ON_STATUSES, Dependency
 from fulltext_jobs.rate_limit import RateTokens
 from fulltext_jobs.retry import DEFAULT_MAX_ATTEMPTS
 from fulltext_jobs.sql.floors import floors_of
@@ -412,6 +413,23 @@ class BlockingAsyncRepository(Repository):
 
     def take_cancel_requests(self, jobs: Iterable[FullText]) -> dict[uuid.UUID, str]:
         return run_async(self.repo.take_cancel_requests(jobs))
+
+    def depend(
+        self,
+        destination: str,
+        *,
+        on: str | Iterable[str],
+        statuses: Iterable[JobStatus | str] = DEFAULT_ON_STATUSES,
+    ) -> list[Dependency]:
+        return run_async(self.repo.depend(destination, on=on, statuses=statuses))
+
+    def undepend(
+        self, destination: str, *, on: str | Iterable[str] | None = None
+    ) -> list[Dependency]:
+        return run_async(self.repo.undepend(destination, on=on))
+
+    def dependencies(self, destination: str | None = None) -> list[Dependency]:
+        return run_async(self.repo.dependencies(destination))
 
     # The public methods above bypass this (sync) port's checks on purpose:
     # they hand every argument, as given, to the async adapter, whose own

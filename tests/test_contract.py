@@ -5,10 +5,13 @@ the async adapter. Each test id appears once per backend.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from functools import partial
 
 import pytest
+import sqlalchemy as sa
 from harness import (
     BACKENDS,
     Backend,
@@ -19,6 +22,7 @@ from harness import (
 )
 
 from fulltext_jobs import AsyncSqlAlchemyRepository, InMemoryRepository, SqlAlchemyRepository
+from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.testing import (
     AppSource,
     AttemptsBoundContract,
@@ -31,6 +35,7 @@ from fulltext_jobs.testing import (
     ContractBackend,
     ContractSettings,
     ControlsContract,
+    DependencyContract,
     HoldContract,
     HostileInputContract,
     ListJobsContract,
@@ -132,3 +137,49 @@ class TestPriorityContract(PriorityContract):
 
 class TestReadyTimeContract(ReadyTimeContract):
     pass
+
+
+class TestDependencyContract(DependencyContract):
+    def test_a_job_ended_by_other_code_lets_its_item_follow(
+        self, clocked: ContractBackend, request: pytest.FixtureRequest
+    ) -> None:
+        # A job written to the table by code that knows nothing of the port
+        # (the Go original's insert, an app's update): the database's
+        # triggers record its item, as they do the port's writes.
+        name: str = request.node.callspec.params["contract_backend"]
+        if name == "memory":
+            pytest.skip("the in-memory adapter has no table to write to")
+        engine: sa.Engine = request.getfixturevalue(
+            "sqlite_engine" if name.startswith("sqlite") else "clean_postgres_engine"
+        )
+        repo = clocked.repo
+        clocked.add_items(["a", "b", "c"])
+        repo.depend("lang", on="fetch")
+        assert repo.enqueue_new("lang", sweep_interval=timedelta(hours=1)) == 0
+        fulltext = tables_for(engine.dialect.name).fulltext
+        ready = uuid.uuid4()
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(fulltext),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "item_id": "a",
+                        "destination": "fetch",
+                        "status": "finished",
+                    },
+                    {"id": ready, "item_id": "b", "destination": "fetch", "status": "ready"},
+                    {
+                        "id": uuid.uuid4(),
+                        "item_id": "c",
+                        "destination": "fetch",
+                        "status": "failed",
+                    },
+                ],
+            )
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(fulltext).where(fulltext.c.id == ready).values(status="finished")
+            )
+        assert repo.enqueue_new("lang", sweep_interval=timedelta(hours=1)) == 2
+        assert [job.item_id for job in repo.list_jobs("lang")] == ["a", "b"]

@@ -13,6 +13,11 @@ amount by the rules that stamp times) and one lease, so claims stamp the same
 `started` and `lease_expires` everywhere and timestamps can be compared to
 the microsecond.
 
+Dependencies between destinations are modelled: `depend` (refused,
+with InvalidInput everywhere, exactly when the model sees a cycle) and
+`undepend` change which items every way of making jobs may queue, and an
+upstream job's end records its item for `enqueue_new` of the followers.
+
 Claims are modelled too: each claim gets a number in the model and a token
 per adapter (learnt from what the claim returns, as job ids are), and the
 stores must hold exactly the model's attempts, token, lease and last error.
@@ -80,6 +85,7 @@ import fulltext_jobs
 from fulltext_jobs import (
     Action,
     AllQueued,
+    Dependency,
     DuplicateJob,
     FullText,
     InvalidInput,
@@ -113,6 +119,16 @@ DESTINATIONS = ("lang", "quote")
 #: destinations the difference cannot be observed, and each job is only
 #: ever reached through the repository of its destination.
 APP_DESTINATIONS = ("app-lang", "app-quote")
+#: (destination, upstream) pairs a `depend` may draw: within one source (the
+#: SQL stores keep one set of dependencies for both repositories, the memory
+#: ones one each), or a destination on itself.
+FOLLOWS = (
+    ("lang", "quote"),
+    ("quote", "lang"),
+    ("app-lang", "app-quote"),
+    ("app-quote", "app-lang"),
+    ("lang", "lang"),
+)
 
 #: The model's own copy of the legal moves (from the design, not from
 #: `ACTIONS`): sources, target, and what happens to (started, finished).
@@ -140,6 +156,10 @@ deltas = st.timedeltas(min_value=MICROSECOND, max_value=LEASE / 2) | st.timedelt
     min_value=MICROSECOND, max_value=timedelta(days=2)
 )
 # A retry's backoff: none (due at once), within a lease, or past it.
+#: What a dependency names: finished the likeliest.
+on_statuses = st.just({S.FINISHED}) | st.sets(
+    st.sampled_from([S.FINISHED, S.FAILED, S.SKIPPED]), min_size=1
+)
 #: Priorities, 0 (the default) the likeliest; the highest there is too.
 priorities = st.sampled_from([0, 0, -1, 2, MAX_PRIORITY])
 delays = st.just(timedelta(0)) | st.timedeltas(min_value=MICROSECOND, max_value=2 * LEASE)
@@ -443,6 +463,16 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.tokens: dict[int, dict[str, uuid.UUID]] = {}
         self.ended: dict[int, str] = {}  # how each ended claim ended
         self.buckets: dict[str, float] = {}  # each destination's rate-limit `tat`
+        # Dependencies: each destination's upstreams and the statuses named;
+        # the (destination, item) pairs recorded by upstream jobs' ends,
+        # which its enqueue_new takes; each producer's last sweep, and how
+        # many of the default source's arrivals (in insertion order) it has
+        # seen.
+        self.follows: dict[str, dict[str, frozenset[JobStatus]]] = {}
+        self.unblocked: set[Key] = set()
+        self.swept_at: dict[str, datetime] = {}
+        self.arrivals: list[str] = []
+        self.produced: dict[str, int] = {}
 
     def teardown(self) -> None:
         self.closing.close()
@@ -456,6 +486,41 @@ class AdaptersAgree(RuleBasedStateMachine):
 
     def eligible(self, destination: str) -> set[str]:
         return self.app_items if destination in APP_DESTINATIONS else self.items
+
+    def may_follow(self, item: str, destination: str) -> bool:
+        """Whether the item may get a job for `destination` now: eligible,
+        unqueued, and its job of every upstream in a status named."""
+        if item not in self.eligible(destination) or (item, destination) in self.ledger:
+            return False
+        return all(
+            (item, upstream) in self.ledger and self.ledger[item, upstream].status in statuses
+            for upstream, statuses in self.follows.get(destination, {}).items()
+        )
+
+    def unqueued(self, destination: str) -> list[str]:
+        """The items that may get a job for `destination` now, in id order."""
+        return sorted(
+            item for item in self.eligible(destination) if self.may_follow(item, destination)
+        )
+
+    def note_waiting(self, destination: str) -> None:
+        """An event if eligible items without a job wait for upstreams."""
+        if any(
+            (item, destination) not in self.ledger and not self.may_follow(item, destination)
+            for item in self.eligible(destination)
+        ):
+            event("an enqueue passes over items that wait for upstreams")
+
+    def ended_job(self, key: Key) -> None:
+        """The job at `key` has just reached its status (from another, or
+        inserted in it): record its item for every destination whose
+        dependency on the job's destination names that status (the SQL
+        stores' trigger)."""
+        item, upstream = key
+        status = self.ledger[key].status
+        for destination, upstreams in self.follows.items():
+            if status in upstreams.get(upstream, ()):
+                self.unblocked.add((destination, item))
 
     def token(self, name: str, claim: int | None) -> uuid.UUID | None:
         return None if claim is None else self.tokens.get(claim, {}).get(name)
@@ -542,7 +607,10 @@ class AdaptersAgree(RuleBasedStateMachine):
     def add_items(self, item_ids: list[str]) -> None:
         for backend in self.backends:
             backend.add_items(item_ids)
-        self.items.update(item_ids)
+        for item in item_ids:
+            if item not in self.items:
+                self.arrivals.append(item)
+                self.items.add(item)
 
     @rule(item=items, api=apis)
     def set_api(self, item: str, api: object) -> None:
@@ -565,9 +633,8 @@ class AdaptersAgree(RuleBasedStateMachine):
         # The port's documented order: the smallest unqueued eligible id
         # above the destination's watermark (the largest id handed out
         # so far), else the smallest unqueued eligible id of all.
-        unqueued = sorted(
-            item for item in self.eligible(destination) if (item, destination) not in self.ledger
-        )
+        unqueued = self.unqueued(destination)
+        self.note_waiting(destination)
         watermark = self.watermark.get(destination, "")
         above = [item for item in unqueued if item > watermark]
         pick = (above or unqueued or [None])[0]
@@ -628,6 +695,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             job.status, job.finished, job.not_before = S.FAILED, self.now, None
             job.last_error = ATTEMPTS_EXHAUSTED_ERROR
             job.version += 1
+            self.ended_job(key)
         return taken
 
     def claim(self, destination: str, n: int, outcomes: dict[str, Any]) -> list[Handle]:
@@ -738,6 +806,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         # Everything as it was, for a block that rolls back: the jobs held,
         # and any the hold failed at the bound.
         before = {key: replace(job) for key, job in self.ledger.items()}
+        unblocked = set(self.unblocked)
         keys = self.take_due(destination, n)
         for held in keys:
             # As handed out: started, the attempt counted; nothing stored.
@@ -774,6 +843,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         assert {name: error for name, (_, _, error) in outcomes.items()} == self.everywhere(raised)
         if raised in {"rolled back", "InvalidInput"}:
             self.ledger.update(before)
+            self.unblocked = unblocked
             return
         for held, outcome in zip(keys, plan, strict=False):
             event(f"hold_ready: {outcome[0]}")
@@ -869,10 +939,9 @@ class AdaptersAgree(RuleBasedStateMachine):
     def enqueue_unqueued(self, destination: str, limit: int | None) -> None:
         # The unqueued eligible items, smallest ids first, queued in id order;
         # the watermark of create_job_for_unqueued is left alone.
-        unqueued = sorted(
-            item for item in self.eligible(destination) if (item, destination) not in self.ledger
-        )
+        unqueued = self.unqueued(destination)
         picked = unqueued if limit is None else unqueued[:limit]
+        self.note_waiting(destination)
         outcomes = {
             backend.name: attempt(
                 lambda backend=backend: self.repo(backend, destination).enqueue_unqueued(
@@ -887,18 +956,34 @@ class AdaptersAgree(RuleBasedStateMachine):
 
     @rule(destination=destinations, sweep=st.booleans())
     def enqueue_new(self, destination: str, sweep: bool) -> None:
-        # What the watermark finds and what a sweep finds are the same for
-        # the default source (every new item is past its insertion-order
-        # watermark) and for any source when every call sweeps: every
-        # unqueued eligible item, in id order. An app's source between
-        # sweeps is left out: the SQL stores' watermark there is over the
-        # id, which passes over late arrivals that the memory store finds.
+        # First the items recorded for the destination (an upstream job of
+        # theirs ended in a status its dependency names) that may follow,
+        # then those a sweep finds (every unqueued eligible item that may
+        # follow), or between sweeps those new to the destination's
+        # producer (the default source's arrivals since its last call,
+        # its insertion-order watermark), each group in id order. An app's
+        # source between sweeps is left out: the SQL stores' watermark there
+        # is over the id, which passes over late arrivals that the memory
+        # store finds.
         if destination in APP_DESTINATIONS and not sweep:
             return
         interval = timedelta(0) if sweep else timedelta(hours=1)
-        unqueued = sorted(
-            item for item in self.eligible(destination) if (item, destination) not in self.ledger
+        recorded = sorted(item for follower, item in self.unblocked if follower == destination)
+        self.unblocked.difference_update((destination, item) for item in recorded)
+        unqueued = [item for item in recorded if self.may_follow(item, destination)]
+        swept_at = self.swept_at.get(destination)
+        if swept_at is None or swept_at + interval <= self.now:
+            self.swept_at[destination] = self.now
+            new = self.eligible(destination)
+        else:
+            new = set(self.arrivals[self.produced.get(destination, 0) :])
+        self.produced[destination] = len(self.arrivals)
+        if recorded:
+            event(f"enqueue_new: {min(len(unqueued), 2)}{'+' * (len(unqueued) >= 2)} recorded")
+        unqueued += sorted(
+            item for item in new if item not in unqueued and self.may_follow(item, destination)
         )
+        self.note_waiting(destination)
         outcomes = {
             backend.name: attempt(
                 lambda backend=backend: self.repo(backend, destination).enqueue_new(
@@ -1045,6 +1130,8 @@ class AdaptersAgree(RuleBasedStateMachine):
             if model.claim is not None:
                 self.ended[model.claim] = f"ended by {action}"
             model.claim = model.lease = None
+        if target in {S.FINISHED, S.FAILED, S.SKIPPED}:
+            self.ended_job(key)
         return True
 
     # --- delays and rate limits ------------------------------
@@ -1068,6 +1155,92 @@ class AdaptersAgree(RuleBasedStateMachine):
         model.priority = priority
         model.version += 1
         assert outcomes == self.everywhere(1)
+
+    @initialize(
+        pair=st.none() | st.sampled_from(FOLLOWS[:2]),
+        statuses=on_statuses,
+        item_ids=st.lists(items, unique=True, max_size=4),
+    )
+    def follow_from_the_start(
+        self, pair: Key | None, statuses: set[JobStatus], item_ids: list[str]
+    ) -> None:
+        # Often a pipeline from the first step: items in the default source,
+        # and one of its destinations following the other, so that the
+        # jobs' ends that follow are recorded, and producers find them.
+        self.add_items(item_ids)
+        if pair is not None:
+            self.depend(pair, statuses)
+
+    @rule(pair=st.sampled_from(FOLLOWS), statuses=on_statuses)
+    def depend(self, pair: Key, statuses: set[JobStatus]) -> None:
+        # One destination follows another of its source (or itself, which
+        # is refused): accepted unless the model sees a cycle.
+        destination, upstream = pair
+        outcomes = {
+            backend.name: attempt(
+                lambda backend=backend: self.repo(backend, destination).depend(
+                    destination, on=[upstream], statuses=statuses
+                )
+            )
+            for backend in self.backends
+        }
+        if self.reaches(upstream, destination):
+            event("depend: a cycle")
+            assert outcomes == self.everywhere(InvalidInput.__name__)
+            return
+        self.follows.setdefault(destination, {})[upstream] = frozenset(statuses)
+        assert outcomes == self.everywhere(self.dependencies(destination))
+
+    @rule(
+        which=st.integers(0, 3),
+        action=st.sampled_from([Action.FINISH, Action.FAIL, Action.SKIP]),
+        delta=deltas,
+        sweep=st.booleans(),
+    )
+    def end_then_follow(self, which: int, action: Action, delta: timedelta, sweep: bool) -> None:
+        # A pipeline's step, on one of the dependencies declared: a worker
+        # claims a job of the upstream and ends it, and the follower's
+        # producer runs.
+        declared = sorted((down, up) for down, ups in self.follows.items() for up in ups)
+        if not declared:
+            return
+        destination, upstream = declared[which % len(declared)]
+        for handle in self.get_ready_job(upstream, delta).values:
+            self.save_old_copy(handle, action, None, timedelta(seconds=1), None)
+        self.enqueue_new(destination, sweep)
+
+    @rule(destination=destinations, all_of_them=st.booleans())
+    def undepend(self, destination: str, all_of_them: bool) -> None:
+        # Its dependencies on the other destination of its source, or all.
+        other = next(up for down, up in FOLLOWS if down == destination and up != destination)
+        outcomes = {
+            backend.name: attempt(
+                lambda backend=backend: self.repo(backend, destination).undepend(
+                    destination, on=None if all_of_them else other
+                )
+            )
+            for backend in self.backends
+        }
+        self.follows.get(destination, {}).pop(other, None)
+        assert outcomes == self.everywhere(self.dependencies(destination))
+
+    def reaches(self, start: str, goal: str) -> bool:
+        """Whether `goal` is `start` or one of its upstreams, transitively."""
+        seen, stack = set(), [start]
+        while stack:
+            destination = stack.pop()
+            if destination == goal:
+                return True
+            if destination not in seen:
+                seen.add(destination)
+                stack.extend(self.follows.get(destination, {}))
+        return False
+
+    def dependencies(self, destination: str) -> list[Dependency]:
+        return sorted(
+            Dependency(destination, upstream, statuses)
+            for upstream, statuses in self.follows.get(destination, {}).items()
+        )
 
     @rule(key=jobs, delay=delays, error=errors)
     def release_for_later(self, key: Key, delay: timedelta, error: str | None) -> None:
@@ -1184,6 +1357,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.ledger[key] = ModelJob(
             job.status, next(self.seq), job.started, job.finished, attempts=job.attempts
         )
+        self.ended_job(key)
         for name in self.names:
             self.ids[name][key] = job.id
         return key
@@ -1383,6 +1557,7 @@ class AdaptersAgree(RuleBasedStateMachine):
                 if job.attempts >= max_attempts:
                     job.status, job.finished = S.FAILED, self.now
                     job.last_error = lease_expired_error(job.attempts)
+                    self.ended_job(key)
                 else:
                     job.status, job.started = S.READY, None
                     job.last_error = RESCUED_ERROR
@@ -1626,10 +1801,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             for (_, job_destination), job in self.ledger.items():
                 if job_destination == destination:
                     counts[job.status] += 1
-            unqueued = sum(
-                (item, destination) not in self.ledger for item in self.eligible(destination)
-            )
-            expected[destination] = [(destination, counts, unqueued)]
+            expected[destination] = [(destination, counts, len(self.unqueued(destination)))]
         assert actual == self.everywhere(expected)
 
     @invariant()
@@ -1642,9 +1814,7 @@ class AdaptersAgree(RuleBasedStateMachine):
             for backend in self.backends
         }
         expected = {
-            destination: sum(
-                (item, destination) not in self.ledger for item in self.eligible(destination)
-            )
+            destination: len(self.unqueued(destination))
             for destination in DESTINATIONS + APP_DESTINATIONS
         }
         assert actual == self.everywhere(expected)

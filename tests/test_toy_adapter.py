@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from toy_adapter import ToyRepository
 
-from fulltext_jobs.testing import AppSource, ContractBackend, ContractSettings, RepositoryContract
+from fulltext_jobs.testing import (
+    AppSource,
+    Capabilities,
+    ContractBackend,
+    ContractSettings,
+    RepositoryContract,
+)
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guide-unit-tests.md"
 
@@ -26,7 +32,14 @@ def contract_backend(contract_settings: ContractSettings) -> ContractBackend:
         if api is not None:
             app.add_items([item_id])
 
-    return ContractBackend(repo, repo.add_items, AppSource(app, set_api), build=ToyRepository)
+    return ContractBackend(
+        repo,
+        repo.add_items,
+        AppSource(app, set_api),
+        build=ToyRepository,
+        # It inherits the port's depend, undepend and dependencies.
+        capabilities=Capabilities(keeps_dependencies=False),
+    )
 
 
 class TestToyRepository(RepositoryContract):

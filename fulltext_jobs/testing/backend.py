@@ -89,6 +89,13 @@ class Capabilities:
     port's default (`NotSupported`); claims in priority order are asked of
     every adapter."""
 
+    keeps_dependencies: bool = True
+    """The adapter keeps dependencies between destinations (`depend`,
+    `undepend`, `dependencies`) and every way of making jobs obeys them:
+    the tests of `DependencyContract` run only then. False for an adapter
+    that inherits the port's defaults (`NotSupported`), which the suite
+    then checks it raises."""
+
     takes_a_clock: bool = True
     """The repository reads the time from `ContractSettings.clock` (the
     adapters' `clock=`). The tests that move time (leases, delays, sweeps,

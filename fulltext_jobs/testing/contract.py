@@ -4,9 +4,9 @@
 `ProducerContract`, `ListJobsContract`, `ClaimContract`,
 `AttemptsBoundContract`, `CompareAndSwapContract`, `HostileInputContract`,
 `HoldContract`, `ControlsContract`, `CancelContract`, `BackOffContract`,
-`PriorityContract` and `ReadyTimeContract` are its parts. Subclass one in
-a test module (its name starting with `Test`) and provide a
-`contract_backend` fixture that takes the suite's
+`PriorityContract`, `DependencyContract` and `ReadyTimeContract` are its
+parts. Subclass one in a test module (its name starting with `Test`) and
+provide a `contract_backend` fixture that takes the suite's
 `contract_settings` and returns a `ContractBackend`:
 
     @pytest.fixture
@@ -33,6 +33,7 @@ from fulltext_jobs.testing.claims import (
     CompareAndSwapContract,
 )
 from fulltext_jobs.testing.controls import ControlsContract
+from fulltext_jobs.testing.dependencies import DependencyContract
 from fulltext_jobs.testing.hold import HoldContract
 from fulltext_jobs.testing.hostile import HostileInputContract
 from fulltext_jobs.testing.lag import ReadyTimeContract
@@ -51,6 +52,7 @@ __all__ = [
     "CompareAndSwapContract",
     "ContractFixtures",
     "ControlsContract",
+    "DependencyContract",
     "HoldContract",
     "HostileInputContract",
     "ListJobsContract",
@@ -76,6 +78,7 @@ class RepositoryContract(
     CancelContract,
     BackOffContract,
     PriorityContract,
+    DependencyContract,
     ReadyTimeContract,
 ):
     """The whole contract suite: every part's tests in one class."""

@@ -198,6 +198,29 @@ HOSTILE_CALLS: dict[str, Callable[..., object]] = {
     "pause-destination-surrogate": lambda scene: scene.repo.pause(SURROGATE),
     "resume-destination-surrogate": lambda scene: scene.repo.resume(SURROGATE),
     "controls-destination-bytes": lambda scene: scene.repo.controls(b"lang"),
+    # The upstreams a destination follows: names as hostile as the
+    # destinations', or not names at all.
+    **{
+        f"{method}-on-{name}": (
+            lambda scene, method=method, bad=bad: getattr(scene.repo, method)("lang", on=bad)
+        )
+        for method in ("depend", "undepend")
+        for name, bad in {
+            "nul": "fetch\x00",
+            "surrogate": SURROGATE,
+            "huge": "u" * 1_000_000,
+            "too-many": [f"u{n}" for n in range(1_000)],
+            "int": 7,
+            "bytes": b"fetch",
+            "none-inside": ["fetch", None],
+            "nul-inside": ["fetch", "\x00"],
+        }.items()
+    },
+    "depend-destination-nul": lambda scene: scene.repo.depend("lang\x00", on="fetch"),
+    "depend-statuses-running": lambda scene: scene.repo.depend(
+        "lang", on="fetch", statuses=["running"]
+    ),
+    "dependencies-destination-surrogate": lambda scene: scene.repo.dependencies(SURROGATE),
     **{
         f"save-{name}": (
             lambda scene, change=change: scene.repo.save_fulltext(change(scene.jobs["failed"]))
@@ -251,14 +274,16 @@ class HostileInputContract(ContractFixtures):
 
     @staticmethod
     def scene(backend: ContractBackend) -> dict[str, FullText]:
-        """A ready, a running (claimed) and a failed job of `lang`, and one
-        unqueued item."""
+        """A ready, a running (claimed) and a failed job of `lang`, one
+        unqueued item, and a destination that follows `lang`."""
         made = [FullText.new(item, "lang") for item in ("r", "s", "t")]
         backend.repo.save_many(made)
         running, failed = backend.repo.claim_ready("lang", 2)
         failed.fail(error="boom")
         backend.repo.save_fulltext(failed)
         backend.add_items(["unqueued"])
+        if backend.capabilities.keeps_dependencies:
+            backend.repo.depend("index", on="lang")
         ready = backend.repo.get_fulltext(made[2].id)
         return {"ready": ready, "running": running, "failed": failed}
 
@@ -270,6 +295,7 @@ class HostileInputContract(ContractFixtures):
             repo.stats(),
             repo.count_unqueued("lang"),
             repo.list_controls(),
+            repo.dependencies() if backend.capabilities.keeps_dependencies else None,
             # No cancel request was made (taking one would find it).
             repo.take_cancel_requests([jobs["running"]]),
         )
