@@ -464,12 +464,12 @@ class AdaptersAgree(RuleBasedStateMachine):
         self.ended: dict[int, str] = {}  # how each ended claim ended
         self.buckets: dict[str, float] = {}  # each destination's rate-limit `tat`
         # Dependencies: each destination's upstreams and the statuses named;
-        # the (destination, item) pairs recorded by upstream jobs' ends,
-        # which its enqueue_new takes; each producer's last sweep, and how
+        # the (destination, item, upstream) triples recorded by upstream
+        # jobs' ends, which its enqueue_new takes; each producer's last sweep, and how
         # many of the default source's arrivals (in insertion order) it has
         # seen.
         self.follows: dict[str, dict[str, frozenset[JobStatus]]] = {}
-        self.unblocked: set[Key] = set()
+        self.unblocked: set[tuple[str, str, str]] = set()
         self.swept_at: dict[str, datetime] = {}
         self.arrivals: list[str] = []
         self.produced: dict[str, int] = {}
@@ -520,7 +520,7 @@ class AdaptersAgree(RuleBasedStateMachine):
         status = self.ledger[key].status
         for destination, upstreams in self.follows.items():
             if status in upstreams.get(upstream, ()):
-                self.unblocked.add((destination, item))
+                self.unblocked.add((destination, item, upstream))
 
     def token(self, name: str, claim: int | None) -> uuid.UUID | None:
         return None if claim is None else self.tokens.get(claim, {}).get(name)
@@ -968,8 +968,9 @@ class AdaptersAgree(RuleBasedStateMachine):
         if destination in APP_DESTINATIONS and not sweep:
             return
         interval = timedelta(0) if sweep else timedelta(hours=1)
-        recorded = sorted(item for follower, item in self.unblocked if follower == destination)
-        self.unblocked.difference_update((destination, item) for item in recorded)
+        taken = {key for key in self.unblocked if key[0] == destination}
+        self.unblocked -= taken
+        recorded = sorted({item for _, item, _ in taken})
         unqueued = [item for item in recorded if self.may_follow(item, destination)]
         swept_at = self.swept_at.get(destination)
         if swept_at is None or swept_at + interval <= self.now:
@@ -1222,6 +1223,10 @@ class AdaptersAgree(RuleBasedStateMachine):
             for backend in self.backends
         }
         self.follows.get(destination, {}).pop(other, None)
+        # The dropped upstreams' records are forgotten, and the producer's
+        # next call sweeps.
+        self.unblocked = {key for key in self.unblocked if key[0] != destination or key[2] != other}
+        self.swept_at.pop(destination, None)
         assert outcomes == self.everywhere(self.dependencies(destination))
 
     def reaches(self, start: str, goal: str) -> bool:
