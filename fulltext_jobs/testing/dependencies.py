@@ -393,7 +393,7 @@ class DependencyContract(ContractFixtures):
         assert jobs_of(repo, DOWN) == "ab"
 
     def test_items_done_before_the_declaration_are_the_backlog(
-        self, clocked: ContractBackend, clock: FakeClock
+        self, clocked: ContractBackend
     ) -> None:
         repo = depending(clocked).repo
         # index's producer has passed over every item once (not done yet).
