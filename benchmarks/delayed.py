@@ -2,13 +2,18 @@
 
     python benchmarks/run.py --only delayed                 # 100,000 delayed
     python benchmarks/run.py --only delayed --delayed 10000
+    python benchmarks/run.py --only delayed --priority-levels 1   # every job at 0
 
 After an upstream outage, many jobs wait out a retry's backoff (ready, with
 `not_before` in the future) ahead of the due ones in enqueue order. This
 times `get_ready_job` and `claim_ready(100)` with `--delayed` such jobs
 ahead of as many due ones, against the same claims with none delayed, in
 the same run, on PostgreSQL and on SQLite: a claim should cost the same
-(docs/scaling.md, "Claims behind delayed jobs").
+(docs/scaling.md, "Claims behind delayed jobs"). The priorities of the due
+and of the delayed jobs are mixed over `--priority-levels` levels (10, as
+table o.'s: the n-th job of each kind has priority `(n * 7919) mod 10`),
+so that the guarantee is measured with the claim order of priorities; 1
+puts every job at priority 0, as the table did before priorities.
 """
 
 from __future__ import annotations
@@ -36,15 +41,20 @@ BATCH = 100
 TARGET = 1.2
 
 
-def sqlite_jobs(engine: sa.Engine, destination: str, due: int, delayed: int) -> None:
+def sqlite_jobs(
+    engine: sa.Engine, destination: str, due: int, delayed: int, levels: int = 1
+) -> None:
     """An empty SQLite ledger but for `delayed` ready jobs not due for a
-    day, then `due` ready ones (the same rows `Bench.ready_jobs` makes on
-    PostgreSQL)."""
+    day, then `due` ready ones, their priorities mixed over `levels` levels
+    (the same rows `Bench.ready_jobs` makes on PostgreSQL)."""
+    from priorities import priority_of  # noqa: PLC0415 - a sibling benchmark's mix
+
     later = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
     insert = (
         "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < :n) "
-        "INSERT INTO fulltext (id, item_id, destination, status, not_before) "
-        "SELECT lower(hex(randomblob(16))), :prefix || x, :dest, 'ready', :later FROM g"
+        "INSERT INTO fulltext (id, item_id, destination, status, not_before, priority) "
+        "SELECT lower(hex(randomblob(16))), :prefix || x, :dest, 'ready', :later, "
+        f"{priority_of('x', levels)} FROM g"
     )
     with engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM fulltext")
@@ -92,10 +102,11 @@ def bench_delayed(bench: Bench, args: argparse.Namespace) -> Table:
     # run.py is the script that imports this module: import it when called.
     from run import DESTINATION, Table, median_latency, ms, verdict  # noqa: PLC0415
 
-    runs, calls, n = args.runs, args.calls * 4, args.delayed
+    runs, calls, n, levels = args.runs, args.calls * 4, args.delayed, args.priority_levels
     # As many due jobs as delayed ones, and at least as many as the claims take.
     due = max(n, runs * calls * (BATCH + 1) + BATCH + 1)
-    table = Table("l. Claims behind delayed jobs")
+    mixed = f"{levels} priority levels mixed" if levels > 1 else "one priority level"
+    table = Table(f"l. Claims behind delayed jobs, {mixed}")
 
     def latencies(repo: SqlAlchemyRepository, fill: Callable[[int], None]) -> dict[str, float]:
         """Each claim's median latency behind `fill(delayed)`: none, then `n`."""
@@ -118,11 +129,12 @@ def bench_delayed(bench: Bench, args: argparse.Namespace) -> Table:
         try:
             stores = {
                 "PostgreSQL": latencies(
-                    bench.repo(), lambda delayed: bench.ready_jobs(due, delayed=delayed)
+                    bench.repo(),
+                    lambda delayed: bench.ready_jobs(due, delayed=delayed, levels=levels),
                 ),
                 "SQLite": latencies(
                     SqlAlchemyRepository(engine),
-                    lambda delayed: sqlite_jobs(engine, DESTINATION, due, delayed),
+                    lambda delayed: sqlite_jobs(engine, DESTINATION, due, delayed, levels),
                 ),
             }
         finally:
@@ -142,6 +154,12 @@ def bench_delayed(bench: Bench, args: argparse.Namespace) -> Table:
     table.notes.append(
         f"Medians of {runs} runs of {calls} claims each, behind {n:,} ready jobs not due "
         f"for a day that were enqueued before {due:,} due ones, and behind none (the same "
-        "due jobs); each store filled afresh for each case."
+        "due jobs); each store filled afresh for each case. "
+        + (
+            f"Priorities mixed over {levels} levels, among the due and the delayed jobs "
+            f"alike: the n-th of each kind has priority (n * 7919) mod {levels}."
+            if levels > 1
+            else "Every job at priority 0."
+        )
     )
     return table

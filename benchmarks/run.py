@@ -41,9 +41,11 @@ j. peers       the batch drain (20,000 no-op jobs, batch 100) against the
                with --quick; see benchmarks/peers.py); without it its rows
                are left out, and the table says why.
 l. delayed     get_ready_job and claim_ready(100) behind --delayed jobs not yet
-               due against behind none, PostgreSQL and SQLite (delayed.py).
+               due against behind none, PostgreSQL and SQLite (delayed.py);
+               the jobs' priorities mixed over --priority-levels levels (10).
 m. vacuum      a drain of 200,000 jobs in each claim mode, with and without a
-               REPEATABLE READ transaction holding vacuum back (vacuum.py).
+               REPEATABLE READ transaction holding vacuum back (vacuum.py);
+               priorities mixed over --priority-levels levels, as for l.
 n. cap         claim_ready(100) and get_ready_job under a cap that does not
                bind against under none, PostgreSQL and SQLite (cap.py).
 o. priorities  claim_ready(100) and get_ready_job among 200,000 ready jobs of
@@ -213,17 +215,22 @@ class Bench:
             "VACUUM ANALYZE jobs.fulltext_items",
         )
 
-    def ready_jobs(self, n: int, *, finished: int = 0, delayed: int = 0) -> None:
+    def ready_jobs(self, n: int, *, finished: int = 0, delayed: int = 0, levels: int = 1) -> None:
         """An empty ledger but for `finished` finished jobs, then `delayed`
         ready jobs not due for a day (a retry's backoff, ahead of the others
         in the queue), and then `n` ready ones (no items needed: jobs need
-        no item row)."""
+        no item row). The delayed and the ready jobs have priorities mixed
+        over `levels` levels as table o.'s (`priorities.priority_of`: the
+        g-th of each kind gets `(g * 7919) mod levels`), or all 0."""
+        from priorities import priority_of  # noqa: PLC0415 - a sibling benchmark's mix
+
+        priority = priority_of("g", levels, "%%")
         self.reset()
         if delayed:
             self.sql(
-                "INSERT INTO jobs.fulltext (id, item_id, destination, status, not_before) "
-                "SELECT gen_random_uuid(), 'later-' || g, %(dest)s, 'ready', "
-                "now() + interval '1 day' "
+                "INSERT INTO jobs.fulltext (id, item_id, destination, status, not_before, "
+                "priority) SELECT gen_random_uuid(), 'later-' || g, %(dest)s, 'ready', "
+                f"now() + interval '1 day', {priority} "
                 f"FROM generate_series(1, {int(delayed)}) g",
                 dest=DESTINATION,
             )
@@ -235,9 +242,9 @@ class Bench:
                 dest=DESTINATION,
             )
         self.sql(
-            "INSERT INTO jobs.fulltext (id, item_id, destination, status) "
-            "SELECT gen_random_uuid(), 'todo-' || lpad(g::text, 9, '0'), %(dest)s, 'ready' "
-            f"FROM generate_series(1, {int(n)}) g",
+            "INSERT INTO jobs.fulltext (id, item_id, destination, status, priority) "
+            "SELECT gen_random_uuid(), 'todo-' || lpad(g::text, 9, '0'), %(dest)s, 'ready', "
+            f"{priority} FROM generate_series(1, {int(n)}) g",
             "VACUUM ANALYZE jobs.fulltext",
             dest=DESTINATION,
         )
@@ -1342,6 +1349,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--original-sizes", type=int, nargs=2, default=(10_000, 20_000), metavar=("N1", "N2")
     )
     parser.add_argument("--delayed", type=int, default=100_000, help="delayed jobs, for l.")
+    parser.add_argument(
+        "--priority-levels",
+        type=int,
+        default=10,
+        metavar="N",
+        help="priority levels mixed over the jobs of l. and m. (1: every job at priority 0)",
+    )
     parser.add_argument("--wake-poll", type=float, default=5.0, help="the worker's poll (s)")
     parser.add_argument("--wake-samples", type=int, default=100)
     parser.add_argument("--wake-poll-samples", type=int, default=12)
@@ -1372,6 +1386,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check it runs")
     parser.add_argument("--markdown", help="append the tables, as Markdown, to this file")
     args = parser.parse_args(argv)
+    if args.priority_levels < 1:
+        parser.error("--priority-levels must be at least 1")
     args.create_sizes = (10_000, args.items)
     if args.quick:
         args.runs, args.items, args.calls, args.jobs = 1, 20_000, 5, 600

@@ -17,9 +17,13 @@ taken after the jobs were queued and before the drain began, and reports:
 
 One process, batches of 100: `claim_ready(100)` then `save_many` (the
 leased mode, as the Worker saves a batch), and `hold_ready(100)` (the
-transaction mode), timed from the call to the jobs in hand.
+transaction mode), timed from the call to the jobs in hand. The jobs'
+priorities are mixed over `--priority-levels` levels (10, as table o.'s:
+the n-th job has priority `(n * 7919) mod 10`), so the drain takes them in
+the claim order of priorities, a level at a time; 1 puts every job at
+priority 0, as the table did before priorities.
 
-    python benchmarks/run.py --only vacuum [--vacuum-jobs 200000]
+    python benchmarks/run.py --only vacuum [--vacuum-jobs 200000] [--priority-levels 10]
 """
 
 from __future__ import annotations
@@ -90,11 +94,13 @@ def tenths(claims: list[float]) -> tuple[float, float]:
     return statistics.median(claims[:tenth]), statistics.median(claims[-tenth:])
 
 
-def one_drain(bench: Bench, mode: str, jobs: int, *, held: bool) -> tuple[float, float, float]:
-    """Queue `jobs` jobs, drain them in `mode` (with a snapshot held from
-    before the drain if `held`); return jobs/s and the first and last
-    tenths' claim medians."""
-    bench.ready_jobs(jobs)
+def one_drain(
+    bench: Bench, mode: str, jobs: int, levels: int, *, held: bool
+) -> tuple[float, float, float]:
+    """Queue `jobs` jobs, their priorities mixed over `levels` levels, drain
+    them in `mode` (with a snapshot held from before the drain if `held`);
+    return jobs/s and the first and last tenths' claim medians."""
+    bench.ready_jobs(jobs, levels=levels)
     repo = bench.repo()
     repo.count_unqueued("bench")  # connect and check the schema before the clock starts
     with held_snapshot(bench.dsn) if held else nullcontext():
@@ -110,11 +116,12 @@ def one_drain(bench: Bench, mode: str, jobs: int, *, held: bool) -> tuple[float,
 def bench_vacuum(bench: Bench, args: argparse.Namespace) -> Table:
     from run import Table, ms, verdict  # noqa: PLC0415 - run.py imports this module by name
 
-    jobs = args.vacuum_jobs
-    table = Table(f"m. Draining {jobs:,} jobs while vacuum is held back (one process)")
+    jobs, levels = args.vacuum_jobs, args.priority_levels
+    mixed = f"{levels} priority levels mixed" if levels > 1 else "one priority level"
+    table = Table(f"m. Draining {jobs:,} jobs while vacuum is held back (one process, {mixed})")
     for mode, what in MODES.items():
-        clean, clean_first, clean_last = one_drain(bench, mode, jobs, held=False)
-        rate, first, last = one_drain(bench, mode, jobs, held=True)
+        clean, clean_first, clean_last = one_drain(bench, mode, jobs, levels, held=False)
+        rate, first, last = one_drain(bench, mode, jobs, levels, held=True)
         table.add(f"{what}: drain, quiet database (jobs/s)", f"{clean:,.0f}")
         table.add(
             f"{what}: drain, snapshot held (jobs/s)",
@@ -139,6 +146,13 @@ def bench_vacuum(bench: Bench, args: argparse.Namespace) -> Table:
         f"One drain of {jobs:,} jobs per line, batches of {BATCH}. The snapshot is a "
         "REPEATABLE READ transaction begun after the jobs were queued and vacuumed, and "
         "held until the drain ends. Claim times are the medians of the first and the last "
-        "tenth of the batches, from the call to the jobs in hand."
+        "tenth of the batches, from the call to the jobs in hand. "
+        + (
+            f"Priorities mixed over {levels} levels: the n-th job queued has priority "
+            f"(n * 7919) mod {levels}, so the drain takes the levels in turn, each one's "
+            "jobs spread over the whole table."
+            if levels > 1
+            else "Every job at priority 0."
+        )
     )
     return table
