@@ -41,7 +41,7 @@ from fulltext_jobs.health import (
     XMIN_AGE_WARNING,
     HealthThresholds,
 )
-from fulltext_jobs.pipeline import waiting_on_upstreams
+from fulltext_jobs.pipeline import Dependency, waiting_on_upstreams
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 if TYPE_CHECKING:
@@ -56,20 +56,22 @@ if TYPE_CHECKING:
 
 
 def followers_without_jobs(
-    repo: Repository, rows: list[DestinationStats]
+    declared: list[Dependency], rows: list[DestinationStats]
 ) -> list[DestinationStats]:
-    """A row of zeros for each destination that follows another and has no
-    job yet, so that `stats` shows what it waits for."""
+    """A row of zeros for each destination of `declared` that follows
+    another and has no job yet, so that `stats` shows what it waits for."""
     known = {row.destination for row in rows}
-    followers = sorted({d.destination for d in repo.dependencies()} - known)
+    followers = sorted({d.destination for d in declared} - known)
     return [DestinationStats.of(name, {}, None) for name in followers]
 
 
-def upstreams_of(repo: Repository, rows: list[DestinationStats]) -> dict[str, Upstreams]:
-    """The upstreams of each destination of `rows` that has any, with how
-    many of their jobs have not ended, read from the counts of `rows` and,
-    for an upstream not among them, its own."""
-    declared = [d for d in repo.dependencies() if d.destination in {r.destination for r in rows}]
+def upstreams_of(
+    repo: Repository, declared: list[Dependency], rows: list[DestinationStats]
+) -> dict[str, Upstreams]:
+    """The upstreams (of `declared`) of each destination of `rows` that has
+    any, with how many of their jobs have not ended, read from the counts
+    of `rows` and, for an upstream not among them, its own."""
+    declared = [d for d in declared if d.destination in {r.destination for r in rows}]
     counted = {row.destination: row for row in rows}
     for upstream in sorted({d.upstream for d in declared} - set(counted)):
         counted.update((row.destination, row) for row in repo.stats(upstream, unqueued=False))
@@ -104,9 +106,10 @@ def stats(
         repo = state.reader(known=destination)
         rows = repo.stats(destination, unqueued=unqueued)
         controls = {found.destination: found for found in repo.list_controls()}
+        declared = repo.dependencies()  # read once, for both below
         if destination is None:
-            rows += followers_without_jobs(repo, rows)
-        upstreams = upstreams_of(repo, rows)
+            rows += followers_without_jobs(declared, rows)
+        upstreams = upstreams_of(repo, declared, rows)
         if as_json:
             emit_json(stats_json(rows, controls, upstreams))
         else:
