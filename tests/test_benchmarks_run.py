@@ -44,6 +44,8 @@ def test_the_benchmarks_run_at_small_sizes(tmp_path: Path, postgres_url: str):
     )
     for title in (*titles, *later):
         assert f"### {title}" in text
+    # Table o.'s counted work, beside its timings.
+    assert "claim_ready(100), pages written, 10 levels mixed" in text
     assert "Traceback" not in done.stderr
 
 
