@@ -25,6 +25,8 @@ __all__ = [
     "check_acyclic",
     "check_on_statuses",
     "check_upstreams",
+    "followers_without_jobs",
+    "named_destinations",
     "waiting_on_upstreams",
 ]
 
@@ -131,6 +133,20 @@ def waiting_on_upstreams(
         )
         waiting[dependency.destination] = waiting.get(dependency.destination, 0) + open_jobs
     return waiting
+
+
+def named_destinations(dependencies: Iterable[Dependency]) -> set[str]:
+    """Every destination the declarations name, as a follower or as an
+    upstream: a destination an operator has declared, jobs or none."""
+    return {name for d in dependencies for name in (d.destination, d.upstream)}
+
+
+def followers_without_jobs(dependencies: Iterable[Dependency], present: Iterable[str]) -> list[str]:
+    """The followers of `dependencies` not among `present` (the
+    destinations that have jobs), sorted: a listing of destinations shows
+    these too, with nothing counted, so that an operator sees what each
+    waits for before its first job is made."""
+    return sorted({d.destination for d in dependencies} - set(present))
 
 
 def _path(follows: Mapping[str, set[str]], start: str, goal: str) -> list[str] | None:

@@ -859,6 +859,27 @@ def test_depend_shows_refuses_and_undepend_drops_upstreams(runner, url, repo):
     assert "follows no destination" in run(runner, url, "depend", "quotes").stdout
 
 
+def test_a_declared_destination_with_no_jobs_yet_is_known_to_every_command(runner, url, repo):
+    repo.add_items(["a"])
+    repo.enqueue_unqueued("fetch")
+    run(runner, url, "depend", "quotes", "--on", "lang")
+    run(runner, url, "depend", "lang", "--on", "fetch")
+    # Steered before its first job: paused, shown alone, its (empty) jobs listed.
+    run(runner, url, "pause", "quotes", "--reason", "not yet")
+    shown = run_json(runner, url, "stats", "quotes")
+    assert [(row["destination"], row["ready"], row["to_come"]) for row in shown] == [
+        ("quotes", 0, 0)
+    ]
+    assert shown[0]["pause"]["pause_reason"] == "not yet"
+    assert run_json(runner, url, "stats", "lang")[0]["to_come"] == 1
+    assert run_json(runner, url, "jobs", "lang") == []
+    # A name no job and no declaration knows is still refused, naming both kinds.
+    assert_cli_error(
+        runner.invoke(app, ["--database-url", url, "stats", "qoutes"]),
+        "no jobs for destination 'qoutes'; known destinations: fetch, lang, quotes",
+    )
+
+
 def test_depend_warns_of_an_upstream_with_no_jobs_naming_the_closest(runner, url, repo, caplog):
     repo.add_items(["a"])
     repo.enqueue_unqueued("language")

@@ -24,6 +24,7 @@ from fulltext_jobs.domain import (
     JobStatus,
 )
 from fulltext_jobs.errors import JobNotFound, JobsError, SchemaNotMigrated
+from fulltext_jobs.pipeline import named_destinations
 
 if TYPE_CHECKING:
     # Imported where used: `--help` must not pay for SQLAlchemy.
@@ -444,21 +445,28 @@ def tell_source(state: State, *, as_json: bool) -> None:
 
 
 def known_destination(repo: SqlAlchemyRepository, destination: str) -> None:
-    """Raise `CommandError` if `destination` has no jobs at all: a few index
-    probes (`Repository.has_destination`). Only then, to name the known
-    destinations, are all jobs counted.
+    """Raise `CommandError` if `destination` has no jobs at all and no
+    dependency names it (`fulltext-jobs depend`: a follower is steered, and
+    its workers started, before its first job is made): a few index probes
+    (`Repository.has_destination`), then the declarations. Only then, to
+    name the known destinations, are all jobs counted.
 
     Raises `InvalidInput` for a destination that is not acceptable at all.
     """
-    if not repo.has_destination(destination):
-        known = ", ".join(row.destination for row in repo.stats(unqueued=False))
-        msg = (
-            f"no jobs for destination {destination!r}; known destinations: {known}"
-            if known
-            else f"no jobs for destination {destination!r}; no destination has jobs yet "
-            f"(`fulltext-jobs enqueue {destination}` creates them)"
-        )
-        raise CommandError(msg)
+    if repo.has_destination(destination):
+        return
+    declared = named_destinations(repo.dependencies())
+    if destination in declared:
+        return
+    with_jobs = {row.destination for row in repo.stats(unqueued=False)}
+    known = ", ".join(sorted(with_jobs | declared))
+    msg = (
+        f"no jobs for destination {destination!r}; known destinations: {known}"
+        if known
+        else f"no jobs for destination {destination!r}; no destination has jobs yet "
+        f"(`fulltext-jobs enqueue {destination}` creates them)"
+    )
+    raise CommandError(msg)
 
 
 # --- options shared by the commands -----------------------------------------------

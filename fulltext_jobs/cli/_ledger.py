@@ -41,7 +41,12 @@ from fulltext_jobs.health import (
     XMIN_AGE_WARNING,
     HealthThresholds,
 )
-from fulltext_jobs.pipeline import Dependency, waiting_on_upstreams
+from fulltext_jobs.pipeline import (
+    Dependency,
+    followers_without_jobs,
+    named_destinations,
+    waiting_on_upstreams,
+)
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 if TYPE_CHECKING:
@@ -55,14 +60,19 @@ if TYPE_CHECKING:
     from fulltext_jobs.sql.schema_audit import SchemaProblem
 
 
-def followers_without_jobs(
-    declared: list[Dependency], rows: list[DestinationStats]
+def declared_without_jobs(
+    declared: list[Dependency], rows: list[DestinationStats], destination: str | None
 ) -> list[DestinationStats]:
-    """A row of zeros for each destination of `declared` that follows
-    another and has no job yet, so that `stats` shows what it waits for."""
-    known = {row.destination for row in rows}
-    followers = sorted({d.destination for d in declared} - known)
-    return [DestinationStats.of(name, {}, None) for name in followers]
+    """A row of zeros for each declared destination `rows` lacks (it has no
+    job yet), so that `stats` shows what it waits for: every follower, or,
+    for one `destination`, that one if a declaration names it."""
+    present = [row.destination for row in rows]
+    if destination is None:
+        names = followers_without_jobs(declared, present)
+    else:
+        named = named_destinations(declared) - set(present)
+        names = [destination] if destination in named else []
+    return [DestinationStats.of(name, {}, None) for name in names]
 
 
 def upstreams_of(
@@ -107,8 +117,7 @@ def stats(
         rows = repo.stats(destination, unqueued=unqueued)
         controls = {found.destination: found for found in repo.list_controls()}
         declared = repo.dependencies()  # read once, for both below
-        if destination is None:
-            rows += followers_without_jobs(declared, rows)
+        rows += declared_without_jobs(declared, rows, destination)
         upstreams = upstreams_of(repo, declared, rows)
         if as_json:
             emit_json(stats_json(rows, controls, upstreams))
