@@ -293,7 +293,10 @@ def test_a_rate_set_while_a_worker_runs_reaches_it_within_a_second():
     kept = [at for at in log.started if at >= set_at + CONTROLS_TTL]
     assert_within_rate(kept, 10, 1, lag=0.25)
     assert len(kept) >= 10
-    assert len(log.started) < 200
+    # The queue was not drained, as it is in 2 s with no rate. (How many
+    # start in the second before the change is read depends on the
+    # machine's speed: a fixed bound there failed on a fast one.)
+    assert len(log.started) < 400
 
 
 def test_threads_and_batches_keep_to_the_rate_on_every_store(real_time: Backend):
