@@ -889,3 +889,10 @@ def test_depend_warns_of_an_upstream_with_no_jobs_naming_the_closest(runner, url
     assert "did you mean 'language'?" in caplog.text
     # Declared all the same: a chain may be declared before its jobs exist.
     assert [d.upstream for d in repo.dependencies("summaries")] == ["langauge"]
+    # A destination declared already is no typo: following it, or queuing
+    # its backlog, warns of nothing.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fulltext_jobs.cli"):
+        run(runner, url, "depend", "digest", "--on", "summaries")
+        run(runner, url, "enqueue", "summaries")
+    assert "new destination" not in caplog.text

@@ -24,6 +24,7 @@ from fulltext_jobs.cli._base import (
 )
 from fulltext_jobs.cli._output import print_result, progress_bar, stderr_console
 from fulltext_jobs.errors import InvalidInput
+from fulltext_jobs.pipeline import named_destinations
 
 if TYPE_CHECKING:
     from fulltext_jobs.sql.repository import SqlAlchemyRepository
@@ -161,10 +162,12 @@ def enqueue(
     up to --limit of them, smallest ids first), of --priority; print how
     many.
 
-    A destination exists once it has jobs. Naming one that does not exist
-    yet, beside others that do, asks first on a terminal (a typo would
-    otherwise start a new destination); elsewhere it is created with a
-    warning naming the known ones."""
+    A destination that follows others (`depend`) gets jobs only for the
+    items done upstream. A destination exists once it has jobs or a
+    dependency names it. Naming one that does not exist yet, beside others
+    that do, asks first on a terminal (a typo would otherwise start a new
+    destination); elsewhere it is created with a warning naming the known
+    ones."""
     with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository()
         _confirm_new_destination(repo, destination, ask=not yes)
@@ -190,17 +193,21 @@ def enqueue(
 
 
 def new_destination(
-    repo: SqlAlchemyRepository, destination: str, also_known: Iterable[str] = ()
+    repo: SqlAlchemyRepository, destination: str, declared: Iterable[str] | None = None
 ) -> str | None:
-    """None if `destination` has jobs, or if no destination has: nothing to
-    mistake it for. Otherwise a sentence saying it is new, naming the known
-    destinations (those with jobs, and `also_known`) and the closest one."""
+    """None if `destination` has jobs, if a dependency names it (of
+    `declared`, the destinations the declarations name; by default read
+    from the ledger), or if no destination has jobs: nothing to mistake it
+    for. Otherwise a sentence saying it is new, naming the known
+    destinations (those with jobs, and the declared ones) and the closest
+    one."""
     if repo.has_destination(destination):
         return None
+    named = named_destinations(repo.dependencies()) if declared is None else set(declared)
     with_jobs = {row.destination for row in repo.stats(unqueued=False)}
-    if not with_jobs:
-        return None  # the ledger's first destination: nothing to mistake it for
-    known = sorted((with_jobs | set(also_known)) - {destination})
+    if destination in named or not with_jobs:
+        return None  # declared on purpose, or the ledger's first destination
+    known = sorted((with_jobs | named) - {destination})
     close = difflib.get_close_matches(destination, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"{destination!r} is a new destination (known: {', '.join(known)}){hint}"

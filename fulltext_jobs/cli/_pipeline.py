@@ -12,7 +12,12 @@ import typer
 from fulltext_jobs.cli._base import DestinationArgument, JsonOption, UrlOption, boundary
 from fulltext_jobs.cli._items import new_destination
 from fulltext_jobs.cli._output import dependencies_json, dependencies_text, print_result
-from fulltext_jobs.pipeline import DEFAULT_ON_STATUSES, Dependency, check_on_statuses
+from fulltext_jobs.pipeline import (
+    DEFAULT_ON_STATUSES,
+    Dependency,
+    check_on_statuses,
+    named_destinations,
+)
 
 #: `--on-status`'s default: what a dependency names when nothing is named.
 DEFAULT_ON_STATUS = ",".join(sorted(s.value for s in DEFAULT_ON_STATUSES))
@@ -61,7 +66,7 @@ def depend(
             found = repo.dependencies(destination)
         else:
             found = repo.depend(destination, on=on, statuses=check_on_statuses(on_status))
-            _warn_of_new_upstreams(repo, on)
+            _warn_of_new_upstreams(repo, destination, on)
         _print(destination, found, as_json=as_json)
 
 
@@ -80,13 +85,18 @@ def undepend(
         _print(destination, left, as_json=as_json)
 
 
-def _warn_of_new_upstreams(repo: SqlAlchemyRepository, upstreams: Sequence[str]) -> None:
-    """Warn of each upstream that has no jobs and is not itself declared
-    anywhere, naming the closest known one: a misspelt upstream would
-    hold its follower's items back for ever."""
-    declared = {name for d in repo.dependencies() for name in (d.destination, d.upstream)}
+def _warn_of_new_upstreams(
+    repo: SqlAlchemyRepository, destination: str, upstreams: Sequence[str]
+) -> None:
+    """Warn of each upstream of `destination` that has no jobs and that no
+    other declaration names, naming the closest known one: a misspelt
+    upstream would hold its follower's items back for ever."""
+    declared = repo.dependencies()
     for upstream in sorted(set(upstreams)):
-        text = new_destination(repo, upstream, declared - set(upstreams))
+        elsewhere = named_destinations(
+            d for d in declared if (d.destination, d.upstream) != (destination, upstream)
+        )
+        text = new_destination(repo, upstream, elsewhere)
         if text is not None:
             logging.getLogger("fulltext_jobs.cli").warning(
                 "an upstream with no jobs, whose follower's items wait until it has some: %s", text
