@@ -46,7 +46,7 @@ its `not_before`. `next_due` and each destination's rate-limit bucket
 (`take_rate_tokens`, against the arithmetic of `fulltext_jobs.rate_limit`)
 must agree with the model too.
 
-The run is bounded: `EXAMPLES` examples of at most 80 steps each.
+The run is bounded: `EXAMPLES` examples of at most `STEPS` steps each.
 """
 
 from __future__ import annotations
