@@ -873,6 +873,15 @@ def test_a_declared_destination_with_no_jobs_yet_is_known_to_every_command(runne
     assert shown[0]["pause"]["pause_reason"] == "not yet"
     assert run_json(runner, url, "stats", "lang")[0]["to_come"] == 1
     assert run_json(runner, url, "jobs", "lang") == []
+    # --unqueued counts a follower's items done upstream, before its first job.
+    job = repo.get_ready_job("fetch")
+    job.finish()
+    repo.save_fulltext(job)
+    counted = {
+        row["destination"]: row["unqueued"] for row in run_json(runner, url, "stats", "--unqueued")
+    }
+    assert counted == {"fetch": 0, "lang": 1, "quotes": 0}
+    assert run_json(runner, url, "stats", "lang")[0]["unqueued"] is None
     # A name no job and no declaration knows is still refused, naming both kinds.
     assert_cli_error(
         runner.invoke(app, ["--database-url", url, "stats", "qoutes"]),

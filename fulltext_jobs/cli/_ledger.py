@@ -51,6 +51,8 @@ from fulltext_jobs.retry import DEFAULT_RETRY
 
 if TYPE_CHECKING:
     # Imported where used: `--help` must not pay for SQLAlchemy.
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Engine
 
     from fulltext_jobs.audit import AuditProblem
@@ -61,18 +63,26 @@ if TYPE_CHECKING:
 
 
 def declared_without_jobs(
-    declared: list[Dependency], rows: list[DestinationStats], destination: str | None
+    declared: list[Dependency],
+    rows: list[DestinationStats],
+    destination: str | None,
+    count_unqueued: Callable[[str], int] | None,
 ) -> list[DestinationStats]:
-    """A row of zeros for each declared destination `rows` lacks (it has no
-    job yet), so that `stats` shows what it waits for: every follower, or,
-    for one `destination`, that one if a declaration names it."""
+    """A row for each declared destination `rows` lacks (it has no job
+    yet), so that `stats` shows what it waits for: every follower, or, for
+    one `destination`, that one if a declaration names it. Nothing counted
+    but, with `count_unqueued`, its eligible items: for a follower, those
+    done upstream that its producer has yet to queue."""
     present = [row.destination for row in rows]
     if destination is None:
         names = followers_without_jobs(declared, present)
     else:
         named = named_destinations(declared) - set(present)
         names = [destination] if destination in named else []
-    return [DestinationStats.of(name, {}, None) for name in names]
+    return [
+        DestinationStats.of(name, {}, None if count_unqueued is None else count_unqueued(name))
+        for name in names
+    ]
 
 
 def upstreams_of(
@@ -117,7 +127,8 @@ def stats(
         rows = repo.stats(destination, unqueued=unqueued)
         controls = {found.destination: found for found in repo.list_controls()}
         declared = repo.dependencies()  # read once, for both below
-        rows += declared_without_jobs(declared, rows, destination)
+        counting = repo.count_unqueued if unqueued else None
+        rows += declared_without_jobs(declared, rows, destination, counting)
         upstreams = upstreams_of(repo, declared, rows)
         if as_json:
             emit_json(stats_json(rows, controls, upstreams))
