@@ -102,7 +102,10 @@ def wal_frames_per_claim(
         page = checkpointer.execute("PRAGMA page_size").fetchone()[0]
         counted = []
         for _ in range(calls):
-            checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            busy, _, _ = checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:  # the log was not emptied: the count would take in older frames
+                msg = "a reader held the SQLite log: cannot count a claim's pages"
+                raise RuntimeError(msg)
             jobs = claim()
             # The log: a 32-byte header, then a 24-byte header per frame.
             counted.append(max(0, log.stat().st_size - 32) // (page + 24))
