@@ -24,8 +24,12 @@ stops them once the pipeline is drained and prints what each did.
     python examples/pipeline.py [--database-url URL] [--items N]
 
 With no URL (and no FULLTEXT_JOBS_DATABASE_URL) it uses a SQLite file in a
-temporary folder, removed at the end. On a database it has run on before it
-finds nothing new to do and prints the same counts.
+temporary folder, removed at the end. Given a database, it creates the
+ledger there and its own tables `items`, `texts`, `languages` and
+`quotations`: use an empty database. It refuses one where a table of those
+names is not its own (an app's `items`, say), and changes nothing there.
+On a database it has run on before it finds nothing new to do and prints
+the same counts.
 """
 
 from __future__ import annotations
@@ -161,8 +165,30 @@ def repositories(engine: sa.Engine) -> dict[str, SqlAlchemyRepository]:
     return {FETCH: every_item, LANGUAGE: every_item, QUOTATIONS: english}
 
 
+class NotOurTables(Exception):  # noqa: N818 - read as "error: not our tables"
+    """The database has a table of the example's names that it did not make."""
+
+
+def check_tables(engine: sa.Engine) -> None:
+    """Raise `NotOurTables` if a table of the example's names exists with
+    other columns than the example gives it: an app's own table, which the
+    example must not write to."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        found = sorted(column["name"] for column in inspector.get_columns(table.name))
+        if found != sorted(table.columns.keys()):
+            msg = (
+                f"the database has a table {table.name!r} of its own (columns: "
+                f"{', '.join(found)}); run the example on an empty database"
+            )
+            raise NotOurTables(msg)
+
+
 def set_up(engine: sa.Engine, n_items: int) -> None:
     """The ledger's schema, the app's tables and items, and the pipeline."""
+    check_tables(engine)  # before anything is written
     fulltext_jobs.upgrade(engine)  # the ledger, from its migrations
     metadata.create_all(engine)  # the app's own tables
     with engine.begin() as connection:
@@ -307,8 +333,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(line)
             finally:
                 engine.dispose()
-        except JobsError as exc:
+        except (JobsError, NotOurTables) as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except sa.exc.DBAPIError as exc:  # the example's own reads and writes
+            print(f"error: {exc.orig}", file=sys.stderr)
             return 1
     return 0
 

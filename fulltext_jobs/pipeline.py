@@ -25,8 +25,9 @@ __all__ = [
     "check_acyclic",
     "check_on_statuses",
     "check_upstreams",
-    "followers_without_jobs",
+    "known_without_jobs",
     "named_destinations",
+    "shown_without_jobs",
     "waiting_on_upstreams",
 ]
 
@@ -141,12 +142,24 @@ def named_destinations(dependencies: Iterable[Dependency]) -> set[str]:
     return {name for d in dependencies for name in (d.destination, d.upstream)}
 
 
-def followers_without_jobs(dependencies: Iterable[Dependency], present: Iterable[str]) -> list[str]:
-    """The followers of `dependencies` not among `present` (the
-    destinations that have jobs), sorted: a listing of destinations shows
-    these too, with nothing counted, so that an operator sees what each
-    waits for before its first job is made."""
-    return sorted({d.destination for d in dependencies} - set(present))
+def known_without_jobs(dependencies: Iterable[Dependency], steered: Iterable[str]) -> set[str]:
+    """The destinations known though they may have no job: those
+    `dependencies` name (as follower or upstream) and the `steered` ones
+    (with a pause, a cap or a rate set). A follower is steered, and its
+    workers started, before its first job is made, and what was set on a
+    destination must stay in reach to be undone."""
+    return named_destinations(dependencies) | set(steered)
+
+
+def shown_without_jobs(
+    dependencies: Iterable[Dependency], steered: Iterable[str], present: Iterable[str]
+) -> list[str]:
+    """The destinations a listing of destinations shows though they are not
+    among `present` (those with jobs), sorted: each follower of
+    `dependencies`, so that an operator sees what it waits for before its
+    first job is made, and each `steered` one (with a pause, a cap or a
+    rate set), so that what was set stays in sight and can be undone."""
+    return sorted(({d.destination for d in dependencies} | set(steered)) - set(present))
 
 
 def _path(follows: Mapping[str, set[str]], start: str, goal: str) -> list[str] | None:

@@ -859,6 +859,26 @@ def test_depend_shows_refuses_and_undepend_drops_upstreams(runner, url, repo):
     assert "follows no destination" in run(runner, url, "depend", "quotes").stdout
 
 
+def test_undepend_warns_of_an_upstream_not_followed_and_enqueue_checks_first(
+    runner, url, repo, caplog
+):
+    repo.add_items(["a"])
+    repo.enqueue_unqueued("fetch")
+    run(runner, url, "depend", "lang", "--on", "fetch")
+    with caplog.at_level(logging.WARNING, logger="fulltext_jobs.cli"):
+        run(runner, url, "undepend", "lang", "--on", "fecth")
+    assert "'lang' did not follow 'fecth': nothing dropped for it" in caplog.text
+    assert [d.upstream for d in repo.dependencies("lang")] == ["fetch"]
+    # A bad priority is refused before any question or warning.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fulltext_jobs.cli"):
+        refused = runner.invoke(
+            app, ["--database-url", url, "enqueue", "brand-new", "--priority", "32768"]
+        )
+    assert_one_line_error(refused.exit_code, refused.stdout, refused.stderr, "priority")
+    assert "new destination" not in caplog.text
+
+
 def test_a_declared_destination_with_no_jobs_yet_is_known_to_every_command(runner, url, repo):
     repo.add_items(["a"])
     repo.enqueue_unqueued("fetch")
@@ -887,6 +907,31 @@ def test_a_declared_destination_with_no_jobs_yet_is_known_to_every_command(runne
         runner.invoke(app, ["--database-url", url, "stats", "qoutes"]),
         "no jobs for destination 'qoutes'; known destinations: fetch, lang, quotes",
     )
+
+
+def test_a_steered_destination_stays_known_once_its_dependency_is_dropped(runner, url, repo):
+    repo.add_items(["a"])
+    repo.enqueue_unqueued("fetch")
+    run(runner, url, "depend", "pz", "--on", "fetch")
+    run(runner, url, "pause", "pz", "--for", "1h", "--reason", "test")
+    run(runner, url, "limit", "pz", "--max-running", "2")
+    run(runner, url, "undepend", "pz")
+    # What was set stays in sight, and can be undone.
+    (shown,) = run_json(runner, url, "stats", "pz")
+    assert (shown["pause"]["pause_reason"], shown["max_running"]) == ("test", 2)
+    assert "pz" in {row["destination"] for row in run_json(runner, url, "stats")}
+    run(runner, url, "resume", "pz")
+    run(runner, url, "limit", "pz", "--max-running", "none")
+    assert repo.controls("pz").max_running is None
+
+
+def test_depend_warns_of_a_misspelt_upstream_before_any_job_exists(runner, url, caplog):
+    with caplog.at_level(logging.WARNING, logger="fulltext_jobs.cli"):
+        run(runner, url, "depend", "language", "--on", "fetch")  # nothing to mistake it for
+        assert caplog.text == ""
+        run(runner, url, "depend", "quotes", "--on", "fecth")
+    assert "'fecth' is a new destination" in caplog.text
+    assert "did you mean 'fetch'?" in caplog.text
 
 
 def test_depend_warns_of_an_upstream_with_no_jobs_naming_the_closest(runner, url, repo, caplog):

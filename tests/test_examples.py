@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -90,10 +91,10 @@ def test_the_collection_app_reports_a_bad_url_in_one_line(capsys: pytest.Capture
 PIPELINE = EXAMPLES / "pipeline.py"
 
 
-def run_pipeline_example(cwd: Path, *args: str) -> list[str]:
-    """Run examples/pipeline.py as a user would; its output's lines."""
+def pipeline_example(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run examples/pipeline.py as a user would, whatever it returns."""
     env = {key: value for key, value in os.environ.items() if key != DATABASE_URL_ENV}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(PIPELINE), *args],
         cwd=cwd,
         env=env,
@@ -102,6 +103,11 @@ def run_pipeline_example(cwd: Path, *args: str) -> list[str]:
         timeout=120,
         check=False,
     )
+
+
+def run_pipeline_example(cwd: Path, *args: str) -> list[str]:
+    """Run examples/pipeline.py as a user would; its output's lines."""
+    done = pipeline_example(cwd, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.splitlines()
 
@@ -159,3 +165,18 @@ def test_the_pipeline_example_defaults_to_a_temporary_sqlite_file(tmp_path: Path
     assert out[0].startswith("database: sqlite:///")
     assert "quotations jobs: 4 of 4 English items, 0 of 8 others" in out
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+@pytest.mark.slow
+def test_the_pipeline_example_refuses_a_database_with_an_items_table_of_its_own(tmp_path: Path):
+    database = tmp_path / "app.sqlite3"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.execute("INSERT INTO items VALUES (1, 'the app''s')")
+    done = pipeline_example(tmp_path, "--database-url", f"sqlite:///{database}")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: the database has a table 'items' of its own"), done.stderr
+    assert "Traceback" not in done.stderr
+    with sqlite3.connect(database) as connection:  # nothing written: no ledger, no rows
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == [("items",)]
+        assert connection.execute("SELECT * FROM items").fetchall() == [(1, "the app's")]

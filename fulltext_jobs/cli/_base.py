@@ -24,7 +24,7 @@ from fulltext_jobs.domain import (
     JobStatus,
 )
 from fulltext_jobs.errors import JobNotFound, JobsError, SchemaNotMigrated
-from fulltext_jobs.pipeline import named_destinations
+from fulltext_jobs.pipeline import known_without_jobs
 
 if TYPE_CHECKING:
     # Imported where used: `--help` must not pay for SQLAlchemy.
@@ -444,22 +444,27 @@ def tell_source(state: State, *, as_json: bool) -> None:
         typer.echo(f"note: {source.label()}", err=True)
 
 
+def known_anyway(repo: SqlAlchemyRepository) -> set[str]:
+    """The destinations known though they may have no job
+    (`fulltext_jobs.pipeline.known_without_jobs`), read from the ledger."""
+    return known_without_jobs(repo.dependencies(), (c.destination for c in repo.list_controls()))
+
+
 def known_destination(repo: SqlAlchemyRepository, destination: str) -> None:
-    """Raise `CommandError` if `destination` has no jobs at all and no
-    dependency names it (`fulltext-jobs depend`: a follower is steered, and
-    its workers started, before its first job is made): a few index probes
-    (`Repository.has_destination`), then the declarations. Only then, to
-    name the known destinations, are all jobs counted.
+    """Raise `CommandError` if `destination` has no jobs at all and is not
+    known otherwise (`known_without_jobs`): a few index probes
+    (`Repository.has_destination`), then the declarations and controls.
+    Only then, to name the known destinations, are all jobs counted.
 
     Raises `InvalidInput` for a destination that is not acceptable at all.
     """
     if repo.has_destination(destination):
         return
-    declared = named_destinations(repo.dependencies())
-    if destination in declared:
+    without_jobs = known_anyway(repo)
+    if destination in without_jobs:
         return
     with_jobs = {row.destination for row in repo.stats(unqueued=False)}
-    known = ", ".join(sorted(with_jobs | declared))
+    known = ", ".join(sorted(with_jobs | without_jobs))
     msg = (
         f"no jobs for destination {destination!r}; known destinations: {known}"
         if known

@@ -21,10 +21,11 @@ from fulltext_jobs.cli._base import (
     JsonOption,
     UrlOption,
     boundary,
+    known_anyway,
 )
 from fulltext_jobs.cli._output import print_result, progress_bar, stderr_console
+from fulltext_jobs.domain import check_priority
 from fulltext_jobs.errors import InvalidInput
-from fulltext_jobs.pipeline import named_destinations
 
 if TYPE_CHECKING:
     from fulltext_jobs.sql.repository import SqlAlchemyRepository
@@ -170,6 +171,7 @@ def enqueue(
     ones."""
     with boundary(ctx, database_url, writes=True) as state:
         repo = state.repository()
+        check_priority(priority)  # refused before anything is asked or warned of
         _confirm_new_destination(repo, destination, ask=not yes)
         console = stderr_console()
         with progress_bar(console) as progress:
@@ -195,22 +197,21 @@ def enqueue(
 def new_destination(
     repo: SqlAlchemyRepository, destination: str, declared: Iterable[str] | None = None
 ) -> str | None:
-    """None if `destination` has jobs, if a dependency names it (of
-    `declared`, the destinations the declarations name; by default read
-    from the ledger), or if no destination has jobs: nothing to mistake it
+    """None if `destination` has jobs, if it is known without (of
+    `declared`; by default `known_anyway`: named by a dependency, or
+    steered), or if no destination is known at all: nothing to mistake it
     for. Otherwise a sentence saying it is new, naming the known
-    destinations (those with jobs, and the declared ones) and the closest
-    one."""
+    destinations and the closest one."""
     if repo.has_destination(destination):
         return None
-    named = named_destinations(repo.dependencies()) if declared is None else set(declared)
-    with_jobs = {row.destination for row in repo.stats(unqueued=False)}
-    if destination in named or not with_jobs:
+    named = known_anyway(repo) if declared is None else set(declared)
+    known = {row.destination for row in repo.stats(unqueued=False)} | named
+    if destination in named or not known:
         return None  # declared on purpose, or the ledger's first destination
-    known = sorted((with_jobs | named) - {destination})
-    close = difflib.get_close_matches(destination, known, n=1)
+    others = sorted(known - {destination})
+    close = difflib.get_close_matches(destination, others, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{destination!r} is a new destination (known: {', '.join(known)}){hint}"
+    return f"{destination!r} is a new destination (known: {', '.join(others)}){hint}"
 
 
 def _confirm_new_destination(repo: SqlAlchemyRepository, destination: str, *, ask: bool) -> None:

@@ -43,15 +43,15 @@ from fulltext_jobs.health import (
 )
 from fulltext_jobs.pipeline import (
     Dependency,
-    followers_without_jobs,
-    named_destinations,
+    known_without_jobs,
+    shown_without_jobs,
     waiting_on_upstreams,
 )
 from fulltext_jobs.retry import DEFAULT_RETRY
 
 if TYPE_CHECKING:
     # Imported where used: `--help` must not pay for SQLAlchemy.
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from sqlalchemy.engine import Engine
 
@@ -62,23 +62,25 @@ if TYPE_CHECKING:
     from fulltext_jobs.sql.schema_audit import SchemaProblem
 
 
-def declared_without_jobs(
+def known_without_jobs_rows(
     declared: list[Dependency],
+    steered: Iterable[str],
     rows: list[DestinationStats],
     destination: str | None,
     count_unqueued: Callable[[str], int] | None,
 ) -> list[DestinationStats]:
-    """A row for each declared destination `rows` lacks (it has no job
-    yet), so that `stats` shows what it waits for: every follower, or, for
-    one `destination`, that one if a declaration names it. Nothing counted
-    but, with `count_unqueued`, its eligible items: for a follower, those
-    done upstream that its producer has yet to queue."""
+    """A row for each destination `rows` lacks (it has no job yet) that
+    `stats` shows all the same: every follower and every `steered` one
+    (`shown_without_jobs`), or, for one `destination`, that one if a
+    declaration names it or it is steered. Nothing counted but, with
+    `count_unqueued`, its eligible items: for a follower, those done
+    upstream that its producer has yet to queue."""
     present = [row.destination for row in rows]
     if destination is None:
-        names = followers_without_jobs(declared, present)
+        names = shown_without_jobs(declared, steered, present)
     else:
-        named = named_destinations(declared) - set(present)
-        names = [destination] if destination in named else []
+        known = known_without_jobs(declared, steered) - set(present)
+        names = [destination] if destination in known else []
     return [
         DestinationStats.of(name, {}, None if count_unqueued is None else count_unqueued(name))
         for name in names
@@ -128,7 +130,7 @@ def stats(
         controls = {found.destination: found for found in repo.list_controls()}
         declared = repo.dependencies()  # read once, for both below
         counting = repo.count_unqueued if unqueued else None
-        rows += declared_without_jobs(declared, rows, destination, counting)
+        rows += known_without_jobs_rows(declared, controls, rows, destination, counting)
         upstreams = upstreams_of(repo, declared, rows)
         if as_json:
             emit_json(stats_json(rows, controls, upstreams))

@@ -33,6 +33,14 @@ OnOption = Annotated[
         show_default=False,
     ),
 ]
+UndependOnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--on",
+        help="An upstream to drop (repeatable). Default: all of them.",
+        show_default=False,
+    ),
+]
 
 
 def depend(
@@ -73,15 +81,22 @@ def depend(
 def undepend(
     ctx: typer.Context,
     destination: DestinationArgument,
-    on: OnOption = None,
+    on: UndependOnOption = None,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
     """Drop DESTINATION's dependencies on each --on destination (all of
     them without --on), and print those left: its items no longer wait
-    for those upstreams."""
+    for those upstreams. An --on it did not follow draws a warning (a
+    misspelt name would otherwise look like a success)."""
     with boundary(ctx, database_url, writes=True) as state:
-        left = state.repository().undepend(destination, on=on or None)
+        repo = state.repository()
+        followed = {d.upstream for d in repo.dependencies(destination)}
+        left = repo.undepend(destination, on=on or None)
+        for upstream in sorted(set(on or ()) - followed):
+            logging.getLogger("fulltext_jobs.cli").warning(
+                "%r did not follow %r: nothing dropped for it", destination, upstream
+            )
         _print(destination, left, as_json=as_json)
 
 

@@ -55,7 +55,7 @@ from fulltext_jobs.domain import (
     utc,
 )
 from fulltext_jobs.errors import InvalidInput
-from fulltext_jobs.pipeline import Dependency, followers_without_jobs, waiting_on_upstreams
+from fulltext_jobs.pipeline import Dependency, shown_without_jobs, waiting_on_upstreams
 from fulltext_jobs.sql.engine import SQLITE_BUSY_TIMEOUT_MS, create_engine, parse_url
 from fulltext_jobs.sql.errors import translated
 from fulltext_jobs.sql.items import ItemSource
@@ -313,7 +313,7 @@ def read_overview(
             for found in map(controls_of, connection.execute(sql.list_controls))
         }
         declared = dependencies_of(connection.execute(sql.all_dependencies))
-        for name in followers_without_jobs(declared, counts):
+        for name in shown_without_jobs(declared, controls, counts):
             counts[name] = {}
         to_come = waiting_on_upstreams(
             declared, [DestinationStats.of(name, found, None) for name, found in counts.items()]
