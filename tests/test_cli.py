@@ -949,4 +949,8 @@ def test_depend_warns_of_an_upstream_with_no_jobs_naming_the_closest(runner, url
     with caplog.at_level(logging.WARNING, logger="fulltext_jobs.cli"):
         run(runner, url, "depend", "digest", "--on", "summaries")
         run(runner, url, "enqueue", "summaries")
+        # Nor is one something is set on.
+        run(runner, url, "pause", "digest")
+        run(runner, url, "undepend", "digest")
+        run(runner, url, "depend", "index", "--on", "digest")
     assert "new destination" not in caplog.text

@@ -16,7 +16,7 @@ from fulltext_jobs.pipeline import (
     DEFAULT_ON_STATUSES,
     Dependency,
     check_on_statuses,
-    named_destinations,
+    known_without_jobs,
 )
 
 #: `--on-status`'s default: what a dependency names when nothing is named.
@@ -103,15 +103,15 @@ def undepend(
 def _warn_of_new_upstreams(
     repo: SqlAlchemyRepository, destination: str, upstreams: Sequence[str]
 ) -> None:
-    """Warn of each upstream of `destination` that has no jobs and that no
-    other declaration names, naming the closest known one: a misspelt
-    upstream would hold its follower's items back for ever."""
+    """Warn of each upstream of `destination` that has no jobs, that no
+    other declaration names and that nothing is set on, naming the closest
+    known one: a misspelt upstream would hold its follower's items back
+    for ever."""
     declared = repo.dependencies()
+    steered = [found.destination for found in repo.list_controls()]
     for upstream in sorted(set(upstreams)):
-        elsewhere = named_destinations(
-            d for d in declared if (d.destination, d.upstream) != (destination, upstream)
-        )
-        text = new_destination(repo, upstream, elsewhere)
+        others = [d for d in declared if (d.destination, d.upstream) != (destination, upstream)]
+        text = new_destination(repo, upstream, known_without_jobs(others, steered))
         if text is not None:
             logging.getLogger("fulltext_jobs.cli").warning(
                 "an upstream with no jobs, whose follower's items wait until it has some: %s", text
