@@ -85,7 +85,7 @@ def check_on_statuses(statuses: Iterable[JobStatus | str]) -> frozenset[JobStatu
         try:
             value = JobStatus(status) if isinstance(status, str) else JobStatus("")
         except ValueError:
-            msg = f"{status!r} is not a job status"
+            msg = f"{status!r} is not a job status; a dependency names finished, failed or skipped"
             raise InvalidInput(msg) from None
         if value not in DEPENDABLE:
             msg = (

@@ -832,6 +832,8 @@ def test_depend_shows_refuses_and_undepend_drops_upstreams(runner, url, repo):
         (["depend", "fetch", "--on", "quotes"], "fetch -> quotes -> lang -> fetch"),
         (["depend", "lang", "--on", "other", "--on-status", "running"], "running"),
         (["depend", "lang", "--on", "lang"], "itself"),
+        (["depend", "lang", "--on", "x", "--on-status", "FINISHED"], "finished, failed or skipped"),
+        (["depend", "lang", "--on-status", "skipped"], "give --on too"),
     ):
         refused = runner.invoke(app, ["--database-url", url, *args])
         assert_one_line_error(refused.exit_code, refused.stdout, refused.stderr, needle)
@@ -840,6 +842,20 @@ def test_depend_shows_refuses_and_undepend_drops_upstreams(runner, url, repo):
         "upstreams": [{"upstream": "fetch", "statuses": ["finished"]}],
     }
     assert [d.destination for d in repo.dependencies()] == ["lang", "quotes"]
+    # --on-status repeated adds up, as a comma-separated list does.
+    again = run_json(
+        runner,
+        url,
+        "depend",
+        "quotes",
+        "--on",
+        "lang",
+        "--on-status",
+        "finished",
+        "--on-status",
+        "skipped",
+    )
+    assert again["upstreams"] == [{"upstream": "lang", "statuses": ["finished", "skipped"]}]
     # stats shows each follower, with no job yet, and what is to come.
     repo.enqueue_unqueued("fetch")
     job = repo.get_ready_job("fetch")

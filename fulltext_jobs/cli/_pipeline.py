@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fulltext_jobs.cli._base import DestinationArgument, JsonOption, UrlOption, boundary
+from fulltext_jobs.cli._base import (
+    CommandError,
+    DestinationArgument,
+    JsonOption,
+    UrlOption,
+    boundary,
+)
 from fulltext_jobs.cli._items import new_destination
 from fulltext_jobs.cli._output import dependencies_json, dependencies_text, print_result
 from fulltext_jobs.pipeline import (
@@ -48,13 +54,14 @@ def depend(
     destination: DestinationArgument,
     on: OnOption = None,
     on_status: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             "--on-status",
-            help="The statuses an upstream job must end in, comma-separated "
-            "(finished, failed, skipped).",
+            help="The statuses an upstream job must end in: finished, failed, skipped "
+            f"(comma-separated, or repeated). Default: {DEFAULT_ON_STATUS}.",
+            show_default=False,
         ),
-    ] = DEFAULT_ON_STATUS,
+    ] = None,
     as_json: JsonOption = False,
     database_url: UrlOption = None,
 ) -> None:
@@ -69,11 +76,16 @@ def depend(
     `enqueue DESTINATION`. Give --on again to change an upstream's
     statuses; `undepend` drops it."""
     with boundary(ctx, database_url, writes=on is not None) as state:
+        if on is None and on_status:
+            msg = "--on-status names what the --on upstreams must reach: give --on too"
+            raise CommandError(msg)
         repo = state.repository()
         if on is None:
             found = repo.dependencies(destination)
         else:
-            found = repo.depend(destination, on=on, statuses=check_on_statuses(on_status))
+            given = on_status or [DEFAULT_ON_STATUS]
+            named = [part.strip() for value in given for part in value.split(",")]
+            found = repo.depend(destination, on=on, statuses=check_on_statuses(named))
             _warn_of_new_upstreams(repo, destination, on)
         _print(destination, found, as_json=as_json)
 
