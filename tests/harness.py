@@ -132,6 +132,26 @@ def postgres_database(prefix: str = "ftj_test") -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def jobs_table_role(engine: sa.Engine, prefix: str) -> Iterator[str]:
+    """A PostgreSQL role granted the jobs table and nothing else of the
+    ledger's, as the Go original's or an app's may be; dropped on exit.
+    Yields its name, for `SET LOCAL ROLE`."""
+    role = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE ROLE {role}")
+        connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA jobs TO {role}")
+        connection.exec_driver_sql(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON jobs.fulltext TO {role}"
+        )
+    try:
+        yield role
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP OWNED BY {role}")
+            connection.exec_driver_sql(f"DROP ROLE {role}")
+
+
 # --- Backends --------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from harness import jobs_table_role
 
 from fulltext_jobs import SqlAlchemyRepository
 
@@ -77,14 +78,7 @@ def test_a_role_allowed_only_the_jobs_table_can_end_a_followed_job(
 ):
     engine = clean_postgres_engine
     repo = ready_pipeline(engine)
-    role = f"ftj_go_{uuid.uuid4().hex[:8]}"
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"CREATE ROLE {role}")
-        connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA jobs TO {role}")
-        connection.exec_driver_sql(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON jobs.fulltext TO {role}"
-        )
-    try:
+    with jobs_table_role(engine, "ftj_go") as role:
         with engine.begin() as connection:
             connection.exec_driver_sql(f"SET LOCAL ROLE {role}")
             connection.exec_driver_sql(
@@ -93,7 +87,3 @@ def test_a_role_allowed_only_the_jobs_table_can_end_a_followed_job(
             )
         assert repo.enqueue_new("lang", sweep_interval=DAY) == 1
         assert [job.item_id for job in repo.list_jobs("lang")] == ["c"]
-    finally:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"DROP OWNED BY {role}")
-            connection.exec_driver_sql(f"DROP ROLE {role}")

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from harness import Backend, FakeClock, sql_backend
 
-from fulltext_jobs import InMemoryRepository, ItemSource, SqlAlchemyRepository, Worker
+from fulltext_jobs import FullText, InMemoryRepository, ItemSource, SqlAlchemyRepository, Worker
 from fulltext_jobs.errors import InvalidInput
 from fulltext_jobs.sql.schema import tables_for
 from fulltext_jobs.sql.statements import Statements
@@ -111,6 +111,18 @@ def test_a_worker_finds_late_eligible_items_at_its_sweep_interval(sql: Backend):
     assert handled == ["b", "a"]
 
 
+def running_upstream(sql: Backend) -> FullText:
+    """An item's job of A, running, which B follows; B's producer has made
+    its first sweep (nothing done upstream), so what comes next reaches B
+    by the record the job's end makes."""
+    sql.add_items(["x"])
+    sql.repo.depend("B", on="A")
+    sql.repo.enqueue_new("A")
+    assert sql.repo.enqueue_new("B") == 0
+    (upstream,) = sql.repo.claim_ready("A", 1)
+    return upstream
+
+
 def test_a_followers_job_is_not_ready_before_the_upstream_end_it_follows(
     sql: Backend, clock: FakeClock
 ):
@@ -118,11 +130,7 @@ def test_a_followers_job_is_not_ready_before_the_upstream_end_it_follows(
     follower's `enqueue_new` began, but before it took the recorded items:
     the follower's job is ready from a time after that end, not from the
     call's start."""
-    sql.add_items(["x"])
-    sql.repo.depend("B", on="A")
-    sql.repo.enqueue_new("A")
-    assert sql.repo.enqueue_new("B") == 0  # its first sweep: nothing done upstream
-    (upstream,) = sql.repo.claim_ready("A", 1)
+    upstream = running_upstream(sql)
     reads: list[datetime] = []
 
     def follower_clock() -> datetime:
@@ -196,11 +204,7 @@ def test_a_claim_stamps_started_from_inside_its_transaction(
     after waiting for the write lock): a job an upstream's end made ready
     while the claimer waited is not stamped as started before it was ready,
     nor before that end."""
-    sql.add_items(["x"])
-    sql.repo.depend("B", on="A")
-    sql.repo.enqueue_new("A")
-    assert sql.repo.enqueue_new("B") == 0
-    (upstream,) = sql.repo.claim_ready("A", 1)
+    upstream = running_upstream(sql)
     reads: list[datetime] = []
 
     def claimer_clock() -> datetime:

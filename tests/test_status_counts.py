@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from harness import Backend, FakeClock, sql_backend
+from harness import Backend, FakeClock, jobs_table_role, sql_backend
 
 import fulltext_jobs
 from fulltext_jobs import JobStatus
@@ -329,14 +329,7 @@ def test_a_writer_allowed_only_the_jobs_table_is_counted(clean_postgres_engine: 
     nothing else of ours: the triggers run as the role that migrated, so
     its writes succeed and are counted, a fold included."""
     engine = clean_postgres_engine
-    role = f"ftj_writer_{uuid.uuid4().hex[:8]}"
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"CREATE ROLE {role}")
-        connection.exec_driver_sql(f"GRANT USAGE ON SCHEMA jobs TO {role}")
-        connection.exec_driver_sql(
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON jobs.fulltext TO {role}"
-        )
-    try:
+    with jobs_table_role(engine, "ftj_writer") as role:
         with engine.begin() as connection:
             connection.exec_driver_sql(
                 "SELECT setval(pg_get_serial_sequence('jobs.fulltext_status_deltas', 'id'), 1020)"
@@ -367,10 +360,6 @@ def test_a_writer_allowed_only_the_jobs_table_is_counted(clean_postgres_engine: 
                 ("go", "running"): 2,
             }
         )
-    finally:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"DROP OWNED BY {role}")
-            connection.exec_driver_sql(f"DROP ROLE {role}")
 
 
 @pytest.mark.postgresql
