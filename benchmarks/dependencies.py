@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import sqlalchemy as sa
+from counting import BATCH, batch_round  # the claim and save a batch of the plain path
 
 import fulltext_jobs
 from fulltext_jobs import SqlAlchemyRepository
@@ -73,7 +74,7 @@ PLAIN_TARGET = 1.05
 #: The upstream and the follower.
 UPSTREAM, FOLLOWER = "A", "B"
 #: The plain path's destination (nobody follows it) and batch.
-PLAIN, BATCH = "plain", 100
+PLAIN = "plain"
 #: No sweep within the timed calls (the first call sweeps).
 NO_SWEEP = timedelta(days=1)
 #: The triggers the plain path's baseline drops.
@@ -205,23 +206,6 @@ def follower_latencies(
 # --- the plain path, with and without the triggers --------------------------
 
 
-def batch_latency(repo: SqlAlchemyRepository, calls: int) -> float:
-    """The median of `calls` batches: claim_ready(BATCH) of the plain
-    destination, finish each job, save_many(atomic=False)."""
-    took = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        jobs = repo.claim_ready(PLAIN, BATCH)
-        for job in jobs:
-            job.finish()
-        repo.save_many(jobs, atomic=False)
-        took.append(time.perf_counter() - start)
-        if len(jobs) != BATCH:
-            msg = f"claim_ready({BATCH}) found {len(jobs)} ready jobs"
-            raise RuntimeError(msg)
-    return statistics.median(took)
-
-
 @contextmanager
 def postgresql_triggers_dropped(bench: Bench) -> Iterator[None]:
     """The two unblock triggers dropped, and re-created from their own
@@ -277,17 +261,17 @@ def plain_latencies(
     """The plain batch's median with the triggers and without: `runs`
     rounds, each timing `calls` batches in both cases, the case that goes
     first alternating by round."""
-    batch_latency(repo, 2)  # warm-up
+    batch_round(repo, PLAIN, 2)  # warm-up
     with_them: list[float] = []
     without: list[float] = []
 
     def kept() -> float:
-        return batch_latency(repo, calls)
+        return batch_round(repo, PLAIN, calls)
 
     def gone() -> float:
         with dropped():
-            batch_latency(repo, 1)  # the statements planned afresh
-            return batch_latency(repo, calls)
+            batch_round(repo, PLAIN, 1)  # the statements planned afresh
+            return batch_round(repo, PLAIN, calls)
 
     for round_ in range(runs):
         if round_ % 2 == 0:
